@@ -1,0 +1,63 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
+
+.PHONY: demo test lint typecheck pytest bench bench-rss services smtp-sink clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+## make demo: set up, load the demo data and send a digest through a local SMTP capture server
+demo: $(STAMP)
+	$(BIN)/digest demo
+
+## make test: lint, type-check and the whole suite (real SMTP, SQLite and PostgreSQL)
+test: $(STAMP) services lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check digest tests bench
+	$(BIN)/ruff format --check digest tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# PostgreSQL on 127.0.0.1:5432 (trust auth): start it when it is down. Under
+# CI=true a missing server is an error, never a silent skip.
+services:
+	@if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then :; \
+	elif [ -n "$(PG_VERSION)" ]; then \
+		echo "starting PostgreSQL $(PG_VERSION)"; \
+		pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start || true; \
+		for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || { \
+		echo "PostgreSQL is not reachable on 127.0.0.1:5432"; \
+		if [ "$$CI" = "true" ]; then exit 1; fi; }
+
+## make bench: the send benchmark against Postfix's smtp-sink
+bench: $(STAMP) smtp-sink
+	$(BIN)/python bench/send.py --subscribers 20000
+
+## make bench-rss: peak memory for 10 000 and 100 000 subscribers
+bench-rss: $(STAMP) smtp-sink
+	$(BIN)/python bench/send.py --rss 10000,100000
+
+smtp-sink:
+	@command -v smtp-sink >/dev/null || test -x /usr/sbin/smtp-sink || { \
+		echo "installing Postfix for smtp-sink (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null; }
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

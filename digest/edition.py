@@ -1,0 +1,416 @@
+"""An edition's life: select → store items → render variants → enqueue → send → finish.
+
+This is the orchestration that ``cli`` (and later the scheduler and the web
+desk) call; each step delegates to its stage. A draft edition is refreshed
+every time it is built (new articles arrive during the day); once sending
+starts its content is frozen, so a resumed send sends the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from email.utils import parseaddr
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import queries
+from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
+from digest.config import Settings
+from digest.db import transaction
+from digest.errors import ComposeError, EditionError, EmptyEdition
+from digest.lists import MailingList, get_list
+from digest.models import (
+    Block,
+    DeliveryStatus,
+    Edition,
+    EditionItem,
+    EditionStatus,
+    EditionVariant,
+)
+from digest.render import (
+    ArticleView,
+    CommentView,
+    EditionView,
+    Renderer,
+    date_long,
+    date_plain,
+    defuse,
+    parse_section_key,
+    render_subject,
+    shorten,
+)
+from digest.schedule import Schedule, load_schedule
+from digest.select import Pick, Selection, select_edition
+from digest.send import Connection, Progress, RunResult, SendRun
+from digest.tokens import LinkSigner
+from digest.track import DeliveryStore
+
+log = logging.getLogger(__name__)
+PREHEADER_LIMIT = 100
+SAMPLE = Recipient(subscriber_id=0, email="reader@example.ru", name="Читатель", token_key="preview")
+
+
+@dataclass
+class Pipeline:
+    """Everything the stages need, built once at an entry point."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    clock: Callable[[], datetime]
+    renderer: Renderer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.renderer = Renderer(self.settings.templates_dir)
+
+    def schedule(self, name: str) -> Schedule:
+        return load_schedule(self.settings.schedules_dir, name)
+
+    def mailing_list(self, schedule: Schedule) -> MailingList:
+        return get_list(self.settings.subscribers_dir, schedule.list)
+
+    def composer(self, schedule: Schedule) -> Composer:
+        mailing_list = self.mailing_list(schedule)
+        if not self.settings.base_url.startswith("https://"):
+            log.warning(
+                "DIGEST_BASE_URL %s is not https: Gmail and Yahoo will not offer one-click "
+                "unsubscribe (RFC 8058)",
+                self.settings.base_url,
+            )
+        return Composer(
+            sender=self.settings.sender,
+            mailing_list=mailing_list,
+            signer=LinkSigner(self.settings.signing_key(), mailing_list.key),
+            base_url=self.settings.base_url,
+            feedback_sender_id=self.settings.feedback_sender_id,
+            clock=self.clock,
+        )
+
+    # -- building ---------------------------------------------------------------
+
+    def build(self, schedule: Schedule, edition_date: date) -> Edition:
+        """The edition for (schedule, date): created or refreshed while a draft,
+        returned as stored once it is approved or sending. Raises EmptyEdition."""
+        with transaction(self.factory) as session:
+            edition = queries.edition_for(session, schedule.name, edition_date)
+            if edition is None or edition.status is EditionStatus.DRAFT:
+                edition = self._select(session, schedule, edition_date, edition)
+                self._render(session, schedule, edition, refresh=True)
+            else:
+                self._render(session, schedule, edition, refresh=False)
+            return edition
+
+    def _select(
+        self, session: Session, schedule: Schedule, edition_date: date, edition: Edition | None
+    ) -> Edition:
+        start, end = schedule.bounds(edition_date)
+        spec = schedule.select
+        day = queries.day_candidates(session, start, end)
+        talk = queries.discussions(session, start, end, end - timedelta(days=spec.lookback_days))
+        ids = {c.id for c in day} | {d.article.id for d in talk}
+        sent = queries.already_sent(session, schedule.name, edition_date, ids, end)
+        try:
+            selection = select_edition(day, talk, spec, window_end=end, already_sent=sent)
+        except EmptyEdition as exc:
+            window = schedule.describe_window(edition_date)
+            raise EmptyEdition(f"{schedule.name}/{edition_date}: {exc} ({window})") from None
+        if edition is None:
+            edition = Edition(
+                schedule=schedule.name,
+                edition_date=edition_date,
+                window_start=start,
+                window_end=end,
+                created_at=self.clock(),
+            )
+            session.add(edition)
+        else:
+            session.execute(delete(EditionItem).where(EditionItem.edition_id == edition.id))
+            session.execute(delete(EditionVariant).where(EditionVariant.edition_id == edition.id))
+            session.expire(edition, ["items", "variants"])
+            edition.window_start, edition.window_end = start, end
+        session.flush()
+        self._store_items(session, edition, selection)
+        return edition
+
+    def _store_items(self, session: Session, edition: Edition, selection: Selection) -> None:
+        blocks: list[tuple[Block, Pick]] = [
+            (Block.LEAD, selection.lead),
+            *((Block.DAY, p) for p in selection.day),
+            *((Block.DISCUSSED, p) for p in selection.discussed),
+        ]
+        for position, (block, pick) in enumerate(blocks):
+            session.add(
+                EditionItem(
+                    edition_id=edition.id,
+                    article_id=pick.article.id,
+                    block=block,
+                    position=position,
+                    discussed=pick.discussed,
+                    comments_in_window=pick.comments_in_window,
+                    comments_total=pick.comments_total,
+                )
+            )
+        session.flush()
+        session.refresh(edition, ["items"])
+
+    def view(self, session: Session, schedule: Schedule, edition: Edition) -> EditionView:
+        """The edition as the templates see it, from its stored items."""
+        items = sorted(edition.items, key=lambda i: i.position)
+        talked = [i.article_id for i in items if i.discussed or i.block is Block.DISCUSSED]
+        top = queries.top_comments(session, talked, edition.window_start, edition.window_end)
+
+        def article(item: EditionItem) -> ArticleView:
+            a = item.article
+            c = top.get(a.id)
+            return ArticleView(
+                id=a.id,
+                title=defuse(a.title),
+                url=a.url,
+                lead=defuse(a.lead or ""),
+                section=a.section.slug if a.section else "",
+                section_title=defuse(a.section.title) if a.section else "Новости",
+                section_position=a.section.position if a.section else 10_000,
+                published_at=a.published_at,
+                views=a.views,
+                image_url=a.image_url,
+                image_caption=defuse(a.image_caption) if a.image_caption else None,
+                discussed=item.discussed or item.block is Block.DISCUSSED,
+                comments_in_window=item.comments_in_window,
+                comments_total=item.comments_total,
+                top_comment=(
+                    CommentView(defuse(c.author or "аноним"), defuse(c.body), c.votes)
+                    if c is not None and c.body
+                    else None
+                ),
+            )
+
+        lead = next(article(i) for i in items if i.block is Block.LEAD)
+        day = [article(i) for i in items if i.block is Block.DAY]
+        discussed = [article(i) for i in items if i.block is Block.DISCUSSED]
+        mailing_list = self.mailing_list(schedule)
+        variables = {
+            "date": date_plain(edition.edition_date),
+            "date_long": date_long(edition.edition_date),
+            "site_name": self.settings.site_name,
+            "lead_title": lead.title,
+            "articles": 1 + len(day),
+        }
+        edition.subject = render_subject(schedule.mail.subject, variables)
+        edition.preheader = shorten(
+            render_subject(schedule.mail.preheader, variables), PREHEADER_LIMIT
+        )
+        return EditionView(
+            site_name=self.settings.site_name,
+            site_url=self.settings.site_url,
+            list_name=mailing_list.name,
+            list_description=mailing_list.description,
+            edition_date=edition.edition_date,
+            window_days=schedule.window.days,
+            subject=edition.subject,
+            preheader=edition.preheader,
+            lead=lead,
+            day=day,
+            discussed=discussed,
+            zone=schedule.zone,
+            intro=edition.intro,
+        )
+
+    def _render(
+        self, session: Session, schedule: Schedule, edition: Edition, *, refresh: bool
+    ) -> None:
+        """Render one variant per distinct section choice of the active subscribers
+        (and the full edition, for previews); premailer runs once per variant."""
+        have = {v.key: v for v in queries.variants(session, edition.id)}
+        wanted = {"", *queries.active_section_keys(session)}
+        missing = sorted(wanted if refresh else wanted - set(have))
+        if not missing:
+            return
+        full = self.view(session, schedule, edition)
+        for key in missing:
+            view = full.for_sections(parse_section_key(key))
+            variant = have.get(key) or EditionVariant(edition_id=edition.id, key=key)
+            if view is None:
+                variant.html, variant.text, variant.articles, variant.render_ms = "", "", 0, 0.0
+            else:
+                started = time.perf_counter()
+                rendered = self.renderer.render(view, schedule.mail.template)
+                variant.html, variant.text = rendered.html, rendered.text
+                variant.articles = view.articles
+                variant.render_ms = (time.perf_counter() - started) * 1000
+            variant.preheader = full.preheader
+            session.add(variant)
+            log.info(
+                "rendered variant %r of %s: %d articles, %d bytes of HTML, %.0f ms",
+                key,
+                edition.label,
+                variant.articles,
+                len(variant.html.encode()),
+                variant.render_ms,
+                extra={"edition": edition.id},
+            )
+        session.flush()
+
+    # -- sending ----------------------------------------------------------------
+
+    def start_sending(self, schedule: Schedule, edition: Edition) -> int:
+        """Freeze the edition and give every active subscriber a delivery row.
+        Returns how many rows were added (0 on a re-run that finds nobody new)."""
+        if edition.status is EditionStatus.CANCELLED:
+            raise EditionError(f"{edition.label} was cancelled")
+        added = 0
+        with transaction(self.factory) as session:
+            current = session.get(Edition, edition.id)
+            assert current is not None
+            if current.status in (EditionStatus.DRAFT, EditionStatus.APPROVED):
+                current.status = EditionStatus.SENDING
+            for _ in range(2):
+                added += queries.enqueue_deliveries(session, current.id, self.clock())
+                if not queries.unqueued_active_subscribers(session, current.id):
+                    break
+                # Someone chose new sections since the variants were rendered.
+                self._render(session, schedule, current, refresh=False)
+            edition.status = current.status
+        return added
+
+    def templates(
+        self, schedule: Schedule, edition: Edition, composer: Composer, subject_prefix: str = ""
+    ) -> dict[int, MessageTemplate]:
+        with self.factory() as session:
+            stored = queries.variants(session, edition.id)
+            subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
+        mail = EditionMail(edition.id, schedule.name, edition.edition_date, subject)
+        return {
+            v.id: composer.template(mail, v.html, v.text, subject_prefix=subject_prefix)
+            for v in stored
+            if v.articles > 0
+        }
+
+    def send_run(
+        self,
+        schedule: Schedule,
+        edition: Edition,
+        connect: Callable[[], Connection],
+        *,
+        worker: str,
+        limit: int | None = None,
+        progress: Progress | None = None,
+    ) -> SendRun:
+        composer = self.composer(schedule)
+        templates = self.templates(schedule, edition, composer)
+
+        def compose(claim: queries.Claim) -> Message:
+            template = templates.get(claim.variant_id or -1)
+            if template is None:
+                raise ComposeError(f"delivery {claim.delivery_id}: no rendered variant")
+            return composer.message(
+                template,
+                Recipient(
+                    claim.subscriber_id, claim.email, claim.name, claim.token_key, claim.delivery_id
+                ),
+            )
+
+        return SendRun(
+            DeliveryStore(self.factory, edition.id, worker),
+            compose,
+            connect,
+            clock=self.clock,
+            connections=self.settings.smtp_connections,
+            batch_size=self.settings.batch_size,
+            limit=limit,
+            progress=progress,
+        )
+
+    def finish(self, edition: Edition) -> EditionStatus:
+        """Mark the edition sent once no delivery is left to try."""
+        with transaction(self.factory) as session:
+            current = session.get(Edition, edition.id)
+            assert current is not None
+            counts = queries.delivery_counts(session, edition.id)
+            open_ = sum(counts.get(s, 0) for s in DeliveryStatus if not s.final)
+            if open_ == 0 and current.status is EditionStatus.SENDING:
+                current.status = EditionStatus.SENT
+                current.sent_at = self.clock()
+            edition.status, edition.sent_at = current.status, current.sent_at
+            return current.status
+
+    # -- looking without sending --------------------------------------------------
+
+    def preview(
+        self,
+        schedule: Schedule,
+        edition: Edition,
+        email: str | None = None,
+        subject_prefix: str = "",
+    ) -> Message:
+        """Exactly the message a subscriber (or a sample reader) would get."""
+        composer = self.composer(schedule)
+        with self.factory() as session:
+            subscriber = queries.subscriber_by_email(session, email) if email else None
+            key = (subscriber.sections or "") if subscriber else ""
+            variant = next((v for v in queries.variants(session, edition.id) if v.key == key), None)
+            subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
+        if email and subscriber is None:
+            recipient = Recipient(0, email, None, "test")
+        elif subscriber is not None:
+            recipient = Recipient(
+                subscriber.id, subscriber.email, subscriber.name, subscriber.token_key
+            )
+        else:
+            recipient = SAMPLE
+        if variant is None or variant.articles == 0:
+            raise EditionError(f"{edition.label}: nothing in the sections {recipient.email} chose")
+        mail = EditionMail(edition.id, schedule.name, edition.edition_date, subject)
+        template = composer.template(
+            mail, variant.html, variant.text, subject_prefix=subject_prefix
+        )
+        return composer.message(template, recipient)
+
+    def dry_run(self, schedule: Schedule, edition: Edition, limit: int | None = None) -> DryRun:
+        """Compose every message that a send would, through the same code, and send none."""
+        composer = self.composer(schedule)
+        templates = self.templates(schedule, edition, composer)
+        with self.factory() as session:
+            by_key = {v.key: v.id for v in queries.variants(session, edition.id)}
+        report = DryRun(variants=len(templates))
+        after = 0
+        while limit is None or report.messages + report.skipped < limit:
+            with self.factory() as session:
+                batch = queries.active_subscribers(session, after, self.settings.batch_size)
+            if not batch:
+                break
+            for sid, email, name, key, sections in batch:
+                after = sid
+                template = templates.get(by_key.get(sections, -1))
+                if template is None:
+                    report.skipped += 1
+                    continue
+                try:
+                    message = composer.message(template, Recipient(sid, email, name, key))
+                except ComposeError as exc:
+                    report.problems.append(str(exc))
+                    continue
+                report.messages += 1
+                report.bytes += len(message.data)
+                if limit is not None and report.messages + report.skipped >= limit:
+                    break
+        return report
+
+
+@dataclass
+class DryRun:
+    variants: int
+    messages: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def envelope_address(settings: Settings) -> str:
+    return parseaddr(settings.from_)[1]
+
+
+__all__ = ["DryRun", "Pipeline", "RunResult"]

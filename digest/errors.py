@@ -1,0 +1,85 @@
+"""One error hierarchy for the whole engine.
+
+Each class's docstring is its default message, so ``raise EmptyEdition()``
+already says something useful; callers add the specifics.
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Something went wrong in digest."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(DigestError):
+    """A setting is missing or has a wrong value."""
+
+
+class ScheduleError(ConfigError):
+    """A schedule file is missing or invalid."""
+
+
+class IngestError(DigestError):
+    """An input record could not be loaded."""
+
+
+class EditionError(DigestError):
+    """The edition cannot be built or sent."""
+
+
+class EmptyEdition(EditionError):
+    """The window holds no articles: no edition is made and nothing is sent."""
+
+
+class EditionNotFound(EditionError):
+    """No such edition."""
+
+
+class RenderError(DigestError):
+    """A template failed to render."""
+
+
+class ComposeError(DigestError):
+    """A message could not be composed for this subscriber."""
+
+
+class RelayUnavailable(DigestError):
+    """The SMTP relay cannot be reached; nothing was sent and every claim was released."""
+
+
+class DeliveryError(DigestError):
+    """The relay refused a message.
+
+    Carries the reply in the server's own words: ``code`` (e.g. 550),
+    ``enhanced_code`` (e.g. "5.1.1", RFC 3463) and ``reply``.
+    """
+
+    def __init__(
+        self,
+        reply: str = "",
+        *,
+        code: int | None = None,
+        enhanced_code: str | None = None,
+        recipient: str | None = None,
+    ) -> None:
+        self.code = code
+        self.enhanced_code = enhanced_code
+        self.recipient = recipient
+        self.reply = reply
+        text = " ".join(str(p) for p in (code, reply) if p not in (None, ""))
+        super().__init__(text or None)
+
+
+class TemporaryFailure(DeliveryError):
+    """The relay deferred the message (4xx or a connection fault); it may be retried."""
+
+
+class PermanentFailure(DeliveryError):
+    """The relay rejected the message for good (5xx); it is never retried."""

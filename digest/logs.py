@@ -1,0 +1,53 @@
+"""Logging: readable lines on a terminal, or one JSON object per line (``--log-json``).
+
+Send-related lines carry ``edition`` (pass ``extra={"edition": id}``), so a
+log of many sends can be filtered by edition.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        data.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def setup(level: str = "INFO", json_lines: bool = False, console: Console | None = None) -> None:
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    handler: logging.Handler
+    if json_lines:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler = RichHandler(
+            console=console or Console(stderr=True),
+            show_path=False,
+            markup=False,
+            rich_tracebacks=False,
+            log_time_format="%H:%M:%S",
+        )
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Library chatter (aiosmtpd logs every connection) stays out unless asked for.
+    for noisy in ("mail.log", "aiosmtpd", "asyncio", "alembic", "premailer", "CSSUTILS"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

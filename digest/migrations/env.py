@@ -1,0 +1,21 @@
+"""Alembic environment: the engine is handed in by ``digest.db.upgrade``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from digest.models import Base
+
+target_metadata = Base.metadata
+engine = context.config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # SQLite cannot ALTER most things: batch mode rebuilds the table.
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

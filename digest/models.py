@@ -1,0 +1,307 @@
+"""The data model: SQLAlchemy 2 typed mappings. Queries live in ``queries``."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite keeps no offset, so values are stored there as naive UTC (in one
+    format, so SQL comparisons stay correct); PostgreSQL gets timestamptz.
+    A naive datetime is a bug upstream and is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: store aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class EditionStatus(enum.StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_DELIVERY_STATES
+
+
+FINAL_DELIVERY_STATES = frozenset(
+    {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.BOUNCED, DeliveryStatus.SUPPRESSED}
+)
+
+
+class Block(enum.StrEnum):
+    LEAD = "lead"
+    DAY = "day"
+    DISCUSSED = "discussed"
+
+
+class EventKind(enum.StrEnum):
+    OPEN = "open"
+    CLICK = "click"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    CONFIRM = "confirm"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> SAEnum:
+    # VARCHAR + CHECK rather than a native PostgreSQL ENUM: adding a state
+    # later is then an ordinary migration on both backends.
+    return SAEnum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Section(Base):
+    __tablename__ = "section"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, default=1000)
+
+
+class Article(Base):
+    __tablename__ = "article"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    lead: Mapped[str | None] = mapped_column(Text)
+    image_url: Mapped[str | None] = mapped_column(Text)
+    image_caption: Mapped[str | None] = mapped_column(Text)
+    section_id: Mapped[int | None] = mapped_column(ForeignKey("section.id"))
+    source: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(index=True)
+    views: Mapped[int] = mapped_column(BigInteger, default=0)
+    rating: Mapped[int] = mapped_column(Integer, default=0)
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    section: Mapped[Section | None] = relationship(lazy="joined")
+
+
+class Comment(Base):
+    __tablename__ = "comment"
+    __table_args__ = (
+        UniqueConstraint("article_id", "number", name="uq_comment_article_number"),
+        Index("ix_comment_posted_at_article", "posted_at", "article_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    author: Mapped[str | None] = mapped_column(String(200))
+    posted_at: Mapped[datetime]
+    body: Mapped[str] = mapped_column(Text, default="")
+    votes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscriber"
+    __table_args__ = (Index("ix_subscriber_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING
+    )
+    locale: Mapped[str] = mapped_column(String(16), default="ru")
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # Normalised, sorted, comma-joined section slugs; NULL means every section.
+    sections: Mapped[str | None] = mapped_column(Text)
+    frequency: Mapped[str] = mapped_column(String(16), default="daily")
+    # Random, unguessable key that signed links carry instead of an id or address.
+    token_key: Mapped[str] = mapped_column(String(32), unique=True)
+    consent_at: Mapped[datetime | None]
+    consent_source: Mapped[str | None] = mapped_column(String(200))
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Edition(Base):
+    __tablename__ = "edition"
+    # The arbiter: two schedulers, a double click or a restart cannot make two editions.
+    __table_args__ = (
+        UniqueConstraint("schedule", "edition_date", name="uq_edition_schedule_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(64))
+    edition_date: Mapped[date] = mapped_column(Date)
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    status: Mapped[EditionStatus] = mapped_column(
+        _enum(EditionStatus, "edition_status"), default=EditionStatus.DRAFT
+    )
+    subject: Mapped[str] = mapped_column(Text, default="")
+    preheader: Mapped[str] = mapped_column(Text, default="")
+    intro: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    items: Mapped[list[EditionItem]] = relationship(
+        back_populates="edition", cascade="all, delete-orphan", order_by="EditionItem.position"
+    )
+    variants: Mapped[list[EditionVariant]] = relationship(
+        back_populates="edition", cascade="all, delete-orphan"
+    )
+
+    @property
+    def label(self) -> str:
+        return f"{self.schedule}/{self.edition_date.isoformat()}"
+
+
+class EditionItem(Base):
+    __tablename__ = "edition_item"
+    __table_args__ = (UniqueConstraint("edition_id", "article_id", name="uq_item_edition_article"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id"))
+    block: Mapped[Block] = mapped_column(_enum(Block, "item_block"))
+    position: Mapped[int] = mapped_column(Integer)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Also in the most-discussed ranking (shown once, in the day's list, marked).
+    discussed: Mapped[bool] = mapped_column(Boolean, default=False)
+    comments_in_window: Mapped[int] = mapped_column(Integer, default=0)
+    comments_total: Mapped[int] = mapped_column(Integer, default=0)
+
+    edition: Mapped[Edition] = relationship(back_populates="items")
+    article: Mapped[Article] = relationship(lazy="joined")
+
+
+class EditionVariant(Base):
+    """One rendered, CSS-inlined form of an edition (per section choice), reused for
+    every subscriber who shares that choice; only their links are spliced in."""
+
+    __tablename__ = "edition_variant"
+    __table_args__ = (UniqueConstraint("edition_id", "key", name="uq_variant_edition_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    # The subscriber's normalised section choice ("" = every section).
+    key: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    preheader: Mapped[str] = mapped_column(Text, default="")
+    articles: Mapped[int] = mapped_column(Integer, default=0)
+    render_ms: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    edition: Mapped[Edition] = relationship(back_populates="variants")
+
+
+class Delivery(Base):
+    __tablename__ = "delivery"
+    # The arbiter again: a subscriber cannot get one edition twice from us.
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
+        Index("ix_delivery_edition_status", "edition_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("edition_variant.id"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(250))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "event_kind"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any] | None]

@@ -1,0 +1,462 @@
+"""Named queries: the only module that speaks SQL (through SQLAlchemy Core/ORM).
+
+Every statement here runs unchanged on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from digest.models import (
+    Article,
+    Comment,
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionItem,
+    EditionStatus,
+    EditionVariant,
+    Section,
+    Subscriber,
+    SubscriberStatus,
+)
+from digest.select import Candidate, Discussion
+
+# -- articles and sections ------------------------------------------------------
+
+
+def section_id(session: Session, slug: str, title: str) -> int:
+    found = session.scalar(select(Section.id).where(Section.slug == slug))
+    if found is not None:
+        return found
+    section = Section(slug=slug, title=title)
+    session.add(section)
+    session.flush()
+    return section.id
+
+
+def article_by_external_id(session: Session, external_id: str) -> Article | None:
+    return session.scalar(select(Article).where(Article.external_id == external_id))
+
+
+def comment_numbers(session: Session, article_id: int) -> dict[int, tuple[int, int]]:
+    """number → (comment id, votes) of the comments an article already has."""
+    rows = session.execute(
+        select(Comment.number, Comment.id, Comment.votes).where(Comment.article_id == article_id)
+    )
+    return {number: (cid, votes) for number, cid, votes in rows}
+
+
+# -- selection ------------------------------------------------------------------
+
+
+def _candidate_columns() -> tuple[Any, ...]:
+    return (
+        Article.id,
+        Article.external_id,
+        Article.published_at,
+        Article.views,
+        Article.image_url.is_not(None),
+        Section.slug,
+    )
+
+
+def _candidate(row: Sequence[Any]) -> Candidate:
+    return Candidate(row[0], row[1], row[2], row[3] or 0, bool(row[4]), row[5])
+
+
+def day_candidates(session: Session, start: datetime, end: datetime) -> list[Candidate]:
+    """Articles published in [start, end)."""
+    stmt = (
+        select(*_candidate_columns())
+        .outerjoin(Section, Section.id == Article.section_id)
+        .where(Article.published_at >= start, Article.published_at < end)
+    )
+    return [_candidate(row) for row in session.execute(stmt)]
+
+
+def discussions(
+    session: Session, start: datetime, end: datetime, published_since: datetime
+) -> list[Discussion]:
+    """Articles published since ``published_since`` with comments in [start, end),
+    counted per commenter (authors compared case-insensitively; anonymous
+    comments count as one commenter)."""
+    author = func.coalesce(Comment.author, "")
+    per_author = session.execute(
+        select(Comment.article_id, author, func.count())
+        .join(Article, Article.id == Comment.article_id)
+        .where(
+            Comment.posted_at >= start,
+            Comment.posted_at < end,
+            Article.published_at >= published_since,
+            Article.published_at < end,
+        )
+        .group_by(Comment.article_id, author)
+    ).all()
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for article_id, name, n in per_author:
+        counts[article_id][str(name).strip().lower()] += n
+    if not counts:
+        return []
+    ids = list(counts)
+    totals = dict(
+        session.execute(
+            select(Comment.article_id, func.count())
+            .where(Comment.article_id.in_(ids), Comment.posted_at < end)
+            .group_by(Comment.article_id)
+        ).all()
+    )
+    articles = session.execute(
+        select(*_candidate_columns())
+        .outerjoin(Section, Section.id == Article.section_id)
+        .where(Article.id.in_(ids))
+    )
+    return [
+        Discussion(_candidate(row), dict(counts[row[0]]), totals.get(row[0], 0)) for row in articles
+    ]
+
+
+def already_sent(
+    session: Session,
+    schedule: str,
+    before: date,
+    article_ids: Iterable[int],
+    until: datetime,
+) -> dict[int, int]:
+    """Of ``article_ids``, those an earlier edition of ``schedule`` carried, each with
+    the number of comments posted since (from the end of the last such window
+    to ``until``)."""
+    ids = list(set(article_ids))
+    if not ids:
+        return {}
+    last = (
+        select(EditionItem.article_id, func.max(Edition.window_end).label("last_end"))
+        .join(Edition, Edition.id == EditionItem.edition_id)
+        .where(
+            Edition.schedule == schedule,
+            Edition.edition_date < before,
+            Edition.status.in_([EditionStatus.SENDING, EditionStatus.SENT]),
+            EditionItem.article_id.in_(ids),
+        )
+        .group_by(EditionItem.article_id)
+        .subquery()
+    )
+    since = dict.fromkeys(session.scalars(select(last.c.article_id)), 0)
+    new = session.execute(
+        select(Comment.article_id, func.count())
+        .join(last, last.c.article_id == Comment.article_id)
+        .where(Comment.posted_at >= last.c.last_end, Comment.posted_at < until)
+        .group_by(Comment.article_id)
+    ).all()
+    since.update(dict(new))
+    return since
+
+
+def top_comments(
+    session: Session, article_ids: Iterable[int], start: datetime, end: datetime
+) -> dict[int, Comment]:
+    """The most voted comment inside the window, per article (ties: the earlier)."""
+    ids = list(set(article_ids))
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(Comment)
+        .where(Comment.article_id.in_(ids), Comment.posted_at >= start, Comment.posted_at < end)
+        .order_by(Comment.article_id, Comment.votes.desc(), Comment.posted_at, Comment.number)
+    )
+    best: dict[int, Comment] = {}
+    for comment in rows:
+        best.setdefault(comment.article_id, comment)
+    return best
+
+
+# -- editions -------------------------------------------------------------------
+
+
+def edition_for(session: Session, schedule: str, edition_date: date) -> Edition | None:
+    return session.scalar(
+        select(Edition).where(Edition.schedule == schedule, Edition.edition_date == edition_date)
+    )
+
+
+def find_edition(session: Session, ref: str) -> Edition | None:
+    """An edition by id (``12``) or label (``daily/2026-11-25``)."""
+    if ref.isdigit():
+        return session.get(Edition, int(ref))
+    schedule, _, day = ref.partition("/")
+    try:
+        return edition_for(session, schedule, date.fromisoformat(day))
+    except ValueError:
+        return None
+
+
+def recent_editions(session: Session, limit: int = 10) -> list[Edition]:
+    return list(
+        session.scalars(select(Edition).order_by(Edition.edition_date.desc(), Edition.id.desc()))
+        .unique()
+        .all()[:limit]
+    )
+
+
+def active_section_keys(session: Session) -> list[str]:
+    """Distinct section choices of active subscribers: one variant each."""
+    rows = session.scalars(
+        select(func.coalesce(Subscriber.sections, ""))
+        .where(Subscriber.status == SubscriberStatus.ACTIVE)
+        .distinct()
+    )
+    return sorted(rows)
+
+
+def variants(session: Session, edition_id: int) -> list[EditionVariant]:
+    return list(
+        session.scalars(select(EditionVariant).where(EditionVariant.edition_id == edition_id))
+    )
+
+
+# -- deliveries -----------------------------------------------------------------
+
+
+def enqueue_deliveries(session: Session, edition_id: int, now: datetime) -> int:
+    """A ``Delivery`` row for every active subscriber who has none for this edition,
+    in one INSERT … SELECT. Subscribers whose section choice leaves the
+    edition empty get a ``suppressed`` row: they are accounted for, not mailed."""
+    has_content = EditionVariant.articles > 0
+    source = (
+        select(
+            literal(edition_id),
+            Subscriber.id,
+            EditionVariant.id,
+            case((has_content, DeliveryStatus.QUEUED.value), else_=DeliveryStatus.SUPPRESSED.value),
+            literal(0),
+            case((has_content, None), else_="nothing in the chosen sections"),
+            literal(now, type_=Delivery.updated_at.type),
+        )
+        .join(
+            EditionVariant,
+            and_(
+                EditionVariant.edition_id == edition_id,
+                EditionVariant.key == func.coalesce(Subscriber.sections, ""),
+            ),
+        )
+        .where(
+            Subscriber.status == SubscriberStatus.ACTIVE,
+            ~exists().where(
+                Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
+            ),
+        )
+    )
+    result = session.execute(
+        insert(Delivery).from_select(
+            [
+                "edition_id",
+                "subscriber_id",
+                "variant_id",
+                "status",
+                "attempts",
+                "smtp_reply",
+                "updated_at",
+            ],
+            source,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def unqueued_active_subscribers(session: Session, edition_id: int) -> int:
+    """Active subscribers without a delivery for the edition (a variant was missing)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(
+                Subscriber.status == SubscriberStatus.ACTIVE,
+                ~exists().where(
+                    Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
+                ),
+            )
+        )
+        or 0
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    attempts: int
+    variant_id: int | None
+    subscriber_id: int
+    email: str
+    name: str | None
+    token_key: str
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        Delivery.status == DeliveryStatus.QUEUED,
+        and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.next_attempt_at <= now),
+        # A claim whose lease ran out belongs to a worker that died: take it back.
+        and_(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_until < now),
+    )
+
+
+def claim_deliveries(
+    session: Session,
+    edition_id: int,
+    worker: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+) -> tuple[list[Claim], int]:
+    """Claim up to ``limit`` due deliveries for ``worker`` and return them with
+    their subscribers, plus how many were suppressed because the subscriber is
+    no longer active (an unsubscribe takes effect mid-send). On PostgreSQL
+    ``FOR UPDATE SKIP LOCKED`` lets many workers claim side by side."""
+    due_ids = (
+        select(Delivery.id)
+        .where(Delivery.edition_id == edition_id, _due(now))
+        .order_by(Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = list(
+        session.scalars(
+            update(Delivery)
+            .where(Delivery.id.in_(due_ids.scalar_subquery()))
+            .values(
+                status=DeliveryStatus.SENDING,
+                claimed_by=worker,
+                claimed_until=lease_until,
+                updated_at=now,
+            )
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not claimed:
+        return [], 0
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Delivery.attempts,
+            Delivery.variant_id,
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.token_key,
+            Subscriber.status,
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(claimed))
+        .order_by(Delivery.id)
+    ).all()
+    claims = [
+        Claim(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+        for r in rows
+        if r[7] == SubscriberStatus.ACTIVE
+    ]
+    gone = [
+        {
+            "id": r[0],
+            "status": DeliveryStatus.SUPPRESSED,
+            "smtp_reply": f"subscriber is {r[7]}",
+            "claimed_by": None,
+            "claimed_until": None,
+            "updated_at": now,
+        }
+        for r in rows
+        if r[7] != SubscriberStatus.ACTIVE
+    ]
+    if gone:
+        session.execute(update(Delivery), gone)
+    return claims, len(gone)
+
+
+def record_outcomes(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write a batch of outcomes (dicts keyed by Delivery column, with ``id``):
+    one executemany, not one statement per message."""
+    if rows:
+        session.execute(update(Delivery), list(rows))
+
+
+def release_claims(session: Session, edition_id: int, worker: str, now: datetime) -> int:
+    """Give back what ``worker`` claimed but did not send (a clean stop)."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.claimed_by == worker,
+            Delivery.status == DeliveryStatus.SENDING,
+        )
+        .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_until=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def delivery_counts(session: Session, edition_id: int) -> dict[DeliveryStatus, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.status)
+    ).all()
+    return {DeliveryStatus(status): n for status, n in rows}
+
+
+def sent_span(session: Session, edition_id: int) -> tuple[datetime | None, datetime | None]:
+    row = session.execute(
+        select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT
+        )
+    ).one()
+    # min() and max() keep the column's type, so the values come back aware UTC.
+    return row[0], row[1]
+
+
+def failure_reasons(
+    session: Session, edition_id: int, limit: int = 5
+) -> list[tuple[str, int | None, str, int]]:
+    """The commonest failure replies: (status, code, reply, count)."""
+    rows = session.execute(
+        select(Delivery.status, Delivery.smtp_code, Delivery.smtp_reply, func.count())
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status.in_(
+                [DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.BOUNCED]
+            ),
+        )
+        .group_by(Delivery.status, Delivery.smtp_code, Delivery.smtp_reply)
+        .order_by(func.count().desc())
+        .limit(limit)
+    ).all()
+    return [(str(s), code, reply or "", n) for s, code, reply, n in rows]
+
+
+def active_subscribers(
+    session: Session, after_id: int, limit: int
+) -> list[tuple[int, str, str | None, str, str]]:
+    """Active subscribers by id checkpoint: (id, email, name, token_key, section key)."""
+    rows = session.execute(
+        select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.token_key,
+            func.coalesce(Subscriber.sections, ""),
+        )
+        .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id > after_id)
+        .order_by(Subscriber.id)
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def subscriber_by_email(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email == email.strip().lower()))

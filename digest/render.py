@@ -1,0 +1,254 @@
+"""Render: Jinja2 + Babel → HTML and text; premailer inlines the CSS once per variant.
+
+The output keeps placeholder tokens (``__UNSUB_URL__``, ``__PREFS_URL__``,
+``__EMAIL__``) where each subscriber's own values go; compose splices them
+in. Tokens have no spaces because premailer URL-quotes ``{{ x }}`` inside
+``href``. Untrusted text (titles, leads, comments) is escaped by Jinja's
+autoescape in HTML and can never smuggle in a placeholder of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import premailer
+from babel import Locale
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    select_autoescape,
+)
+from jinja2.sandbox import SandboxedEnvironment
+
+from digest.compose import PLACEHOLDER
+from digest.errors import RenderError
+
+log = logging.getLogger(__name__)
+
+LOCALE = "ru"
+STYLE_LIMIT = 16 * 1024  # MAIL-RULES 19: the head <style> (kept for @media) under 16 KB
+_STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+
+# Russian word forms per CLDR plural category (one, few, many; "other" is for fractions).
+WORD_FORMS: dict[str, tuple[str, str, str]] = {
+    "комментарий": ("комментарий", "комментария", "комментариев"),
+    "просмотр": ("просмотр", "просмотра", "просмотров"),
+    "день": ("день", "дня", "дней"),
+    "статья": ("статья", "статьи", "статей"),
+}
+
+
+def plural(n: int, word: str, locale: str = LOCALE) -> str:
+    """``plural(21, "комментарий")`` → «21 комментарий»; Babel picks the CLDR category."""
+    one, few, many = WORD_FORMS[word]
+    category = Locale.parse(locale).plural_form(n)
+    form = {"one": one, "few": few, "many": many}.get(category, few)
+    return f"{format_decimal(n, locale=locale)} {form}"
+
+
+def date_long(d: date, locale: str = LOCALE) -> str:
+    """«15 сентября 2018 г.» — with a no-break space before «г.»: CLDR's narrow one
+    (U+202F) is missing from fonts some mail clients use."""
+    return str(format_date(d, "long", locale=locale)).replace("\u202f", "\xa0")
+
+
+def date_plain(d: date, locale: str = LOCALE) -> str:
+    """«15 сентября 2018» (for subjects)."""
+    return str(format_date(d, "d MMMM y", locale=locale))
+
+
+def window_words(days: int, locale: str = LOCALE) -> str:
+    """«за сутки», «за неделю», «за 3 дня»."""
+    return {1: "за сутки", 7: "за неделю"}.get(days) or f"за {plural(days, 'день', locale)}"
+
+
+def defuse(text: str) -> str:
+    """Untrusted text must not carry a placeholder of ours into the template."""
+    return PLACEHOLDER.sub(lambda m: "_\u200b" + m.group(0)[1:], text)
+
+
+def shorten(text: str | None, limit: int) -> str:
+    text = " ".join((text or "").split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",.;:—- ") + "…"
+
+
+@dataclass(frozen=True)
+class CommentView:
+    author: str
+    body: str
+    votes: int
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    id: int
+    title: str
+    url: str
+    lead: str
+    section: str
+    section_title: str
+    section_position: int
+    published_at: datetime
+    views: int = 0
+    image_url: str | None = None
+    image_caption: str | None = None
+    discussed: bool = False
+    comments_in_window: int = 0
+    comments_total: int = 0
+    top_comment: CommentView | None = None
+
+
+@dataclass(frozen=True)
+class SectionView:
+    title: str
+    articles: list[ArticleView]
+
+
+@dataclass(frozen=True)
+class EditionView:
+    site_name: str
+    site_url: str
+    list_name: str
+    list_description: str
+    edition_date: date
+    window_days: int
+    subject: str
+    preheader: str
+    lead: ArticleView
+    day: list[ArticleView]
+    discussed: list[ArticleView]
+    zone: ZoneInfo
+    intro: str | None = None
+    sections_filter: frozenset[str] | None = field(default=None)
+
+    @property
+    def articles(self) -> int:
+        return 1 + len(self.day) + len(self.discussed)
+
+    def sections(self) -> list[SectionView]:
+        groups: dict[str, list[ArticleView]] = {}
+        for a in self.day:
+            groups.setdefault(a.section, []).append(a)
+        ordered = sorted(groups.values(), key=lambda g: (g[0].section_position, g[0].section_title))
+        return [SectionView(g[0].section_title, g) for g in ordered]
+
+    def for_sections(self, keys: frozenset[str] | None) -> EditionView | None:
+        """The variant for a subscriber who chose ``keys`` (None: everything).
+        None when nothing of the edition is left for them."""
+        if keys is None:
+            return self
+        pool = [a for a in (self.lead, *self.day) if a.section in keys]
+        discussed = [a for a in self.discussed if a.section in keys]
+        if not pool:
+            return None
+        return replace(self, lead=pool[0], day=pool[1:], discussed=discussed, sections_filter=keys)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: str
+    text: str
+    render_ms: float
+    inline_ms: float
+
+
+class Renderer:
+    """Turns an ``EditionView`` into inlined HTML and text with placeholders."""
+
+    def __init__(self, templates_dir: Path, locale: str = LOCALE) -> None:
+        if not templates_dir.is_dir():
+            raise RenderError(f"no templates folder at {templates_dir} (DIGEST_TEMPLATES_DIR)")
+        self.locale = locale
+        self.env = Environment(
+            loader=FileSystemLoader(templates_dir),
+            autoescape=select_autoescape(enabled_extensions=("html", "html.j2")),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters.update(
+            plural=lambda n, word: plural(n, word, locale),
+            date_long=lambda d: date_long(d, locale),
+            time_local=self._time_local,
+            when=self._when,
+            shorten=shorten,
+            window_words=lambda days: window_words(days, locale),
+        )
+
+    def _time_local(self, dt: datetime, zone: ZoneInfo) -> str:
+        return dt.astimezone(zone).strftime("%H:%M")
+
+    def _when(self, dt: datetime, zone: ZoneInfo) -> str:
+        return str(format_datetime(dt.astimezone(zone), "d MMMM, HH:mm", locale=self.locale))
+
+    def render(self, view: EditionView, template: str = "digest") -> Rendered:
+        context = {"e": view, "sections": view.sections()}
+        started = time.perf_counter()
+        try:
+            html_raw = self.env.get_template(f"{template}.html.j2").render(context)
+            text = self.env.get_template(f"{template}.txt.j2").render(context)
+        except TemplateError as exc:
+            raise RenderError(f"template {template!r}: {exc}") from None
+        rendered = time.perf_counter()
+        html = inline_css(html_raw)
+        inlined = time.perf_counter()
+        return Rendered(html, text, (rendered - started) * 1000, (inlined - rendered) * 1000)
+
+
+def inline_css(html: str) -> str:
+    """premailer: every rule into style attributes; @media stays in a <style> block
+    (the phone layout needs it). premailer drops the doctype, so it is put back."""
+    doctype = "<!DOCTYPE html>\n" if html.lstrip().lower().startswith("<!doctype") else ""
+    try:
+        inlined = premailer.Premailer(
+            html,
+            keep_style_tags=False,
+            remove_classes=False,
+            strip_important=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+            allow_network=False,
+        ).transform()
+    except Exception as exc:  # premailer raises whatever lxml and cssutils raise
+        raise RenderError(f"CSS inlining failed: {exc}") from exc
+    inlined = str(inlined)
+    style = sum(len(m.encode("utf-8")) for m in _STYLE_BLOCK.findall(inlined))
+    if style > STYLE_LIMIT:
+        raise RenderError(f"the head <style> is {style} bytes, over the {STYLE_LIMIT} limit")
+    return doctype + inlined
+
+
+def render_subject(template: str, variables: dict[str, Any]) -> str:
+    """Subjects and preheaders come from schedule files: render them sandboxed."""
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    try:
+        return " ".join(env.from_string(template).render(variables).split())
+    except TemplateError as exc:
+        raise RenderError(f"subject/preheader template {template!r}: {exc}") from None
+
+
+def section_key(sections: Iterable[str] | None) -> str:
+    """A subscriber's section choice, normalised: sorted, comma-joined ("" = all)."""
+    if not sections:
+        return ""
+    return ",".join(sorted({s.strip().lower() for s in sections if s.strip()}))
+
+
+def parse_section_key(key: str) -> frozenset[str] | None:
+    return frozenset(key.split(",")) if key else None

@@ -1,0 +1,127 @@
+"""Edition kinds from ``schedules/*.toml``: when each goes, its window, what goes in.
+
+A schedule file is the editable outside of the system (ops add a weekly
+edition without touching Python). APScheduler jobs are built from these.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from digest.errors import ScheduleError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WindowSpec(_Strict):
+    """The window of edition date D is [D − days at ``start``, D at ``start``) in the zone."""
+
+    start: time = time(7, 0)
+    days: int = Field(default=1, ge=1, le=31)
+
+
+class SelectSpec(_Strict):
+    max_articles: int = Field(default=20, ge=1, le=200)
+    max_discussed: int = Field(default=10, ge=0, le=100)
+    # Most discussed: articles published within this many days before the window ends.
+    lookback_days: int = Field(default=7, ge=1, le=365)
+    # Each commenter counts at most this many comments: two people arguing must
+    # not outrank a broad discussion.
+    comments_per_commenter: int = Field(default=3, ge=1)
+    ranking: Literal["capped", "hot"] = "capped"
+    # An article that went out before comes back under «Обсуждаемое» only with
+    # at least this many comments posted since the edition that carried it.
+    rediscuss_min_new_comments: int = Field(default=20, ge=1)
+
+
+class MailSpec(_Strict):
+    # Jinja templates (sandboxed, no autoescape: the result is a header and is
+    # encoded per RFC 2047). Variables: date (15 сентября 2018), date_long,
+    # site_name, lead_title, articles.
+    subject: str = "{{ site_name }} за {{ date }}"
+    preheader: str = "{{ lead_title }}"
+    template: str = "digest"
+
+
+class Schedule(_Strict):
+    name: str
+    title: str
+    list: str = "daily"
+    cron: str = "0 7 * * *"
+    timezone: str = "Europe/Moscow"
+    window: WindowSpec = WindowSpec()
+    select: SelectSpec = SelectSpec()
+    mail: MailSpec = MailSpec()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        CronTrigger.from_crontab(value, timezone=UTC)
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def bounds(self, edition_date: date) -> tuple[datetime, datetime]:
+        """[start, end) of an edition in UTC; computed in the schedule's zone, so a
+        daylight-saving change gives a 23- or 25-hour window, not a shifted one."""
+        end_local = datetime.combine(edition_date, self.window.start, tzinfo=self.zone)
+        start_local = datetime.combine(
+            edition_date - timedelta(days=self.window.days), self.window.start, tzinfo=self.zone
+        )
+        return start_local.astimezone(UTC), end_local.astimezone(UTC)
+
+    def describe_window(self, edition_date: date) -> str:
+        """«24.11.2026 07:00 – 25.11.2026 07:00 (Europe/Moscow)»"""
+        start, end = (t.astimezone(self.zone) for t in self.bounds(edition_date))
+        return f"{start:%d.%m.%Y %H:%M} – {end:%d.%m.%Y %H:%M} ({self.timezone})"
+
+    def today(self, now: datetime) -> date:
+        """The edition date that ``now`` falls on, in the schedule's zone."""
+        return now.astimezone(self.zone).date()
+
+    def trigger(self) -> CronTrigger:
+        return CronTrigger.from_crontab(self.cron, timezone=self.zone)
+
+
+def load_schedule(directory: Path, name: str) -> Schedule:
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.toml"))) or "none"
+        raise ScheduleError(f"no schedule {name!r} in {directory} (known: {known})")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScheduleError(f"{path}: not valid TOML: {exc}") from None
+    data.setdefault("name", name)
+    try:
+        return Schedule.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ScheduleError(f"{path}: {problems}") from None
+
+
+def load_schedules(directory: Path) -> dict[str, Schedule]:
+    return {p.stem: load_schedule(directory, p.stem) for p in sorted(directory.glob("*.toml"))}

@@ -1,0 +1,234 @@
+"""The `digest` command, run for real as a subprocess."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digest.capture import CaptureServer
+
+DIGEST = str(Path(sys.executable).parent / "digest")
+DAY = "2026-11-25"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def base_env(workdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        {
+            "COLUMNS": "200",
+            "DIGEST_CONFIG": str(workdir / "none.toml"),
+            "DIGEST_SECRET_KEY": "cli-test-secret-key-0123456789",
+        }
+    )
+    (workdir / "none.toml").write_text("", encoding="utf-8")
+    env.update(extra)
+    return env
+
+
+def digest(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DIGEST, *args],
+        cwd=workdir,
+        env=env or base_env(workdir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def demo_db(workdir: Path) -> Path:
+    """A working folder with the demo data and 20 subscribers loaded (no send)."""
+    result = digest(workdir, "demo", "--subscribers", "20", "--date", DAY, "--no-send")
+    assert result.returncode == 0, result.stderr
+    return workdir
+
+
+@pytest.fixture
+def relay() -> Iterator[CaptureServer]:
+    with CaptureServer() as server:
+        yield server
+
+
+COMMANDS = [["db", "upgrade"], ["ingest"], ["demo"], ["preview"], ["send"], ["status"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
+def test_every_command_explains_itself_with_an_example(workdir: Path, command: list[str]) -> None:
+    result = digest(workdir, *command, "--help")
+    assert result.returncode == 0
+    assert "Example: digest " in result.stdout
+
+
+def test_top_level_help_lists_the_commands(workdir: Path) -> None:
+    result = digest(workdir, "--help")
+    assert result.returncode == 0
+    for name in ("db", "ingest", "demo", "preview", "send", "status"):
+        assert name in result.stdout
+
+
+def test_demo_sends_once_and_saves_every_message(workdir: Path) -> None:
+    env = base_env(workdir)
+    env.pop("DIGEST_SECRET_KEY")  # the demo makes its own key under var/
+    first = digest(workdir, "demo", "--subscribers", "25", "--date", DAY, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "subscribers: 25 demo readers (25 new)" in first.stdout
+    assert "the capture server received 25 messages in this run" in first.stdout
+    assert (workdir / "var" / "secret.key").is_file()
+    outbox = sorted((workdir / "var" / "outbox").glob("*.eml"))
+    assert len(outbox) == 25
+    message = email.message_from_bytes(outbox[0].read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "Новости ВПК за 25 ноября 2026"
+    preview = workdir / "var" / "preview" / f"daily-{DAY}.html"
+    assert preview.is_file() and "Азербайджан держит курс на ОДКБ?" in preview.read_text()
+    again = digest(workdir, "demo", "--subscribers", "25", "--date", DAY, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "loaded 0, updated 40, rejected 0; comments added 0" in again.stdout
+    assert "the capture server received 0 messages in this run" in again.stdout
+    assert len(list((workdir / "var" / "outbox").glob("*.eml"))) == 25
+    status = digest(workdir, "status", f"daily/{DAY}", "--json", env=env)
+    report = json.loads(status.stdout)
+    assert report["counts"]["sent"] == 25 and report["status"] == "sent" and report["pending"] == 0
+
+
+def test_demo_uses_the_configured_relay(workdir: Path, relay: CaptureServer) -> None:
+    result = digest(
+        workdir,
+        "demo",
+        "--subscribers",
+        "6",
+        "--date",
+        DAY,
+        env=base_env(workdir, DIGEST_SMTP_URL=relay.url),
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"sending through {relay.url}" in result.stdout
+    assert len(relay.messages) == 6
+    assert not (workdir / "var" / "outbox").exists()
+
+
+def test_ingest_reports_bad_lines_and_exits_3(workdir: Path) -> None:
+    assert digest(workdir, "db", "upgrade").returncode == 0
+    data = workdir / "in.jsonl"
+    good = {"url": "https://e.ru/1", "title": "Новость", "published_at": "2026-11-24T10:00+03:00"}
+    lines = [json.dumps({"id": "1", **good}), "{oops", json.dumps({"id": "3", **good})]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = digest(workdir, "ingest", str(data))
+    assert result.returncode == 3
+    assert f"{data}:2: not valid JSON" in result.stderr
+    assert "loaded 2, updated 0, rejected 1" in result.stdout
+    clean = workdir / "ok.jsonl"
+    clean.write_text(data.read_text().splitlines()[0] + "\n")
+    assert digest(workdir, "ingest", str(clean)).returncode == 0
+
+
+def test_commands_refuse_a_database_that_is_not_upgraded(workdir: Path) -> None:
+    result = digest(workdir, "status")
+    assert result.returncode == 1 and "digest db upgrade" in result.stderr
+
+
+def test_preview_shows_what_would_be_sent(demo_db: Path) -> None:
+    text = digest(demo_db, "preview", "--date", DAY, "--format", "text", "--out", "-")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("НОВОСТИ ВПК — 25 ноября 2026")
+    assert "Отписаться: https://" in text.stdout
+    eml = digest(
+        demo_db,
+        "preview",
+        "--date",
+        DAY,
+        "--format",
+        "eml",
+        "--subscriber",
+        "reader00003@yandex.example.ru",
+        "--out",
+        "x.eml",
+    )
+    assert eml.returncode == 0, eml.stderr
+    message = email.message_from_bytes(
+        (demo_db / "x.eml").read_bytes(), policy=email.policy.default
+    )
+    assert message["To"].addresses[0].addr_spec == "reader00003@yandex.example.ru"
+    html = digest(demo_db, "preview", "--date", DAY)
+    assert html.returncode == 0 and f"var/preview/daily-{DAY}.html" in html.stdout
+    status = digest(demo_db, "status", "--json")
+    assert json.loads(status.stdout)[0]["status"] == "draft"  # previews never send
+
+
+def test_send_dry_run_limit_and_test_copy(demo_db: Path, relay: CaptureServer) -> None:
+    env = base_env(demo_db, DIGEST_SMTP_URL=relay.url)
+    dry = digest(demo_db, "send", "--date", DAY, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "would send 20 messages" in dry.stdout and not relay.messages
+    test = digest(demo_db, "send", "--date", DAY, "--test-to", "editor@example.ru", env=env)
+    assert test.returncode == 0, test.stderr
+    assert len(relay.messages) == 1 and relay.messages[0].rcpt_to == ("editor@example.ru",)
+    subject = email.message_from_bytes(relay.messages[0].data, policy=email.policy.default)[
+        "Subject"
+    ]
+    assert subject.startswith("[Тест] ")
+    part = digest(demo_db, "send", "--date", DAY, "--limit", "5", env=env)
+    assert part.returncode == 0, part.stderr
+    assert len(relay.messages) == 6
+    rest = digest(demo_db, "--log-json", "send", "--date", DAY, env=env)
+    assert rest.returncode == 0, rest.stderr
+    assert len(relay.messages) == 21
+    lines = [json.loads(line) for line in rest.stderr.splitlines() if line.startswith("{")]
+    assert any(line.get("edition") for line in lines)
+    assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+    status = digest(demo_db, "status", f"daily/{DAY}")
+    assert "sent" in status.stdout and "20" in status.stdout
+
+
+def test_send_exits_3_when_messages_fail(demo_db: Path) -> None:
+    from tests.conftest import ScriptedHandler
+
+    handler = ScriptedHandler()
+    handler.rules = {"reader00001@example.com": "550 5.1.1 user unknown"}
+    with CaptureServer(handler) as server:
+        result = digest(
+            demo_db, "send", "--date", DAY, env=base_env(demo_db, DIGEST_SMTP_URL=server.url)
+        )
+    assert result.returncode == 3, result.stderr
+    assert "550 5.1.1 user unknown" in result.stdout
+
+
+def test_an_empty_window_sends_nothing(demo_db: Path, relay: CaptureServer) -> None:
+    result = digest(
+        demo_db, "send", "--date", "2020-01-01", env=base_env(demo_db, DIGEST_SMTP_URL=relay.url)
+    )
+    assert result.returncode == 0
+    assert "nothing to send" in result.stdout and "no new articles" in result.stdout
+    assert not relay.messages
+
+
+def test_clear_errors(demo_db: Path) -> None:
+    no_relay = digest(demo_db, "send", "--date", DAY)
+    assert no_relay.returncode == 1 and "DIGEST_SMTP_URL is not set" in no_relay.stderr
+    bad = digest(demo_db, "status", env=base_env(demo_db, DIGEST_SMTP_CONNECTIONS="0"))
+    assert bad.returncode == 1 and "DIGEST_SMTP_CONNECTIONS:" in bad.stderr
+    down = digest(
+        demo_db, "send", "--date", DAY, env=base_env(demo_db, DIGEST_SMTP_URL="smtp://127.0.0.1:9")
+    )
+    assert down.returncode == 1 and "cannot connect" in down.stderr
+    assert "Traceback" not in down.stderr + bad.stderr + no_relay.stderr
+    bad_date = digest(demo_db, "send", "--date", "25.11.2026")
+    assert bad_date.returncode == 2 and "--date" in bad_date.stderr
+    unknown = digest(demo_db, "status", "daily/1999-01-01")
+    assert unknown.returncode == 1 and "no edition" in unknown.stderr

@@ -1,0 +1,214 @@
+"""Ingest on both backends: JSON Lines, RSS 2.0 and Atom (files and a local URL)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import HTTPServer, SimpleHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.ingest import Ingester, read_source
+from digest.models import Article, Comment, Section
+
+
+def line(**fields: Any) -> str:
+    record = {
+        "id": "a1",
+        "url": "https://vpk.example.ru/news/1.html",
+        "title": "Заголовок",
+        "published_at": "2026-11-24T10:00:00+03:00",
+    }
+    record.update(fields)
+    return json.dumps(record, ensure_ascii=False)
+
+
+def comment(number: int, **fields: Any) -> dict[str, Any]:
+    value = {
+        "number": number,
+        "author": f"автор{number}",
+        "posted_at": "2026-11-24T12:00:00+03:00",
+        "body": f"текст {number}",
+        "votes": 1,
+    }
+    value.update(fields)
+    return value
+
+
+def ingest(factory: sessionmaker[Session], path: Path):  # type: ignore[no-untyped-def]
+    return Ingester(factory).load(read_source(str(path)))
+
+
+def counts(factory: sessionmaker[Session]) -> tuple[int, int]:
+    with factory() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Article)) or 0,
+            session.scalar(select(func.count()).select_from(Comment)) or 0,
+        )
+
+
+def test_good_lines_load_and_bad_lines_are_reported_by_number(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    path = tmp_path / "articles.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                line(id="ok-1", comments=[comment(1), comment(2)]),
+                "{not json",
+                line(id="no-title", title=""),
+                line(id="naive", published_at="2026-11-24T10:00:00"),
+                line(id="bad-url", url="javascript:alert(1)"),
+                "",
+                line(id="huge", title="Ж" * 10_000_000),
+                "[1, 2]",
+                line(id="ok-2", section="Флот", views=5, image_url="https://vpk.example.ru/i.jpg"),
+                json.dumps({"url": "https://e.ru/x", "title": "no id"}),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    report = ingest(factory, path)
+    assert (report.loaded, report.updated, report.rejected) == (2, 0, 7)
+    reasons = {p.where.rsplit(":", 1)[1]: p.reason for p in report.problems}
+    assert reasons["2"].startswith("not valid JSON")
+    assert reasons["3"] == "title: String should have at least 1 character"
+    assert "published_at" in reasons["4"] and "timezone" in reasons["4"]
+    assert reasons["5"] == "url: must be an absolute http(s) URL"
+    assert reasons["7"] == "title: too long (10000000 characters; at most 1000)"
+    assert reasons["8"] == "a line must be a JSON object"
+    assert reasons["10"] == "id: is required; published_at: is required"
+    assert counts(factory) == (2, 2)
+
+
+def test_reingest_updates_and_never_doubles(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(line(views=10, comments=[comment(1), comment(2)]) + "\n", encoding="utf-8")
+    assert ingest(factory, path).loaded == 1
+    path.write_text(
+        line(
+            views=99,
+            title="Новый заголовок",
+            comments=[comment(1, votes=7), comment(2), comment(3)],
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    report = ingest(factory, path)
+    assert (report.loaded, report.updated, report.comments_added) == (0, 1, 1)
+    again = ingest(factory, path)
+    assert (again.updated, again.comments_added) == (1, 0)
+    assert counts(factory) == (1, 3)
+    with factory() as session:
+        article = session.scalar(select(Article))
+        assert article is not None and (article.views, article.title) == (99, "Новый заголовок")
+        votes = session.scalar(select(Comment.votes).where(Comment.number == 1))
+        assert votes == 7
+
+
+def test_hostile_text_is_kept_as_text_on_one_line(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(
+        line(
+            title="<script>alert(1)</script>\r\nBcc: x@y.ru",
+            section="Флот\r\nX-Evil: 1",
+            comments=[comment(1, author="Вася\r\nBcc: a@b.ru", body="<b>жирный</b>\r\nстрока")],
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    assert ingest(factory, path).loaded == 1
+    with factory() as session:
+        article = session.scalar(select(Article))
+        assert article is not None
+        assert article.title == "<script>alert(1)</script> Bcc: x@y.ru"
+        section = session.scalar(select(Section))
+        assert section is not None and section.title == "Флот X-Evil: 1"
+        c = session.scalar(select(Comment))
+        assert (
+            c is not None and c.author == "Вася Bcc: a@b.ru" and c.body == "<b>жирный</b>\nстрока"
+        )
+
+
+def test_a_bad_comment_is_skipped_and_the_article_kept(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(
+        line(comments=[comment(1), comment(0), {"number": 3}, "junk"]) + "\n", encoding="utf-8"
+    )
+    report = ingest(factory, path)
+    assert (report.loaded, report.comments_added, report.comments_rejected) == (1, 1, 3)
+    assert "comment 3" in str(report.warnings[1]) and "posted_at: is required" in str(
+        report.warnings[1]
+    )
+
+
+def test_a_missing_file_is_reported(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    report = ingest(factory, tmp_path / "nope.jsonl")
+    assert report.rejected == 1 and report.problems[0].reason == "no such file"
+
+
+RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>ВПК.name</title><link>https://vpk.example.ru/</link>
+<item><title>Фрегат вышел в поход</title><link>https://vpk.example.ru/news/1.html</link>
+<guid>https://vpk.example.ru/news/1.html</guid><category>Флот</category>
+<description>&lt;p&gt;Корабль &lt;b&gt;выполнит&lt;/b&gt; задачи.&lt;/p&gt;</description>
+<pubDate>Tue, 24 Nov 2026 10:15:00 +0300</pubDate>
+<enclosure url="https://vpk.example.ru/i/1.jpg" type="image/jpeg" length="1"/></item>
+<item><title>Без даты</title><link>https://vpk.example.ru/news/2.html</link></item>
+</channel></rss>"""
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>ВПК.name</title><id>urn:vpk</id>
+<updated>2026-11-24T12:00:00Z</updated>
+<entry><title>Спутник выведен на орбиту</title><id>urn:vpk:2</id>
+<link href="https://vpk.example.ru/news/3.html"/><published>2026-11-24T09:00:00+03:00</published>
+<updated>2026-11-24T09:30:00+03:00</updated><summary>Аппарат взят на управление.</summary>
+<category term="Космос"/></entry></feed>"""
+
+
+def test_rss_and_atom_files(factory: sessionmaker[Session], tmp_path: Path) -> None:
+    (tmp_path / "news.rss").write_text(RSS, encoding="utf-8")
+    (tmp_path / "news.xml").write_text(ATOM, encoding="utf-8")
+    rss = ingest(factory, tmp_path / "news.rss")
+    assert (rss.loaded, rss.rejected) == (1, 1)
+    assert "published_at" in rss.problems[0].reason and "entry 2" in rss.problems[0].where
+    assert ingest(factory, tmp_path / "news.xml").loaded == 1
+    with factory() as session:
+        first = session.scalar(select(Article).where(Article.url.endswith("/1.html")))
+        assert first is not None
+        assert first.lead == "Корабль выполнит задачи."
+        assert first.section is not None and first.section.title == "Флот"
+        assert first.image_url == "https://vpk.example.ru/i/1.jpg"
+        assert first.published_at.isoformat() == "2026-11-24T07:15:00+00:00"
+        assert first.source == "ВПК.name"
+        atom = session.scalar(select(Article).where(Article.external_id == "urn:vpk:2"))
+        assert atom is not None and atom.published_at.hour == 6
+
+
+@pytest.fixture
+def feed_url(tmp_path: Path) -> Iterator[str]:
+    (tmp_path / "feed.xml").write_text(ATOM, encoding="utf-8")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_feed_by_url(factory: sessionmaker[Session], feed_url: str) -> None:
+    report = Ingester(factory).load(read_source(feed_url))
+    assert report.loaded == 1

@@ -1,0 +1,360 @@
+"""Sending through a real SMTP server (aiosmtpd on 127.0.0.1), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections import Counter
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import demo, queries
+from digest.capture import CaptureServer
+from digest.config import parse_smtp_url
+from digest.edition import Pipeline
+from digest.errors import EmptyEdition, RelayUnavailable
+from digest.models import (
+    Article,
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+from digest.schedule import Schedule
+from digest.send import RunResult, SmtpConnection, probe, run_async
+from tests.conftest import FIXED_NOW, ScriptedHandler, count_commits
+
+READERS = 40
+
+
+def addr(i: int) -> str:
+    """The demo's address of reader number i."""
+    return f"reader{i:05d}@{demo.DOMAINS[i % len(demo.DOMAINS)]}"
+
+
+@pytest.fixture
+def schedule(pipeline: Pipeline) -> Schedule:
+    return pipeline.schedule("daily")
+
+
+@pytest.fixture
+def loaded(pipeline: Pipeline, schedule: Schedule, fixed_date: date) -> Pipeline:
+    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
+    return pipeline
+
+
+def send(
+    pipeline: Pipeline,
+    schedule: Schedule,
+    edition: Edition,
+    server: CaptureServer,
+    limit: int | None = None,
+    batch: int | None = None,
+) -> RunResult:
+    target = parse_smtp_url(server.url)
+    pipeline.start_sending(schedule, edition)
+    run = pipeline.send_run(
+        schedule, edition, lambda: SmtpConnection(target, 5), worker="test", limit=limit
+    )
+    if batch:
+        run.batch_size = batch
+    result = run_async(run.run())
+    pipeline.finish(edition)
+    return result
+
+
+def deliveries(factory: sessionmaker[Session], edition: Edition) -> dict[str, Delivery]:
+    with factory() as session:
+        rows = session.execute(
+            select(Subscriber.email, Delivery)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .where(Delivery.edition_id == edition.id)
+        ).all()
+    return {e: d for e, d in rows}
+
+
+def test_every_subscriber_gets_exactly_one_message_equal_to_the_preview(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    edition = loaded.build(schedule, fixed_date)
+    result = send(loaded, schedule, edition, smtp_server)
+    assert result.sent == READERS and result.failed == result.deferred == 0
+    received = Counter(m.rcpt_to[0] for m in smtp_server.messages)
+    with loaded.factory() as session:
+        active = set(session.scalars(select(Subscriber.email)))
+    assert set(received) == active and set(received.values()) == {1}
+    # What arrived is byte for byte what `digest preview --subscriber` shows.
+    for captured in smtp_server.messages[:5]:
+        preview = loaded.preview(schedule, edition, captured.rcpt_to[0])
+        assert captured.data == preview.data
+        assert captured.mail_from == preview.envelope_from
+    rows = deliveries(loaded.factory, edition)
+    assert {d.status for d in rows.values()} == {DeliveryStatus.SENT}
+    assert all(d.smtp_code == 250 and "queued as" in (d.smtp_reply or "") for d in rows.values())
+    assert all(d.message_id and d.sent_at and d.attempts == 1 for d in rows.values())
+    with loaded.factory() as session:
+        stored = session.get(Edition, edition.id)
+        assert stored is not None and stored.status is EditionStatus.SENT and stored.sent_at
+
+
+def test_a_second_run_sends_nothing(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    edition = loaded.build(schedule, fixed_date)
+    send(loaded, schedule, edition, smtp_server)
+    again = loaded.build(schedule, fixed_date)
+    assert again.status is EditionStatus.SENT
+    result = send(loaded, schedule, again, smtp_server)
+    assert result.claimed == 0 and result.sent == 0
+    assert len(smtp_server.messages) == READERS
+
+
+def test_a_new_subscriber_gets_the_edition_on_the_next_run(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    edition = loaded.build(schedule, fixed_date)
+    send(loaded, schedule, edition, smtp_server)
+    demo.add_subscribers(loaded.factory, READERS + 3, now=FIXED_NOW)
+    result = send(loaded, schedule, edition, smtp_server)
+    assert result.sent == 3 and len(smtp_server.messages) == READERS + 3
+
+
+def test_replies_are_recorded_in_the_servers_own_words(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    handler = smtp_server.handler
+    assert isinstance(handler, ScriptedHandler)
+    handler.rules = {
+        addr(1): "451 4.3.0 Mailbox temporarily unavailable",
+        addr(2): f"550 5.1.1 <{addr(2)}>: user unknown",
+        addr(3): "554 5.7.1 Message rejected as spam",
+        addr(4): "drop",
+    }
+    edition = loaded.build(schedule, fixed_date)
+    result = send(loaded, schedule, edition, smtp_server)
+    assert (result.sent, result.deferred, result.failed) == (READERS - 4, 2, 2)
+    rows = deliveries(loaded.factory, edition)
+    temp = rows[addr(1)]
+    assert (temp.status, temp.smtp_code) == (DeliveryStatus.DEFERRED, 451)
+    assert temp.smtp_reply == "4.3.0 Mailbox temporarily unavailable"
+    assert temp.next_attempt_at is not None and temp.next_attempt_at - FIXED_NOW >= timedelta(
+        minutes=5
+    )
+    hard = rows[addr(2)]
+    assert (hard.status, hard.smtp_code) == (DeliveryStatus.FAILED, 550)
+    assert hard.smtp_reply == f"5.1.1 <{addr(2)}>: user unknown"
+    assert rows[addr(3)].smtp_code == 554
+    dropped = rows[addr(4)]
+    assert dropped.status is DeliveryStatus.DEFERRED and dropped.smtp_code is None
+    assert "connection lost" in (dropped.smtp_reply or "")
+    with loaded.factory() as session:
+        stored = session.get(Edition, edition.id)
+        assert stored is not None and stored.status is EditionStatus.SENDING  # two still to retry
+    # A failed delivery is never sent again; a deferred one is, once it is due.
+    handler.rules = {}
+    with loaded.factory() as session, session.begin():
+        session.execute(
+            update(Delivery)
+            .where(Delivery.status == DeliveryStatus.DEFERRED)
+            .values(next_attempt_at=FIXED_NOW)
+        )
+    retry = send(loaded, schedule, edition, smtp_server)
+    assert retry.sent == 2 and retry.failed == 0
+    assert deliveries(loaded.factory, edition)[addr(1)].attempts == 2
+
+
+def test_an_unsubscribe_takes_effect_mid_send(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    edition = loaded.build(schedule, fixed_date)
+    loaded.start_sending(schedule, edition)
+    with loaded.factory() as session, session.begin():
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == addr(5))
+            .values(status=SubscriberStatus.UNSUBSCRIBED)
+        )
+    result = send(loaded, schedule, edition, smtp_server)
+    assert result.suppressed == 1 and result.sent == READERS - 1
+    row = deliveries(loaded.factory, edition)[addr(5)]
+    assert (
+        row.status is DeliveryStatus.SUPPRESSED and row.smtp_reply == "subscriber is unsubscribed"
+    )
+    assert addr(5) not in {m.rcpt_to[0] for m in smtp_server.messages}
+
+
+def test_outcomes_are_written_in_batches(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    demo.add_subscribers(loaded.factory, 300, now=FIXED_NOW)
+    edition = loaded.build(schedule, fixed_date)
+    loaded.start_sending(schedule, edition)
+    engine = loaded.factory.kw["bind"]
+    commits = count_commits(engine)
+    result = send(loaded, schedule, edition, smtp_server, batch=50)
+    assert result.sent == 300
+    # Claims and outcome batches: about 2 × 300/50, never one per message.
+    assert 6 <= commits() <= 2 * 300 // 50 + 6
+
+
+def test_limit_sends_at_most_n(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    edition = loaded.build(schedule, fixed_date)
+    assert send(loaded, schedule, edition, smtp_server, limit=7).sent == 7
+    assert len(smtp_server.messages) == 7
+    with loaded.factory() as session:
+        counts = queries.delivery_counts(session, edition.id)
+    assert counts[DeliveryStatus.QUEUED] == READERS - 7 and DeliveryStatus.SENDING not in counts
+    assert send(loaded, schedule, edition, smtp_server).sent == READERS - 7
+
+
+def test_a_relay_that_is_down_changes_nothing(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date
+) -> None:
+    dead = SmtpConnection(parse_smtp_url("smtp://127.0.0.1:9"), 2)
+    with pytest.raises(RelayUnavailable, match="cannot connect"):
+        run_async(probe(dead))
+
+
+def test_a_relay_that_fails_mid_send_stops_the_run_and_releases_claims(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    handler = smtp_server.handler
+    assert isinstance(handler, ScriptedHandler)
+    handler.rules = {addr(i): "drop" for i in range(1, READERS + 1)}
+    edition = loaded.build(schedule, fixed_date)
+    result = send(loaded, schedule, edition, smtp_server)
+    assert result.aborted and "connection failures in a row" in result.aborted
+    with loaded.factory() as session:
+        counts = queries.delivery_counts(session, edition.id)
+    assert DeliveryStatus.SENDING not in counts
+    assert counts[DeliveryStatus.QUEUED] + counts[DeliveryStatus.DEFERRED] == READERS
+    assert counts[DeliveryStatus.QUEUED] > 0
+
+
+def test_each_section_choice_gets_its_own_variant(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    with loaded.factory() as session, session.begin():
+        session.execute(
+            update(Subscriber).where(Subscriber.email == addr(1)).values(sections="космос")
+        )
+        session.execute(
+            update(Subscriber).where(Subscriber.email == addr(2)).values(sections="нет-такого")
+        )
+    edition = loaded.build(schedule, fixed_date)
+    send(loaded, schedule, edition, smtp_server)
+    with loaded.factory() as session:
+        keys = {v.key: v for v in queries.variants(session, edition.id)}
+    assert {"", "космос", "нет-такого"} <= set(keys)
+    assert keys["нет-такого"].articles == 0
+    rows = deliveries(loaded.factory, edition)
+    assert rows[addr(2)].status is DeliveryStatus.SUPPRESSED
+    space = next(m for m in smtp_server.messages if m.rcpt_to[0] == addr(1))
+    html = email.message_from_bytes(space.data, policy=email.policy.default).get_body(("html",))
+    content = html.get_content()  # type: ignore[union-attr]
+    assert "Космос" in content and ">Флот<" not in content
+
+
+def test_an_empty_window_makes_no_edition(loaded: Pipeline, schedule: Schedule) -> None:
+    with pytest.raises(EmptyEdition, match="no new articles"):
+        loaded.build(schedule, date(2020, 1, 1))
+    with loaded.factory() as session:
+        assert queries.edition_for(session, "daily", date(2020, 1, 1)) is None
+
+
+def test_a_draft_is_refreshed_and_a_sending_edition_is_frozen(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    edition = loaded.build(schedule, fixed_date)
+    start, _ = schedule.bounds(fixed_date)
+    with loaded.factory() as session, session.begin():
+        session.add(
+            Article(
+                external_id="late",
+                url="https://vpk.example.ru/late.html",
+                title="Поздняя новость",
+                published_at=start + timedelta(hours=23),
+                views=10**6,
+            )
+        )
+    refreshed = loaded.build(schedule, fixed_date)
+    assert refreshed.id == edition.id
+    assert "Поздняя новость" in loaded.preview(schedule, refreshed).data.decode("ascii") or (
+        "Поздняя новость"
+        in email.message_from_bytes(
+            loaded.preview(schedule, refreshed).data, policy=email.policy.default
+        )
+        .get_body(("html",))
+        .get_content()
+    )  # type: ignore[union-attr]
+    send(loaded, schedule, refreshed, smtp_server, limit=1)
+    with loaded.factory() as session, session.begin():
+        session.add(
+            Article(
+                external_id="later",
+                url="https://vpk.example.ru/later.html",
+                title="Ещё позже",
+                published_at=start + timedelta(hours=23, minutes=30),
+                views=10**7,
+            )
+        )
+    frozen = loaded.build(schedule, fixed_date)
+    html = email.message_from_bytes(
+        loaded.preview(schedule, frozen).data, policy=email.policy.default
+    ).get_body(("html",))
+    assert "Ещё позже" not in html.get_content()  # type: ignore[union-attr]
+
+
+def test_editions_remember_each_other(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    first = loaded.build(schedule, fixed_date)
+    send(loaded, schedule, first, smtp_server)
+    next_day = fixed_date + timedelta(days=1)
+    start, _ = schedule.bounds(next_day)
+    with loaded.factory() as session, session.begin():
+        # A new article for the next day, and an old one that went out but gets 25 new comments.
+        session.add(
+            Article(
+                external_id="tomorrow",
+                url="https://vpk.example.ru/t.html",
+                title="Завтрашняя новость",
+                published_at=start + timedelta(hours=1),
+            )
+        )
+        old = session.scalar(
+            select(Article).where(Article.external_id == f"{fixed_date:%Y%m%d}-talk-01")
+        )
+        assert old is not None
+        from digest.models import Comment
+
+        for n in range(25):
+            session.add(
+                Comment(
+                    article_id=old.id,
+                    number=100_000 + n,
+                    author=f"новый{n}",
+                    posted_at=start + timedelta(hours=2),
+                    body="ещё",
+                )
+            )
+        # This week's article that went out yesterday: republished in the new window by mistake.
+        repeat = session.scalar(
+            select(Article).where(Article.external_id == f"{fixed_date:%Y%m%d}-seed")
+        )
+        assert repeat is not None
+        repeat.published_at = start + timedelta(hours=3)
+    second = loaded.build(schedule, next_day)
+    with loaded.factory() as session:
+        items = {i.article.external_id: i for i in session.get(Edition, second.id).items}  # type: ignore[union-attr]
+    assert "tomorrow" in items
+    assert f"{fixed_date:%Y%m%d}-seed" not in items  # went out yesterday: not repeated
+    assert items[f"{fixed_date:%Y%m%d}-talk-01"].block.value == "discussed"

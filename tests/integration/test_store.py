@@ -1,0 +1,117 @@
+"""The schema on both backends: migrations, types and the arbiters (unique keys)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import db
+from digest.models import Article, Base, Delivery, Edition, Subscriber, SubscriberStatus
+
+
+def test_upgrade_creates_every_table_and_is_idempotent(engine: Engine) -> None:
+    tables = set(inspect(engine).get_table_names())
+    assert {
+        "article",
+        "comment",
+        "section",
+        "subscriber",
+        "edition",
+        "edition_item",
+        "edition_variant",
+        "delivery",
+        "event",
+        "alembic_version",
+    } <= tables
+    assert db.upgrade(engine) == (db.head_revision(), db.head_revision())
+    db.check_schema(engine)
+
+
+def test_the_migration_matches_the_models(engine: Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_an_old_schema_is_refused_until_upgraded(database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    with pytest.raises(db.SchemaOutOfDate, match="digest db upgrade"):
+        db.check_schema(engine)
+    assert db.upgrade(engine)[0] is None
+    db.check_schema(engine)
+    engine.dispose()
+
+
+def test_datetimes_are_stored_utc_and_come_back_aware(factory: sessionmaker[Session]) -> None:
+    moscow = timezone(timedelta(hours=3))
+    with factory() as session, session.begin():
+        session.add(
+            Article(
+                external_id="x",
+                url="https://e.ru/x",
+                title="t",
+                published_at=datetime(2026, 11, 25, 10, 0, tzinfo=moscow),
+            )
+        )
+    with factory() as session:
+        stored = session.scalar(select(Article.published_at))
+        assert stored == datetime(2026, 11, 25, 7, 0, tzinfo=UTC) and stored.tzinfo is not None
+        # Comparisons in SQL are in UTC on both backends.
+        found = session.scalar(
+            select(Article.id).where(
+                Article.published_at >= datetime(2026, 11, 25, 9, 59, tzinfo=moscow)
+            )
+        )
+        assert found is not None
+
+
+def test_naive_datetimes_are_refused(factory: sessionmaker[Session]) -> None:
+    with factory() as session, pytest.raises(StatementError, match="naive datetime"):
+        session.add(
+            Article(
+                external_id="y",
+                url="https://e.ru/y",
+                title="t",
+                published_at=datetime(2026, 11, 25, 10, 0),
+            )
+        )
+        session.flush()
+
+
+def test_one_edition_per_schedule_and_date(factory: sessionmaker[Session]) -> None:
+    now = datetime.now(UTC)
+    with factory() as session, session.begin():
+        session.add(
+            Edition(
+                schedule="daily", edition_date=date(2026, 11, 25), window_start=now, window_end=now
+            )
+        )
+    with factory() as session, pytest.raises(IntegrityError):
+        session.add(
+            Edition(
+                schedule="daily", edition_date=date(2026, 11, 25), window_start=now, window_end=now
+            )
+        )
+        session.commit()
+
+
+def test_one_delivery_per_edition_and_subscriber(factory: sessionmaker[Session]) -> None:
+    now = datetime.now(UTC)
+    with factory() as session, session.begin():
+        edition = Edition(
+            schedule="daily", edition_date=date(2026, 11, 25), window_start=now, window_end=now
+        )
+        reader = Subscriber(email="a@example.ru", status=SubscriberStatus.ACTIVE, token_key="k1")
+        session.add_all([edition, reader])
+        session.flush()
+        session.add(Delivery(edition_id=edition.id, subscriber_id=reader.id))
+        ids = edition.id, reader.id
+    with factory() as session, pytest.raises(IntegrityError):
+        session.add(Delivery(edition_id=ids[0], subscriber_id=ids[1]))
+        session.commit()

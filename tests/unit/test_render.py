@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import date
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from digest.errors import RenderError
+from digest.render import (
+    CommentView,
+    Renderer,
+    date_long,
+    date_plain,
+    defuse,
+    inline_css,
+    parse_section_key,
+    plural,
+    render_subject,
+    section_key,
+)
+from tests.factories import article, edition, with_lead
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(TEMPLATES)
+
+
+# -- Russian ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 комментариев"),
+        (1, "1 комментарий"),
+        (2, "2 комментария"),
+        (4, "4 комментария"),
+        (5, "5 комментариев"),
+        (11, "11 комментариев"),
+        (12, "12 комментариев"),
+        (14, "14 комментариев"),
+        (21, "21 комментарий"),
+        (22, "22 комментария"),
+        (25, "25 комментариев"),
+        (101, "101 комментарий"),
+        (111, "111 комментариев"),
+        (1001, "1\xa0001 комментарий"),
+        (9110, "9\xa0110 комментариев"),
+    ],
+)
+def test_comment_counts_use_russian_plural_forms(n: int, text: str) -> None:
+    assert plural(n, "комментарий") == text
+
+
+def test_other_words_and_dates() -> None:
+    assert plural(1465, "просмотр") == "1\xa0465 просмотров"
+    assert plural(3, "день") == "3 дня"
+    assert date_long(date(2018, 9, 15)) == "15 сентября 2018\xa0г."
+    assert date_plain(date(2018, 9, 15)) == "15 сентября 2018"
+    assert date_plain(date(2026, 3, 1)) == "1 марта 2026"
+
+
+def test_subject_template_is_sandboxed_and_one_line() -> None:
+    subject = render_subject(
+        "{{ site_name }} за {{ date }}\n", {"site_name": "Новости ВПК", "date": "15 сентября 2018"}
+    )
+    assert subject == "Новости ВПК за 15 сентября 2018"
+    with pytest.raises(RenderError):
+        render_subject("{{ ''.__class__.__mro__[1].__subclasses__() }}", {})
+    with pytest.raises(RenderError):
+        render_subject("{{ missing }}", {})
+
+
+# -- the HTML a mail client gets -----------------------------------------------------------
+
+
+class Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.comments: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_comment(self, data: str) -> None:
+        self.comments.append(data)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> Collect:
+    collected = Collect()
+    collected.feed(html)
+    return collected
+
+
+def test_html_follows_the_body_rules(renderer: Renderer) -> None:
+    html = renderer.render(edition()).html
+    doc = parse(html)
+    tags = [t for t, _ in doc.tags]
+    assert html.startswith("<!DOCTYPE html>")
+    assert ("html", {"lang": "ru", "xmlns": "http://www.w3.org/1999/xhtml"}) in doc.tags
+    assert any(t == "meta" and a.get("charset") == "utf-8" for t, a in doc.tags)
+    assert all(a.get("role") == "presentation" for t, a in doc.tags if t == "table")
+    assert all(a.get("alt") for t, a in doc.tags if t == "img")
+    for banned in ("script", "form", "iframe", "svg", "object", "embed"):
+        assert banned not in tags
+    assert not re.search(r"\.webp\b", html, re.I)
+    # The phone layout lives in the one <style> block premailer keeps; all else is inline.
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", html, re.S)
+    assert len(styles) == 1 and "@media" in styles[0] and len(styles[0].encode()) < 16 * 1024
+    assert "max-width:600px" in html.replace(" ", "")
+    assert any("if mso" in c and 'width="600"' in c for c in doc.comments)
+    lead_title = next(a for t, a in doc.tags if t == "h1")
+    assert "font-size:22px" in (lead_title.get("style") or "").replace(" ", "")
+
+
+def test_exactly_one_hidden_element_the_preheader(renderer: Renderer) -> None:
+    html = renderer.render(edition(preheader="Коротко о главном")).html
+    hidden = [
+        a for _, a in parse(html).tags if "display:none" in (a.get("style") or "").replace(" ", "")
+    ]
+    assert len(hidden) == 1 and hidden[0].get("class") == "preheader"
+    assert re.search(r'class="preheader"[^>]*>Коротко о главном<', html)
+
+
+def test_the_page_shows_what_a_reader_needs(renderer: Renderer) -> None:
+    view = edition(day=4, discussed=2)
+    html = renderer.render(view).html
+    assert "Новости ВПК" in html and "25 ноября 2026\xa0г." in html
+    assert "Подпись к фото" in html and 'alt="Подпись к фото' in html
+    assert "Обсуждаемое" in html
+    assert "2 комментария за сутки" in html and "всего 11 комментариев" in html
+    for placeholder in ("__UNSUB_URL__", "__PREFS_URL__", "__EMAIL__"):
+        assert placeholder in html
+    assert ">Отписаться</a>" in html
+    # Grouped by section, sections in their order.
+    assert html.index(">Армия<") < html.index(">Флот<") < html.index(">Авиация<")
+
+
+def test_a_full_edition_stays_under_gmail_clipping(renderer: Renderer) -> None:
+    long_lead = "Очень длинный вводный абзац. " * 60
+    view = edition(day=49, discussed=30)
+    view = with_lead(view, lead=long_lead)
+    html = renderer.render(view).html
+    assert len(html.encode("utf-8")) < 100_000
+
+
+HOSTILE = [
+    '<script>alert("x")</script>',
+    '"><img src=x onerror=alert(1)>',
+    "Заголовок\r\nBcc: victim@example.com",
+    "Подмена __UNSUB_URL__ и __EMAIL__",
+    "</style><style>body{display:none}</style>",
+]
+
+
+@pytest.mark.parametrize("title", HOSTILE)
+def test_hostile_titles_and_comments_stay_text(renderer: Renderer, title: str) -> None:
+    bad = article(
+        7,
+        title=defuse(title),
+        lead=defuse(title),
+        discussed=True,
+        top_comment=CommentView(defuse(title), defuse(title), 1),
+    )
+    view = replace(edition(day=0, discussed=0), day=[bad], discussed=[replace(bad, id=8)])
+    rendered = renderer.render(view)
+    doc = parse(rendered.html)
+    assert "script" not in [t for t, _ in doc.tags]
+    assert not any("onerror" in a for _, a in doc.tags)
+    assert len([t for t, _ in doc.tags if t == "style"]) == 1
+    assert title.split("\r\n")[0].replace("__", "_\u200b_", 1)[:10] in "".join(doc.text)
+    # Our own placeholders appear only where the template put them.
+    assert rendered.html.count("__UNSUB_URL__") == 1
+    assert rendered.text.count("__UNSUB_URL__") == 1
+    assert rendered.html.count("__EMAIL__") == 1
+
+
+def test_text_part_reads_as_text_and_has_every_url(renderer: Renderer) -> None:
+    view = edition(day=5, discussed=3)
+    text = renderer.render(view).text
+    for a in (view.lead, *view.day, *view.discussed):
+        assert a.url in text
+    assert "Отписаться: __UNSUB_URL__" in text
+    assert "<" not in text.replace("<br>", "")  # no markup leaks into the text part
+    assert "2 комментария за сутки" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_section_variants(renderer: Renderer) -> None:
+    view = edition(day=6, discussed=3)
+    army = view.for_sections(parse_section_key(section_key(["Армия"])))
+    assert army is not None
+    assert {a.section for a in (army.lead, *army.day, *army.discussed)} == {"армия"}
+    assert view.for_sections(frozenset({"космос"})) is None
+    assert view.for_sections(None) is view
+    assert section_key(["Флот", " армия", "флот"]) == "армия,флот"
+    assert section_key(None) == "" and parse_section_key("") is None
+
+
+def test_inlining_keeps_media_queries_and_puts_the_doctype_back() -> None:
+    html = (
+        "<!DOCTYPE html><html><head><style>p{color:red} @media (max-width:600px)"
+        '{p{color:blue}}</style></head><body><p>x</p><a href="__UNSUB_URL__">y</a></body></html>'
+    )
+    out = inline_css(html)
+    assert out.startswith("<!DOCTYPE html>")
+    assert 'style="color:red"' in out and "@media" in out
+    assert 'href="__UNSUB_URL__"' in out
+
+
+def test_an_oversized_style_block_is_refused() -> None:
+    rules = "".join(f"@media (max-width:{600 + i}px){{.c{i}{{color:red}}}}" for i in range(800))
+    with pytest.raises(RenderError, match="over the"):
+        inline_css(f"<html><head><style>{rules}</style></head><body>x</body></html>")
