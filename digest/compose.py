@@ -85,67 +85,115 @@ class Message:
     data: bytes
 
 
-def qp(data: bytes) -> bytes:
-    """Quoted-printable (RFC 2045 §6.7) with CRLF line ends and lines of ≤ 76 octets."""
-    return binascii.b2a_qp(data, quotetabs=False, istext=True).replace(b"\n", b"\r\n")
+def b64_lines(data: bytes) -> bytes:
+    """base64 in lines of 76 characters, each ended by CRLF (RFC 2045 §6.8)."""
+    if len(data) <= 57:  # the per-subscriber pieces: one line
+        return binascii.b2a_base64(data, newline=False) + b"\r\n" if data else b""
+    lines = [binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)]
+    return b"\r\n".join(lines) + b"\r\n"
 
 
-def _qp_segment(text: str) -> bytes:
-    encoded = qp(text.encode("utf-8"))
-    # End on a line boundary, so the next slot or segment starts at column 0.
-    return encoded if not encoded or encoded.endswith(b"\r\n") else encoded + b"=\r\n"
+@dataclass(frozen=True)
+class _Segment:
+    """Static body bytes, base64-encoded in advance at each of the three phases.
+
+    base64 turns 3 bytes into 4 characters, so two encoded runs concatenate into
+    a valid stream only when the first one's length is a multiple of 3. Phase h
+    means the chunk before this segment borrowed its first h bytes to reach that
+    multiple; ``cores[h]`` is then the aligned middle, already encoded, and
+    ``tails[h]`` the 0–2 bytes left for the next chunk to carry."""
+
+    raw: bytes
+    cores: tuple[bytes, bytes, bytes]
+    tails: tuple[bytes, bytes, bytes]
+
+    @classmethod
+    def of(cls, raw: bytes) -> _Segment:
+        cores, tails = [], []
+        for h in range(3):
+            end = len(raw) - (len(raw) - h) % 3 if h <= len(raw) else len(raw)
+            cores.append(b64_lines(raw[h:end]) if h <= len(raw) else b"")
+            tails.append(raw[end:] if h <= len(raw) else b"")
+        return cls(raw, (cores[0], cores[1], cores[2]), (tails[0], tails[1], tails[2]))
 
 
-def _qp_value(value: str) -> bytes:
-    return _qp_segment(value)
+@dataclass(frozen=True)
+class _Base64Part:
+    """A body part's content with slots, encoded per subscriber by encoding only
+    the few bytes around each slot value."""
 
+    first: _Segment
+    slots: tuple[Slot, ...]
+    rest: tuple[_Segment, ...]
 
-def _normalise_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    def encode(self, values: dict[Slot, bytes], out: list[bytes]) -> None:
+        out.append(self.first.cores[0])
+        pending = self.first.tails[0]
+        for slot, segment in zip(self.slots, self.rest, strict=True):
+            pending += values[slot]
+            borrow = -len(pending) % 3
+            if borrow > len(segment.raw):  # too short to realign: carry it whole
+                pending += segment.raw
+                continue
+            pending += segment.raw[:borrow]
+            out.append(b64_lines(pending))
+            out.append(segment.cores[borrow])
+            pending = segment.tails[borrow]
+        out.append(b64_lines(pending))
 
 
 @dataclass(frozen=True)
 class MessageTemplate:
-    """A variant serialised once: static byte chunks with slots between them."""
+    """A variant serialised once: wire bytes, header slots and base64 body parts."""
 
-    chunks: tuple[bytes, ...]
-    slots: tuple[Slot, ...]
+    pieces: tuple[bytes | Slot | _Base64Part, ...]
     message_id_prefix: str
     size_hint: int
 
     def fill(self, values: dict[Slot, bytes]) -> bytes:
-        parts = [self.chunks[0]]
-        for slot, chunk in zip(self.slots, self.chunks[1:], strict=True):
-            parts.append(values[slot])
-            parts.append(chunk)
-        return b"".join(parts)
+        out: list[bytes] = []
+        for piece in self.pieces:
+            if isinstance(piece, bytes):
+                out.append(piece)
+            elif isinstance(piece, Slot):
+                out.append(values[piece])
+            else:
+                piece.encode(values, out)
+        return b"".join(out)
 
 
 class _Builder:
-    """Collects bytes and slots, merging adjacent bytes into one chunk."""
+    """Collects the pieces of a message, merging adjacent bytes."""
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = [b""]
-        self.slots: list[Slot] = []
+        self.pieces: list[bytes | Slot | _Base64Part] = []
 
     def add(self, piece: bytes | Slot) -> None:
-        if isinstance(piece, Slot):
-            self.slots.append(piece)
-            self.chunks.append(b"")
+        if isinstance(piece, bytes) and self.pieces and isinstance(self.pieces[-1], bytes):
+            self.pieces[-1] += piece
         else:
-            self.chunks[-1] += piece
+            self.pieces.append(piece)
 
     def body(self, kind: str, text: str) -> None:
-        """A body part's content, QP-encoded, its placeholders turned into slots."""
-        text = _normalise_newlines(text)
-        position = 0
-        for match in PLACEHOLDER.finditer(text):
-            self.add(_qp_segment(text[position : match.start()]))
-            self.add(_BODY_SLOTS[(kind, match.group(1))])
-            position = match.end()
-        # The CRLF before a boundary belongs to the boundary (RFC 2046 §5.1.1),
-        # so one more is added: a body that ends with a newline keeps it.
-        self.add(qp(text[position:].encode("utf-8")) + b"\r\n")
+        """A text part's content in canonical form (CRLF line ends, RFC 2045 §6.8),
+        base64-encoded, its placeholders turned into slots."""
+        data = _normalise_newlines(text).replace("\n", "\r\n")
+        parts = PLACEHOLDER.split(data)  # text, name, text, name, …, text
+        segments = [_Segment.of(p.encode("utf-8")) for p in parts[0::2]]
+        slots = tuple(_BODY_SLOTS[(kind, name)] for name in parts[1::2])
+        self.pieces.append(_Base64Part(segments[0], slots, tuple(segments[1:])))
+
+    @property
+    def size(self) -> int:
+        return sum(
+            len(p) if isinstance(p, bytes) else len(p.first.raw)
+            for p in self.pieces
+            if not isinstance(p, Slot)
+        )
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 class Composer:
@@ -207,15 +255,13 @@ class Composer:
         for kind, body in (("plain", text_body), ("html", html_body)):
             b.add(
                 f"--{boundary}\r\nContent-Type: text/{kind}; charset=utf-8\r\n"
-                "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
+                "Content-Transfer-Encoding: base64\r\n\r\n".encode("ascii")
             )
             b.body("text" if kind == "plain" else "html", body)
         b.add(f"--{boundary}--\r\n".encode("ascii"))
         tag = self.signer.message_id_tag(edition.edition_id, edition.schedule)
         prefix = f"{edition.schedule}.{edition.edition_date:%Y%m%d}.{tag}"
-        return MessageTemplate(
-            tuple(b.chunks), tuple(b.slots), prefix, sum(len(c) for c in b.chunks)
-        )
+        return MessageTemplate(tuple(b.pieces), prefix, b.size)
 
     def _list_id(self) -> bytes:
         # RFC 2919: the phrase may be encoded, the id in angle brackets never.
@@ -249,12 +295,12 @@ class Composer:
             Slot.MESSAGE_ID: message_id.encode("ascii"),
             Slot.UNSUB_HTTPS: unsub_url.encode("ascii"),
             Slot.UNSUB_MAILTO: f"unsubscribe+{unsub_token}@{self.domain}".encode("ascii"),
-            Slot.HTML_UNSUB_URL: _qp_value(html.escape(unsub_url)),
-            Slot.HTML_PREFS_URL: _qp_value(html.escape(prefs_url)),
-            Slot.HTML_EMAIL: _qp_value(html.escape(recipient.email)),
-            Slot.TEXT_UNSUB_URL: _qp_value(unsub_url),
-            Slot.TEXT_PREFS_URL: _qp_value(prefs_url),
-            Slot.TEXT_EMAIL: _qp_value(recipient.email),
+            Slot.HTML_UNSUB_URL: html.escape(unsub_url).encode("ascii"),
+            Slot.HTML_PREFS_URL: html.escape(prefs_url).encode("ascii"),
+            Slot.HTML_EMAIL: html.escape(recipient.email).encode("utf-8"),
+            Slot.TEXT_UNSUB_URL: unsub_url.encode("ascii"),
+            Slot.TEXT_PREFS_URL: prefs_url.encode("ascii"),
+            Slot.TEXT_EMAIL: recipient.email.encode("utf-8"),
         }
         return Message(recipient, self.envelope_from, rcpt, message_id, template.fill(values))
 

@@ -35,6 +35,9 @@ def clean_text(value: str, limit: int = 200) -> str:
     """One line of untrusted text fit for a header: control and format
     characters (CR, LF, NUL, bidi overrides, U+2028…) become spaces, runs of
     white space collapse, and the result is cut at ``limit`` characters."""
+    if value.isprintable() and len(value) <= limit:
+        # The common case: no control or format characters; only spaces to tidy.
+        return " ".join(value.split())
     chars = []
     for ch in value:
         category = unicodedata.category(ch)
@@ -57,6 +60,9 @@ def encoded_words(text: str, first_line_room: int) -> list[str]:
     words: list[str] = []
     chunk = b""
     room = min(first_line_room, ENCODED_WORD_MAX)
+    whole = text.encode("utf-8")
+    if len(whole) <= _payload_bytes(room):  # most names and subjects: one word
+        return [_word(whole)]
     for ch in text:
         encoded = ch.encode("utf-8")
         while chunk and len(chunk) + len(encoded) > _payload_bytes(room):

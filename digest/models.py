@@ -52,6 +52,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+def stored_utc(value: datetime | None, dialect_name: str) -> datetime | str | None:
+    """What ``UTCDateTime`` writes, for statements that bypass SQLAlchemy's type
+    processing on the hot path: SQLite gets the exact string SQLAlchemy's DATETIME
+    stores (so comparisons in SQL stay right), PostgreSQL the aware value."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: store aware datetimes only")
+    if dialect_name == "sqlite":
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

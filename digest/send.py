@@ -14,7 +14,8 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -182,21 +183,20 @@ class SendRun:
         self._connection_failures = 0
         self._stop = asyncio.Event()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
+        self._claims: deque[Claim] = deque()
+        self._refill: asyncio.Future[None] | None = None
+        self._budget = limit
+        self._exhausted = False
 
     async def _in_db(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def run(self) -> RunResult:
-        queue: asyncio.Queue[tuple[Claim, Message] | None] = asyncio.Queue(
-            maxsize=self.connections * 8
-        )
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.connections)]
         try:
-            await self._produce(queue)
+            await asyncio.gather(*(self._worker() for _ in range(self.connections)))
         finally:
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
+            if self._refill is not None:
+                await self._refill  # a prefetched batch goes back with the release below
             self._flush()
             await asyncio.gather(*self._flushes)
             released = await self._in_db(self.store.release, self.clock())
@@ -205,55 +205,62 @@ class SendRun:
             self._db.shutdown(wait=True)
         return self.result
 
-    async def _produce(self, queue: asyncio.Queue[tuple[Claim, Message] | None]) -> None:
-        budget = self.limit
-        pending: Awaitable[tuple[list[Claim], int]] | None = self._claim(budget)
-        while pending is not None and not self._stop.is_set():
-            claims, suppressed = await pending
-            self.result.suppressed += suppressed
-            self.result.claimed += len(claims)
-            if budget is not None:
-                budget -= len(claims)
-            if not claims:
-                break
-            # Claim the next batch while this one is composed and sent.
-            more = budget is None or budget > 0
-            pending = self._claim(budget) if more else None
-            for claim in claims:
-                if self._stop.is_set():
-                    break
+    async def _worker(self) -> None:
+        """One connection: take the next claim, compose it, send it, record it."""
+        connection = self.connect()
+        try:
+            while (claim := await self._next_claim()) is not None:
                 try:
                     message = self.compose(claim)
                 except ComposeError as exc:
+                    error = PermanentFailure(str(exc))
                     self._record(
                         Outcome.from_error(
-                            claim.delivery_id,
-                            claim.attempts + 1,
-                            self.clock(),
-                            PermanentFailure(str(exc)),
-                            None,
+                            claim.delivery_id, claim.attempts + 1, self.clock(), error, None
                         )
                     )
                     continue
-                await queue.put((claim, message))
-        if pending is not None:
-            # A prefetched batch that will not be sent goes back when claims are released.
-            await pending
-
-    def _claim(self, budget: int | None) -> asyncio.Future[tuple[list[Claim], int]]:
-        size = self.batch_size if budget is None else min(self.batch_size, budget)
-        return asyncio.ensure_future(self._in_db(self.store.claim, size, self.clock()))
-
-    async def _worker(self, queue: asyncio.Queue[tuple[Claim, Message] | None]) -> None:
-        connection = self.connect()
-        try:
-            while (item := await queue.get()) is not None:
-                if self._stop.is_set():
-                    continue  # drain: the claim is released at the end
-                claim, message = item
                 self._record(await self._deliver(connection, claim, message))
         finally:
             await connection.close()
+
+    async def _next_claim(self) -> Claim | None:
+        while not self._claims:
+            if self._exhausted or self._stop.is_set():
+                return None
+            self._start_refill()
+            assert self._refill is not None
+            await self._refill
+        if self._stop.is_set():
+            return None  # what is left is released at the end
+        # Claim the next batch while this one is being sent.
+        if len(self._claims) < self.batch_size // 2:
+            self._start_refill()
+        return self._claims.popleft()
+
+    def _start_refill(self) -> None:
+        if self._refill is not None or self._exhausted:
+            return
+        size = self.batch_size if self._budget is None else min(self.batch_size, self._budget)
+        if size <= 0:
+            self._exhausted = True
+            return
+        self._refill = asyncio.ensure_future(self._claim(size))
+
+    async def _claim(self, size: int) -> None:
+        try:
+            claims, suppressed = await self._in_db(self.store.claim, size, self.clock())
+        finally:
+            self._refill = None
+        self.result.suppressed += suppressed
+        self.result.claimed += len(claims)
+        if self._budget is not None:
+            self._budget -= len(claims)
+        # Fewer than asked for means the queue is drained (rows claimed but
+        # suppressed count as drained too, so a batch of them asks again).
+        if not claims and not suppressed:
+            self._exhausted = True
+        self._claims.extend(claims)
 
     async def _deliver(self, connection: Connection, claim: Claim, message: Message) -> Outcome:
         attempts = claim.attempts + 1

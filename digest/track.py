@@ -78,20 +78,20 @@ class Outcome:
             at + FIRST_RETRY,
         )
 
-    def row(self) -> dict[str, Any]:
-        return {
-            "id": self.delivery_id,
-            "status": self.status,
-            "attempts": self.attempts,
-            "smtp_code": self.code,
-            "smtp_reply": self.reply[:2000],
-            "message_id": self.message_id,
-            "sent_at": self.at if self.status is DeliveryStatus.SENT else None,
-            "next_attempt_at": self.next_attempt_at,
-            "claimed_by": None,
-            "claimed_until": None,
-            "updated_at": self.at,
-        }
+    def row(self) -> tuple[Any, ...]:
+        """The values ``queries.record_outcomes`` writes, in its column order."""
+        sent_at = self.at if self.status is DeliveryStatus.SENT else None
+        return (
+            self.status.value,
+            self.attempts,
+            self.code,
+            self.reply[:2000],
+            self.message_id,
+            sent_at,
+            self.next_attempt_at,
+            self.at,
+            self.delivery_id,
+        )
 
 
 class DeliveryStore:

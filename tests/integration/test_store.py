@@ -115,3 +115,37 @@ def test_one_delivery_per_edition_and_subscriber(factory: sessionmaker[Session])
     with factory() as session, pytest.raises(IntegrityError):
         session.add(Delivery(edition_id=ids[0], subscriber_id=ids[1]))
         session.commit()
+
+
+def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[Session]) -> None:
+    """record_outcomes bypasses type processing: its datetimes must equal the ORM's."""
+    from sqlalchemy import text
+
+    from digest import queries
+
+    moscow = timezone(timedelta(hours=3))
+    at = datetime(2026, 11, 25, 10, 0, 0, tzinfo=moscow)  # microsecond 0: the tricky format
+    with factory() as session, session.begin():
+        edition = Edition(
+            schedule="daily", edition_date=date(2026, 11, 25), window_start=at, window_end=at
+        )
+        readers = [
+            Subscriber(email=f"r{i}@example.ru", status=SubscriberStatus.ACTIVE, token_key=f"k{i}")
+            for i in range(2)
+        ]
+        session.add_all([edition, *readers])
+        session.flush()
+        orm = Delivery(
+            edition_id=edition.id, subscriber_id=readers[0].id, sent_at=at, updated_at=at
+        )
+        fast = Delivery(edition_id=edition.id, subscriber_id=readers[1].id)
+        session.add_all([orm, fast])
+        session.flush()
+        queries.record_outcomes(session, [("sent", 1, 250, "ok", "<m>", at, None, at, fast.id)])
+        ids = orm.id, fast.id
+    with factory() as session:
+        raw = dict(session.execute(text("SELECT id, CAST(sent_at AS TEXT) FROM delivery")).all())
+        assert raw[ids[0]] == raw[ids[1]]
+        stored = session.get(Delivery, ids[1])
+        assert stored is not None and stored.sent_at == at and stored.status == "sent"
+        assert stored.next_attempt_at is None and stored.claimed_by is None

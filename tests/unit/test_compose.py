@@ -3,6 +3,7 @@ MAIL-RULES.md §Headers 1–9 and §Body 18–21."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import email.utils
@@ -13,8 +14,18 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from digest.compose import Composer, EditionMail, MessageTemplate, Recipient
+from digest.compose import (
+    Composer,
+    EditionMail,
+    MessageTemplate,
+    Recipient,
+    Slot,
+    _Base64Part,
+    _Segment,
+)
 from digest.errors import ComposeError
 from digest.lists import MailingList
 from digest.render import Renderer
@@ -209,3 +220,32 @@ def test_idn_domains_are_a_labels_on_the_wire(
 def test_subject_prefix_for_test_copies(composer: Composer, rendered: tuple[str, str]) -> None:
     template = composer.template(MAIL, *rendered, subject_prefix="[Тест] ")
     assert parsed(composer.message(template, reader()).data)["Subject"].startswith("[Тест] Новости")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    segments=st.lists(st.binary(max_size=200), min_size=1, max_size=6),
+    values=st.lists(st.binary(max_size=90), min_size=5, max_size=5),
+)
+def test_base64_splicing_decodes_to_the_exact_concatenation(
+    segments: list[bytes], values: list[bytes]
+) -> None:
+    slots = [
+        Slot.HTML_UNSUB_URL,
+        Slot.HTML_PREFS_URL,
+        Slot.HTML_EMAIL,
+        Slot.TEXT_EMAIL,
+        Slot.TEXT_PREFS_URL,
+    ][: len(segments) - 1]
+    part = _Base64Part(
+        _Segment.of(segments[0]), tuple(slots), tuple(_Segment.of(s) for s in segments[1:])
+    )
+    given_values = dict(zip(slots, values, strict=False))
+    out: list[bytes] = []
+    part.encode(given_values, out)
+    wire = b"".join(out)
+    assert all(len(line) <= 76 for line in wire.split(b"\r\n"))
+    expected = segments[0] + b"".join(
+        given_values[s] + seg for s, seg in zip(slots, segments[1:], strict=True)
+    )
+    assert base64.b64decode(wire.replace(b"\r\n", b""), validate=True) == expected

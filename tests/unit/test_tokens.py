@@ -45,3 +45,10 @@ def test_keys_are_random_and_url_safe() -> None:
     keys = {new_token_key() for _ in range(1000)}
     assert len(keys) == 1000
     assert all(k.isalnum() and k.islower() and len(k) == 16 for k in keys)
+
+
+def test_fast_signing_makes_exactly_itsdangerous_tokens() -> None:
+    signer = LinkSigner(b"s" * 32, "daily")
+    for key in (new_token_key() for _ in range(50)):
+        assert signer.unsubscribe(key) == signer._unsubscribe.sign(key).decode()
+        assert signer.preferences(key) == signer._preferences.sign(key).decode()

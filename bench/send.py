@@ -1,0 +1,286 @@
+"""Send benchmark: one edition to a local sink, beside a raw aiosmtplib baseline.
+
+    python bench/send.py --subscribers 20000          # figures for the README
+    python bench/send.py --rss 10000,100000           # peak memory, streamed subscribers
+
+The sink is Postfix's smtp-sink (an aiosmtpd sink tops out near 1 100
+messages/s and would measure itself). Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from statistics import mean
+
+import aiosmtplib
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest import db, demo  # noqa: E402
+from digest.compose import Recipient  # noqa: E402
+from digest.config import load_settings, parse_smtp_url  # noqa: E402
+from digest.edition import Pipeline  # noqa: E402
+from digest.models import utcnow  # noqa: E402
+from digest.send import SmtpConnection, run_async  # noqa: E402
+
+DAY = date(2026, 11, 25)
+
+
+def find_sink() -> str:
+    for candidate in (shutil.which("smtp-sink"), "/usr/sbin/smtp-sink"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    sys.exit("smtp-sink not found: `make bench` installs Postfix (apt-get install postfix)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def smtp_sink() -> Iterator[str]:
+    binary = find_sink()
+    port = free_port()
+    # 1024: listen backlog; -u nobody because smtp-sink refuses to run as root.
+    proc = subprocess.Popen(
+        [binary, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"smtp://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def setup(workdir: Path, subscribers: int, database_url: str | None, connections: int) -> Pipeline:
+    os.environ.update(
+        {
+            "DIGEST_SMTP_CONNECTIONS": str(connections),
+            "DIGEST_VAR_DIR": str(workdir),
+            "DIGEST_DATABASE_URL": database_url or f"sqlite:///{workdir / 'bench.sqlite3'}",
+            "DIGEST_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+            "DIGEST_CONFIG": str(workdir / "none.toml"),
+            "DIGEST_LOG_LEVEL": "WARNING",
+        }
+    )
+    (workdir / "none.toml").write_text("")
+    cfg = load_settings()
+    engine = db.make_engine(cfg.database)
+    db.upgrade(engine)
+    pipe = Pipeline(cfg, db.session_factory(engine), clock=utcnow)
+    schedule = pipe.schedule("daily")
+    demo.load(pipe.factory, demo.build(schedule, DAY))
+    demo.add_subscribers(pipe.factory, subscribers, now=datetime.now(UTC))
+    return pipe
+
+
+def measure_render(pipe: Pipeline, repeat: int = 5) -> dict[str, float]:
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, DAY)
+    from digest.render import parse_section_key
+
+    with pipe.factory() as session:
+        from digest.models import Edition
+
+        current = session.get(Edition, edition.id)
+        assert current is not None
+        view = pipe.view(session, schedule, current)
+    figures = {}
+    for key in ("", "армия,флот", "авиация,космос,опк"):
+        variant = view.for_sections(parse_section_key(key))
+        assert variant is not None
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            pipe.renderer.render(variant)
+            times.append((time.perf_counter() - started) * 1000)
+        figures[key or "all sections"] = min(times)
+    return figures
+
+
+def measure_compose(pipe: Pipeline, count: int) -> tuple[float, int]:
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, DAY)
+    composer = pipe.composer(schedule)
+    template = next(iter(pipe.templates(schedule, edition, composer).values()))
+    people = [
+        Recipient(i, f"reader{i:05d}@example.ru", "Иван Петров" if i % 3 else None, f"key{i:013d}")
+        for i in range(count)
+    ]
+    size = 0
+    started = time.perf_counter()
+    for person in people:
+        size = len(composer.message(template, person).data)
+    return (time.perf_counter() - started) / count * 1e6, size
+
+
+async def baseline(url: str, messages: list[bytes], total: int, connections: int) -> float:
+    """Prebuilt bytes through aiosmtplib.sendmail() and nothing else."""
+    target = parse_smtp_url(url)
+    counter = itertools.count()
+    pool = itertools.cycle(messages)
+
+    async def worker() -> None:
+        smtp = aiosmtplib.SMTP(hostname=target.host, port=target.port, timeout=30)
+        await smtp.connect()
+        while next(counter) < total:
+            await smtp.sendmail("digest@vpk.example.ru", ["reader@example.ru"], next(pool))
+        await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return total / (time.perf_counter() - started)
+
+
+def end_to_end(pipe: Pipeline, url: str) -> tuple[float, int]:
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, DAY)
+    target = parse_smtp_url(url)
+    started = time.perf_counter()
+    pipe.start_sending(schedule, edition)
+    run = pipe.send_run(schedule, edition, lambda: SmtpConnection(target, 30), worker="bench")
+    result = run_async(run.run())
+    pipe.finish(edition)
+    elapsed = time.perf_counter() - started
+    return result.sent / elapsed, result.sent
+
+
+def sample_messages(pipe: Pipeline, count: int = 50) -> list[bytes]:
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, DAY)
+    composer = pipe.composer(schedule)
+    template = next(iter(pipe.templates(schedule, edition, composer).values()))
+    return [
+        composer.message(template, Recipient(i, f"r{i}@example.ru", None, f"k{i:015d}")).data
+        for i in range(count)
+    ]
+
+
+def main_figures(args: argparse.Namespace) -> None:
+    print(
+        f"digest send benchmark: {args.subscribers} subscribers, {args.connections} connections,"
+        f" sink: {find_sink()} (Postfix smtp-sink)"
+    )
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
+        started = time.perf_counter()
+        pipe = setup(Path(tmp), args.subscribers, args.database_url, args.connections)
+        print(
+            f"set-up (demo data, {args.subscribers} subscribers): "
+            f"{time.perf_counter() - started:.1f} s on {pipe.settings.database.split(':')[0]}"
+        )
+        for key, ms in measure_render(pipe).items():
+            print(f"render+inline, variant {key!r}: {ms:.1f} ms")
+        us, size = measure_compose(pipe, min(args.subscribers, 20000))
+        print(f"personalise+compose: {us:.1f} µs per subscriber ({size / 1024:.0f} KB message)")
+        messages = sample_messages(pipe)
+        with smtp_sink() as url:
+            before = run_async(baseline(url, messages, args.subscribers, args.connections))
+            ours, sent = end_to_end(pipe, url)
+            after = run_async(baseline(url, messages, args.subscribers, args.connections))
+        base = mean([before, after])
+        print(
+            f"baseline aiosmtplib sendmail(bytes): {base:,.0f} msg/s "
+            f"(before {before:,.0f}, after {after:,.0f})"
+        )
+        print(f"end to end with delivery tracking: {ours:,.0f} msg/s ({sent} sent)")
+        print(f"ratio end to end / baseline: {ours / base:.0%}")
+        print(f"peak RSS: {peak_rss_mb():.0f} MB")
+
+
+def rss_child(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="digest-rss-") as tmp:
+        pipe = setup(Path(tmp), args.subscribers, args.database_url, args.connections)
+        with smtp_sink() as url:
+            rate, sent = end_to_end(pipe, url)
+    print(
+        json.dumps(
+            {
+                "subscribers": args.subscribers,
+                "sent": sent,
+                "rate": rate,
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
+    )
+
+
+def rss_compare(args: argparse.Namespace) -> None:
+    sizes = [int(n) for n in args.rss.split(",")]
+    results = []
+    for n in sizes:
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--rss-child",
+                "--subscribers",
+                str(n),
+                "--connections",
+                str(args.connections),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(
+            f"{n:>7} subscribers: peak RSS {r['peak_rss_mb']:.0f} MB, "
+            f"{r['rate']:,.0f} msg/s end to end, {r['sent']} sent"
+        )
+    first, last = results[0], results[-1]
+    print(
+        f"peak RSS ratio {last['subscribers']}/{first['subscribers']}: "
+        f"{last['peak_rss_mb'] / first['peak_rss_mb']:.2f}×"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--subscribers", type=int, default=20000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--rss", help="compare peak RSS for subscriber counts, e.g. 10000,100000")
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args)
+    elif args.rss:
+        rss_compare(args)
+    else:
+        main_figures(args)
+
+
+if __name__ == "__main__":
+    main()
