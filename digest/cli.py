@@ -52,6 +52,8 @@ log = logging.getLogger("digest")
 
 app = typer.Typer(
     help="The daily email digest of «Новости ВПК»: ingest articles, build the edition, send it.",
+    epilog="Exit status: 0 done; 1 error; 2 wrong usage; 3 done, but some records or "
+    "messages did not make it.",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -198,7 +200,7 @@ class Format(StrEnum):
 @app.command()
 def preview(
     schedule_name: Annotated[
-        str, typer.Argument(metavar="[SCHEDULE]", help="A file in schedules/.")
+        str, typer.Argument(metavar="SCHEDULE", help="A file in schedules/.")
     ] = "daily",
     on: Annotated[str | None, typer.Option("--date", help="Edition date (default: today).")] = None,
     subscriber: Annotated[
@@ -256,7 +258,7 @@ def build_or_say(pipe: Pipeline, schedule: Schedule, on: date) -> Edition:
 @app.command()
 def send(
     schedule_name: Annotated[
-        str, typer.Argument(metavar="[SCHEDULE]", help="A file in schedules/.")
+        str, typer.Argument(metavar="SCHEDULE", help="A file in schedules/.")
     ] = "daily",
     on: Annotated[str | None, typer.Option("--date", help="Edition date (default: today).")] = None,
     dry_run: Annotated[
@@ -291,10 +293,10 @@ def send(
         if test_to:
             do_test_send(pipe, schedule, edition, target, test_to)
             return
-        result = deliver(pipe, schedule, edition, target, limit=limit)
+        deliver(pipe, schedule, edition, target, limit=limit)
         report = status_of(pipe, edition)
     print_report(report)
-    finish_exit(result, report)
+    finish_exit(report)
 
 
 def do_dry_run(pipe: Pipeline, schedule: Schedule, edition: Edition, limit: int | None) -> None:
@@ -400,7 +402,16 @@ def deliver(
             limit=limit,
             progress=RichProgress(bar, task),
         )
-        result = run_async(run.run())
+        try:
+            result = run_async(run.run())
+        except KeyboardInterrupt:
+            # The run has written every outcome it had and handed back its claims.
+            pipe.finish(edition)
+            err.print(
+                f"interrupted: sent {run.result.sent} this run; every outcome is recorded. "
+                "Run the same command again to send the rest."
+            )
+            raise typer.Exit(130) from None
     pipe.finish(edition)
     if result.aborted:
         raise RelayUnavailable(
@@ -419,7 +430,7 @@ def deliver(
     return result
 
 
-def finish_exit(result: RunResult, report: EditionReport) -> None:
+def finish_exit(report: EditionReport) -> None:
     bad = (
         report.counts.get("failed", 0)
         + report.counts.get("deferred", 0)
@@ -442,7 +453,7 @@ def status_of(pipe: Pipeline, edition: Edition) -> EditionReport:
 @app.command()
 def status(
     edition_ref: Annotated[
-        str | None, typer.Argument(metavar="[EDITION]", help="An id or schedule/date.")
+        str | None, typer.Argument(metavar="EDITION", help="An id or schedule/date.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
@@ -491,7 +502,8 @@ def print_editions(reports: list[EditionReport]) -> None:
 
 
 def print_report(r: EditionReport) -> None:
-    table = Table(title=f"{r.label} · {r.status} · «{r.subject}»", title_justify="left")
+    console.print(f"[bold]{r.label}[/] · {r.status} · «{r.subject}»", highlight=False)
+    table = Table()
     table.add_column("state")
     table.add_column("deliveries", justify="right")
     for state_name, n in r.counts.items():
@@ -547,10 +559,10 @@ def demo_cmd(
         page = cfg.var_dir / "preview" / f"{edition.schedule}-{edition.edition_date}.html"
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_bytes(decoded(pipe.preview(schedule, edition).data, Format.html))
-        result, report_ = demo_send(pipe, schedule, edition)
+        report_ = demo_send(pipe, schedule, edition)
     print_report(report_)
     console.print(f"preview: {page.resolve()}")
-    finish_exit(result, report_)
+    finish_exit(report_)
 
 
 def ensure_demo_key(cfg: Settings) -> bool:
@@ -562,22 +574,20 @@ def ensure_demo_key(cfg: Settings) -> bool:
     return True
 
 
-def demo_send(
-    pipe: Pipeline, schedule: Schedule, edition: Edition
-) -> tuple[RunResult, EditionReport]:
+def demo_send(pipe: Pipeline, schedule: Schedule, edition: Edition) -> EditionReport:
     cfg = pipe.settings
     if cfg.smtp is not None:
         console.print(f"sending through {cfg.smtp}")
-        result = deliver(pipe, schedule, edition, cfg.smtp)
-        return result, status_of(pipe, edition)
+        deliver(pipe, schedule, edition, cfg.smtp)
+        return status_of(pipe, edition)
     outbox = cfg.var_dir / "outbox"
     with CaptureServer(CaptureHandler(outbox)) as server:
         console.print(
             f"sending through the capture server at {server.url}; messages go to {outbox}/"
         )
-        result = deliver(pipe, schedule, edition, parse_smtp_url(server.url))
+        deliver(pipe, schedule, edition, parse_smtp_url(server.url))
     console.print(f"the capture server received {len(server.messages)} messages in this run")
-    return result, status_of(pipe, edition)
+    return status_of(pipe, edition)
 
 
 def main() -> None:

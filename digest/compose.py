@@ -148,7 +148,6 @@ class MessageTemplate:
 
     pieces: tuple[bytes | Slot | _Base64Part, ...]
     message_id_prefix: str
-    size_hint: int
 
     def fill(self, values: dict[Slot, bytes]) -> bytes:
         out: list[bytes] = []
@@ -182,14 +181,6 @@ class _Builder:
         segments = [_Segment.of(p.encode("utf-8")) for p in parts[0::2]]
         slots = tuple(_BODY_SLOTS[(kind, name)] for name in parts[1::2])
         self.pieces.append(_Base64Part(segments[0], slots, tuple(segments[1:])))
-
-    @property
-    def size(self) -> int:
-        return sum(
-            len(p) if isinstance(p, bytes) else len(p.first.raw)
-            for p in self.pieces
-            if not isinstance(p, Slot)
-        )
 
 
 def _normalise_newlines(text: str) -> str:
@@ -261,7 +252,7 @@ class Composer:
         b.add(f"--{boundary}--\r\n".encode("ascii"))
         tag = self.signer.message_id_tag(edition.edition_id, edition.schedule)
         prefix = f"{edition.schedule}.{edition.edition_date:%Y%m%d}.{tag}"
-        return MessageTemplate(tuple(b.pieces), prefix, b.size)
+        return MessageTemplate(tuple(b.pieces), prefix)
 
     def _list_id(self) -> bytes:
         # RFC 2919: the phrase may be encoded, the id in angle brackets never.

@@ -212,10 +212,6 @@ class Settings(BaseSettings):
         local, domain = addr.split("@")
         return Address(display_name=name, username=local, domain=domain)
 
-    @property
-    def mail_domain(self) -> str:
-        return self.sender.domain
-
     def signing_key(self) -> bytes:
         """The key for signed links: DIGEST_SECRET_KEY, else the key file the demo wrote."""
         if self.secret_key is not None:

@@ -441,39 +441,44 @@ def add_subscribers(
     factory: sessionmaker[Session], count: int, *, now: datetime, seed: str = "subscribers"
 ) -> tuple[int, int]:
     """Make sure ``reader00001@…`` … exist (active, confirmed): returns (total, added).
-    One subscriber in ten chose some sections, so the edition has several variants."""
+    One subscriber in ten chose some sections, so the edition has several variants.
+    Made in chunks, so a list of 100 000 is never held in memory at once."""
     rng = random.Random(seed)
     choices = [section_key(["Армия", "Флот"]), section_key(["Космос", "Авиация", "ОПК"])]
-    emails = [f"reader{i:05d}@{DOMAINS[i % len(DOMAINS)]}" for i in range(1, count + 1)]
-    with factory() as session:
-        existing = set()
-        for start in range(0, len(emails), 5000):
-            chunk = emails[start : start + 5000]
-            existing |= set(
-                session.scalars(select(Subscriber.email).where(Subscriber.email.in_(chunk)))
+    added = 0
+    for first in range(1, count + 1, 5000):
+        numbers = range(first, min(first + 5000, count + 1))
+        emails = [f"reader{i:05d}@{DOMAINS[i % len(DOMAINS)]}" for i in numbers]
+        # Draw for every reader, new or not, so names stay the same across runs.
+        people = [
+            (
+                None if rng.random() < 0.15 else f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                rng.choice(choices) if rng.random() < 0.1 else None,
             )
-    rows = []
-    for email in emails:
-        name = None if rng.random() < 0.15 else f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-        sections = rng.choice(choices) if rng.random() < 0.1 else None
-        if email in existing:
-            continue
-        rows.append(
-            {
-                "email": email,
-                "name": name,
-                "status": SubscriberStatus.ACTIVE,
-                "locale": "ru",
-                "sections": sections,
-                "frequency": "daily",
-                "token_key": new_token_key(),
-                "consent_at": now,
-                "consent_source": "demo",
-                "confirmed_at": now,
-                "created_at": now,
-            }
-        )
-    with transaction(factory) as session:
-        for start in range(0, len(rows), 5000):
-            session.execute(insert(Subscriber), rows[start : start + 5000])
-    return count, len(rows)
+            for _ in emails
+        ]
+        with transaction(factory) as session:
+            existing = set(
+                session.scalars(select(Subscriber.email).where(Subscriber.email.in_(emails)))
+            )
+            rows = [
+                {
+                    "email": email,
+                    "name": name,
+                    "status": SubscriberStatus.ACTIVE,
+                    "locale": "ru",
+                    "sections": sections,
+                    "frequency": "daily",
+                    "token_key": new_token_key(),
+                    "consent_at": now,
+                    "consent_source": "demo",
+                    "confirmed_at": now,
+                    "created_at": now,
+                }
+                for email, (name, sections) in zip(emails, people, strict=True)
+                if email not in existing
+            ]
+            if rows:
+                session.execute(insert(Subscriber), rows)
+            added += len(rows)
+    return count, added

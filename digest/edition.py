@@ -9,11 +9,9 @@ starts its content is frozen, so a resumed send sends the same bytes.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from email.utils import parseaddr
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,7 +44,7 @@ from digest.render import (
 )
 from digest.schedule import Schedule, load_schedule
 from digest.select import Pick, Selection, select_edition
-from digest.send import Connection, Progress, RunResult, SendRun
+from digest.send import Connection, Progress, SendRun
 from digest.tokens import LinkSigner
 from digest.track import DeliveryStore
 
@@ -118,6 +116,13 @@ class Pipeline:
         except EmptyEdition as exc:
             window = schedule.describe_window(edition_date)
             raise EmptyEdition(f"{schedule.name}/{edition_date}: {exc} ({window})") from None
+        if selection.skipped_repeats:
+            log.info(
+                "%s/%s: %d article(s) of the window went out in an earlier edition; not repeated",
+                schedule.name,
+                edition_date,
+                len(selection.skipped_repeats),
+            )
         if edition is None:
             edition = Edition(
                 schedule=schedule.name,
@@ -199,10 +204,6 @@ class Pipeline:
             "lead_title": lead.title,
             "articles": 1 + len(day),
         }
-        edition.subject = render_subject(schedule.mail.subject, variables)
-        edition.preheader = shorten(
-            render_subject(schedule.mail.preheader, variables), PREHEADER_LIMIT
-        )
         return EditionView(
             site_name=self.settings.site_name,
             site_url=self.settings.site_url,
@@ -210,8 +211,8 @@ class Pipeline:
             list_description=mailing_list.description,
             edition_date=edition.edition_date,
             window_days=schedule.window.days,
-            subject=edition.subject,
-            preheader=edition.preheader,
+            subject=render_subject(schedule.mail.subject, variables),
+            preheader=shorten(render_subject(schedule.mail.preheader, variables), PREHEADER_LIMIT),
             lead=lead,
             day=day,
             discussed=discussed,
@@ -230,17 +231,17 @@ class Pipeline:
         if not missing:
             return
         full = self.view(session, schedule, edition)
+        edition.subject, edition.preheader = full.subject, full.preheader
         for key in missing:
             view = full.for_sections(parse_section_key(key))
             variant = have.get(key) or EditionVariant(edition_id=edition.id, key=key)
             if view is None:
                 variant.html, variant.text, variant.articles, variant.render_ms = "", "", 0, 0.0
             else:
-                started = time.perf_counter()
                 rendered = self.renderer.render(view, schedule.mail.template)
                 variant.html, variant.text = rendered.html, rendered.text
                 variant.articles = view.articles
-                variant.render_ms = (time.perf_counter() - started) * 1000
+                variant.render_ms = rendered.render_ms
             variant.preheader = full.preheader
             session.add(variant)
             log.info(
@@ -407,10 +408,3 @@ class DryRun:
     bytes: int = 0
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
-
-
-def envelope_address(settings: Settings) -> str:
-    return parseaddr(settings.from_)[1]
-
-
-__all__ = ["DryRun", "Pipeline", "RunResult"]

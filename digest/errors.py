@@ -26,20 +26,12 @@ class ScheduleError(ConfigError):
     """A schedule file is missing or invalid."""
 
 
-class IngestError(DigestError):
-    """An input record could not be loaded."""
-
-
 class EditionError(DigestError):
     """The edition cannot be built or sent."""
 
 
 class EmptyEdition(EditionError):
     """The window holds no articles: no edition is made and nothing is sent."""
-
-
-class EditionNotFound(EditionError):
-    """No such edition."""
 
 
 class RenderError(DigestError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -464,14 +464,22 @@ def delivery_counts(session: Session, edition_id: int) -> dict[DeliveryStatus, i
     return {DeliveryStatus(status): n for status, n in rows}
 
 
-def sent_span(session: Session, edition_id: int) -> tuple[datetime | None, datetime | None]:
-    row = session.execute(
-        select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
-            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT
+def recent_rate(
+    session: Session, edition_id: int, window: timedelta = timedelta(seconds=60)
+) -> float | None:
+    """Messages per second over the last ``window`` of sending (not since the first
+    message: a send resumed hours later must not read as a slow one)."""
+    sent = and_(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT)
+    last = session.scalar(select(func.max(Delivery.sent_at)).where(sent))
+    if last is None:
+        return None
+    first, count = session.execute(
+        select(func.min(Delivery.sent_at), func.count()).where(
+            sent, Delivery.sent_at >= last - window
         )
     ).one()
-    # min() and max() keep the column's type, so the values come back aware UTC.
-    return row[0], row[1]
+    seconds = (last - first).total_seconds() if first is not None else 0.0
+    return (count - 1) / seconds if count > 1 and seconds > 0 else None
 
 
 def failure_reasons(

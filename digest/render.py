@@ -164,7 +164,6 @@ class Rendered:
     html: str
     text: str
     render_ms: float
-    inline_ms: float
 
 
 class Renderer:
@@ -205,10 +204,8 @@ class Renderer:
             text = self.env.get_template(f"{template}.txt.j2").render(context)
         except TemplateError as exc:
             raise RenderError(f"template {template!r}: {exc}") from None
-        rendered = time.perf_counter()
         html = inline_css(html_raw)
-        inlined = time.perf_counter()
-        return Rendered(html, text, (rendered - started) * 1000, (inlined - rendered) * 1000)
+        return Rendered(html, text, (time.perf_counter() - started) * 1000)
 
 
 def inline_css(html: str) -> str:

@@ -56,10 +56,6 @@ class Selection:
     discussed: list[Pick]
     skipped_repeats: list[int] = field(default_factory=list)
 
-    @property
-    def picks(self) -> list[Pick]:
-        return [self.lead, *self.day, *self.discussed]
-
 
 def discussion_score(
     per_commenter: Mapping[str, int],

@@ -17,7 +17,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -145,11 +145,6 @@ class RunResult:
     suppressed: int = 0
     claimed: int = 0
     aborted: str | None = None
-    outcomes_by_status: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def attempted(self) -> int:
-        return self.sent + self.deferred + self.failed
 
 
 class SendRun:
@@ -289,7 +284,6 @@ class SendRun:
     def _record(self, outcome: Outcome) -> None:
         self._outcomes.append(outcome)
         status = outcome.status.value
-        self.result.outcomes_by_status[status] = self.result.outcomes_by_status.get(status, 0) + 1
         if status == "sent":
             self.result.sent += 1
         elif status == "deferred":

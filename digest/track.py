@@ -138,18 +138,8 @@ class EditionReport:
     variants: int
     counts: dict[str, int] = field(default_factory=dict)
     total: int = 0
-    first_sent: datetime | None = None
-    last_sent: datetime | None = None
+    rate: float | None = None  # messages/s over the last minute of sending
     failures: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float | None:
-        """Messages per second between the first and last message sent."""
-        sent = self.counts.get(DeliveryStatus.SENT.value, 0)
-        if not self.first_sent or not self.last_sent or sent < 2:
-            return None
-        seconds = (self.last_sent - self.first_sent).total_seconds()
-        return sent / seconds if seconds > 0 else None
 
     @property
     def pending(self) -> int:
@@ -160,14 +150,7 @@ class EditionReport:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in (
-            "window_start",
-            "window_end",
-            "created_at",
-            "sent_at",
-            "first_sent",
-            "last_sent",
-        ):
+        for key in ("window_start", "window_end", "created_at", "sent_at"):
             value = data[key]
             data[key] = value.isoformat() if value else None
         data["rate"] = round(self.rate, 1) if self.rate else None
@@ -177,7 +160,6 @@ class EditionReport:
 
 def edition_report(session: Session, edition: Edition) -> EditionReport:
     counts = queries.delivery_counts(session, edition.id)
-    first, last = queries.sent_span(session, edition.id)
     return EditionReport(
         id=edition.id,
         label=edition.label,
@@ -190,8 +172,7 @@ def edition_report(session: Session, edition: Edition) -> EditionReport:
         variants=len(queries.variants(session, edition.id)),
         counts={s.value: counts.get(s, 0) for s in DeliveryStatus},
         total=sum(counts.values()),
-        first_sent=first,
-        last_sent=last,
+        rate=queries.recent_rate(session, edition.id),
         failures=[
             {"status": s, "code": code, "reply": reply, "count": n}
             for s, code, reply, n in queries.failure_reasons(session, edition.id)

@@ -149,3 +149,39 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
         stored = session.get(Delivery, ids[1])
         assert stored is not None and stored.sent_at == at and stored.status == "sent"
         assert stored.next_attempt_at is None and stored.claimed_by is None
+
+
+def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
+    factory: sessionmaker[Session],
+) -> None:
+    from digest import queries
+    from digest.models import DeliveryStatus
+
+    start = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+    with factory() as session, session.begin():
+        edition = Edition(
+            schedule="daily", edition_date=date(2026, 11, 25), window_start=start, window_end=start
+        )
+        session.add(edition)
+        session.flush()
+        # 10 messages in a burst, then a resumed run two hours later at 4 per second.
+        stamps = [start + timedelta(seconds=i / 100) for i in range(10)]
+        stamps += [start + timedelta(hours=2, seconds=i / 4) for i in range(41)]
+        for n, at in enumerate(stamps):
+            reader = Subscriber(
+                email=f"r{n}@example.ru", status=SubscriberStatus.ACTIVE, token_key=f"k{n}"
+            )
+            session.add(reader)
+            session.flush()
+            session.add(
+                Delivery(
+                    edition_id=edition.id,
+                    subscriber_id=reader.id,
+                    status=DeliveryStatus.SENT,
+                    sent_at=at,
+                )
+            )
+        edition_id = edition.id
+    with factory() as session:
+        assert queries.recent_rate(session, edition_id) == pytest.approx(4.0)
+        assert queries.recent_rate(session, edition_id + 1) is None

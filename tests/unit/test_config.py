@@ -16,7 +16,7 @@ def test_defaults(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.smtp is None and cfg.smtp_connections == 8
     assert cfg.timezone == "Europe/Moscow" and str(cfg.zone) == "Europe/Moscow"
     assert cfg.sender.addr_spec == "digest@vpk.example.ru"
-    assert cfg.mail_domain == "vpk.example.ru"
+    assert cfg.sender.domain == "vpk.example.ru"
 
 
 def test_the_environment_overrides_the_file(

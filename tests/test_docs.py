@@ -1,0 +1,39 @@
+"""The README is checked against the code: every setting and command is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from digest.cli import app
+from digest.config import Settings, env_name
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+TABLE = {m.group(1) for m in re.finditer(r"^\| `(DIGEST_[A-Z_]+)` \|", README, re.M)}
+
+
+@pytest.mark.parametrize("field", sorted(Settings.model_fields))
+def test_every_setting_is_in_the_readme_table(field: str) -> None:
+    assert env_name(field) in TABLE
+
+
+def test_the_table_lists_no_setting_that_does_not_exist() -> None:
+    known = {env_name(f) for f in Settings.model_fields} | {"DIGEST_CONFIG"}
+    assert known >= TABLE
+
+
+def test_every_command_is_in_the_readme() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = set(group.commands)  # type: ignore[attr-defined]
+    assert {"ingest", "demo", "preview", "send", "status", "db"} <= names
+    for name in names - {"db"}:
+        assert f"digest {name}" in README, name
+    assert "digest db upgrade" in README
+
+
+def test_the_two_commands() -> None:
+    assert "make demo" in README and "make test" in README
