@@ -118,7 +118,10 @@ class Settings(BaseSettings):
         default=Path("var/secret.key"),
         description="Where the key is read from when DIGEST_SECRET_KEY is unset (made by the demo)",
     )
-    timezone: str = Field(default="Europe/Moscow", description="The site's time zone")
+    timezone: str = Field(
+        default="Europe/Moscow",
+        description="The site's time zone: schedules that name none use it",
+    )
     site_name: str = Field(default="Новости ВПК", description="Name shown in the mail's header")
     site_url: str = Field(default="https://vpk.example.ru", description="The news site's home page")
     var_dir: Path = Field(default=Path("var"), description="Working files: database, outbox, keys")

@@ -66,7 +66,7 @@ class Pipeline:
         self.renderer = Renderer(self.settings.templates_dir)
 
     def schedule(self, name: str) -> Schedule:
-        return load_schedule(self.settings.schedules_dir, name)
+        return load_schedule(self.settings.schedules_dir, name, self.settings.timezone)
 
     def mailing_list(self, schedule: Schedule) -> MailingList:
         return get_list(self.settings.subscribers_dir, schedule.list)

@@ -103,7 +103,8 @@ class Schedule(_Strict):
         return CronTrigger.from_crontab(self.cron, timezone=self.zone)
 
 
-def load_schedule(directory: Path, name: str) -> Schedule:
+def load_schedule(directory: Path, name: str, default_timezone: str = "Europe/Moscow") -> Schedule:
+    """``directory/name.toml``; a file that names no time zone uses the site's."""
     path = directory / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in directory.glob("*.toml"))) or "none"
@@ -113,6 +114,7 @@ def load_schedule(directory: Path, name: str) -> Schedule:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScheduleError(f"{path}: not valid TOML: {exc}") from None
     data.setdefault("name", name)
+    data.setdefault("timezone", default_timezone)
     try:
         return Schedule.model_validate(data)
     except ValidationError as exc:
@@ -123,5 +125,8 @@ def load_schedule(directory: Path, name: str) -> Schedule:
         raise ScheduleError(f"{path}: {problems}") from None
 
 
-def load_schedules(directory: Path) -> dict[str, Schedule]:
-    return {p.stem: load_schedule(directory, p.stem) for p in sorted(directory.glob("*.toml"))}
+def load_schedules(directory: Path, default_timezone: str = "Europe/Moscow") -> dict[str, Schedule]:
+    return {
+        p.stem: load_schedule(directory, p.stem, default_timezone)
+        for p in sorted(directory.glob("*.toml"))
+    }

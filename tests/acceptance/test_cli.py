@@ -232,3 +232,16 @@ def test_clear_errors(demo_db: Path) -> None:
     assert bad_date.returncode == 2 and "--date" in bad_date.stderr
     unknown = digest(demo_db, "status", "daily/1999-01-01")
     assert unknown.returncode == 1 and "no edition" in unknown.stderr
+
+
+@pytest.mark.postgres
+def test_the_demo_on_postgresql(workdir: Path, postgres_url: str) -> None:
+    env = base_env(workdir, DIGEST_DATABASE_URL=postgres_url)
+    first = digest(workdir, "demo", "--subscribers", "12", "--date", DAY, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "the capture server received 12 messages in this run" in first.stdout
+    again = digest(workdir, "demo", "--subscribers", "12", "--date", DAY, env=env)
+    assert "the capture server received 0 messages in this run" in again.stdout
+    report = json.loads(digest(workdir, "status", f"daily/{DAY}", "--json", env=env).stdout)
+    assert report["counts"]["sent"] == 12 and report["status"] == "sent"
+    assert not (workdir / "var" / "digest.sqlite3").exists()

@@ -358,3 +358,41 @@ def test_editions_remember_each_other(
     assert "tomorrow" in items
     assert f"{fixed_date:%Y%m%d}-seed" not in items  # went out yesterday: not repeated
     assert items[f"{fixed_date:%Y%m%d}-talk-01"].block.value == "discussed"
+
+
+def test_window_edges_in_sql(pipeline: Pipeline, schedule: Schedule, fixed_date: date) -> None:
+    """[start, end): an article or comment exactly at the start counts, at the end it does not."""
+    from digest.models import Comment
+
+    start, end = schedule.bounds(fixed_date)
+    with pipeline.factory() as session, session.begin():
+        for name, at in (
+            ("before", start - timedelta(microseconds=1)),
+            ("at-start", start),
+            ("inside", start + timedelta(hours=5)),
+            ("last", end - timedelta(microseconds=1)),
+            ("at-end", end),
+        ):
+            session.add(
+                Article(external_id=name, url=f"https://e.ru/{name}", title=name, published_at=at)
+            )
+        session.flush()
+        old = Article(
+            external_id="old",
+            url="https://e.ru/old",
+            title="old",
+            published_at=start - timedelta(days=2),
+        )
+        session.add(old)
+        session.flush()
+        for n, at in enumerate(
+            (start - timedelta(microseconds=1), start, end - timedelta(seconds=1), end), start=1
+        ):
+            session.add(
+                Comment(article_id=old.id, number=n, author=f"a{n}", posted_at=at, body="x")
+            )
+    with pipeline.factory() as session:
+        day = {c.external_id for c in queries.day_candidates(session, start, end)}
+        talk = queries.discussions(session, start, end, start - timedelta(days=7))
+    assert day == {"at-start", "inside", "last"}
+    assert len(talk) == 1 and talk[0].comments_in_window == 2 and talk[0].comments_total == 3

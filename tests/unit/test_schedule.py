@@ -55,3 +55,10 @@ def test_a_bad_list_file(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="list 'daily'"):
         load_lists(tmp_path)
+
+
+def test_a_schedule_without_a_zone_uses_the_sites(tmp_path: Path) -> None:
+    (tmp_path / "weekly.toml").write_text('title = "Неделя"\n', encoding="utf-8")
+    assert load_schedule(tmp_path, "weekly", "Asia/Vladivostok").timezone == "Asia/Vladivostok"
+    (tmp_path / "daily.toml").write_text('title = "x"\ntimezone = "Europe/Moscow"\n')
+    assert load_schedule(tmp_path, "daily", "Asia/Vladivostok").timezone == "Europe/Moscow"
