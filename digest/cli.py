@@ -127,6 +127,12 @@ def main_options(
     state.log_json, state.verbose = log_json, verbose
 
 
+ScheduleArg = Annotated[str, typer.Argument(metavar="SCHEDULE", help="A file in schedules/.")]
+DateOption = Annotated[
+    str | None, typer.Option("--date", help="Edition date, e.g. 2026-11-25 (default: today).")
+]
+
+
 # -- db ---------------------------------------------------------------------------
 
 
@@ -199,10 +205,8 @@ class Format(StrEnum):
 
 @app.command()
 def preview(
-    schedule_name: Annotated[
-        str, typer.Argument(metavar="SCHEDULE", help="A file in schedules/.")
-    ] = "daily",
-    on: Annotated[str | None, typer.Option("--date", help="Edition date (default: today).")] = None,
+    schedule_name: ScheduleArg = "daily",
+    on: DateOption = None,
     subscriber: Annotated[
         str | None, typer.Option(help="Show it as this subscriber gets it.")
     ] = None,
@@ -257,10 +261,8 @@ def build_or_say(pipe: Pipeline, schedule: Schedule, on: date) -> Edition:
 
 @app.command()
 def send(
-    schedule_name: Annotated[
-        str, typer.Argument(metavar="SCHEDULE", help="A file in schedules/.")
-    ] = "daily",
-    on: Annotated[str | None, typer.Option("--date", help="Edition date (default: today).")] = None,
+    schedule_name: ScheduleArg = "daily",
+    on: DateOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Compose every message, send none.")
     ] = False,
@@ -525,7 +527,7 @@ def print_report(r: EditionReport) -> None:
 @app.command("demo")
 def demo_cmd(
     subscribers: Annotated[int, typer.Option(min=0, help="How many demo subscribers.")] = 1000,
-    on: Annotated[str | None, typer.Option("--date", help="Edition date (default: today).")] = None,
+    on: DateOption = None,
     no_send: Annotated[
         bool, typer.Option("--no-send", help="Load the data and subscribers, then stop.")
     ] = False,

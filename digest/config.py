@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from digest.errors import ConfigError
@@ -76,6 +76,18 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     )
 
 
+def _zone_name(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+ZoneName = Annotated[str, AfterValidator(_zone_name)]
+"""An IANA time zone name (``Europe/Moscow``), checked when it is read."""
+
+
 class Settings(BaseSettings):
     """Every setting digest knows. The README table is checked against this class."""
 
@@ -118,7 +130,7 @@ class Settings(BaseSettings):
         default=Path("var/secret.key"),
         description="Where the key is read from when DIGEST_SECRET_KEY is unset (made by the demo)",
     )
-    timezone: str = Field(
+    timezone: ZoneName = Field(
         default="Europe/Moscow",
         description="The site's time zone: schedules that name none use it",
     )
@@ -177,15 +189,6 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an absolute http(s) URL")
         return value.rstrip("/")
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @field_validator("log_level")
     @classmethod

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import queries
@@ -93,6 +94,14 @@ class Pipeline:
     def build(self, schedule: Schedule, edition_date: date) -> Edition:
         """The edition for (schedule, date): created or refreshed while a draft,
         returned as stored once it is approved or sending. Raises EmptyEdition."""
+        try:
+            return self._build(schedule, edition_date)
+        except IntegrityError:
+            # Another process made the same edition first; the unique key on
+            # (schedule, date) is the arbiter, so take theirs.
+            return self._build(schedule, edition_date)
+
+    def _build(self, schedule: Schedule, edition_date: date) -> Edition:
         with transaction(self.factory) as session:
             edition = queries.edition_for(session, schedule.name, edition_date)
             if edition is None or edition.status is EditionStatus.DRAFT:

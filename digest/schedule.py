@@ -10,11 +10,12 @@ import tomllib
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from digest.config import ZoneName
 from digest.errors import ScheduleError
 
 
@@ -57,19 +58,10 @@ class Schedule(_Strict):
     title: str
     list: str = "daily"
     cron: str = "0 7 * * *"
-    timezone: str = "Europe/Moscow"
+    timezone: ZoneName = "Europe/Moscow"
     window: WindowSpec = WindowSpec()
     select: SelectSpec = SelectSpec()
     mail: MailSpec = MailSpec()
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @field_validator("cron")
     @classmethod

@@ -396,3 +396,39 @@ def test_window_edges_in_sql(pipeline: Pipeline, schedule: Schedule, fixed_date:
         talk = queries.discussions(session, start, end, start - timedelta(days=7))
     assert day == {"at-start", "inside", "last"}
     assert len(talk) == 1 and talk[0].comments_in_window == 2 and talk[0].comments_total == 3
+
+
+def test_two_builders_of_one_edition_end_with_one(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date
+) -> None:
+    """Both processes select at the same moment; the second insert loses and retries."""
+    import contextlib
+    import threading
+
+    barrier = threading.Barrier(2)
+    original = loaded._select
+
+    def racing_select(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if args[3] is None:  # only the creating path races
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=5)
+        return original(*args, **kwargs)
+
+    loaded._select = racing_select  # type: ignore[method-assign]
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            results.append(loaded.build(schedule, fixed_date).id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 2 and results[0] == results[1]
+    with loaded.factory() as session:
+        assert len(queries.recent_editions(session)) == 1
