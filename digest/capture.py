@@ -75,20 +75,26 @@ class CaptureHandler:
 class CaptureServer:
     """``with CaptureServer(outbox) as server: … server.url …``"""
 
-    def __init__(self, handler: CaptureHandler | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, handler: CaptureHandler | None = None, port: int | None = None, **smtp: Any
+    ) -> None:
+        """``smtp``: aiosmtpd options, e.g. ``tls_context`` and ``require_starttls``,
+        ``authenticator``, or ``ssl_context`` for implicit TLS."""
         self.handler = handler or CaptureHandler()
         self.port = port or free_port()
+        self.implicit_tls = "ssl_context" in smtp
         self._controller = Controller(
             self.handler,
             hostname="127.0.0.1",
             port=self.port,
             server_hostname="capture.digest.local",
             ready_timeout=10,
+            **smtp,
         )
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        return f"{'smtps' if self.implicit_tls else 'smtp'}://127.0.0.1:{self.port}"
 
     @property
     def messages(self) -> list[Captured]:

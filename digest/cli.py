@@ -318,7 +318,7 @@ def do_test_send(
     message = pipe.preview(schedule, edition, to, subject_prefix="[Тест] ")
 
     async def one() -> tuple[int, str]:
-        connection = SmtpConnection(target, pipe.settings.smtp_timeout)
+        connection = SmtpConnection(target, pipe.settings.smtp_timeout, pipe.settings.tls_context())
         try:
             return await connection.send(message)
         finally:
@@ -364,7 +364,8 @@ def deliver(
 ) -> RunResult:
     """Enqueue and send one pass, with a progress bar. Infrastructure faults raise."""
     cfg = pipe.settings
-    run_async(probe(SmtpConnection(target, cfg.smtp_timeout)))
+    tls = cfg.tls_context()
+    run_async(probe(SmtpConnection(target, cfg.smtp_timeout, tls)))
     added = pipe.start_sending(schedule, edition)
     with pipe.factory() as session:
         counts = queries.delivery_counts(session, edition.id)
@@ -399,7 +400,7 @@ def deliver(
         run = pipe.send_run(
             schedule,
             edition,
-            lambda: SmtpConnection(target, cfg.smtp_timeout),
+            lambda: SmtpConnection(target, cfg.smtp_timeout, tls),
             worker=worker_name(),
             limit=limit,
             progress=RichProgress(bar, task),

@@ -9,6 +9,7 @@ one is refused, because config files end up in repositories.
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -110,6 +111,11 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(
         default=8, ge=1, le=256, description="SMTP connections kept open during a send"
     )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signs the relay's certificate (default: the system's); "
+        "certificates are always verified",
+    )
     smtp_timeout: float = Field(
         default=30.0, gt=0, description="Seconds to wait for any SMTP reply before giving up"
     )
@@ -207,6 +213,16 @@ class Settings(BaseSettings):
     @property
     def smtp(self) -> SmtpTarget | None:
         return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The context TLS connections to the relay verify against."""
+        cafile = self.smtp_ca_file
+        if cafile is not None and not cafile.is_file():
+            raise ConfigError(f"DIGEST_SMTP_CA_FILE: no such file {cafile}")
+        try:
+            return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"DIGEST_SMTP_CA_FILE: not a CA bundle: {exc}") from None
 
     @property
     def zone(self) -> ZoneInfo:

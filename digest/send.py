@@ -56,9 +56,16 @@ class SmtpConnection:
     """An aiosmtplib connection that is opened lazily, reused for many messages,
     and reopened when the server closes it."""
 
-    def __init__(self, target: SmtpTarget, timeout: float, local_hostname: str | None = None):
+    def __init__(
+        self,
+        target: SmtpTarget,
+        timeout: float,
+        tls_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
+        self.tls_context = tls_context
         self.local_hostname = local_hostname
         self.smtp: aiosmtplib.SMTP | None = None
 
@@ -67,7 +74,10 @@ class SmtpConnection:
             hostname=self.target.host,
             port=self.target.port,
             use_tls=self.target.implicit_tls,
+            # Explicit: STARTTLS when the URL asks for it, never opportunistically
+            # (a failed upgrade would otherwise fail a relay that works in plain).
             start_tls=self.target.starttls,
+            tls_context=self.tls_context,
             timeout=self.timeout,
             local_hostname=self.local_hostname,
         )

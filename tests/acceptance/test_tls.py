@@ -1,0 +1,149 @@
+"""TLS and login to the relay, for real: aiosmtpd with STARTTLS, implicit TLS and
+AUTH, a certificate made for the test, and the `digest` command as the client."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from digest.capture import CaptureServer
+from tests.acceptance.test_cli import DAY, base_env, digest
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A throwaway CA-signed certificate for 127.0.0.1: (certificate, key)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "relay.pem", folder / "relay.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*map(str, certificate))
+    return context
+
+
+class Logins:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        assert isinstance(auth_data, LoginPassword)
+        login = (auth_data.login.decode(), auth_data.password.decode())
+        self.seen.append(login)
+        # handled=False: aiosmtpd answers 535 itself (True means "already answered").
+        return AuthResult(success=login == ("digest", "s3cret"), handled=False)
+
+
+@pytest.fixture
+def starttls_relay(certificate: tuple[Path, Path]) -> Iterator[tuple[CaptureServer, Logins]]:
+    logins = Logins()
+    with CaptureServer(
+        tls_context=server_context(certificate),
+        require_starttls=True,
+        authenticator=logins,
+        auth_require_tls=True,
+        auth_required=True,
+    ) as relay:
+        yield relay, logins
+
+
+@pytest.fixture
+def loaded(tmp_path: Path) -> Path:
+    result = digest(tmp_path, "demo", "--subscribers", "5", "--date", DAY, "--no-send")
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def test_starttls_and_login(
+    loaded: Path, starttls_relay: tuple[CaptureServer, Logins], certificate: tuple[Path, Path]
+) -> None:
+    relay, logins = starttls_relay
+    url = f"smtp://digest:s3cret@127.0.0.1:{relay.port}?starttls=true"
+    result = digest(
+        loaded,
+        "send",
+        "--date",
+        DAY,
+        env=base_env(loaded, DIGEST_SMTP_URL=url, DIGEST_SMTP_CA_FILE=str(certificate[0])),
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(relay.messages) == 5 and ("digest", "s3cret") in logins.seen
+    assert "s3cret" not in result.stdout + result.stderr  # the password never prints
+    assert "smtp://digest:***@127.0.0.1" in result.stderr
+
+
+def test_a_wrong_password_stops_before_sending(
+    loaded: Path, starttls_relay: tuple[CaptureServer, Logins], certificate: tuple[Path, Path]
+) -> None:
+    relay, _ = starttls_relay
+    url = f"smtp://digest:wrong@127.0.0.1:{relay.port}?starttls=true"
+    result = digest(
+        loaded,
+        "send",
+        "--date",
+        DAY,
+        env=base_env(loaded, DIGEST_SMTP_URL=url, DIGEST_SMTP_CA_FILE=str(certificate[0])),
+    )
+    assert result.returncode == 1 and "login refused: 535" in result.stderr
+    assert not relay.messages and "wrong" not in result.stderr
+
+
+def test_an_untrusted_certificate_is_refused(
+    loaded: Path, starttls_relay: tuple[CaptureServer, Logins]
+) -> None:
+    relay, _ = starttls_relay
+    url = f"smtp://digest:s3cret@127.0.0.1:{relay.port}?starttls=true"
+    result = digest(loaded, "send", "--date", DAY, env=base_env(loaded, DIGEST_SMTP_URL=url))
+    assert result.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
+    assert not relay.messages
+
+
+def test_implicit_tls(loaded: Path, certificate: tuple[Path, Path]) -> None:
+    with CaptureServer(ssl_context=server_context(certificate)) as relay:
+        assert relay.url.startswith("smtps://")
+        result = digest(
+            loaded,
+            "send",
+            "--date",
+            DAY,
+            env=base_env(
+                loaded, DIGEST_SMTP_URL=relay.url, DIGEST_SMTP_CA_FILE=str(certificate[0])
+            ),
+        )
+        assert result.returncode == 0, result.stderr
+        assert len(relay.messages) == 5
