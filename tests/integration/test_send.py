@@ -432,3 +432,22 @@ def test_two_builders_of_one_edition_end_with_one(
     assert not errors and len(results) == 2 and results[0] == results[1]
     with loaded.factory() as session:
         assert len(queries.recent_editions(session)) == 1
+
+
+def test_rendering_happens_once_per_variant_never_per_subscriber(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    calls: list[object] = []
+    render = loaded.renderer.render
+
+    def counted(view, template="digest"):  # type: ignore[no-untyped-def]
+        calls.append(view.sections_filter)
+        return render(view, template)
+
+    loaded.renderer.render = counted  # type: ignore[method-assign]
+    edition = loaded.build(schedule, fixed_date)
+    with loaded.factory() as session:
+        variants = len(queries.variants(session, edition.id))
+    assert len(calls) == variants <= 3  # one per distinct section choice
+    assert send(loaded, schedule, edition, smtp_server).sent == READERS
+    assert len(calls) == variants  # the send rendered nothing
