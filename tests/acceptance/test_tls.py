@@ -82,6 +82,11 @@ def starttls_relay(certificate: tuple[Path, Path]) -> Iterator[tuple[CaptureServ
         yield relay, logins
 
 
+def send_via(workdir: Path, url: str, ca: Path | None = None) -> subprocess.CompletedProcess[str]:
+    extra = {"DIGEST_SMTP_URL": url} | ({"DIGEST_SMTP_CA_FILE": str(ca)} if ca else {})
+    return digest(workdir, "send", "--date", DAY, env=base_env(workdir, **extra))
+
+
 @pytest.fixture
 def loaded(tmp_path: Path) -> Path:
     result = digest(tmp_path, "demo", "--subscribers", "5", "--date", DAY, "--no-send")
@@ -94,13 +99,7 @@ def test_starttls_and_login(
 ) -> None:
     relay, logins = starttls_relay
     url = f"smtp://digest:s3cret@127.0.0.1:{relay.port}?starttls=true"
-    result = digest(
-        loaded,
-        "send",
-        "--date",
-        DAY,
-        env=base_env(loaded, DIGEST_SMTP_URL=url, DIGEST_SMTP_CA_FILE=str(certificate[0])),
-    )
+    result = send_via(loaded, url, certificate[0])
     assert result.returncode == 0, result.stderr
     assert len(relay.messages) == 5 and ("digest", "s3cret") in logins.seen
     assert "s3cret" not in result.stdout + result.stderr  # the password never prints
@@ -112,13 +111,7 @@ def test_a_wrong_password_stops_before_sending(
 ) -> None:
     relay, _ = starttls_relay
     url = f"smtp://digest:wrong@127.0.0.1:{relay.port}?starttls=true"
-    result = digest(
-        loaded,
-        "send",
-        "--date",
-        DAY,
-        env=base_env(loaded, DIGEST_SMTP_URL=url, DIGEST_SMTP_CA_FILE=str(certificate[0])),
-    )
+    result = send_via(loaded, url, certificate[0])
     assert result.returncode == 1 and "login refused: 535" in result.stderr
     assert not relay.messages and "wrong" not in result.stderr
 
@@ -128,7 +121,7 @@ def test_an_untrusted_certificate_is_refused(
 ) -> None:
     relay, _ = starttls_relay
     url = f"smtp://digest:s3cret@127.0.0.1:{relay.port}?starttls=true"
-    result = digest(loaded, "send", "--date", DAY, env=base_env(loaded, DIGEST_SMTP_URL=url))
+    result = send_via(loaded, url)
     assert result.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
     assert not relay.messages
 
@@ -136,14 +129,6 @@ def test_an_untrusted_certificate_is_refused(
 def test_implicit_tls(loaded: Path, certificate: tuple[Path, Path]) -> None:
     with CaptureServer(ssl_context=server_context(certificate)) as relay:
         assert relay.url.startswith("smtps://")
-        result = digest(
-            loaded,
-            "send",
-            "--date",
-            DAY,
-            env=base_env(
-                loaded, DIGEST_SMTP_URL=relay.url, DIGEST_SMTP_CA_FILE=str(certificate[0])
-            ),
-        )
+        result = send_via(loaded, relay.url, certificate[0])
         assert result.returncode == 0, result.stderr
         assert len(relay.messages) == 5
