@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete
@@ -240,7 +240,12 @@ class Pipeline:
         if not missing:
             return
         full = self.view(session, schedule, edition)
-        edition.subject, edition.preheader = full.subject, full.preheader
+        if refresh:
+            edition.subject, edition.preheader = full.subject, full.preheader
+        else:
+            # Frozen: a later variant keeps the subject the first messages went out with,
+            # even if the schedule file's template changed since.
+            full = replace(full, subject=edition.subject, preheader=edition.preheader)
         for key in missing:
             view = full.for_sections(parse_section_key(key))
             variant = have.get(key) or EditionVariant(edition_id=edition.id, key=key)

@@ -451,3 +451,24 @@ def test_rendering_happens_once_per_variant_never_per_subscriber(
     assert len(calls) == variants <= 3  # one per distinct section choice
     assert send(loaded, schedule, edition, smtp_server).sent == READERS
     assert len(calls) == variants  # the send rendered nothing
+
+
+def test_a_frozen_edition_keeps_its_subject(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    edition = loaded.build(schedule, fixed_date)
+    send(loaded, schedule, edition, smtp_server, limit=5)
+    changed = schedule.model_copy(
+        update={"mail": schedule.mail.model_copy(update={"subject": "Другая тема {{ date }}"})}
+    )
+    with loaded.factory() as session, session.begin():
+        session.execute(
+            update(Subscriber).where(Subscriber.email == addr(9)).values(sections="космос")
+        )  # a new variant must be rendered
+    again = loaded.build(changed, fixed_date)
+    send(loaded, changed, again, smtp_server)
+    subjects = {
+        email.message_from_bytes(m.data, policy=email.policy.default)["Subject"]
+        for m in smtp_server.messages
+    }
+    assert subjects == {"Новости ВПК за 25 ноября 2026"}
