@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -312,13 +312,19 @@ def do_dry_run(pipe: Pipeline, schedule: Schedule, edition: Edition, limit: int 
         err.print(f"[red]cannot compose[/] {problem}", highlight=False)
 
 
+def connector(cfg: Settings, target: SmtpTarget) -> Callable[[], SmtpConnection]:
+    """New connections to the relay, all with the settings' timeout and TLS context."""
+    tls = cfg.tls_context()
+    return lambda: SmtpConnection(target, cfg.smtp_timeout, tls)
+
+
 def do_test_send(
     pipe: Pipeline, schedule: Schedule, edition: Edition, target: SmtpTarget, to: str
 ) -> None:
     message = pipe.preview(schedule, edition, to, subject_prefix="[Тест] ")
 
     async def one() -> tuple[int, str]:
-        connection = SmtpConnection(target, pipe.settings.smtp_timeout, pipe.settings.tls_context())
+        connection = connector(pipe.settings, target)()
         try:
             return await connection.send(message)
         finally:
@@ -363,9 +369,8 @@ def deliver(
     limit: int | None = None,
 ) -> RunResult:
     """Enqueue and send one pass, with a progress bar. Infrastructure faults raise."""
-    cfg = pipe.settings
-    tls = cfg.tls_context()
-    run_async(probe(SmtpConnection(target, cfg.smtp_timeout, tls)))
+    connect = connector(pipe.settings, target)
+    run_async(probe(connect()))
     added = pipe.start_sending(schedule, edition)
     with pipe.factory() as session:
         counts = queries.delivery_counts(session, edition.id)
@@ -400,7 +405,7 @@ def deliver(
         run = pipe.send_run(
             schedule,
             edition,
-            lambda: SmtpConnection(target, cfg.smtp_timeout, tls),
+            connect,
             worker=worker_name(),
             limit=limit,
             progress=RichProgress(bar, task),

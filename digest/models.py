@@ -37,12 +37,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: store aware datetimes only")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return _as_stored(value, dialect.name)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -52,17 +47,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def stored_utc(value: datetime | None, dialect_name: str) -> datetime | str | None:
-    """What ``UTCDateTime`` writes, for statements that bypass SQLAlchemy's type
-    processing on the hot path: SQLite gets the exact string SQLAlchemy's DATETIME
-    stores (so comparisons in SQL stay right), PostgreSQL the aware value."""
+def _as_stored(value: datetime | None, dialect_name: str) -> datetime | None:
+    """The one rule for stored times: aware only, in UTC, without offset on SQLite."""
     if value is None:
         return None
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value!r}: store aware datetimes only")
-    if dialect_name == "sqlite":
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return value
+    value = value.astimezone(UTC)
+    return value.replace(tzinfo=None) if dialect_name == "sqlite" else value
+
+
+def stored_utc(value: datetime | None, dialect_name: str) -> datetime | str | None:
+    """What ``UTCDateTime`` writes, for statements that bypass SQLAlchemy's type
+    processing on the hot path: on SQLite the exact string SQLAlchemy's DATETIME
+    stores (so comparisons in SQL stay right), on PostgreSQL the aware value."""
+    stored = _as_stored(value, dialect_name)
+    if stored is not None and dialect_name == "sqlite":
+        return stored.isoformat(" ", "microseconds")
+    return stored
 
 
 def utcnow() -> datetime:

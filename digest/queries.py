@@ -425,7 +425,7 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     name = dialect.name
     params = [
         (
-            str(status),
+            status,
             attempts,
             code,
             reply,

@@ -179,7 +179,6 @@ class SendRun:
         self.clock = clock
         self.connections = connections
         self.batch_size = batch_size
-        self.limit = limit
         self.progress = progress
         self.abort_after = abort_after_connection_failures or max(3, 2 * connections)
         self.result = RunResult()
@@ -261,8 +260,8 @@ class SendRun:
         self.result.claimed += len(claims)
         if self._budget is not None:
             self._budget -= len(claims)
-        # Fewer than asked for means the queue is drained (rows claimed but
-        # suppressed count as drained too, so a batch of them asks again).
+        # Nothing due is left only when a claim finds nothing at all: a batch that
+        # was all suppressed (unsubscribed mid-send) asks again.
         if not claims and not suppressed:
             self._exhausted = True
         self._claims.extend(claims)

@@ -53,13 +53,14 @@ class LinkSigner:
         self._preferences = self._signer(f"preferences:{list_key}")
         self._unsubscribe_key = self._unsubscribe.derive_key()
         self._preferences_key = self._preferences.derive_key()
+        self._algorithm = TruncatedHMAC()
 
     def _signer(self, salt: str) -> Signer:
         return Signer(self._secret, salt=salt, algorithm=TruncatedHMAC())
 
-    @staticmethod
-    def _sign(key: bytes, value: str) -> str:
-        mac = hmac.new(key, value.encode("ascii"), hashlib.sha256).digest()[:SIGNATURE_BYTES]
+    def _sign(self, key: bytes, value: str) -> str:
+        # Signer.sign, minus its per-call key derivation.
+        mac = self._algorithm.get_signature(key, value.encode("ascii"))
         return f"{value}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
 
     def unsubscribe(self, token_key: str) -> str:
