@@ -7,11 +7,13 @@ lines, failed or deferred deliveries).
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -35,15 +38,27 @@ from rich.progress import (
 from rich.table import Table
 
 from digest import __version__, db, demo, logs, queries
+from digest.bounces import BounceReader, ReturnsReport, Source, process_returns
 from digest.capture import CaptureHandler, CaptureServer
-from digest.config import Settings, SmtpTarget, load_settings, parse_smtp_url
-from digest.edition import Pipeline
+from digest.config import Settings, SmtpTarget, load_settings
+from digest.edition import Pipeline, WorkReport
 from digest.errors import DigestError, EmptyEdition, RelayUnavailable
 from digest.ingest import Ingester, IngestReport, read_source
 from digest.models import DeliveryStatus, Edition, utcnow
 from digest.schedule import Schedule
-from digest.send import RunResult, SmtpConnection, probe, run_async, worker_name
-from digest.track import EditionReport, Outcome, edition_report
+from digest.send import (
+    RunResult,
+    SendRun,
+    SmtpConnection,
+    Timeouts,
+    probe_relays,
+    reclaim_dead,
+    run_async,
+    run_stoppable,
+    worker_name,
+)
+from digest.tokens import LinkSigner
+from digest.track import EditionReport, Outcome, SoftBouncePolicy, edition_report
 
 EXIT_PARTIAL = 3
 console = Console()
@@ -259,6 +274,22 @@ def build_or_say(pipe: Pipeline, schedule: Schedule, on: date) -> Edition:
 # -- send -------------------------------------------------------------------------
 
 
+NoWaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="Return after one pass; deferred messages are left to `digest worker` or a later run.",
+    ),
+]
+EnqueueOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--enqueue-only",
+        help="Freeze the edition and queue every delivery, send nothing: workers send it.",
+    ),
+]
+
+
 @app.command()
 def send(
     schedule_name: ScheduleArg = "daily",
@@ -272,12 +303,17 @@ def send(
     test_to: Annotated[
         str | None, typer.Option("--test-to", help="Send one test copy to EMAIL, untracked.")
     ] = None,
+    no_wait: NoWaitOption = False,
+    enqueue_only: EnqueueOnlyOption = False,
 ) -> None:
     """Build the edition (if needed) and send it to every active subscriber.
 
     Each subscriber gets one delivery row before anything is sent; running the
-    command again sends only what is not sent yet. The relay is DIGEST_SMTP_URL
-    with DIGEST_SMTP_CONNECTIONS connections. An empty window sends nothing.
+    command again sends only what is not sent yet. Deferred messages are retried
+    on DIGEST_RETRY_SCHEDULE until every delivery is final or gives up
+    (DIGEST_GIVE_UP_AFTER). Ctrl-C or SIGTERM stop cleanly: what is in flight
+    finishes and is recorded. With PostgreSQL and `digest worker` processes
+    running, use --enqueue-only and let the workers send.
 
     Example: digest send daily --date 2026-11-25 --limit 100
     """
@@ -289,13 +325,19 @@ def send(
         if dry_run:
             do_dry_run(pipe, schedule, edition, limit)
             return
-        target = cfg.smtp
-        if target is None:
+        if enqueue_only:
+            added = pipe.start_sending(schedule, edition)
+            console.print(
+                f"{edition.label}: {added} deliveries queued for the workers "
+                "(`digest worker`); follow them with `digest status`"
+            )
+            return
+        if not cfg.relays:
             fail("DIGEST_SMTP_URL is not set: say where to send (smtp://host:port)")
         if test_to:
-            do_test_send(pipe, schedule, edition, target, test_to)
+            do_test_send(pipe, schedule, edition, test_to)
             return
-        deliver(pipe, schedule, edition, target, limit=limit)
+        deliver(pipe, schedule, edition, limit=limit, wait=not no_wait and limit is None)
         report = status_of(pipe, edition)
     print_report(report)
     finish_exit(report)
@@ -312,19 +354,18 @@ def do_dry_run(pipe: Pipeline, schedule: Schedule, edition: Edition, limit: int 
         err.print(f"[red]cannot compose[/] {problem}", highlight=False)
 
 
-def connector(cfg: Settings, target: SmtpTarget) -> Callable[[], SmtpConnection]:
-    """New connections to the relay, all with the settings' timeout and TLS context."""
+def connector(cfg: Settings) -> Callable[[SmtpTarget], SmtpConnection]:
+    """New connections to a relay, all with the settings' timeouts and TLS context."""
     tls = cfg.tls_context()
-    return lambda: SmtpConnection(target, cfg.smtp_timeout, tls)
+    timeouts = Timeouts(cfg.smtp_connect_timeout, cfg.smtp_command_timeout, cfg.smtp_data_timeout)
+    return lambda target: SmtpConnection(target, timeouts, tls)
 
 
-def do_test_send(
-    pipe: Pipeline, schedule: Schedule, edition: Edition, target: SmtpTarget, to: str
-) -> None:
+def do_test_send(pipe: Pipeline, schedule: Schedule, edition: Edition, to: str) -> None:
     message = pipe.preview(schedule, edition, to, subject_prefix="[Тест] ")
 
     async def one() -> tuple[int, str]:
-        connection = connector(pipe.settings, target)()
+        connection = connector(pipe.settings)(pipe.settings.relays[0])
         try:
             return await connection.send(message)
         finally:
@@ -360,82 +401,93 @@ class RichProgress:
         )
 
 
+PROGRESS_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TextColumn(
+        "sent {task.fields[sent]} · failed {task.fields[failed]} · deferred {task.fields[deferred]}"
+    ),
+    TextColumn("{task.fields[rate]}"),
+    TimeElapsedColumn(),
+    TimeRemainingColumn(),
+)
+
+
 def deliver(
     pipe: Pipeline,
     schedule: Schedule,
     edition: Edition,
-    target: SmtpTarget,
     *,
     limit: int | None = None,
+    wait: bool = True,
 ) -> RunResult:
-    """Enqueue and send one pass, with a progress bar. Infrastructure faults raise."""
-    connect = connector(pipe.settings, target)
-    run_async(probe(connect()))
+    """Enqueue and send, with a progress bar; with ``wait``, until every delivery
+    is final. Infrastructure faults raise; a signal stops cleanly."""
+    connect = connector(pipe.settings)
+    relays = pipe.relay_pool()
+    run_async(probe_relays(relays, connect))
+    reclaimed = reclaim_dead(pipe.factory, utcnow())
+    if reclaimed:
+        log.info("took back %d deliveries claimed by processes that died", reclaimed)
     added = pipe.start_sending(schedule, edition)
     with pipe.factory() as session:
         counts = queries.delivery_counts(session, edition.id)
-    due = (
-        counts.get(DeliveryStatus.QUEUED, 0)
-        + counts.get(DeliveryStatus.DEFERRED, 0)
-        + counts.get(DeliveryStatus.SENDING, 0)
-    )
+    due = sum(counts.get(s, 0) for s in DeliveryStatus if not s.final)
     total = min(due, limit) if limit else due
     log.info(
-        "sending %s to %s: %d new deliveries, %d due",
+        "sending %s through %s: %d new deliveries, %d to send",
         edition.label,
-        target,
+        ", ".join(str(r.target) for r in relays.relays),
         added,
         due,
         extra={"edition": edition.id},
     )
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(
-            "sent {task.fields[sent]} · failed {task.fields[failed]}"
-            " · deferred {task.fields[deferred]}"
-        ),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=False, disable=state.log_json) as bar:
+    with Progress(*PROGRESS_COLUMNS, console=err, transient=False, disable=state.log_json) as bar:
         task = bar.add_task(edition.label, total=total, sent=0, failed=0, deferred=0, rate="")
         run = pipe.send_run(
             schedule,
             edition,
             connect,
             worker=worker_name(),
+            relays=relays,
             limit=limit,
+            wait=wait,
             progress=RichProgress(bar, task),
         )
-        try:
-            result = run_async(run.run())
-        except KeyboardInterrupt:
-            # The run has written every outcome it had and handed back its claims.
-            pipe.finish(edition)
-            err.print(
-                f"interrupted: sent {run.result.sent} this run; every outcome is recorded. "
-                "Run the same command again to send the rest."
-            )
-            raise typer.Exit(130) from None
+        result = run_async(run_stoppable(run))
     pipe.finish(edition)
-    if result.aborted:
-        raise RelayUnavailable(
-            f"{target}: {result.aborted}; sent {result.sent} before stopping — run the same "
-            "command again to send the rest"
-        )
     log.info(
-        "pass over %s done: %d sent, %d deferred, %d failed, %d suppressed",
+        "send of %s: %d sent, %d deferred, %d failed, %d bounced, %d suppressed",
         edition.label,
         result.sent,
         result.deferred,
         result.failed,
+        result.bounced,
         result.suppressed,
         extra={"edition": edition.id},
     )
+    explain_stop(edition, result)
     return result
+
+
+def explain_stop(edition: Edition, result: RunResult) -> None:
+    """A stopped send says why and how to go on; an outage is an error (exit 1)."""
+    if result.aborted:
+        raise RelayUnavailable(
+            f"{result.aborted}; sent {result.sent} before stopping — every claim was handed "
+            f"back: run `digest resume {edition.label}` to send the rest"
+        )
+    if result.stopped == "paused":
+        err.print(f"{edition.label} is paused; `digest resume {edition.label}` goes on")
+    elif result.stopped == "cancelled":
+        err.print(f"{edition.label} was cancelled; what was not sent is marked suppressed")
+    elif result.stopped:
+        err.print(
+            f"stopped ({result.stopped}): sent {result.sent} this run; every outcome is "
+            f"recorded. `digest resume {edition.label}` sends the rest."
+        )
+        raise typer.Exit(143 if "SIGTERM" in result.stopped else 130)
 
 
 def finish_exit(report: EditionReport) -> None:
@@ -448,7 +500,179 @@ def finish_exit(report: EditionReport) -> None:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-# -- status -----------------------------------------------------------------------
+# -- workers and levers -------------------------------------------------------------
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Send what is due now, then exit.")] = False,
+) -> None:
+    """Send every edition that is being sent, sharing the work with other workers.
+
+    Run as many as you like, on one machine or many, against one PostgreSQL
+    database (DIGEST_DATABASE_URL): they claim deliveries in batches with FOR
+    UPDATE SKIP LOCKED, so no message is sent twice. Without --once it runs until
+    stopped (SIGTERM or Ctrl-C finish what is in flight first). On SQLite run one.
+
+    Example: digest worker --once
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        if not cfg.relays:
+            fail("DIGEST_SMTP_URL is not set: say where to send (smtp://host:port)")
+        name = worker_name()
+        log.info("worker %s started%s", name, " (once)" if once else "")
+        reclaimed = reclaim_dead(pipe.factory, utcnow())
+        if reclaimed:
+            log.info("took back %d deliveries claimed by processes that died", reclaimed)
+        report = run_async(work(pipe, name, once))
+    console.print(
+        f"worker {name}: sent {report.sent}, deferred {report.deferred}, failed "
+        f"{report.failed}, bounced {report.bounced} in {len(report.editions)} edition(s)"
+    )
+    if report.aborted:
+        fail(f"{report.aborted}; claims handed back, start the worker again")
+
+
+async def work(pipe: Pipeline, name: str, once: bool) -> WorkReport:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    current: list[SendRun] = []
+
+    def on_signal() -> None:
+        stop.set()
+        for run in current:
+            run.stop("signal")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+    def on_run(run: SendRun | None) -> None:
+        current.clear()
+        if run is not None:
+            current.append(run)
+
+    return await pipe.work(
+        connector(pipe.settings), worker=name, once=once, stop=stop, on_run=on_run
+    )
+
+
+EditionArg = Annotated[str, typer.Argument(metavar="EDITION", help="An id or schedule/date.")]
+
+
+def find(pipe: Pipeline, ref: str) -> Edition:
+    with pipe.factory() as session:
+        found = queries.find_edition(session, ref)
+    if found is None:
+        fail(f"no edition {ref!r} (give an id or schedule/date)")
+    return found
+
+
+@app.command()
+def pause(edition_ref: EditionArg) -> None:
+    """Pause a send: running senders and workers stop claiming within seconds and
+    finish what is in flight. `digest resume` goes on.
+
+    Example: digest pause daily/2026-11-25
+    """
+    with errors():
+        pipe = pipeline(settings())
+        edition = find(pipe, edition_ref)
+        pipe.pause(edition)
+    console.print(f"{edition.label} paused; `digest resume {edition.label}` goes on")
+
+
+@app.command()
+def resume(
+    edition_ref: EditionArg,
+    no_wait: NoWaitOption = False,
+    enqueue_only: EnqueueOnlyOption = False,
+) -> None:
+    """Resume a paused, stopped or crashed send and send what is left here (or,
+    with --enqueue-only, leave it to the workers). Claims of a dead sender on this
+    machine come back at once; others' when their lease ends.
+
+    Example: digest resume daily/2026-11-25
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        edition = find(pipe, edition_ref)
+        pipe.resume(edition)
+        if enqueue_only:
+            console.print(f"{edition.label} resumed; the workers send it")
+            return
+        if not cfg.relays:
+            fail("DIGEST_SMTP_URL is not set: say where to send (smtp://host:port)")
+        schedule = pipe.schedule(edition.schedule)
+        deliver(pipe, schedule, edition, wait=not no_wait)
+        report = status_of(pipe, edition)
+    print_report(report)
+    finish_exit(report)
+
+
+@app.command()
+def cancel(edition_ref: EditionArg) -> None:
+    """Cancel an edition for good: senders stop within seconds, and every message
+    not yet sent is marked suppressed.
+
+    Example: digest cancel daily/2026-11-25
+    """
+    with errors():
+        pipe = pipeline(settings())
+        edition = find(pipe, edition_ref)
+        n = pipe.cancel(edition)
+    console.print(f"{edition.label} cancelled; {n} messages will not be sent")
+
+
+@app.command()
+def retry(
+    edition_ref: EditionArg,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Also failed ones (never bounced addresses).")
+    ] = False,
+) -> None:
+    """Queue deferred deliveries (and with --failed, failed ones) to go now, with a
+    fresh give-up clock. A running send or worker picks them up; otherwise run
+    `digest resume EDITION`.
+
+    Example: digest retry daily/2026-11-25 --failed
+    """
+    with errors():
+        pipe = pipeline(settings())
+        edition = find(pipe, edition_ref)
+        n = pipe.retry(edition, failed=failed)
+    console.print(f"{edition.label}: {n} deliveries queued again")
+
+
+# -- bounces ----------------------------------------------------------------------
+
+
+@app.command()
+def bounces(
+    path: Annotated[Path, typer.Argument(help="A Maildir folder or an mbox file.")],
+) -> None:
+    """Read returned mail: DSNs (RFC 3464), complaints (ARF) and other bounce
+    formats. A hard bounce or an abuse complaint suppresses the address; a
+    delivery found by its VERP return path records the code and diagnostic.
+    Processed Maildir messages move to its .processed folder; messages that cannot
+    be understood are counted and left where they are. Exit status 3 when some were.
+
+    Example: digest bounces /var/mail/bounces/Maildir
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        reader = BounceReader(LinkSigner(cfg.signing_key(), "verp"), cfg.return_path)
+        policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
+        report: ReturnsReport = process_returns(pipe.factory, Source(path), reader, policy, utcnow)
+    for problem in report.problems[:20]:
+        err.print(f"[yellow]left in place[/] {problem}", highlight=False)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing"
+    console.print(f"{path}: {report.messages} messages: {summary}")
+    if report.counts.get("unparseable"):
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def status_of(pipe: Pipeline, edition: Edition) -> EditionReport:
@@ -509,6 +733,12 @@ def print_editions(reports: list[EditionReport]) -> None:
     console.print(table)
 
 
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
 def print_report(r: EditionReport) -> None:
     console.print(f"[bold]{r.label}[/] · {r.status} · «{r.subject}»", highlight=False)
     table = Table()
@@ -520,7 +750,15 @@ def print_report(r: EditionReport) -> None:
     table.add_row("total", str(r.total), style="bold")
     console.print(table)
     rate = f"{r.rate:.0f} messages/s" if r.rate else "n/a"
-    console.print(f"variants: {r.variants}; rate: {rate}; pending: {r.pending}")
+    eta = r.eta_seconds
+    eta_text = "n/a" if eta is None else "done" if not r.pending else duration(eta)
+    paused = " · PAUSED" if r.paused else ""
+    console.print(
+        f"variants: {r.variants}; rate: {rate}; pending: {r.pending}; ETA: {eta_text}{paused}"
+    )
+    if r.next_retry is not None:
+        when = r.next_retry.astimezone(ZoneInfo("Europe/Moscow"))
+        console.print(f"next retry: {when:%Y-%m-%d %H:%M:%S} Moscow time")
     for f in r.failures:
         console.print(
             f"  {f['count']} × {f['status']} {f['code'] or ''} {f['reply']}", highlight=False
@@ -584,16 +822,19 @@ def ensure_demo_key(cfg: Settings) -> bool:
 
 def demo_send(pipe: Pipeline, schedule: Schedule, edition: Edition) -> EditionReport:
     cfg = pipe.settings
-    if cfg.smtp is not None:
-        console.print(f"sending through {cfg.smtp}")
-        deliver(pipe, schedule, edition, cfg.smtp)
+    if cfg.relays:
+        console.print(f"sending through {', '.join(str(r) for r in cfg.relays)}")
+        deliver(pipe, schedule, edition)
         return status_of(pipe, edition)
     outbox = cfg.var_dir / "outbox"
     with CaptureServer(CaptureHandler(outbox)) as server:
         console.print(
             f"sending through the capture server at {server.url}; messages go to {outbox}/"
         )
-        deliver(pipe, schedule, edition, parse_smtp_url(server.url))
+        with_capture = Pipeline(
+            cfg.model_copy(update={"smtp_url": server.url}), pipe.factory, pipe.clock
+        )
+        deliver(with_capture, schedule, edition)
     console.print(f"the capture server received {len(server.messages)} messages in this run")
     return status_of(pipe, edition)
 

@@ -204,6 +204,7 @@ class Composer:
         feedback_sender_id: str,
         clock: Callable[[], datetime],
         envelope_from: str | None = None,
+        verp: bool = False,
     ) -> None:
         self.sender = sender
         self.list = mailing_list
@@ -212,6 +213,7 @@ class Composer:
         self.feedback_sender_id = feedback_sender_id
         self.clock = clock
         self.envelope_from = envelope_from or headers.ascii_address(sender.addr_spec)
+        self.verp = verp
         self.domain = headers.ascii_address(sender.addr_spec).rpartition("@")[2]
         self._date_cache: tuple[int, bytes] = (-1, b"")
 
@@ -297,7 +299,16 @@ class Composer:
             Slot.TEXT_PREFS_URL: prefs_url.encode("ascii"),
             Slot.TEXT_EMAIL: recipient.email.encode("utf-8"),
         }
-        return Message(recipient, self.envelope_from, rcpt, message_id, template.fill(values))
+        return Message(
+            recipient, self.return_path(recipient), rcpt, message_id, template.fill(values)
+        )
+
+    def return_path(self, recipient: Recipient) -> str:
+        """VERP: ``bounces+TOKEN@domain`` names the delivery a bounce is about."""
+        if not self.verp or recipient.delivery_id is None:
+            return self.envelope_from
+        local, _, domain = self.envelope_from.rpartition("@")
+        return f"{local}+{self.signer.verp(recipient.delivery_id)}@{domain}"
 
     def _date(self) -> bytes:
         # One Date per second is exact enough and saves formatting per message.

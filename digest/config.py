@@ -39,13 +39,17 @@ class SmtpTarget:
     password: str | None = None
     implicit_tls: bool = False
     starttls: bool = False
+    weight: int = 1
 
     def __str__(self) -> str:
         # Never print the password: this string goes into logs and reports.
         scheme = "smtps" if self.implicit_tls else "smtp"
         user = f"{self.username}:***@" if self.username else ""
-        tls = "?starttls=true" if self.starttls else ""
-        return f"{scheme}://{user}{self.host}:{self.port}{tls}"
+        options = [o for o, on in (("starttls=true", self.starttls),) if on]
+        if self.weight != 1:
+            options.append(f"weight={self.weight}")
+        query = "?" + "&".join(options) if options else ""
+        return f"{scheme}://{user}{self.host}:{self.port}{query}"
 
 
 def parse_smtp_url(url: str) -> SmtpTarget:
@@ -61,12 +65,15 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         raise ValueError(f"bad port: {exc}") from None
     implicit_tls = parts.scheme == "smtps"
     query = {k.lower(): v[-1].lower() for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"starttls"}
+    unknown = set(query) - {"starttls", "weight"}
     if unknown:
         raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
     starttls = query.get("starttls", "false") in ("1", "true", "yes", "on")
     if starttls and implicit_tls:
         raise ValueError("smtps:// is already TLS; drop ?starttls=true")
+    weight_text = query.get("weight", "1")
+    if not weight_text.isdigit() or not 1 <= int(weight_text) <= 1000:
+        raise ValueError(f"weight must be a whole number from 1 to 1000, not {weight_text!r}")
     return SmtpTarget(
         host=parts.hostname,
         port=port or (465 if implicit_tls else 25),
@@ -74,7 +81,49 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         password=unquote(parts.password) if parts.password else None,
         implicit_tls=implicit_tls,
         starttls=starttls,
+        weight=int(weight_text),
     )
+
+
+def parse_smtp_urls(value: str) -> list[SmtpTarget]:
+    """One relay URL or several, comma-separated, each with an optional ``?weight=N``."""
+    urls = [u for u in (part.strip() for part in value.split(",")) if u]
+    if not urls:
+        raise ValueError("no relay URL given")
+    targets = []
+    for n, url in enumerate(urls, 1):
+        try:
+            targets.append(parse_smtp_url(url))
+        except ValueError as exc:
+            raise ValueError(f"relay {n}: {exc}" if len(urls) > 1 else str(exc)) from None
+    return targets
+
+
+def parse_seconds_list(value: str) -> tuple[float, ...]:
+    """``300,900,3600`` → (300.0, 900.0, 3600.0); every step positive."""
+    try:
+        steps = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(
+            f"must be seconds separated by commas, e.g. 300,900,3600, not {value!r}"
+        ) from None
+    if not steps or any(step <= 0 for step in steps):
+        raise ValueError("must list at least one positive number of seconds")
+    return steps
+
+
+def parse_domain_caps(value: str) -> dict[str, int]:
+    """``gmail.com=600,mail.ru=300`` → messages per minute for each domain."""
+    caps: dict[str, int] = {}
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        domain, sep, number = part.partition("=")
+        domain = domain.strip().lower()
+        if not sep or not domain or not number.strip().isdigit() or int(number) < 1:
+            raise ValueError(f"{part!r}: write domain=messages-per-minute, e.g. gmail.com=600")
+        caps[domain] = int(number)
+    return caps
 
 
 def _zone_name(value: str) -> str:
@@ -116,8 +165,76 @@ class Settings(BaseSettings):
         description="CA bundle that signs the relay's certificate (default: the system's); "
         "certificates are always verified",
     )
-    smtp_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds to wait for any SMTP reply before giving up"
+    smtp_connect_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to open a connection, greeting, TLS and login"
+    )
+    smtp_command_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for the reply to MAIL, RCPT or RSET"
+    )
+    smtp_data_timeout: float = Field(
+        default=180.0, gt=0, description="Seconds to wait for the reply after the message data"
+    )
+    smtp_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Messages per second across all connections of one process (unset: no limit)",
+    )
+    relay_cooldown: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a failing relay rests before it is tried again "
+        "(doubles, up to 10 min)",
+    )
+    relay_outage_limit: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds with no usable relay after which a send stops (claims handed back)",
+    )
+    retry_schedule: str = Field(
+        default="300,900,1800,3600,7200,14400",
+        description="Seconds before each retry of a deferred message; the last step repeats",
+    )
+    retry_jitter: float = Field(
+        default=0.2, ge=0, le=1, description="Each retry waits up to this share longer, at random"
+    )
+    give_up_after: float = Field(
+        default=86400.0,
+        gt=0,
+        description="Seconds after the first attempt when a deferred message is failed for good",
+    )
+    soft_bounce_limit: int = Field(
+        default=3, ge=1, description="Soft bounces (mailbox full) on this many distinct days …"
+    )
+    soft_bounce_days: int = Field(
+        default=15, ge=1, description="… within this many days suppress the address"
+    )
+    domain_pause: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds mail to a domain pauses after it answers with a rate limit",
+    )
+    domain_ramp: int = Field(
+        default=20,
+        ge=1,
+        description="Successes to a resumed domain before it gets one more connection",
+    )
+    domain_caps: str = Field(
+        default="",
+        description="Fixed caps in messages per minute, e.g. gmail.com=600,mail.ru=300",
+    )
+    claim_lease: float = Field(
+        default=120.0,
+        ge=5,
+        description="Seconds a claim is held; a dead worker's claims return to the queue after it",
+    )
+    bounce_address: str = Field(
+        default="",
+        description="Envelope sender for returned mail (default: bounces@ the From domain); "
+        "with VERP it becomes bounces+TOKEN@domain",
+    )
+    verp: bool = Field(default=True, description="Give each message its own return path (VERP)")
+    worker_poll: float = Field(
+        default=5.0, gt=0, description="Seconds an idle `digest worker` waits between looks"
     )
     from_: str = Field(
         default="Новости ВПК <digest@vpk.example.ru>",
@@ -177,8 +294,28 @@ class Settings(BaseSettings):
     def _smtp_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        parse_smtp_url(value)
+        parse_smtp_urls(value)
         return value.strip()
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _retry_schedule(cls, value: str) -> str:
+        parse_seconds_list(value)
+        return value
+
+    @field_validator("domain_caps")
+    @classmethod
+    def _domain_caps(cls, value: str) -> str:
+        parse_domain_caps(value)
+        return value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_address(cls, value: str) -> str:
+        value = value.strip()
+        if value and (value.count("@") != 1 or "+" in value or " " in value):
+            raise ValueError("must be one plain address such as bounces@example.ru (no +tag)")
+        return value
 
     @field_validator("from_")
     @classmethod
@@ -211,8 +348,21 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.var_dir / 'digest.sqlite3'}"
 
     @property
-    def smtp(self) -> SmtpTarget | None:
-        return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+    def relays(self) -> list[SmtpTarget]:
+        return parse_smtp_urls(self.smtp_url) if self.smtp_url else []
+
+    @property
+    def retry_steps(self) -> tuple[float, ...]:
+        return parse_seconds_list(self.retry_schedule)
+
+    @property
+    def caps(self) -> dict[str, int]:
+        return parse_domain_caps(self.domain_caps)
+
+    @property
+    def return_path(self) -> str:
+        """The bounce mailbox: where DSNs and VERP addresses point."""
+        return self.bounce_address or f"bounces@{self.sender.domain}"
 
     def tls_context(self) -> ssl.SSLContext:
         """The context TLS connections to the relay verify against."""
@@ -288,7 +438,11 @@ def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
             raise ConfigError(
                 f"{path}: {key} is a secret; set {env_name(field)} in the environment"
             )
-        if field == "smtp_url" and isinstance(value, str) and parse_smtp_url(value).password:
+        if (
+            field == "smtp_url"
+            and isinstance(value, str)
+            and any(t.password for t in parse_smtp_urls(value))
+        ):
             raise ConfigError(
                 f"{path}: smtp_url holds a password; set DIGEST_SMTP_URL in the environment"
             )

@@ -8,6 +8,8 @@ starts its content is frozen, so a resumed send sends the same bytes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import queries
 from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
-from digest.config import Settings
+from digest.config import Settings, SmtpTarget
 from digest.db import transaction
 from digest.errors import ComposeError, EditionError, EmptyEdition
 from digest.lists import MailingList, get_list
@@ -45,12 +47,21 @@ from digest.render import (
 )
 from digest.schedule import Schedule, load_schedule
 from digest.select import Pick, Selection, select_edition
-from digest.send import Connection, Progress, SendRun
+from digest.send import (
+    Connection,
+    DomainGate,
+    Progress,
+    RelayPool,
+    RunResult,
+    SendOptions,
+    SendRun,
+)
 from digest.tokens import LinkSigner
-from digest.track import DeliveryStore
+from digest.track import DeliveryStore, RetryPolicy, SoftBouncePolicy
 
 log = logging.getLogger(__name__)
 PREHEADER_LIMIT = 100
+GIVE_UP_MARGIN = timedelta(minutes=5)
 SAMPLE = Recipient(subscriber_id=0, email="reader@example.ru", name="Читатель", token_key="preview")
 
 
@@ -87,6 +98,8 @@ class Pipeline:
             base_url=self.settings.base_url,
             feedback_sender_id=self.settings.feedback_sender_id,
             clock=self.clock,
+            envelope_from=self.settings.return_path,
+            verp=self.settings.verp,
         )
 
     # -- building ---------------------------------------------------------------
@@ -280,7 +293,8 @@ class Pipeline:
         with transaction(self.factory) as session:
             current = session.get(Edition, edition.id)
             assert current is not None
-            if current.status in (EditionStatus.DRAFT, EditionStatus.APPROVED):
+            # A sent edition reopens for subscribers who joined since; finish() closes it.
+            if current.status in (EditionStatus.DRAFT, EditionStatus.APPROVED, EditionStatus.SENT):
                 current.status = EditionStatus.SENDING
             for _ in range(2):
                 added += queries.enqueue_deliveries(session, current.id, self.clock())
@@ -308,12 +322,18 @@ class Pipeline:
         self,
         schedule: Schedule,
         edition: Edition,
-        connect: Callable[[], Connection],
+        connect: Callable[[SmtpTarget], Connection],
         *,
         worker: str,
+        relays: RelayPool | None = None,
+        gate: DomainGate | None = None,
         limit: int | None = None,
+        wait: bool = False,
         progress: Progress | None = None,
     ) -> SendRun:
+        """A send of the edition's due deliveries, set up from the settings. Pass the
+        same ``relays`` and ``gate`` to successive runs so what they learned holds."""
+        cfg = self.settings
         composer = self.composer(schedule)
         templates = self.templates(schedule, edition, composer)
 
@@ -328,16 +348,55 @@ class Pipeline:
                 ),
             )
 
+        store = DeliveryStore(
+            self.factory,
+            edition.id,
+            worker,
+            lease=timedelta(seconds=cfg.claim_lease),
+            soft_bounces=SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days),
+        )
+        options = SendOptions(
+            connections=cfg.smtp_connections,
+            batch_size=cfg.batch_size,
+            limit=limit,
+            wait=wait,
+            retry=RetryPolicy(
+                cfg.retry_steps, cfg.retry_jitter, timedelta(seconds=cfg.give_up_after)
+            ),
+            edition_deadline=self.give_up_deadline(edition),
+            rate=cfg.smtp_rate,
+        )
         return SendRun(
-            DeliveryStore(self.factory, edition.id, worker),
+            store,
             compose,
             connect,
+            relays or self.relay_pool(),
             clock=self.clock,
-            connections=self.settings.smtp_connections,
-            batch_size=self.settings.batch_size,
-            limit=limit,
+            options=options,
+            gate=gate or self.domain_gate(),
             progress=progress,
         )
+
+    def relay_pool(self) -> RelayPool:
+        cfg = self.settings
+        return RelayPool(
+            cfg.relays, cooldown=cfg.relay_cooldown, outage_limit=cfg.relay_outage_limit
+        )
+
+    def domain_gate(self) -> DomainGate:
+        cfg = self.settings
+        return DomainGate(
+            pause=cfg.domain_pause,
+            ramp=cfg.domain_ramp,
+            connections=cfg.smtp_connections,
+            caps=cfg.caps,
+        )
+
+    @staticmethod
+    def give_up_deadline(edition: Edition) -> datetime:
+        """MAIL-RULES 25: retries of an edition end before the next one is built
+        (one window after this one's end), whatever DIGEST_GIVE_UP_AFTER says."""
+        return edition.window_end + (edition.window_end - edition.window_start) - GIVE_UP_MARGIN
 
     def finish(self, edition: Edition) -> EditionStatus:
         """Mark the edition sent once no delivery is left to try."""
@@ -351,6 +410,97 @@ class Pipeline:
                 current.sent_at = self.clock()
             edition.status, edition.sent_at = current.status, current.sent_at
             return current.status
+
+    # -- ops levers ---------------------------------------------------------------
+
+    def pause(self, edition: Edition) -> None:
+        """Running senders stop claiming within a heartbeat (about a second)."""
+        with transaction(self.factory) as session:
+            current = self._sendable(session, edition)
+            if current.paused_at is None:
+                current.paused_at = self.clock()
+
+    def resume(self, edition: Edition) -> None:
+        with transaction(self.factory) as session:
+            current = self._sendable(session, edition)
+            current.paused_at = None
+            if current.status is EditionStatus.SENT:
+                current.status = EditionStatus.SENDING
+
+    def cancel(self, edition: Edition) -> int:
+        """Stop the edition for good: running senders stop, what is not sent is
+        suppressed (as they hand back their claims, the rest follows)."""
+        with transaction(self.factory) as session:
+            current = self._sendable(session, edition)
+            current.status = EditionStatus.CANCELLED
+            return queries.cancel_pending(session, edition.id, self.clock())
+
+    def retry(self, edition: Edition, *, failed: bool = False) -> int:
+        """Deferred (and with ``failed`` failed) deliveries go back to the queue, due
+        now. Bounced ones never do: the address is dead."""
+        states = [DeliveryStatus.DEFERRED] + ([DeliveryStatus.FAILED] if failed else [])
+        with transaction(self.factory) as session:
+            current = self._sendable(session, edition)
+            n = queries.requeue(session, edition.id, states, self.clock())
+            if n and current.status is EditionStatus.SENT:
+                current.status = EditionStatus.SENDING
+                current.sent_at = None
+            return n
+
+    @staticmethod
+    def _sendable(session: Session, edition: Edition) -> Edition:
+        current = session.get(Edition, edition.id)
+        assert current is not None
+        if current.status is EditionStatus.CANCELLED:
+            raise EditionError(f"{current.label} was cancelled")
+        if current.status in (EditionStatus.DRAFT, EditionStatus.APPROVED):
+            raise EditionError(f"{current.label} is a {current.status}: nothing is being sent")
+        return current
+
+    async def work(
+        self,
+        connect: Callable[[SmtpTarget], Connection],
+        *,
+        worker: str,
+        once: bool,
+        stop: asyncio.Event,
+        on_run: Callable[[SendRun | None], None] = lambda run: None,
+    ) -> WorkReport:
+        """``digest worker``: send every sending edition's due deliveries, sharing the
+        work with other workers through the claims. ``once``: drain what is due now
+        and return; otherwise poll until ``stop`` is set."""
+        relays, gate = self.relay_pool(), self.domain_gate()
+        report = WorkReport()
+        runs: dict[int, tuple[Schedule, Edition]] = {}
+        while not stop.is_set():
+            with self.factory() as session:
+                editions = queries.sending_editions(session)
+            claimed = 0
+            for edition in editions:
+                if stop.is_set():
+                    break
+                if edition.id not in runs:
+                    runs[edition.id] = (self.schedule(edition.schedule), edition)
+                schedule, _ = runs[edition.id]
+                run = self.send_run(
+                    schedule, edition, connect, worker=worker, relays=relays, gate=gate
+                )
+                on_run(run)
+                result = await run.run()
+                on_run(None)
+                claimed += result.claimed
+                report.add(edition.label, result)
+                self.finish(edition)
+                if result.aborted:
+                    report.aborted = result.aborted
+                    return report
+            if claimed:
+                continue
+            if once:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.worker_poll)
+        return report
 
     # -- looking without sending --------------------------------------------------
 
@@ -368,11 +518,14 @@ class Pipeline:
             key = (subscriber.sections or "") if subscriber else ""
             variant = next((v for v in queries.variants(session, edition.id) if v.key == key), None)
             subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
+            delivery_id = (
+                queries.delivery_id_for(session, edition.id, subscriber.id) if subscriber else None
+            )
         if email and subscriber is None:
             recipient = Recipient(0, email, None, "test")
         elif subscriber is not None:
             recipient = Recipient(
-                subscriber.id, subscriber.email, subscriber.name, subscriber.token_key
+                subscriber.id, subscriber.email, subscriber.name, subscriber.token_key, delivery_id
             )
         else:
             recipient = SAMPLE
@@ -413,6 +566,24 @@ class Pipeline:
                 if limit is not None and report.messages + report.skipped >= limit:
                     break
         return report
+
+
+@dataclass
+class WorkReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    bounced: int = 0
+    editions: set[str] = field(default_factory=set)
+    aborted: str | None = None
+
+    def add(self, label: str, result: RunResult) -> None:
+        if result.claimed:
+            self.editions.add(label)
+        self.sent += result.sent
+        self.deferred += result.deferred
+        self.failed += result.failed
+        self.bounced += result.bounced
 
 
 @dataclass

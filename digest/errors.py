@@ -6,6 +6,8 @@ already says something useful; callers add the specifics.
 
 from __future__ import annotations
 
+import enum
+
 
 class DigestError(Exception):
     """Something went wrong in digest."""
@@ -46,6 +48,26 @@ class RelayUnavailable(DigestError):
     """The SMTP relay cannot be reached; nothing was sent and every claim was released."""
 
 
+class Kind(enum.StrEnum):
+    """What an SMTP reply means for the message, the address and the relay."""
+
+    TEMPORARY = "temporary"  # 4xx: try again later
+    CONNECTION = "connection"  # no reply at all: refused, reset, timed out
+    RELAY = "relay"  # 421 not about the recipient: the relay is closing or overloaded
+    RATE_LIMIT = "rate_limit"  # the destination wants us slower (MAIL-RULES 23)
+    SOFT_BOUNCE = "soft_bounce"  # mailbox full: counted, suppress after N on M days
+    HARD_BOUNCE = "hard_bounce"  # no such mailbox: suppress at once
+    POLICY = "policy"  # 5.7.x spam/auth/policy: our problem, never the address's
+    PERMANENT = "permanent"  # any other 5xx (message too big, …)
+
+    @property
+    def temporary(self) -> bool:
+        return self in TEMPORARY_KINDS
+
+
+TEMPORARY_KINDS = frozenset({Kind.TEMPORARY, Kind.CONNECTION, Kind.RELAY, Kind.RATE_LIMIT})
+
+
 class DeliveryError(DigestError):
     """The relay refused a message.
 
@@ -65,6 +87,8 @@ class DeliveryError(DigestError):
         self.enhanced_code = enhanced_code
         self.recipient = recipient
         self.reply = reply
+        # Set by track.classify; None for errors raised before any reply was judged.
+        self.kind: Kind | None = None
         text = " ".join(str(p) for p in (code, reply) if p not in (None, ""))
         super().__init__(text or None)
 

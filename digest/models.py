@@ -228,6 +228,8 @@ class Edition(Base):
     intro: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # Set by `digest pause`: senders stop claiming until `digest resume` clears it.
+    paused_at: Mapped[datetime | None]
 
     items: Mapped[list[EditionItem]] = relationship(
         back_populates="edition", cascade="all, delete-orphan", order_by="EditionItem.position"
@@ -287,6 +289,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
         Index("ix_delivery_edition_status", "edition_id", "status", "id"),
+        Index("ix_delivery_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -305,6 +308,8 @@ class Delivery(Base):
     claimed_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime | None]
+    # The give-up age counts from here (DIGEST_GIVE_UP_AFTER).
+    first_attempt_at: Mapped[datetime | None]
 
 
 class Event(Base):

@@ -35,6 +35,8 @@ from digest.models import (
     EditionItem,
     EditionStatus,
     EditionVariant,
+    Event,
+    EventKind,
     Section,
     Subscriber,
     SubscriberStatus,
@@ -309,6 +311,11 @@ class Claim:
     email: str
     name: str | None
     token_key: str
+    first_attempt_at: datetime | None = None
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2].lower()
 
 
 def _due(now: datetime) -> Any:
@@ -332,9 +339,14 @@ def claim_deliveries(
     their subscribers, plus how many were suppressed because the subscriber is
     no longer active (an unsubscribe takes effect mid-send). On PostgreSQL
     ``FOR UPDATE SKIP LOCKED`` lets many workers claim side by side."""
+    open_edition = exists().where(
+        Edition.id == edition_id,
+        Edition.status == EditionStatus.SENDING,
+        Edition.paused_at.is_(None),
+    )
     due_ids = (
         select(Delivery.id)
-        .where(Delivery.edition_id == edition_id, _due(now))
+        .where(Delivery.edition_id == edition_id, _due(now), open_edition)
         .order_by(Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -364,6 +376,7 @@ def claim_deliveries(
             Subscriber.email,
             Subscriber.name,
             Subscriber.token_key,
+            Delivery.first_attempt_at,
             # Compared as text: per-row enum conversion is measurable at this volume.
             type_coerce(Subscriber.status, String),
         )
@@ -372,21 +385,21 @@ def claim_deliveries(
         .order_by(Delivery.id)
     ).all()
     claims = [
-        Claim(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+        Claim(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
         for r in rows
-        if r[7] == SubscriberStatus.ACTIVE
+        if r[8] == SubscriberStatus.ACTIVE
     ]
     gone = [
         {
             "id": r[0],
             "status": DeliveryStatus.SUPPRESSED,
-            "smtp_reply": f"subscriber is {r[7]}",
+            "smtp_reply": f"subscriber is {r[8]}",
             "claimed_by": None,
             "claimed_until": None,
             "updated_at": now,
         }
         for r in rows
-        if r[7] != SubscriberStatus.ACTIVE
+        if r[8] != SubscriberStatus.ACTIVE
     ]
     if gone:
         session.execute(update(Delivery), gone)
@@ -419,8 +432,8 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     assignments = ", ".join(f"{column} = {mark}" for column in _RECORD_COLUMNS)
     sql = (
-        f"UPDATE delivery SET {assignments}, claimed_by = NULL, claimed_until = NULL "
-        f"WHERE id = {mark}"
+        f"UPDATE delivery SET {assignments}, claimed_by = NULL, claimed_until = NULL, "
+        f"first_attempt_at = COALESCE(first_attempt_at, {mark}) WHERE id = {mark}"
     )
     name = dialect.name
     params = [
@@ -433,9 +446,10 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
             stored_utc(sent_at, name),
             stored_utc(next_at, name),
             stored_utc(at, name),
+            stored_utc(first_at, name),
             id_,
         )
-        for status, attempts, code, reply, message_id, sent_at, next_at, at, id_ in rows
+        for status, attempts, code, reply, message_id, sent_at, next_at, at, first_at, id_ in rows
     ]
     connection.exec_driver_sql(sql, params)
 
@@ -450,6 +464,134 @@ def release_claims(session: Session, edition_id: int, worker: str, now: datetime
             Delivery.status == DeliveryStatus.SENDING,
         )
         .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_until=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def extend_claims(
+    session: Session, edition_id: int, worker: str, now: datetime, until: datetime
+) -> int:
+    """The heartbeat: a live worker keeps its claims; a dead one's run out."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.claimed_by == worker,
+            Delivery.status == DeliveryStatus.SENDING,
+        )
+        .values(claimed_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def release_claims_of(session: Session, workers: Iterable[str], now: datetime) -> int:
+    """Hand back the claims of workers known to be dead, without waiting for the lease."""
+    names = list(workers)
+    if not names:
+        return 0
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.claimed_by.in_(names), Delivery.status == DeliveryStatus.SENDING)
+        .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_until=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def claimers(session: Session) -> list[str]:
+    """Workers that hold claims right now."""
+    return list(
+        session.scalars(
+            select(Delivery.claimed_by)
+            .where(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_by.is_not(None))
+            .distinct()
+        )
+    )
+
+
+def next_due(
+    session: Session, edition_id: int, exclude_worker: str | None = None
+) -> datetime | None:
+    """When the edition next has something to send: now-ish for queued rows, the
+    earliest retry for deferred ones, the earliest lease end for claimed ones;
+    None when every delivery is final."""
+    queued = session.scalar(
+        select(func.min(Delivery.updated_at)).where(
+            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.QUEUED
+        )
+    )
+    if queued is not None:
+        return queued
+    deferred = session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.DEFERRED
+        )
+    )
+    leased_rows = select(func.min(Delivery.claimed_until)).where(
+        Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENDING
+    )
+    if exclude_worker is not None:
+        # A sender's own claims are in its hands, not waiting for a lease to end.
+        leased_rows = leased_rows.where(Delivery.claimed_by != exclude_worker)
+    leased = session.scalar(leased_rows)
+    times = [t for t in (deferred, leased) if t is not None]
+    return min(times) if times else None
+
+
+def next_retry(session: Session, edition_id: int) -> datetime | None:
+    return session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.DEFERRED
+        )
+    )
+
+
+def sending_editions(session: Session) -> list[Edition]:
+    """Editions workers should send: sending, not paused, oldest first."""
+    return list(
+        session.scalars(
+            select(Edition)
+            .where(Edition.status == EditionStatus.SENDING, Edition.paused_at.is_(None))
+            .order_by(Edition.id)
+        )
+    )
+
+
+def requeue(
+    session: Session, edition_id: int, statuses: Sequence[DeliveryStatus], now: datetime
+) -> int:
+    """``digest retry``: the given states go back to the queue, due now, with a new
+    give-up clock. Subscribers no longer active are suppressed at claim time."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.edition_id == edition_id, Delivery.status.in_(list(statuses)))
+        .values(
+            status=DeliveryStatus.QUEUED,
+            next_attempt_at=None,
+            first_attempt_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def cancel_pending(session: Session, edition_id: int, now: datetime) -> int:
+    """``digest cancel``: what was not sent is accounted for as suppressed."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
+        )
+        .values(
+            status=DeliveryStatus.SUPPRESSED,
+            smtp_reply="edition cancelled",
+            next_attempt_at=None,
+            updated_at=now,
+        )
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -522,3 +664,69 @@ def active_subscribers(
 
 def subscriber_by_email(session: Session, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email == email.strip().lower()))
+
+
+def set_subscriber_status(
+    session: Session,
+    subscriber_ids: Iterable[int],
+    status: SubscriberStatus,
+    now: datetime,
+    *,
+    also_unsubscribed: bool = False,
+) -> int:
+    """Suppress addresses (bounced, complained); only active or pending ones change,
+    so a later bounce never turns an unsubscribe into something else (a complaint
+    may: it is the stronger word)."""
+    ids = list(subscriber_ids)
+    if not ids:
+        return 0
+    changeable = [SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]
+    if also_unsubscribed:
+        changeable.append(SubscriberStatus.UNSUBSCRIBED)
+    result = session.execute(
+        update(Subscriber)
+        .where(Subscriber.id.in_(ids), Subscriber.status.in_(changeable))
+        .values(status=status)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def add_events(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    if events:
+        session.execute(insert(Event), list(events))
+
+
+def soft_bounce_days(session: Session, subscriber_id: int, since: datetime) -> set[date]:
+    """The distinct (UTC) days with a soft bounce since ``since`` and since the
+    address last accepted a message: a success resets the count (MAIL-RULES 24)."""
+    last_sent = session.scalar(
+        select(func.max(Delivery.sent_at)).where(
+            Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.SENT
+        )
+    )
+    start = max(since, last_sent) if last_sent is not None else since
+    events = session.execute(
+        select(Event.at, Event.detail).where(
+            Event.subscriber_id == subscriber_id,
+            Event.kind == EventKind.BOUNCE,
+            Event.at > start,
+        )
+    ).all()
+    return {at.date() for at, detail in events if (detail or {}).get("soft")}
+
+
+def delivery_id_for(session: Session, edition_id: int, subscriber_id: int) -> int | None:
+    return session.scalar(
+        select(Delivery.id).where(
+            Delivery.edition_id == edition_id, Delivery.subscriber_id == subscriber_id
+        )
+    )
+
+
+def delivery_by_id(session: Session, delivery_id: int) -> Delivery | None:
+    return session.get(Delivery, delivery_id)
+
+
+def delivery_by_message_id(session: Session, message_id: str) -> Delivery | None:
+    return session.scalar(select(Delivery).where(Delivery.message_id == message_id).limit(1))

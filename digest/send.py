@@ -10,30 +10,38 @@ current one is sending, so the event loop never waits on SQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 import os
+import signal
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import aiosmtplib
+from sqlalchemy.orm import Session, sessionmaker
 
+from digest import queries
 from digest.compose import Message
 from digest.config import SmtpTarget
+from digest.db import transaction
 from digest.errors import (
     ComposeError,
     DeliveryError,
+    Kind,
     PermanentFailure,
     RelayUnavailable,
     TemporaryFailure,
 )
+from digest.models import DeliveryStatus
 from digest.queries import Claim
-from digest.track import DeliveryStore, Outcome, classify
+from digest.track import DeliveryStore, Outcome, RetryPolicy, classify
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +50,8 @@ T = TypeVar("T")
 class Connection(Protocol):
     """One open line to a relay. ``send`` returns the 2xx reply or raises a
     classified ``DeliveryError`` (``code`` None: the connection itself failed)."""
+
+    async def open(self) -> None: ...
 
     async def send(self, message: Message) -> tuple[int, str]: ...
 
@@ -52,6 +62,17 @@ class Progress(Protocol):
     def advance(self, outcome: Outcome) -> None: ...
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait: to connect (greeting, TLS, login), for each command's reply,
+    and for the reply after DATA. A relay that accepts and then hangs costs at
+    most one of these, never the send."""
+
+    connect: float = 30.0
+    command: float = 60.0
+    data: float = 180.0
+
+
 class SmtpConnection:
     """An aiosmtplib connection that is opened lazily, reused for many messages,
     and reopened when the server closes it."""
@@ -59,12 +80,14 @@ class SmtpConnection:
     def __init__(
         self,
         target: SmtpTarget,
-        timeout: float,
+        timeouts: Timeouts | float,
         tls_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
     ) -> None:
         self.target = target
-        self.timeout = timeout
+        self.timeouts = (
+            timeouts if isinstance(timeouts, Timeouts) else Timeouts(timeouts, timeouts, timeouts)
+        )
         self.tls_context = tls_context
         self.local_hostname = local_hostname
         self.smtp: aiosmtplib.SMTP | None = None
@@ -78,7 +101,7 @@ class SmtpConnection:
             # (a failed upgrade would otherwise fail a relay that works in plain).
             start_tls=self.target.starttls,
             tls_context=self.tls_context,
-            timeout=self.timeout,
+            timeout=self.timeouts.connect,
             local_hostname=self.local_hostname,
         )
         try:
@@ -92,7 +115,9 @@ class SmtpConnection:
             ) from None
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             smtp.close()
-            raise TemporaryFailure(f"cannot connect to {self.target}: {exc}") from None
+            error = TemporaryFailure(f"cannot connect to {self.target}: {exc}")
+            error.kind = Kind.CONNECTION
+            raise error from None
         self.smtp = smtp
 
     async def send(self, message: Message) -> tuple[int, str]:
@@ -100,29 +125,35 @@ class SmtpConnection:
             await self.open()
         smtp = self.smtp
         assert smtp is not None
+        command = self.timeouts.command
         try:
             options = [f"SIZE={len(message.data)}"] if smtp.supports_extension("size") else []
             # mail/rcpt/data rather than sendmail(): the bytes are already CRLF,
             # so the size need not be recomputed by another pass over them.
-            await smtp.mail(message.envelope_from, options=options)
-            await smtp.rcpt(message.envelope_to)
-            response = await smtp.data(message.data)
+            await smtp.mail(message.envelope_from, options=options, timeout=command)
+            await smtp.rcpt(message.envelope_to, timeout=command)
+            response = await smtp.data(message.data, timeout=self.timeouts.data)
             return response.code, response.message
         except aiosmtplib.SMTPResponseException as exc:
             error = classify(exc.code, exc.message, message.envelope_to)
-            await self._reset()
+            if exc.code == 421:
+                self._drop()  # RFC 5321 §3.8: 421 closes the channel
+            else:
+                await self._reset()
             raise (error or TemporaryFailure(exc.message, code=exc.code)) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Disconnected, timed out, reset: the line is gone; the next send reconnects.
             self._drop()
-            raise TemporaryFailure(f"connection lost: {exc or type(exc).__name__}") from None
+            error = TemporaryFailure(f"connection lost: {exc or type(exc).__name__}")
+            error.kind = Kind.CONNECTION
+            raise error from None
 
     async def _reset(self) -> None:
         # After a refusal the envelope must be reset before the next message.
         if self.smtp is None:
             return
         try:
-            await self.smtp.rset()
+            await self.smtp.rset(timeout=self.timeouts.command)
         except (aiosmtplib.SMTPException, OSError):
             self._drop()
 
@@ -136,7 +167,7 @@ class SmtpConnection:
             return
         try:
             if self.smtp.is_connected:
-                await self.smtp.quit()
+                await self.smtp.quit(timeout=self.timeouts.command)
         except (aiosmtplib.SMTPException, OSError):
             pass
         finally:
@@ -147,100 +178,426 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def reclaim_dead(factory: sessionmaker[Session], now: datetime) -> int:
+    """Hand back at once the claims of processes of this machine that no longer
+    exist (a ``kill -9``); other machines' claims wait for their lease."""
+    host = socket.gethostname()
+    with transaction(factory) as session:
+        dead = [w for w in queries.claimers(session) if not _alive_here(w, host)]
+        return queries.release_claims_of(session, dead, now)
+
+
+def _alive_here(worker: str, host: str) -> bool:
+    name, _, pid = worker.rpartition(":")
+    if name != host or not pid.isdigit():
+        return True  # another machine's: its lease decides
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RelayState:
+    """One relay's health: failures in a row, and when it may be tried again."""
+
+    def __init__(self, target: SmtpTarget) -> None:
+        self.target = target
+        self.weight = target.weight
+        self.current = 0  # smooth weighted round robin (nginx's)
+        self.failures = 0
+        self.outages = 0
+        self.down_until = 0.0
+        # After a rest a relay is probed (one connection opened and closed) before
+        # messages go to it again, so an outage is not paid for in deferred messages.
+        self.checked = True
+        self.checking = False
+
+
+class RelayPool:
+    """The configured relays, weighted. A relay that fails is taken out for a
+    cool-down that doubles with each outage (up to 10 minutes) and its share goes
+    to the others; after the cool-down it is tried again."""
+
+    MAX_COOLDOWN = 600.0
+
+    def __init__(
+        self,
+        targets: Sequence[SmtpTarget],
+        *,
+        cooldown: float = 30.0,
+        failures_to_rest: int = 3,
+        outage_limit: float = 900.0,
+    ) -> None:
+        if not targets:
+            raise RelayUnavailable("no relay configured (DIGEST_SMTP_URL)")
+        self.relays = [RelayState(t) for t in targets]
+        self.cooldown = cooldown
+        self.failures_to_rest = failures_to_rest
+        self.outage_limit = outage_limit
+        self.outage_since: float | None = None
+
+    def usable(self, now: float) -> list[RelayState]:
+        return [r for r in self.relays if r.down_until <= now and r.checked]
+
+    def signature(self, now: float) -> tuple[int, ...]:
+        """Changes when a relay goes out or comes back: workers then pick again."""
+        return tuple(i for i, r in enumerate(self.relays) if r.down_until <= now and r.checked)
+
+    def to_check(self, now: float) -> RelayState | None:
+        """A relay whose rest is over and that nobody is probing yet."""
+        for r in self.relays:
+            if r.down_until <= now and not r.checked and not r.checking:
+                return r
+        return None
+
+    def rest(self, relay: RelayState, now: float, why: object) -> None:
+        rest = min(self.cooldown * 2**relay.outages, self.MAX_COOLDOWN)
+        relay.outages += 1
+        relay.failures = 0
+        relay.down_until = now + rest
+        relay.checked = False
+        log.warning("relay %s rests %.1f s: %s", relay.target, rest, why)
+
+    def pick(self, now: float) -> RelayState | None:
+        usable = self.usable(now)
+        if not usable:
+            if self.outage_since is None:
+                self.outage_since = now
+            return None
+        self.outage_since = None
+        total = sum(r.weight for r in usable)
+        for r in usable:
+            r.current += r.weight
+        best = max(usable, key=lambda r: r.current)
+        best.current -= total
+        return best
+
+    def next_back(self) -> float:
+        return min(r.down_until for r in self.relays)
+
+    def outage_too_long(self, now: float) -> bool:
+        return self.outage_since is not None and now - self.outage_since >= self.outage_limit
+
+    def succeeded(self, relay: RelayState) -> None:
+        relay.failures = 0
+        relay.outages = 0
+
+    def failed(self, relay: RelayState, error: DeliveryError, now: float) -> None:
+        if relay.down_until > now:
+            return  # already resting: the other connections' failures are the same outage
+        relay.failures += 1
+        # Back from a rest, one failure sends it back: it has not proved itself yet.
+        threshold = 1 if relay.outages else self.failures_to_rest
+        if error.kind is Kind.RELAY or relay.failures >= threshold:
+            self.rest(relay, now, error)
+
+
+class Decision(enum.Enum):
+    SEND = "send"
+    WAIT = "wait"  # the domain is at its connection limit: take another claim
+    DEFER = "defer"  # the domain is paused or capped: back to the queue, due later
+
+
+@dataclass
+class DomainState:
+    paused_until: float = 0.0
+    limit: int | None = None  # connections allowed after a pause; None: all
+    in_flight: int = 0
+    streak: int = 0
+    next_slot: float = 0.0
+    waiting: int = 0
+    deferred: int = 0
+    rate_limited: int = 0
+
+
+class DomainGate:
+    """Per recipient domain: pause on rate-limit (and policy) replies, resume on one
+    connection and add connections one at a time (MAIL-RULES 23), and keep fixed
+    caps in messages per minute. Other domains keep flowing meanwhile."""
+
+    def __init__(
+        self,
+        *,
+        pause: float = 600.0,
+        ramp: int = 20,
+        connections: int = 8,
+        caps: dict[str, int] | None = None,
+        horizon: float = 5.0,
+    ) -> None:
+        self.pause = pause
+        self.ramp = ramp
+        self.connections = connections
+        self.caps = caps or {}
+        self.horizon = horizon  # a capped message waits this long at most; later ones defer
+        self.domains: dict[str, DomainState] = {}
+        self.freed = asyncio.Event()
+
+    def state(self, domain: str) -> DomainState:
+        st = self.domains.get(domain)
+        if st is None:
+            st = self.domains[domain] = DomainState()
+        return st
+
+    def admit(self, domain: str, now: float) -> tuple[Decision, float]:
+        """SEND (after the returned delay), WAIT, or DEFER (for the returned seconds)."""
+        st = self.state(domain)
+        if st.paused_until > now:
+            st.deferred += 1
+            return Decision.DEFER, st.paused_until - now
+        if st.limit is not None and st.in_flight >= st.limit:
+            return Decision.WAIT, 0.0
+        delay = 0.0
+        cap = self.caps.get(domain)
+        if cap:
+            slot = max(now, st.next_slot)
+            st.next_slot = slot + 60.0 / cap
+            delay = slot - now
+            if delay > self.horizon:
+                st.deferred += 1
+                return Decision.DEFER, delay
+        st.in_flight += 1
+        return Decision.SEND, delay
+
+    def done(self, domain: str, kind: Kind | None, now: float) -> None:
+        st = self.state(domain)
+        st.in_flight -= 1
+        if kind in (Kind.RATE_LIMIT, Kind.POLICY):
+            if kind is Kind.RATE_LIMIT:
+                st.rate_limited += 1
+            if st.paused_until <= now:
+                log.warning(
+                    "%s answered with a %s reply: pausing it for %.0f s, then one connection",
+                    domain,
+                    "rate-limit" if kind is Kind.RATE_LIMIT else "policy",
+                    self.pause,
+                )
+            st.paused_until = now + self.pause
+            st.limit, st.streak = 1, 0
+        elif kind is None and st.limit is not None:
+            st.streak += 1
+            if st.streak >= self.ramp:
+                st.streak = 0
+                st.limit += 1
+                if st.limit >= self.connections:
+                    st.limit = None
+                    log.info("%s is back to full speed", domain)
+        self.freed.set()
+
+    def resume_at(self, domain: str) -> float:
+        return self.state(domain).paused_until
+
+
+class Pacer:
+    """DIGEST_SMTP_RATE across all connections: message slots exactly 1/rate apart,
+    so any 10-second window holds rate × 10 ± 1 messages (no bursts to repay)."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float]) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.clock = clock
+        self.next_slot = 0.0
+
+    def reserve(self) -> float:
+        """Seconds to wait before the next message may start."""
+        if not self.interval:
+            return 0.0
+        now = self.clock()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        return slot - now
+
+
 @dataclass
 class RunResult:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    bounced: int = 0
     suppressed: int = 0
     claimed: int = 0
-    aborted: str | None = None
+    stopped: str | None = None  # paused, cancelled, stopped (a signal)
+    aborted: str | None = None  # no relay usable for too long
+    domains: dict[str, DomainState] = field(default_factory=dict)
+
+    def add(self, status: DeliveryStatus) -> None:
+        if status is DeliveryStatus.SENT:
+            self.sent += 1
+        elif status is DeliveryStatus.DEFERRED:
+            self.deferred += 1
+        elif status is DeliveryStatus.BOUNCED:
+            self.bounced += 1
+        else:
+            self.failed += 1
+
+
+@dataclass
+class SendOptions:
+    """How one send behaves (from the settings)."""
+
+    connections: int = 8
+    batch_size: int = 500
+    limit: int | None = None
+    wait: bool = False  # keep going until every delivery is final, retrying on schedule
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    edition_deadline: datetime | None = None
+    rate: float | None = None
+    heartbeat: float = 1.0
+    max_idle_sleep: float = 30.0
 
 
 class SendRun:
-    """One pass over an edition's due deliveries."""
+    """Sends an edition's due deliveries over N connections spread across the relays.
+
+    Durability: a message the relay accepted is committed as sent before its
+    connection starts another one (outcomes of all connections share a commit),
+    so a ``kill -9`` can duplicate at most one message per connection, and that
+    copy has the same Message-ID."""
 
     def __init__(
         self,
         store: DeliveryStore,
         compose: Callable[[Claim], Message],
-        connect: Callable[[], Connection],
+        connect: Callable[[SmtpTarget], Connection],
+        relays: RelayPool,
         *,
         clock: Callable[[], datetime],
-        connections: int = 8,
-        batch_size: int = 500,
-        limit: int | None = None,
+        options: SendOptions | None = None,
+        gate: DomainGate | None = None,
         progress: Progress | None = None,
-        abort_after_connection_failures: int | None = None,
     ) -> None:
         self.store = store
         self.compose = compose
         self.connect = connect
+        self.relays = relays
         self.clock = clock
-        self.connections = connections
-        self.batch_size = batch_size
+        self.options = options or SendOptions()
+        self.connections = self.options.connections
+        self.batch_size = self.options.batch_size
+        self.gate = gate or DomainGate(connections=self.connections)
         self.progress = progress
-        self.abort_after = abort_after_connection_failures or max(3, 2 * connections)
-        self.result = RunResult()
-        self._outcomes: list[Outcome] = []
-        self._flushes: list[asyncio.Future[None]] = []
-        self._connection_failures = 0
+        self.result = RunResult(domains=self.gate.domains)
+        self._pending: list[tuple[Outcome, asyncio.Future[None] | None]] = []
+        self._wake_flusher = asyncio.Event()
         self._stop = asyncio.Event()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
         self._claims: deque[Claim] = deque()
         self._refill: asyncio.Future[None] | None = None
-        self._budget = limit
+        self._budget = self.options.limit
         self._exhausted = False
+        self._idle_until: float | None = None
+        self._pacer: Pacer | None = None
+        self._in_flight = 0
+
+    # -- control ------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Finish what is in flight, record it, hand back the rest. Safe from a
+        signal handler (on the loop)."""
+        if not self._stop.is_set():
+            self.result.stopped = self.result.stopped or reason
+            log.info("stopping the send: %s", reason)
+            self._stop.set()
+            self.gate.freed.set()
 
     async def _in_db(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
     async def run(self) -> RunResult:
+        self._pacer = Pacer(self.options.rate, self._now)
+        flusher = asyncio.ensure_future(self._flusher())
+        beat = asyncio.ensure_future(self._heartbeat())
         try:
             await asyncio.gather(*(self._worker() for _ in range(self.connections)))
         finally:
+            beat.cancel()
             if self._refill is not None:
                 await self._refill  # a prefetched batch goes back with the release below
-            self._flush()
-            await asyncio.gather(*self._flushes)
+            # Claims taken but never tried go back as they were.
+            self._claims.clear()
+            self._wake_flusher.set()
+            flusher_done = self._pending_done()
+            await flusher_done
+            flusher.cancel()
             released = await self._in_db(self.store.release, self.clock())
             if released:
-                log.info("released %d claimed but unsent deliveries", released)
+                log.info("handed back %d claimed but unsent deliveries", released)
             self._db.shutdown(wait=True)
         return self.result
 
-    async def _worker(self) -> None:
-        """One connection: take the next claim, compose it, send it, record it."""
-        connection = self.connect()
-        try:
-            while (claim := await self._next_claim()) is not None:
-                try:
-                    message = self.compose(claim)
-                except ComposeError as exc:
-                    error = PermanentFailure(str(exc))
-                    self._record(
-                        Outcome.from_error(
-                            claim.delivery_id, claim.attempts + 1, self.clock(), error, None
-                        )
-                    )
-                    continue
-                self._record(await self._deliver(connection, claim, message))
-        finally:
-            await connection.close()
+    async def _heartbeat(self) -> None:
+        """Every second: read pause/cancel; keep the claims' lease alive."""
+        while not self._stop.is_set():
+            await asyncio.sleep(self.options.heartbeat)
+            control = await self._in_db(self.store.heartbeat, self.clock())
+            if control.stop:
+                self.stop(control.stop)
+
+    # -- claims -------------------------------------------------------------------
 
     async def _next_claim(self) -> Claim | None:
-        while not self._claims:
-            if self._exhausted or self._stop.is_set():
-                return None
-            self._start_refill()
-            assert self._refill is not None
-            await self._refill
-        if self._stop.is_set():
-            return None  # what is left is released at the end
-        # Claim the next batch while this one is being sent.
-        if len(self._claims) < self.batch_size // 2:
-            self._start_refill()
-        return self._claims.popleft()
+        """The next claim whose domain may be sent to now; None when the run is over."""
+        while not self._stop.is_set():
+            now = self._now()
+            for _ in range(len(self._claims)):
+                claim = self._claims.popleft()
+                decision, delay = self.gate.admit(claim.domain, now)
+                if decision is Decision.SEND:
+                    if len(self._claims) < self.batch_size // 2:
+                        self._start_refill()  # the next batch while this one sends
+                    if delay > 0:
+                        await asyncio.sleep(delay)  # a capped domain's slot
+                    return claim
+                if decision is Decision.DEFER:
+                    self._held_back(claim, delay)
+                else:
+                    self._claims.append(claim)  # its domain is at its limit; try others
+            waiting = bool(self._claims)
+            if not waiting:
+                if self._exhausted:
+                    if not await self._idle():
+                        return None
+                    continue
+                self._start_refill()
+                assert self._refill is not None
+                await self._refill
+                continue
+            # Every claim in hand waits for a busy domain: wait for a slot to free.
+            self.gate.freed.clear()
+            if not self._exhausted and self._refill is None and len(self._claims) < self.batch_size:
+                self._start_refill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate.freed.wait(), 0.5)
+        return None
+
+    async def _idle(self) -> bool:
+        """Nothing is due. In waiting mode sleep until the next retry and go on;
+        otherwise the run is over."""
+        if not self.options.wait or self._budget == 0:
+            return False
+        if self._idle_until is None or self._now() >= self._idle_until:
+            self._idle_until = None
+            due = await self._in_db(self.store.next_due)
+            if due is None:
+                if not self._in_flight and not self._pending:
+                    return False  # every delivery is final
+                await asyncio.sleep(0.05)  # an outcome still on its way may defer
+                return True
+            seconds = max(0.05, (due - self.clock()).total_seconds())
+            seconds = min(seconds, self.options.max_idle_sleep)
+            self._idle_until = self._now() + seconds
+            log.info("nothing due; next retry in %.0f s", seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), max(0.0, self._idle_until - self._now()))
+        if self._idle_until is not None and self._now() >= self._idle_until:
+            self._idle_until = None
+            self._exhausted = False
+        return not self._stop.is_set()
 
     def _start_refill(self) -> None:
         if self._refill is not None or self._exhausted:
@@ -266,52 +623,222 @@ class SendRun:
             self._exhausted = True
         self._claims.extend(claims)
 
-    async def _deliver(self, connection: Connection, claim: Claim, message: Message) -> Outcome:
-        attempts = claim.attempts + 1
+    def _held_back(self, claim: Claim, delay: float) -> None:
+        """A paused or capped domain: back to the queue for later, not held against
+        the address (attempts unchanged)."""
+        error = TemporaryFailure(f"{claim.domain} is paused or capped; not tried")
+        error.kind = Kind.RATE_LIMIT
+        at = self.clock()
+        self._record(
+            Outcome.from_error(
+                claim.delivery_id,
+                claim.attempts,
+                at,
+                error,
+                None,
+                subscriber_id=claim.subscriber_id,
+                retry=self.options.retry,
+                first_attempt_at=claim.first_attempt_at,
+                edition_deadline=self.options.edition_deadline,
+                resume_at=at + timedelta(seconds=delay),
+            )
+        )
+
+    # -- connections ----------------------------------------------------------------
+
+    async def _relay(
+        self, current: RelayState | None, seen: tuple[int, ...]
+    ) -> tuple[RelayState | None, tuple[int, ...]]:
+        """The relay this connection should use now, and the set of usable relays it
+        was chosen from (a change makes the connection choose again, so a relay's
+        share comes back when it does). Waits while every relay rests."""
+        while not self._stop.is_set():
+            now = self._now()
+            back = self.relays.to_check(now)
+            if back is not None:
+                await self._check(back)
+                continue
+            usable = self.relays.signature(now)
+            if current is not None and current.down_until <= now and seen == usable:
+                return current, seen
+            picked = self.relays.pick(now)
+            if picked is not None:
+                return picked, usable
+            if self.relays.outage_too_long(now):
+                if not self.result.aborted:
+                    self.result.aborted = (
+                        f"no relay usable for {self.relays.outage_limit:.0f} s "
+                        f"(last: {self._last_relay_error})"
+                    )
+                    log.error("stopping the send: %s", self.result.aborted)
+                self._stop.set()
+                return None, ()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.05, self.relays.next_back() - now))
+        return None, ()
+
+    async def _check(self, relay: RelayState) -> None:
+        relay.checking = True
+        try:
+            await probe(self.connect(relay.target))
+        except RelayUnavailable as exc:
+            self._last_relay_error = str(exc)
+            self.relays.rest(relay, self._now(), exc)
+        else:
+            relay.checked = True
+            log.info("relay %s is back", relay.target)
+        finally:
+            relay.checking = False
+
+    _last_relay_error: str = ""
+    IDLE_RECONNECT = 10.0  # seconds: a connection idle longer is reopened, not trusted
+
+    async def _worker(self) -> None:
+        """One connection: pick a relay, take a claim, compose, send, record."""
+        relay: RelayState | None = None
+        connection: Connection | None = None
+        seen: tuple[int, ...] = ()
+        last_used = self._now()
+        try:
+            while True:
+                chosen, seen = await self._relay(relay, seen)
+                if chosen is None:
+                    return
+                if chosen is not relay:
+                    if connection is not None:
+                        await connection.close()
+                    relay, connection = chosen, self.connect(chosen.target)
+                assert connection is not None
+                claim = await self._next_claim()
+                if claim is None:
+                    return
+                if self._now() - last_used > self.IDLE_RECONNECT:
+                    # The relay has likely dropped a line idle this long (waiting for
+                    # retries); a fresh one avoids charging it a connection failure.
+                    await connection.close()
+                self._in_flight += 1
+                try:
+                    await self._one(connection, relay, claim)
+                finally:
+                    self._in_flight -= 1
+                last_used = self._now()
+        finally:
+            if connection is not None:
+                await connection.close()
+
+    async def _one(self, connection: Connection, relay: RelayState, claim: Claim) -> None:
+        try:
+            message = self.compose(claim)
+        except ComposeError as exc:
+            self.gate.done(claim.domain, Kind.PERMANENT, self._now())
+            error = PermanentFailure(str(exc))
+            error.kind = Kind.PERMANENT
+            self._record(
+                Outcome.from_error(
+                    claim.delivery_id,
+                    claim.attempts + 1,
+                    self.clock(),
+                    error,
+                    None,
+                    subscriber_id=claim.subscriber_id,
+                )
+            )
+            return
+        assert self._pacer is not None
+        wait = self._pacer.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        durable = self._record(await self._deliver(connection, relay, claim, message))
+        if durable is not None:
+            await durable  # committed before this connection sends again
+
+    async def _deliver(
+        self, connection: Connection, relay: RelayState, claim: Claim, message: Message
+    ) -> Outcome:
         try:
             code, reply = await connection.send(message)
         except DeliveryError as error:
-            if error.code is None:
-                self._connection_failed(error)
-            return Outcome.from_error(
-                claim.delivery_id, attempts, self.clock(), error, message.message_id
+            now = self._now()
+            self.gate.done(claim.domain, error.kind, now)
+            if error.kind in (Kind.CONNECTION, Kind.RELAY):
+                self._last_relay_error = str(error)
+                self.relays.failed(relay, error, now)
+            rate_limited = error.kind is Kind.RATE_LIMIT
+            at = self.clock()
+            resume = (
+                at + timedelta(seconds=self.gate.resume_at(claim.domain) - now)
+                if rate_limited
+                else None
             )
-        self._connection_failures = 0
+            return Outcome.from_error(
+                claim.delivery_id,
+                # A rate limit is the sender's pace, never the address's fault.
+                claim.attempts if rate_limited else claim.attempts + 1,
+                at,
+                error,
+                message.message_id,
+                subscriber_id=claim.subscriber_id,
+                retry=self.options.retry,
+                first_attempt_at=claim.first_attempt_at,
+                edition_deadline=self.options.edition_deadline,
+                resume_at=resume,
+            )
+        self.gate.done(claim.domain, None, self._now())
+        self.relays.succeeded(relay)
         return Outcome.sent(
-            claim.delivery_id, attempts, self.clock(), code, reply, message.message_id
+            claim.delivery_id,
+            claim.attempts + 1,
+            self.clock(),
+            code,
+            reply,
+            message.message_id,
+            subscriber_id=claim.subscriber_id,
         )
 
-    def _connection_failed(self, error: DeliveryError) -> None:
-        self._connection_failures += 1
-        if self._connection_failures >= self.abort_after and not self._stop.is_set():
-            self.result.aborted = (
-                f"{self._connection_failures} connection failures in a row: {error}"
-            )
-            log.error("stopping the send: %s", self.result.aborted)
-            self._stop.set()
+    # -- outcomes -------------------------------------------------------------------
 
-    def _record(self, outcome: Outcome) -> None:
-        self._outcomes.append(outcome)
-        status = outcome.status.value
-        if status == "sent":
-            self.result.sent += 1
-        elif status == "deferred":
-            self.result.deferred += 1
-        else:
-            self.result.failed += 1
+    def _record(self, outcome: Outcome) -> asyncio.Future[None] | None:
+        """Queue an outcome for the next commit; a sent one returns a future that
+        resolves once it is durable."""
+        self.result.add(outcome.status)
         if self.progress is not None:
             self.progress.advance(outcome)
-        if len(self._outcomes) >= self.batch_size:
-            self._flush()
+        future: asyncio.Future[None] | None = None
+        if outcome.status is DeliveryStatus.SENT:
+            future = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, future))
+        self._wake_flusher.set()
+        return future
 
-    def _flush(self) -> None:
-        if not self._outcomes:
-            return
-        batch, self._outcomes = self._outcomes, []
-        self._flushes.append(asyncio.ensure_future(self._in_db(self.store.record, batch)))
+    async def _flusher(self) -> None:
+        """Group commit: whatever arrived while the last commit ran goes in the next."""
+        while True:
+            await self._wake_flusher.wait()
+            self._wake_flusher.clear()
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        while self._pending:
+            batch, self._pending = (
+                self._pending[: self.batch_size],
+                self._pending[self.batch_size :],
+            )
+            try:
+                await self._in_db(self.store.record, [o for o, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                raise
+            for _, future in batch:
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+    async def _pending_done(self) -> None:
+        await self._flush_once()
 
 
-async def probe(connection: SmtpConnection) -> None:
+async def probe(connection: Connection) -> None:
     """Open and close one connection before claiming anything: a relay that is
     down fails the send before a single delivery changes state."""
     try:
@@ -320,6 +847,41 @@ async def probe(connection: SmtpConnection) -> None:
         raise RelayUnavailable(str(exc)) from None
     finally:
         await connection.close()
+
+
+async def probe_relays(pool: RelayPool, connect: Callable[[SmtpTarget], SmtpConnection]) -> None:
+    """Every relay is tried before anything is claimed. One that is down rests (its
+    share goes to the others); when none answers, nothing changes state."""
+    problems = []
+    now = asyncio.get_running_loop().time()
+    for relay in pool.relays:
+        try:
+            await probe(connect(relay.target))
+        except RelayUnavailable as exc:
+            problems.append(str(exc))
+            pool.rest(relay, now, f"down at start, the others take its share: {exc}")
+    if len(problems) == len(pool.relays):
+        raise RelayUnavailable("; ".join(problems))
+
+
+async def run_stoppable(run: SendRun) -> RunResult:
+    """Run a send with SIGINT and SIGTERM stopping it cleanly: in-flight messages
+    finish and are recorded, claims go back. A second signal acts as usual."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def stop(sig: signal.Signals) -> None:
+        run.stop(f"signal {sig.name}")
+        for s in signals:
+            loop.remove_signal_handler(s)
+
+    for sig in signals:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await run.run()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

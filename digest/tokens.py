@@ -82,8 +82,34 @@ class LinkSigner:
         except (BadSignature, UnicodeError, ValueError):
             raise BadToken() from None
 
+    def verp(self, delivery_id: int) -> str:
+        """The token in ``bounces+TOKEN@domain``: the delivery id in base 36 and a
+        50-bit keyed hash, lowercase only, because some MTAs fold the local part's case."""
+        ident = _base36(delivery_id)
+        return f"{ident}-{self._verp_mac(ident)}"
+
+    def verify_verp(self, token: str) -> int:
+        ident, _, mac = token.lower().partition("-")
+        if not ident or not hmac.compare_digest(mac, self._verp_mac(ident)):
+            raise BadToken("not a return-path token of ours")
+        return int(ident, 36)
+
+    def _verp_mac(self, ident: str) -> str:
+        digest = hmac.new(self._secret, b"verp:" + ident.encode("ascii"), hashlib.sha256).digest()
+        return base64.b32encode(digest[:10]).decode("ascii").lower()[:10]
+
     def message_id_tag(self, *parts: Any) -> str:
         """A short keyed hash: Message-IDs stay unique across installations sharing ids."""
         text = ":".join(str(p) for p in parts).encode("utf-8")
         digest = hmac.new(self._secret, b"message-id:" + text, hashlib.sha256).digest()
         return base64.b32encode(digest[:5]).decode("ascii").lower()
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        n, r = divmod(n, 36)
+        text = digits[r] + text
+        if n == 0:
+            return text

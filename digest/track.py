@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,23 +13,104 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import queries
 from digest.db import transaction
-from digest.errors import DeliveryError, PermanentFailure, TemporaryFailure
-from digest.models import DeliveryStatus, Edition
+from digest.errors import DeliveryError, Kind, PermanentFailure, TemporaryFailure
+from digest.models import (
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    EventKind,
+    SubscriberStatus,
+)
 
 ENHANCED_CODE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-FIRST_RETRY = timedelta(minutes=5)
+
+# MAIL-RULES 23: the receiver asks us to slow down. Never the address's fault.
+RATE_LIMIT_CODES = {"4.7.0", "4.7.28", "4.7.1"}
+RATE_LIMIT_TEXT = re.compile(
+    r"too many|rate.?limit|\brate\b|throttl|try again later|slow down|exceeded", re.I
+)
+# MAIL-RULES 24: the mailbox does not exist or is disabled: suppress at once.
+HARD_TEXT = re.compile(
+    r"user unknown|unknown user|no such (user|mailbox|recipient|account)"
+    r"|does(n'?t| not) (have an account|exist)"
+    r"|mailbox (not found|unavailable|does not exist|is disabled)"
+    r"|account (is )?(disabled|deactivated)|invalid (recipient|mailbox)|recipient not found"
+    r"|address rejected: user",
+    re.I,
+)
+FULL_TEXT = re.compile(r"mailbox (is )?full|over ?quota|quota exceeded|insufficient storage", re.I)
+POLICY_TEXT = re.compile(
+    r"spam|policy|blocked|block ?list|blacklist|reputation|dmarc|\bspf\b|\bdkim\b|abuse", re.I
+)
+
+
+def enhanced_code(reply: str) -> str | None:
+    match = ENHANCED_CODE.search(reply or "")
+    return match.group(0) if match else None
+
+
+def kind_of(code: int | None, reply: str) -> Kind | None:
+    """Judge a reply by code, enhanced code (RFC 3463) and text together: providers
+    reuse ``550 5.7.1`` for both "no such user" and "spam". None means accepted."""
+    if code is None:
+        return Kind.CONNECTION
+    if 200 <= code < 400:
+        return None
+    enhanced = enhanced_code(reply) or ""
+    text = reply or ""
+    if code < 500:
+        if (code in (421, 451) and enhanced in RATE_LIMIT_CODES) or RATE_LIMIT_TEXT.search(text):
+            return Kind.RATE_LIMIT
+        if enhanced == "4.2.2" or FULL_TEXT.search(text):
+            return Kind.SOFT_BOUNCE
+        if code == 421:
+            return Kind.RELAY
+        return Kind.TEMPORARY
+    if enhanced.startswith("5.1.") or enhanced == "5.2.1":
+        return Kind.HARD_BOUNCE
+    if enhanced == "5.2.2" or FULL_TEXT.search(text):
+        return Kind.SOFT_BOUNCE
+    if HARD_TEXT.search(text):
+        return Kind.HARD_BOUNCE
+    if enhanced.startswith("5.7.") or POLICY_TEXT.search(text):
+        return Kind.POLICY
+    return Kind.PERMANENT
 
 
 def classify(code: int | None, reply: str, recipient: str | None = None) -> DeliveryError | None:
     """An SMTP reply in the server's own words → None (accepted), TemporaryFailure
-    (4xx, or no reply at all: the connection failed) or PermanentFailure (5xx).
-    The only place a reply is judged; aiosmtplib does not classify."""
-    match = ENHANCED_CODE.search(reply or "")
-    enhanced = match.group(0) if match else None
-    if code is not None and 200 <= code < 400:
+    (4xx, or no reply at all: the connection failed) or PermanentFailure (5xx),
+    with its ``kind``. The only place a reply is judged; aiosmtplib does not."""
+    kind = kind_of(code, reply)
+    if kind is None:
         return None
-    kind = PermanentFailure if code is not None and 500 <= code < 600 else TemporaryFailure
-    return kind(reply, code=code, enhanced_code=enhanced, recipient=recipient)
+    error = (TemporaryFailure if code is None or code < 500 else PermanentFailure)(
+        reply, code=code, enhanced_code=enhanced_code(reply), recipient=recipient
+    )
+    error.kind = kind
+    return error
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a deferred message is tried again, and when we stop trying.
+
+    ``steps`` are the waits before retry 1, 2, … (the last repeats); each wait
+    is stretched by up to ``jitter`` at random, never shortened, so the first
+    retry is never sooner than configured (RFC 5321 §4.5.4.1, MAIL-RULES 22)."""
+
+    steps: tuple[float, ...] = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0)
+    jitter: float = 0.2
+    give_up_after: timedelta = timedelta(hours=24)
+
+    def delay(self, attempts: int) -> timedelta:
+        step = self.steps[min(max(attempts, 1), len(self.steps)) - 1]
+        return timedelta(seconds=step * (1 + random.uniform(0, self.jitter)))
+
+    def deadline(self, first_attempt: datetime, edition_deadline: datetime | None) -> datetime:
+        """MAIL-RULES 25: a daily edition gives up before the next one is built."""
+        end = first_attempt + self.give_up_after
+        return min(end, edition_deadline) if edition_deadline else end
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +123,32 @@ class Outcome:
     reply: str = ""
     message_id: str | None = None
     next_attempt_at: datetime | None = None
+    first_attempt_at: datetime | None = None
+    subscriber_id: int | None = None
+    kind: Kind | None = None
 
     @classmethod
     def sent(
-        cls, delivery_id: int, attempts: int, at: datetime, code: int, reply: str, message_id: str
+        cls,
+        delivery_id: int,
+        attempts: int,
+        at: datetime,
+        code: int,
+        reply: str,
+        message_id: str,
+        subscriber_id: int | None = None,
     ) -> Outcome:
-        return cls(delivery_id, DeliveryStatus.SENT, attempts, at, code, reply, message_id)
+        return cls(
+            delivery_id,
+            DeliveryStatus.SENT,
+            attempts,
+            at,
+            code,
+            reply,
+            message_id,
+            first_attempt_at=at,
+            subscriber_id=subscriber_id,
+        )
 
     @classmethod
     def from_error(
@@ -56,27 +158,43 @@ class Outcome:
         at: datetime,
         error: DeliveryError,
         message_id: str | None,
+        *,
+        subscriber_id: int | None = None,
+        retry: RetryPolicy | None = None,
+        first_attempt_at: datetime | None = None,
+        edition_deadline: datetime | None = None,
+        resume_at: datetime | None = None,
     ) -> Outcome:
-        if isinstance(error, PermanentFailure):
-            return cls(
-                delivery_id,
-                DeliveryStatus.FAILED,
-                attempts,
-                at,
-                error.code,
-                error.reply,
-                message_id,
-            )
-        return cls(
+        """The delivery's next state. ``attempts`` counts tries held against the
+        address; ``resume_at`` (a paused domain or relay) sets the retry time."""
+        kind = error.kind or (
+            Kind.PERMANENT if isinstance(error, PermanentFailure) else Kind.TEMPORARY
+        )
+        first = first_attempt_at or at
+        outcome = cls(
             delivery_id,
-            DeliveryStatus.DEFERRED,
+            DeliveryStatus.FAILED,
             attempts,
             at,
-            error.code,
-            error.reply,
-            message_id,
-            at + FIRST_RETRY,
+            code=error.code,
+            reply=error.reply,
+            message_id=message_id,
+            first_attempt_at=first,
+            subscriber_id=subscriber_id,
+            kind=kind,
         )
+        if isinstance(error, PermanentFailure):
+            return (
+                replace(outcome, status=DeliveryStatus.BOUNCED)
+                if kind is Kind.HARD_BOUNCE
+                else outcome
+            )
+        policy = retry or RetryPolicy()
+        due = resume_at or at + policy.delay(attempts)
+        if due > policy.deadline(first, edition_deadline):
+            reply = f"gave up after {attempts} attempt(s): {error.reply}"
+            return replace(outcome, reply=reply[:2000])
+        return replace(outcome, status=DeliveryStatus.DEFERRED, next_attempt_at=due)
 
     def row(self) -> tuple[Any, ...]:
         """The values ``queries.record_outcomes`` writes, in its column order."""
@@ -90,13 +208,74 @@ class Outcome:
             sent_at,
             self.next_attempt_at,
             self.at,
+            self.first_attempt_at,
             self.delivery_id,
         )
 
 
+@dataclass(frozen=True)
+class Control:
+    """What ops have said about the edition since the send started."""
+
+    paused: bool = False
+    cancelled: bool = False
+
+    @property
+    def stop(self) -> str | None:
+        return "cancelled" if self.cancelled else "paused" if self.paused else None
+
+
+@dataclass(frozen=True)
+class SoftBouncePolicy:
+    """MAIL-RULES 24: N soft bounces on distinct days within M days suppress."""
+
+    limit: int = 3
+    days: int = 15
+
+
+def record_bounces(
+    session: Session,
+    outcomes: Sequence[Outcome],
+    policy: SoftBouncePolicy,
+    *,
+    source: str,
+) -> None:
+    """A hard bounce suppresses the address at once; soft ones are counted and
+    suppress after ``policy.limit`` distinct days within ``policy.days``."""
+    queries.add_events(
+        session,
+        [
+            {
+                "delivery_id": o.delivery_id or None,
+                "subscriber_id": o.subscriber_id,
+                "kind": EventKind.BOUNCE,
+                "at": o.at,
+                "detail": {
+                    "soft": o.kind is Kind.SOFT_BOUNCE,
+                    "code": o.code,
+                    "reply": o.reply[:500],
+                    "source": source,
+                },
+            }
+            for o in outcomes
+        ],
+    )
+    hard = {o.subscriber_id for o in outcomes if o.kind is Kind.HARD_BOUNCE and o.subscriber_id}
+    queries.set_subscriber_status(session, hard, SubscriberStatus.BOUNCED, outcomes[0].at)
+    for o in outcomes:
+        if o.kind is Kind.SOFT_BOUNCE and o.subscriber_id and o.subscriber_id not in hard:
+            days = queries.soft_bounce_days(
+                session, o.subscriber_id, o.at - timedelta(days=policy.days)
+            )
+            if len(days) >= policy.limit:
+                queries.set_subscriber_status(
+                    session, [o.subscriber_id], SubscriberStatus.BOUNCED, o.at
+                )
+
+
 class DeliveryStore:
-    """The send loop's view of the database: claim, record, release. Synchronous;
-    the sender runs it on one worker thread so the event loop keeps sending."""
+    """The send loop's view of the database: claim, record, release, heartbeat.
+    Synchronous; the sender runs it on one worker thread so the event loop keeps sending."""
 
     def __init__(
         self,
@@ -104,11 +283,13 @@ class DeliveryStore:
         edition_id: int,
         worker: str,
         lease: timedelta = timedelta(minutes=2),
+        soft_bounces: SoftBouncePolicy | None = None,
     ) -> None:
         self.factory = factory
         self.edition_id = edition_id
         self.worker = worker
         self.lease = lease
+        self.soft_bounces = soft_bounces or SoftBouncePolicy()
 
     def claim(self, limit: int, now: datetime) -> tuple[list[queries.Claim], int]:
         with transaction(self.factory) as session:
@@ -119,10 +300,98 @@ class DeliveryStore:
     def record(self, outcomes: Sequence[Outcome]) -> None:
         with transaction(self.factory) as session:
             queries.record_outcomes(session, [o.row() for o in outcomes])
+            bounces = [o for o in outcomes if o.kind in (Kind.HARD_BOUNCE, Kind.SOFT_BOUNCE)]
+            if bounces:
+                record_bounces(session, bounces, self.soft_bounces, source="smtp")
 
     def release(self, now: datetime) -> int:
         with transaction(self.factory) as session:
-            return queries.release_claims(session, self.edition_id, self.worker, now)
+            released = queries.release_claims(session, self.edition_id, self.worker, now)
+            edition = session.get(Edition, self.edition_id)
+            if edition is not None and edition.status is EditionStatus.CANCELLED:
+                queries.cancel_pending(session, self.edition_id, now)
+            return released
+
+    def heartbeat(self, now: datetime) -> Control:
+        """Keep this worker's claims alive and read pause/cancel."""
+        with transaction(self.factory) as session:
+            queries.extend_claims(session, self.edition_id, self.worker, now, now + self.lease)
+            edition = session.get(Edition, self.edition_id)
+            if edition is None:
+                return Control(cancelled=True)
+            return Control(
+                paused=edition.paused_at is not None,
+                cancelled=edition.status is EditionStatus.CANCELLED,
+            )
+
+    def next_due(self) -> datetime | None:
+        with self.factory() as session:
+            return queries.next_due(session, self.edition_id, exclude_worker=self.worker)
+
+
+def apply_return(
+    session: Session,
+    finding: Any,
+    now: datetime,
+    soft_bounces: SoftBouncePolicy,
+) -> str:
+    """Apply one finding of returned mail (``bounces.Finding``); say what it did:
+    bounced, soft, failed, complained, feedback, delayed or unknown."""
+    delivery = queries.delivery_by_id(session, finding.delivery_id) if finding.delivery_id else None
+    if delivery is None and finding.message_id:
+        delivery = queries.delivery_by_message_id(session, finding.message_id)
+    subscriber_id = delivery.subscriber_id if delivery is not None else None
+    if subscriber_id is None and finding.recipient:
+        subscriber = queries.subscriber_by_email(session, finding.recipient)
+        subscriber_id = subscriber.id if subscriber is not None else None
+    if subscriber_id is None:
+        return "unknown"
+    if finding.kind == "delayed":
+        return "delayed"
+    delivery_id = delivery.id if delivery is not None else None
+    if finding.kind == "complaint":
+        queries.add_events(
+            session,
+            [
+                {
+                    "delivery_id": delivery_id,
+                    "subscriber_id": subscriber_id,
+                    "kind": EventKind.COMPLAINT,
+                    "at": now,
+                    "detail": {"feedback_type": finding.feedback_type},
+                }
+            ],
+        )
+        if finding.feedback_type != "abuse":
+            return "feedback"
+        # MAIL-RULES 26: at once and for good, even over an unsubscribe.
+        queries.set_subscriber_status(
+            session, [subscriber_id], SubscriberStatus.COMPLAINED, now, also_unsubscribed=True
+        )
+        return "complained"
+    kind = finding.bounce_kind or Kind.HARD_BOUNCE
+    if delivery is not None:
+        delivery.status = (
+            DeliveryStatus.BOUNCED if kind is Kind.HARD_BOUNCE else DeliveryStatus.FAILED
+        )
+        delivery.smtp_code = finding.code
+        delivery.smtp_reply = (finding.diagnostic or finding.status or "")[:2000]
+        delivery.next_attempt_at = None
+        delivery.updated_at = now
+    outcome = Outcome(
+        delivery_id or 0,
+        DeliveryStatus.BOUNCED,
+        0,
+        now,
+        finding.code,
+        finding.diagnostic or "",
+        subscriber_id=subscriber_id,
+        kind=kind,
+    )
+    if kind in (Kind.HARD_BOUNCE, Kind.SOFT_BOUNCE):
+        record_bounces(session, [outcome], soft_bounces, source="dsn")
+        return "bounced" if kind is Kind.HARD_BOUNCE else "soft"
+    return "failed"
 
 
 @dataclass
@@ -140,6 +409,16 @@ class EditionReport:
     total: int = 0
     rate: float | None = None  # messages/s over the last minute of sending
     failures: list[dict[str, Any]] = field(default_factory=list)
+    paused: bool = False
+    next_retry: datetime | None = None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time to send what is due at the recent rate (retries come on their schedule)."""
+        due = self.counts.get("queued", 0) + self.counts.get("sending", 0)
+        if not due:
+            return 0.0 if not self.pending else None
+        return due / self.rate if self.rate else None
 
     @property
     def pending(self) -> int:
@@ -150,11 +429,13 @@ class EditionReport:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("window_start", "window_end", "created_at", "sent_at"):
+        for key in ("window_start", "window_end", "created_at", "sent_at", "next_retry"):
             value = data[key]
             data[key] = value.isoformat() if value else None
         data["rate"] = round(self.rate, 1) if self.rate else None
         data["pending"] = self.pending
+        eta = self.eta_seconds
+        data["eta_seconds"] = round(eta) if eta is not None else None
         return data
 
 
@@ -177,4 +458,6 @@ def edition_report(session: Session, edition: Edition) -> EditionReport:
             {"status": s, "code": code, "reply": reply, "count": n}
             for s, code, reply, n in queries.failure_reasons(session, edition.id)
         ],
+        paused=edition.paused_at is not None,
+        next_retry=queries.next_retry(session, edition.id),
     )

@@ -136,8 +136,11 @@ class ScriptedHandler(CaptureHandler):
         super().__init__(outbox)
         self.rules: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
+        self.on_data: Callable[[Any], None] | None = None  # a look at the world at DATA
 
     def verdict(self, envelope: Any) -> str | None:
+        if self.on_data is not None:
+            self.on_data(envelope)
         rcpt = envelope.rcpt_tos[0]
         self.attempts[rcpt] = self.attempts.get(rcpt, 0) + 1
         return self.rules.get(rcpt)

@@ -26,7 +26,7 @@ from digest.models import (
     SubscriberStatus,
 )
 from digest.schedule import Schedule
-from digest.send import RunResult, SmtpConnection, probe, run_async
+from digest.send import RelayPool, RunResult, SmtpConnection, probe, run_async
 from tests.conftest import FIXED_NOW, ScriptedHandler, count_commits
 
 READERS = 40
@@ -60,7 +60,12 @@ def send(
     target = parse_smtp_url(server.url)
     pipeline.start_sending(schedule, edition)
     run = pipeline.send_run(
-        schedule, edition, lambda: SmtpConnection(target, 5), worker="test", limit=limit
+        schedule,
+        edition,
+        lambda t: SmtpConnection(t, 5),
+        worker="test",
+        relays=RelayPool([target], cooldown=0.2, outage_limit=1.0),
+        limit=limit,
     )
     if batch:
         run.batch_size = batch
@@ -138,8 +143,19 @@ def test_replies_are_recorded_in_the_servers_own_words(
     }
     edition = loaded.build(schedule, fixed_date)
     result = send(loaded, schedule, edition, smtp_server)
-    assert (result.sent, result.deferred, result.failed) == (READERS - 4, 2, 2)
+    assert (result.failed, result.bounced) == (1, 1)
     rows = deliveries(loaded.factory, edition)
+    # The spam verdict pauses that domain (MAIL-RULES 24): its other readers wait,
+    # untried and not held against them; every other domain went on.
+    policy_domain = addr(3).split("@")[1]
+    held = [
+        r
+        for e, r in rows.items()
+        if r.status is DeliveryStatus.DEFERRED and e not in (addr(1), addr(4))
+    ]
+    assert held and all(e.endswith("@" + policy_domain) for e, r in rows.items() if r in held)
+    assert all(r.attempts == 0 and "paused" in (r.smtp_reply or "") for r in held)
+    assert result.deferred == 2 + len(held) and result.sent == READERS - 4 - len(held)
     temp = rows[addr(1)]
     assert (temp.status, temp.smtp_code) == (DeliveryStatus.DEFERRED, 451)
     assert temp.smtp_reply == "4.3.0 Mailbox temporarily unavailable"
@@ -147,9 +163,15 @@ def test_replies_are_recorded_in_the_servers_own_words(
         minutes=5
     )
     hard = rows[addr(2)]
-    assert (hard.status, hard.smtp_code) == (DeliveryStatus.FAILED, 550)
+    assert (hard.status, hard.smtp_code) == (DeliveryStatus.BOUNCED, 550)
     assert hard.smtp_reply == f"5.1.1 <{addr(2)}>: user unknown"
-    assert rows[addr(3)].smtp_code == 554
+    policy = rows[addr(3)]
+    assert (policy.status, policy.smtp_code) == (DeliveryStatus.FAILED, 554)
+    with loaded.factory() as session:
+        status = dict(session.execute(select(Subscriber.email, Subscriber.status)).all())
+    # A hard bounce suppresses the address; a spam verdict is our problem, not the reader's.
+    assert status[addr(2)] is SubscriberStatus.BOUNCED
+    assert status[addr(3)] is SubscriberStatus.ACTIVE
     dropped = rows[addr(4)]
     assert dropped.status is DeliveryStatus.DEFERRED and dropped.smtp_code is None
     assert "connection lost" in (dropped.smtp_reply or "")
@@ -165,7 +187,7 @@ def test_replies_are_recorded_in_the_servers_own_words(
             .values(next_attempt_at=FIXED_NOW)
         )
     retry = send(loaded, schedule, edition, smtp_server)
-    assert retry.sent == 2 and retry.failed == 0
+    assert retry.sent == 2 + len(held) and retry.failed == 0
     assert deliveries(loaded.factory, edition)[addr(1)].attempts == 2
 
 
@@ -189,18 +211,32 @@ def test_an_unsubscribe_takes_effect_mid_send(
     assert addr(5) not in {m.rcpt_to[0] for m in smtp_server.messages}
 
 
-def test_outcomes_are_written_in_batches(
+def test_an_accepted_message_is_recorded_before_its_connection_sends_again(
     loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
+    """The bound behind crash-safety: when the relay receives a message, every
+    earlier accepted message but at most one per connection is already committed
+    as sent, so a kill -9 at any moment can duplicate at most `connections`."""
     demo.add_subscribers(loaded.factory, 300, now=FIXED_NOW)
     edition = loaded.build(schedule, fixed_date)
     loaded.start_sending(schedule, edition)
     engine = loaded.factory.kw["bind"]
     commits = count_commits(engine)
+    handler = smtp_server.handler
+    assert isinstance(handler, ScriptedHandler)
+    lags: list[int] = []
+
+    def check(_envelope: object) -> None:
+        with loaded.factory() as session:
+            counts = queries.delivery_counts(session, edition.id)
+        lags.append(len(smtp_server.messages) - counts.get(DeliveryStatus.SENT, 0))
+
+    handler.on_data = check
     result = send(loaded, schedule, edition, smtp_server, batch=50)
-    assert result.sent == 300
-    # Claims and outcome batches: about 2 × 300/50, never one per message.
-    assert 6 <= commits() <= 2 * 300 // 50 + 6
+    assert result.sent == 300 and len(lags) == 300
+    assert max(lags) <= loaded.settings.smtp_connections
+    # Outcomes of all connections share commits: never more than one per message.
+    assert commits() <= 300 + 2 * 300 // 50 + 4
 
 
 def test_limit_sends_at_most_n(
@@ -231,12 +267,14 @@ def test_a_relay_that_fails_mid_send_stops_the_run_and_releases_claims(
     handler.rules = {addr(i): "drop" for i in range(1, READERS + 1)}
     edition = loaded.build(schedule, fixed_date)
     result = send(loaded, schedule, edition, smtp_server)
-    assert result.aborted and "connection failures in a row" in result.aborted
+    assert result.aborted and "no relay usable for 1 s" in result.aborted
     with loaded.factory() as session:
         counts = queries.delivery_counts(session, edition.id)
     assert DeliveryStatus.SENDING not in counts
-    assert counts[DeliveryStatus.QUEUED] + counts[DeliveryStatus.DEFERRED] == READERS
-    assert counts[DeliveryStatus.QUEUED] > 0
+    queued, deferred = counts.get(DeliveryStatus.QUEUED, 0), counts.get(DeliveryStatus.DEFERRED, 0)
+    assert queued + deferred == READERS
+    # Each rest costs at most one message per connection, not the whole list.
+    assert queued > 0
 
 
 def test_each_section_choice_gets_its_own_variant(

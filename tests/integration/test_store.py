@@ -141,7 +141,7 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
         fast = Delivery(edition_id=edition.id, subscriber_id=readers[1].id)
         session.add_all([orm, fast])
         session.flush()
-        queries.record_outcomes(session, [("sent", 1, 250, "ok", "<m>", at, None, at, fast.id)])
+        queries.record_outcomes(session, [("sent", 1, 250, "ok", "<m>", at, None, at, at, fast.id)])
         ids = orm.id, fast.id
     with factory() as session:
         raw = dict(session.execute(text("SELECT id, CAST(sent_at AS TEXT) FROM delivery")).all())
@@ -149,6 +149,7 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
         stored = session.get(Delivery, ids[1])
         assert stored is not None and stored.sent_at == at and stored.status == "sent"
         assert stored.next_attempt_at is None and stored.claimed_by is None
+        assert stored.first_attempt_at == at
 
 
 def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import Settings, SmtpTarget, env_name, load_settings, parse_smtp_url
+from digest.config import (
+    Settings,
+    SmtpTarget,
+    env_name,
+    load_settings,
+    parse_smtp_url,
+    parse_smtp_urls,
+)
 from digest.errors import ConfigError
 
 
@@ -13,7 +20,7 @@ def test_defaults(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(key)
     cfg = load_settings()
     assert cfg.database == "sqlite:///var/digest.sqlite3"
-    assert cfg.smtp is None and cfg.smtp_connections == 8
+    assert cfg.relays == [] and cfg.smtp_connections == 8
     assert cfg.timezone == "Europe/Moscow" and str(cfg.zone) == "Europe/Moscow"
     assert cfg.sender.addr_spec == "digest@vpk.example.ru"
     assert cfg.sender.domain == "vpk.example.ru"
@@ -29,7 +36,7 @@ def test_the_environment_overrides_the_file(
     )
     monkeypatch.setenv("DIGEST_SMTP_CONNECTIONS", "16")
     cfg = load_settings()
-    assert cfg.smtp == SmtpTarget("relay.example.ru", 2525)
+    assert cfg.relays == [SmtpTarget("relay.example.ru", 2525)]
     assert cfg.smtp_connections == 16
     assert cfg.sender.display_name == "Дайджест"
     assert cfg.timezone == "Europe/Samara"
@@ -139,3 +146,33 @@ def test_every_setting_has_a_description_and_an_env_name() -> None:
     for field, info in Settings.model_fields.items():
         assert info.description, field
         assert env_name(field).startswith("DIGEST_")
+
+
+def test_several_relays_with_weights() -> None:
+    targets = parse_smtp_urls("smtp://a:25?weight=3, smtps://b , smtp://c:2525?starttls=1")
+    assert [(t.host, t.port, t.weight) for t in targets] == [
+        ("a", 25, 3),
+        ("b", 465, 1),
+        ("c", 2525, 1),
+    ]
+    assert str(targets[0]) == "smtp://a:25?weight=3"
+    with pytest.raises(ValueError, match="relay 2: weight must be"):
+        parse_smtp_urls("smtp://a,smtp://b?weight=0")
+
+
+def test_retry_schedule_and_domain_caps_are_checked(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_RETRY_SCHEDULE", "1,2,4")
+    monkeypatch.setenv("DIGEST_DOMAIN_CAPS", "Gmail.com=600, mail.ru=300")
+    cfg = load_settings()
+    assert cfg.retry_steps == (1.0, 2.0, 4.0)
+    assert cfg.caps == {"gmail.com": 600, "mail.ru": 300}
+    assert cfg.return_path == "bounces@vpk.example.ru"
+    monkeypatch.setenv("DIGEST_RETRY_SCHEDULE", "5,soon")
+    with pytest.raises(ConfigError, match="DIGEST_RETRY_SCHEDULE: must be seconds"):
+        load_settings()
+    monkeypatch.setenv("DIGEST_RETRY_SCHEDULE", "5")
+    monkeypatch.setenv("DIGEST_DOMAIN_CAPS", "gmail.com:600")
+    with pytest.raises(ConfigError, match="DIGEST_DOMAIN_CAPS: 'gmail.com:600'"):
+        load_settings()
