@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -174,5 +175,5 @@ def test_retry_schedule_and_domain_caps_are_checked(
         load_settings()
     monkeypatch.setenv("DIGEST_RETRY_SCHEDULE", "5")
     monkeypatch.setenv("DIGEST_DOMAIN_CAPS", "gmail.com:600")
-    with pytest.raises(ConfigError, match="DIGEST_DOMAIN_CAPS: 'gmail.com:600'"):
+    with pytest.raises(ConfigError, match=re.escape("DIGEST_DOMAIN_CAPS: 'gmail.com:600'")):
         load_settings()

@@ -1,0 +1,107 @@
+"""A fault-injecting SMTP server on aiosmtpd: per-recipient scripts of replies.
+
+A script is the list of what successive attempts for one recipient get:
+a reply line (``"451 4.3.0 try later"``), ``"accept"``, ``"drop"`` (the line is
+closed in the middle of DATA, no reply) or ``"stall"`` (no reply for longer
+than the client's timeout). After the script runs out the recipient is
+accepted. Used by the tests and by ``bench/send.py --faults``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from digest.capture import CaptureHandler
+
+TEMPORARY = "451 4.3.0 Mailbox temporarily unavailable"
+RATE_LIMIT = "421 4.7.0 Too many messages, slow down"
+FULL_TEMPORARY = "452 4.2.2 Mailbox full"
+HARD = "550 5.1.1 user unknown"
+FULL_PERMANENT = "552 5.2.2 Mailbox full, over quota"
+SPAM = "554 5.7.1 Message rejected as spam"
+FAULTS = ("accept", TEMPORARY, RATE_LIMIT, FULL_TEMPORARY, HARD, FULL_PERMANENT, SPAM)
+PERMANENT = (HARD, FULL_PERMANENT, SPAM)
+
+
+class FaultHandler(CaptureHandler):
+    def __init__(
+        self, outbox: Path | None = None, stall_seconds: float = 3.0, delay: float = 0.0
+    ) -> None:
+        super().__init__(outbox)
+        self.delay = delay  # seconds before every reply: a slow relay
+        self.scripts: dict[str, list[str]] = {}
+        self.attempts: Counter[str] = Counter()
+        self.stall_seconds = stall_seconds
+        self._script_lock = threading.Lock()
+
+    def script(self, recipient: str, steps: Sequence[str]) -> None:
+        self.scripts[recipient] = list(steps)
+
+    def _next(self, recipient: str) -> str:
+        with self._script_lock:
+            self.attempts[recipient] += 1
+            steps = self.scripts.get(recipient)
+            return steps.pop(0) if steps else "accept"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        step = self._next(envelope.rcpt_tos[0])
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if step == "drop":
+            server.transport.close()
+            return "421 4.4.2 dropped"  # never reaches the client: the line is gone
+        if step == "stall":
+            await asyncio.sleep(self.stall_seconds)
+            server.transport.close()
+            return "451 4.4.2 too late"
+        if step != "accept":
+            return step
+        return await super().handle_DATA(server, session, envelope)
+
+    def received(self) -> Counter[str]:
+        return Counter(m.rcpt_to[0] for m in self.messages)
+
+
+def mixed_faults(
+    recipients: Sequence[str],
+    handler: FaultHandler,
+    *,
+    temporary: float = 0.20,
+    permanent: float = 0.05,
+    dropped: float = 0.02,
+    stalled: float = 0.0,
+    rate_limited: float = 0.01,
+    seed: int = 7,
+) -> dict[str, str]:
+    """Script a share of recipients with each kind of fault; return the expected
+    end of each: ``sent``, or the permanent reply it must be failed with."""
+    rng = random.Random(seed)
+    expected: dict[str, str] = {}
+    temporary_kinds = (TEMPORARY, FULL_TEMPORARY)
+    for rcpt in recipients:
+        roll = rng.random()
+        if roll < rate_limited:  # the domain wants us slower: it pauses (MAIL-RULES 23)
+            handler.script(rcpt, [RATE_LIMIT])
+            expected[rcpt] = "sent"
+            continue
+        roll = rng.random()
+        if roll < permanent:
+            reply = PERMANENT[rng.randrange(len(PERMANENT))]
+            handler.script(rcpt, [reply])
+            expected[rcpt] = reply
+            continue
+        roll -= permanent
+        if roll < temporary:
+            handler.script(rcpt, [temporary_kinds[rng.randrange(2)]] * rng.randint(1, 2))
+        elif roll < temporary + dropped:
+            handler.script(rcpt, ["drop"])
+        elif roll < temporary + dropped + stalled:
+            handler.script(rcpt, ["stall"])
+        expected[rcpt] = "sent"
+    return expected

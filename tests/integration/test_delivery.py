@@ -1,0 +1,309 @@
+"""Delivery you can trust: retries on schedule through a fault-injecting relay,
+bounces, soft-bounce counting, several relays, hanging relays and pausing —
+real aiosmtpd servers, real SQLite and PostgreSQL, the real clock (short
+retry steps from the settings, never sleeps in the test)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import db, demo, queries
+from digest.capture import CaptureServer
+from digest.config import load_settings, parse_smtp_url
+from digest.edition import Pipeline
+from digest.errors import Kind
+from digest.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    Event,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from digest.schedule import Schedule
+from digest.send import RunResult, SmtpConnection, Timeouts, run_async
+from digest.track import Outcome, SoftBouncePolicy, record_bounces
+from tests.faults import FULL_PERMANENT, HARD, SPAM, FaultHandler, mixed_faults
+
+FAST = {
+    "DIGEST_RETRY_SCHEDULE": "0.5,1,2",
+    "DIGEST_RETRY_JITTER": "0.1",
+    "DIGEST_DOMAIN_PAUSE": "0.5",
+    "DIGEST_DOMAIN_RAMP": "5",
+    "DIGEST_RELAY_COOLDOWN": "0.3",
+    "DIGEST_RELAY_OUTAGE_LIMIT": "20",
+    "DIGEST_SMTP_CONNECT_TIMEOUT": "2",
+    "DIGEST_SMTP_COMMAND_TIMEOUT": "2",
+    "DIGEST_SMTP_DATA_TIMEOUT": "1",
+    "DIGEST_CLAIM_LEASE": "30",
+}
+
+
+@pytest.fixture
+def live(
+    env: dict[str, str], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Pipeline]:
+    """A pipeline on the real clock with retry steps of a second or two."""
+    monkeypatch.setenv("DIGEST_DATABASE_URL", database_url)
+    for key, value in FAST.items():
+        monkeypatch.setenv(key, value)
+    cfg = load_settings()
+    engine = db.make_engine(cfg.database)
+    db.upgrade(engine)
+    yield Pipeline(cfg, db.session_factory(engine), clock=utcnow)
+    engine.dispose()
+
+
+def today_edition(pipe: Pipeline, readers: int) -> tuple[Schedule, Edition]:
+    schedule = pipe.schedule("daily")
+    on: date = schedule.today(utcnow())
+    demo.load(pipe.factory, demo.build(schedule, on))
+    demo.add_subscribers(pipe.factory, readers, now=utcnow())
+    return schedule, pipe.build(schedule, on)
+
+
+def send_all(
+    pipe: Pipeline,
+    schedule: Schedule,
+    edition: Edition,
+    *urls: str,
+    wait: bool = True,
+    heartbeat: float = 1.0,
+) -> RunResult:
+    pipe.start_sending(schedule, edition)
+    timeouts = Timeouts(
+        pipe.settings.smtp_connect_timeout,
+        pipe.settings.smtp_command_timeout,
+        pipe.settings.smtp_data_timeout,
+    )
+    cfg = pipe.settings.model_copy(update={"smtp_url": ",".join(urls)})
+    run = Pipeline(cfg, pipe.factory, pipe.clock).send_run(
+        schedule, edition, lambda t: SmtpConnection(t, timeouts), worker="test", wait=wait
+    )
+    run.options.heartbeat = heartbeat
+    result = run_async(run.run())
+    pipe.finish(edition)
+    return result
+
+
+def rows(factory: sessionmaker[Session], edition: Edition) -> dict[str, tuple[Delivery, str]]:
+    with factory() as session:
+        found = session.execute(
+            select(Subscriber.email, Delivery, Subscriber.status)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .where(Delivery.edition_id == edition.id)
+        ).all()
+    return {e: (d, s) for e, d, s in found}
+
+
+def test_every_deliverable_address_gets_it_once_through_a_faulty_relay(live: Pipeline) -> None:
+    schedule, edition = today_edition(live, 2000)
+    handler = FaultHandler(stall_seconds=2.5)
+    with live.factory() as session:
+        emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
+    expected = mixed_faults(emails, handler, temporary=0.20, permanent=0.05, dropped=0.02)
+    for rcpt in emails[5:10]:
+        handler.script(rcpt, ["stall"])  # a relay that accepts and then hangs
+        expected[rcpt] = "sent"
+    with CaptureServer(handler) as server:
+        result = send_all(live, schedule, edition, server.url)
+    received = handler.received()
+    deliverable = [r for r, end in expected.items() if end == "sent"]
+    assert all(received[r] == 1 for r in deliverable), "missing or duplicated messages"
+    assert not any(received[r] for r, end in expected.items() if end != "sent")
+    assert result.sent == len(deliverable) and not result.aborted
+    state = rows(live.factory, edition)
+    for rcpt, end in expected.items():
+        delivery, subscriber_status = state[rcpt]
+        if end == "sent":
+            assert delivery.status is DeliveryStatus.SENT, (rcpt, delivery.smtp_reply)
+            continue
+        code = int(end[:3])
+        assert delivery.smtp_code == code and delivery.smtp_reply == end[4:]
+        if end == HARD:  # suppressed at once
+            assert delivery.status is DeliveryStatus.BOUNCED
+            assert subscriber_status is SubscriberStatus.BOUNCED
+        else:  # full mailbox (counted, one day) and spam (ours) leave the address
+            assert delivery.status is DeliveryStatus.FAILED
+            assert subscriber_status is SubscriberStatus.ACTIVE
+    retried = [r for r in deliverable if handler.attempts[r] > 1]
+    assert len(retried) > 400  # the faults really happened and were retried
+    # Attempts are counted against the address, except rate limits (the sender's pace).
+    assert all(1 <= state[r][0].attempts <= handler.attempts[r] for r in retried)
+    assert any(state[r][0].attempts > 1 for r in retried)
+    with live.factory() as session:
+        stored = session.get(Edition, edition.id)
+        assert stored is not None and stored.status is EditionStatus.SENT
+        soft = session.scalars(select(Event).where(Event.kind == "bounce")).all()
+    assert any(e.detail and e.detail.get("soft") for e in soft)
+    for full in (r for r, end in expected.items() if end == FULL_PERMANENT):
+        assert state[full][0].smtp_code == 552
+    assert any(end == SPAM for end in expected.values())
+
+
+def test_a_message_that_keeps_failing_gives_up_and_says_why(
+    live: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedule, edition = today_edition(live, 6)
+    cfg = live.settings.model_copy(update={"give_up_after": 1.5})
+    pipe = Pipeline(cfg, live.factory, live.clock)
+    handler = FaultHandler()
+    with live.factory() as session:
+        victim = session.scalars(select(Subscriber.email).order_by(Subscriber.id)).first()
+    assert victim is not None
+    handler.script(victim, ["451 4.3.0 still busy"] * 50)
+    with CaptureServer(handler) as server:
+        send_all(pipe, schedule, edition, server.url)
+    delivery, _ = rows(live.factory, edition)[victim]
+    assert delivery.status is DeliveryStatus.FAILED and delivery.attempts >= 2
+    assert delivery.smtp_reply is not None and delivery.smtp_reply.startswith("gave up after")
+    assert "4.3.0 still busy" in delivery.smtp_reply and delivery.smtp_code == 451
+
+
+def test_a_relay_that_goes_down_hands_its_share_to_the_other(live: Pipeline) -> None:
+    schedule, edition = today_edition(live, 400)
+    good, flaky = FaultHandler(), FaultHandler()
+    with live.factory() as session:
+        emails = list(session.scalars(select(Subscriber.email)))
+    with CaptureServer(good) as one, CaptureServer(flaky) as two:
+        # The second relay drops the line on every first try: it is rested, probed,
+        # rested longer, and the first relay carries the send.
+        for rcpt in emails:
+            flaky.script(rcpt, ["drop"])
+        result = send_all(live, schedule, edition, f"{one.url}?weight=2", two.url)
+    received = good.received() + flaky.received()
+    assert result.sent == 400 and set(received.values()) == {1} and len(received) == 400
+    assert len(good.messages) > 300
+
+
+def test_a_relay_that_never_greets_costs_a_timeout_not_the_send(live: Pipeline) -> None:
+    import socket
+
+    schedule, edition = today_edition(live, 30)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections (the kernel does) and never says a word
+    port = silent.getsockname()[1]
+    try:
+        with CaptureServer(FaultHandler()) as good:
+            result = send_all(live, schedule, edition, good.url, f"smtp://127.0.0.1:{port}")
+    finally:
+        silent.close()
+    assert result.sent == 30 and not result.aborted
+
+
+def test_pausing_stops_a_running_send_within_seconds(live: Pipeline) -> None:
+    schedule, edition = today_edition(live, 600)
+    handler = FaultHandler(delay=0.01)
+    with live.factory() as session:
+        emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
+    paused = {"done": False}
+
+    def pause_after_some(envelope: object) -> None:
+        if len(handler.messages) == 50 and not paused["done"]:
+            paused["done"] = True
+            live.pause(edition)  # as `digest pause` from another terminal would
+
+    handler.verdict = pause_after_some  # type: ignore[method-assign,assignment]
+    with CaptureServer(handler) as server:
+        first = send_all(live, schedule, edition, server.url, heartbeat=0.2)
+        assert first.stopped == "paused" and 50 <= first.sent < 300
+        with live.factory() as session:
+            counts = queries.delivery_counts(session, edition.id)
+        assert DeliveryStatus.SENDING not in counts  # claims handed back
+        live.resume(edition)
+        second = send_all(live, schedule, edition, server.url)
+    assert first.sent + second.sent == 600
+    assert sorted(m.rcpt_to[0] for m in handler.messages) == sorted(emails)
+
+
+def test_cancel_stops_the_send_and_accounts_for_the_rest(live: Pipeline) -> None:
+    schedule, edition = today_edition(live, 600)
+    handler = FaultHandler(delay=0.01)
+
+    def cancel_after_some(envelope: object) -> None:
+        if len(handler.messages) == 20:
+            live.cancel(edition)
+
+    handler.verdict = cancel_after_some  # type: ignore[method-assign,assignment]
+    with CaptureServer(handler) as server:
+        result = send_all(live, schedule, edition, server.url, heartbeat=0.2)
+    assert result.stopped == "cancelled"
+    with live.factory() as session:
+        counts = queries.delivery_counts(session, edition.id)
+    assert counts[DeliveryStatus.SENT] == len(handler.messages) < 300
+    assert counts[DeliveryStatus.SENT] + counts[DeliveryStatus.SUPPRESSED] == 600
+
+
+def test_retry_requeues_deferred_and_failed_but_never_bounced(live: Pipeline) -> None:
+    schedule, edition = today_edition(live, 12)
+    handler = FaultHandler()
+    with live.factory() as session:
+        emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
+    handler.script(emails[0], [HARD])
+    handler.script(emails[1], [SPAM])
+    handler.script(emails[2], ["451 4.3.0 later"])
+    with CaptureServer(handler) as server:
+        send_all(live, schedule, edition, server.url, wait=False)
+        # The deferred one, and any held back while the spam verdict paused its domain.
+        assert live.retry(edition) >= 1
+        assert live.retry(edition, failed=True) == 1  # the spam one; the bounce never
+        send_all(live, schedule, edition, server.url, wait=False)
+    state = rows(live.factory, edition)
+    assert state[emails[0]][0].status is DeliveryStatus.BOUNCED
+    assert state[emails[1]][0].status is DeliveryStatus.SENT
+    assert state[emails[2]][0].status is DeliveryStatus.SENT
+
+
+def test_soft_bounces_on_distinct_days_suppress_and_a_success_resets(live: Pipeline) -> None:
+    schedule, edition = today_edition(live, 3)
+    live.start_sending(schedule, edition)
+    policy = SoftBouncePolicy(limit=3, days=15)
+    now = utcnow()
+    with live.factory() as session, session.begin():
+        subscriber = session.scalars(select(Subscriber).order_by(Subscriber.id)).first()
+        assert subscriber is not None
+        sid = subscriber.id
+
+        def soft(days_ago: int) -> SubscriberStatus:
+            at = now - timedelta(days=days_ago)
+            outcome = Outcome(
+                0,
+                DeliveryStatus.FAILED,
+                1,
+                at,
+                552,
+                "5.2.2 full",
+                subscriber_id=sid,
+                kind=Kind.SOFT_BOUNCE,
+            )
+            record_bounces(session, [outcome], policy, source="smtp")
+            session.expire_all()
+            found = session.get(Subscriber, sid)
+            assert found is not None
+            return found.status
+
+        assert soft(10) is SubscriberStatus.ACTIVE
+        assert soft(10) is SubscriberStatus.ACTIVE  # the same day counts once
+        assert soft(9) is SubscriberStatus.ACTIVE
+        # A message accepted since resets the count: 2 days after it, not 4.
+        reset = session.execute(
+            update(Delivery)
+            .where(Delivery.subscriber_id == sid)
+            .values(status=DeliveryStatus.SENT, sent_at=now - timedelta(days=8))
+        )
+        assert reset.rowcount == 1  # type: ignore[attr-defined]
+        assert soft(7) is SubscriberStatus.ACTIVE
+        assert soft(6) is SubscriberStatus.ACTIVE
+        assert soft(5) is SubscriberStatus.BOUNCED
+
+
+def test_relay_urls_parse_into_a_pool() -> None:
+    assert parse_smtp_url("smtp://127.0.0.1:25?weight=5").weight == 5
