@@ -268,7 +268,8 @@ def enqueue_deliveries(session: Session, edition_id: int, now: datetime) -> int:
             ),
         )
     )
-    result = session.execute(
+    before = _delivery_total(session, edition_id)
+    session.execute(
         insert(Delivery).from_select(
             [
                 "edition_id",
@@ -282,7 +283,17 @@ def enqueue_deliveries(session: Session, edition_id: int, now: datetime) -> int:
             source,
         )
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # Counted, not read from rowcount: psycopg reports -1 for INSERT … SELECT here.
+    return _delivery_total(session, edition_id) - before
+
+
+def _delivery_total(session: Session, edition_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.edition_id == edition_id)
+        )
+        or 0
+    )
 
 
 def unqueued_active_subscribers(session: Session, edition_id: int) -> int:

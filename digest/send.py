@@ -514,6 +514,10 @@ class SendRun:
         beat = asyncio.ensure_future(self._heartbeat())
         try:
             await asyncio.gather(*(self._worker() for _ in range(self.connections)))
+            if not self.result.stopped:
+                # A pause or cancel may have emptied the queue before a heartbeat saw it.
+                control = await self._in_db(self.store.heartbeat, self.clock())
+                self.result.stopped = control.stop
         finally:
             beat.cancel()
             if self._refill is not None:

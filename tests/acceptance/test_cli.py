@@ -19,11 +19,6 @@ DIGEST = str(Path(sys.executable).parent / "digest")
 DAY = "2026-11-25"
 
 
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path
-
-
 def base_env(workdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(
@@ -66,7 +61,20 @@ def relay() -> Iterator[CaptureServer]:
         yield server
 
 
-COMMANDS = [["db", "upgrade"], ["ingest"], ["demo"], ["preview"], ["send"], ["status"]]
+COMMANDS = [
+    ["db", "upgrade"],
+    ["ingest"],
+    ["demo"],
+    ["preview"],
+    ["send"],
+    ["status"],
+    ["worker"],
+    ["pause"],
+    ["resume"],
+    ["cancel"],
+    ["retry"],
+    ["bounces"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))

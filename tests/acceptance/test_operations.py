@@ -1,0 +1,317 @@
+"""Operations for real: `digest send` killed with SIGKILL and resumed, stopped
+with SIGTERM, paused from another terminal, two `digest worker` processes on
+one PostgreSQL edition, and returned mail through `digest bounces`."""
+
+from __future__ import annotations
+
+import email
+import json
+import mailbox
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from digest.capture import CaptureServer
+from tests.acceptance.test_cli import DIGEST, base_env, digest
+from tests.faults import FaultHandler
+
+CONNECTIONS = 4
+FAST = {
+    "DIGEST_SMTP_CONNECTIONS": str(CONNECTIONS),
+    "DIGEST_RETRY_SCHEDULE": "0.5,1,2",
+    "DIGEST_DOMAIN_PAUSE": "0.5",
+    "DIGEST_BATCH_SIZE": "100",
+}
+
+
+def env_for(workdir: Path, server: CaptureServer | None = None, **extra: str) -> dict[str, str]:
+    values = dict(FAST, **extra)
+    if server is not None:
+        values["DIGEST_SMTP_URL"] = server.url
+    return base_env(workdir, **values)
+
+
+def setup_demo(workdir: Path, readers: int, **extra: str) -> str:
+    """Demo data for today and `readers` subscribers, nothing sent; the edition's label."""
+    result = digest(
+        workdir, "demo", "--subscribers", str(readers), "--no-send", env=env_for(workdir, **extra)
+    )
+    assert result.returncode == 0, result.stderr
+    preview = digest(workdir, "preview", "--format", "text", env=env_for(workdir, **extra))
+    assert preview.returncode == 0, preview.stderr
+    return preview.stdout.split(" ", 1)[0]  # "daily/2026-11-25 (draft) for …"
+
+
+def start(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [DIGEST, *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def status(workdir: Path, label: str, env: dict[str, str]) -> dict[str, object]:
+    result = digest(workdir, "status", label, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def message_ids(handler: FaultHandler) -> dict[str, set[str]]:
+    ids: dict[str, set[str]] = {}
+    for m in handler.messages:
+        parsed = email.message_from_bytes(m.data)
+        ids.setdefault(m.rcpt_to[0], set()).add(str(parsed["Message-ID"]))
+    return ids
+
+
+def test_kill_9_at_random_moments_then_resume_loses_nobody(workdir: Path) -> None:
+    readers = 1500
+    label = setup_demo(workdir, readers)
+    handler = FaultHandler(delay=0.002)
+    rng = random.Random()
+    seed = rng.randrange(1_000_000)
+    rng.seed(seed)
+    kills = 0
+    with CaptureServer(handler) as server:
+        env = env_for(workdir, server)
+        for _ in range(3):
+            before = len(handler.messages)
+            proc = start(workdir, env, "send")
+            # Kill once sending is under way, at a random moment of it.
+            wait_until(
+                lambda p=proc, b=before: len(handler.messages) > b or p.poll() is not None  # type: ignore[misc]
+            )
+            time.sleep(rng.uniform(0.0, 1.0))
+            if proc.poll() is not None:
+                proc.communicate()
+                break
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+            kills += 1
+        assert kills >= 1, f"the send finished before any kill (seed {seed})"
+        assert 0 < len(handler.messages) < readers, f"seed {seed}"
+        resumed = digest(workdir, "resume", label, env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+    received = Counter(m.rcpt_to[0] for m in handler.messages)
+    assert len(received) == readers, f"missing subscribers (seed {seed})"
+    duplicates = sum(n - 1 for n in received.values())
+    assert duplicates <= kills * CONNECTIONS, f"{duplicates} duplicates (seed {seed})"
+    # A duplicate is the same message: the same Message-ID.
+    for rcpt, ids in message_ids(handler).items():
+        assert len(ids) == 1, rcpt
+    report = status(workdir, label, env)
+    assert report["status"] == "sent" and report["counts"]["sent"] == readers  # type: ignore[index]
+
+
+def test_sigterm_stops_cleanly_and_says_how_to_resume(workdir: Path) -> None:
+    label = setup_demo(workdir, 800)
+    handler = FaultHandler(delay=0.005)
+    with CaptureServer(handler) as server:
+        env = env_for(workdir, server)
+        proc = start(workdir, env, "send")
+        wait_until(lambda: len(handler.messages) >= 50)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 143, stderr
+        assert f"digest resume {label}" in stderr
+        report = status(workdir, label, env)
+        counts = report["counts"]
+        assert isinstance(counts, dict)
+        # In-flight messages finished and were recorded; nothing is left claimed.
+        assert counts["sending"] == 0 and counts["sent"] == len(handler.messages) < 800
+        resumed = digest(workdir, "resume", label, env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+    received = Counter(m.rcpt_to[0] for m in handler.messages)
+    assert len(received) == 800 and set(received.values()) == {1}  # a clean stop: no dups
+
+
+def test_pause_and_cancel_act_on_a_send_running_in_another_terminal(workdir: Path) -> None:
+    label = setup_demo(workdir, 1000)
+    handler = FaultHandler(delay=0.03)  # ~130 messages/s: the commands have time to act
+    with CaptureServer(handler) as server:
+        env = env_for(workdir, server)
+        proc = start(workdir, env, "send")
+        wait_until(lambda: len(handler.messages) >= 30)
+        paused = digest(workdir, "pause", label, env=env)
+        assert paused.returncode == 0 and "paused" in paused.stdout
+        _, stderr = proc.communicate(timeout=30)  # stops within seconds
+        assert proc.returncode == 0 and "is paused" in stderr, stderr
+        report = status(workdir, label, env)
+        assert report["paused"] is True and report["pending"] > 0  # type: ignore[operator]
+        sent_when_paused = len(handler.messages)
+        time.sleep(0.5)
+        assert len(handler.messages) == sent_when_paused  # nothing goes while paused
+        # Resume in one terminal, cancel from another.
+        resumed = start(workdir, env, "resume", label)
+        wait_until(lambda: len(handler.messages) >= sent_when_paused + 30)
+        cancelled = digest(workdir, "cancel", label, env=env)
+        assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+        _, stderr = resumed.communicate(timeout=30)
+        assert "cancelled" in stderr, stderr.replace("  ", "")
+        report = status(workdir, label, env)
+    counts = report["counts"]
+    assert isinstance(counts, dict) and report["status"] == "cancelled"
+    assert counts["sent"] == len(handler.messages) < 1000
+    assert counts["sent"] + counts["suppressed"] == 1000
+
+
+@pytest.mark.postgres
+def test_two_workers_share_one_edition_on_postgresql(workdir: Path, postgres_url: str) -> None:
+    readers = 3000
+    label = setup_demo(workdir, readers, DIGEST_DATABASE_URL=postgres_url)
+    handler = FaultHandler(delay=0.002)
+    with CaptureServer(handler) as server:
+        env = env_for(workdir, server, DIGEST_DATABASE_URL=postgres_url)
+        queued = digest(workdir, "send", "--enqueue-only", env=env)
+        assert queued.returncode == 0 and f"{readers} deliveries queued" in queued.stdout
+        workers = [start(workdir, env, "worker", "--once") for _ in range(2)]
+        outputs = [w.communicate(timeout=300) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    sent_by = [int(out.split("sent ", 1)[1].split(",", 1)[0]) for out, _ in outputs]
+    assert all(n > 0 for n in sent_by), sent_by  # both took part
+    assert sum(sent_by) == readers
+    received = Counter(m.rcpt_to[0] for m in handler.messages)
+    assert len(received) == readers and set(received.values()) == {1}  # none twice
+    report = status(workdir, label, env)
+    assert report["status"] == "sent"
+
+
+# -- returned mail ---------------------------------------------------------------------
+
+
+def dsn(to: str, recipient: str, action: str, status_: str, diagnostic: str, mid: str) -> bytes:
+    """A delivery status notification as RFC 3464 lays it out."""
+    return (
+        f"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\n"
+        f"To: {to}\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="R"\r\n\r\n'
+        f"--R\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        f"--R\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; mx.example.org\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\n"
+        f"Action: {action}\r\nStatus: {status_}\r\n"
+        f"Diagnostic-Code: smtp; {diagnostic}\r\n\r\n"
+        f"--R\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {mid}\r\nSubject: digest\r\n\r\n"
+        f"--R--\r\n"
+    ).encode()
+
+
+def arf(to: str, recipient: str, mid: str, feedback: str = "abuse") -> bytes:
+    """An abuse report as RFC 5965 lays it out."""
+    return (
+        f"From: fbl@mail.example.ru\r\nTo: {to}\r\nSubject: FW: complaint\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=feedback-report; boundary="F"\r\n\r\n'
+        f"--F\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n"
+        f"--F\r\nContent-Type: message/feedback-report\r\n\r\n"
+        f"Feedback-Type: {feedback}\r\nUser-Agent: FBL/1.0\r\nVersion: 1\r\n"
+        f"Original-Rcpt-To: {recipient}\r\n\r\n"
+        f"--F\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {mid}\r\n\r\n"
+        f"--F--\r\n"
+    ).encode()
+
+
+QMAIL = (
+    "From: MAILER-DAEMON@mx.example.org\r\nTo: {to}\r\nSubject: failure notice\r\n\r\n"
+    "Hi. This is the qmail-send program at mx.example.org.\r\n"
+    "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+    "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+    "<{rcpt}>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n\r\n"
+    "--- Below this line is a copy of the message.\r\n\r\nSubject: digest\r\n"
+)
+
+
+def test_bounces_and_complaints_from_a_maildir(workdir: Path) -> None:
+    label = setup_demo(workdir, 12)
+    handler = FaultHandler()
+    with CaptureServer(handler) as server:
+        env = env_for(workdir, server)
+        sent = digest(workdir, "send", env=env)
+        assert sent.returncode == 0, sent.stderr
+    mails = sorted(handler.messages, key=lambda m: m.rcpt_to[0])
+    verp = [
+        (m.mail_from, m.rcpt_to[0], str(email.message_from_bytes(m.data)["Message-ID"]))
+        for m in mails
+    ]
+    assert all(v[0].startswith("bounces+") for v in verp)
+    box = mailbox.Maildir(workdir / "returns", create=True)
+    (hard_to, hard_rcpt, hard_mid), (soft_to, soft_rcpt, soft_mid) = verp[0], verp[1]
+    (spam_to, spam_rcpt, spam_mid), (late_to, late_rcpt, late_mid) = verp[2], verp[3]
+    (abuse_to, abuse_rcpt, abuse_mid), (q_to, q_rcpt, _) = verp[4], verp[5]
+    _, mid_only_rcpt, mid_only = verp[6]
+    samples = {
+        "hard": dsn(hard_to, hard_rcpt, "failed", "5.1.1", "550 5.1.1 user unknown", hard_mid),
+        "soft": dsn(soft_to, soft_rcpt, "failed", "5.2.2", "552 5.2.2 mailbox full", soft_mid),
+        "spam": dsn(spam_to, spam_rcpt, "failed", "5.7.1", "554 5.7.1 spam detected", spam_mid),
+        "late": dsn(late_to, late_rcpt, "delayed", "4.4.7", "421 4.4.7 still trying", late_mid),
+        "abuse": arf(abuse_to, abuse_rcpt, abuse_mid),
+        "qmail": QMAIL.format(to=q_to, rcpt=q_rcpt).encode(),
+        # No VERP (the return path was rewritten): found by the original Message-ID.
+        "by-mid": dsn(
+            "bounces@vpk.example.ru",
+            mid_only_rcpt,
+            "failed",
+            "5.1.1",
+            "550 5.1.1 no such user",
+            mid_only,
+        ),
+        "forged": dsn(
+            "bounces+1-aaaaaaaaaa@vpk.example.ru",
+            "x@nowhere.example",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 user unknown",
+            "<nothing@here>",
+        ),
+        "junk": b"From: someone@example.org\r\nSubject: hello\r\n\r\nJust saying hi.\r\n",
+    }
+    keys = {name: box.add(data) for name, data in samples.items()}
+    result = digest(workdir, "bounces", str(workdir / "returns"), env=env)
+    assert result.returncode == 3, result.stderr  # one message could not be understood
+    assert "9 messages" in result.stdout and "unparseable 1" in result.stdout
+    assert "bounced 3" in result.stdout and "complained 1" in result.stdout
+    assert "delayed 1" in result.stdout and "soft 1" in result.stdout
+    assert "left in place" in result.stderr
+    # The junk stays where it was; the rest moved to .processed.
+    assert set(box.keys()) == {keys["junk"]}
+    assert len(box.get_folder("processed")) == 8
+    listing = json.loads(digest(workdir, "status", label, "--json", env=env).stdout)
+    assert listing["counts"]["bounced"] == 3 and listing["counts"]["failed"] == 2
+    reasons = {(f["code"], f["reply"]) for f in listing["failures"]}
+    assert (550, "550 5.1.1 user unknown") in reasons
+    states = subscriber_states(workdir, env)
+    assert states[hard_rcpt] == "bounced" and states[q_rcpt] == "bounced"
+    assert states[mid_only_rcpt] == "bounced" and states[abuse_rcpt] == "complained"
+    assert states[soft_rcpt] == "active" and states[spam_rcpt] == "active"
+    assert states[late_rcpt] == "active"
+    # Running it again finds nothing new: processed mail is not read twice.
+    again = digest(workdir, "bounces", str(workdir / "returns"), env=env)
+    assert "1 messages" in again.stdout
+
+
+def subscriber_states(workdir: Path, env: dict[str, str]) -> dict[str, str]:
+    import sqlite3
+
+    with sqlite3.connect(workdir / "var" / "digest.sqlite3") as conn:
+        return dict(conn.execute("SELECT email, status FROM subscriber").fetchall())
