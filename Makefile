@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
-.PHONY: demo test lint typecheck pytest bench bench-rss services smtp-sink clean
+.PHONY: demo test lint typecheck pytest bench bench-send bench-faults bench-workers bench-rss services smtp-sink clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,9 +46,17 @@ services:
 		echo "PostgreSQL is not reachable on 127.0.0.1:5432"; \
 		if [ "$$CI" = "true" ]; then exit 1; fi; }
 
-## make bench: the send benchmark against Postfix's smtp-sink
-bench: $(STAMP) smtp-sink
+## make bench: send rate against Postfix's smtp-sink, a faults run, one vs two workers
+bench: bench-send bench-faults bench-workers
+
+bench-send: $(STAMP) smtp-sink
 	$(BIN)/python bench/send.py --subscribers 20000
+
+bench-faults: $(STAMP)
+	$(BIN)/python bench/delivery.py --faults --subscribers 5000
+
+bench-workers: $(STAMP) smtp-sink services
+	$(BIN)/python bench/delivery.py --workers --subscribers 20000
 
 ## make bench-rss: peak memory for 10 000 and 100 000 subscribers
 bench-rss: $(STAMP) smtp-sink

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from statistics import mean
+from zoneinfo import ZoneInfo
 
 import aiosmtplib
 
@@ -37,9 +38,10 @@ from digest.compose import Recipient  # noqa: E402
 from digest.config import load_settings, parse_smtp_url  # noqa: E402
 from digest.edition import Pipeline  # noqa: E402
 from digest.models import utcnow  # noqa: E402
-from digest.send import SmtpConnection, run_async  # noqa: E402
+from digest.send import RelayPool, SmtpConnection, run_async  # noqa: E402
 
-DAY = date(2026, 11, 25)
+# Today's edition: retries of an older one would already be past its give-up time.
+DAY: date = datetime.now(ZoneInfo("Europe/Moscow")).date()
 
 
 def find_sink() -> str:
@@ -170,7 +172,13 @@ def end_to_end(pipe: Pipeline, url: str) -> tuple[float, int]:
     target = parse_smtp_url(url)
     started = time.perf_counter()
     pipe.start_sending(schedule, edition)
-    run = pipe.send_run(schedule, edition, lambda: SmtpConnection(target, 30), worker="bench")
+    run = pipe.send_run(
+        schedule,
+        edition,
+        lambda t: SmtpConnection(t, 30),
+        worker="bench",
+        relays=RelayPool([target]),
+    )
     result = run_async(run.run())
     pipe.finish(edition)
     elapsed = time.perf_counter() - started

@@ -440,6 +440,12 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
         return
     connection = session.connection()
     dialect = connection.dialect
+    if dialect.name == "postgresql":
+        # Like SQLite's WAL with synchronous=NORMAL: the commit survives our process
+        # dying at any moment (what the kill window counts on) without waiting for
+        # the disk; only a crash of the database host could lose the last instant,
+        # and its messages would go again with the same Message-ID.
+        connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     assignments = ", ".join(f"{column} = {mark}" for column in _RECORD_COLUMNS)
     sql = (

@@ -311,6 +311,7 @@ class DomainState:
     waiting: int = 0
     deferred: int = 0
     rate_limited: int = 0
+    pauses: int = 0
 
 
 class DomainGate:
@@ -368,6 +369,7 @@ class DomainGate:
             if kind is Kind.RATE_LIMIT:
                 st.rate_limited += 1
             if st.paused_until <= now:
+                st.pauses += 1
                 log.warning(
                     "%s answered with a %s reply: pausing it for %.0f s, then one connection",
                     domain,

@@ -1,0 +1,232 @@
+"""Delivery benchmarks: a send through a faulty relay, and workers on PostgreSQL.
+
+    python bench/delivery.py --faults --subscribers 5000
+        20 % temporary failures, 5 % permanent, 2 % dropped connections (aiosmtpd
+        fault server from tests/faults.py); prints delivered %, duplicates,
+        retries and time, with DIGEST_RETRY_SCHEDULE=1,2,4.
+    python bench/delivery.py --workers --subscribers 20000
+        one, then two `digest worker --once` processes on one PostgreSQL
+        edition, into Postfix's smtp-sink; prints messages/s for each.
+
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.send import DAY, find_sink, smtp_sink  # noqa: E402
+from digest import db, demo  # noqa: E402
+from digest.capture import CaptureServer  # noqa: E402
+from digest.config import load_settings  # noqa: E402
+from digest.edition import Pipeline  # noqa: E402
+from digest.models import utcnow  # noqa: E402
+from digest.send import SmtpConnection, Timeouts, run_async  # noqa: E402
+from tests.faults import FaultHandler, mixed_faults  # noqa: E402
+
+DIGEST = str(Path(sys.executable).parent / "digest")
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def environment(workdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        {
+            "DIGEST_VAR_DIR": str(workdir),
+            "DIGEST_DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+            "DIGEST_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+            "DIGEST_CONFIG": str(workdir / "none.toml"),
+            "DIGEST_LOG_LEVEL": "WARNING",
+        }
+    )
+    env.update(extra)
+    (workdir / "none.toml").write_text("")
+    return env
+
+
+def pipeline(env: dict[str, str], subscribers: int) -> Pipeline:
+    os.environ.update(env)
+    cfg = load_settings()
+    engine = db.make_engine(cfg.database)
+    db.upgrade(engine)
+    pipe = Pipeline(cfg, db.session_factory(engine), clock=utcnow)
+    schedule = pipe.schedule("daily")
+    demo.load(pipe.factory, demo.build(schedule, DAY))
+    demo.add_subscribers(pipe.factory, subscribers, now=utcnow())
+    return pipe
+
+
+def faults(args: argparse.Namespace) -> None:
+    print(
+        f"faults run: {args.subscribers} subscribers, 20 % temporary, 5 % permanent, "
+        "2 % dropped connections; DIGEST_RETRY_SCHEDULE=1,2,4"
+    )
+    with tempfile.TemporaryDirectory(prefix="digest-faults-") as tmp:
+        env = environment(
+            Path(tmp),
+            DIGEST_RETRY_SCHEDULE="1,2,4",
+            DIGEST_RETRY_JITTER="0.2",
+            DIGEST_DOMAIN_PAUSE="1",
+            DIGEST_SMTP_CONNECTIONS=str(args.connections),
+        )
+        pipe = pipeline(env, args.subscribers)
+        schedule = pipe.schedule("daily")
+        edition = pipe.build(schedule, DAY)
+        handler = FaultHandler()
+        from sqlalchemy import select
+
+        from digest.models import Subscriber
+
+        with pipe.factory() as session:
+            emails = list(session.scalars(select(Subscriber.email)))
+        expected = mixed_faults(emails, handler, temporary=0.20, permanent=0.05, dropped=0.02)
+        with CaptureServer(handler) as server:
+            cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
+            pipe = Pipeline(cfg, pipe.factory, pipe.clock)
+            started = time.perf_counter()
+            pipe.start_sending(schedule, edition)
+            run = pipe.send_run(
+                schedule,
+                edition,
+                lambda t: SmtpConnection(t, Timeouts(10, 10, 10)),
+                worker="bench",
+                wait=True,
+            )
+            result = run_async(run.run())
+            pipe.finish(edition)
+            elapsed = time.perf_counter() - started
+    received = Counter(m.rcpt_to[0] for m in handler.messages)
+    deliverable = [r for r, end in expected.items() if end == "sent"]
+    delivered = sum(1 for r in deliverable if received[r])
+    duplicates = sum(n - 1 for n in received.values())
+    retries = sum(n - 1 for n in handler.attempts.values())
+    print(
+        f"delivered: {delivered}/{len(deliverable)} deliverable "
+        f"({delivered / len(deliverable):.1%})"
+    )
+    print(
+        f"failed for good: {result.failed} failed + {result.bounced} bounced (expected "
+        f"{len(expected) - len(deliverable)})"
+    )
+    print(f"duplicates: {duplicates}")
+    print(f"retries (SMTP attempts beyond the first): {retries}")
+    pauses = sum(d.pauses for d in result.domains.values())
+    held = sum(d.deferred for d in result.domains.values())
+    print(f"domain pauses (rate-limit and policy replies): {pauses}; messages held back: {held}")
+    print(f"time: {elapsed:.1f} s to every delivery final")
+
+
+def workers(args: argparse.Namespace) -> None:
+    name = f"digest_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    print(
+        f"workers run: {args.subscribers} subscribers on PostgreSQL, {args.connections} "
+        f"connections per worker, sink: {find_sink()}"
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="digest-workers-") as tmp, smtp_sink() as sink:
+            env = environment(
+                Path(tmp),
+                DIGEST_DATABASE_URL=url,
+                DIGEST_SMTP_URL=sink,
+                DIGEST_SMTP_CONNECTIONS=str(args.connections),
+            )
+            pipe = pipeline(env, args.subscribers)
+            schedule = pipe.schedule("daily")
+            edition = pipe.build(schedule, DAY)
+            pipe.start_sending(schedule, edition)
+            rates = {}
+            for count in (1, 2):
+                reset(pipe, edition.id)
+                procs = [
+                    subprocess.Popen(
+                        [DIGEST, "worker", "--once"],
+                        env=env,
+                        cwd=tmp,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                    for _ in range(count)
+                ]
+                outs = [p.communicate() for p in procs]
+                if any(p.returncode for p in procs):
+                    sys.exit(f"a worker failed: {outs}")
+                sent, seconds = sending_span(pipe, edition.id)
+                rates[count] = sent / seconds
+                print(
+                    f"{count} worker(s): {sent} sent in {seconds:.1f} s = {rates[count]:,.0f} msg/s"
+                )
+            print(f"two workers / one: {rates[2] / rates[1]:.2f}×")
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def reset(pipe: Pipeline, edition_id: int) -> None:
+    from sqlalchemy import update
+
+    from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus
+
+    with pipe.factory() as session, session.begin():
+        session.execute(
+            update(Delivery)
+            .where(Delivery.edition_id == edition_id)
+            .values(status=DeliveryStatus.QUEUED, sent_at=None, attempts=0, first_attempt_at=None)
+        )
+        session.execute(
+            update(Edition).where(Edition.id == edition_id).values(status=EditionStatus.SENDING)
+        )
+
+
+def sending_span(pipe: Pipeline, edition_id: int) -> tuple[int, float]:
+    """Messages sent and the seconds from the first to the last (process start-up excluded)."""
+    from sqlalchemy import func, select
+
+    from digest.models import Delivery, DeliveryStatus
+
+    with pipe.factory() as session:
+        first, last, count = session.execute(
+            select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count()).where(
+                Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT
+            )
+        ).one()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    return int(count), max((last - first).total_seconds(), 1e-3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--faults", action="store_true")
+    parser.add_argument("--workers", action="store_true")
+    parser.add_argument("--subscribers", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    if args.faults:
+        faults(args)
+    if args.workers:
+        workers(args)
+    if not (args.faults or args.workers):
+        parser.error("say --faults and/or --workers")
+
+
+if __name__ == "__main__":
+    main()
