@@ -376,28 +376,34 @@ def do_test_send(pipe: Pipeline, schedule: Schedule, edition: Edition, to: str) 
 
 
 class RichProgress:
-    """Sent/failed/deferred counts and the rate on a Rich progress bar."""
+    """Final outcomes advance the bar; deferred messages wait beside it until a
+    retry settles them (sent, failed or bounced)."""
 
     def __init__(self, progress: Progress, task: TaskID) -> None:
         self.progress = progress
         self.task = task
-        self.counts = {"sent": 0, "failed": 0, "deferred": 0}
+        self.counts = {"sent": 0, "failed": 0}
+        self.waiting: set[int] = set()
 
     def advance(self, outcome: Outcome) -> None:
-        key = outcome.status.value if outcome.status.value in self.counts else "failed"
-        self.counts[key] += 1
+        if outcome.status is DeliveryStatus.DEFERRED:
+            self.waiting.add(outcome.delivery_id)
+            step = 0
+        else:
+            self.waiting.discard(outcome.delivery_id)
+            self.counts["sent" if outcome.status is DeliveryStatus.SENT else "failed"] += 1
+            step = 1
         speed = (
             self.progress.tasks[self.task].speed if self.task < len(self.progress.tasks) else None
         )
         rate = f"{speed:,.0f} msg/s" if speed else ""
-        c = self.counts
         self.progress.update(
             self.task,
-            advance=1,
+            advance=step,
             rate=rate,
-            sent=c["sent"],
-            failed=c["failed"],
-            deferred=c["deferred"],
+            sent=self.counts["sent"],
+            failed=self.counts["failed"],
+            deferred=len(self.waiting),
         )
 
 
@@ -406,7 +412,7 @@ PROGRESS_COLUMNS = (
     BarColumn(),
     MofNCompleteColumn(),
     TextColumn(
-        "sent {task.fields[sent]} · failed {task.fields[failed]} · deferred {task.fields[deferred]}"
+        "sent {task.fields[sent]} · failed {task.fields[failed]} · to retry {task.fields[deferred]}"
     ),
     TextColumn("{task.fields[rate]}"),
     TimeElapsedColumn(),
@@ -458,13 +464,13 @@ def deliver(
         result = run_async(run_stoppable(run))
     pipe.finish(edition)
     log.info(
-        "send of %s: %d sent, %d deferred, %d failed, %d bounced, %d suppressed",
+        "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the way",
         edition.label,
         result.sent,
-        result.deferred,
         result.failed,
         result.bounced,
         result.suppressed,
+        result.deferred,
         extra={"edition": edition.id},
     )
     explain_stop(edition, result)

@@ -491,6 +491,7 @@ class SendRun:
         self._idle_until: float | None = None
         self._pacer: Pacer | None = None
         self._in_flight = 0
+        self._announced: datetime | None = None
 
     # -- control ------------------------------------------------------------------
 
@@ -597,7 +598,9 @@ class SendRun:
             seconds = max(0.05, (due - self.clock()).total_seconds())
             seconds = min(seconds, self.options.max_idle_sleep)
             self._idle_until = self._now() + seconds
-            log.info("nothing due; next retry in %.0f s", seconds)
+            if due != self._announced:
+                self._announced = due
+                log.info("waiting for retries: the next is due in %.0f s", seconds)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), max(0.0, self._idle_until - self._now()))
         if self._idle_until is not None and self._now() >= self._idle_until:
