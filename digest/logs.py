@@ -49,5 +49,5 @@ def setup(level: str = "INFO", json_lines: bool = False, console: Console | None
     root.addHandler(handler)
     root.setLevel(level)
     # Library chatter (aiosmtpd logs every connection) stays out unless asked for.
-    for noisy in ("mail.log", "aiosmtpd", "asyncio", "alembic", "premailer", "CSSUTILS"):
+    for noisy in ("mail.log", "aiosmtpd", "asyncio", "alembic", "premailer", "CSSUTILS", "flufl"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

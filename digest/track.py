@@ -416,6 +416,8 @@ class EditionReport:
     def eta_seconds(self) -> float | None:
         """Time to send what is due at the recent rate (retries come on their schedule)."""
         due = self.counts.get("queued", 0) + self.counts.get("sending", 0)
+        if self.paused and due:
+            return None
         if not due:
             return 0.0 if not self.pending else None
         return due / self.rate if self.rate else None
