@@ -18,7 +18,7 @@ import signal
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,7 +53,9 @@ class Connection(Protocol):
 
     async def open(self) -> None: ...
 
-    async def send(self, message: Message) -> tuple[int, str]: ...
+    async def send(
+        self, message: Message, before_data: Awaitable[None] | None = None
+    ) -> tuple[int, str]: ...
 
     async def close(self) -> None: ...
 
@@ -120,7 +122,12 @@ class SmtpConnection:
             raise error from None
         self.smtp = smtp
 
-    async def send(self, message: Message) -> tuple[int, str]:
+    async def send(
+        self, message: Message, before_data: Awaitable[None] | None = None
+    ) -> tuple[int, str]:
+        """Send one message. ``before_data`` is awaited between RCPT and DATA: the
+        sender passes the commit of this connection's previous outcome, so the
+        envelope of the next message overlaps it and nothing is accepted before it."""
         if self.smtp is None or not self.smtp.is_connected:
             await self.open()
         smtp = self.smtp
@@ -132,6 +139,8 @@ class SmtpConnection:
             # so the size need not be recomputed by another pass over them.
             await smtp.mail(message.envelope_from, options=options, timeout=command)
             await smtp.rcpt(message.envelope_to, timeout=command)
+            if before_data is not None:
+                await before_data
             response = await smtp.data(message.data, timeout=self.timeouts.data)
             return response.code, response.message
         except aiosmtplib.SMTPResponseException as exc:
@@ -706,6 +715,9 @@ class SendRun:
         """One connection: pick a relay, take a claim, compose, send, record."""
         relay: RelayState | None = None
         connection: Connection | None = None
+        # The commit of this connection's last accepted message, awaited before the
+        # next DATA: at most one accepted message per connection is not yet durable.
+        pending: asyncio.Future[None] | None = None
         seen: tuple[int, ...] = ()
         last_used = self._now()
         try:
@@ -727,15 +739,28 @@ class SendRun:
                     await connection.close()
                 self._in_flight += 1
                 try:
-                    await self._one(connection, relay, claim)
+                    durable = await self._one(connection, relay, claim, pending)
                 finally:
                     self._in_flight -= 1
+                if durable is not None:
+                    pending = durable
+                elif pending is not None and pending.done():
+                    pending = None
                 last_used = self._now()
+            if pending is not None:
+                await pending
         finally:
             if connection is not None:
                 await connection.close()
 
-    async def _one(self, connection: Connection, relay: RelayState, claim: Claim) -> None:
+    async def _one(
+        self,
+        connection: Connection,
+        relay: RelayState,
+        claim: Claim,
+        before_data: asyncio.Future[None] | None,
+    ) -> asyncio.Future[None] | None:
+        """Compose and send one claim; the future of its outcome's commit when sent."""
         try:
             message = self.compose(claim)
         except ComposeError as exc:
@@ -752,20 +777,23 @@ class SendRun:
                     subscriber_id=claim.subscriber_id,
                 )
             )
-            return
+            return None
         assert self._pacer is not None
         wait = self._pacer.reserve()
         if wait > 0:
             await asyncio.sleep(wait)
-        durable = self._record(await self._deliver(connection, relay, claim, message))
-        if durable is not None:
-            await durable  # committed before this connection sends again
+        return self._record(await self._deliver(connection, relay, claim, message, before_data))
 
     async def _deliver(
-        self, connection: Connection, relay: RelayState, claim: Claim, message: Message
+        self,
+        connection: Connection,
+        relay: RelayState,
+        claim: Claim,
+        message: Message,
+        before_data: asyncio.Future[None] | None = None,
     ) -> Outcome:
         try:
-            code, reply = await connection.send(message)
+            code, reply = await connection.send(message, before_data)
         except DeliveryError as error:
             now = self._now()
             self.gate.done(claim.domain, error.kind, now)

@@ -214,7 +214,7 @@ def test_pausing_stops_a_running_send_within_seconds(live: Pipeline) -> None:
     handler.verdict = pause_after_some  # type: ignore[method-assign,assignment]
     with CaptureServer(handler) as server:
         first = send_all(live, schedule, edition, server.url, heartbeat=0.2)
-        assert first.stopped == "paused" and 50 <= first.sent < 300
+        assert first.stopped == "paused" and 50 <= first.sent < 500, first
         with live.factory() as session:
             counts = queries.delivery_counts(session, edition.id)
         assert DeliveryStatus.SENDING not in counts  # claims handed back
