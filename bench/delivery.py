@@ -14,6 +14,7 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import subprocess
@@ -29,12 +30,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.send import DAY, find_sink, smtp_sink  # noqa: E402
-from digest import db, demo  # noqa: E402
+from bench.send import DAY, find_sink, setup, smtp_sink  # noqa: E402
 from digest.capture import CaptureServer  # noqa: E402
-from digest.config import load_settings  # noqa: E402
 from digest.edition import Pipeline  # noqa: E402
-from digest.models import utcnow  # noqa: E402
 from digest.send import SmtpConnection, Timeouts, run_async  # noqa: E402
 from tests.faults import FaultHandler, mixed_faults  # noqa: E402
 
@@ -59,15 +57,14 @@ def environment(workdir: Path, **extra: str) -> dict[str, str]:
 
 
 def pipeline(env: dict[str, str], subscribers: int) -> Pipeline:
+    """bench/send.py's set-up, with this run's extra settings in the environment."""
     os.environ.update(env)
-    cfg = load_settings()
-    engine = db.make_engine(cfg.database)
-    db.upgrade(engine)
-    pipe = Pipeline(cfg, db.session_factory(engine), clock=utcnow)
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, DAY))
-    demo.add_subscribers(pipe.factory, subscribers, now=utcnow())
-    return pipe
+    return setup(
+        Path(env["DIGEST_VAR_DIR"]),
+        subscribers,
+        env["DIGEST_DATABASE_URL"],
+        int(env.get("DIGEST_SMTP_CONNECTIONS", "8")),
+    )
 
 
 def faults(args: argparse.Namespace) -> None:
@@ -84,6 +81,7 @@ def faults(args: argparse.Namespace) -> None:
             DIGEST_SMTP_CONNECTIONS=str(args.connections),
         )
         pipe = pipeline(env, args.subscribers)
+        logging.getLogger("digest").setLevel(logging.ERROR)  # pauses are counted below
         schedule = pipe.schedule("daily")
         edition = pipe.build(schedule, DAY)
         handler = FaultHandler()

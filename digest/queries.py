@@ -329,6 +329,10 @@ class Claim:
         return self.email.rpartition("@")[2].lower()
 
 
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _due(now: datetime) -> Any:
     return or_(
         Delivery.status == DeliveryStatus.QUEUED,
@@ -345,22 +349,25 @@ def claim_deliveries(
     now: datetime,
     lease_until: datetime,
     limit: int,
+    skip_domains: Sequence[str] = (),
 ) -> tuple[list[Claim], int]:
     """Claim up to ``limit`` due deliveries for ``worker`` and return them with
     their subscribers, plus how many were suppressed because the subscriber is
     no longer active (an unsubscribe takes effect mid-send). On PostgreSQL
-    ``FOR UPDATE SKIP LOCKED`` lets many workers claim side by side."""
+    ``FOR UPDATE SKIP LOCKED`` lets many workers claim side by side. Mail to
+    ``skip_domains`` (paused by the sender) stays in the queue."""
     open_edition = exists().where(
         Edition.id == edition_id,
         Edition.status == EditionStatus.SENDING,
         Edition.paused_at.is_(None),
     )
+    due_ids = select(Delivery.id).where(Delivery.edition_id == edition_id, _due(now), open_edition)
+    if skip_domains:
+        due_ids = due_ids.join(Subscriber, Subscriber.id == Delivery.subscriber_id).where(
+            *(~Subscriber.email.like(f"%@{_like(d)}", escape="\\") for d in skip_domains)
+        )
     due_ids = (
-        select(Delivery.id)
-        .where(Delivery.edition_id == edition_id, _due(now), open_edition)
-        .order_by(Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        due_ids.order_by(Delivery.id).limit(limit).with_for_update(of=Delivery, skip_locked=True)
     )
     claimed = list(
         session.scalars(
@@ -471,15 +478,19 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     connection.exec_driver_sql(sql, params)
 
 
+def _claimed_by(edition_id: int, worker: str) -> tuple[Any, ...]:
+    return (
+        Delivery.edition_id == edition_id,
+        Delivery.claimed_by == worker,
+        Delivery.status == DeliveryStatus.SENDING,
+    )
+
+
 def release_claims(session: Session, edition_id: int, worker: str, now: datetime) -> int:
     """Give back what ``worker`` claimed but did not send (a clean stop)."""
     result = session.execute(
         update(Delivery)
-        .where(
-            Delivery.edition_id == edition_id,
-            Delivery.claimed_by == worker,
-            Delivery.status == DeliveryStatus.SENDING,
-        )
+        .where(*_claimed_by(edition_id, worker))
         .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_until=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -492,11 +503,7 @@ def extend_claims(
     """The heartbeat: a live worker keeps its claims; a dead one's run out."""
     result = session.execute(
         update(Delivery)
-        .where(
-            Delivery.edition_id == edition_id,
-            Delivery.claimed_by == worker,
-            Delivery.status == DeliveryStatus.SENDING,
-        )
+        .where(*_claimed_by(edition_id, worker))
         .values(claimed_until=until)
         .execution_options(synchronize_session=False)
     )

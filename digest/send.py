@@ -397,6 +397,9 @@ class DomainGate:
                     log.info("%s is back to full speed", domain)
         self.freed.set()
 
+    def paused(self, now: float) -> tuple[str, ...]:
+        return tuple(sorted(d for d, st in self.domains.items() if st.paused_until > now))
+
     def resume_at(self, domain: str) -> float:
         return self.state(domain).paused_until
 
@@ -628,7 +631,10 @@ class SendRun:
 
     async def _claim(self, size: int) -> None:
         try:
-            claims, suppressed = await self._in_db(self.store.claim, size, self.clock())
+            # Mail to a paused domain stays in the queue rather than being claimed
+            # and handed back again and again while the pause lasts.
+            paused = self.gate.paused(self._now())
+            claims, suppressed = await self._in_db(self.store.claim, size, self.clock(), paused)
         finally:
             self._refill = None
         self.result.suppressed += suppressed

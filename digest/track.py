@@ -291,10 +291,12 @@ class DeliveryStore:
         self.lease = lease
         self.soft_bounces = soft_bounces or SoftBouncePolicy()
 
-    def claim(self, limit: int, now: datetime) -> tuple[list[queries.Claim], int]:
+    def claim(
+        self, limit: int, now: datetime, skip_domains: Sequence[str] = ()
+    ) -> tuple[list[queries.Claim], int]:
         with transaction(self.factory) as session:
             return queries.claim_deliveries(
-                session, self.edition_id, self.worker, now, now + self.lease, limit
+                session, self.edition_id, self.worker, now, now + self.lease, limit, skip_domains
             )
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
