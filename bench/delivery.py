@@ -69,8 +69,9 @@ def pipeline(env: dict[str, str], subscribers: int) -> Pipeline:
 
 def faults(args: argparse.Namespace) -> None:
     print(
-        f"faults run: {args.subscribers} subscribers, 20 % temporary, 5 % permanent, "
-        "2 % dropped connections; DIGEST_RETRY_SCHEDULE=1,2,4"
+        f"faults run: {args.subscribers} subscribers, {args.temporary:.0%} temporary, "
+        f"{args.rate_limited:.0%} rate limits, {args.permanent:.0%} permanent, "
+        f"{args.dropped:.0%} dropped connections; DIGEST_RETRY_SCHEDULE=1,2,4"
     )
     with tempfile.TemporaryDirectory(prefix="digest-faults-") as tmp:
         env = environment(
@@ -91,7 +92,14 @@ def faults(args: argparse.Namespace) -> None:
 
         with pipe.factory() as session:
             emails = list(session.scalars(select(Subscriber.email)))
-        expected = mixed_faults(emails, handler, temporary=0.20, permanent=0.05, dropped=0.02)
+        expected = mixed_faults(
+            emails,
+            handler,
+            temporary=args.temporary,
+            permanent=args.permanent,
+            dropped=args.dropped,
+            rate_limited=args.rate_limited,
+        )
         with CaptureServer(handler) as server:
             cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
             pipe = Pipeline(cfg, pipe.factory, pipe.clock)
@@ -217,6 +225,10 @@ def main() -> None:
     parser.add_argument("--workers", action="store_true")
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--temporary", type=float, default=0.20, help="share of 451/452 replies")
+    parser.add_argument("--rate-limited", type=float, default=0.01, help="share of 421 4.7.0")
+    parser.add_argument("--permanent", type=float, default=0.05, help="share of 5xx replies")
+    parser.add_argument("--dropped", type=float, default=0.02, help="share of dropped lines")
     args = parser.parse_args()
     if args.faults:
         faults(args)

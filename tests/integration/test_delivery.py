@@ -307,3 +307,17 @@ def test_soft_bounces_on_distinct_days_suppress_and_a_success_resets(live: Pipel
 
 def test_relay_urls_parse_into_a_pool() -> None:
     assert parse_smtp_url("smtp://127.0.0.1:25?weight=5").weight == 5
+
+
+def test_claims_leave_mail_to_paused_domains_in_the_queue(live: Pipeline) -> None:
+    from digest.track import DeliveryStore
+
+    schedule, edition = today_edition(live, 50)
+    live.start_sending(schedule, edition)
+    store = DeliveryStore(live.factory, edition.id, "w1")
+    claims, _ = store.claim(100, utcnow(), ("example.ru", "mail.example.ru"))
+    domains = {c.domain for c in claims}
+    assert domains and not domains & {"example.ru", "mail.example.ru"}
+    rest, _ = store.claim(100, utcnow())
+    assert {c.domain for c in rest} == {"example.ru", "mail.example.ru"}
+    assert len(claims) + len(rest) == 50
