@@ -194,6 +194,23 @@ def test_two_workers_share_one_edition_on_postgresql(workdir: Path, postgres_url
     assert report["status"] == "sent"
 
 
+def test_a_worker_without_once_keeps_serving_until_stopped(workdir: Path) -> None:
+    label = setup_demo(workdir, 40)
+    handler = FaultHandler()
+    with CaptureServer(handler) as server:
+        env = env_for(workdir, server, DIGEST_WORKER_POLL="0.2")
+        worker = start(workdir, env, "worker")
+        queued = digest(workdir, "send", "--enqueue-only", env=env)
+        assert queued.returncode == 0, queued.stderr
+        wait_until(lambda: len(handler.messages) == 40)
+        assert worker.poll() is None  # still serving, waiting for the next edition
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert "sent 40" in out
+    assert status(workdir, label, env)["status"] == "sent"
+
+
 # -- returned mail ---------------------------------------------------------------------
 
 
