@@ -494,6 +494,7 @@ class SendRun:
         self.result = RunResult(domains=self.gate.domains)
         self._pending: list[tuple[Outcome, asyncio.Future[None] | None]] = []
         self._wake_flusher = asyncio.Event()
+        self._closing = False
         self._stop = asyncio.Event()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
         self._claims: deque[Claim] = deque()
@@ -539,10 +540,11 @@ class SendRun:
                 await self._refill  # a prefetched batch goes back with the release below
             # Claims taken but never tried go back as they were.
             self._claims.clear()
+            # Let the flusher drain; never cancel it: cancelling a job still queued
+            # for the database thread would drop outcomes of messages already sent.
+            self._closing = True
             self._wake_flusher.set()
-            flusher_done = self._pending_done()
-            await flusher_done
-            flusher.cancel()
+            await flusher
             released = await self._in_db(self.store.release, self.clock())
             if released:
                 log.info("handed back %d claimed but unsent deliveries", released)
@@ -854,11 +856,14 @@ class SendRun:
         return future
 
     async def _flusher(self) -> None:
-        """Group commit: whatever arrived while the last commit ran goes in the next."""
+        """Group commit: whatever arrived while the last commit ran goes in the next.
+        Returns once the run is closing and everything is written."""
         while True:
             await self._wake_flusher.wait()
             self._wake_flusher.clear()
             await self._flush_once()
+            if self._closing and not self._pending:
+                return
 
     async def _flush_once(self) -> None:
         while self._pending:
@@ -876,9 +881,6 @@ class SendRun:
             for _, future in batch:
                 if future is not None and not future.done():
                     future.set_result(None)
-
-    async def _pending_done(self) -> None:
-        await self._flush_once()
 
 
 async def probe(connection: Connection) -> None:

@@ -169,6 +169,8 @@ def test_pause_and_cancel_act_on_a_send_running_in_another_terminal(workdir: Pat
         report = status(workdir, label, env)
     counts = report["counts"]
     assert isinstance(counts, dict) and report["status"] == "cancelled"
+    received = Counter(m.rcpt_to[0] for m in handler.messages)
+    assert set(received.values()) == {1}, [r for r, n in received.items() if n > 1]
     assert counts["sent"] == len(handler.messages) < 1000
     assert counts["sent"] + counts["suppressed"] == 1000
 
