@@ -5,8 +5,8 @@ retry steps from the settings, never sleeps in the test)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import date, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -321,3 +321,52 @@ def test_claims_leave_mail_to_paused_domains_in_the_queue(live: Pipeline) -> Non
     rest, _ = store.claim(100, utcnow())
     assert {c.domain for c in rest} == {"example.ru", "mail.example.ru"}
     assert len(claims) + len(rest) == 50
+
+
+def test_a_stop_writes_every_outcome_even_when_the_database_lags(live: Pipeline) -> None:
+    """Regression: stopping used to cancel the outcome writer, and a write still
+    queued for the database thread was dropped — a message the relay had
+    accepted stayed unrecorded and a resume sent it again."""
+    import asyncio
+    import time
+
+    from digest.track import Control, DeliveryStore
+
+    class LaggingStore(DeliveryStore):
+        """A slow database: every write queues up behind the one before."""
+
+        def record(self, outcomes: Sequence[Outcome]) -> None:
+            time.sleep(0.02)
+            super().record(outcomes)
+
+        def heartbeat(self, now: datetime) -> Control:
+            time.sleep(0.05)
+            return super().heartbeat(now)
+
+    schedule, edition = today_edition(live, 300)
+    live.start_sending(schedule, edition)
+    handler = FaultHandler()
+    with CaptureServer(handler) as server:
+        cfg = live.settings.model_copy(update={"smtp_url": server.url})
+        run = Pipeline(cfg, live.factory, live.clock).send_run(
+            schedule, edition, lambda t: SmtpConnection(t, 5), worker="lagging"
+        )
+        run.store = LaggingStore(live.factory, edition.id, "lagging")
+        run.options.heartbeat = 0.01
+
+        async def stop_after_some() -> RunResult:
+            loop = asyncio.get_running_loop()
+
+            def maybe_stop(_envelope: object) -> None:
+                if len(handler.messages) == 40:
+                    loop.call_soon_threadsafe(run.stop, "test")
+
+            handler.verdict = maybe_stop  # type: ignore[method-assign,assignment]
+            return await run.run()
+
+        result = run_async(stop_after_some())
+    assert result.stopped == "test"
+    with live.factory() as session:
+        counts = queries.delivery_counts(session, edition.id)
+    assert counts.get(DeliveryStatus.SENDING, 0) == 0
+    assert counts[DeliveryStatus.SENT] == len(handler.messages) == result.sent < 300
