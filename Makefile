@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
-.PHONY: demo test lint typecheck pytest bench bench-send bench-faults bench-workers bench-rss services smtp-sink clean
+
+.PHONY: demo test lint typecheck pytest bench bench-send bench-faults bench-workers bench-rate bench-rss services smtp-sink clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,13 +48,16 @@ services:
 		if [ "$$CI" = "true" ]; then exit 1; fi; }
 
 ## make bench: send rate against Postfix's smtp-sink, a faults run, one vs two workers
-bench: bench-send bench-faults bench-workers
+bench: bench-send bench-faults bench-workers bench-rate
 
 bench-send: $(STAMP) smtp-sink
 	$(BIN)/python bench/send.py --subscribers 20000
 
 bench-faults: $(STAMP)
 	$(BIN)/python bench/delivery.py --faults --subscribers 5000
+
+bench-rate: $(STAMP)
+	$(BIN)/python bench/delivery.py --rate 80 --subscribers 2000
 
 bench-workers: $(STAMP) smtp-sink services
 	$(BIN)/python bench/delivery.py --workers --subscribers 20000

@@ -136,6 +136,43 @@ def faults(args: argparse.Namespace) -> None:
     print(f"time: {elapsed:.1f} s to every delivery final")
 
 
+def rate(args: argparse.Namespace) -> None:
+    """DIGEST_SMTP_RATE as the relay sees it: messages in every 10-second window."""
+    print(f"rate run: {args.subscribers} subscribers at DIGEST_SMTP_RATE={args.rate:g}")
+    with tempfile.TemporaryDirectory(prefix="digest-rate-") as tmp:
+        env = environment(Path(tmp), DIGEST_SMTP_RATE=str(args.rate), DIGEST_SMTP_CONNECTIONS="8")
+        pipe = pipeline(env, args.subscribers)
+        schedule = pipe.schedule("daily")
+        edition = pipe.build(schedule, DAY)
+        handler = FaultHandler()
+        arrivals: list[float] = []
+        accept = handler.verdict
+
+        def stamp(envelope: object) -> str | None:
+            arrivals.append(time.monotonic())
+            return accept(envelope)
+
+        handler.verdict = stamp  # type: ignore[method-assign]
+        with CaptureServer(handler) as server:
+            cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
+            pipe = Pipeline(cfg, pipe.factory, pipe.clock)
+            pipe.start_sending(schedule, edition)
+            run = pipe.send_run(schedule, edition, lambda t: SmtpConnection(t, 10), worker="bench")
+            run_async(run.run())
+    arrivals.sort()
+    expected = 10 * args.rate
+    counts = []
+    start = arrivals[0]
+    while start + 10 <= arrivals[-1]:
+        counts.append(sum(1 for t in arrivals if start <= t < start + 10))
+        start += 0.1
+    worst = max(abs(c - expected) for c in counts) / expected
+    print(
+        f"{len(counts)} windows of 10 s: {min(counts)}–{max(counts)} messages "
+        f"(target {expected:.0f}); worst deviation {worst:.1%}"
+    )
+
+
 def workers(args: argparse.Namespace) -> None:
     name = f"digest_bench_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -223,6 +260,7 @@ def main() -> None:
     )
     parser.add_argument("--faults", action="store_true")
     parser.add_argument("--workers", action="store_true")
+    parser.add_argument("--rate", type=float, help="measure DIGEST_SMTP_RATE=R at the relay")
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--temporary", type=float, default=0.20, help="share of 451/452 replies")
@@ -234,8 +272,10 @@ def main() -> None:
         faults(args)
     if args.workers:
         workers(args)
-    if not (args.faults or args.workers):
-        parser.error("say --faults and/or --workers")
+    if args.rate:
+        rate(args)
+    if not (args.faults or args.workers or args.rate):
+        parser.error("say --faults, --workers and/or --rate R")
 
 
 if __name__ == "__main__":
