@@ -8,6 +8,7 @@ lines, failed or deferred deliveries).
 from __future__ import annotations
 
 import asyncio
+import csv
 import email
 import email.policy
 import json
@@ -44,7 +45,8 @@ from digest.config import Settings, SmtpTarget, load_settings
 from digest.edition import Pipeline, WorkReport
 from digest.errors import DigestError, EmptyEdition, RelayUnavailable
 from digest.ingest import Ingester, IngestReport, read_source
-from digest.models import DeliveryStatus, Edition, utcnow
+from digest.lists import get_list
+from digest.models import DeliveryStatus, Edition, SubscriberStatus, utcnow
 from digest.schedule import Schedule
 from digest.send import (
     RunResult,
@@ -57,6 +59,7 @@ from digest.send import (
     run_stoppable,
     worker_name,
 )
+from digest.subscribers import Row, SubscriberBook
 from digest.tokens import LinkSigner
 from digest.track import EditionReport, Outcome, SoftBouncePolicy, edition_report
 
@@ -76,6 +79,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+subscribers_app = typer.Typer(
+    help="Subscribers: import, add, remove, show, list, export, forget.", no_args_is_help=True
+)
+app.add_typer(subscribers_app, name="subscribers")
 
 
 @dataclass
@@ -650,6 +657,168 @@ def retry(
         edition = find(pipe, edition_ref)
         n = pipe.retry(edition, failed=failed)
     console.print(f"{edition.label}: {n} deliveries queued again")
+
+
+# -- subscribers ------------------------------------------------------------------
+
+
+ListOption = Annotated[str, typer.Option("--list", help="A list of subscribers/lists.toml.")]
+
+
+def book(cfg: Settings, list_name: str) -> SubscriberBook:
+    pipe = pipeline(cfg)
+    mailing_list = get_list(cfg.subscribers_dir, list_name)
+    return SubscriberBook(pipe.factory, mailing_list.double_opt_in)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    path: Annotated[Path, typer.Argument(help="A CSV file with a header row.")],
+    list_name: ListOption = "daily",
+) -> None:
+    """Import subscribers from CSV: columns email (required), name, sections,
+    timezone, locale, consent_source, consent_at. Every address is validated
+    (no DNS) and normalised; duplicates merge (the later line wins); an address
+    that unsubscribed, bounced, complained or was forgotten is never made active
+    again. On a double opt-in list a row with consent_at is active, one without
+    waits as pending for its confirmation. Bad lines are reported with their
+    number; the rest is imported; the exit status is 3 when any was rejected.
+
+    Example: digest subscribers import readers.csv
+    """
+    with errors():
+        report = book(settings(), list_name).import_csv(path)
+    for problem in report.problems:
+        err.print(f"[red]rejected[/] {problem}", highlight=False)
+    for warning in report.warnings[:20]:
+        err.print(f"[yellow]note[/] {warning}", highlight=False)
+    console.print(
+        f"added {report.added}, updated {report.updated}, duplicates merged {report.merged}, "
+        f"kept unsubscribed/bounced/forgotten {report.kept_closed}, rejected {report.rejected}"
+    )
+    if report.rejected:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email_: Annotated[str, typer.Argument(metavar="EMAIL")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    sections: Annotated[str | None, typer.Option(help="Section slugs, comma-separated.")] = None,
+    consent_source: Annotated[
+        str | None, typer.Option(help="Where consent was given (form, event…).")
+    ] = None,
+    list_name: ListOption = "daily",
+) -> None:
+    """Add one subscriber (or update their name and sections).
+
+    Example: digest subscribers add ivan@example.ru --name "Иван" --sections армия,флот
+    """
+    with errors():
+        row = Row.parse(
+            {"email": email_, "name": name, "sections": sections, "consent_source": consent_source}
+        )
+        outcome = book(settings(), list_name).add(row)
+    if outcome == "closed":
+        fail(f"{row.email} unsubscribed, bounced or asked to be forgotten: not added")
+    console.print(f"{row.email}: {outcome}")
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(email_: Annotated[str, typer.Argument(metavar="EMAIL")]) -> None:
+    """Unsubscribe an address (the record stays, so it is never mailed again).
+
+    Example: digest subscribers remove ivan@example.ru
+    """
+    with errors():
+        done = book(settings(), "daily").remove(email_)
+    console.print(f"{email_}: {'unsubscribed' if done else 'not an active subscriber'}")
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    email_: Annotated[str, typer.Argument(metavar="EMAIL")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """One subscriber: status, sections, consent.
+
+    Example: digest subscribers show ivan@example.ru --json
+    """
+    with errors():
+        found = book(settings(), "daily").show(email_)
+    if found is None:
+        fail(f"no subscriber {email_}")
+    if as_json:
+        console.print_json(json.dumps(found, ensure_ascii=False))
+        return
+    for key, value in found.items():
+        console.print(f"{key}: {value if value is not None else ''}", highlight=False)
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    status_: Annotated[
+        SubscriberStatus | None, typer.Option("--status", help="Only this status.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Every subscriber (or those of one status).
+
+    Example: digest subscribers list --status active --json
+    """
+    with errors():
+        rows = list(book(settings(), "daily").listing(status_))
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("email", "name", "status", "sections")
+    for r in rows:
+        table.add_row(r["email"], r["name"] or "", r["status"], r["sections"] or "all")
+    console.print(table)
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    email_: Annotated[str, typer.Argument(metavar="EMAIL")],
+    out: Annotated[Path | None, typer.Option(help="Write the CSV here (default: stdout).")] = None,
+) -> None:
+    """Everything held about one subscriber as CSV: the record, every delivery,
+    every event (152-FZ and GDPR access requests).
+
+    Example: digest subscribers export ivan@example.ru --out ivan.csv
+    """
+    with errors():
+        rows = book(settings(), "daily").export(email_)
+    if not rows:
+        fail(f"no subscriber {email_}")
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
+    writer = csv.DictWriter(handle, fieldnames=keys)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
+                for k, v in row.items()
+            }
+        )
+    if out:
+        handle.close()
+        console.print(f"{len(rows)} rows about {email_}: {out}")
+
+
+@subscribers_app.command("forget")
+def subscribers_forget(email_: Annotated[str, typer.Argument(metavar="EMAIL")]) -> None:
+    """Erase a subscriber's personal data (record, deliveries) and keep only a
+    hash of the address, so it is never mailed or imported again.
+
+    Example: digest subscribers forget ivan@example.ru
+    """
+    with errors():
+        erased = book(settings(), "daily").forget(email_)
+    console.print(f"{email_}: {'erased' if erased else 'not found'}; its hash is kept to refuse it")
 
 
 # -- bounces ----------------------------------------------------------------------

@@ -325,3 +325,13 @@ class Event(Base):
     kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "event_kind"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any] | None]
+
+
+class Forgotten(Base):
+    """What `digest subscribers forget` keeps: the SHA-256 of an erased address,
+    so an import or a sign-up can refuse it without knowing who it was."""
+
+    __tablename__ = "forgotten"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -74,6 +74,13 @@ COMMANDS = [
     ["cancel"],
     ["retry"],
     ["bounces"],
+    ["subscribers", "import"],
+    ["subscribers", "add"],
+    ["subscribers", "remove"],
+    ["subscribers", "show"],
+    ["subscribers", "list"],
+    ["subscribers", "export"],
+    ["subscribers", "forget"],
 ]
 
 

@@ -1,0 +1,338 @@
+"""Subscribers: validated, normalised addresses in; never a resurrected one.
+
+Every address goes through email-validator (syntax only, no DNS), is
+lowercased and its domain put in canonical (Unicode NFC, IDNA-checked) form,
+so ``Ivan@Example.RU`` and ``ivan@example.ru`` are one subscriber. An address
+that unsubscribed, bounced, complained or was forgotten is never made active
+again by an import or an ``add``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.db import transaction
+from digest.errors import DigestError
+from digest.headers import clean_text
+from digest.models import (
+    Delivery,
+    Edition,
+    Event,
+    Forgotten,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from digest.tokens import new_token_key
+
+NAME_LIMIT = 200
+COLUMNS = ("email", "name", "sections", "timezone", "locale", "consent_source", "consent_at")
+SECTION = re.compile(r"^[a-zа-яё0-9-]{1,50}$")
+CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+
+
+class BadSubscriber(DigestError):
+    """A subscriber record that cannot be taken as it is."""
+
+
+def normalise_email(value: str) -> str:
+    """The one spelling we store: validated, lowercased, canonical domain."""
+    text = (value or "").strip()
+    if not text:
+        raise BadSubscriber("email: is empty")
+    try:
+        checked = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise BadSubscriber(f"email: {text[:80]!r} is not valid: {exc}") from None
+    return str(checked.normalized).lower()
+
+
+def address_hash(email: str) -> str:
+    """What `forget` keeps of an address: enough to refuse it, nothing to read."""
+    return hashlib.sha256(email.encode("utf-8")).hexdigest()
+
+
+def normalise_sections(value: str | None) -> str | None:
+    """``"Флот, армия"`` → ``"армия,флот"``; empty means every section."""
+    parts = sorted({p.strip().lower() for p in re.split(r"[,;\s]+", value or "") if p.strip()})
+    for part in parts:
+        if not SECTION.match(part):
+            raise BadSubscriber(f"sections: {part[:60]!r} is not a section slug")
+    return ",".join(parts) or None
+
+
+@dataclass
+class Row:
+    """One subscriber as a file or a command gives it, checked."""
+
+    email: str
+    name: str | None = None
+    sections: str | None = None
+    timezone: str | None = None
+    locale: str = "ru"
+    consent_source: str | None = None
+    consent_at: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Row:
+        row = cls(email=normalise_email(str(raw.get("email") or "")))
+        name = clean_text(str(raw.get("name") or ""), limit=100_000).strip()
+        if len(name) > NAME_LIMIT:
+            row.warnings.append(f"name cut to {NAME_LIMIT} of its {len(name)} characters")
+            name = name[:NAME_LIMIT]
+        row.name = name or None
+        row.sections = normalise_sections(raw.get("sections"))
+        zone = str(raw.get("timezone") or "").strip()
+        if zone:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise BadSubscriber(f"timezone: unknown time zone {zone[:60]!r}") from None
+            row.timezone = zone
+        locale = str(raw.get("locale") or "ru").strip().lower()
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]{2})?", locale):
+            raise BadSubscriber(f"locale: {locale[:20]!r} is not like ru or en-gb")
+        row.locale = locale
+        source = clean_text(str(raw.get("consent_source") or "")).strip()
+        row.consent_source = source[:200] or None
+        when = str(raw.get("consent_at") or "").strip()
+        if when:
+            try:
+                parsed = datetime.fromisoformat(when)
+            except ValueError:
+                raise BadSubscriber(f"consent_at: {when[:40]!r} is not an ISO 8601 time") from None
+            if parsed.tzinfo is None:
+                raise BadSubscriber("consent_at: needs an offset, e.g. 2026-11-25T10:00:00+03:00")
+            row.consent_at = parsed
+        return row
+
+    def merged_with(self, later: Row) -> Row:
+        """Two lines for one address: what the later says wins, its blanks do not erase."""
+        return Row(
+            email=self.email,
+            name=later.name or self.name,
+            sections=later.sections if later.sections is not None else self.sections,
+            timezone=later.timezone or self.timezone,
+            locale=later.locale,
+            consent_source=later.consent_source or self.consent_source,
+            consent_at=later.consent_at or self.consent_at,
+        )
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    merged: int = 0  # later lines of the file for an address already seen
+    kept_closed: int = 0  # unsubscribed, bounced, complained or forgotten: not resurrected
+    rejected: int = 0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class SubscriberBook:
+    """Adds, changes and removes subscribers; the only writer of their records
+    outside the send (which only suppresses)."""
+
+    def __init__(self, factory: sessionmaker[Session], double_opt_in: bool) -> None:
+        self.factory = factory
+        self.double_opt_in = double_opt_in
+
+    def import_csv(self, path: Path) -> ImportReport:
+        report = ImportReport()
+        rows: dict[str, tuple[int, Row]] = {}
+        for number, raw in _read_csv(path):
+            try:
+                row = Row.parse(raw)
+            except BadSubscriber as exc:
+                report.rejected += 1
+                report.problems.append(f"{path.name}:{number}: {exc}")
+                continue
+            report.warnings.extend(f"{path.name}:{number}: {w}" for w in row.warnings)
+            if row.email in rows:
+                report.merged += 1
+                row = rows[row.email][1].merged_with(row)
+            rows[row.email] = (number, row)
+        with transaction(self.factory) as session:
+            for _number, row in rows.values():
+                outcome = self._upsert(session, row)
+                if outcome == "added":
+                    report.added += 1
+                elif outcome == "updated":
+                    report.updated += 1
+                else:
+                    report.kept_closed += 1
+        return report
+
+    def add(self, row: Row) -> str:
+        with transaction(self.factory) as session:
+            return self._upsert(session, row)
+
+    def _upsert(self, session: Session, row: Row) -> str:
+        if session.get(Forgotten, address_hash(row.email)) is not None:
+            return "closed"
+        found = session.scalar(select(Subscriber).where(Subscriber.email == row.email))
+        if found is not None and found.status in CLOSED:
+            return "closed"
+        if found is None:
+            # With double opt-in, only a recorded earlier consent makes an import active;
+            # the rest wait as pending for their confirmation.
+            active = not self.double_opt_in or row.consent_at is not None
+            found = Subscriber(
+                email=row.email,
+                token_key=new_token_key(),
+                status=SubscriberStatus.ACTIVE if active else SubscriberStatus.PENDING,
+                created_at=utcnow(),
+                confirmed_at=row.consent_at if active else None,
+            )
+            session.add(found)
+            outcome = "added"
+        else:
+            outcome = "updated"
+        found.name = row.name or found.name
+        found.sections = row.sections if row.sections is not None else found.sections
+        found.timezone = row.timezone or found.timezone
+        found.locale = row.locale
+        found.consent_source = row.consent_source or found.consent_source
+        found.consent_at = row.consent_at or found.consent_at
+        session.flush()
+        return outcome
+
+    def remove(self, email: str) -> bool:
+        """Unsubscribe (kept, so the address is never mailed again by mistake)."""
+        with transaction(self.factory) as session:
+            found = _find(session, email)
+            if found is None or found.status in CLOSED:
+                return False
+            found.status = SubscriberStatus.UNSUBSCRIBED
+            found.unsubscribed_at = utcnow()
+            return True
+
+    def forget(self, email: str) -> bool:
+        """Erase everything about the address; keep only its hash, so it is refused."""
+        address = normalise_email(email)
+        with transaction(self.factory) as session:
+            if session.get(Forgotten, address_hash(address)) is None:
+                session.add(Forgotten(hash=address_hash(address), at=utcnow()))
+            found = _find(session, address)
+            if found is None:
+                return False
+            session.delete(found)  # deliveries cascade; events lose their link
+            return True
+
+    def show(self, email: str) -> dict[str, Any] | None:
+        with self.factory() as session:
+            found = _find(session, email)
+            return describe(found) if found is not None else None
+
+    def listing(self, status: SubscriberStatus | None = None) -> Iterator[dict[str, Any]]:
+        with self.factory() as session:
+            query = select(Subscriber).order_by(Subscriber.id)
+            if status is not None:
+                query = query.where(Subscriber.status == status)
+            for found in session.scalars(query):
+                yield describe(found)
+
+    def export(self, email: str) -> list[dict[str, Any]]:
+        """Everything we hold about one subscriber, one row per fact (152-FZ, GDPR)."""
+        with self.factory() as session:
+            found = _find(session, email)
+            if found is None:
+                return []
+            rows: list[dict[str, Any]] = [
+                {"kind": "subscriber", **describe(found)},
+            ]
+            deliveries = session.execute(
+                select(Delivery, Edition)
+                .join(Edition, Edition.id == Delivery.edition_id)
+                .where(Delivery.subscriber_id == found.id)
+                .order_by(Delivery.id)
+            ).all()
+            for delivery, edition in deliveries:
+                rows.append(
+                    {
+                        "kind": "delivery",
+                        "edition": edition.label,
+                        "status": str(delivery.status),
+                        "sent_at": _iso(delivery.sent_at),
+                        "smtp_code": delivery.smtp_code,
+                        "smtp_reply": delivery.smtp_reply,
+                        "message_id": delivery.message_id,
+                    }
+                )
+            events = session.scalars(
+                select(Event).where(Event.subscriber_id == found.id).order_by(Event.id)
+            )
+            for event in events:
+                rows.append(
+                    {
+                        "kind": "event",
+                        "event": str(event.kind),
+                        "at": _iso(event.at),
+                        "detail": event.detail,
+                    }
+                )
+            return rows
+
+
+def describe(s: Subscriber) -> dict[str, Any]:
+    return {
+        "email": s.email,
+        "name": s.name,
+        "status": str(s.status),
+        "sections": s.sections,
+        "timezone": s.timezone,
+        "locale": s.locale,
+        "frequency": s.frequency,
+        "consent_source": s.consent_source,
+        "consent_at": _iso(s.consent_at),
+        "confirmed_at": _iso(s.confirmed_at),
+        "unsubscribed_at": _iso(s.unsubscribed_at),
+        "created_at": _iso(s.created_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _find(session: Session, email: str) -> Subscriber | None:
+    try:
+        address = normalise_email(email)
+    except BadSubscriber:
+        address = email.strip().lower()
+    return session.scalar(select(Subscriber).where(Subscriber.email == address))
+
+
+def _read_csv(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise DigestError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        if "email" not in header:
+            raise DigestError(f"{path}: the header row has no 'email' column")
+        unknown = set(header) - set(COLUMNS)
+        if unknown:
+            raise DigestError(f"{path}: unknown column(s): {', '.join(sorted(unknown))}")
+        reader.fieldnames = header
+        try:
+            for raw in reader:
+                yield reader.line_num, raw
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DigestError(f"{path}:{reader.line_num}: {exc}") from None

@@ -1,0 +1,102 @@
+"""`digest subscribers …` as a subprocess: a hostile CSV, the JSON listings,
+export, remove and forget — never a resurrected address."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from tests.acceptance.test_cli import base_env, digest
+
+HOSTILE = (
+    "email,name,sections,timezone,consent_source,consent_at\r\n"
+    'ivan@example.ru,Иван Петров,"Флот, армия",Europe/Moscow,form,2026-11-01T10:00:00+03:00\r\n'
+    "not-an-address,Nobody,,,,\r\n"
+    "IVAN@Example.RU,Иван П.,,,,\r\n"  # the same address in another case: merged
+    "ольга@пример.рф,Ольга,,Asia/Vladivostok,,2026-11-02T09:00:00+10:00\r\n"
+    'petr@example.ru,"Пётр\r\nBcc: victim@example.org",,,,\r\n'  # CRLF in a name
+    "anna@example.ru," + "А" * 500 + ",,,,\r\n"  # a 500-character name
+    "boris@example.ru,Борис,,Mars/Olympus,,\r\n"  # a zone that does not exist
+    "gone@example.ru,Ушедший,,,,2026-10-01T10:00:00+03:00\r\n"
+    "late@example.ru,Поздний,,,,yesterday\r\n"
+)
+
+
+def run(workdir: Path, *args: str) -> tuple[int, str, str]:
+    result = digest(workdir, "subscribers", *args, env=base_env(workdir))
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_import_validates_normalises_merges_and_never_resurrects(workdir: Path) -> None:
+    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    first = workdir / "first.csv"
+    first.write_text("email,name\ngone@example.ru,Ушедший\n", encoding="utf-8")
+    assert run(workdir, "import", str(first))[0] == 0
+    code, out, _ = run(workdir, "remove", "gone@example.ru")
+    assert code == 0 and "unsubscribed" in out
+
+    path = workdir / "readers.csv"
+    path.write_text(HOSTILE, encoding="utf-8")
+    code, out, err = run(workdir, "import", str(path))
+    assert code == 3, err  # some lines were rejected, the rest imported
+    assert "readers.csv:3: email: 'not-an-address' is not valid" in err
+    assert "readers.csv:9: timezone: unknown time zone 'Mars/Olympus'" in err
+    assert "readers.csv:11: consent_at: 'yesterday' is not an ISO 8601 time" in err
+    assert "name cut to 200 of its 500 characters" in err
+    assert "duplicates merged 1" in out and "rejected 3" in out
+    assert "kept unsubscribed/bounced/forgotten 1" in out
+
+    code, out, _ = run(workdir, "list", "--json")
+    people = {p["email"]: p for p in json.loads(out)}
+    assert set(people) == {
+        "ivan@example.ru",
+        "ольга@пример.рф",
+        "petr@example.ru",
+        "anna@example.ru",
+        "gone@example.ru",
+    }
+    ivan = people["ivan@example.ru"]
+    # Merged: the later line's name wins, its blank sections do not erase the first's.
+    assert ivan["name"] == "Иван П." and ivan["sections"] == "армия,флот"
+    assert ivan["status"] == "active"  # consent on record
+    assert people["ольга@пример.рф"]["timezone"] == "Asia/Vladivostok"
+    assert people["petr@example.ru"]["name"] == "Пётр Bcc: victim@example.org"  # one line
+    assert people["petr@example.ru"]["status"] == "pending"  # double opt-in, no consent yet
+    assert len(people["anna@example.ru"]["name"]) == 200
+    assert people["gone@example.ru"]["status"] == "unsubscribed"  # not resurrected
+
+    code, out, _ = run(workdir, "show", "Ivan@EXAMPLE.ru", "--json")
+    assert code == 0 and json.loads(out)["consent_source"] == "form"
+
+
+def test_export_then_forget_leaves_only_a_hash(workdir: Path) -> None:
+    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    code, out, err = run(workdir, "add", "vera@example.ru", "--name", "Вера", "--sections", "флот")
+    assert code == 0 and "added" in out, err
+    code, out, _ = run(workdir, "export", "vera@example.ru")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows[0]["kind"] == "subscriber" and rows[0]["email"] == "vera@example.ru"
+    code, out, _ = run(workdir, "forget", "vera@example.ru")
+    assert code == 0 and "erased" in out
+    assert run(workdir, "show", "vera@example.ru")[0] == 1
+    code, _, err = run(workdir, "add", "Vera@example.ru")
+    assert code == 1 and "not added" in err  # the hash refuses it
+    again = workdir / "again.csv"
+    again.write_text("email\nvera@example.ru\n", encoding="utf-8")
+    code, out, _ = run(workdir, "import", str(again))
+    assert code == 0 and "added 0" in out and "forgotten 1" in out
+    import sqlite3
+
+    with sqlite3.connect(workdir / "var" / "digest.sqlite3") as conn:
+        dump = "\n".join(conn.iterdump())
+    assert "vera" not in dump.lower() and "Вера" not in dump
+
+
+def test_a_csv_without_an_email_column_is_refused(workdir: Path) -> None:
+    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    path = workdir / "bad.csv"
+    path.write_text("mail,name\nx@example.ru,X\n", encoding="utf-8")
+    code, _, err = run(workdir, "import", str(path))
+    assert code == 1 and "no 'email' column" in err
