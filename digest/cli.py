@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -59,6 +59,7 @@ from digest.send import (
     run_stoppable,
     worker_name,
 )
+from digest.signing import DkimKey, keygen
 from digest.subscribers import Row, SubscriberBook
 from digest.tokens import LinkSigner
 from digest.track import EditionReport, Outcome, SoftBouncePolicy, edition_report
@@ -83,6 +84,8 @@ subscribers_app = typer.Typer(
     help="Subscribers: import, add, remove, show, list, export, forget.", no_args_is_help=True
 )
 app.add_typer(subscribers_app, name="subscribers")
+dkim_app = typer.Typer(help="DKIM keys.", no_args_is_help=True)
+app.add_typer(dkim_app, name="dkim")
 
 
 @dataclass
@@ -370,6 +373,10 @@ def connector(cfg: Settings) -> Callable[[SmtpTarget], SmtpConnection]:
 
 def do_test_send(pipe: Pipeline, schedule: Schedule, edition: Edition, to: str) -> None:
     message = pipe.preview(schedule, edition, to, subject_prefix="[Тест] ")
+    cfg = pipe.settings
+    if cfg.dkim_key_file is not None:  # signed like the real thing
+        key = DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain)
+        message = replace(message, data=key.sign(message.data))
 
     async def one() -> tuple[int, str]:
         connection = connector(pipe.settings)(pipe.settings.relays[0])
@@ -819,6 +826,32 @@ def subscribers_forget(email_: Annotated[str, typer.Argument(metavar="EMAIL")]) 
     with errors():
         erased = book(settings(), "daily").forget(email_)
     console.print(f"{email_}: {'erased' if erased else 'not found'}; its hash is kept to refuse it")
+
+
+# -- dkim -------------------------------------------------------------------------
+
+
+@dkim_app.command("keygen")
+def dkim_keygen(
+    selector: Annotated[str, typer.Option(help="The selector (s=), e.g. digest2026.")],
+    domain: Annotated[str, typer.Option(help="The signing domain (d=), e.g. vpk.ru.")],
+    out: Annotated[Path, typer.Option(help="Where to write the private key (mode 0600).")],
+) -> None:
+    """Make a 2048-bit RSA key for DKIM and print the DNS TXT record to publish at
+    SELECTOR._domainkey.DOMAIN. Then set DIGEST_DKIM_KEY_FILE, DIGEST_DKIM_SELECTOR
+    and DIGEST_DKIM_DOMAIN. An existing file is never overwritten.
+
+    Example: digest dkim keygen --selector digest2026 --domain vpk.ru --out /etc/digest/dkim.pem
+    """
+    if out.exists():
+        fail(f"{out} exists; choose another path (a key in use must not be replaced silently)")
+    try:
+        record = keygen(out, selector, domain)
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror}")
+    console.print(f"private key: {out} (keep it secret; mode 0600)")
+    console.print(f"publish this TXT record at {selector}._domainkey.{domain}:")
+    console.print(record, highlight=False, soft_wrap=True)
 
 
 # -- bounces ----------------------------------------------------------------------

@@ -233,6 +233,17 @@ class Settings(BaseSettings):
         "with VERP it becomes bounces+TOKEN@domain",
     )
     verp: bool = Field(default=True, description="Give each message its own return path (VERP)")
+    dkim_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key to DKIM-sign with (made by `digest dkim keygen`); "
+        "unset: no signing here (leave it to the MTA)",
+    )
+    dkim_selector: str = Field(
+        default="digest", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="DKIM selector"
+    )
+    dkim_domain: str = Field(
+        default="", description="DKIM signing domain (d=); default: the From domain"
+    )
     worker_poll: float = Field(
         default=5.0, gt=0, description="Seconds an idle `digest worker` waits between looks"
     )
@@ -358,6 +369,10 @@ class Settings(BaseSettings):
     @property
     def caps(self) -> dict[str, int]:
         return parse_domain_caps(self.domain_caps)
+
+    @property
+    def dkim_signing_domain(self) -> str:
+        return self.dkim_domain or self.sender.domain
 
     @property
     def return_path(self) -> str:

@@ -9,6 +9,7 @@ starts its content is frozen, so a resumed send sends the same bytes.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 from collections.abc import Callable
@@ -56,6 +57,7 @@ from digest.send import (
     SendOptions,
     SendRun,
 )
+from digest.signing import DkimKey, DkimSigner
 from digest.tokens import LinkSigner
 from digest.track import DeliveryStore, RetryPolicy, SoftBouncePolicy
 
@@ -73,6 +75,7 @@ class Pipeline:
     factory: sessionmaker[Session]
     clock: Callable[[], datetime]
     renderer: Renderer = field(init=False)
+    _dkim: DkimSigner | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.renderer = Renderer(self.settings.templates_dir)
@@ -375,7 +378,18 @@ class Pipeline:
             options=options,
             gate=gate or self.domain_gate(),
             progress=progress,
+            sign=self.dkim_signer().sign if cfg.dkim_key_file else None,
         )
+
+    def dkim_signer(self) -> DkimSigner:
+        """One pool of signing processes per pipeline, started on first use."""
+        if self._dkim is None:
+            cfg = self.settings
+            assert cfg.dkim_key_file is not None
+            key = DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain)
+            self._dkim = DkimSigner(key)
+            atexit.register(self._dkim.close)
+        return self._dkim
 
     def relay_pool(self) -> RelayPool:
         cfg = self.settings

@@ -480,8 +480,10 @@ class SendRun:
         options: SendOptions | None = None,
         gate: DomainGate | None = None,
         progress: Progress | None = None,
+        sign: Callable[[Message], Awaitable[Message]] | None = None,
     ) -> None:
         self.store = store
+        self.sign = sign
         self.compose = compose
         self.connect = connect
         self.relays = relays
@@ -786,6 +788,8 @@ class SendRun:
                 )
             )
             return None
+        if self.sign is not None:
+            message = await self.sign(message)  # DKIM, in a process pool
         assert self._pacer is not None
         wait = self._pacer.reserve()
         if wait > 0:

@@ -81,6 +81,7 @@ COMMANDS = [
     ["subscribers", "list"],
     ["subscribers", "export"],
     ["subscribers", "forget"],
+    ["dkim", "keygen"],
 ]
 
 

@@ -1,0 +1,93 @@
+"""DKIM: a key made by `digest dkim keygen`, messages signed in the process pool
+during a real send, every signature verified by dkimpy against the printed
+public key (the DNS answer is the TXT record keygen printed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import dkim
+import pytest
+
+from digest import demo
+from digest.capture import CaptureServer
+from digest.config import parse_smtp_url
+from digest.edition import Pipeline
+from digest.send import RelayPool, SmtpConnection, run_async
+from digest.signing import SIGNED_HEADERS, DkimKey, keygen
+from tests.conftest import FIXED_NOW
+from tests.faults import FaultHandler
+
+
+def dns_for(selector: str, domain: str, record: str) -> Callable[..., bytes]:
+    def answer(name: bytes, timeout: int = 5) -> bytes:
+        assert name == f"{selector}._domainkey.{domain}.".encode()
+        return record.encode()
+
+    return answer
+
+
+@pytest.fixture
+def key_and_record(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "dkim.pem"
+    record = keygen(path, "digest2026", "vpk.example.ru")
+    return path, record
+
+
+def test_keygen_writes_a_private_key_and_prints_the_record(
+    key_and_record: tuple[Path, str],
+) -> None:
+    path, record = key_and_record
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert record.startswith("v=DKIM1; k=rsa; p=MIIBIjAN")  # 2048-bit SubjectPublicKeyInfo
+    with pytest.raises(FileExistsError):
+        keygen(path, "digest2026", "vpk.example.ru")  # never overwrites a key
+
+
+def test_every_message_of_a_send_carries_a_valid_signature(
+    pipeline: Pipeline, key_and_record: tuple[Path, str], fixed_date: date
+) -> None:
+    path, record = key_and_record
+    cfg = pipeline.settings.model_copy(
+        update={"dkim_key_file": path, "dkim_selector": "digest2026"}
+    )
+    pipe = Pipeline(cfg, pipeline.factory, pipeline.clock)
+    schedule = pipe.schedule("daily")
+    demo.load(pipe.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipe.factory, 12, now=FIXED_NOW)
+    edition = pipe.build(schedule, fixed_date)
+    pipe.start_sending(schedule, edition)
+    handler = FaultHandler()
+    with CaptureServer(handler) as server:
+        run = pipe.send_run(
+            schedule,
+            edition,
+            lambda t: SmtpConnection(t, 10),
+            worker="dkim",
+            relays=RelayPool([parse_smtp_url(server.url)]),
+        )
+        result = run_async(run.run())
+    assert result.sent == 12 and len(handler.messages) == 12
+    answer = dns_for("digest2026", "vpk.example.ru", record)
+    for captured in handler.messages:
+        assert captured.data.startswith(b"DKIM-Signature: ")
+        assert dkim.verify(captured.data, dnsfunc=answer)
+        signature = captured.data.split(b"\r\n\r\n", 1)[0].split(b"Date:", 1)[0].lower()
+        signed = signature.split(b"h=", 1)[1].split(b";", 1)[0].replace(b"\r\n", b"")
+        assert set(signed.replace(b" ", b"").split(b":")) >= set(SIGNED_HEADERS)
+    # A changed body or subject no longer verifies.
+    tampered = handler.messages[0].data.replace(b"Subject: ", b"Subject: Re: ", 1)
+    assert not dkim.verify(tampered, dnsfunc=answer)
+
+
+def test_a_bad_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    from digest.errors import ConfigError
+
+    bad = tmp_path / "not-a-key.pem"
+    bad.write_text("hello")
+    with pytest.raises(ConfigError, match="not a PEM private key"):
+        DkimKey.load(bad, "s", "d.example")
+    with pytest.raises(ConfigError, match="cannot read"):
+        DkimKey.load(tmp_path / "missing.pem", "s", "d.example")
