@@ -261,3 +261,16 @@ def test_the_demo_on_postgresql(workdir: Path, postgres_url: str) -> None:
     report = json.loads(digest(workdir, "status", f"daily/{DAY}", "--json", env=env).stdout)
     assert report["counts"]["sent"] == 12 and report["status"] == "sent"
     assert not (workdir / "var" / "digest.sqlite3").exists()
+
+
+def test_dkim_keygen_prints_the_record_and_never_overwrites(workdir: Path) -> None:
+    out = workdir / "keys" / "dkim.pem"
+    args = ("dkim", "keygen", "--selector", "s2026", "--domain", "vpk.example.ru", "--out")
+    made = digest(workdir, *args, str(out))
+    assert made.returncode == 0, made.stderr
+    assert "publish this TXT record at s2026._domainkey.vpk.example.ru" in made.stdout
+    assert "v=DKIM1; k=rsa; p=MIIB" in made.stdout and out.stat().st_mode & 0o777 == 0o600
+    key = out.read_bytes()
+    again = digest(workdir, *args, str(out))
+    assert again.returncode == 1 and "exists" in again.stderr
+    assert out.read_bytes() == key
