@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import transaction
 from digest.errors import DigestError, Kind
+from digest.subscribers import SubscriberBook
 from digest.tokens import BadToken, LinkSigner
 from digest.track import SoftBouncePolicy, apply_return, enhanced_code, kind_of
 
@@ -273,3 +274,38 @@ def process_returns(
                 report.count(apply_return(session, finding, clock(), policy))
         source.done(key)
     return report
+
+
+def process_unsubscribes(
+    source: Source, signers: list[LinkSigner], book: SubscriberBook, domain: str
+) -> ReturnsReport:
+    """Mail sent to ``unsubscribe+TOKEN@domain`` (the List-Unsubscribe mailto):
+    a valid token unsubscribes its subscriber; anything else stays in place."""
+    pattern = re.compile(rf"unsubscribe\+([A-Za-z0-9._-]+)@{re.escape(domain)}", re.I)
+    report = ReturnsReport()
+    for key, data in source.messages():
+        report.messages += 1
+        msg = email.message_from_bytes(data)
+        token_key = None
+        for name in RECIPIENT_HEADERS:
+            for value in msg.get_all(name) or []:
+                match = pattern.search(str(value))
+                if match and token_key is None:
+                    token_key = _verified(signers, match.group(1))
+        if token_key is None:
+            report.count("unreadable")
+            report.problems.append(f"{source.path}/{key}: no valid unsubscribe+TOKEN address")
+            continue
+        book.unsubscribe_key(token_key, "mailto")
+        report.count("unsubscribed")
+        source.done(key)
+    return report
+
+
+def _verified(signers: list[LinkSigner], token: str) -> str | None:
+    for signer in signers:
+        try:
+            return signer.verify_unsubscribe(token)
+        except BadToken:
+            continue
+    return None

@@ -39,13 +39,19 @@ from rich.progress import (
 from rich.table import Table
 
 from digest import __version__, db, demo, logs, queries
-from digest.bounces import BounceReader, ReturnsReport, Source, process_returns
+from digest.bounces import (
+    BounceReader,
+    ReturnsReport,
+    Source,
+    process_returns,
+    process_unsubscribes,
+)
 from digest.capture import CaptureHandler, CaptureServer
 from digest.config import Settings, SmtpTarget, load_settings
 from digest.edition import Pipeline, WorkReport
 from digest.errors import DigestError, EmptyEdition, RelayUnavailable
 from digest.ingest import Ingester, IngestReport, read_source
-from digest.lists import get_list
+from digest.lists import get_list, load_lists
 from digest.models import DeliveryStatus, Edition, SubscriberStatus, utcnow
 from digest.schedule import Schedule
 from digest.send import (
@@ -852,6 +858,61 @@ def dkim_keygen(
     console.print(f"private key: {out} (keep it secret; mode 0600)")
     console.print(f"publish this TXT record at {selector}._domainkey.{domain}:")
     console.print(record, highlight=False, soft_wrap=True)
+
+
+# -- web ----------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app (Starlette under uvicorn): the unsubscribe pages and the
+    RFC 8058 one-click endpoint at /u/TOKEN. Links in mail start with
+    DIGEST_BASE_URL, so put this behind that URL (https).
+
+    Example: digest serve --host 127.0.0.1 --port 8000
+    """
+    import uvicorn
+
+    from digest.web import WebContext, create_app
+
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        cfg.signing_key()  # a missing key is an error now, not on the first request
+        web = create_app(WebContext(cfg, pipe.factory))
+    uvicorn.run(web, host=host, port=port, log_level=cfg.log_level.lower())
+
+
+@app.command()
+def inbound(
+    path: Annotated[Path, typer.Argument(help="A Maildir folder or an mbox file.")],
+) -> None:
+    """Process mailto unsubscribes (List-Unsubscribe: <mailto:unsubscribe+TOKEN@…>)
+    from a Maildir or mbox: each signed token unsubscribes its subscriber; the
+    message moves to .processed. Anything else is counted and left in place
+    (exit status 3).
+
+    Example: digest inbound /var/mail/unsubscribe/Maildir
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        signers = [LinkSigner(cfg.signing_key(), key) for key in load_lists(cfg.subscribers_dir)]
+        report = process_unsubscribes(
+            Source(path),
+            signers,
+            SubscriberBook(pipe.factory, double_opt_in=True),
+            cfg.sender.domain,
+        )
+    for problem in report.problems[:20]:
+        err.print(f"[yellow]left in place[/] {problem}", highlight=False)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing"
+    console.print(f"{path}: {report.messages} messages: {summary}")
+    if report.counts.get("unreadable"):
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 # -- bounces ----------------------------------------------------------------------

@@ -30,6 +30,7 @@ from digest.models import (
     Delivery,
     Edition,
     Event,
+    EventKind,
     Forgotten,
     Subscriber,
     SubscriberStatus,
@@ -219,6 +220,26 @@ class SubscriberBook:
                 return False
             found.status = SubscriberStatus.UNSUBSCRIBED
             found.unsubscribed_at = utcnow()
+            return True
+
+    def unsubscribe_key(self, token_key: str, how: str) -> bool:
+        """An unsubscribe from a signed link or mailto (the token names the key, never
+        the address). Takes effect for the very next claim, also mid-send."""
+        with transaction(self.factory) as session:
+            found = session.scalar(select(Subscriber).where(Subscriber.token_key == token_key))
+            if found is None:
+                return False
+            if found.status not in CLOSED:
+                found.status = SubscriberStatus.UNSUBSCRIBED
+                found.unsubscribed_at = utcnow()
+            session.add(
+                Event(
+                    subscriber_id=found.id,
+                    kind=EventKind.UNSUBSCRIBE,
+                    at=utcnow(),
+                    detail={"how": how},
+                )
+            )
             return True
 
     def forget(self, email: str) -> bool:

@@ -82,6 +82,8 @@ COMMANDS = [
     ["subscribers", "export"],
     ["subscribers", "forget"],
     ["dkim", "keygen"],
+    ["serve"],
+    ["inbound"],
 ]
 
 

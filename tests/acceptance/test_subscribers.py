@@ -100,3 +100,42 @@ def test_a_csv_without_an_email_column_is_refused(workdir: Path) -> None:
     path.write_text("mail,name\nx@example.ru,X\n", encoding="utf-8")
     code, _, err = run(workdir, "import", str(path))
     assert code == 1 and "no 'email' column" in err
+
+
+def test_mailto_unsubscribes_from_a_maildir(workdir: Path) -> None:
+    import email
+    import email.policy
+    import mailbox
+
+    env = base_env(workdir)
+    made = digest(
+        workdir, "demo", "--subscribers", "3", "--date", "2026-11-25", "--no-send", env=env
+    )
+    assert made.returncode == 0, made.stderr
+    who = "reader00001@example.com"
+    eml = digest(
+        workdir,
+        "preview",
+        "--date",
+        "2026-11-25",
+        "--subscriber",
+        who,
+        "--format",
+        "eml",
+        "--out",
+        "-",
+        env=env,
+    )
+    header = str(
+        email.message_from_string(eml.stdout, policy=email.policy.default)["List-Unsubscribe"]
+    )
+    mailto = header.split("<mailto:", 1)[1].split(">", 1)[0]
+    box = mailbox.Maildir(workdir / "inbound", create=True)
+    box.add(f"From: {who}\r\nTo: {mailto}\r\nSubject: unsubscribe\r\n\r\n".encode())
+    box.add(b"From: x@example.org\r\nTo: unsubscribe+forged.token@vpk.example.ru\r\n\r\nhi\r\n")
+    result = digest(workdir, "inbound", str(workdir / "inbound"), env=env)
+    assert result.returncode == 3, result.stderr
+    assert "unsubscribed 1" in result.stdout and "unreadable 1" in result.stdout
+    shown = json.loads(digest(workdir, "subscribers", "show", who, "--json", env=env).stdout)
+    assert shown["status"] == "unsubscribed"
+    assert len(box) == 1  # the forged one stays where it was
