@@ -510,6 +510,17 @@ def extend_claims(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def claims_gone(session: Session, edition_id: int, worker: str) -> list[int]:
+    """This worker's claimed deliveries whose subscriber is no longer active."""
+    return list(
+        session.scalars(
+            select(Delivery.id)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(*_claimed_by(edition_id, worker), Subscriber.status != SubscriberStatus.ACTIVE)
+        )
+    )
+
+
 def release_claims_of(session: Session, workers: Iterable[str], now: datetime) -> int:
     """Hand back the claims of workers known to be dead, without waiting for the lease."""
     names = list(workers)

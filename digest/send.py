@@ -442,6 +442,8 @@ class RunResult:
             self.deferred += 1
         elif status is DeliveryStatus.BOUNCED:
             self.bounced += 1
+        elif status is DeliveryStatus.SUPPRESSED:
+            self.suppressed += 1
         else:
             self.failed += 1
 
@@ -506,6 +508,7 @@ class SendRun:
         self._idle_until: float | None = None
         self._pacer: Pacer | None = None
         self._in_flight = 0
+        self._gone: frozenset[int] = frozenset()
         self._announced: datetime | None = None
 
     # -- control ------------------------------------------------------------------
@@ -558,6 +561,7 @@ class SendRun:
         while not self._stop.is_set():
             await asyncio.sleep(self.options.heartbeat)
             control = await self._in_db(self.store.heartbeat, self.clock())
+            self._gone = control.gone
             if control.stop:
                 self.stop(control.stop)
 
@@ -771,6 +775,19 @@ class SendRun:
         before_data: asyncio.Future[None] | None,
     ) -> asyncio.Future[None] | None:
         """Compose and send one claim; the future of its outcome's commit when sent."""
+        if claim.delivery_id in self._gone:
+            # Unsubscribed (or bounced) since it was claimed: the next heartbeat said so.
+            self.gate.done(claim.domain, Kind.TEMPORARY, self._now())  # frees the slot only
+            self._record(
+                Outcome(
+                    claim.delivery_id,
+                    DeliveryStatus.SUPPRESSED,
+                    claim.attempts,
+                    self.clock(),
+                    reply="subscriber left during the send",
+                )
+            )
+            return None
         try:
             message = self.compose(claim)
         except ComposeError as exc:

@@ -219,6 +219,8 @@ class Control:
 
     paused: bool = False
     cancelled: bool = False
+    # Claimed deliveries whose subscriber has since unsubscribed, bounced or complained.
+    gone: frozenset[int] = frozenset()
 
     @property
     def stop(self) -> str | None:
@@ -315,7 +317,7 @@ class DeliveryStore:
             return released
 
     def heartbeat(self, now: datetime) -> Control:
-        """Keep this worker's claims alive and read pause/cancel."""
+        """Keep this worker's claims alive; read pause, cancel and unsubscribes."""
         with transaction(self.factory) as session:
             queries.extend_claims(session, self.edition_id, self.worker, now, now + self.lease)
             edition = session.get(Edition, self.edition_id)
@@ -324,6 +326,7 @@ class DeliveryStore:
             return Control(
                 paused=edition.paused_at is not None,
                 cancelled=edition.status is EditionStatus.CANCELLED,
+                gone=frozenset(queries.claims_gone(session, self.edition_id, self.worker)),
             )
 
     def next_due(self) -> datetime | None:

@@ -370,3 +370,33 @@ def test_a_stop_writes_every_outcome_even_when_the_database_lags(live: Pipeline)
         counts = queries.delivery_counts(session, edition.id)
     assert counts.get(DeliveryStatus.SENDING, 0) == 0
     assert counts[DeliveryStatus.SENT] == len(handler.messages) == result.sent < 300
+
+
+def test_an_unsubscribe_in_the_middle_of_a_send_stops_mail_to_that_address(
+    live: Pipeline,
+) -> None:
+    """Even when the delivery is already claimed (prefetched in a batch): the
+    heartbeat reads who left, and the sender skips them."""
+    from digest.subscribers import SubscriberBook
+
+    schedule, edition = today_edition(live, 600)
+    handler = FaultHandler(delay=0.01)
+    with live.factory() as session:
+        # Number 400: in the first claimed batch (500), sent well after the unsubscribe.
+        late = session.scalars(select(Subscriber).order_by(Subscriber.id).offset(399)).first()
+        assert late is not None
+        email_, key = late.email, late.token_key
+    book = SubscriberBook(live.factory, double_opt_in=True)
+
+    def leave_after_some(envelope: object) -> None:
+        if len(handler.messages) == 20:
+            assert book.unsubscribe_key(key, "one-click")  # what POST /u/TOKEN does
+
+    handler.verdict = leave_after_some  # type: ignore[method-assign,assignment]
+    with CaptureServer(handler) as server:
+        result = send_all(live, schedule, edition, server.url, heartbeat=0.2)
+    assert email_ not in {m.rcpt_to[0] for m in handler.messages}
+    assert result.sent == 599 and result.suppressed == 1
+    delivery, status = rows(live.factory, edition)[email_]
+    assert delivery.status is DeliveryStatus.SUPPRESSED and status is SubscriberStatus.UNSUBSCRIBED
+    assert delivery.smtp_reply == "subscriber left during the send"  # skipped while claimed
