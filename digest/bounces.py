@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.db import transaction
 from digest.errors import DigestError, Kind
 from digest.subscribers import SubscriberBook
-from digest.tokens import BadToken, LinkSigner
+from digest.tokens import BadToken, LinkSigner, unsubscribe_key
 from digest.track import SoftBouncePolicy, apply_return, enhanced_code, kind_of
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def process_unsubscribes(
             for value in msg.get_all(name) or []:
                 match = pattern.search(str(value))
                 if match and token_key is None:
-                    token_key = _verified(signers, match.group(1))
+                    token_key = unsubscribe_key(signers, match.group(1))
         if token_key is None:
             report.count("unreadable")
             report.problems.append(f"{source.path}/{key}: no valid unsubscribe+TOKEN address")
@@ -300,12 +300,3 @@ def process_unsubscribes(
         report.count("unsubscribed")
         source.done(key)
     return report
-
-
-def _verified(signers: list[LinkSigner], token: str) -> str | None:
-    for signer in signers:
-        try:
-            return signer.verify_unsubscribe(token)
-        except BadToken:
-            continue
-    return None

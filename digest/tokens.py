@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from itsdangerous import BadSignature, Signer
@@ -103,6 +104,16 @@ class LinkSigner:
         text = ":".join(str(p) for p in parts).encode("utf-8")
         digest = hmac.new(self._secret, b"message-id:" + text, hashlib.sha256).digest()
         return base64.b32encode(digest[:5]).decode("ascii").lower()
+
+
+def unsubscribe_key(signers: Iterable[LinkSigner], token: str) -> str | None:
+    """The subscriber key of an unsubscribe token signed for any of the lists."""
+    for signer in signers:
+        try:
+            return signer.verify_unsubscribe(token)
+        except BadToken:
+            continue
+    return None
 
 
 def _base36(n: int) -> str:

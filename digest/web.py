@@ -28,7 +28,7 @@ from starlette.routing import Route
 from digest.config import Settings
 from digest.lists import load_lists
 from digest.subscribers import SubscriberBook
-from digest.tokens import BadToken, LinkSigner
+from digest.tokens import LinkSigner, unsubscribe_key
 
 T = TypeVar("T")
 
@@ -87,12 +87,7 @@ def create_app(context: WebContext) -> Starlette:
     ]
 
     def token_key(token: str) -> str | None:
-        for signer in signers:
-            try:
-                return signer.verify_unsubscribe(token)
-            except BadToken:
-                continue
-        return None
+        return unsubscribe_key(signers, token)
 
     async def unsubscribe_page(request: Request) -> HTMLResponse:
         token = request.path_params["token"]
