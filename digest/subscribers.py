@@ -32,6 +32,7 @@ from digest.models import (
     Event,
     EventKind,
     Forgotten,
+    Section,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -42,6 +43,16 @@ NAME_LIMIT = 200
 COLUMNS = ("email", "name", "sections", "timezone", "locale", "consent_source", "consent_at")
 SECTION = re.compile(r"^[a-zа-яё0-9-]{1,50}$")
 CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+
+
+FREQUENCIES = ("daily", "weekly")
+
+
+@dataclass(frozen=True)
+class Preferences:
+    sections: list[tuple[str, str, bool]]  # (slug, title, chosen)
+    frequency: str
+    timezone: str
 
 
 class BadSubscriber(DigestError):
@@ -240,6 +251,45 @@ class SubscriberBook:
                     detail={"how": how},
                 )
             )
+            return True
+
+    def preferences(self, token_key: str) -> Preferences | None:
+        with self.factory() as session:
+            found = session.scalar(select(Subscriber).where(Subscriber.token_key == token_key))
+            if found is None or found.status in CLOSED:
+                return None
+            sections = session.execute(
+                select(Section.slug, Section.title).order_by(Section.position, Section.title)
+            ).all()
+            chosen = set((found.sections or "").split(",")) - {""}
+            return Preferences(
+                sections=[(slug, title, slug in chosen) for slug, title in sections],
+                frequency=found.frequency,
+                timezone=found.timezone or "",
+            )
+
+    def set_preferences(
+        self, token_key: str, sections: Iterable[str], frequency: str, timezone: str
+    ) -> bool:
+        """Save a reader's choices. Unknown sections are ignored; choosing every
+        section (or none) means every section, today's and future ones."""
+        if frequency not in FREQUENCIES:
+            raise BadSubscriber(f"frequency: choose one of {', '.join(FREQUENCIES)}")
+        zone = timezone.strip()
+        if zone:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise BadSubscriber(f"timezone: unknown time zone {zone[:60]!r}") from None
+        with transaction(self.factory) as session:
+            found = session.scalar(select(Subscriber).where(Subscriber.token_key == token_key))
+            if found is None or found.status in CLOSED:
+                return False
+            known = set(session.scalars(select(Section.slug)))
+            chosen = sorted(set(sections) & known)
+            found.sections = ",".join(chosen) if chosen and set(chosen) != known else None
+            found.frequency = frequency
+            found.timezone = zone or None
             return True
 
     def forget(self, email: str) -> bool:

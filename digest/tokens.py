@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from itsdangerous import BadSignature, Signer
@@ -108,9 +108,18 @@ class LinkSigner:
 
 def unsubscribe_key(signers: Iterable[LinkSigner], token: str) -> str | None:
     """The subscriber key of an unsubscribe token signed for any of the lists."""
-    for signer in signers:
+    return _key_of(token, [s.verify_unsubscribe for s in signers])
+
+
+def preferences_key(signers: Iterable[LinkSigner], token: str) -> str | None:
+    """The subscriber key of a preferences token signed for any of the lists."""
+    return _key_of(token, [s.verify_preferences for s in signers])
+
+
+def _key_of(token: str, checks: list[Callable[[str], str]]) -> str | None:
+    for check in checks:
         try:
-            return signer.verify_unsubscribe(token)
+            return check(token)
         except BadToken:
             continue
     return None

@@ -5,6 +5,7 @@ a signed token and calls the subscribers stage.
   scanners fetch every URL in a message).
 - ``POST /u/TOKEN``: unsubscribes at once. RFC 8058 one-click: the mail client
   posts ``List-Unsubscribe=One-Click``; the answer is 200, never a redirect.
+- ``GET/POST /p/TOKEN``: the reader's sections, frequency and time zone.
 
 The signed token is the only credential and what makes a POST safe from other
 sites (they cannot know it). A bad token gets a clear page, never a 500, and no
@@ -27,8 +28,8 @@ from starlette.routing import Route
 
 from digest.config import Settings
 from digest.lists import load_lists
-from digest.subscribers import SubscriberBook
-from digest.tokens import LinkSigner, unsubscribe_key
+from digest.subscribers import BadSubscriber, Preferences, SubscriberBook
+from digest.tokens import LinkSigner, preferences_key, unsubscribe_key
 
 T = TypeVar("T")
 
@@ -116,7 +117,68 @@ def create_app(context: WebContext) -> Starlette:
             "<p>Больше писем рассылки не будет. Если это ошибка, подпишитесь снова на сайте.</p>",
         )
 
+    def prefs_key(token: str) -> str | None:
+        return preferences_key(signers, token)
+
+    def prefs_form(token: str, prefs: Preferences, note: str = "") -> HTMLResponse:
+        boxes = "".join(
+            f'<label><input type="checkbox" name="section" value="{html.escape(slug, quote=True)}"'
+            f"{' checked' if chosen else ''}> {html.escape(title)}</label><br>"
+            for slug, title, chosen in prefs.sections
+        )
+        radios = "".join(
+            f'<label><input type="radio" name="frequency" value="{f}"'
+            f"{' checked' if prefs.frequency == f else ''}> {label}</label> "
+            for f, label in (("daily", "каждый день"), ("weekly", "раз в неделю"))
+        )
+        action = html.escape(f"/p/{token}", quote=True)
+        zone = html.escape(prefs.timezone, quote=True)
+        return page(
+            "Настройки рассылки",
+            f'{note}<form method="post" action="{action}">'
+            f"<h2>Разделы</h2><p>Ничего не отмечено — все разделы.</p>{boxes}"
+            f"<h2>Как часто</h2><p>{radios}</p>"
+            f'<h2>Часовой пояс</h2><p><input name="timezone" value="{zone}" '
+            'placeholder="Europe/Moscow"></p>'
+            '<p><button type="submit">Сохранить</button></p></form>',
+        )
+
+    async def preferences_page(request: Request) -> HTMLResponse:
+        token = request.path_params["token"]
+        key = prefs_key(token)
+        prefs = await context.run(lambda: context.book.preferences(key)) if key else None
+        if prefs is None:
+            return bad_link()
+        return prefs_form(token, prefs)
+
+    async def save_preferences(request: Request) -> HTMLResponse:
+        token = request.path_params["token"]
+        key = prefs_key(token)
+        if key is None:
+            return bad_link()
+        form = await request.form()
+        sections = [str(v) for v in form.getlist("section")]
+        frequency = str(form.get("frequency") or "daily")
+        zone = str(form.get("timezone") or "")
+        try:
+            saved = await context.run(
+                lambda: context.book.set_preferences(key, sections, frequency, zone)
+            )
+        except BadSubscriber as exc:
+            prefs = await context.run(lambda: context.book.preferences(key))
+            if prefs is None:
+                return bad_link()
+            note = f'<p role="alert">Не сохранено: {html.escape(str(exc))}</p>'
+            return HTMLResponse(prefs_form(token, prefs, note).body, status_code=422)
+        if not saved:
+            return bad_link()
+        prefs = await context.run(lambda: context.book.preferences(key))
+        assert prefs is not None
+        return prefs_form(token, prefs, '<p role="status">Сохранено.</p>')
+
     routes: list[Route] = [
+        Route("/p/{token}", preferences_page, methods=["GET"]),
+        Route("/p/{token}", save_preferences, methods=["POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", unsubscribe, methods=["POST"]),
     ]

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import date
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import uvicorn
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from digest import demo
 from digest.capture import free_port
 from digest.edition import Pipeline
-from digest.models import Event, Subscriber, SubscriberStatus
+from digest.models import Event, Section, Subscriber, SubscriberStatus
 from digest.web import WebContext, create_app
 from tests.conftest import FIXED_NOW
 
@@ -112,3 +112,48 @@ def test_a_broken_or_forged_token_gets_a_clear_page(served: tuple[Pipeline, str]
         status, _, body = fetch(base + bad, b"List-Unsubscribe=One-Click")
         assert status == 400
     assert status_of(pipe, "reader00003@yandex.example.ru") is SubscriberStatus.ACTIVE
+
+
+def preferences_path(pipe: Pipeline, who: str) -> str:
+    """The preferences link of the subscriber's real message (its HTML part)."""
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, date(2026, 11, 25))
+    message = email.message_from_bytes(
+        pipe.preview(schedule, edition, who).data, policy=email.policy.default
+    )
+    body = message.get_body(("html",))
+    assert body is not None
+    links = [
+        part.split('"', 1)[0]
+        for part in str(body.get_content()).split('href="')[1:]
+        if "/p/" in part.split('"', 1)[0]
+    ]
+    assert links
+    return urlsplit(links[0].replace("&amp;", "&")).path
+
+
+def test_preferences_are_shown_and_saved(served: tuple[Pipeline, str]) -> None:
+    pipe, base = served
+    who = "reader00004@example.org"
+    path = preferences_path(pipe, who)
+    status, _, page = fetch(base + path)
+    assert status == 200 and 'type="checkbox" name="section"' in page
+    with pipe.factory() as session:
+        slugs = sorted(session.scalars(select(Section.slug)))
+    form = [
+        ("section", slugs[0]),
+        ("section", slugs[1]),
+        ("section", "no-such"),
+        ("frequency", "weekly"),
+        ("timezone", "Asia/Vladivostok"),
+    ]
+    status, final_url, page = fetch(base + path, urlencode(form).encode())
+    assert status == 200 and final_url == base + path and "Сохранено" in page
+    with pipe.factory() as session:
+        saved = session.scalar(select(Subscriber).where(Subscriber.email == who))
+        assert saved is not None
+        assert saved.sections == ",".join(sorted(slugs[:2]))  # the unknown one is ignored
+        assert (saved.frequency, saved.timezone) == ("weekly", "Asia/Vladivostok")
+    status, _, page = fetch(base + path, b"frequency=hourly")
+    assert status == 422 and "Не сохранено" in page
+    assert fetch(base + "/p/forged.token")[0] == 400
