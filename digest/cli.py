@@ -14,7 +14,6 @@ import email.policy
 import json
 import logging
 import secrets
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +62,7 @@ from digest.send import (
     reclaim_dead,
     run_async,
     run_stoppable,
+    stop_on_signals,
     worker_name,
 )
 from digest.signing import DkimKey, keygen
@@ -562,26 +562,21 @@ def worker(
 
 
 async def work(pipe: Pipeline, name: str, once: bool) -> WorkReport:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     current: list[SendRun] = []
 
-    def on_signal() -> None:
+    def on_signal(reason: str) -> None:
         stop.set()
         for run in current:
-            run.stop("signal")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+            run.stop(reason)
 
     def on_run(run: SendRun | None) -> None:
-        current.clear()
-        if run is not None:
-            current.append(run)
+        current[:] = [run] if run is not None else []
 
-    return await pipe.work(
-        connector(pipe.settings), worker=name, once=once, stop=stop, on_run=on_run
-    )
+    with stop_on_signals(on_signal):
+        return await pipe.work(
+            connector(pipe.settings), worker=name, once=once, stop=stop, on_run=on_run
+        )
 
 
 EditionArg = Annotated[str, typer.Argument(metavar="EDITION", help="An id or schedule/date.")]

@@ -126,7 +126,8 @@ def parse_domain_caps(value: str) -> dict[str, int]:
     return caps
 
 
-def _zone_name(value: str) -> str:
+def zone_name(value: str) -> str:
+    """``value`` if it names an IANA time zone; ValueError saying so otherwise."""
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -134,7 +135,7 @@ def _zone_name(value: str) -> str:
     return value
 
 
-ZoneName = Annotated[str, AfterValidator(_zone_name)]
+ZoneName = Annotated[str, AfterValidator(zone_name)]
 """An IANA time zone name (``Europe/Moscow``), checked when it is read."""
 
 

@@ -485,7 +485,7 @@ class Pipeline:
         and return; otherwise poll until ``stop`` is set."""
         relays, gate = self.relay_pool(), self.domain_gate()
         report = WorkReport()
-        runs: dict[int, tuple[Schedule, Edition]] = {}
+        schedules: dict[str, Schedule] = {}
         while not stop.is_set():
             with self.factory() as session:
                 editions = queries.sending_editions(session)
@@ -493,9 +493,9 @@ class Pipeline:
             for edition in editions:
                 if stop.is_set():
                     break
-                if edition.id not in runs:
-                    runs[edition.id] = (self.schedule(edition.schedule), edition)
-                schedule, _ = runs[edition.id]
+                if edition.schedule not in schedules:
+                    schedules[edition.schedule] = self.schedule(edition.schedule)
+                schedule = schedules[edition.schedule]
                 run = self.send_run(
                     schedule, edition, connect, worker=worker, relays=relays, gate=gate
                 )

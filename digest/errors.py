@@ -82,13 +82,14 @@ class DeliveryError(DigestError):
         code: int | None = None,
         enhanced_code: str | None = None,
         recipient: str | None = None,
+        kind: Kind | None = None,
     ) -> None:
         self.code = code
         self.enhanced_code = enhanced_code
         self.recipient = recipient
         self.reply = reply
-        # Set by track.classify; None for errors raised before any reply was judged.
-        self.kind: Kind | None = None
+        # What the failure means (track.classify judges replies); None: not judged.
+        self.kind = kind
         text = " ".join(str(p) for p in (code, reply) if p not in (None, ""))
         super().__init__(text or None)
 

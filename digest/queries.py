@@ -559,11 +559,7 @@ def next_due(
     )
     if queued is not None:
         return queued
-    deferred = session.scalar(
-        select(func.min(Delivery.next_attempt_at)).where(
-            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.DEFERRED
-        )
-    )
+    deferred = next_retry(session, edition_id)
     leased_rows = select(func.min(Delivery.claimed_until)).where(
         Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENDING
     )

@@ -18,7 +18,7 @@ import signal
 import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -117,9 +117,9 @@ class SmtpConnection:
             ) from None
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             smtp.close()
-            error = TemporaryFailure(f"cannot connect to {self.target}: {exc}")
-            error.kind = Kind.CONNECTION
-            raise error from None
+            raise TemporaryFailure(
+                f"cannot connect to {self.target}: {exc}", kind=Kind.CONNECTION
+            ) from None
         self.smtp = smtp
 
     async def send(
@@ -153,9 +153,9 @@ class SmtpConnection:
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Disconnected, timed out, reset: the line is gone; the next send reconnects.
             self._drop()
-            error = TemporaryFailure(f"connection lost: {exc or type(exc).__name__}")
-            error.kind = Kind.CONNECTION
-            raise error from None
+            raise TemporaryFailure(
+                f"connection lost: {exc or type(exc).__name__}", kind=Kind.CONNECTION
+            ) from None
 
     async def _reset(self) -> None:
         # After a refusal the envelope must be reset before the next message.
@@ -253,7 +253,7 @@ class RelayPool:
 
     def signature(self, now: float) -> tuple[int, ...]:
         """Changes when a relay goes out or comes back: workers then pick again."""
-        return tuple(i for i, r in enumerate(self.relays) if r.down_until <= now and r.checked)
+        return tuple(id(r) for r in self.usable(now))
 
     def to_check(self, now: float) -> RelayState | None:
         """A relay whose rest is over and that nobody is probing yet."""
@@ -316,10 +316,8 @@ class DomainState:
     limit: int | None = None  # connections allowed after a pause; None: all
     in_flight: int = 0
     streak: int = 0
-    next_slot: float = 0.0
-    waiting: int = 0
-    deferred: int = 0
-    rate_limited: int = 0
+    cap: Pacer | None = None  # DIGEST_DOMAIN_CAPS: this domain's own slots
+    deferred: int = 0  # messages held back while paused or capped
     pauses: int = 0
 
 
@@ -348,7 +346,8 @@ class DomainGate:
     def state(self, domain: str) -> DomainState:
         st = self.domains.get(domain)
         if st is None:
-            st = self.domains[domain] = DomainState()
+            cap = self.caps.get(domain)
+            st = self.domains[domain] = DomainState(cap=Pacer(cap / 60.0) if cap else None)
         return st
 
     def admit(self, domain: str, now: float) -> tuple[Decision, float]:
@@ -359,15 +358,10 @@ class DomainGate:
             return Decision.DEFER, st.paused_until - now
         if st.limit is not None and st.in_flight >= st.limit:
             return Decision.WAIT, 0.0
-        delay = 0.0
-        cap = self.caps.get(domain)
-        if cap:
-            slot = max(now, st.next_slot)
-            st.next_slot = slot + 60.0 / cap
-            delay = slot - now
-            if delay > self.horizon:
-                st.deferred += 1
-                return Decision.DEFER, delay
+        delay = st.cap.reserve(now) if st.cap is not None else 0.0
+        if delay > self.horizon:
+            st.deferred += 1
+            return Decision.DEFER, delay
         st.in_flight += 1
         return Decision.SEND, delay
 
@@ -375,8 +369,6 @@ class DomainGate:
         st = self.state(domain)
         st.in_flight -= 1
         if kind in (Kind.RATE_LIMIT, Kind.POLICY):
-            if kind is Kind.RATE_LIMIT:
-                st.rate_limited += 1
             if st.paused_until <= now:
                 st.pauses += 1
                 log.warning(
@@ -405,19 +397,18 @@ class DomainGate:
 
 
 class Pacer:
-    """DIGEST_SMTP_RATE across all connections: message slots exactly 1/rate apart,
-    so any 10-second window holds rate × 10 ± 1 messages (no bursts to repay)."""
+    """Message slots exactly 1/rate apart (DIGEST_SMTP_RATE across all connections,
+    or one domain's cap), so any 10-second window holds rate × 10 ± 1 messages:
+    no bursts to repay."""
 
-    def __init__(self, rate: float | None, clock: Callable[[], float]) -> None:
+    def __init__(self, rate: float | None) -> None:
         self.interval = 1.0 / rate if rate else 0.0
-        self.clock = clock
         self.next_slot = 0.0
 
-    def reserve(self) -> float:
-        """Seconds to wait before the next message may start."""
+    def reserve(self, now: float) -> float:
+        """Seconds from ``now`` to wait before the next message may start."""
         if not self.interval:
             return 0.0
-        now = self.clock()
         slot = max(now, self.next_slot)
         self.next_slot = slot + self.interval
         return slot - now
@@ -506,7 +497,7 @@ class SendRun:
         self._budget = self.options.limit
         self._exhausted = False
         self._idle_until: float | None = None
-        self._pacer: Pacer | None = None
+        self._pacer = Pacer(self.options.rate)
         self._in_flight = 0
         self._gone: frozenset[int] = frozenset()
         self._announced: datetime | None = None
@@ -530,7 +521,6 @@ class SendRun:
         return asyncio.get_running_loop().time()
 
     async def run(self) -> RunResult:
-        self._pacer = Pacer(self.options.rate, self._now)
         flusher = asyncio.ensure_future(self._flusher())
         beat = asyncio.ensure_future(self._heartbeat())
         try:
@@ -658,22 +648,32 @@ class SendRun:
     def _held_back(self, claim: Claim, delay: float) -> None:
         """A paused or capped domain: back to the queue for later, not held against
         the address (attempts unchanged)."""
-        error = TemporaryFailure(f"{claim.domain} is paused or capped; not tried")
-        error.kind = Kind.RATE_LIMIT
+        error = TemporaryFailure(
+            f"{claim.domain} is paused or capped; not tried", kind=Kind.RATE_LIMIT
+        )
+        self._record(self._failed(claim, error, claim.attempts, None, resume_in=delay))
+
+    def _failed(
+        self,
+        claim: Claim,
+        error: DeliveryError,
+        attempts: int,
+        message_id: str | None,
+        resume_in: float | None = None,
+    ) -> Outcome:
+        """The claim's next state after ``error``, by the run's retry rules."""
         at = self.clock()
-        self._record(
-            Outcome.from_error(
-                claim.delivery_id,
-                claim.attempts,
-                at,
-                error,
-                None,
-                subscriber_id=claim.subscriber_id,
-                retry=self.options.retry,
-                first_attempt_at=claim.first_attempt_at,
-                edition_deadline=self.options.edition_deadline,
-                resume_at=at + timedelta(seconds=delay),
-            )
+        return Outcome.from_error(
+            claim.delivery_id,
+            attempts,
+            at,
+            error,
+            message_id,
+            subscriber_id=claim.subscriber_id,
+            retry=self.options.retry,
+            first_attempt_at=claim.first_attempt_at,
+            edition_deadline=self.options.edition_deadline,
+            resume_at=at + timedelta(seconds=resume_in) if resume_in is not None else None,
         )
 
     # -- connections ----------------------------------------------------------------
@@ -792,23 +792,12 @@ class SendRun:
             message = self.compose(claim)
         except ComposeError as exc:
             self.gate.done(claim.domain, Kind.PERMANENT, self._now())
-            error = PermanentFailure(str(exc))
-            error.kind = Kind.PERMANENT
-            self._record(
-                Outcome.from_error(
-                    claim.delivery_id,
-                    claim.attempts + 1,
-                    self.clock(),
-                    error,
-                    None,
-                    subscriber_id=claim.subscriber_id,
-                )
-            )
+            error = PermanentFailure(str(exc), kind=Kind.PERMANENT)
+            self._record(self._failed(claim, error, claim.attempts + 1, None))
             return None
         if self.sign is not None:
             message = await self.sign(message)  # DKIM, in a process pool
-        assert self._pacer is not None
-        wait = self._pacer.reserve()
+        wait = self._pacer.reserve(self._now())
         if wait > 0:
             await asyncio.sleep(wait)
         return self._record(await self._deliver(connection, relay, claim, message, before_data))
@@ -829,26 +818,11 @@ class SendRun:
             if error.kind in (Kind.CONNECTION, Kind.RELAY):
                 self._last_relay_error = str(error)
                 self.relays.failed(relay, error, now)
-            rate_limited = error.kind is Kind.RATE_LIMIT
-            at = self.clock()
-            resume = (
-                at + timedelta(seconds=self.gate.resume_at(claim.domain) - now)
-                if rate_limited
-                else None
-            )
-            return Outcome.from_error(
-                claim.delivery_id,
-                # A rate limit is the sender's pace, never the address's fault.
-                claim.attempts if rate_limited else claim.attempts + 1,
-                at,
-                error,
-                message.message_id,
-                subscriber_id=claim.subscriber_id,
-                retry=self.options.retry,
-                first_attempt_at=claim.first_attempt_at,
-                edition_deadline=self.options.edition_deadline,
-                resume_at=resume,
-            )
+            if error.kind is Kind.RATE_LIMIT:
+                # The sender's pace, never the address's fault: due when the domain resumes.
+                resume = self.gate.resume_at(claim.domain) - now
+                return self._failed(claim, error, claim.attempts, message.message_id, resume)
+            return self._failed(claim, error, claim.attempts + 1, message.message_id)
         self.gate.done(claim.domain, None, self._now())
         self.relays.succeeded(relay)
         return Outcome.sent(
@@ -930,24 +904,32 @@ async def probe_relays(pool: RelayPool, connect: Callable[[SmtpTarget], SmtpConn
         raise RelayUnavailable("; ".join(problems))
 
 
-async def run_stoppable(run: SendRun) -> RunResult:
-    """Run a send with SIGINT and SIGTERM stopping it cleanly: in-flight messages
-    finish and are recorded, claims go back. A second signal acts as usual."""
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
+    """The first SIGINT or SIGTERM calls ``stop("signal SIGTERM")`` (a clean stop:
+    in-flight messages finish and are recorded, claims go back); a second one
+    acts as usual. Call inside the running loop."""
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
 
-    def stop(sig: signal.Signals) -> None:
-        run.stop(f"signal {sig.name}")
+    def on_signal(sig: signal.Signals) -> None:
+        stop(f"signal {sig.name}")
         for s in signals:
             loop.remove_signal_handler(s)
 
     for sig in signals:
-        loop.add_signal_handler(sig, stop, sig)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await run.run()
+        yield
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+async def run_stoppable(run: SendRun) -> RunResult:
+    """Run a send that SIGINT or SIGTERM stop cleanly."""
+    with stop_on_signals(run.stop):
+        return await run.run()
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

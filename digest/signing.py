@@ -88,15 +88,6 @@ def keygen(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
     return f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode('ascii')}"
 
 
-def txt_record(path: Path) -> str:
-    """The TXT record of an existing key file."""
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode('ascii')}"
-
-
 _KEY: DkimKey | None = None
 
 

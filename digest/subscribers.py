@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config import zone_name
 from digest.db import transaction
 from digest.errors import DigestError
 from digest.headers import clean_text
@@ -107,13 +107,7 @@ class Row:
             name = name[:NAME_LIMIT]
         row.name = name or None
         row.sections = normalise_sections(raw.get("sections"))
-        zone = str(raw.get("timezone") or "").strip()
-        if zone:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise BadSubscriber(f"timezone: unknown time zone {zone[:60]!r}") from None
-            row.timezone = zone
+        row.timezone = _zone(str(raw.get("timezone") or ""))
         locale = str(raw.get("locale") or "ru").strip().lower()
         if not re.fullmatch(r"[a-z]{2}(-[a-z]{2})?", locale):
             raise BadSubscriber(f"locale: {locale[:20]!r} is not like ru or en-gb")
@@ -275,12 +269,7 @@ class SubscriberBook:
         section (or none) means every section, today's and future ones."""
         if frequency not in FREQUENCIES:
             raise BadSubscriber(f"frequency: choose one of {', '.join(FREQUENCIES)}")
-        zone = timezone.strip()
-        if zone:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise BadSubscriber(f"timezone: unknown time zone {zone[:60]!r}") from None
+        zone = _zone(timezone)
         with transaction(self.factory) as session:
             found = session.scalar(select(Subscriber).where(Subscriber.token_key == token_key))
             if found is None or found.status in CLOSED:
@@ -289,7 +278,7 @@ class SubscriberBook:
             chosen = sorted(set(sections) & known)
             found.sections = ",".join(chosen) if chosen and set(chosen) != known else None
             found.frequency = frequency
-            found.timezone = zone or None
+            found.timezone = zone
             return True
 
     def forget(self, email: str) -> bool:
@@ -374,6 +363,16 @@ def describe(s: Subscriber) -> dict[str, Any]:
         "unsubscribed_at": _iso(s.unsubscribed_at),
         "created_at": _iso(s.created_at),
     }
+
+
+def _zone(value: str) -> str | None:
+    zone = value.strip()
+    if not zone:
+        return None
+    try:
+        return zone_name(zone)
+    except ValueError:
+        raise BadSubscriber(f"timezone: unknown time zone {zone[:60]!r}") from None
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -84,11 +84,9 @@ def classify(code: int | None, reply: str, recipient: str | None = None) -> Deli
     kind = kind_of(code, reply)
     if kind is None:
         return None
-    error = (TemporaryFailure if code is None or code < 500 else PermanentFailure)(
-        reply, code=code, enhanced_code=enhanced_code(reply), recipient=recipient
+    return (TemporaryFailure if code is None or code < 500 else PermanentFailure)(
+        reply, code=code, enhanced_code=enhanced_code(reply), recipient=recipient, kind=kind
     )
-    error.kind = kind
-    return error
 
 
 @dataclass(frozen=True)

@@ -87,12 +87,9 @@ def create_app(context: WebContext) -> Starlette:
         LinkSigner(context.secret, key) for key in load_lists(context.settings.subscribers_dir)
     ]
 
-    def token_key(token: str) -> str | None:
-        return unsubscribe_key(signers, token)
-
     async def unsubscribe_page(request: Request) -> HTMLResponse:
         token = request.path_params["token"]
-        if token_key(token) is None:
+        if unsubscribe_key(signers, token) is None:
             return bad_link()
         action = html.escape(f"/u/{token}", quote=True)
         return page(
@@ -105,7 +102,7 @@ def create_app(context: WebContext) -> Starlette:
         )
 
     async def unsubscribe(request: Request) -> HTMLResponse:
-        key = token_key(request.path_params["token"])
+        key = unsubscribe_key(signers, request.path_params["token"])
         if key is None:
             return bad_link()
         form = await request.form()
@@ -116,9 +113,6 @@ def create_app(context: WebContext) -> Starlette:
             "Вы отписаны",
             "<p>Больше писем рассылки не будет. Если это ошибка, подпишитесь снова на сайте.</p>",
         )
-
-    def prefs_key(token: str) -> str | None:
-        return preferences_key(signers, token)
 
     def prefs_form(token: str, prefs: Preferences, note: str = "") -> HTMLResponse:
         boxes = "".join(
@@ -145,7 +139,7 @@ def create_app(context: WebContext) -> Starlette:
 
     async def preferences_page(request: Request) -> HTMLResponse:
         token = request.path_params["token"]
-        key = prefs_key(token)
+        key = preferences_key(signers, token)
         prefs = await context.run(lambda: context.book.preferences(key)) if key else None
         if prefs is None:
             return bad_link()
@@ -153,7 +147,7 @@ def create_app(context: WebContext) -> Starlette:
 
     async def save_preferences(request: Request) -> HTMLResponse:
         token = request.path_params["token"]
-        key = prefs_key(token)
+        key = preferences_key(signers, token)
         if key is None:
             return bad_link()
         form = await request.form()
