@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: demo test lint typecheck pytest bench bench-send bench-faults bench-workers bench-rate bench-rss services smtp-sink clean
+.PHONY: demo test lint typecheck pytest browser bench bench-send bench-faults bench-workers bench-rate bench-rss services smtp-sink clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) services
+pytest: $(STAMP) services browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # PostgreSQL on 127.0.0.1:5432 (trust auth): start it when it is down. Under
@@ -65,6 +65,16 @@ bench-workers: $(STAMP) smtp-sink services
 ## make bench-rss: peak memory for 10 000 and 100 000 subscribers
 bench-rss: $(STAMP) smtp-sink
 	$(BIN)/python bench/send.py --rss 10000,100000
+
+# Debian's chromium for the browser tests (Playwright drives it; nothing is
+# downloaded by Playwright itself). Under CI=true a failed install is an error.
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the browser tests (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || \
+		{ echo "could not install chromium"; if [ "$$CI" = "true" ]; then exit 1; fi; }; }
 
 smtp-sink:
 	@command -v smtp-sink >/dev/null || test -x /usr/sbin/smtp-sink || { \

@@ -15,9 +15,9 @@ import json
 import logging
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -46,9 +46,9 @@ from digest.bounces import (
     process_unsubscribes,
 )
 from digest.capture import CaptureHandler, CaptureServer
-from digest.config import Settings, SmtpTarget, load_settings
+from digest.config import Settings, load_settings
 from digest.edition import Pipeline, WorkReport
-from digest.errors import DigestError, EmptyEdition, RelayUnavailable
+from digest.errors import ConfigError, DigestError, EmptyEdition, RelayUnavailable
 from digest.ingest import Ingester, IngestReport, read_source
 from digest.lists import get_list, load_lists
 from digest.models import DeliveryStatus, Edition, SubscriberStatus, utcnow
@@ -56,16 +56,16 @@ from digest.schedule import Schedule
 from digest.send import (
     RunResult,
     SendRun,
-    SmtpConnection,
-    Timeouts,
+    connector,
     probe_relays,
     reclaim_dead,
     run_async,
     run_stoppable,
+    send_each,
     stop_on_signals,
     worker_name,
 )
-from digest.signing import DkimKey, keygen
+from digest.signing import keygen
 from digest.subscribers import Row, SubscriberBook
 from digest.tokens import LinkSigner
 from digest.track import EditionReport, Outcome, SoftBouncePolicy, edition_report
@@ -370,29 +370,15 @@ def do_dry_run(pipe: Pipeline, schedule: Schedule, edition: Edition, limit: int 
         err.print(f"[red]cannot compose[/] {problem}", highlight=False)
 
 
-def connector(cfg: Settings) -> Callable[[SmtpTarget], SmtpConnection]:
-    """New connections to a relay, all with the settings' timeouts and TLS context."""
-    tls = cfg.tls_context()
-    timeouts = Timeouts(cfg.smtp_connect_timeout, cfg.smtp_command_timeout, cfg.smtp_data_timeout)
-    return lambda target: SmtpConnection(target, timeouts, tls)
-
-
 def do_test_send(pipe: Pipeline, schedule: Schedule, edition: Edition, to: str) -> None:
     message = pipe.preview(schedule, edition, to, subject_prefix="[Тест] ")
-    cfg = pipe.settings
-    if cfg.dkim_key_file is not None:  # signed like the real thing
-        key = DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain)
-        message = replace(message, data=key.sign(message.data))
-
-    async def one() -> tuple[int, str]:
-        connection = connector(pipe.settings)(pipe.settings.relays[0])
-        try:
-            return await connection.send(message)
-        finally:
-            await connection.close()
-
-    code, reply = run_async(one())
-    console.print(f"test copy of {edition.label} sent to {message.envelope_to}: {code} {reply}")
+    connection = connector(pipe.settings)(pipe.settings.relays[0])
+    (result,) = run_async(send_each(connection, [message], pipe.signing_step()))
+    console.print(
+        f"test copy of {edition.label} sent to {message.envelope_to}: {result.code} {result.reply}"
+    )
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 class RichProgress:
@@ -676,7 +662,69 @@ ListOption = Annotated[str, typer.Option("--list", help="A list of subscribers/l
 def book(cfg: Settings, list_name: str) -> SubscriberBook:
     pipe = pipeline(cfg)
     mailing_list = get_list(cfg.subscribers_dir, list_name)
-    return SubscriberBook(pipe.factory, mailing_list.double_opt_in)
+    return SubscriberBook(pipe.factory, mailing_list.double_opt_in, mailing_list.default_sections)
+
+
+def send_invitations(
+    cfg: Settings,
+    list_name: str,
+    *,
+    again: bool,
+    dry_run: bool,
+    limit: int | None,
+    only: str | None = None,
+) -> int:
+    """Confirmation mail to pending subscribers; returns how many could not be sent."""
+    pipe = pipeline(cfg)
+    mailing_list = get_list(cfg.subscribers_dir, list_name)
+    subscribers = book(cfg, list_name)
+    due = subscribers.to_invite(mailing_list.confirm_days, again, limit, only)
+    invitations = pipe.invitations(mailing_list)
+    if dry_run:
+        for s in due:
+            console.print(f"would send to {s.email}: {invitations.link(s.token_key)}")
+        console.print(f"{len(due)} confirmation mail(s) would go out (dry run)")
+        return 0
+    if not cfg.relays:
+        raise ConfigError(
+            f"DIGEST_SMTP_URL is not set: {len(due)} confirmation mail(s) not sent; "
+            "send them with `digest subscribers invite` once it is"
+        )
+    connection = connector(cfg)(cfg.relays[0])
+    report = run_async(invitations.send(subscribers, due, connection, pipe.signing_step()))
+    for problem in report.failed:
+        err.print(f"[red]not sent[/] {problem}", highlight=False)
+    console.print(
+        f"confirmation mail sent to {len(report.sent)}, failed {len(report.failed)}; "
+        f"links work for {mailing_list.confirm_days} days"
+    )
+    return len(report.failed)
+
+
+@subscribers_app.command("invite")
+def subscribers_invite(
+    list_name: ListOption = "daily",
+    again: Annotated[
+        bool, typer.Option("--again", help="Also those whose confirmation link expired.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List who would get one; send nothing.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="At most N mails this run.")] = None,
+) -> None:
+    """Send the double opt-in confirmation mail to pending subscribers who have
+    not had one (with --again, also to those whose link expired). Each mail
+    carries a signed link to /confirm/TOKEN on DIGEST_BASE_URL that works for
+    the list's confirm_days; opening it makes the subscriber active. Nobody
+    gets a second mail while their link still works. Exit status 3 when some
+    could not be sent.
+
+    Example: digest subscribers invite --dry-run
+    """
+    with errors():
+        failed = send_invitations(settings(), list_name, again=again, dry_run=dry_run, limit=limit)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 @subscribers_app.command("import")
@@ -704,6 +752,15 @@ def subscribers_import(
         f"added {report.added}, updated {report.updated}, duplicates merged {report.merged}, "
         f"kept unsubscribed/bounced/forgotten {report.kept_closed}, rejected {report.rejected}"
     )
+    with errors():
+        cfg = settings()
+        days = get_list(cfg.subscribers_dir, list_name).confirm_days
+        waiting = len(book(cfg, list_name).to_invite(days, again=False))
+    if waiting:
+        console.print(
+            f"{waiting} pending subscriber(s) have no confirmation mail yet: "
+            "send it with `digest subscribers invite`"
+        )
     if report.rejected:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -716,20 +773,55 @@ def subscribers_add(
     consent_source: Annotated[
         str | None, typer.Option(help="Where consent was given (form, event…).")
     ] = None,
+    consent_at: Annotated[
+        str | None,
+        typer.Option(help="When consent was given (ISO 8601 with offset): skips double opt-in."),
+    ] = None,
+    mail_format: Annotated[
+        str | None, typer.Option("--format", help="html (default) or text.")
+    ] = None,
+    invite: Annotated[
+        bool,
+        typer.Option(help="On a double opt-in list, send the confirmation mail at once."),
+    ] = True,
     list_name: ListOption = "daily",
 ) -> None:
-    """Add one subscriber (or update their name and sections).
+    """Add one subscriber (or update their name, sections and format). On a
+    double opt-in list a new address is pending and gets its confirmation mail
+    now (--no-invite: later, with `digest subscribers invite`); --consent-at
+    records consent given elsewhere and makes it active at once.
 
     Example: digest subscribers add ivan@example.ru --name "Иван" --sections армия,флот
     """
     with errors():
+        cfg = settings()
         row = Row.parse(
-            {"email": email_, "name": name, "sections": sections, "consent_source": consent_source}
+            {
+                "email": email_,
+                "name": name,
+                "sections": sections,
+                "consent_source": consent_source,
+                "consent_at": consent_at,
+                "format": mail_format,
+            }
         )
-        outcome = book(settings(), list_name).add(row)
+        outcome = book(cfg, list_name).add(row)
     if outcome == "closed":
         fail(f"{row.email} unsubscribed, bounced or asked to be forgotten: not added")
-    console.print(f"{row.email}: {outcome}")
+    status = (book(cfg, list_name).show(row.email) or {}).get("status")
+    console.print(f"{row.email}: {outcome}, {status}")
+    if status == "pending" and invite and not cfg.relays:
+        err.print(
+            "[yellow]note[/] DIGEST_SMTP_URL is not set: send the confirmation mail later "
+            "with `digest subscribers invite`"
+        )
+    elif status == "pending" and invite:
+        with errors():
+            failed = send_invitations(
+                cfg, list_name, again=False, dry_run=False, limit=None, only=row.email
+            )
+        if failed:
+            raise typer.Exit(1)
 
 
 @subscribers_app.command("remove")
@@ -1026,6 +1118,17 @@ def print_report(r: EditionReport) -> None:
     for f in r.failures:
         console.print(
             f"  {f['count']} × {f['status']} {f['code'] or ''} {f['reply']}", highlight=False
+        )
+    e = r.engagement
+    if e.get("opens") or e.get("clicks"):
+        readers = (
+            f" by {e['readers_opened']} / {e['readers_clicked']} readers"
+            if e.get("readers_opened") or e.get("readers_clicked")
+            else ""
+        )
+        console.print(
+            f"opens ≈ {e['opens']} (approximate: mail clients fetch or block images), "
+            f"clicks {e['clicks']}{readers}"
         )
 
 

@@ -34,7 +34,7 @@ from digest import headers
 from digest.lists import MailingList
 from digest.tokens import LinkSigner
 
-PLACEHOLDER = re.compile(r"__(UNSUB_URL|PREFS_URL|EMAIL)__")
+PLACEHOLDER = re.compile(r"__(UNSUB_URL|PREFS_URL|EMAIL|READER)__")
 
 
 class Slot(enum.Enum):
@@ -49,6 +49,7 @@ class Slot(enum.Enum):
     TEXT_UNSUB_URL = "text_unsub"
     TEXT_PREFS_URL = "text_prefs"
     TEXT_EMAIL = "text_email"
+    READER = "reader"
 
 
 _BODY_SLOTS = {
@@ -58,6 +59,9 @@ _BODY_SLOTS = {
     ("text", "UNSUB_URL"): Slot.TEXT_UNSUB_URL,
     ("text", "PREFS_URL"): Slot.TEXT_PREFS_URL,
     ("text", "EMAIL"): Slot.TEXT_EMAIL,
+    # Tracked links with individual tracking: a signed token naming the reader.
+    ("html", "READER"): Slot.READER,
+    ("text", "READER"): Slot.READER,
 }
 
 
@@ -152,6 +156,8 @@ class MessageTemplate:
 
     pieces: tuple[bytes | Slot | _Base64Part, ...]
     message_id_prefix: str
+    # Whether the body carries __READER__ (per-reader tracking): only then is it signed.
+    reader: bool = False
 
     def fill(self, values: dict[Slot, bytes]) -> bytes:
         out: list[bytes] = []
@@ -222,6 +228,8 @@ class Composer:
     def template(
         self, edition: EditionMail, html_body: str, text_body: str, *, subject_prefix: str = ""
     ) -> MessageTemplate:
+        """Wire bytes with slots. An empty ``html_body`` makes a text/plain message
+        (the readers who chose text only)."""
         b = _Builder()
         b.add(b"Date: ")
         b.add(Slot.DATE)
@@ -244,6 +252,19 @@ class Composer:
         b.add(b"Auto-Submitted: auto-generated\r\n")
         b.add(f"X-Mailru-Msgtype: {self.list.msgtype}\r\n".encode("ascii"))
         b.add(f"Feedback-ID: {self._feedback_id(edition)}\r\n".encode("ascii"))
+        if html_body:
+            self._alternative(b, html_body, text_body)
+        else:
+            b.add(b"Content-Type: text/plain; charset=utf-8\r\n")
+            b.add(b"Content-Transfer-Encoding: base64\r\n\r\n")
+            b.body("text", text_body)
+        tag = self.signer.message_id_tag(edition.edition_id, edition.schedule)
+        prefix = f"{edition.schedule}.{edition.edition_date:%Y%m%d}.{tag}"
+        reader = "__READER__" in html_body or "__READER__" in text_body
+        return MessageTemplate(tuple(b.pieces), prefix, reader)
+
+    @staticmethod
+    def _alternative(b: _Builder, html_body: str, text_body: str) -> None:
         boundary = (
             "=_dg_" + hashlib.sha256((html_body + text_body).encode("utf-8")).hexdigest()[:24]
         )
@@ -256,9 +277,6 @@ class Composer:
             )
             b.body("text" if kind == "plain" else "html", body)
         b.add(f"--{boundary}--\r\n".encode("ascii"))
-        tag = self.signer.message_id_tag(edition.edition_id, edition.schedule)
-        prefix = f"{edition.schedule}.{edition.edition_date:%Y%m%d}.{tag}"
-        return MessageTemplate(tuple(b.pieces), prefix)
 
     def _list_id(self) -> bytes:
         # RFC 2919: the phrase may be encoded, the id in angle brackets never.
@@ -299,6 +317,8 @@ class Composer:
             Slot.TEXT_PREFS_URL: prefs_url.encode("ascii"),
             Slot.TEXT_EMAIL: recipient.email.encode("utf-8"),
         }
+        if template.reader:
+            values[Slot.READER] = self.signer.reader(recipient.token_key).encode("ascii")
         return Message(
             recipient, self.return_path(recipient), rcpt, message_id, template.fill(values)
         )

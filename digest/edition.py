@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import queries
 from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
 from digest.config import Settings, SmtpTarget
+from digest.confirm import Invitations
 from digest.db import transaction
+from digest.engagement import Tracker
 from digest.errors import ComposeError, EditionError, EmptyEdition
 from digest.lists import MailingList, get_list
 from digest.models import (
@@ -38,13 +40,16 @@ from digest.render import (
     ArticleView,
     CommentView,
     EditionView,
+    Rendered,
     Renderer,
     date_long,
     date_plain,
     defuse,
     parse_section_key,
+    parse_variant_key,
     render_subject,
     shorten,
+    variant_key,
 )
 from digest.schedule import Schedule, load_schedule
 from digest.select import Pick, Selection, select_edition
@@ -86,8 +91,15 @@ class Pipeline:
     def mailing_list(self, schedule: Schedule) -> MailingList:
         return get_list(self.settings.subscribers_dir, schedule.list)
 
-    def composer(self, schedule: Schedule) -> Composer:
+    def tracker(self, schedule: Schedule) -> Tracker:
         mailing_list = self.mailing_list(schedule)
+        signer = LinkSigner(self.settings.signing_key(), mailing_list.key)
+        return Tracker(mailing_list, signer, self.settings.base_url)
+
+    def composer(self, schedule: Schedule) -> Composer:
+        return self.list_composer(self.mailing_list(schedule))
+
+    def list_composer(self, mailing_list: MailingList) -> Composer:
         if not self.settings.base_url.startswith("https://"):
             log.warning(
                 "DIGEST_BASE_URL %s is not https: Gmail and Yahoo will not offer one-click "
@@ -248,10 +260,11 @@ class Pipeline:
     def _render(
         self, session: Session, schedule: Schedule, edition: Edition, *, refresh: bool
     ) -> None:
-        """Render one variant per distinct section choice of the active subscribers
-        (and the full edition, for previews); premailer runs once per variant."""
+        """Render one variant per distinct (sections, format) choice of the active
+        subscribers (and the full edition, for previews). premailer runs once per
+        section choice: the text-only variant reuses the text of its HTML twin."""
         have = {v.key: v for v in queries.variants(session, edition.id)}
-        wanted = {"", *queries.active_section_keys(session)}
+        wanted = {"", *queries.active_variant_keys(session)}
         missing = sorted(wanted if refresh else wanted - set(have))
         if not missing:
             return
@@ -262,16 +275,34 @@ class Pipeline:
             # Frozen: a later variant keeps the subject the first messages went out with,
             # even if the schedule file's template changed since.
             full = replace(full, subject=edition.subject, preheader=edition.preheader)
+        tracker = self.tracker(schedule)
+        rendered: dict[str, tuple[Rendered, int] | None] = {}
         for key in missing:
-            view = full.for_sections(parse_section_key(key))
+            sections, text_only = parse_variant_key(key)
+            if sections not in rendered:
+                view = full.for_sections(parse_section_key(sections))
+                rendered[sections] = (
+                    None
+                    if view is None
+                    else (self.renderer.render(view, schedule.mail.template), view.articles)
+                )
             variant = have.get(key) or EditionVariant(edition_id=edition.id, key=key)
-            if view is None:
+            done = rendered[sections]
+            if done is None:
                 variant.html, variant.text, variant.articles, variant.render_ms = "", "", 0, 0.0
             else:
-                rendered = self.renderer.render(view, schedule.mail.template)
-                variant.html, variant.text = rendered.html, rendered.text
-                variant.articles = view.articles
-                variant.render_ms = rendered.render_ms
+                result, variant.articles = done
+                variant.html = (
+                    ""
+                    if text_only
+                    else tracker.apply(
+                        result.html,
+                        edition.id,
+                        lambda url: queries.link_id(session, edition.id, url),
+                    )
+                )
+                variant.text = result.text
+                variant.render_ms = result.render_ms
             variant.preheader = full.preheader
             session.add(variant)
             log.info(
@@ -380,6 +411,18 @@ class Pipeline:
             progress=progress,
             sign=self.dkim_signer().sign if cfg.dkim_key_file else None,
         )
+
+    def invitations(self, mailing_list: MailingList) -> Invitations:
+        return Invitations(
+            self.settings, mailing_list, self.renderer, self.list_composer(mailing_list), self.clock
+        )
+
+    def signing_step(self) -> Callable[[bytes], bytes] | None:
+        """DKIM for the odd single message (test copy, confirmation), in process."""
+        cfg = self.settings
+        if cfg.dkim_key_file is None:
+            return None
+        return DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain).sign
 
     def dkim_signer(self) -> DkimSigner:
         """One pool of signing processes per pipeline, started on first use."""
@@ -529,7 +572,7 @@ class Pipeline:
         composer = self.composer(schedule)
         with self.factory() as session:
             subscriber = queries.subscriber_by_email(session, email) if email else None
-            key = (subscriber.sections or "") if subscriber else ""
+            key = variant_key(subscriber.sections, subscriber.format) if subscriber else ""
             variant = next((v for v in queries.variants(session, edition.id) if v.key == key), None)
             subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
             delivery_id = (
@@ -564,9 +607,9 @@ class Pipeline:
                 batch = queries.active_subscribers(session, after, self.settings.batch_size)
             if not batch:
                 break
-            for sid, email, name, key, sections in batch:
+            for sid, email, name, key, variant in batch:
                 after = sid
-                template = templates.get(by_key.get(sections, -1))
+                template = templates.get(by_key.get(variant, -1))
                 if template is None:
                     report.skipped += 1
                     continue

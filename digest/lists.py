@@ -20,7 +20,20 @@ class MailingList(BaseModel):
     # Mail.ru's feedback loop: one constant value per mail stream.
     msgtype: str = Field(pattern=r"^[A-Za-z0-9]{1,32}$")
     double_opt_in: bool = True
+    # How long a confirmation link stays good.
+    confirm_days: int = Field(default=7, ge=1, le=60)
     description: str = ""
+    # Sections a new subscriber gets when the import or form names none ([] = all).
+    default_sections: tuple[str, ...] = ()
+    # Privacy first: both off unless the list turns them on.
+    track_opens: bool = False
+    track_clicks: bool = False
+    # False: opens and clicks are counted per edition, never tied to a subscriber.
+    individual_tracking: bool = False
+
+    @property
+    def tracking(self) -> bool:
+        return self.track_opens or self.track_clicks
 
 
 def load_lists(directory: Path) -> dict[str, MailingList]:

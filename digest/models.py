@@ -199,11 +199,15 @@ class Subscriber(Base):
     # Normalised, sorted, comma-joined section slugs; NULL means every section.
     sections: Mapped[str | None] = mapped_column(Text)
     frequency: Mapped[str] = mapped_column(String(16), default="daily")
+    # "html" (multipart with HTML) or "text" (a text/plain message only).
+    format: Mapped[str] = mapped_column(String(8), default="html", server_default="html")
     # Random, unguessable key that signed links carry instead of an id or address.
     token_key: Mapped[str] = mapped_column(String(32), unique=True)
     consent_at: Mapped[datetime | None]
     consent_source: Mapped[str | None] = mapped_column(String(200))
     confirmed_at: Mapped[datetime | None]
+    # When the double opt-in mail went out: `subscribers invite` sends it once per link life.
+    invited_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -312,10 +316,26 @@ class Delivery(Base):
     first_attempt_at: Mapped[datetime | None]
 
 
+class EditionLink(Base):
+    """A URL that was in an edition. Click tokens name a row here, so the redirect
+    can only ever lead to a link the edition itself carried (no open redirect)."""
+
+    __tablename__ = "edition_link"
+    __table_args__ = (UniqueConstraint("edition_id", "url", name="uq_link_edition_url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+
+
 class Event(Base):
     __tablename__ = "event"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Opens and clicks name their edition; without individual tracking, nothing else.
+    edition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), index=True
+    )
     delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("delivery.id", ondelete="SET NULL"), index=True
     )

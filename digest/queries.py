@@ -33,6 +33,7 @@ from digest.models import (
     DeliveryStatus,
     Edition,
     EditionItem,
+    EditionLink,
     EditionStatus,
     EditionVariant,
     Event,
@@ -220,12 +221,17 @@ def recent_editions(session: Session, limit: int = 10) -> list[Edition]:
     )
 
 
-def active_section_keys(session: Session) -> list[str]:
-    """Distinct section choices of active subscribers: one variant each."""
+def _variant_key() -> Any:
+    """A subscriber's variant in SQL: ``render.variant_key(sections, format)``."""
+    return func.coalesce(Subscriber.sections, "") + case(
+        (Subscriber.format == "text", "|text"), else_=""
+    )
+
+
+def active_variant_keys(session: Session) -> list[str]:
+    """Distinct (sections, format) choices of active subscribers: one variant each."""
     rows = session.scalars(
-        select(func.coalesce(Subscriber.sections, ""))
-        .where(Subscriber.status == SubscriberStatus.ACTIVE)
-        .distinct()
+        select(_variant_key()).where(Subscriber.status == SubscriberStatus.ACTIVE).distinct()
     )
     return sorted(rows)
 
@@ -258,7 +264,7 @@ def enqueue_deliveries(session: Session, edition_id: int, now: datetime) -> int:
             EditionVariant,
             and_(
                 EditionVariant.edition_id == edition_id,
-                EditionVariant.key == func.coalesce(Subscriber.sections, ""),
+                EditionVariant.key == _variant_key(),
             ),
         )
         .where(
@@ -677,14 +683,14 @@ def failure_reasons(
 def active_subscribers(
     session: Session, after_id: int, limit: int
 ) -> list[tuple[int, str, str | None, str, str]]:
-    """Active subscribers by id checkpoint: (id, email, name, token_key, section key)."""
+    """Active subscribers by id checkpoint: (id, email, name, token_key, variant key)."""
     rows = session.execute(
         select(
             Subscriber.id,
             Subscriber.email,
             Subscriber.name,
             Subscriber.token_key,
-            func.coalesce(Subscriber.sections, ""),
+            _variant_key(),
         )
         .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id > after_id)
         .order_by(Subscriber.id)
@@ -721,6 +727,38 @@ def set_subscriber_status(
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def link_id(session: Session, edition_id: int, url: str) -> int:
+    """The edition's row for ``url``, made on first sight (tracked links name it)."""
+    found = session.scalar(
+        select(EditionLink.id).where(EditionLink.edition_id == edition_id, EditionLink.url == url)
+    )
+    if found is not None:
+        return found
+    link = EditionLink(edition_id=edition_id, url=url)
+    session.add(link)
+    session.flush()
+    return link.id
+
+
+def edition_exists(session: Session, edition_id: int) -> bool:
+    return session.get(Edition, edition_id) is not None
+
+
+def engagement(session: Session, edition_id: int) -> dict[str, int]:
+    """Opens and clicks of an edition, with distinct readers where they are known."""
+    rows = session.execute(
+        select(Event.kind, func.count(), func.count(func.distinct(Event.subscriber_id)))
+        .where(Event.edition_id == edition_id, Event.kind.in_([EventKind.OPEN, EventKind.CLICK]))
+        .group_by(Event.kind)
+    ).all()
+    counts = {"opens": 0, "clicks": 0, "readers_opened": 0, "readers_clicked": 0}
+    for kind, total, readers in rows:
+        name = "opens" if kind is EventKind.OPEN else "clicks"
+        counts[name] = int(total)
+        counts["readers_opened" if name == "opens" else "readers_clicked"] = int(readers)
+    return counts
 
 
 def add_events(session: Session, events: Sequence[dict[str, Any]]) -> None:

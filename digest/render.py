@@ -197,7 +197,10 @@ class Renderer:
         return str(format_datetime(dt.astimezone(zone), "d MMMM, HH:mm", locale=self.locale))
 
     def render(self, view: EditionView, template: str = "digest") -> Rendered:
-        context = {"e": view, "sections": view.sections()}
+        return self.render_page(template, {"e": view, "sections": view.sections()})
+
+    def render_page(self, template: str, context: dict[str, Any]) -> Rendered:
+        """``template.html.j2`` (CSS inlined) and ``template.txt.j2`` with ``context``."""
         started = time.perf_counter()
         try:
             html_raw = self.env.get_template(f"{template}.html.j2").render(context)
@@ -249,3 +252,19 @@ def section_key(sections: Iterable[str] | None) -> str:
 
 def parse_section_key(key: str) -> frozenset[str] | None:
     return frozenset(key.split(",")) if key else None
+
+
+TEXT_ONLY = "|text"
+FORMATS = ("html", "text")
+
+
+def variant_key(sections: str | None, fmt: str = "html") -> str:
+    """One variant per distinct (sections, format) choice: ``"армия,флот|text"``."""
+    return (sections or "") + (TEXT_ONLY if fmt == "text" else "")
+
+
+def parse_variant_key(key: str) -> tuple[str, bool]:
+    """``(section key, text only)``."""
+    if key.endswith(TEXT_ONLY):
+        return key[: -len(TEXT_ONLY)], True
+    return key, False

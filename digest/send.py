@@ -20,7 +20,7 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import queries
 from digest.compose import Message
-from digest.config import SmtpTarget
+from digest.config import Settings, SmtpTarget
 from digest.db import transaction
 from digest.errors import (
     ComposeError,
@@ -181,6 +181,48 @@ class SmtpConnection:
             pass
         finally:
             self._drop()
+
+
+def connector(cfg: Settings) -> Callable[[SmtpTarget], SmtpConnection]:
+    """New connections to a relay, all with the settings' timeouts and TLS context."""
+    tls = cfg.tls_context()
+    timeouts = Timeouts(cfg.smtp_connect_timeout, cfg.smtp_command_timeout, cfg.smtp_data_timeout)
+    return lambda target: SmtpConnection(target, timeouts, tls)
+
+
+@dataclass(frozen=True)
+class Single:
+    """The outcome of one message sent outside an edition (test copy, confirmation)."""
+
+    message: Message
+    code: int | None
+    reply: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code is not None and 200 <= self.code < 300
+
+
+async def send_each(
+    connection: SmtpConnection,
+    messages: Sequence[Message],
+    sign: Callable[[bytes], bytes] | None = None,
+) -> list[Single]:
+    """Messages one by one over one connection: a refusal is recorded for that
+    message and the rest go on. For the few mails that are not an edition."""
+    results = []
+    try:
+        for message in messages:
+            data = sign(message.data) if sign is not None else message.data
+            try:
+                code, reply = await connection.send(replace(message, data=data))
+            except DeliveryError as exc:
+                results.append(Single(message, exc.code, str(exc)))
+            else:
+                results.append(Single(message, code, reply))
+    finally:
+        await connection.close()
+    return results
 
 
 def worker_name() -> str:

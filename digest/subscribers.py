@@ -14,12 +14,12 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import zone_name
@@ -40,12 +40,22 @@ from digest.models import (
 from digest.tokens import new_token_key
 
 NAME_LIMIT = 200
-COLUMNS = ("email", "name", "sections", "timezone", "locale", "consent_source", "consent_at")
+COLUMNS = (
+    "email",
+    "name",
+    "sections",
+    "timezone",
+    "locale",
+    "consent_source",
+    "consent_at",
+    "format",
+)
 SECTION = re.compile(r"^[a-zа-яё0-9-]{1,50}$")
 CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 
 FREQUENCIES = ("daily", "weekly")
+FORMATS = ("html", "text")
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class Preferences:
     sections: list[tuple[str, str, bool]]  # (slug, title, chosen)
     frequency: str
     timezone: str
+    format: str = "html"
 
 
 class BadSubscriber(DigestError):
@@ -96,6 +107,7 @@ class Row:
     locale: str = "ru"
     consent_source: str | None = None
     consent_at: datetime | None = None
+    format: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -112,6 +124,10 @@ class Row:
         if not re.fullmatch(r"[a-z]{2}(-[a-z]{2})?", locale):
             raise BadSubscriber(f"locale: {locale[:20]!r} is not like ru or en-gb")
         row.locale = locale
+        fmt = str(raw.get("format") or "").strip().lower()
+        if fmt and fmt not in FORMATS:
+            raise BadSubscriber(f"format: {fmt[:20]!r} is not html or text")
+        row.format = fmt or None
         source = clean_text(str(raw.get("consent_source") or "")).strip()
         row.consent_source = source[:200] or None
         when = str(raw.get("consent_at") or "").strip()
@@ -135,6 +151,7 @@ class Row:
             locale=later.locale,
             consent_source=later.consent_source or self.consent_source,
             consent_at=later.consent_at or self.consent_at,
+            format=later.format or self.format,
         )
 
 
@@ -153,9 +170,15 @@ class SubscriberBook:
     """Adds, changes and removes subscribers; the only writer of their records
     outside the send (which only suppresses)."""
 
-    def __init__(self, factory: sessionmaker[Session], double_opt_in: bool) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        double_opt_in: bool,
+        default_sections: Iterable[str] = (),
+    ) -> None:
         self.factory = factory
         self.double_opt_in = double_opt_in
+        self.default_sections = normalise_sections(",".join(default_sections))
 
     def import_csv(self, path: Path) -> ImportReport:
         report = ImportReport()
@@ -203,6 +226,7 @@ class SubscriberBook:
                 status=SubscriberStatus.ACTIVE if active else SubscriberStatus.PENDING,
                 created_at=utcnow(),
                 confirmed_at=row.consent_at if active else None,
+                sections=self.default_sections,
             )
             session.add(found)
             outcome = "added"
@@ -212,6 +236,7 @@ class SubscriberBook:
         found.sections = row.sections if row.sections is not None else found.sections
         found.timezone = row.timezone or found.timezone
         found.locale = row.locale
+        found.format = row.format or found.format or "html"
         found.consent_source = row.consent_source or found.consent_source
         found.consent_at = row.consent_at or found.consent_at
         session.flush()
@@ -247,6 +272,54 @@ class SubscriberBook:
             )
             return True
 
+    def confirm(self, token_key: str, ip: str | None, user_agent: str | None) -> bool:
+        """A pending subscriber clicked their confirmation link: active from now on,
+        with when and from where recorded as the proof of consent (152-FZ, GDPR)."""
+        now = utcnow()
+        with transaction(self.factory) as session:
+            found = session.scalar(select(Subscriber).where(Subscriber.token_key == token_key))
+            if found is None or found.status in CLOSED:
+                return False
+            if found.status is SubscriberStatus.PENDING:
+                found.status = SubscriberStatus.ACTIVE
+                found.confirmed_at = now
+                found.consent_at = found.consent_at or now
+                session.add(
+                    Event(
+                        subscriber_id=found.id,
+                        kind=EventKind.CONFIRM,
+                        at=now,
+                        detail={"ip": ip, "user_agent": clean_text(user_agent or "", 300)},
+                    )
+                )
+            return True
+
+    def to_invite(
+        self, link_days: int, again: bool, limit: int | None = None, only: str | None = None
+    ) -> list[Subscriber]:
+        """Pending subscribers who have had no confirmation mail yet, and with
+        ``again`` also those whose link expired. Never one whose link still works."""
+        expired = utcnow() - timedelta(days=link_days)
+        due: ColumnElement[bool] = Subscriber.invited_at.is_(None)
+        if again:
+            due = or_(due, Subscriber.invited_at < expired)
+        with self.factory() as session:
+            query = (
+                select(Subscriber)
+                .where(Subscriber.status == SubscriberStatus.PENDING, due)
+                .order_by(Subscriber.id)
+                .limit(limit)
+            )
+            if only is not None:
+                query = query.where(Subscriber.email == only)
+            return list(session.scalars(query))
+
+    def mark_invited(self, subscriber_id: int) -> None:
+        with transaction(self.factory) as session:
+            found = session.get(Subscriber, subscriber_id)
+            if found is not None:
+                found.invited_at = utcnow()
+
     def preferences(self, token_key: str) -> Preferences | None:
         with self.factory() as session:
             found = session.scalar(select(Subscriber).where(Subscriber.token_key == token_key))
@@ -260,15 +333,23 @@ class SubscriberBook:
                 sections=[(slug, title, slug in chosen) for slug, title in sections],
                 frequency=found.frequency,
                 timezone=found.timezone or "",
+                format=found.format,
             )
 
     def set_preferences(
-        self, token_key: str, sections: Iterable[str], frequency: str, timezone: str
+        self,
+        token_key: str,
+        sections: Iterable[str],
+        frequency: str,
+        timezone: str,
+        fmt: str = "html",
     ) -> bool:
         """Save a reader's choices. Unknown sections are ignored; choosing every
         section (or none) means every section, today's and future ones."""
         if frequency not in FREQUENCIES:
             raise BadSubscriber(f"frequency: choose one of {', '.join(FREQUENCIES)}")
+        if fmt not in FORMATS:
+            raise BadSubscriber(f"format: choose one of {', '.join(FORMATS)}")
         zone = _zone(timezone)
         with transaction(self.factory) as session:
             found = session.scalar(select(Subscriber).where(Subscriber.token_key == token_key))
@@ -279,6 +360,7 @@ class SubscriberBook:
             found.sections = ",".join(chosen) if chosen and set(chosen) != known else None
             found.frequency = frequency
             found.timezone = zone
+            found.format = fmt
             return True
 
     def forget(self, email: str) -> bool:
@@ -357,9 +439,11 @@ def describe(s: Subscriber) -> dict[str, Any]:
         "timezone": s.timezone,
         "locale": s.locale,
         "frequency": s.frequency,
+        "format": s.format,
         "consent_source": s.consent_source,
         "consent_at": _iso(s.consent_at),
         "confirmed_at": _iso(s.confirmed_at),
+        "invited_at": _iso(s.invited_at),
         "unsubscribed_at": _iso(s.unsubscribed_at),
         "created_at": _iso(s.created_at),
     }

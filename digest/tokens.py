@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 from itsdangerous.signer import HMACAlgorithm
 
 from digest.errors import DigestError
@@ -26,6 +26,10 @@ SIGNATURE_BYTES = 16
 
 class BadToken(DigestError):
     """The link is broken or was tampered with."""
+
+
+class ExpiredToken(BadToken):
+    """The link was good once and is too old now."""
 
 
 class TruncatedHMAC(HMACAlgorithm):
@@ -52,8 +56,15 @@ class LinkSigner:
         self._secret = secret
         self._unsubscribe = self._signer(f"unsubscribe:{list_key}")
         self._preferences = self._signer(f"preferences:{list_key}")
+        self._reader = self._signer(f"reader:{list_key}")
+        self._click = self._signer(f"click:{list_key}")
+        self._open = self._signer(f"open:{list_key}")
+        self._confirm = TimestampSigner(
+            secret, salt=f"confirm:{list_key}", algorithm=TruncatedHMAC()
+        )
         self._unsubscribe_key = self._unsubscribe.derive_key()
         self._preferences_key = self._preferences.derive_key()
+        self._reader_key = self._reader.derive_key()
         self._algorithm = TruncatedHMAC()
 
     def _signer(self, salt: str) -> Signer:
@@ -70,6 +81,37 @@ class LinkSigner:
     def preferences(self, token_key: str) -> str:
         return self._sign(self._preferences_key, token_key)
 
+    def reader(self, token_key: str) -> str:
+        """Names the reader in tracked links (only with individual tracking)."""
+        return self._sign(self._reader_key, token_key)
+
+    def click(self, link_id: int) -> str:
+        return self._click.sign(str(link_id)).decode("ascii")
+
+    def opened(self, edition_id: int) -> str:
+        return self._open.sign(str(edition_id)).decode("ascii")
+
+    def confirm(self, token_key: str) -> str:
+        """The double opt-in link: carries its signing time, so it expires."""
+        return self._confirm.sign(token_key).decode("ascii")
+
+    def verify_confirm(self, token: str, max_age_seconds: int) -> str:
+        try:
+            return self._confirm.unsign(token, max_age=max_age_seconds).decode("ascii")
+        except SignatureExpired:
+            raise ExpiredToken() from None
+        except (BadSignature, UnicodeError, ValueError):
+            raise BadToken() from None
+
+    def verify_reader(self, token: str) -> str:
+        return self._verify(self._reader, token)
+
+    def verify_click(self, token: str) -> int:
+        return _number(self._verify(self._click, token))
+
+    def verify_opened(self, token: str) -> int:
+        return _number(self._verify(self._open, token))
+
     def verify_unsubscribe(self, token: str) -> str:
         return self._verify(self._unsubscribe, token)
 
@@ -79,9 +121,12 @@ class LinkSigner:
     @staticmethod
     def _verify(signer: Signer, token: str) -> str:
         try:
-            return signer.unsign(token).decode("ascii")
+            value = signer.unsign(token).decode("ascii")
         except (BadSignature, UnicodeError, ValueError):
             raise BadToken() from None
+        if not value.isalnum():  # ids and keys only: never a separator smuggled in
+            raise BadToken()
+        return value
 
     def verp(self, delivery_id: int) -> str:
         """The token in ``bounces+TOKEN@domain``: the delivery id in base 36 and a
@@ -106,6 +151,28 @@ class LinkSigner:
         return base64.b32encode(digest[:5]).decode("ascii").lower()
 
 
+class CsrfGuard:
+    """A form field bound to the page's link token and to a day: a form fetched
+    by another site cannot be replayed with another token, nor for ever."""
+
+    MAX_AGE = 86400
+
+    def __init__(self, secret: bytes) -> None:
+        self._signer = TimestampSigner(secret, salt="csrf", algorithm=TruncatedHMAC())
+
+    def token(self, bound_to: str) -> str:
+        digest = hashlib.sha256(bound_to.encode("utf-8")).hexdigest()[:16]
+        return self._signer.sign(digest).decode("ascii")
+
+    def check(self, bound_to: str, value: str) -> bool:
+        try:
+            got = self._signer.unsign(value, max_age=self.MAX_AGE)
+        except (BadSignature, UnicodeError, ValueError):
+            return False
+        want = hashlib.sha256(bound_to.encode("utf-8")).hexdigest()[:16].encode("ascii")
+        return hmac.compare_digest(got, want)
+
+
 def unsubscribe_key(signers: Iterable[LinkSigner], token: str) -> str | None:
     """The subscriber key of an unsubscribe token signed for any of the lists."""
     return _key_of(token, [s.verify_unsubscribe for s in signers])
@@ -123,6 +190,12 @@ def _key_of(token: str, checks: list[Callable[[str], str]]) -> str | None:
         except BadToken:
             continue
     return None
+
+
+def _number(value: str) -> int:
+    if not value.isdigit():
+        raise BadToken()
+    return int(value)
 
 
 def _base36(n: int) -> str:

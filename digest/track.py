@@ -414,6 +414,8 @@ class EditionReport:
     failures: list[dict[str, Any]] = field(default_factory=list)
     paused: bool = False
     next_retry: datetime | None = None
+    # Opens (approximate: clients prefetch or block images) and clicks, when tracked.
+    engagement: dict[str, int] = field(default_factory=dict)
 
     @property
     def eta_seconds(self) -> float | None:
@@ -465,4 +467,5 @@ def edition_report(session: Session, edition: Edition) -> EditionReport:
         ],
         paused=edition.paused_at is not None,
         next_retry=queries.next_retry(session, edition.id),
+        engagement=queries.engagement(session, edition.id),
     )

@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+from digest.capture import CaptureServer
 from tests.acceptance.test_cli import base_env, digest
 
 HOSTILE = (
@@ -139,3 +140,47 @@ def test_mailto_unsubscribes_from_a_maildir(workdir: Path) -> None:
     shown = json.loads(digest(workdir, "subscribers", "show", who, "--json", env=env).stdout)
     assert shown["status"] == "unsubscribed"
     assert len(box) == 1  # the forged one stays where it was
+
+
+def test_invite_sends_each_pending_subscriber_one_confirmation(workdir: Path) -> None:
+    with CaptureServer() as server:
+        env = base_env(workdir, DIGEST_SMTP_URL=server.url)
+        assert digest(workdir, "db", "upgrade", env=env).returncode == 0
+        path = workdir / "new.csv"
+        path.write_text(
+            "email,name,consent_at\n"
+            "petr@example.ru,Пётр,\n"
+            "anna@example.ru,Анна,\n"
+            "олег@example.ru,Олег,\n"  # a non-ASCII local part: needs SMTPUTF8, not used
+            "ivan@example.ru,Иван,2026-11-01T10:00:00+03:00\n",  # consent recorded: active
+            encoding="utf-8",
+        )
+        result = digest(workdir, "subscribers", "import", str(path), env=env)
+        assert result.returncode == 0, result.stderr
+        assert "3 pending subscriber(s) have no confirmation mail yet" in result.stdout
+
+        result = digest(workdir, "subscribers", "invite", "--dry-run", env=env)
+        assert result.returncode == 0 and "3 confirmation mail(s) would go out" in result.stdout
+        assert "/confirm/" in result.stdout and not server.messages
+
+        result = digest(workdir, "subscribers", "invite", env=env)
+        assert result.returncode == 3, result.stderr  # one could not be sent; the rest went
+        assert "олег@example.ru" in result.stderr and "SMTPUTF8" in result.stderr
+        assert "confirmation mail sent to 2, failed 1" in result.stdout
+        assert sorted(m.rcpt_to[0] for m in server.messages) == [
+            "anna@example.ru",
+            "petr@example.ru",
+        ]
+        # Nobody gets a second one while their link works.
+        result = digest(workdir, "subscribers", "invite", env=env)
+        assert "confirmation mail sent to 0" in result.stdout
+
+        # `add` on a double opt-in list: pending, and the mail goes at once.
+        result = digest(workdir, "subscribers", "add", "new@example.ru", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "new@example.ru: added, pending" in result.stdout
+        assert list(server.messages[-1].rcpt_to) == ["new@example.ru"]
+        listed = json.loads(
+            digest(workdir, "subscribers", "show", "new@example.ru", "--json", env=env).stdout
+        )
+        assert listed["status"] == "pending" and listed["invited_at"]

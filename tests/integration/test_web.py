@@ -5,49 +5,17 @@ from __future__ import annotations
 
 import email
 import email.policy
-import threading
-import time
+import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import date
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import pytest
-import uvicorn
 from sqlalchemy import select
 
-from digest import demo
-from digest.capture import free_port
 from digest.edition import Pipeline
 from digest.models import Event, Section, Subscriber, SubscriberStatus
-from digest.web import WebContext, create_app
-from tests.conftest import FIXED_NOW
-
-
-@pytest.fixture
-def served(pipeline: Pipeline, fixed_date: date) -> Iterator[tuple[Pipeline, str]]:
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, 5, now=FIXED_NOW)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(WebContext(pipeline.settings, pipeline.factory)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield pipeline, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def unsubscribe_url(pipe: Pipeline, who: str) -> str:
@@ -68,15 +36,28 @@ def status_of(pipe: Pipeline, who: str) -> SubscriberStatus:
         return found.status
 
 
-def fetch(url: str, data: bytes | None = None) -> tuple[int, str, str]:
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect comes back as it is; tests never leave 127.0.0.1
+
+
+OPENER = urllib.request.build_opener(NoRedirects)
+
+
+def fetch(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """(status, URL, body); a redirect is not followed: its Location is the URL."""
+    request = urllib.request.Request(
+        url, data=data, method="POST" if data is not None else "GET", headers=headers or {}
+    )
     if data is not None:
         request.add_header("Content-Type", "application/x-www-form-urlencoded")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.geturl(), response.read().decode()
+        with OPENER.open(request, timeout=10) as response:
+            return response.status, response.geturl(), response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        return exc.code, url, exc.read().decode()
+        return exc.code, exc.headers.get("Location") or url, exc.read().decode(errors="replace")
 
 
 def test_a_get_shows_a_button_and_unsubscribes_nobody(served: tuple[Pipeline, str]) -> None:
@@ -114,8 +95,8 @@ def test_a_broken_or_forged_token_gets_a_clear_page(served: tuple[Pipeline, str]
     assert status_of(pipe, "reader00003@yandex.example.ru") is SubscriberStatus.ACTIVE
 
 
-def preferences_path(pipe: Pipeline, who: str) -> str:
-    """The preferences link of the subscriber's real message (its HTML part)."""
+def html_of(pipe: Pipeline, who: str) -> str:
+    """The HTML part of the subscriber's real message for today's edition."""
     schedule = pipe.schedule("daily")
     edition = pipe.build(schedule, date(2026, 11, 25))
     message = email.message_from_bytes(
@@ -123,9 +104,14 @@ def preferences_path(pipe: Pipeline, who: str) -> str:
     )
     body = message.get_body(("html",))
     assert body is not None
+    return str(body.get_content())
+
+
+def preferences_path(pipe: Pipeline, who: str) -> str:
+    """The preferences link of the subscriber's real message (its HTML part)."""
     links = [
         part.split('"', 1)[0]
-        for part in str(body.get_content()).split('href="')[1:]
+        for part in html_of(pipe, who).split('href="')[1:]
         if "/p/" in part.split('"', 1)[0]
     ]
     assert links
@@ -138,13 +124,16 @@ def test_preferences_are_shown_and_saved(served: tuple[Pipeline, str]) -> None:
     path = preferences_path(pipe, who)
     status, _, page = fetch(base + path)
     assert status == 200 and 'type="checkbox" name="section"' in page
+    csrf = csrf_of(page)
     with pipe.factory() as session:
         slugs = sorted(session.scalars(select(Section.slug)))
     form = [
+        ("csrf", csrf),
         ("section", slugs[0]),
         ("section", slugs[1]),
         ("section", "no-such"),
         ("frequency", "weekly"),
+        ("format", "text"),
         ("timezone", "Asia/Vladivostok"),
     ]
     status, final_url, page = fetch(base + path, urlencode(form).encode())
@@ -154,6 +143,37 @@ def test_preferences_are_shown_and_saved(served: tuple[Pipeline, str]) -> None:
         assert saved is not None
         assert saved.sections == ",".join(sorted(slugs[:2]))  # the unknown one is ignored
         assert (saved.frequency, saved.timezone) == ("weekly", "Asia/Vladivostok")
-    status, _, page = fetch(base + path, b"frequency=hourly")
+        assert saved.format == "text"
+    status, _, page = fetch(
+        base + path, urlencode([("csrf", csrf), ("frequency", "hourly")]).encode()
+    )
     assert status == 422 and "Не сохранено" in page
     assert fetch(base + "/p/forged.token")[0] == 400
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "the form carries no CSRF token"
+    return match.group(1)
+
+
+def test_the_preferences_form_refuses_forged_and_cross_site_posts(
+    served: tuple[Pipeline, str],
+) -> None:
+    pipe, base = served
+    who = "reader00004@example.org"
+    path = preferences_path(pipe, who)
+    other_path = preferences_path(pipe, "reader00001@example.com")
+    other_csrf = csrf_of(fetch(base + other_path)[2])
+    csrf = csrf_of(fetch(base + path)[2])
+    weekly = [("frequency", "weekly")]
+    # No token, a token of another reader's form, a token from another site's page.
+    assert fetch(base + path, urlencode(weekly).encode())[0] == 403
+    assert fetch(base + path, urlencode([("csrf", other_csrf), *weekly]).encode())[0] == 403
+    hostile = {"Origin": "https://evil.example.com"}
+    assert fetch(base + path, urlencode([("csrf", csrf), *weekly]).encode(), hostile)[0] == 403
+    with pipe.factory() as session:
+        saved = session.scalar(select(Subscriber).where(Subscriber.email == who))
+        assert saved is not None and saved.frequency == "daily"
+    same_site = {"Origin": base}
+    assert fetch(base + path, urlencode([("csrf", csrf), *weekly]).encode(), same_site)[0] == 200

@@ -1,0 +1,78 @@
+"""Fixtures for the web tests: the app served by uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from digest import demo
+from digest.capture import free_port
+from digest.edition import Pipeline
+from digest.web import WebContext, create_app
+from tests.conftest import FIXED_NOW
+
+
+@pytest.fixture
+def list_settings() -> dict[str, Any]:
+    """Overrides of the daily list's lists.toml keys; a test parametrizes it."""
+    return {}
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value, ensure_ascii=False)  # strings, numbers and lists read the same
+
+
+@pytest.fixture
+def web_pipeline(pipeline: Pipeline, list_settings: dict[str, Any], tmp_path: Path) -> Pipeline:
+    """The pipeline with the project's lists.toml, changed as the test asks."""
+    if not list_settings:
+        return pipeline
+    source = (pipeline.settings.subscribers_dir / "lists.toml").read_text(encoding="utf-8")
+    folder = tmp_path / "subscribers"
+    folder.mkdir()
+    extra = "".join(
+        f"{k} = {str(v).lower() if isinstance(v, bool) else v!r}\n"
+        for k, v in list_settings.items()
+    )
+    lines = [
+        line for line in source.splitlines() if line.split("=")[0].strip() not in list_settings
+    ]
+    (folder / "lists.toml").write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    cfg = pipeline.settings.model_copy(update={"subscribers_dir": folder})
+    return Pipeline(cfg, pipeline.factory, clock=pipeline.clock)
+
+
+@pytest.fixture
+def served(web_pipeline: Pipeline, fixed_date: date) -> Iterator[tuple[Pipeline, str]]:
+    pipeline = web_pipeline
+    schedule = pipeline.schedule("daily")
+    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipeline.factory, 5, now=FIXED_NOW)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(WebContext(pipeline.settings, pipeline.factory)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield pipeline, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

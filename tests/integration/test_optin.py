@@ -1,0 +1,217 @@
+"""Double opt-in, formats and privacy-first tracking, end to end: confirmation
+mail through a real SMTP server, its link opened over real HTTP, tracked links
+followed through the running app."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import time
+from datetime import date
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from digest import queries
+from digest.capture import CaptureServer
+from digest.config import parse_smtp_url
+from digest.edition import Pipeline
+from digest.models import (
+    Delivery,
+    EditionLink,
+    Event,
+    EventKind,
+    Subscriber,
+    SubscriberStatus,
+)
+from digest.send import SmtpConnection, run_async
+from digest.subscribers import Row, SubscriberBook
+from digest.tokens import LinkSigner
+from tests.integration.test_web import fetch, html_of
+
+NEWCOMER = "novichok@example.ru"
+
+
+def book(pipe: Pipeline) -> SubscriberBook:
+    return SubscriberBook(pipe.factory, double_opt_in=True)
+
+
+def invite(pipe: Pipeline, server: CaptureServer) -> list[str]:
+    mailing_list = pipe.mailing_list(pipe.schedule("daily"))
+    subscribers = book(pipe).to_invite(mailing_list.confirm_days, again=False)
+    connection = SmtpConnection(parse_smtp_url(server.url), 10)
+    report = run_async(
+        pipe.invitations(mailing_list).send(book(pipe), subscribers, connection, None)
+    )
+    assert not report.failed
+    return report.sent
+
+
+def confirm_link(message: EmailMessage) -> str:
+    text = message.get_body(("plain",))
+    assert text is not None
+    match = re.search(r"https?://\S+/confirm/\S+", str(text.get_content()))
+    assert match, "no confirmation link in the text part"
+    return match.group(0)
+
+
+def parsed(server: CaptureServer, index: int = -1) -> EmailMessage:
+    message = email.message_from_bytes(server.messages[index].data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def subscriber(pipe: Pipeline, address: str) -> Subscriber:
+    with pipe.factory() as session:
+        found = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        assert found is not None
+        return found
+
+
+def test_a_pending_subscriber_confirms_by_the_link_in_their_mail(
+    served: tuple[Pipeline, str], smtp_server: CaptureServer
+) -> None:
+    pipe, base = served
+    assert book(pipe).add(Row.parse({"email": NEWCOMER, "name": "Новичок"})) == "added"
+    assert subscriber(pipe, NEWCOMER).status is SubscriberStatus.PENDING
+    # Pending: no delivery row when an edition starts sending.
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, date(2026, 11, 25))
+    pipe.start_sending(schedule, edition)
+    with pipe.factory() as session:
+        pending_id = subscriber(pipe, NEWCOMER).id
+        assert not session.scalar(select(func.count()).where(Delivery.subscriber_id == pending_id))
+
+    assert invite(pipe, smtp_server) == [NEWCOMER]
+    assert invite(pipe, smtp_server) == []  # not twice while the link works
+    message = parsed(smtp_server)
+    assert "Подтвердите подписку" in str(message["Subject"])
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    html_part = message.get_body(("html",))
+    assert html_part is not None and "/confirm/" in str(html_part.get_content())
+    link = confirm_link(message)
+    # The link carries the random key, its time and a signature: no id, no address.
+    payload = urlsplit(link).path.rsplit("/", 1)[1].split(".")[0]
+    assert NEWCOMER not in link and payload == subscriber(pipe, NEWCOMER).token_key
+
+    status, _, page = fetch(base + urlsplit(link).path, headers={"User-Agent": "TestBrowser/1.0"})
+    assert status == 200 and "Подписка подтверждена" in page
+    confirmed = subscriber(pipe, NEWCOMER)
+    assert confirmed.status is SubscriberStatus.ACTIVE and confirmed.confirmed_at is not None
+    with pipe.factory() as session:
+        proof = session.scalars(select(Event).where(Event.kind == EventKind.CONFIRM)).one()
+    assert proof.detail == {"ip": "127.0.0.1", "user_agent": "TestBrowser/1.0"}
+    # Opening it again changes nothing and still answers kindly.
+    assert fetch(base + urlsplit(link).path)[0] == 200
+    # Now active: the next start of the send gives them their delivery.
+    assert pipe.start_sending(schedule, edition) == 1
+
+
+def test_an_expired_or_forged_confirmation_link_gets_a_clear_page(
+    served: tuple[Pipeline, str],
+) -> None:
+    pipe, base = served
+    book(pipe).add(Row.parse({"email": NEWCOMER}))
+    key = subscriber(pipe, NEWCOMER).token_key
+    signer = LinkSigner(pipe.settings.signing_key(), "daily")
+    days = pipe.mailing_list(pipe.schedule("daily")).confirm_days
+    # A link signed confirm_days and a minute ago (the signer's clock, moved back).
+    signer._confirm.get_timestamp = lambda: int(time.time()) - days * 86400 - 60  # type: ignore[method-assign]
+    old = signer.confirm(key)
+    status, _, page = fetch(f"{base}/confirm/{old}")
+    assert status == 410 and "устарела" in page
+    for bad in (old[:-2] + "xx", "nonsense", "a" * 400):
+        status, _, page = fetch(f"{base}/confirm/{bad}")
+        assert status == 400 and "Ссылка не работает" in page
+    assert subscriber(pipe, NEWCOMER).status is SubscriberStatus.PENDING
+
+
+def test_text_only_readers_get_a_text_plain_message_from_a_shared_variant(
+    served: tuple[Pipeline, str],
+) -> None:
+    pipe, _ = served
+    reader = "reader00002@mail.example.ru"
+    key = subscriber(pipe, reader).token_key
+    assert book(pipe).set_preferences(key, [], "daily", "", "text")
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, date(2026, 11, 25))
+    message = email.message_from_bytes(
+        pipe.preview(schedule, edition, reader).data, policy=email.policy.default
+    )
+    assert message.get_content_type() == "text/plain"
+    assert "Отписаться" in message.get_content()
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    with pipe.factory() as session:
+        keys = [v.key for v in queries.variants(session, edition.id)]
+    assert keys.count("|text") == 1  # one variant for every text-only reader
+
+
+TRACKED = {"track_clicks": True, "track_opens": True}
+
+
+def events(pipe: Pipeline, kind: EventKind) -> list[Event]:
+    with pipe.factory() as session:
+        return list(session.scalars(select(Event).where(Event.kind == kind)))
+
+
+def test_tracking_is_off_unless_the_list_turns_it_on(served: tuple[Pipeline, str]) -> None:
+    pipe, _ = served
+    body = html_of(pipe, "reader00001@example.com")
+    assert "/c/" not in body and "/o/" not in body
+
+
+@pytest.mark.parametrize("list_settings", [TRACKED])
+def test_clicks_redirect_only_to_links_of_the_edition_and_count_per_edition(
+    served: tuple[Pipeline, str], list_settings: dict[str, Any]
+) -> None:
+    pipe, base = served
+    body = html_of(pipe, "reader00001@example.com")
+    tracked = re.findall(r'href="(https://digest[^"]+/c/[^"]+)"', body)
+    assert tracked, "no tracked links"
+    assert "__READER__" not in body and tracked == [t for t in tracked if t.count("/") == 4]
+    with pipe.factory() as session:
+        links = {row.url for row in session.scalars(select(EditionLink))}
+    status, location, _ = fetch(base + urlsplit(tracked[0]).path)
+    assert status == 302 and location in links
+    clicks = events(pipe, EventKind.CLICK)
+    assert len(clicks) == 1 and clicks[0].subscriber_id is None  # per edition only
+    assert clicks[0].edition_id is not None and clicks[0].detail == {"url": location}
+    # A forged token, or a real one with another URL glued on, redirects nowhere.
+    for bad in ("/c/1.forged", urlsplit(tracked[0]).path + "x", "/c/https%3A%2F%2Fevil.example"):
+        status, location, _ = fetch(base + bad)
+        assert status in (400, 404) and location == base + bad  # no Location anywhere
+    pixel = re.search(r'src="https://digest[^"]+(/o/[^"]+)"', body)
+    assert pixel is not None
+    assert fetch(base + pixel.group(1))[0] == 200
+    assert len(events(pipe, EventKind.OPEN)) == 1
+    with pipe.factory() as session:
+        counts = queries.engagement(session, clicks[0].edition_id)
+    assert counts == {"opens": 1, "clicks": 1, "readers_opened": 0, "readers_clicked": 0}
+
+
+@pytest.mark.parametrize("list_settings", [{**TRACKED, "individual_tracking": True}])
+def test_individual_tracking_names_the_reader_with_a_signed_token(
+    served: tuple[Pipeline, str], list_settings: dict[str, Any]
+) -> None:
+    pipe, base = served
+    who = "reader00004@example.org"
+    body = html_of(pipe, who)
+    tracked = re.findall(r'href="https://digest[^"]+(/c/[^"/]+/[^"/]+)"', body)
+    assert tracked and "__READER__" not in body
+    assert fetch(base + tracked[0])[0] == 302
+    # A reader token that does not check out still redirects, counted anonymously.
+    assert fetch(base + tracked[0] + "x")[0] == 302
+    clicks = events(pipe, EventKind.CLICK)
+    assert [c.subscriber_id for c in clicks] == [subscriber(pipe, who).id, None]
+
+
+def test_a_new_subscriber_gets_the_lists_default_sections(pipeline: Pipeline) -> None:
+    defaults = SubscriberBook(pipeline.factory, double_opt_in=False, default_sections=["Флот"])
+    assert defaults.add(Row.parse({"email": "a@example.ru"})) == "added"
+    assert defaults.add(Row.parse({"email": "b@example.ru", "sections": "армия"})) == "added"
+    assert subscriber(pipeline, "a@example.ru").sections == "флот"
+    assert subscriber(pipeline, "b@example.ru").sections == "армия"  # their own choice wins
