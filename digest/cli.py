@@ -47,12 +47,14 @@ from digest.bounces import (
 )
 from digest.capture import CaptureHandler, CaptureServer
 from digest.config import Settings, load_settings
+from digest.doctor import Check, run_checks
 from digest.edition import Pipeline, WorkReport
 from digest.errors import ConfigError, DigestError, EmptyEdition, RelayUnavailable
 from digest.ingest import Ingester, IngestReport, read_source
 from digest.lists import get_list, load_lists
 from digest.models import DeliveryStatus, Edition, SubscriberStatus, utcnow
-from digest.schedule import Schedule
+from digest.schedule import Schedule, load_schedules
+from digest.scheduler import Fired, FireReport, Runner, catch_up, run_scheduler
 from digest.send import (
     RunResult,
     SendRun,
@@ -547,21 +549,32 @@ def worker(
         fail(f"{report.aborted}; claims handed back, start the worker again")
 
 
-async def work(pipe: Pipeline, name: str, once: bool) -> WorkReport:
-    stop = asyncio.Event()
-    current: list[SendRun] = []
+class Stopper:
+    """A signal stops the loop and the send run in progress (cleanly: in-flight
+    messages finish and are recorded)."""
 
-    def on_signal(reason: str) -> None:
-        stop.set()
-        for run in current:
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.current: list[SendRun] = []
+
+    def on_signal(self, reason: str) -> None:
+        self.stop.set()
+        for run in self.current:
             run.stop(reason)
 
-    def on_run(run: SendRun | None) -> None:
-        current[:] = [run] if run is not None else []
+    def on_run(self, run: SendRun | None) -> None:
+        self.current[:] = [run] if run is not None else []
 
-    with stop_on_signals(on_signal):
+
+async def work(pipe: Pipeline, name: str, once: bool) -> WorkReport:
+    stopper = Stopper()
+    with stop_on_signals(stopper.on_signal):
         return await pipe.work(
-            connector(pipe.settings), worker=name, once=once, stop=stop, on_run=on_run
+            connector(pipe.settings),
+            worker=name,
+            once=once,
+            stop=stopper.stop,
+            on_run=stopper.on_run,
         )
 
 
@@ -1130,6 +1143,241 @@ def print_report(r: EditionReport) -> None:
             f"opens ≈ {e['opens']} (approximate: mail clients fetch or block images), "
             f"clicks {e['clicks']}{readers}"
         )
+
+
+# -- schedules and the scheduler ---------------------------------------------------
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def schedule_rows(pipe: Pipeline, count: int) -> list[dict[str, Any]]:
+    schedules = load_schedules(pipe.settings.schedules_dir, pipe.settings.timezone)
+    runner = Runner(pipe)
+    now = utcnow()
+    rows = []
+    for name, schedule in schedules.items():
+        with pipe.factory() as session:
+            last = queries.last_edition(session, name)
+        nxt = [
+            runner.send_time(schedule, schedule.today(t)) or t
+            for t in schedule.next_fires(now, count)
+        ]
+        rows.append(
+            {
+                "schedule": name,
+                "title": schedule.title,
+                "cron": schedule.cron,
+                "timezone": schedule.timezone,
+                "local_time": schedule.send.local_time,
+                "approval": schedule.send.approval,
+                "grace_minutes": schedule.send.grace_minutes,
+                "next": [
+                    {"moscow": t.astimezone(MOSCOW).isoformat(), "utc": t.isoformat()} for t in nxt
+                ],
+                "last_edition": last.label if last else None,
+                "last_status": str(last.status) if last else None,
+            }
+        )
+    return rows
+
+
+@app.command("schedules")
+def schedules_cmd(
+    count: Annotated[int, typer.Option(min=1, max=50, help="Next fire times to show.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Each schedule file: when it fires next (Moscow and UTC), its last edition
+    and that edition's state. A malformed file is an error naming the file, the
+    key and the reason.
+
+    Example: digest schedules --json
+    """
+    with errors():
+        pipe = pipeline(settings())
+        rows = schedule_rows(pipe, count)
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("schedule", "cron", "next (Moscow)", "next (UTC)", "last edition", "state")
+    for r in rows:
+        first = r["next"][0] if r["next"] else {"moscow": "-", "utc": "-"}
+        cron = r["cron"] + (" (reader's time)" if r["local_time"] else "")
+        table.add_row(
+            r["schedule"],
+            cron,
+            first["moscow"][:16].replace("T", " "),
+            first["utc"][:16].replace("T", " "),
+            r["last_edition"] or "-",
+            r["last_status"] or "-",
+        )
+    console.print(table)
+
+
+def print_fire(report: FireReport, as_json: bool, step: str = "") -> None:
+    if as_json:
+        console.print_json(json.dumps(report.as_json(), ensure_ascii=False))
+        return
+    what = f"{report.schedule}/{report.edition_date}" if report.edition_date else report.schedule
+    extra = f" · {report.deliveries} deliveries" if report.outcome is Fired.QUEUED else ""
+    note = f" — {report.note}" if report.note else ""
+    console.print(f"{step}{what}: {report.outcome}{extra}{note}", highlight=False)
+
+
+@app.command()
+def run(
+    schedule_name: ScheduleArg,
+    on: DateOption = None,
+    enqueue_only: Annotated[
+        bool, typer.Option("--enqueue-only", help="Queue the deliveries; workers send them.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Do by hand what the scheduler does at send time, through the same code.
+
+    Without --date: the latest send time of the schedule, with its grace rule and
+    approval hold. With --date: that edition, even if it was missed or is not
+    approved. Then it sends (in this process, with a progress bar) unless
+    --enqueue-only. Exit status 1 when the edition was missed or held.
+
+    Example: digest run daily --date 2026-11-25
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        day = date.fromisoformat(on) if on else None
+        report = Runner(pipe).fire(schedule_name, edition_date=day)
+        print_fire(report, as_json)
+        if report.outcome in (Fired.MISSED, Fired.HELD):
+            raise typer.Exit(1)
+        if report.outcome is not Fired.QUEUED or enqueue_only or report.edition_id is None:
+            return
+        if not cfg.relays:
+            fail("DIGEST_SMTP_URL is not set: queued; `digest worker` sends once it is")
+        schedule = pipe.schedule(schedule_name)
+        edition = find(pipe, str(report.edition_id))
+        result = deliver(pipe, schedule, edition, wait=not schedule.send.local_time)
+        explain_stop(edition, result)
+        final = status_of(pipe, edition)
+    if not as_json:
+        print_report(final)
+    finish_exit(final)
+
+
+@app.command()
+def editions(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """The editions, newest first, with their state and delivery counts.
+
+    Example: digest editions --json
+    """
+    with errors():
+        pipe = pipeline(settings())
+        with pipe.factory() as session:
+            reports = [edition_report(session, e) for e in queries.recent_editions(session, limit)]
+    if as_json:
+        console.print_json(json.dumps([r.as_json() for r in reports], ensure_ascii=False))
+    else:
+        print_editions(reports)
+
+
+@app.command()
+def approve(
+    edition_ref: EditionArg,
+    undo: Annotated[bool, typer.Option("--undo", help="Take the approval back.")] = False,
+) -> None:
+    """Approve a draft (or, with --undo, take it back until sending starts).
+
+    Example: digest approve weekly/2026-11-30
+    """
+    with errors():
+        pipe = pipeline(settings())
+        edition = find(pipe, edition_ref)
+        status_now = pipe.approve(edition, approved=not undo)
+    console.print(f"{edition.label}: {status_now}")
+
+
+@app.command()
+def scheduler(
+    once: Annotated[
+        bool, typer.Option("--once", help="Catch up on every schedule once, then exit.")
+    ] = False,
+    enqueue_only: Annotated[
+        bool,
+        typer.Option("--enqueue-only", help="Only queue deliveries; `digest worker`s send them."),
+    ] = False,
+) -> None:
+    """Run the schedules: APScheduler with its jobs in the database, one send job
+    and one prepare job per schedules/*.toml. At start it catches up: an edition
+    whose send time passed less than the file's grace_minutes ago still goes,
+    once; an older one is marked missed and not sent. Unless --enqueue-only the
+    process also sends what is due, waves at readers' local times included.
+    SIGTERM or Ctrl-C stop it cleanly. A malformed schedule file stops it at start.
+
+    Example: digest scheduler --enqueue-only
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        schedules = load_schedules(cfg.schedules_dir, cfg.timezone)
+        if once:
+            for report in catch_up(pipe, schedules):
+                print_fire(report, False, "send ")
+            for name in schedules:
+                print_fire(Runner(pipe).prepare(name), False, "prepare ")
+            return
+        if not enqueue_only and not cfg.relays:
+            fail("DIGEST_SMTP_URL is not set (or run with --enqueue-only beside workers)")
+        name = worker_name()
+        log.info("scheduler %s started: %s", name, ", ".join(schedules))
+        run_async(schedule_loop(pipe, name, enqueue_only))
+
+
+async def schedule_loop(pipe: Pipeline, name: str, enqueue_only: bool) -> None:
+    stopper = Stopper()
+
+    async def send(until: asyncio.Event) -> None:
+        await pipe.work(
+            connector(pipe.settings), worker=name, once=False, stop=until, on_run=stopper.on_run
+        )
+
+    with stop_on_signals(stopper.on_signal):
+        await run_scheduler(pipe, stopper.stop, send=None if enqueue_only else send)
+
+
+@app.command()
+def doctor(
+    no_smtp: Annotated[bool, typer.Option("--no-smtp", help="Skip the relay check.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Check everything a send needs and print what is wrong, one line each:
+    configuration, database and migrations, lists, schedules, templates (they
+    render), every SMTP relay (EHLO, STARTTLS and AUTH as its URL asks) and the
+    DKIM key (readable, signs, verifies). Exit status 1 when any check failed.
+
+    Example: digest doctor
+    """
+    try:
+        cfg = settings()
+    except DigestError as exc:
+        checks = [Check("config", False, str(exc))]
+    else:
+        checks = run_checks(cfg, smtp=not no_smtp)
+    if as_json:
+        console.print_json(json.dumps([c.as_json() for c in checks], ensure_ascii=False))
+    else:
+        for c in checks:
+            mark = (
+                "[green]ok[/]  "
+                if c.ok and not c.warning
+                else "[yellow]warn[/]"
+                if c.ok
+                else "[red]FAIL[/]"
+            )
+            console.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 # -- demo -------------------------------------------------------------------------

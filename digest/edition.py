@@ -131,7 +131,7 @@ class Pipeline:
 
     def _build(self, schedule: Schedule, edition_date: date) -> Edition:
         with transaction(self.factory) as session:
-            edition = queries.edition_for(session, schedule.name, edition_date)
+            edition = queries.edition_for(session, schedule.name, edition_date, lock=True)
             if edition is None or edition.status is EditionStatus.DRAFT:
                 edition = self._select(session, schedule, edition_date, edition)
                 self._render(session, schedule, edition, refresh=True)
@@ -161,14 +161,7 @@ class Pipeline:
                 len(selection.skipped_repeats),
             )
         if edition is None:
-            edition = Edition(
-                schedule=schedule.name,
-                edition_date=edition_date,
-                window_start=start,
-                window_end=end,
-                created_at=self.clock(),
-            )
-            session.add(edition)
+            edition = self.new_edition(session, schedule, edition_date)
         else:
             session.execute(delete(EditionItem).where(EditionItem.edition_id == edition.id))
             session.execute(delete(EditionVariant).where(EditionVariant.edition_id == edition.id))
@@ -176,6 +169,25 @@ class Pipeline:
             edition.window_start, edition.window_end = start, end
         session.flush()
         self._store_items(session, edition, selection)
+        return edition
+
+    def new_edition(
+        self,
+        session: Session,
+        schedule: Schedule,
+        edition_date: date,
+        status: EditionStatus = EditionStatus.DRAFT,
+    ) -> Edition:
+        start, end = schedule.bounds(edition_date)
+        edition = Edition(
+            schedule=schedule.name,
+            edition_date=edition_date,
+            window_start=start,
+            window_end=end,
+            created_at=self.clock(),
+            status=status,
+        )
+        session.add(edition)
         return edition
 
     def _store_items(self, session: Session, edition: Edition, selection: Selection) -> None:
@@ -264,7 +276,7 @@ class Pipeline:
         subscribers (and the full edition, for previews). premailer runs once per
         section choice: the text-only variant reuses the text of its HTML twin."""
         have = {v.key: v for v in queries.variants(session, edition.id)}
-        wanted = {"", *queries.active_variant_keys(session)}
+        wanted = {"", *queries.active_variant_keys(session, schedule.frequency)}
         missing = sorted(wanted if refresh else wanted - set(have))
         if not missing:
             return
@@ -323,21 +335,41 @@ class Pipeline:
         Returns how many rows were added (0 on a re-run that finds nobody new)."""
         if edition.status is EditionStatus.CANCELLED:
             raise EditionError(f"{edition.label} was cancelled")
+        try:
+            return self._start_sending(schedule, edition)
+        except IntegrityError:
+            # Another scheduler enqueued the same rows at the same moment; the
+            # unique (edition, subscriber) key let one through. Ours finds them now.
+            return self._start_sending(schedule, edition)
+
+    def _start_sending(self, schedule: Schedule, edition: Edition) -> int:
         added = 0
         with transaction(self.factory) as session:
-            current = session.get(Edition, edition.id)
+            current = session.get(Edition, edition.id, with_for_update=True)
             assert current is not None
             # A sent edition reopens for subscribers who joined since; finish() closes it.
             if current.status in (EditionStatus.DRAFT, EditionStatus.APPROVED, EditionStatus.SENT):
                 current.status = EditionStatus.SENDING
             for _ in range(2):
-                added += queries.enqueue_deliveries(session, current.id, self.clock())
-                if not queries.unqueued_active_subscribers(session, current.id):
+                added += queries.enqueue_deliveries(
+                    session, current.id, self.clock(), schedule.frequency
+                )
+                if not queries.unqueued_active_subscribers(session, current.id, schedule.frequency):
                     break
                 # Someone chose new sections since the variants were rendered.
                 self._render(session, schedule, current, refresh=False)
+            if schedule.send.local_time:
+                queries.set_waves(
+                    session, current.id, schedule.timezone, self.waves(session, schedule, current)
+                )
             edition.status = current.status
         return added
+
+    def waves(self, session: Session, schedule: Schedule, edition: Edition) -> dict[str, datetime]:
+        """``local_time``: each zone's readers get the edition at the schedule's
+        time of day in their own zone, on the edition's date."""
+        zones = queries.audience_zones(session, schedule.frequency, schedule.timezone)
+        return {zone: schedule.local_send_time(edition.edition_date, zone) for zone in zones}
 
     def templates(
         self, schedule: Schedule, edition: Edition, composer: Composer, subject_prefix: str = ""
@@ -469,6 +501,22 @@ class Pipeline:
             return current.status
 
     # -- ops levers ---------------------------------------------------------------
+
+    def approve(self, edition: Edition, approved: bool = True) -> EditionStatus:
+        """Approve a draft, or take the approval back until sending starts."""
+        with transaction(self.factory) as session:
+            current = session.get(Edition, edition.id)
+            assert current is not None
+            wanted, other = (
+                (EditionStatus.APPROVED, EditionStatus.DRAFT)
+                if approved
+                else (EditionStatus.DRAFT, EditionStatus.APPROVED)
+            )
+            if current.status not in (wanted, other):
+                raise EditionError(f"{edition.label} is {current.status}: too late to change")
+            current.status = wanted
+            edition.status = wanted
+            return wanted
 
     def pause(self, edition: Edition) -> None:
         """Running senders stop claiming within a heartbeat (about a second)."""
@@ -604,7 +652,9 @@ class Pipeline:
         after = 0
         while limit is None or report.messages + report.skipped < limit:
             with self.factory() as session:
-                batch = queries.active_subscribers(session, after, self.settings.batch_size)
+                batch = queries.active_subscribers(
+                    session, after, self.settings.batch_size, schedule.frequency
+                )
             if not batch:
                 break
             for sid, email, name, key, variant in batch:

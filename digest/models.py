@@ -85,6 +85,9 @@ class EditionStatus(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     CANCELLED = "cancelled"
+    # The scheduler was down past the grace time: not sent (stale news is worse
+    # than none) unless ops run it by hand.
+    MISSED = "missed"
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -196,10 +196,15 @@ def top_comments(
 # -- editions -------------------------------------------------------------------
 
 
-def edition_for(session: Session, schedule: str, edition_date: date) -> Edition | None:
-    return session.scalar(
-        select(Edition).where(Edition.schedule == schedule, Edition.edition_date == edition_date)
+def edition_for(
+    session: Session, schedule: str, edition_date: date, *, lock: bool = False
+) -> Edition | None:
+    """``lock``: hold the row until commit (PostgreSQL), so a draft refresh and the
+    start of its send, in two processes, take turns instead of interleaving."""
+    query = select(Edition).where(
+        Edition.schedule == schedule, Edition.edition_date == edition_date
     )
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def find_edition(session: Session, ref: str) -> Edition | None:
@@ -211,6 +216,15 @@ def find_edition(session: Session, ref: str) -> Edition | None:
         return edition_for(session, schedule, date.fromisoformat(day))
     except ValueError:
         return None
+
+
+def last_edition(session: Session, schedule: str) -> Edition | None:
+    return session.scalar(
+        select(Edition)
+        .where(Edition.schedule == schedule)
+        .order_by(Edition.edition_date.desc())
+        .limit(1)
+    )
 
 
 def recent_editions(session: Session, limit: int = 10) -> list[Edition]:
@@ -228,11 +242,15 @@ def _variant_key() -> Any:
     )
 
 
-def active_variant_keys(session: Session) -> list[str]:
-    """Distinct (sections, format) choices of active subscribers: one variant each."""
-    rows = session.scalars(
-        select(_variant_key()).where(Subscriber.status == SubscriberStatus.ACTIVE).distinct()
-    )
+def _audience(frequency: str | None) -> Any:
+    """Active subscribers, and of them those who chose this schedule's frequency."""
+    active = Subscriber.status == SubscriberStatus.ACTIVE
+    return active if frequency is None else and_(active, Subscriber.frequency == frequency)
+
+
+def active_variant_keys(session: Session, frequency: str | None = None) -> list[str]:
+    """Distinct (sections, format) choices of the audience: one variant each."""
+    rows = session.scalars(select(_variant_key()).where(_audience(frequency)).distinct())
     return sorted(rows)
 
 
@@ -245,7 +263,9 @@ def variants(session: Session, edition_id: int) -> list[EditionVariant]:
 # -- deliveries -----------------------------------------------------------------
 
 
-def enqueue_deliveries(session: Session, edition_id: int, now: datetime) -> int:
+def enqueue_deliveries(
+    session: Session, edition_id: int, now: datetime, frequency: str | None = None
+) -> int:
     """A ``Delivery`` row for every active subscriber who has none for this edition,
     in one INSERT … SELECT. Subscribers whose section choice leaves the
     edition empty get a ``suppressed`` row: they are accounted for, not mailed."""
@@ -268,7 +288,7 @@ def enqueue_deliveries(session: Session, edition_id: int, now: datetime) -> int:
             ),
         )
         .where(
-            Subscriber.status == SubscriberStatus.ACTIVE,
+            _audience(frequency),
             ~exists().where(
                 Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
             ),
@@ -302,14 +322,42 @@ def _delivery_total(session: Session, edition_id: int) -> int:
     )
 
 
-def unqueued_active_subscribers(session: Session, edition_id: int) -> int:
+def audience_zones(session: Session, frequency: str | None, default_zone: str) -> list[str]:
+    """The time zones of a schedule's readers (theirs, or the schedule's when unset)."""
+    zone = func.coalesce(Subscriber.timezone, default_zone)
+    return sorted(session.scalars(select(zone).where(_audience(frequency)).distinct()))
+
+
+def set_waves(
+    session: Session, edition_id: int, default_zone: str, waves: dict[str, datetime]
+) -> None:
+    """Hold each queued delivery until its reader's zone's send time."""
+    for zone, at in waves.items():
+        readers = select(Subscriber.id).where(
+            func.coalesce(Subscriber.timezone, default_zone) == zone
+        )
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                Delivery.subscriber_id.in_(readers),
+            )
+            .values(next_attempt_at=at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def unqueued_active_subscribers(
+    session: Session, edition_id: int, frequency: str | None = None
+) -> int:
     """Active subscribers without a delivery for the edition (a variant was missing)."""
     return int(
         session.scalar(
             select(func.count())
             .select_from(Subscriber)
             .where(
-                Subscriber.status == SubscriberStatus.ACTIVE,
+                _audience(frequency),
                 ~exists().where(
                     Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
                 ),
@@ -341,7 +389,11 @@ def _like(text: str) -> str:
 
 def _due(now: datetime) -> Any:
     return or_(
-        Delivery.status == DeliveryStatus.QUEUED,
+        # A queued row may wait for its wave (the reader's local send time).
+        and_(
+            Delivery.status == DeliveryStatus.QUEUED,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        ),
         and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.next_attempt_at <= now),
         # A claim whose lease ran out belongs to a worker that died: take it back.
         and_(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_until < now),
@@ -559,7 +611,7 @@ def next_due(
     earliest retry for deferred ones, the earliest lease end for claimed ones;
     None when every delivery is final."""
     queued = session.scalar(
-        select(func.min(Delivery.updated_at)).where(
+        select(func.min(func.coalesce(Delivery.next_attempt_at, Delivery.updated_at))).where(
             Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.QUEUED
         )
     )
@@ -681,7 +733,7 @@ def failure_reasons(
 
 
 def active_subscribers(
-    session: Session, after_id: int, limit: int
+    session: Session, after_id: int, limit: int, frequency: str | None = None
 ) -> list[tuple[int, str, str | None, str, str]]:
     """Active subscribers by id checkpoint: (id, email, name, token_key, variant key)."""
     rows = session.execute(
@@ -692,7 +744,7 @@ def active_subscribers(
             Subscriber.token_key,
             _variant_key(),
         )
-        .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.id > after_id)
+        .where(_audience(frequency), Subscriber.id > after_id)
         .order_by(Subscriber.id)
         .limit(limit)
     ).all()

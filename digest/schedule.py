@@ -6,6 +6,7 @@ edition without touching Python). APScheduler jobs are built from these.
 
 from __future__ import annotations
 
+import builtins
 import tomllib
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -13,7 +14,14 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
 
 from digest.config import ZoneName
 from digest.errors import ScheduleError
@@ -39,6 +47,9 @@ class SelectSpec(_Strict):
     # not outrank a broad discussion.
     comments_per_commenter: int = Field(default=3, ge=1)
     ranking: Literal["capped", "hot"] = "capped"
+    # Which of the window's articles make the cut: the newest (daily) or the most
+    # read (weekly: the week's best, not its last two days).
+    order: Literal["newest", "most_read"] = "newest"
     # An article that went out before comes back under «Обсуждаемое» only with
     # at least this many comments posted since the edition that carried it.
     rediscuss_min_new_comments: int = Field(default=20, ge=1)
@@ -53,15 +64,33 @@ class MailSpec(_Strict):
     template: str = "digest"
 
 
+class SendSpec(_Strict):
+    """When and how the scheduler sends what it built."""
+
+    # Each reader gets it at the cron's hour in their own zone: one edition, in waves.
+    local_time: StrictBool = False
+    # Down at fire time and back within this: it still goes, once. Later: `missed`.
+    grace_minutes: int = Field(default=120, ge=1, le=24 * 60)
+    # An editor approves the draft (`digest approve`, the desk) before it goes.
+    approval: StrictBool = False
+    # At send time an unapproved draft is sent anyway or held for an editor.
+    unapproved: Literal["send", "hold"] = "hold"
+    # The draft is made this long before send time (editors need it to approve).
+    prepare_minutes: int = Field(default=60, ge=0, le=24 * 60)
+
+
 class Schedule(_Strict):
     name: str
     title: str
     list: str = "daily"
+    # Who gets it: subscribers who chose this frequency on their preferences page.
+    frequency: Literal["daily", "weekly"] = "daily"
     cron: str = "0 7 * * *"
     timezone: ZoneName = "Europe/Moscow"
     window: WindowSpec = WindowSpec()
     select: SelectSpec = SelectSpec()
     mail: MailSpec = MailSpec()
+    send: SendSpec = SendSpec()
 
     @field_validator("cron")
     @classmethod
@@ -93,6 +122,43 @@ class Schedule(_Strict):
 
     def trigger(self) -> CronTrigger:
         return CronTrigger.from_crontab(self.cron, timezone=self.zone)
+
+    def fire_time(self, edition_date: date) -> datetime | None:
+        """The first fire time on ``edition_date`` in the schedule's zone (UTC), or
+        None when the cron does not fire that day (the weekly one on a Tuesday)."""
+        start = datetime.combine(edition_date, time(0, 0), tzinfo=self.zone)
+        fired: datetime | None = self.trigger().get_next_fire_time(None, start)
+        if fired is None or fired.astimezone(self.zone).date() != edition_date:
+            return None
+        return fired.astimezone(UTC)
+
+    def latest_fire(self, now: datetime, days: int = 8) -> datetime | None:
+        """The last fire time at or before ``now`` within ``days`` (UTC)."""
+        trigger = self.trigger()
+        latest: datetime | None = None
+        fired = trigger.get_next_fire_time(None, now - timedelta(days=days))
+        while fired is not None and fired <= now:
+            latest = fired
+            fired = trigger.get_next_fire_time(fired, fired + timedelta(seconds=1))
+        return latest.astimezone(UTC) if latest is not None else None
+
+    def next_fires(self, now: datetime, count: int) -> builtins.list[datetime]:
+        # (``list`` is a field of this model: hence ``builtins``.)
+        trigger = self.trigger()
+        out: builtins.list[datetime] = []
+        fired = trigger.get_next_fire_time(None, now)
+        while fired is not None and len(out) < count:
+            out.append(fired.astimezone(UTC))
+            fired = trigger.get_next_fire_time(fired, fired + timedelta(seconds=1))
+        return out
+
+    def local_send_time(self, edition_date: date, zone: str) -> datetime:
+        """``local_time``: the cron's time of day on ``edition_date`` in ``zone`` (UTC)."""
+        fired = self.fire_time(edition_date) or datetime.combine(
+            edition_date, self.window.start, tzinfo=self.zone
+        )
+        clock = fired.astimezone(self.zone).time()
+        return datetime.combine(edition_date, clock, tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
 def load_schedule(directory: Path, name: str, default_timezone: str = "Europe/Moscow") -> Schedule:

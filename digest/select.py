@@ -85,6 +85,11 @@ def _newest_first(c: Candidate) -> tuple[float, str]:
     return (-c.published_at.timestamp(), c.external_id)
 
 
+def _most_read(c: Candidate) -> tuple[int, float, str]:
+    # A weekly edition keeps the week's most read, not its last few days.
+    return (-c.views, -c.published_at.timestamp(), c.external_id)
+
+
 def _lead_key(c: Candidate) -> tuple[bool, int, float, str]:
     # The most read story with a picture leads; without pictures, the most read.
     return (not c.has_image, -c.views, -c.published_at.timestamp(), c.external_id)
@@ -107,7 +112,8 @@ def select_edition(
     left for the day: an empty window never makes an edition.
     """
     sent = already_sent or {}
-    fresh = sorted((c for c in day_articles if c.id not in sent), key=_newest_first)
+    order = _most_read if spec.order == "most_read" else _newest_first
+    fresh = sorted((c for c in day_articles if c.id not in sent), key=order)
     repeats = sorted({c.id for c in day_articles if c.id in sent})
     if not fresh:
         raise EmptyEdition("no new articles were published in the window; no edition is made")

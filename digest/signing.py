@@ -16,6 +16,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -69,6 +70,18 @@ class DkimKey:
         )
         return bytes(header) + data
 
+    def dns_record(self) -> str:
+        """The TXT record that publishes this key's public half."""
+        key = serialization.load_pem_private_key(self.private_pem, password=None)
+        return _record(key.public_key())
+
+
+def _record(public_key: Any) -> str:
+    public = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode('ascii')}"
+
 
 def keygen(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
     """Write a new RSA key (mode 0600) and return the DNS TXT record to publish."""
@@ -82,10 +95,7 @@ def keygen(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode('ascii')}"
+    return _record(key.public_key())
 
 
 _KEY: DkimKey | None = None

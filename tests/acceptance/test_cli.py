@@ -84,6 +84,13 @@ COMMANDS = [
     ["dkim", "keygen"],
     ["serve"],
     ["inbound"],
+    ["subscribers", "invite"],
+    ["schedules"],
+    ["run"],
+    ["editions"],
+    ["approve"],
+    ["scheduler"],
+    ["doctor"],
 ]
 
 

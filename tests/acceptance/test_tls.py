@@ -132,3 +132,26 @@ def test_implicit_tls(loaded: Path, certificate: tuple[Path, Path]) -> None:
         result = send_via(loaded, relay.url, certificate[0])
         assert result.returncode == 0, result.stderr
         assert len(relay.messages) == 5
+
+
+def test_doctor_checks_starttls_and_login_without_printing_the_password(
+    loaded: Path, starttls_relay: tuple[CaptureServer, Logins], certificate: tuple[Path, Path]
+) -> None:
+    relay, logins = starttls_relay
+    for password, code in (("s3cret", 0), ("wrong", 1)):
+        env = base_env(
+            loaded,
+            DIGEST_SMTP_URL=f"smtp://digest:{password}@127.0.0.1:{relay.port}?starttls=true",
+            DIGEST_SMTP_CA_FILE=str(certificate[0]),
+        )
+        result = digest(loaded, "doctor", env=env)
+        assert result.returncode == code, result.stdout
+        smtp = next(line for line in result.stdout.splitlines() if " smtp " in f" {line}")
+        if code == 0:
+            assert smtp.startswith("ok") and "TLS ok" in smtp and "AUTH ok" in smtp
+        else:
+            assert smtp.startswith("FAIL") and "login refused: 535" in smtp
+        assert password not in result.stdout + result.stderr
+    # (aiosmtplib tries each offered mechanism before it gives up on a password.)
+    assert logins.seen[0] == ("digest", "s3cret") and set(logins.seen[1:]) == {("digest", "wrong")}
+    assert not relay.messages

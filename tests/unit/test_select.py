@@ -109,6 +109,14 @@ def test_max_articles_keeps_the_newest() -> None:
     assert {p.article.id for p in [chosen.lead, *chosen.day]} == {1, 2, 3, 4, 5}
 
 
+def test_a_weekly_edition_keeps_the_most_read_of_the_week() -> None:
+    # Older articles were read more: "most_read" keeps them, "newest" would not.
+    week = [art(n, hours_before_end=24 * n, views=100 * n) for n in range(1, 8)]
+    spec = SelectSpec(max_articles=3, max_discussed=0, order="most_read")
+    chosen = select_edition(week, [], spec, window_end=END)
+    assert [p.article.id for p in [chosen.lead, *chosen.day]] == [7, 6, 5]
+
+
 def test_an_empty_window_makes_no_edition() -> None:
     with pytest.raises(EmptyEdition, match="no new articles"):
         select_edition([], [talk(art(9, 30), x=5)], SPEC, window_end=END)

@@ -1,0 +1,200 @@
+"""``digest doctor``: every part a send needs, checked, one line each.
+
+Each check returns ``Check(name, ok, detail)``; nothing here changes state
+(the SMTP check says EHLO, STARTTLS and AUTH as the URL asks, then QUIT; the
+DKIM check signs and verifies a sample message locally, without DNS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import dkim
+from sqlalchemy.exc import SQLAlchemyError
+
+from digest import db, queries
+from digest.config import Settings, SmtpTarget
+from digest.errors import DigestError
+from digest.lists import load_lists
+from digest.render import ArticleView, EditionView, Renderer
+from digest.schedule import load_schedules
+from digest.send import SmtpConnection, connector
+from digest.signing import DkimKey
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False  # works, but worth a look
+
+    def as_json(self) -> dict[str, object]:
+        return {"check": self.name, "ok": self.ok, "warning": self.warning, "detail": self.detail}
+
+
+def run_checks(cfg: Settings, smtp: bool = True) -> list[Check]:
+    checks: list[Check] = [_config(cfg)]
+    checks.append(_guard("database", lambda: _database(cfg)))
+    checks.append(_guard("lists", lambda: _lists(cfg)))
+    checks.append(_guard("schedules", lambda: _schedules(cfg)))
+    checks.append(_guard("templates", lambda: _templates(cfg)))
+    if smtp:
+        if not cfg.relays:
+            checks.append(Check("smtp", False, "DIGEST_SMTP_URL is not set"))
+        for target in cfg.relays:
+            checks.append(_guard(f"smtp {target}", lambda t=target: _smtp(cfg, t)))  # type: ignore[misc]
+    checks.append(_guard("dkim", lambda: _dkim(cfg)))
+    return checks
+
+
+def _guard(name: str, check: Callable[[], Check]) -> Check:
+    """A check that raises is a failed check with the reason, never a traceback."""
+    try:
+        return check()
+    except (DigestError, OSError, SQLAlchemyError, ValueError) as exc:
+        return Check(name, False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _config(cfg: Settings) -> Check:
+    problems = []
+    try:
+        cfg.signing_key()
+    except DigestError as exc:
+        problems.append(str(exc))
+    if problems:
+        return Check("config", False, "; ".join(problems))
+    if not cfg.base_url.startswith("https://"):
+        return Check(
+            "config",
+            True,
+            f"DIGEST_BASE_URL {cfg.base_url} is not https: no one-click unsubscribe",
+            warning=True,
+        )
+    return Check("config", True, f"from {cfg.sender.addr_spec}, links at {cfg.base_url}")
+
+
+def _database(cfg: Settings) -> Check:
+    engine = db.make_engine(cfg.database)
+    try:
+        db.check_schema(engine)
+        revision = db.current_revision(engine)
+    finally:
+        engine.dispose()
+    return Check("database", True, f"{engine.url.render_as_string()} at revision {revision}")
+
+
+def _lists(cfg: Settings) -> Check:
+    lists = load_lists(cfg.subscribers_dir)
+    return Check("lists", True, ", ".join(sorted(lists)) or "none")
+
+
+def _schedules(cfg: Settings) -> Check:
+    schedules = load_schedules(cfg.schedules_dir, cfg.timezone)
+    lists = load_lists(cfg.subscribers_dir)
+    unknown = [f"{n}: list {s.list!r}" for n, s in schedules.items() if s.list not in lists]
+    if unknown:
+        return Check("schedules", False, "no such list for " + "; ".join(unknown))
+    return Check("schedules", True, ", ".join(sorted(schedules)) or "none")
+
+
+def _templates(cfg: Settings) -> Check:
+    renderer = Renderer(cfg.templates_dir)
+    schedules = load_schedules(cfg.schedules_dir, cfg.timezone)
+    sizes = []
+    for name in sorted({s.mail.template for s in schedules.values()}):
+        rendered = renderer.render(sample_view(cfg), name)
+        sizes.append(f"{name} {len(rendered.html.encode()) // 1024} KB")
+    return Check("templates", True, "render: " + ", ".join(sizes))
+
+
+def sample_view(cfg: Settings) -> EditionView:
+    """A one-article edition: enough to see every template render."""
+    now = datetime.now(UTC)
+    article = ArticleView(
+        id=1,
+        title="Проверка шаблона",
+        url=cfg.site_url,
+        lead="Проверочный анонс.",
+        section="news",
+        section_title="Новости",
+        section_position=1,
+        published_at=now,
+        views=1,
+        image_url=None,
+        image_caption=None,
+        discussed=False,
+        comments_in_window=0,
+        comments_total=0,
+        top_comment=None,
+    )
+    return EditionView(
+        site_name=cfg.site_name,
+        site_url=cfg.site_url,
+        list_name="doctor",
+        list_description="",
+        edition_date=date.today(),
+        window_days=1,
+        subject="doctor",
+        preheader="doctor",
+        lead=article,
+        day=[],
+        discussed=[],
+        zone=cfg.zone,
+        intro=None,
+    )
+
+
+def _smtp(cfg: Settings, target: SmtpTarget) -> Check:
+    connection = connector(cfg)(target)
+    return asyncio.run(_smtp_talk(connection, str(target)))
+
+
+async def _smtp_talk(connection: SmtpConnection, label: str) -> Check:
+    await connection.open()
+    try:
+        smtp = connection.smtp
+        assert smtp is not None
+        said = ["EHLO ok"]
+        if connection.target.starttls or connection.target.implicit_tls:
+            said.append("TLS ok")
+        if connection.target.username:
+            said.append("AUTH ok")
+        if smtp.supports_extension("size"):
+            said.append(f"SIZE {smtp.esmtp_extensions.get('size', '?')}")
+        return Check(f"smtp {label}", True, ", ".join(said))
+    finally:
+        await connection.close()
+
+
+def _dkim(cfg: Settings) -> Check:
+    if cfg.dkim_key_file is None:
+        return Check("dkim", True, "not signing (DIGEST_DKIM_KEY_FILE unset: the MTA signs)")
+    key = DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain)
+    sample = (
+        f"From: {cfg.sender.addr_spec}\r\nTo: doctor@example.org\r\nSubject: doctor\r\n"
+        "Date: Wed, 25 Nov 2026 07:00:00 +0300\r\nMessage-ID: <doctor@example.org>\r\n"
+        "\r\nbody\r\n"
+    ).encode("ascii")
+    signed = key.sign(sample)
+    record = key.dns_record().encode("ascii")
+    if not dkim.verify(signed, dnsfunc=lambda *_args, **_kw: record):
+        return Check("dkim", False, f"{cfg.dkim_key_file}: a signature does not verify")
+    return Check(
+        "dkim",
+        True,
+        f"{cfg.dkim_key_file}: signs as {cfg.dkim_selector}._domainkey.{cfg.dkim_signing_domain}",
+    )
+
+
+def edition_count(cfg: Settings) -> int:
+    engine = db.make_engine(cfg.database)
+    try:
+        factory = db.session_factory(engine)
+        with factory() as session:
+            return len(queries.recent_editions(session))
+    finally:
+        engine.dispose()

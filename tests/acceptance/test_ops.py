@@ -1,0 +1,243 @@
+"""The ops CLI of the scheduler issue, each command as a subprocess: its exit
+status (0 ok, 1 something failed, 2 bad usage) and its --json output."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.capture import CaptureServer
+from tests.acceptance.test_cli import DIGEST, base_env, digest
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def relay() -> Iterator[CaptureServer]:
+    with CaptureServer() as server:
+        yield server
+
+
+def schedules_dir(workdir: Path, cron: str, send: str = "") -> Path:
+    """The project's daily.toml with another cron (and [send] table): tests must not
+    depend on the hour they run at."""
+    folder = workdir / "schedules"
+    folder.mkdir(exist_ok=True)
+    text = (PROJECT / "schedules" / "daily.toml").read_text(encoding="utf-8")
+    text = text.replace('cron = "0 7 * * *"', f'cron = "{cron}"')
+    if send:
+        text = text.split("[send]")[0] + "[send]\n" + send
+    (folder / "daily.toml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def moscow_today() -> str:
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Europe/Moscow")).date().isoformat()
+
+
+@pytest.fixture
+def ops(workdir: Path, relay: CaptureServer) -> dict[str, str]:
+    """Demo data for today (Moscow), 10 readers, and an env with the relay."""
+    env = base_env(workdir, DIGEST_SMTP_URL=relay.url)
+    result = digest(
+        workdir, "demo", "--subscribers", "10", "--date", moscow_today(), "--no-send", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def run_json(workdir: Path, env: dict[str, str], *args: str) -> tuple[int, object, str]:
+    result = digest(workdir, *args, "--json", env=env)
+    try:
+        data = json.loads(result.stdout) if result.stdout.strip() else None
+    except json.JSONDecodeError:
+        pytest.fail(f"`digest {' '.join(args)} --json` printed no JSON: {result.stdout!r}")
+    return result.returncode, data, result.stderr
+
+
+def test_schedules_lists_next_fire_times_in_moscow_and_utc(workdir: Path) -> None:
+    env = base_env(workdir)
+    assert digest(workdir, "db", "upgrade", env=env).returncode == 0
+    code, rows, err = run_json(workdir, env, "schedules", "--count", "2")
+    assert code == 0, err
+    assert isinstance(rows, list)
+    by_name = {r["schedule"]: r for r in rows}
+    assert set(by_name) == {"daily", "weekly"}
+    first = by_name["daily"]["next"][0]
+    moscow, utc = datetime.fromisoformat(first["moscow"]), datetime.fromisoformat(first["utc"])
+    assert moscow == utc and moscow.utcoffset() == timedelta(hours=3)
+    assert (moscow.hour, moscow.minute) == (7, 0)
+    assert datetime.fromisoformat(by_name["weekly"]["next"][0]["moscow"]).weekday() == 0
+    assert by_name["daily"]["last_edition"] is None
+
+
+def test_a_malformed_schedule_file_is_refused_at_start(workdir: Path) -> None:
+    folder = schedules_dir(workdir, "0 7 * * *", 'unapproved = "maybe"\n')
+    env = base_env(workdir, DIGEST_SCHEDULES_DIR=str(folder))
+    assert digest(workdir, "db", "upgrade", env=env).returncode == 0
+    for command in (["scheduler", "--once"], ["schedules"], ["run", "daily"]):
+        result = digest(workdir, *command, env=env)
+        assert result.returncode == 1, command
+        message = " ".join(result.stderr.split())
+        assert "daily.toml: send.unapproved:" in message and "'send' or 'hold'" in message
+
+
+def test_run_sends_within_the_grace_time_and_logs_the_edition_in_every_line(
+    workdir: Path, ops: dict[str, str], relay: CaptureServer
+) -> None:
+    # A cron that fired within the last minute: inside any grace time.
+    env = {**ops, "DIGEST_SCHEDULES_DIR": str(schedules_dir(workdir, "* * * * *"))}
+    result = digest(workdir, "--log-json", "run", "daily", env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(relay.messages) == 10
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    send_lines = [line for line in lines if "send" in line["msg"] or "sending" in line["msg"]]
+    assert send_lines and all(isinstance(line.get("edition"), int) for line in send_lines)
+    again = digest(workdir, "run", "daily", "--json", env=env)
+    assert again.returncode == 0 and json.loads(again.stdout)["outcome"] == "already"
+    assert len(relay.messages) == 10
+
+
+def test_run_past_the_grace_time_is_missed_until_run_by_date(
+    workdir: Path, ops: dict[str, str], relay: CaptureServer
+) -> None:
+    # An hourly cron that last fired about half an hour ago, with one minute of grace.
+    minute = (datetime.now(UTC) - timedelta(minutes=30)).minute
+    folder = schedules_dir(workdir, f"{minute} * * * *", "grace_minutes = 1\n")
+    env = {**ops, "DIGEST_SCHEDULES_DIR": str(folder)}
+    code, report, err = run_json(workdir, env, "run", "daily")
+    assert code == 1, err
+    assert isinstance(report, dict) and report["outcome"] == "missed"
+    code, rows, _ = run_json(workdir, env, "editions")
+    assert code == 0 and isinstance(rows, list) and rows[0]["status"] == "missed"
+    assert not relay.messages
+    day = report["edition_date"]
+    result = digest(workdir, "run", "daily", "--date", day, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(relay.messages) == 10
+    code, status, _ = run_json(workdir, env, "status", f"daily/{day}")
+    assert code == 0 and isinstance(status, dict)
+    assert status["status"] == "sent" and status["counts"]["sent"] == 10
+    # The levers on a sent edition: retry finds nothing to redo; an unknown edition is an error.
+    result = digest(workdir, "retry", f"daily/{day}", "--failed", env=env)
+    assert result.returncode == 0 and "0 deliveries queued again" in result.stdout
+    for lever in ("pause", "resume", "cancel", "retry"):
+        assert digest(workdir, lever, "daily/1999-01-01", env=env).returncode == 1
+
+
+def test_approve_and_take_it_back(workdir: Path, ops: dict[str, str]) -> None:
+    folder = schedules_dir(workdir, "0 7 * * *", "approval = true\n")
+    env = {**ops, "DIGEST_SCHEDULES_DIR": str(folder)}
+    built = digest(workdir, "preview", "daily", "--date", moscow_today(), env=env)
+    assert built.returncode == 0, built.stderr
+    label = f"daily/{moscow_today()}"
+    result = digest(workdir, "approve", label, env=env)
+    assert result.returncode == 0 and "approved" in result.stdout
+    result = digest(workdir, "approve", label, "--undo", env=env)
+    assert result.returncode == 0 and "draft" in result.stdout
+    assert digest(workdir, "approve", "daily/1999-01-01", env=env).returncode == 1
+
+
+def test_doctor_says_what_is_wrong_one_line_each(
+    workdir: Path, ops: dict[str, str], relay: CaptureServer
+) -> None:
+    code, checks, err = run_json(workdir, ops, "doctor")
+    assert code == 0, (checks, err)
+    assert isinstance(checks, list)
+    names = [c["check"] for c in checks]
+    assert names[:5] == ["config", "database", "lists", "schedules", "templates"]
+    assert any(n.startswith("smtp ") for n in names) and names[-1] == "dkim"
+    assert all(c["ok"] for c in checks)
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    broken = {
+        **ops,
+        "DIGEST_SMTP_URL": f"smtp://127.0.0.1:{port}",
+        "DIGEST_DKIM_KEY_FILE": "/nonexistent.pem",
+    }
+    result = digest(workdir, "doctor", env=broken)
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 2, result.stdout
+    assert "cannot connect" in failed[0] and "cannot read /nonexistent.pem" in failed[1]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["run"], ["editions", "--limit", "0"], ["schedules", "--count", "x"], ["run", "--nope"]],
+)
+def test_bad_usage_exits_2(workdir: Path, args: list[str]) -> None:
+    assert digest(workdir, *args).returncode == 2
+
+
+def test_the_scheduler_runs_until_sigterm(workdir: Path, ops: dict[str, str]) -> None:
+    env = {**ops, "DIGEST_SCHEDULES_DIR": str(schedules_dir(workdir, "0 7 * * *"))}
+    with subprocess.Popen(
+        [DIGEST, "--log-json", "scheduler", "--enqueue-only"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            deadline = time.monotonic() + 60
+            seen = ""
+            assert process.stderr is not None
+            while time.monotonic() < deadline:
+                line = process.stderr.readline()
+                seen += line
+                if "job send:daily: next at" in line or not line:
+                    break
+            assert "job send:daily: next at" in seen, seen
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+@pytest.mark.postgres
+def test_two_scheduler_processes_on_postgresql_make_one_edition(
+    workdir: Path, postgres_url: str, relay: CaptureServer
+) -> None:
+    folder = schedules_dir(workdir, "* * * * *")
+    env = base_env(
+        workdir,
+        DIGEST_DATABASE_URL=postgres_url,
+        DIGEST_SMTP_URL=relay.url,
+        DIGEST_SCHEDULES_DIR=str(folder),
+    )
+    result = digest(
+        workdir, "demo", "--subscribers", "50", "--date", moscow_today(), "--no-send", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    both = [
+        subprocess.Popen(
+            [DIGEST, "scheduler", "--once"],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in both]
+    assert [p.returncode for p in both] == [0, 0], outputs
+    code, rows, _ = run_json(workdir, env, "editions")
+    assert code == 0 and isinstance(rows, list)
+    daily = [r for r in rows if r["label"].startswith("daily/")]
+    assert len(daily) == 1 and daily[0]["total"] == 50

@@ -1,0 +1,254 @@
+"""The scheduler's rules on a controlled clock, on SQLite and PostgreSQL: catch-up
+inside and outside the grace time, approval, preparing ahead, waves at each
+reader's local time, two schedulers on one database, and APScheduler's own
+job store and misfire event."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from apscheduler.events import EVENT_JOB_MISSED
+from sqlalchemy import func, select, update
+
+from digest import db, demo
+from digest.capture import CaptureServer
+from digest.config import parse_smtp_url
+from digest.edition import Pipeline
+from digest.models import Delivery, Edition, EditionStatus, Subscriber
+from digest.scheduler import Fired, Runner, build_scheduler
+from digest.send import SmtpConnection, run_async
+from tests.conftest import FIXED_NOW
+
+DAY = date(2026, 11, 25)
+SEND_AT = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 07:00 Moscow
+READERS = 12
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def with_send(pipe: Pipeline, tmp_path: Path, send: str) -> Pipeline:
+    """The project's daily.toml with its [send] table replaced by ``send``."""
+    source = (pipe.settings.schedules_dir / "daily.toml").read_text(encoding="utf-8")
+    folder = tmp_path / "schedules"
+    folder.mkdir(exist_ok=True)
+    (folder / "daily.toml").write_text(source.split("[send]")[0] + "[send]\n" + send, "utf-8")
+    cfg = pipe.settings.model_copy(update={"schedules_dir": folder})
+    return Pipeline(cfg, pipe.factory, clock=pipe.clock)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(FIXED_NOW)
+
+
+@pytest.fixture
+def loaded(pipeline: Pipeline, clock: Clock) -> Pipeline:
+    pipe = Pipeline(pipeline.settings, pipeline.factory, clock=clock)
+    demo.load(pipe.factory, demo.build(pipe.schedule("daily"), DAY))
+    demo.add_subscribers(pipe.factory, READERS, now=FIXED_NOW)
+    return pipe
+
+
+def deliveries(pipe: Pipeline) -> int:
+    with pipe.factory() as session:
+        return int(session.scalar(select(func.count()).select_from(Delivery)) or 0)
+
+
+def edition_status(pipe: Pipeline) -> EditionStatus | None:
+    with pipe.factory() as session:
+        found = session.scalar(select(Edition).where(Edition.edition_date == DAY))
+        return found.status if found is not None else None
+
+
+def test_back_within_the_grace_time_the_edition_goes_once(loaded: Pipeline, clock: Clock) -> None:
+    clock.now = SEND_AT + timedelta(minutes=90)  # down at 07:00, back at 08:30 Moscow
+    report = Runner(loaded).fire("daily")
+    assert (report.outcome, report.edition_date, report.due_at) == (Fired.QUEUED, DAY, SEND_AT)
+    assert report.deliveries == READERS and deliveries(loaded) == READERS
+    clock.now += timedelta(minutes=10)
+    again = Runner(loaded).fire("daily")
+    assert again.outcome is Fired.ALREADY and deliveries(loaded) == READERS
+
+
+def test_after_the_grace_time_the_edition_is_missed_until_ops_run_it(
+    loaded: Pipeline, clock: Clock
+) -> None:
+    clock.now = SEND_AT + timedelta(minutes=121)
+    report = Runner(loaded).fire("daily")
+    assert report.outcome is Fired.MISSED and "digest run daily --date 2026-11-25" in report.note
+    assert edition_status(loaded) is EditionStatus.MISSED and deliveries(loaded) == 0
+    assert Runner(loaded).fire("daily").outcome is Fired.ALREADY  # not sent later by itself
+    by_hand = Runner(loaded).fire("daily", edition_date=DAY)
+    assert by_hand.outcome is Fired.QUEUED and deliveries(loaded) == READERS
+    assert edition_status(loaded) is EditionStatus.SENDING
+
+
+def test_the_grace_time_comes_from_the_file(loaded: Pipeline, clock: Clock, tmp_path: Path) -> None:
+    pipe = with_send(loaded, tmp_path, "grace_minutes = 300\n")
+    clock.now = SEND_AT + timedelta(minutes=299)
+    assert Runner(pipe).fire("daily").outcome is Fired.QUEUED
+
+
+def test_an_unapproved_draft_is_held_or_sent_as_the_file_says(
+    loaded: Pipeline, clock: Clock, tmp_path: Path
+) -> None:
+    clock.now = SEND_AT + timedelta(minutes=1)
+    held = with_send(loaded, tmp_path, 'approval = true\nunapproved = "hold"\n')
+    report = Runner(held).fire("daily")
+    assert report.outcome is Fired.HELD and "digest approve daily/2026-11-25" in report.note
+    assert edition_status(held) is EditionStatus.DRAFT and deliveries(held) == 0
+    with held.factory() as session:
+        edition = session.scalar(select(Edition))
+        assert edition is not None
+    held.approve(edition)
+    assert Runner(held).fire("daily").outcome is Fired.QUEUED
+
+    sent = with_send(loaded, tmp_path, 'approval = true\nunapproved = "send"\n')
+    clock.now = SEND_AT + timedelta(days=1, minutes=1)
+    demo.load(sent.factory, demo.build(sent.schedule("daily"), DAY + timedelta(days=1)))
+    report = Runner(sent).fire("daily")
+    assert report.outcome is Fired.QUEUED and "sent anyway" in report.note
+
+
+def test_the_draft_is_prepared_ahead_of_send_time(
+    loaded: Pipeline, clock: Clock, tmp_path: Path
+) -> None:
+    pipe = with_send(loaded, tmp_path, "approval = true\nprepare_minutes = 60\n")
+    clock.now = SEND_AT - timedelta(minutes=61)
+    assert Runner(pipe).prepare("daily").outcome is Fired.IDLE
+    clock.now = SEND_AT - timedelta(minutes=59)
+    report = Runner(pipe).prepare("daily")
+    assert report.outcome is Fired.PREPARED and report.edition_date == DAY
+    assert edition_status(pipe) is EditionStatus.DRAFT and deliveries(pipe) == 0
+
+
+ZONES = ("Europe/Moscow", "Asia/Vladivostok", "Europe/Kaliningrad")
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[CaptureServer]:
+    with CaptureServer() as server:
+        yield server
+
+
+def test_local_time_sends_each_zone_at_its_own_seven_oclock(
+    loaded: Pipeline, clock: Clock, tmp_path: Path, smtp: CaptureServer
+) -> None:
+    pipe = with_send(loaded, tmp_path, "local_time = true\n")
+    pipe = Pipeline(
+        pipe.settings.model_copy(update={"smtp_url": smtp.url}), pipe.factory, clock=clock
+    )
+    with pipe.factory.begin() as session:
+        ids = sorted(session.scalars(select(Subscriber.id)))
+        for i, sid in enumerate(ids):
+            session.execute(
+                update(Subscriber).where(Subscriber.id == sid).values(timezone=ZONES[i % 3])
+            )
+    zone_of = {}
+    with pipe.factory() as session:
+        for email, zone in session.execute(select(Subscriber.email, Subscriber.timezone)):
+            zone_of[email] = zone
+
+    def send_due() -> Counter[str]:
+        before = len(smtp.messages)
+        connect = lambda target: SmtpConnection(parse_smtp_url(smtp.url), 10)  # noqa: E731
+        run_async(pipe.work(connect, worker="t", once=True, stop=asyncio.Event()))
+        return Counter(zone_of[m.rcpt_to[0]] for m in smtp.messages[before:])
+
+    # 07:00 in Vladivostok is 21:00 UTC the day before: the first wave.
+    clock.now = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
+    report = Runner(pipe).fire("daily")
+    assert (report.edition_date, report.due_at) == (DAY, clock.now)
+    assert report.outcome in (Fired.QUEUED, Fired.ALREADY)
+    assert send_due() == Counter({"Asia/Vladivostok": READERS // 3})
+    clock.now = datetime(2026, 11, 25, 3, 59, tzinfo=UTC)
+    assert send_due() == Counter()  # Moscow is still asleep
+    clock.now = SEND_AT
+    assert send_due() == Counter({"Europe/Moscow": READERS // 3})
+    clock.now = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
+    assert send_due() == Counter({"Europe/Kaliningrad": READERS // 3})
+    assert edition_status(pipe) is EditionStatus.SENT
+
+
+@pytest.mark.postgres
+def test_two_schedulers_on_one_postgresql_database_make_one_edition(
+    postgres_url: str, settings: object, tmp_path: Path
+) -> None:
+    clock = Clock(SEND_AT + timedelta(minutes=5))
+    engines = [db.make_engine(postgres_url) for _ in range(2)]
+    db.upgrade(engines[0])
+    pipes = [
+        Pipeline(settings, db.session_factory(e), clock=clock)  # type: ignore[arg-type]
+        for e in engines
+    ]
+    demo.load(pipes[0].factory, demo.build(pipes[0].schedule("daily"), DAY))
+    demo.add_subscribers(pipes[0].factory, 200, now=FIXED_NOW)
+    start = threading.Barrier(2)
+    reports = []
+
+    def fire(pipe: Pipeline) -> None:
+        start.wait()
+        reports.append(Runner(pipe).fire("daily"))
+
+    threads = [threading.Thread(target=fire, args=(p,)) for p in pipes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(reports) == 2
+    with pipes[0].factory() as session:
+        assert session.scalar(select(func.count()).select_from(Edition)) == 1
+        per_reader = session.execute(
+            select(Delivery.subscriber_id, func.count()).group_by(Delivery.subscriber_id)
+        ).all()
+    assert len(per_reader) == 200 and {n for _, n in per_reader} == {1}
+    assert sum(r.deliveries for r in reports) == 200
+    for e in engines:
+        e.dispose()
+
+
+def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
+    loaded: Pipeline, clock: Clock
+) -> None:
+    schedules = {"daily": loaded.schedule("daily")}
+    scheduler = build_scheduler(loaded, schedules)
+    missed: list[str] = []
+
+    async def go() -> None:
+        scheduler.start(paused=True)
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+        assert set(jobs) == {"send:daily", "prepare:daily"}
+        send = jobs["send:daily"]
+        assert (send.coalesce, send.max_instances, send.misfire_grace_time) == (True, 1, 7200)
+        # The scheduler was down at 07:00 and comes back at 11:00, past the grace.
+        scheduler.add_listener(lambda e: missed.append(e.job_id), EVENT_JOB_MISSED)
+        scheduler.modify_job("send:daily", next_run_time=SEND_AT)
+        scheduler.resume()
+        for _ in range(100):
+            if missed:
+                break
+            await asyncio.sleep(0.05)
+        scheduler.shutdown(wait=False)
+
+    asyncio.run(go())
+    assert missed == ["send:daily"]
+    assert edition_status(loaded) is EditionStatus.MISSED and deliveries(loaded) == 0
+    # The store is a table of the configured database: a restart finds the jobs.
+    engine = db.make_engine(loaded.settings.database)
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT id FROM apscheduler_jobs ORDER BY id").all()
+    engine.dispose()
+    assert [row[0] for row in stored] == ["prepare:daily", "send:daily"]
