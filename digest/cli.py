@@ -63,7 +63,6 @@ from digest.send import (
     reclaim_dead,
     run_async,
     run_stoppable,
-    send_each,
     stop_on_signals,
     worker_name,
 )
@@ -373,11 +372,10 @@ def do_dry_run(pipe: Pipeline, schedule: Schedule, edition: Edition, limit: int 
 
 
 def do_test_send(pipe: Pipeline, schedule: Schedule, edition: Edition, to: str) -> None:
-    message = pipe.preview(schedule, edition, to, subject_prefix="[Тест] ")
-    connection = connector(pipe.settings)(pipe.settings.relays[0])
-    (result,) = run_async(send_each(connection, [message], pipe.signing_step()))
+    result = pipe.send_test(schedule, edition, to)
     console.print(
-        f"test copy of {edition.label} sent to {message.envelope_to}: {result.code} {result.reply}"
+        f"test copy of {edition.label} sent to {result.message.envelope_to}: "
+        f"{result.code} {result.reply}"
     )
     if not result.ok:
         raise typer.Exit(1)

@@ -26,7 +26,7 @@ from digest.errors import ConfigError
 
 ENV_PREFIX = "DIGEST_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRET_FIELDS = ("secret_key",)
+SECRET_FIELDS = ("secret_key", "editor_password", "editors")
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,14 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None, description="Signing key for links (environment only, never a file)"
     )
+    editor_password: SecretStr | None = Field(
+        default=None,
+        description="The editors' desk password for the user `editor` (environment only)",
+    )
+    editors: SecretStr | None = Field(
+        default=None,
+        description="Editor accounts `name:password,name:password` (environment only)",
+    )
     secret_key_file: Path = Field(
         default=Path("var/secret.key"),
         description="Where the key is read from when DIGEST_SECRET_KEY is unset (made by the demo)",
@@ -399,6 +407,26 @@ class Settings(BaseSettings):
         name, addr = parseaddr(self.from_)
         local, domain = addr.split("@")
         return Address(display_name=name, username=local, domain=domain)
+
+    def editor_accounts(self) -> dict[str, str]:
+        """Who may log in to the desk: DIGEST_EDITORS, plus `editor` with
+        DIGEST_EDITOR_PASSWORD. Empty: the desk is closed."""
+        accounts: dict[str, str] = {}
+        if self.editors is not None:
+            for pair in self.editors.get_secret_value().split(","):
+                name, sep, password = pair.strip().partition(":")
+                if not sep or not name or len(password) < 8:
+                    raise ConfigError(
+                        "DIGEST_EDITORS: write name:password pairs separated by commas, "
+                        "passwords of at least 8 characters"
+                    )
+                accounts[name] = password
+        if self.editor_password is not None:
+            password = self.editor_password.get_secret_value()
+            if len(password) < 8:
+                raise ConfigError("DIGEST_EDITOR_PASSWORD: at least 8 characters")
+            accounts["editor"] = password
+        return accounts
 
     def signing_key(self) -> bytes:
         """The key for signed links: DIGEST_SECRET_KEY, else the key file the demo wrote."""

@@ -26,7 +26,7 @@ from digest.config import Settings, SmtpTarget
 from digest.confirm import Invitations
 from digest.db import transaction
 from digest.engagement import Tracker
-from digest.errors import ComposeError, EditionError, EmptyEdition
+from digest.errors import ComposeError, ConfigError, EditionError, EmptyEdition
 from digest.lists import MailingList, get_list
 from digest.models import (
     Block,
@@ -61,6 +61,10 @@ from digest.send import (
     RunResult,
     SendOptions,
     SendRun,
+    Single,
+    connector,
+    run_async,
+    send_each,
 )
 from digest.signing import DkimKey, DkimSigner
 from digest.tokens import LinkSigner
@@ -69,6 +73,7 @@ from digest.track import DeliveryStore, RetryPolicy, SoftBouncePolicy
 log = logging.getLogger(__name__)
 PREHEADER_LIMIT = 100
 GIVE_UP_MARGIN = timedelta(minutes=5)
+TEST_PREFIX = "[ТЕСТ] "
 SAMPLE = Recipient(subscriber_id=0, email="reader@example.ru", name="Читатель", token_key="preview")
 
 
@@ -132,8 +137,13 @@ class Pipeline:
     def _build(self, schedule: Schedule, edition_date: date) -> Edition:
         with transaction(self.factory) as session:
             edition = queries.edition_for(session, schedule.name, edition_date, lock=True)
-            if edition is None or edition.status is EditionStatus.DRAFT:
+            if edition is None or (
+                edition.status is EditionStatus.DRAFT and edition.shaped_at is None
+            ):
                 edition = self._select(session, schedule, edition_date, edition)
+                self._render(session, schedule, edition, refresh=True)
+            elif edition.status is EditionStatus.DRAFT:
+                # An editor shaped it: their selection stays, new readers' variants come.
                 self._render(session, schedule, edition, refresh=True)
             else:
                 self._render(session, schedule, edition, refresh=False)
@@ -260,14 +270,33 @@ class Pipeline:
             list_description=mailing_list.description,
             edition_date=edition.edition_date,
             window_days=schedule.window.days,
-            subject=render_subject(schedule.mail.subject, variables),
+            subject=edition.custom_subject or render_subject(schedule.mail.subject, variables),
             preheader=shorten(render_subject(schedule.mail.preheader, variables), PREHEADER_LIMIT),
             lead=lead,
             day=day,
             discussed=discussed,
             zone=schedule.zone,
             intro=edition.intro,
+            archive_url=self.archive_url(edition),
         )
+
+    def archive_url(self, edition: Edition) -> str:
+        """The public page of the edition: «Открыть в браузере»."""
+        base = self.settings.base_url.rstrip("/")
+        return f"{base}/archive/{edition.schedule}/{edition.edition_date.isoformat()}"
+
+    def archive_page(self, schedule: Schedule, edition: Edition) -> str:
+        """The edition as a web page: every section, nobody's links, no tracking."""
+        with self.factory() as session:
+            current = session.get(Edition, edition.id)
+            assert current is not None
+            view = replace(self.view(session, schedule, current), archive=True)
+            view = replace(view, subject=current.subject or view.subject)
+        return self.renderer.render(view, schedule.mail.template).html
+
+    def rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
+        """Render every variant again from the stored items (an editor changed them)."""
+        self._render(session, schedule, edition, refresh=True)
 
     def _render(
         self, session: Session, schedule: Schedule, edition: Edition, *, refresh: bool
@@ -449,6 +478,16 @@ class Pipeline:
             self.settings, mailing_list, self.renderer, self.list_composer(mailing_list), self.clock
         )
 
+    def send_test(self, schedule: Schedule, edition: Edition, to: str) -> Single:
+        """One copy to ``to``, «[ТЕСТ]» in the subject, signed like the real thing;
+        not a delivery: no subscriber's counts change."""
+        message = self.preview(schedule, edition, to, subject_prefix=TEST_PREFIX)
+        if not self.settings.relays:
+            raise ConfigError("DIGEST_SMTP_URL is not set: say where to send (smtp://host:port)")
+        connection = connector(self.settings)(self.settings.relays[0])
+        (result,) = run_async(send_each(connection, [message], self.signing_step()))
+        return result
+
     def signing_step(self) -> Callable[[bytes], bytes] | None:
         """DKIM for the odd single message (test copy, confirmation), in process."""
         cfg = self.settings
@@ -615,12 +654,15 @@ class Pipeline:
         edition: Edition,
         email: str | None = None,
         subject_prefix: str = "",
+        variant_key_: str | None = None,
     ) -> Message:
-        """Exactly the message a subscriber (or a sample reader) would get."""
+        """Exactly the message a subscriber (or a sample reader) would get;
+        ``variant_key_`` picks a variant by key for the sample reader."""
         composer = self.composer(schedule)
         with self.factory() as session:
             subscriber = queries.subscriber_by_email(session, email) if email else None
             key = variant_key(subscriber.sections, subscriber.format) if subscriber else ""
+            key = variant_key_ if variant_key_ is not None and subscriber is None else key
             variant = next((v for v in queries.variants(session, edition.id) if v.key == key), None)
             subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
             delivery_id = (

@@ -237,6 +237,10 @@ class Edition(Base):
     sent_at: Mapped[datetime | None]
     # Set by `digest pause`: senders stop claiming until `digest resume` clears it.
     paused_at: Mapped[datetime | None]
+    # An editor shaped the draft: a rebuild re-renders it but keeps their selection.
+    shaped_at: Mapped[datetime | None]
+    # The subject an editor wrote (else the schedule's template makes it).
+    custom_subject: Mapped[str | None] = mapped_column(Text)
 
     items: Mapped[list[EditionItem]] = relationship(
         back_populates="edition", cascade="all, delete-orphan", order_by="EditionItem.position"
@@ -317,6 +321,21 @@ class Delivery(Base):
     updated_at: Mapped[datetime | None]
     # The give-up age counts from here (DIGEST_GIVE_UP_AFTER).
     first_attempt_at: Mapped[datetime | None]
+
+
+class EditionChange(Base):
+    """What an editor did to an edition, by whom and when."""
+
+    __tablename__ = "edition_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), index=True
+    )
+    editor: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None]
 
 
 class EditionLink(Base):

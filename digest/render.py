@@ -135,6 +135,9 @@ class EditionView:
     zone: ZoneInfo
     intro: str | None = None
     sections_filter: frozenset[str] | None = field(default=None)
+    archive_url: str = ""
+    # The public archive page: no subscriber's address or links in the footer.
+    archive: bool = False
 
     @property
     def articles(self) -> int:

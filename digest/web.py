@@ -20,6 +20,8 @@ subscribed.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,13 +30,17 @@ from typing import TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from digest.config import Settings
+from digest.edition import Pipeline
 from digest.engagement import PIXEL, Engagement
 from digest.lists import load_lists
+from digest.models import utcnow
 from digest.subscribers import BadSubscriber, Preferences, SubscriberBook
 from digest.tokens import (
     BadToken,
@@ -44,6 +50,7 @@ from digest.tokens import (
     preferences_key,
     unsubscribe_key,
 )
+from digest.webdesk import DeskApp
 
 T = TypeVar("T")
 
@@ -275,7 +282,12 @@ def create_app(context: WebContext) -> Starlette:
             PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"}
         )
 
+    desk = DeskApp(
+        Pipeline(context.settings, context.factory, clock=utcnow),
+        run=lambda fn, *args: run_in_threadpool(fn, *args),
+    )
     routes: list[Route] = [
+        *desk.routes(),
         Route("/confirm/{token}", confirm, methods=["GET"]),
         Route("/c/{token}", click, methods=["GET"]),
         Route("/c/{token}/{reader}", click, methods=["GET"]),
@@ -286,4 +298,15 @@ def create_app(context: WebContext) -> Starlette:
         Route("/u/{token}", unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", unsubscribe, methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    session_key = hmac.new(context.secret, b"desk-session", hashlib.sha256).hexdigest()
+    middleware = [
+        Middleware(
+            SessionMiddleware,
+            secret_key=session_key,
+            session_cookie="digest_desk",
+            max_age=12 * 3600,
+            same_site="lax",
+            https_only=context.settings.base_url.startswith("https://"),
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware)

@@ -207,7 +207,7 @@ def test_send_dry_run_limit_and_test_copy(demo_db: Path, relay: CaptureServer) -
     subject = email.message_from_bytes(relay.messages[0].data, policy=email.policy.default)[
         "Subject"
     ]
-    assert subject.startswith("[Тест] ")
+    assert subject.startswith("[ТЕСТ] ")
     part = digest(demo_db, "send", "--date", DAY, "--limit", "5", env=env)
     assert part.returncode == 0, part.stderr
     assert len(relay.messages) == 6

@@ -218,8 +218,8 @@ def test_idn_domains_are_a_labels_on_the_wire(
 
 
 def test_subject_prefix_for_test_copies(composer: Composer, rendered: tuple[str, str]) -> None:
-    template = composer.template(MAIL, *rendered, subject_prefix="[Тест] ")
-    assert parsed(composer.message(template, reader()).data)["Subject"].startswith("[Тест] Новости")
+    template = composer.template(MAIL, *rendered, subject_prefix="[ТЕСТ] ")
+    assert parsed(composer.message(template, reader()).data)["Subject"].startswith("[ТЕСТ] Новости")
 
 
 @settings(max_examples=400, deadline=None)

@@ -1,0 +1,215 @@
+"""The editors' desk in real Chromium (Debian's package, driven by Playwright),
+against the app served by uvicorn on 127.0.0.1, sending its test copy through
+a real SMTP server. A screenshot of the preview page is kept under var/."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from digest import demo
+from digest.capture import CaptureServer, free_port
+from digest.desk import Desk, split_message
+from digest.edition import Pipeline
+from digest.models import Edition, EditionChange, EditionStatus
+from digest.web import WebContext, create_app
+from tests.conftest import FIXED_NOW, PROJECT_ROOT
+from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
+from tests.integration.test_web import fetch
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, FrameLocator, Page
+
+PASSWORD = "правильный-пароль"
+TOMORROW = date(2026, 11, 26)
+
+
+@pytest.fixture
+def desk(
+    pipeline: Pipeline, smtp_server: CaptureServer, tmp_path: Path
+) -> Iterator[tuple[Pipeline, str]]:
+    """Tomorrow's draft with demo articles, the app with editors, a real relay."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cfg = pipeline.settings.model_copy(
+        update={
+            "base_url": base,
+            "smtp_url": smtp_server.url,
+            "editors": SecretStr(f"anna:{PASSWORD}"),
+        }
+    )
+    pipe = Pipeline(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
+    demo.load(pipe.factory, demo.build(pipe.schedule("daily"), TOMORROW))
+    demo.add_subscribers(pipe.factory, 5, now=FIXED_NOW)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(WebContext(cfg, pipe.factory)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield pipe, base
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def log_in(page: Page, base: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base}/desk/login")
+    page.get_by_label("Имя").fill("anna")
+    page.get_by_label("Пароль").fill(password)
+    page.get_by_role("button", name="Войти").click()
+
+
+def lead_title(frame: FrameLocator) -> str:
+    return frame.locator(".lead-title").inner_text().strip()
+
+
+def day_titles(frame: FrameLocator) -> list[str]:
+    return [t.strip() for t in frame.locator(".item-title").all_inner_texts()]
+
+
+def test_an_anonymous_visitor_is_sent_to_the_login_page(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Pipeline, str],
+) -> None:
+    _, base = desk
+    page = browser.new_page()
+    page.goto(f"{base}/desk/")
+    assert page.url.startswith(f"{base}/desk/login")
+    assert page.get_by_role("button", name="Войти").is_visible()
+    # Over plain HTTP too: every desk address asks for a login, and no form works without one.
+    for path in ("/desk/editions/1", "/desk/editions/1/frame"):
+        status, location, _ = fetch(base + path)
+        assert status == 303 and location.startswith("/desk/login")
+    assert fetch(base + "/desk/editions/1/approve", b"approved=1")[0] == 303
+    page.close()
+
+
+def test_a_wrong_password_is_refused(browser: Browser, desk: tuple[Pipeline, str]) -> None:  # noqa: F811
+    _, base = desk
+    page = browser.new_page()
+    log_in(page, base, password="неправильный")
+    assert page.get_by_role("alert").inner_text() == "Неверное имя или пароль."
+    page.goto(f"{base}/desk/")
+    assert page.url.startswith(f"{base}/desk/login")
+    page.close()
+
+
+def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Pipeline, str],
+    smtp_server: CaptureServer,
+) -> None:
+    pipe, base = desk
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    log_in(page, base)
+    assert page.url == f"{base}/desk/"
+    page.get_by_role("button", name=re.compile("Подготовить следующий: Ежедневная")).click()
+    page.wait_for_url(re.compile(r"/desk/editions/\d+$"))
+    assert "daily/2026-11-26" in page.locator("h1").inner_text()
+    frame = page.frame_locator("#preview")
+
+    # Desktop and phone.
+    iframe = page.locator("#preview")
+    assert iframe.evaluate("f => f.clientWidth") == 600
+    page.get_by_role("button", name="Телефон (375 px)").click()
+    page.wait_for_function("document.getElementById('preview').clientWidth == 375")
+    page.get_by_role("button", name="Компьютер (600 px)").click()
+
+    # Pin the last article of the day: it leads the preview.
+    before_lead = lead_title(frame)
+    rows = page.locator("#items tr[data-article]")
+    last = rows.nth(rows.count() - 1)
+    pinned_title = last.locator("a").first.inner_text().strip()
+    with page.expect_navigation():
+        last.get_by_role("button", name="Наверх").click()
+    frame = page.frame_locator("#preview")
+    assert lead_title(frame) == pinned_title != before_lead
+    assert before_lead in day_titles(frame)
+
+    # Drop one: it is gone from the preview.
+    dropped_row = page.locator("#items tr[data-article]").nth(2)
+    dropped_title = dropped_row.locator("a").first.inner_text().strip()
+    with page.expect_navigation():
+        dropped_row.get_by_role("button", name="Убрать").click()
+    frame = page.frame_locator("#preview")
+    assert dropped_title not in day_titles(frame) and lead_title(frame) == pinned_title
+
+    # The intro line, shown in the letter.
+    page.get_by_label("Вступление").fill("Главное за день — в одном письме.")
+    page.get_by_role("button", name="Сохранить").click()
+    page.wait_for_selector("text=Сохранено.")
+    assert "Главное за день" in page.frame_locator("#preview").locator(".intro").inner_text()
+
+    screenshot = PROJECT_ROOT / "var" / "desk-preview.png"
+    screenshot.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+
+    # Approve, then send a test.
+    page.get_by_role("button", name="Утвердить").click()
+    page.wait_for_selector("text=Утверждено.")
+    page.get_by_label("Тестовое письмо на").fill("redaktor@example.ru")
+    page.get_by_role("button", name="Отправить тест").click()
+    page.wait_for_selector("text=Тестовое письмо отправлено на redaktor@example.ru")
+    page.close()
+
+    assert [m.rcpt_to[0] for m in smtp_server.messages] == ["redaktor@example.ru"]
+    sent = email.message_from_bytes(smtp_server.messages[0].data, policy=email.policy.default)
+    assert str(sent["Subject"]).startswith("[ТЕСТ] ")
+    html_part = sent.get_body(("html",))
+    assert html_part is not None and pinned_title in str(html_part.get_content())
+    with pipe.factory() as session:
+        edition = session.scalar(select(Edition).where(Edition.edition_date == TOMORROW))
+        assert edition is not None and edition.status is EditionStatus.APPROVED
+        changes = session.scalars(select(EditionChange).order_by(EditionChange.id)).all()
+    assert [(c.editor, c.action) for c in changes] == [
+        ("anna", "pin"),
+        ("anna", "drop"),
+        ("anna", "text"),
+        ("anna", "approve"),
+        ("anna", "test"),
+    ]
+    # A test copy is not a delivery: no subscriber's counts moved.
+    assert Desk(pipe).delivery(edition.id).edition.total == 0
+
+
+def test_the_archive_shows_a_sent_edition_without_anyones_links(
+    desk: tuple[Pipeline, str],
+) -> None:
+    pipe, base = desk
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, TOMORROW)
+    html, text, _ = split_message(pipe.preview(schedule, edition).data)
+    link = f"{base}/archive/daily/2026-11-26"
+    assert f'href="{link}"' in html and f"Открыть в браузере: {link}" in text
+    assert fetch(f"{base}/archive/daily/2026-11-26")[0] == 404  # not sent yet
+    with pipe.factory.begin() as session:
+        stored = session.get(Edition, edition.id)
+        assert stored is not None
+        stored.status = EditionStatus.SENT
+    status, _, page = fetch(f"{base}/archive/daily/2026-11-26")
+    assert status == 200 and "__" not in page and "/u/" not in page and "/p/" not in page
+    assert "Отписаться" not in page and "Выпуск рассылки" in page
+    status, _, index = fetch(f"{base}/archive/")
+    assert status == 200 and "/archive/daily/2026-11-26" in index
+    assert fetch(f"{base}/archive/daily/{TOMORROW + timedelta(days=9)}")[0] == 404
