@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from digest import demo
-from digest.capture import free_port
 from digest.edition import Pipeline
 from digest.web import WebContext, create_app
 from tests.conftest import FIXED_NOW
+from tests.serving import serving
 
 
 @pytest.fixture
@@ -58,21 +55,5 @@ def served(web_pipeline: Pipeline, fixed_date: date) -> Iterator[tuple[Pipeline,
     schedule = pipeline.schedule("daily")
     demo.load(pipeline.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipeline.factory, 5, now=FIXED_NOW)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(WebContext(pipeline.settings, pipeline.factory)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield pipeline, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(WebContext(pipeline.settings, pipeline.factory))) as base:
+        yield pipeline, base

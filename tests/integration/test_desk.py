@@ -4,30 +4,32 @@ a real SMTP server. A screenshot of the preview page is kept under var/."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
 import threading
-import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from digest import demo
 from digest.capture import CaptureServer, free_port
+from digest.config import parse_smtp_url
 from digest.desk import Desk, split_message
 from digest.edition import Pipeline
-from digest.models import Edition, EditionChange, EditionStatus
+from digest.models import Delivery, DeliveryStatus, Edition, EditionChange, EditionStatus
+from digest.send import SmtpConnection, run_async
 from digest.web import WebContext, create_app
 from tests.conftest import FIXED_NOW, PROJECT_ROOT
 from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
 from tests.integration.test_web import fetch
+from tests.serving import serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, FrameLocator, Page
@@ -53,23 +55,9 @@ def desk(
     pipe = Pipeline(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
     demo.load(pipe.factory, demo.build(pipe.schedule("daily"), TOMORROW))
     demo.add_subscribers(pipe.factory, 5, now=FIXED_NOW)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(WebContext(cfg, pipe.factory)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield pipe, base
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(WebContext(cfg, pipe.factory)), port) as served_base:
+        assert served_base == base
+        yield pipe, base
 
 
 def log_in(page: Page, base: str, password: str = PASSWORD) -> None:
@@ -213,3 +201,42 @@ def test_the_archive_shows_a_sent_edition_without_anyones_links(
     status, _, index = fetch(f"{base}/archive/")
     assert status == 200 and "/archive/daily/2026-11-26" in index
     assert fetch(f"{base}/archive/daily/{TOMORROW + timedelta(days=9)}")[0] == 404
+
+
+def test_the_delivery_view_counts_live_and_charts_the_send(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Pipeline, str],
+    smtp_server: CaptureServer,
+) -> None:
+    pipe, base = desk
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, TOMORROW)
+    pipe.start_sending(schedule, edition)
+    connect = lambda target: SmtpConnection(parse_smtp_url(smtp_server.url), 10)  # noqa: E731
+    # In a thread of its own: Playwright's sync API keeps an event loop in this one.
+    sender = threading.Thread(
+        target=lambda: run_async(pipe.work(connect, worker="t", once=True, stop=asyncio.Event()))
+    )
+    sender.start()
+    sender.join(timeout=60)
+    assert len(smtp_server.messages) == 5
+
+    page = browser.new_page()
+    log_in(page, base)
+    page.goto(f"{base}/desk/editions/{edition.id}/delivery")
+    assert page.locator('[data-count="sent"]').inner_text() == "5"
+    assert page.locator("#status").inner_text() == "sent"
+    assert page.locator("#chart rect").count() >= 1
+    data = page.request.get(f"{base}/desk/editions/{edition.id}/delivery.json").json()
+    assert data["counts"]["sent"] == 5 and sum(m["sent"] for m in data["per_minute"]) == 5
+
+    # A bounce arriving later shows up without reloading the page.
+    with pipe.factory.begin() as session:
+        first = session.scalars(select(Delivery).where(Delivery.edition_id == edition.id)).first()
+        assert first is not None
+        first.status = DeliveryStatus.BOUNCED
+    page.wait_for_function(
+        "document.querySelector('[data-count=\"bounces\"]').textContent === '1'", timeout=10_000
+    )
+    assert page.locator('[data-count="sent"]').inner_text() == "4"
+    page.close()
