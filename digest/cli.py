@@ -966,9 +966,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Run the web app (Starlette under uvicorn): the unsubscribe pages and the
-    RFC 8058 one-click endpoint at /u/TOKEN. Links in mail start with
-    DIGEST_BASE_URL, so put this behind that URL (https).
+    """Run the web app (Starlette under uvicorn): unsubscribe (/u/TOKEN, RFC 8058
+    one-click), preferences (/p/TOKEN), double opt-in (/confirm/TOKEN), tracked
+    clicks and opens when a list asks for them, the public archive (/archive/)
+    and the editors' desk (/desk/, accounts from DIGEST_EDITORS or
+    DIGEST_EDITOR_PASSWORD). Links in mail start with DIGEST_BASE_URL, so put
+    this behind that URL (https).
 
     Example: digest serve --host 127.0.0.1 --port 8000
     """
@@ -981,6 +984,8 @@ def serve(
         pipe = pipeline(cfg)
         cfg.signing_key()  # a missing key is an error now, not on the first request
         web = create_app(WebContext(cfg, pipe.factory))
+        if not cfg.editor_accounts():
+            log.warning("the editors' desk is closed: set DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD")
     uvicorn.run(web, host=host, port=port, log_level=cfg.log_level.lower())
 
 

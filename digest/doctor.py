@@ -42,6 +42,7 @@ def run_checks(cfg: Settings, smtp: bool = True) -> list[Check]:
     checks.append(_guard("lists", lambda: _lists(cfg)))
     checks.append(_guard("schedules", lambda: _schedules(cfg)))
     checks.append(_guard("templates", lambda: _templates(cfg)))
+    checks.append(_guard("desk", lambda: _desk(cfg)))
     if smtp:
         if not cfg.relays:
             checks.append(Check("smtp", False, "DIGEST_SMTP_URL is not set"))
@@ -146,6 +147,15 @@ def sample_view(cfg: Settings) -> EditionView:
         zone=cfg.zone,
         intro=None,
     )
+
+
+def _desk(cfg: Settings) -> Check:
+    editors = sorted(cfg.editor_accounts())
+    if not editors:
+        return Check(
+            "desk", True, "closed: no DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD", warning=True
+        )
+    return Check("desk", True, "editors: " + ", ".join(editors))
 
 
 def _smtp(cfg: Settings, target: SmtpTarget) -> Check:
