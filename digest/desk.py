@@ -116,13 +116,13 @@ class Desk:
     def editions(self, limit: int = 60) -> tuple[list[EditionReport], list[EditionReport]]:
         """(upcoming drafts and today's, newest first; then the archive of the rest)."""
         today = self.pipe.clock().astimezone(self.pipe.settings.zone).date()
+        open_ = (EditionStatus.DRAFT, EditionStatus.APPROVED, EditionStatus.SENDING)
+        current: list[EditionReport] = []
+        archive: list[EditionReport] = []
         with self.pipe.factory() as session:
-            rows = [edition_report(session, e) for e in queries.recent_editions(session, limit)]
-            dates = {e.id: e.edition_date for e in queries.recent_editions(session, limit)}
-        current = [
-            r for r in rows if dates[r.id] >= today or r.status in ("draft", "approved", "sending")
-        ]
-        archive = [r for r in rows if r not in current]
+            for e in queries.recent_editions(session, limit):
+                upcoming = e.edition_date >= today or e.status in open_
+                (current if upcoming else archive).append(edition_report(session, e))
         return current, archive
 
     def edition(self, edition_id: int) -> tuple[Schedule, Edition]:

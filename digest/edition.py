@@ -364,16 +364,10 @@ class Pipeline:
         Returns how many rows were added (0 on a re-run that finds nobody new)."""
         if edition.status is EditionStatus.CANCELLED:
             raise EditionError(f"{edition.label} was cancelled")
-        try:
-            return self._start_sending(schedule, edition)
-        except IntegrityError:
-            # Another scheduler enqueued the same rows at the same moment; the
-            # unique (edition, subscriber) key let one through. Ours finds them now.
-            return self._start_sending(schedule, edition)
-
-    def _start_sending(self, schedule: Schedule, edition: Edition) -> int:
         added = 0
         with transaction(self.factory) as session:
+            # Locked: a second scheduler starting the same edition waits, then finds
+            # the rows made and adds none (the unique delivery key never fires).
             current = session.get(Edition, edition.id, with_for_update=True)
             assert current is not None
             # A sent edition reopens for subscribers who joined since; finish() closes it.

@@ -218,6 +218,24 @@ class Runner:
             session.flush()
             return edition.id
 
+    def missed_at(self, name: str, scheduled: datetime) -> None:
+        """APScheduler skipped the run at ``scheduled`` (past its grace time)."""
+        schedule = self.pipe.schedule(name)
+        day = schedule.today(scheduled)
+        existing = self._edition(name, day)
+        if existing is not None and existing.status not in (
+            EditionStatus.DRAFT,
+            EditionStatus.APPROVED,
+        ):
+            return
+        log.warning(
+            "%s/%s: missed (the scheduler was down at %s UTC, past the grace time)",
+            name,
+            day,
+            f"{scheduled.astimezone(UTC):%Y-%m-%d %H:%M}",
+            extra={"edition": self._mark_missed(schedule, day), "schedule": name},
+        )
+
     def _reopen(self, edition: Edition) -> None:
         with transaction(self.pipe.factory) as session:
             current = session.get(Edition, edition.id)
@@ -322,28 +340,12 @@ def build_scheduler(pipe: Pipeline, schedules: dict[str, Schedule]) -> AsyncIOSc
         # the edition missed (the same rule a late fire applies).
         if event.code == EVENT_JOB_MISSED and event.job_id.startswith("send:"):
             name = event.job_id.split(":", 1)[1]
-            _mark_missed_at(pipe, name, event.scheduled_run_time)
+            Runner(pipe).missed_at(name, event.scheduled_run_time)
         elif event.code == EVENT_JOB_ERROR:
             log.error("job %s failed: %s", event.job_id, event.exception)
 
     scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
     return scheduler
-
-
-def _mark_missed_at(pipe: Pipeline, name: str, scheduled: datetime) -> None:
-    schedule = pipe.schedule(name)
-    runner = Runner(pipe)
-    day = schedule.today(scheduled)
-    existing = runner._edition(name, day)
-    if existing is None or existing.status in (EditionStatus.DRAFT, EditionStatus.APPROVED):
-        edition_id = runner._mark_missed(schedule, day)
-        log.warning(
-            "%s/%s: missed (the scheduler was down at %s UTC, past the grace time)",
-            name,
-            day,
-            f"{scheduled.astimezone(UTC):%Y-%m-%d %H:%M}",
-            extra={"edition": edition_id, "schedule": name},
-        )
 
 
 def catch_up(pipe: Pipeline, schedules: dict[str, Schedule]) -> list[FireReport]:

@@ -127,7 +127,10 @@ def client_ip(request: Request) -> str | None:
 def create_app(context: WebContext) -> Starlette:
     lists = load_lists(context.settings.subscribers_dir)
     signers = [LinkSigner(context.secret, key) for key in lists]
-    confirmers = [(LinkSigner(context.secret, key), lst.confirm_days) for key, lst in lists.items()]
+    confirmers = [
+        (signer, lists[signer_key].confirm_days)
+        for signer_key, signer in zip(lists, signers, strict=True)
+    ]
     csrf = CsrfGuard(context.secret)
     engagement = Engagement(context.factory, lists, context.secret)
 
