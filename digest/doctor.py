@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 
 import dkim
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +19,7 @@ from digest import db, queries
 from digest.config import Settings, SmtpTarget
 from digest.errors import DigestError
 from digest.lists import load_lists
+from digest.models import Clock, utcnow
 from digest.render import ArticleView, EditionView, Renderer
 from digest.schedule import load_schedules
 from digest.send import SmtpConnection, connector
@@ -36,12 +37,12 @@ class Check:
         return {"check": self.name, "ok": self.ok, "warning": self.warning, "detail": self.detail}
 
 
-def run_checks(cfg: Settings, smtp: bool = True) -> list[Check]:
+def run_checks(cfg: Settings, smtp: bool = True, clock: Clock = utcnow) -> list[Check]:
     checks: list[Check] = [_config(cfg)]
     checks.append(_guard("database", lambda: _database(cfg)))
     checks.append(_guard("lists", lambda: _lists(cfg)))
     checks.append(_guard("schedules", lambda: _schedules(cfg)))
-    checks.append(_guard("templates", lambda: _templates(cfg)))
+    checks.append(_guard("templates", lambda: _templates(cfg, clock())))
     checks.append(_guard("desk", lambda: _desk(cfg)))
     if smtp:
         if not cfg.relays:
@@ -102,19 +103,18 @@ def _schedules(cfg: Settings) -> Check:
     return Check("schedules", True, ", ".join(sorted(schedules)) or "none")
 
 
-def _templates(cfg: Settings) -> Check:
+def _templates(cfg: Settings, now: datetime) -> Check:
     renderer = Renderer(cfg.templates_dir)
     schedules = load_schedules(cfg.schedules_dir, cfg.timezone)
     sizes = []
     for name in sorted({s.mail.template for s in schedules.values()}):
-        rendered = renderer.render(sample_view(cfg), name)
+        rendered = renderer.render(sample_view(cfg, now), name)
         sizes.append(f"{name} {len(rendered.html.encode()) // 1024} KB")
     return Check("templates", True, "render: " + ", ".join(sizes))
 
 
-def sample_view(cfg: Settings) -> EditionView:
+def sample_view(cfg: Settings, now: datetime) -> EditionView:
     """A one-article edition: enough to see every template render."""
-    now = datetime.now(UTC)
     article = ArticleView(
         id=1,
         title="Проверка шаблона",
@@ -137,7 +137,7 @@ def sample_view(cfg: Settings) -> EditionView:
         site_url=cfg.site_url,
         list_name="doctor",
         list_description="",
-        edition_date=date.today(),
+        edition_date=now.astimezone(cfg.zone).date(),
         window_days=1,
         subject="doctor",
         preheader="doctor",

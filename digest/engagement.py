@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import queries
 from digest.db import transaction
 from digest.lists import MailingList
-from digest.models import EditionLink, EventKind, Subscriber, utcnow
+from digest.models import Clock, EditionLink, EventKind, Subscriber, utcnow
 from digest.tokens import BadToken, LinkSigner
 
 _LINK = re.compile(r"""(<a\b[^>]*?\bhref=)(["'])(https?://[^"'\s]+)\2""", re.I)
@@ -82,9 +82,14 @@ class Engagement:
     """Checks tracking tokens and records opens and clicks."""
 
     def __init__(
-        self, factory: sessionmaker[Session], lists: dict[str, MailingList], secret: bytes
+        self,
+        factory: sessionmaker[Session],
+        lists: dict[str, MailingList],
+        secret: bytes,
+        clock: Clock = utcnow,
     ) -> None:
         self.factory = factory
+        self.clock = clock
         self.signers = [(lists[k], LinkSigner(secret, k)) for k in lists]
 
     def click(self, token: str, reader: str | None) -> Hit | None:
@@ -136,8 +141,9 @@ class Engagement:
             return None
         return session.scalar(select(Subscriber.id).where(Subscriber.token_key == key))
 
-    @staticmethod
-    def _record(session: Session, kind: EventKind, hit: Hit, detail: dict[str, Any] | None) -> None:
+    def _record(
+        self, session: Session, kind: EventKind, hit: Hit, detail: dict[str, Any] | None
+    ) -> None:
         if queries.edition_exists(session, hit.edition_id):
             queries.add_events(
                 session,
@@ -146,7 +152,7 @@ class Engagement:
                         "kind": kind,
                         "edition_id": hit.edition_id,
                         "subscriber_id": hit.subscriber_id,
-                        "at": utcnow(),
+                        "at": self.clock(),
                         "detail": detail,
                     }
                 ],

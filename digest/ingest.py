@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import queries
 from digest.headers import clean_text
-from digest.models import Article, Comment, utcnow
+from digest.models import Article, Clock, Comment, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,11 @@ def describe(exc: ValidationError) -> str:
 class Ingester:
     """Loads validated records into the store, one savepoint per record."""
 
-    def __init__(self, factory: sessionmaker[Session], commit_every: int = 200) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], commit_every: int = 200, clock: Clock = utcnow
+    ) -> None:
         self.factory = factory
+        self.clock = clock
         self.commit_every = commit_every
 
     def load(self, records: Iterable[tuple[str, dict[str, Any] | Problem]]) -> IngestReport:
@@ -219,7 +222,7 @@ class Ingester:
                 )
         try:
             with session.begin_nested():
-                created, added = _store(session, article, comments)
+                created, added = _store(session, article, comments, self.clock())
         except SQLAlchemyError as exc:
             report.rejected += 1
             report.problems.append(Problem(where, f"id {article.id}: database refused it: {exc}"))
@@ -229,7 +232,9 @@ class Ingester:
         report.comments_added += added
 
 
-def _store(session: Session, data: ArticleIn, comments: list[CommentIn]) -> tuple[bool, int]:
+def _store(
+    session: Session, data: ArticleIn, comments: list[CommentIn], now: datetime
+) -> tuple[bool, int]:
     section_id = None
     if data.section:
         section_id = queries.section_id(session, _slug(data.section), data.section)
@@ -254,7 +259,7 @@ def _store(session: Session, data: ArticleIn, comments: list[CommentIn]) -> tupl
     else:
         for key, value in fields.items():
             setattr(article, key, value)
-        article.updated_at = utcnow()
+        article.updated_at = now
     existing = queries.comment_numbers(session, article.id) if not created else {}
     new_rows, changed = [], []
     for c in {c.number: c for c in comments}.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
@@ -68,7 +69,12 @@ def stored_utc(value: datetime | None, dialect_name: str) -> datetime | str | No
 
 
 def utcnow() -> datetime:
+    """The real clock. Entry points pass it down as a ``Clock``; below them the
+    product reads time only through the clock it was handed, so a test can fix it."""
     return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]
 
 
 class SubscriberStatus(enum.StrEnum):

@@ -27,6 +27,7 @@ from digest.db import transaction
 from digest.errors import DigestError
 from digest.headers import clean_text
 from digest.models import (
+    Clock,
     Delivery,
     Edition,
     Event,
@@ -175,8 +176,10 @@ class SubscriberBook:
         factory: sessionmaker[Session],
         double_opt_in: bool,
         default_sections: Iterable[str] = (),
+        clock: Clock = utcnow,
     ) -> None:
         self.factory = factory
+        self.clock = clock
         self.double_opt_in = double_opt_in
         self.default_sections = normalise_sections(",".join(default_sections))
 
@@ -224,7 +227,7 @@ class SubscriberBook:
                 email=row.email,
                 token_key=new_token_key(),
                 status=SubscriberStatus.ACTIVE if active else SubscriberStatus.PENDING,
-                created_at=utcnow(),
+                created_at=self.clock(),
                 confirmed_at=row.consent_at if active else None,
                 sections=self.default_sections,
             )
@@ -249,7 +252,7 @@ class SubscriberBook:
             if found is None or found.status in CLOSED:
                 return False
             found.status = SubscriberStatus.UNSUBSCRIBED
-            found.unsubscribed_at = utcnow()
+            found.unsubscribed_at = self.clock()
             return True
 
     def unsubscribe_key(self, token_key: str, how: str) -> bool:
@@ -261,12 +264,12 @@ class SubscriberBook:
                 return False
             if found.status not in CLOSED:
                 found.status = SubscriberStatus.UNSUBSCRIBED
-                found.unsubscribed_at = utcnow()
+                found.unsubscribed_at = self.clock()
             session.add(
                 Event(
                     subscriber_id=found.id,
                     kind=EventKind.UNSUBSCRIBE,
-                    at=utcnow(),
+                    at=self.clock(),
                     detail={"how": how},
                 )
             )
@@ -275,7 +278,7 @@ class SubscriberBook:
     def confirm(self, token_key: str, ip: str | None, user_agent: str | None) -> bool:
         """A pending subscriber clicked their confirmation link: active from now on,
         with when and from where recorded as the proof of consent (152-FZ, GDPR)."""
-        now = utcnow()
+        now = self.clock()
         with transaction(self.factory) as session:
             found = session.scalar(select(Subscriber).where(Subscriber.token_key == token_key))
             if found is None or found.status in CLOSED:
@@ -299,7 +302,7 @@ class SubscriberBook:
     ) -> list[Subscriber]:
         """Pending subscribers who have had no confirmation mail yet, and with
         ``again`` also those whose link expired. Never one whose link still works."""
-        expired = utcnow() - timedelta(days=link_days)
+        expired = self.clock() - timedelta(days=link_days)
         due: ColumnElement[bool] = Subscriber.invited_at.is_(None)
         if again:
             due = or_(due, Subscriber.invited_at < expired)
@@ -318,7 +321,7 @@ class SubscriberBook:
         with transaction(self.factory) as session:
             found = session.get(Subscriber, subscriber_id)
             if found is not None:
-                found.invited_at = utcnow()
+                found.invited_at = self.clock()
 
     def preferences(self, token_key: str) -> Preferences | None:
         with self.factory() as session:
@@ -368,7 +371,7 @@ class SubscriberBook:
         address = normalise_email(email)
         with transaction(self.factory) as session:
             if session.get(Forgotten, address_hash(address)) is None:
-                session.add(Forgotten(hash=address_hash(address), at=utcnow()))
+                session.add(Forgotten(hash=address_hash(address), at=self.clock()))
             found = _find(session, address)
             if found is None:
                 return False

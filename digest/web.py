@@ -40,7 +40,7 @@ from digest.config import Settings
 from digest.edition import Pipeline
 from digest.engagement import PIXEL, Engagement
 from digest.lists import load_lists
-from digest.models import utcnow
+from digest.models import Clock, utcnow
 from digest.subscribers import BadSubscriber, Preferences, SubscriberBook
 from digest.tokens import (
     BadToken,
@@ -61,6 +61,7 @@ class WebContext:
 
     settings: Settings
     factory: sessionmaker[Session]
+    clock: Clock = utcnow
 
     @property
     def secret(self) -> bytes:
@@ -72,7 +73,7 @@ class WebContext:
 
     @property
     def book(self) -> SubscriberBook:
-        return SubscriberBook(self.factory, double_opt_in=True)
+        return SubscriberBook(self.factory, double_opt_in=True, clock=self.clock)
 
     async def run(self, fn: Callable[[], T]) -> T:
         # Database work off the event loop.
@@ -132,7 +133,7 @@ def create_app(context: WebContext) -> Starlette:
         for signer_key, signer in zip(lists, signers, strict=True)
     ]
     csrf = CsrfGuard(context.secret)
-    engagement = Engagement(context.factory, lists, context.secret)
+    engagement = Engagement(context.factory, lists, context.secret, context.clock)
 
     async def unsubscribe_page(request: Request) -> HTMLResponse:
         token = request.path_params["token"]
@@ -286,7 +287,7 @@ def create_app(context: WebContext) -> Starlette:
         )
 
     desk = DeskApp(
-        Pipeline(context.settings, context.factory, clock=utcnow),
+        Pipeline(context.settings, context.factory, clock=context.clock),
         run=lambda fn, *args: run_in_threadpool(fn, *args),
     )
     routes: list[Route] = [

@@ -55,5 +55,6 @@ def served(web_pipeline: Pipeline, fixed_date: date) -> Iterator[tuple[Pipeline,
     schedule = pipeline.schedule("daily")
     demo.load(pipeline.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipeline.factory, 5, now=FIXED_NOW)
-    with serving(create_app(WebContext(pipeline.settings, pipeline.factory))) as base:
+    app = create_app(WebContext(pipeline.settings, pipeline.factory, pipeline.clock))
+    with serving(app) as base:
         yield pipeline, base

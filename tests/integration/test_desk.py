@@ -55,7 +55,7 @@ def desk(
     pipe = Pipeline(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
     demo.load(pipe.factory, demo.build(pipe.schedule("daily"), TOMORROW))
     demo.add_subscribers(pipe.factory, 5, now=FIXED_NOW)
-    with serving(create_app(WebContext(cfg, pipe.factory)), port) as served_base:
+    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as served_base:
         assert served_base == base
         yield pipe, base
 

@@ -6,6 +6,7 @@ job store and misfire event."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -67,9 +68,9 @@ def deliveries(pipe: Pipeline) -> int:
         return int(session.scalar(select(func.count()).select_from(Delivery)) or 0)
 
 
-def edition_status(pipe: Pipeline) -> EditionStatus | None:
+def edition_status(pipe: Pipeline, day: date = DAY) -> EditionStatus | None:
     with pipe.factory() as session:
-        found = session.scalar(select(Edition).where(Edition.edition_date == DAY))
+        found = session.scalar(select(Edition).where(Edition.edition_date == day))
         return found.status if found is not None else None
 
 
@@ -220,11 +221,29 @@ def test_two_schedulers_on_one_postgresql_database_make_one_edition(
         e.dispose()
 
 
+def with_cron_hours_ago(pipe: Pipeline, tmp_path: Path, hours: int) -> tuple[Pipeline, datetime]:
+    """The daily schedule moved to fire ``hours`` before the real now (APScheduler
+    reads the wall clock to find missed runs, so this test's data follows it), and
+    that fire time."""
+    fired = (datetime.now(UTC) - timedelta(hours=hours)).replace(second=0, microsecond=0)
+    local = fired.astimezone(pipe.settings.zone)
+    source = (pipe.settings.schedules_dir / "daily.toml").read_text(encoding="utf-8")
+    folder = tmp_path / "schedules"
+    folder.mkdir(exist_ok=True)
+    cron = f'cron = "{local.minute} {local.hour} * * *"'
+    (folder / "daily.toml").write_text(re.sub(r"^cron = .*$", cron, source, flags=re.M), "utf-8")
+    cfg = pipe.settings.model_copy(update={"schedules_dir": folder})
+    return Pipeline(cfg, pipe.factory, clock=pipe.clock), fired
+
+
 def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
-    loaded: Pipeline, clock: Clock
+    loaded: Pipeline, tmp_path: Path
 ) -> None:
-    schedules = {"daily": loaded.schedule("daily")}
-    scheduler = build_scheduler(loaded, schedules)
+    # Down at the send time, back 4 hours later: past the 2-hour grace.
+    pipe, send_at = with_cron_hours_ago(loaded, tmp_path, hours=4)
+    day = send_at.astimezone(pipe.settings.zone).date()
+    schedules = {"daily": pipe.schedule("daily")}
+    scheduler = build_scheduler(pipe, schedules)
     missed: list[str] = []
 
     async def go() -> None:
@@ -233,9 +252,8 @@ def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
         assert set(jobs) == {"send:daily", "prepare:daily"}
         send = jobs["send:daily"]
         assert (send.coalesce, send.max_instances, send.misfire_grace_time) == (True, 1, 7200)
-        # The scheduler was down at 07:00 and comes back at 11:00, past the grace.
         scheduler.add_listener(lambda e: missed.append(e.job_id), EVENT_JOB_MISSED)
-        scheduler.modify_job("send:daily", next_run_time=SEND_AT)
+        scheduler.modify_job("send:daily", next_run_time=send_at)
         scheduler.resume()
         for _ in range(100):
             if missed:
@@ -245,9 +263,9 @@ def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
 
     asyncio.run(go())
     assert missed == ["send:daily"]
-    assert edition_status(loaded) is EditionStatus.MISSED and deliveries(loaded) == 0
+    assert edition_status(pipe, day) is EditionStatus.MISSED and deliveries(pipe) == 0
     # The store is a table of the configured database: a restart finds the jobs.
-    engine = db.make_engine(loaded.settings.database)
+    engine = db.make_engine(pipe.settings.database)
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT id FROM apscheduler_jobs ORDER BY id").all()
     engine.dispose()
