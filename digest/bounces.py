@@ -3,8 +3,12 @@ other formats that flufl.bounce knows, read from a Maildir or an mbox.
 
 A report is tied to its delivery by the VERP return path (``bounces+TOKEN@``,
 checked by its keyed hash) or, failing that, by the Message-ID of the returned
-original. Only ``Action: failed`` with a 5.x.x status is a bounce; ``delayed``
-is not (MAIL-RULES 26). What cannot be understood is counted and left alone.
+original when it is ours and names one delivery. ``Final-Recipient``,
+``Original-Recipient`` and ``To:`` alone never change anyone: anyone can forge
+them (MAIL-RULES 26). ``Action: failed`` is a failed delivery (5.x.x by the reply
+rules, 4.x.x a soft failure: the MTA gave up after retrying); ``delayed``,
+``relayed`` and ``expanded`` change nothing. What cannot be understood or
+attributed is counted and left in place, marked as seen.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.db import transaction
 from digest.errors import DigestError, Kind
+from digest.replies import enhanced_code, kind_of
 from digest.subscribers import SubscriberBook
 from digest.tokens import BadToken, LinkSigner, unsubscribe_key
-from digest.track import SoftBouncePolicy, apply_return, enhanced_code, kind_of
+from digest.track import SoftBouncePolicy, apply_return
 
 log = logging.getLogger(__name__)
 RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
-SMTP_CODE = re.compile(r"\b([245]\d\d)\b")
+SMTP_CODE = re.compile(r"([245]\d\d)\b")
+SMTP_REPLY_CODE = re.compile(r"^[245]\d\d[ -]")
 PROCESSED_FOLDER = "processed"
 
 
@@ -97,14 +103,20 @@ class BounceReader:
         return findings
 
     def _verp_delivery(self, msg: Message) -> int | None:
-        for name in RECIPIENT_HEADERS:
-            for value in msg.get_all(name) or []:
-                match = self.verp.search(str(value))
-                if match:
-                    try:
-                        return self.signer.verify_verp(match.group(1))
-                    except BadToken:
-                        log.warning("a return path with a forged or foreign token: %s", value)
+        # The report's own recipient, else the Return-Path of the original it quotes
+        # (feedback loops write to their own address). The token's keyed hash is
+        # what makes either trustworthy.
+        values = [v for name in RECIPIENT_HEADERS for v in msg.get_all(name) or []]
+        original = _original_headers(msg)
+        if original is not None:
+            values.extend(original.get_all("Return-Path") or [])
+        for value in values:
+            match = self.verp.search(str(value))
+            if match:
+                try:
+                    return self.signer.verify_verp(match.group(1))
+                except BadToken:
+                    log.warning("a return path with a forged or foreign token: %s", value)
         return None
 
     @staticmethod
@@ -161,19 +173,35 @@ def _recipient_finding(block: Message) -> list[Finding]:
     diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic else diagnostic
     if action == "delayed":
         return [Finding("delayed", recipient=recipient, status=status, diagnostic=diagnostic)]
-    if action != "failed" or not status.startswith("5."):
+    if action in ("relayed", "expanded", "delivered"):
+        return [Finding("ignored", recipient=recipient, status=status)]
+    if action != "failed" or status[:2] not in ("4.", "5."):
         return []
+    # "550 5.1.1 <x>: …" → code 550 and the reply "5.1.1 <x>: …": the code is kept
+    # once, in its own column (reports print "550 5.1.1 …", never "550 550 5.1.1").
     match = SMTP_CODE.match(diagnostic)
-    code = int(match.group(1)) if match and match.group(1).startswith("5") else 550
-    text = diagnostic if enhanced_code(diagnostic) else f"{status} {diagnostic}".strip()
+    reply = SMTP_REPLY_CODE.sub("", diagnostic, count=1).strip() if match else diagnostic
+    code = int(match.group(1)) if match and match.group(1)[0] == status[0] else None
+    if code is None:
+        code = 550 if status.startswith("5.") else 450
+    if not enhanced_code(reply):
+        reply = f"{status} {reply}".strip()
+    if status.startswith("4."):
+        # MAIL-RULES 26: the MTA gave up after retrying (Postfix's queue expiry):
+        # a failed delivery, counted like a full mailbox, never a hard bounce.
+        kind = Kind.SOFT_BOUNCE
+    else:
+        # The Status field decides the class: a 5.7.x is policy whatever the text.
+        judged = kind_of(code, f"{status} {reply}")
+        kind = judged if judged is not None else Kind.PERMANENT
     return [
         Finding(
             "bounce",
             recipient=recipient,
             status=status,
             code=code,
-            diagnostic=diagnostic or status,
-            bounce_kind=kind_of(code, text),
+            diagnostic=reply,
+            bounce_kind=kind,
         )
     ]
 
@@ -184,21 +212,23 @@ def _address(value: str) -> str | None:
     return value.lower() if "@" in value else None
 
 
-def _original_message_id(msg: Message) -> str | None:
+def _original_headers(msg: Message) -> Message | None:
+    """The headers of the original message a report quotes, if it quotes one."""
     for part in msg.walk():
         kind = part.get_content_type()
         if kind == "message/rfc822":
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                value = inner[0].get("Message-ID")
-                if value:
-                    return str(value).strip()
+                return inner[0]
         elif kind == "text/rfc822-headers":
-            headers = email.message_from_string(str(part.get_payload(decode=False)))
-            value = headers.get("Message-ID")
-            if value:
-                return str(value).strip()
+            return email.message_from_string(str(part.get_payload(decode=False)))
     return None
+
+
+def _original_message_id(msg: Message) -> str | None:
+    original = _original_headers(msg)
+    value = original.get("Message-ID") if original is not None else None
+    return str(value).strip() if value else None
 
 
 # -- mailboxes -----------------------------------------------------------------------
@@ -206,8 +236,14 @@ def _original_message_id(msg: Message) -> str | None:
 
 @dataclass
 class Source:
-    """A Maildir (processed messages move to its ``.processed`` folder) or an mbox
-    (read only: it may be appended to while we read; reading twice is harmless)."""
+    """A Maildir or an mbox.
+
+    Maildir: only unseen messages are read. An applied one moves to the
+    ``.processed`` folder; one that could not be understood or attributed stays
+    for a person to read, moved from ``new/`` to ``cur/`` with the ``S`` (seen)
+    flag, as a mail client would, so a cron run does not report it again.
+    mbox: read whole and left as it is (it may be appended to while we read);
+    applying a report twice changes nothing more."""
 
     path: Path
     box: mailbox.Mailbox[Any] = field(init=False)
@@ -222,12 +258,36 @@ class Source:
         else:
             raise DigestError(f"{self.path}: no such Maildir or mbox")
 
+    @property
+    def keeps_track(self) -> bool:
+        return isinstance(self.box, mailbox.Maildir)
+
     def messages(self) -> Iterator[tuple[str, bytes]]:
         for key in list(self.box.keys()):
             try:
+                if self.keeps_track and "S" in self.box.get_message(key).get_flags():
+                    continue
                 yield key, self.box.get_bytes(key)
             except KeyError:  # removed meanwhile by another reader
                 continue
+
+    def where(self, key: str) -> str:
+        """The message's file, as a person would look for it."""
+        if not isinstance(self.box, mailbox.Maildir):
+            return f"{self.path} (message {key})"
+        found = self.box.get_message(key)
+        info = found.get_info()
+        name = key + (self.box.colon + info if info else "")
+        return f"{self.path}/{found.get_subdir()}/{name}"
+
+    def keep(self, key: str) -> None:
+        """Leave it in place, marked as seen."""
+        if not isinstance(self.box, mailbox.Maildir):
+            return
+        found = self.box.get_message(key)
+        found.set_subdir("cur")
+        found.add_flag("S")
+        self.box[key] = found
 
     def done(self, key: str) -> None:
         if not isinstance(self.box, mailbox.Maildir):
@@ -267,11 +327,20 @@ def process_returns(
             findings = reader.read(data)
         except Unparseable as exc:
             report.count("unparseable")
-            report.problems.append(f"{source.path}/{key}: {exc}")
+            report.problems.append(f"{source.where(key)}: {exc}")
+            source.keep(key)
             continue
         with transaction(factory) as session:
-            for finding in findings:
-                report.count(apply_return(session, finding, clock(), policy))
+            done = [apply_return(session, finding, clock(), policy) for finding in findings]
+        for what in done:
+            report.count(what)
+        if "unattributed" in done:
+            # Counted, logged, never applied: no token of ours and no Message-ID of ours.
+            where = source.where(key)
+            log.warning("returned mail names no delivery of ours, not applied: %s", where)
+            report.problems.append(f"{where}: no VERP token or Message-ID of ours; not applied")
+            source.keep(key)
+            continue
         source.done(key)
     return report
 

@@ -1132,8 +1132,12 @@ def print_report(r: EditionReport) -> None:
         when = r.next_retry.astimezone(ZoneInfo("Europe/Moscow"))
         console.print(f"next retry: {when:%Y-%m-%d %H:%M:%S} Moscow time")
     for f in r.failures:
+        reason = " ".join(str(p) for p in (f["code"], f["enhanced"], f["reply"]) if p)
+        console.print(f"  {f['count']} × {f['status']} {reason}", highlight=False)
+    if r.more_failures:
         console.print(
-            f"  {f['count']} × {f['status']} {f['code'] or ''} {f['reply']}", highlight=False
+            f"  … and {r.more_failures} more reason(s), {r.more_failures_count} message(s)",
+            highlight=False,
         )
     e = r.engagement
     if e.get("opens") or e.get("clicks"):

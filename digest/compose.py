@@ -24,6 +24,7 @@ import enum
 import hashlib
 import html
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -72,6 +73,9 @@ class Recipient:
     name: str | None
     token_key: str
     delivery_id: int | None = None
+    # A copy outside the edition's deliveries (a test copy): its own Message-ID,
+    # never a reader's, so a mailbox that saw the real one does not drop it.
+    copy: bool = False
 
 
 @dataclass(frozen=True)
@@ -303,7 +307,8 @@ class Composer:
         unsub_token = self.signer.unsubscribe(recipient.token_key)
         unsub_url = f"{self.base_url}/u/{unsub_token}"
         prefs_url = f"{self.base_url}/p/{self.signer.preferences(recipient.token_key)}"
-        message_id = f"<{template.message_id_prefix}.{recipient.subscriber_id}@{self.domain}>"
+        ident = f"copy.{secrets.token_hex(8)}" if recipient.copy else recipient.subscriber_id
+        message_id = f"<{template.message_id_prefix}.{ident}@{self.domain}>"
         values = {
             Slot.DATE: self._date(),
             Slot.TO: headers.mailbox(recipient.name, recipient.email, "To"),

@@ -209,15 +209,27 @@ class Settings(BaseSettings):
     soft_bounce_days: int = Field(
         default=15, ge=1, description="… within this many days suppress the address"
     )
+    greylist_delay: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds before a greylisted recipient is tried again, at the soonest "
+        "(a retry step is never shorter)",
+    )
+    domain_failed_cohort: float = Field(
+        default=1.0,
+        gt=0,
+        description="Failed cohorts (concurrency × negative replies in a row: 421, lost line, "
+        "rate limit, policy) that pause a domain (Postfix's failed_cohort_limit)",
+    )
     domain_pause: float = Field(
         default=600.0,
         gt=0,
-        description="Seconds mail to a domain pauses after it answers with a rate limit",
+        description="Seconds a domain pauses after a failed cohort; doubles on repeat",
     )
-    domain_ramp: int = Field(
-        default=20,
-        ge=1,
-        description="Successes to a resumed domain before it gets one more connection",
+    domain_max_pause: float = Field(
+        default=3600.0,
+        gt=0,
+        description="The longest a domain pause grows to",
     )
     domain_caps: str = Field(
         default="",

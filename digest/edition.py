@@ -450,7 +450,10 @@ class Pipeline:
             limit=limit,
             wait=wait,
             retry=RetryPolicy(
-                cfg.retry_steps, cfg.retry_jitter, timedelta(seconds=cfg.give_up_after)
+                cfg.retry_steps,
+                cfg.retry_jitter,
+                timedelta(seconds=cfg.give_up_after),
+                greylist=cfg.greylist_delay,
             ),
             edition_deadline=self.give_up_deadline(edition),
             rate=cfg.smtp_rate,
@@ -475,7 +478,7 @@ class Pipeline:
     def send_test(self, schedule: Schedule, edition: Edition, to: str) -> Single:
         """One copy to ``to``, «[ТЕСТ]» in the subject, signed like the real thing;
         not a delivery: no subscriber's counts change."""
-        message = self.preview(schedule, edition, to, subject_prefix=TEST_PREFIX)
+        message = self.preview(schedule, edition, to, subject_prefix=TEST_PREFIX, copy=True)
         if not self.settings.relays:
             raise ConfigError("DIGEST_SMTP_URL is not set: say where to send (smtp://host:port)")
         connection = connector(self.settings)(self.settings.relays[0])
@@ -509,7 +512,8 @@ class Pipeline:
         cfg = self.settings
         return DomainGate(
             pause=cfg.domain_pause,
-            ramp=cfg.domain_ramp,
+            max_pause=cfg.domain_max_pause,
+            cohort=cfg.domain_failed_cohort,
             connections=cfg.smtp_connections,
             caps=cfg.caps,
         )
@@ -649,9 +653,12 @@ class Pipeline:
         email: str | None = None,
         subject_prefix: str = "",
         variant_key_: str | None = None,
+        *,
+        copy: bool = False,
     ) -> Message:
         """Exactly the message a subscriber (or a sample reader) would get;
-        ``variant_key_`` picks a variant by key for the sample reader."""
+        ``variant_key_`` picks a variant by key for the sample reader. A ``copy``
+        (a test copy) has its own Message-ID and no reader's return path."""
         composer = self.composer(schedule)
         with self.factory() as session:
             subscriber = queries.subscriber_by_email(session, email) if email else None
@@ -663,10 +670,15 @@ class Pipeline:
                 queries.delivery_id_for(session, edition.id, subscriber.id) if subscriber else None
             )
         if email and subscriber is None:
-            recipient = Recipient(0, email, None, "test")
+            recipient = Recipient(0, email, None, "test", copy=copy)
         elif subscriber is not None:
             recipient = Recipient(
-                subscriber.id, subscriber.email, subscriber.name, subscriber.token_key, delivery_id
+                subscriber.id,
+                subscriber.email,
+                subscriber.name,
+                subscriber.token_key,
+                None if copy else delivery_id,
+                copy=copy,
             )
         else:
             recipient = SAMPLE

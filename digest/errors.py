@@ -51,8 +51,10 @@ class RelayUnavailable(DigestError):
 class Kind(enum.StrEnum):
     """What an SMTP reply means for the message, the address and the relay."""
 
-    TEMPORARY = "temporary"  # 4xx: try again later
-    CONNECTION = "connection"  # no reply at all: refused, reset, timed out
+    TEMPORARY = "temporary"  # 4xx about this recipient: try again later
+    GREYLIST = "greylist"  # 4xx greylisting: this recipient, no sooner than the server's minimum
+    UNREACHABLE = "unreachable"  # cannot connect, greet, start TLS: the relay's trouble
+    CONNECTION = "connection"  # the line dropped or timed out in the middle of a session
     RELAY = "relay"  # 421 not about the recipient: the relay is closing or overloaded
     RATE_LIMIT = "rate_limit"  # the destination wants us slower (MAIL-RULES 23)
     SOFT_BOUNCE = "soft_bounce"  # mailbox full: counted, suppress after N on M days
@@ -65,7 +67,16 @@ class Kind(enum.StrEnum):
         return self in TEMPORARY_KINDS
 
 
-TEMPORARY_KINDS = frozenset({Kind.TEMPORARY, Kind.CONNECTION, Kind.RELAY, Kind.RATE_LIMIT})
+TEMPORARY_KINDS = frozenset(
+    {
+        Kind.TEMPORARY,
+        Kind.GREYLIST,
+        Kind.UNREACHABLE,
+        Kind.CONNECTION,
+        Kind.RELAY,
+        Kind.RATE_LIMIT,
+    }
+)
 
 
 class DeliveryError(DigestError):

@@ -714,9 +714,9 @@ def recent_rate(
 
 
 def failure_reasons(
-    session: Session, edition_id: int, limit: int = 5
+    session: Session, edition_id: int, limit: int = 10_000
 ) -> list[tuple[str, int | None, str, int]]:
-    """The commonest failure replies: (status, code, reply, count)."""
+    """Failure replies by their exact text, commonest first: (status, code, reply, count)."""
     rows = session.execute(
         select(Delivery.status, Delivery.smtp_code, Delivery.smtp_reply, func.count())
         .where(
@@ -850,4 +850,7 @@ def delivery_by_id(session: Session, delivery_id: int) -> Delivery | None:
 
 
 def delivery_by_message_id(session: Session, message_id: str) -> Delivery | None:
-    return session.scalar(select(Delivery).where(Delivery.message_id == message_id).limit(1))
+    """The one delivery that carried ``message_id``; None if none did, or several."""
+    found = session.scalars(select(Delivery).where(Delivery.message_id == message_id).limit(2))
+    rows = list(found)
+    return rows[0] if len(rows) == 1 else None

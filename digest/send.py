@@ -41,7 +41,8 @@ from digest.errors import (
 )
 from digest.models import DeliveryStatus
 from digest.queries import Claim
-from digest.track import DeliveryStore, Outcome, RetryPolicy, classify
+from digest.replies import NEGATIVE_FEEDBACK, classify
+from digest.track import DeliveryStore, Outcome, RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -118,7 +119,7 @@ class SmtpConnection:
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             smtp.close()
             raise TemporaryFailure(
-                f"cannot connect to {self.target}: {exc}", kind=Kind.CONNECTION
+                f"cannot connect to {self.target}: {exc}", kind=Kind.UNREACHABLE
             ) from None
         self.smtp = smtp
 
@@ -354,31 +355,43 @@ class Decision(enum.Enum):
 
 @dataclass
 class DomainState:
-    paused_until: float = 0.0
-    limit: int | None = None  # connections allowed after a pause; None: all
+    concurrency: float  # messages in flight allowed (Postfix's destination window)
     in_flight: int = 0
-    streak: int = 0
+    failed_cohorts: float = 0.0  # negative feedback since the last success, in cohorts
+    paused_until: float = 0.0
+    pauses: int = 0
     cap: Pacer | None = None  # DIGEST_DOMAIN_CAPS: this domain's own slots
     deferred: int = 0  # messages held back while paused or capped
-    pauses: int = 0
+    slowed: int = 0  # negative feedback received
+
+    @property
+    def limit(self) -> int:
+        return max(1, int(self.concurrency))
 
 
 class DomainGate:
-    """Per recipient domain: pause on rate-limit (and policy) replies, resume on one
-    connection and add connections one at a time (MAIL-RULES 23), and keep fixed
-    caps in messages per minute. Other domains keep flowing meanwhile."""
+    """Per recipient domain, Postfix's concurrency feedback (SCHEDULER_README,
+    MAIL-RULES 23): a success adds 1/concurrency, negative feedback (a 421, a line
+    lost mid-session, a provider's rate limit, a policy refusal) takes 1/concurrency
+    away, never below one. After a failed cohort (``cohort`` × concurrency
+    negative replies in a row) the domain pauses: ``pause`` seconds, doubled on
+    every repeat up to ``max_pause``, then it starts again at one connection.
+    A reply about one recipient (greylisting, no such user) changes nothing here.
+    Fixed caps in messages per minute apply besides."""
 
     def __init__(
         self,
         *,
         pause: float = 600.0,
-        ramp: int = 20,
+        max_pause: float = 3600.0,
+        cohort: float = 1.0,
         connections: int = 8,
         caps: dict[str, int] | None = None,
         horizon: float = 5.0,
     ) -> None:
         self.pause = pause
-        self.ramp = ramp
+        self.max_pause = max_pause
+        self.cohort = cohort
         self.connections = connections
         self.caps = caps or {}
         self.horizon = horizon  # a capped message waits this long at most; later ones defer
@@ -389,7 +402,9 @@ class DomainGate:
         st = self.domains.get(domain)
         if st is None:
             cap = self.caps.get(domain)
-            st = self.domains[domain] = DomainState(cap=Pacer(cap / 60.0) if cap else None)
+            st = self.domains[domain] = DomainState(
+                float(self.connections), cap=Pacer(cap / 60.0) if cap else None
+            )
         return st
 
     def admit(self, domain: str, now: float) -> tuple[Decision, float]:
@@ -398,7 +413,7 @@ class DomainGate:
         if st.paused_until > now:
             st.deferred += 1
             return Decision.DEFER, st.paused_until - now
-        if st.limit is not None and st.in_flight >= st.limit:
+        if st.in_flight >= st.limit:
             return Decision.WAIT, 0.0
         delay = st.cap.reserve(now) if st.cap is not None else 0.0
         if delay > self.horizon:
@@ -408,28 +423,37 @@ class DomainGate:
         return Decision.SEND, delay
 
     def done(self, domain: str, kind: Kind | None, now: float) -> None:
+        """One message to ``domain`` is over: accepted (``kind`` None) or not."""
         st = self.state(domain)
         st.in_flight -= 1
-        if kind in (Kind.RATE_LIMIT, Kind.POLICY):
-            if st.paused_until <= now:
-                st.pauses += 1
-                log.warning(
-                    "%s answered with a %s reply: pausing it for %.0f s, then one connection",
-                    domain,
-                    "rate-limit" if kind is Kind.RATE_LIMIT else "policy",
-                    self.pause,
-                )
-            st.paused_until = now + self.pause
-            st.limit, st.streak = 1, 0
-        elif kind is None and st.limit is not None:
-            st.streak += 1
-            if st.streak >= self.ramp:
-                st.streak = 0
-                st.limit += 1
-                if st.limit >= self.connections:
-                    st.limit = None
+        if kind is None:
+            st.failed_cohorts = 0.0
+            if st.concurrency < self.connections:
+                st.concurrency = min(self.connections, st.concurrency + 1 / st.concurrency)
+                if st.concurrency >= self.connections:
+                    st.pauses = 0  # back to full speed: the next pause starts short again
                     log.info("%s is back to full speed", domain)
+        elif kind in NEGATIVE_FEEDBACK and st.paused_until <= now:
+            self._slow(domain, st, kind, now)
         self.freed.set()
+
+    def _slow(self, domain: str, st: DomainState, kind: Kind, now: float) -> None:
+        st.slowed += 1
+        st.failed_cohorts += 1 / st.concurrency
+        st.concurrency = max(1.0, st.concurrency - 1 / st.concurrency)
+        if st.failed_cohorts < self.cohort:
+            return
+        pause = min(self.pause * 2**st.pauses, self.max_pause)
+        st.pauses += 1
+        st.paused_until = now + pause
+        st.concurrency, st.failed_cohorts = 1.0, 0.0
+        log.warning(
+            "%s failed a cohort of deliveries (last: %s): pausing it for %.0f s, "
+            "then one connection",
+            domain,
+            kind,
+            pause,
+        )
 
     def paused(self, now: float) -> tuple[str, ...]:
         return tuple(sorted(d for d, st in self.domains.items() if st.paused_until > now))
@@ -857,13 +881,16 @@ class SendRun:
         except DeliveryError as error:
             now = self._now()
             self.gate.done(claim.domain, error.kind, now)
-            if error.kind in (Kind.CONNECTION, Kind.RELAY):
+            if error.kind in (Kind.UNREACHABLE, Kind.CONNECTION, Kind.RELAY):
                 self._last_relay_error = str(error)
                 self.relays.failed(relay, error, now)
             if error.kind is Kind.RATE_LIMIT:
-                # The sender's pace, never the address's fault: due when the domain resumes.
+                # The sender's pace, never the address's fault: due when the domain
+                # resumes if it paused, else after the first retry step.
                 resume = self.gate.resume_at(claim.domain) - now
-                return self._failed(claim, error, claim.attempts, message.message_id, resume)
+                return self._failed(
+                    claim, error, claim.attempts, message.message_id, resume if resume > 0 else None
+                )
             return self._failed(claim, error, claim.attempts + 1, message.message_id)
         self.gate.done(claim.domain, None, self._now())
         self.relays.succeeded(relay)

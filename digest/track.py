@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import queries
 from digest.db import transaction
-from digest.errors import DeliveryError, Kind, PermanentFailure, TemporaryFailure
+from digest.errors import DeliveryError, Kind, PermanentFailure
 from digest.models import (
     DeliveryStatus,
     Edition,
@@ -21,72 +22,7 @@ from digest.models import (
     EventKind,
     SubscriberStatus,
 )
-
-ENHANCED_CODE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-
-# MAIL-RULES 23: the receiver asks us to slow down. Never the address's fault.
-RATE_LIMIT_CODES = {"4.7.0", "4.7.28", "4.7.1"}
-RATE_LIMIT_TEXT = re.compile(
-    r"too many|rate.?limit|\brate\b|throttl|try again later|slow down|exceeded", re.I
-)
-# MAIL-RULES 24: the mailbox does not exist or is disabled: suppress at once.
-HARD_TEXT = re.compile(
-    r"user unknown|unknown user|no such (user|mailbox|recipient|account)"
-    r"|does(n'?t| not) (have an account|exist)"
-    r"|mailbox (not found|unavailable|does not exist|is disabled)"
-    r"|account (is )?(disabled|deactivated)|invalid (recipient|mailbox)|recipient not found"
-    r"|address rejected: user",
-    re.I,
-)
-FULL_TEXT = re.compile(r"mailbox (is )?full|over ?quota|quota exceeded|insufficient storage", re.I)
-POLICY_TEXT = re.compile(
-    r"spam|policy|blocked|block ?list|blacklist|reputation|dmarc|\bspf\b|\bdkim\b|abuse", re.I
-)
-
-
-def enhanced_code(reply: str) -> str | None:
-    match = ENHANCED_CODE.search(reply or "")
-    return match.group(0) if match else None
-
-
-def kind_of(code: int | None, reply: str) -> Kind | None:
-    """Judge a reply by code, enhanced code (RFC 3463) and text together: providers
-    reuse ``550 5.7.1`` for both "no such user" and "spam". None means accepted."""
-    if code is None:
-        return Kind.CONNECTION
-    if 200 <= code < 400:
-        return None
-    enhanced = enhanced_code(reply) or ""
-    text = reply or ""
-    if code < 500:
-        if (code in (421, 451) and enhanced in RATE_LIMIT_CODES) or RATE_LIMIT_TEXT.search(text):
-            return Kind.RATE_LIMIT
-        if enhanced == "4.2.2" or FULL_TEXT.search(text):
-            return Kind.SOFT_BOUNCE
-        if code == 421:
-            return Kind.RELAY
-        return Kind.TEMPORARY
-    if enhanced.startswith("5.1.") or enhanced == "5.2.1":
-        return Kind.HARD_BOUNCE
-    if enhanced == "5.2.2" or FULL_TEXT.search(text):
-        return Kind.SOFT_BOUNCE
-    if HARD_TEXT.search(text):
-        return Kind.HARD_BOUNCE
-    if enhanced.startswith("5.7.") or POLICY_TEXT.search(text):
-        return Kind.POLICY
-    return Kind.PERMANENT
-
-
-def classify(code: int | None, reply: str, recipient: str | None = None) -> DeliveryError | None:
-    """An SMTP reply in the server's own words → None (accepted), TemporaryFailure
-    (4xx, or no reply at all: the connection failed) or PermanentFailure (5xx),
-    with its ``kind``. The only place a reply is judged; aiosmtplib does not."""
-    kind = kind_of(code, reply)
-    if kind is None:
-        return None
-    return (TemporaryFailure if code is None or code < 500 else PermanentFailure)(
-        reply, code=code, enhanced_code=enhanced_code(reply), recipient=recipient, kind=kind
-    )
+from digest.replies import enhanced_code
 
 
 @dataclass(frozen=True)
@@ -100,9 +36,14 @@ class RetryPolicy:
     steps: tuple[float, ...] = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0)
     jitter: float = 0.2
     give_up_after: timedelta = timedelta(hours=24)
+    # MAIL-RULES 23: a greylisting server refuses a retry sooner than its minimum
+    # (Postgrey's default is 300 s), and a too-early retry starts the wait again.
+    greylist: float = 300.0
 
-    def delay(self, attempts: int) -> timedelta:
+    def delay(self, attempts: int, kind: Kind | None = None) -> timedelta:
         step = self.steps[min(max(attempts, 1), len(self.steps)) - 1]
+        if kind is Kind.GREYLIST:
+            step = max(step, self.greylist)
         return timedelta(seconds=step * (1 + random.uniform(0, self.jitter)))
 
     def deadline(self, first_attempt: datetime, edition_deadline: datetime | None) -> datetime:
@@ -188,7 +129,9 @@ class Outcome:
                 else outcome
             )
         policy = retry or RetryPolicy()
-        due = resume_at or at + policy.delay(attempts)
+        # A rate limit is the sender's pace: its wait is not counted against the address.
+        tries = max(attempts, 1) if kind is not Kind.RATE_LIMIT else 1
+        due = resume_at or at + policy.delay(tries, kind)
         if due > policy.deadline(first, edition_deadline):
             reply = f"gave up after {attempts} attempt(s): {error.reply}"
             return replace(outcome, reply=reply[:2000])
@@ -339,19 +282,20 @@ def apply_return(
     soft_bounces: SoftBouncePolicy,
 ) -> str:
     """Apply one finding of returned mail (``bounces.Finding``); say what it did:
-    bounced, soft, failed, complained, feedback, delayed or unknown."""
+    bounced, soft, failed, complained, feedback, delayed, ignored or unattributed.
+
+    MAIL-RULES 26: only a VERP token that verified (``finding.delivery_id``) or a
+    Message-ID of ours that names exactly one delivery reaches a subscriber. The
+    recipient a report names is never enough: anyone can write a DSN."""
     delivery = queries.delivery_by_id(session, finding.delivery_id) if finding.delivery_id else None
     if delivery is None and finding.message_id:
         delivery = queries.delivery_by_message_id(session, finding.message_id)
-    subscriber_id = delivery.subscriber_id if delivery is not None else None
-    if subscriber_id is None and finding.recipient:
-        subscriber = queries.subscriber_by_email(session, finding.recipient)
-        subscriber_id = subscriber.id if subscriber is not None else None
-    if subscriber_id is None:
-        return "unknown"
-    if finding.kind == "delayed":
-        return "delayed"
-    delivery_id = delivery.id if delivery is not None else None
+    if delivery is None or delivery.subscriber_id is None:
+        return "unattributed"
+    if finding.kind in ("delayed", "ignored"):
+        return str(finding.kind)
+    subscriber_id = delivery.subscriber_id
+    delivery_id = delivery.id
     if finding.kind == "complaint":
         queries.add_events(
             session,
@@ -373,16 +317,13 @@ def apply_return(
         )
         return "complained"
     kind = finding.bounce_kind or Kind.HARD_BOUNCE
-    if delivery is not None:
-        delivery.status = (
-            DeliveryStatus.BOUNCED if kind is Kind.HARD_BOUNCE else DeliveryStatus.FAILED
-        )
-        delivery.smtp_code = finding.code
-        delivery.smtp_reply = (finding.diagnostic or finding.status or "")[:2000]
-        delivery.next_attempt_at = None
-        delivery.updated_at = now
+    delivery.status = DeliveryStatus.BOUNCED if kind is Kind.HARD_BOUNCE else DeliveryStatus.FAILED
+    delivery.smtp_code = finding.code
+    delivery.smtp_reply = (finding.diagnostic or finding.status or "")[:2000]
+    delivery.next_attempt_at = None
+    delivery.updated_at = now
     outcome = Outcome(
-        delivery_id or 0,
+        delivery_id,
         DeliveryStatus.BOUNCED,
         0,
         now,
@@ -412,6 +353,8 @@ class EditionReport:
     total: int = 0
     rate: float | None = None  # messages/s over the last minute of sending
     failures: list[dict[str, Any]] = field(default_factory=list)
+    more_failures: int = 0  # further groups of reasons not listed
+    more_failures_count: int = 0  # … and the messages in them
     paused: bool = False
     next_retry: datetime | None = None
     # Opens (approximate: clients prefetch or block images) and clicks, when tracked.
@@ -446,6 +389,38 @@ class EditionReport:
         return data
 
 
+ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+
+
+def reason_key(code: int | None, reply: str) -> tuple[int | None, str, str]:
+    """(code, enhanced code, text) with addresses masked: the same reply to two
+    readers is one reason, not two."""
+    enhanced = enhanced_code(reply) or ""
+    text = reply.replace(enhanced, "", 1).strip() if enhanced else reply.strip()
+    return code, enhanced, ADDRESS.sub("…", text)
+
+
+def group_failures(
+    rows: Sequence[tuple[str, int | None, str, int]], shown: int = 5
+) -> dict[str, Any]:
+    """The ``shown`` commonest reasons, and how many more (groups and messages),
+    so no failure vanishes from a report without a word."""
+    groups: Counter[tuple[str, int | None, str, str]] = Counter()
+    for status, code, reply, n in rows:
+        groups[(status, *reason_key(code, reply))] += n
+    # Commonest first; ties in a fixed order, so two runs print the same report.
+    ranked = sorted(groups.items(), key=lambda g: (-g[1], g[0][0], g[0][1] or 0, *g[0][2:]))
+    rest = ranked[shown:]
+    return {
+        "failures": [
+            {"status": s, "code": code, "enhanced": enhanced, "reply": text, "count": n}
+            for (s, code, enhanced, text), n in ranked[:shown]
+        ],
+        "more_failures": len(rest),
+        "more_failures_count": sum(n for _, n in rest),
+    }
+
+
 def edition_report(session: Session, edition: Edition) -> EditionReport:
     counts = queries.delivery_counts(session, edition.id)
     return EditionReport(
@@ -461,10 +436,7 @@ def edition_report(session: Session, edition: Edition) -> EditionReport:
         counts={s.value: counts.get(s, 0) for s in DeliveryStatus},
         total=sum(counts.values()),
         rate=queries.recent_rate(session, edition.id),
-        failures=[
-            {"status": s, "code": code, "reply": reply, "count": n}
-            for s, code, reply, n in queries.failure_reasons(session, edition.id)
-        ],
+        **group_failures(queries.failure_reasons(session, edition.id)),
         paused=edition.paused_at is not None,
         next_retry=queries.next_retry(session, edition.id),
         engagement=queries.engagement(session, edition.id),

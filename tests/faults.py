@@ -1,10 +1,11 @@
 """A fault-injecting SMTP server on aiosmtpd: per-recipient scripts of replies.
 
 A script is the list of what successive attempts for one recipient get:
-a reply line (``"451 4.3.0 try later"``), ``"accept"``, ``"drop"`` (the line is
-closed in the middle of DATA, no reply) or ``"stall"`` (no reply for longer
-than the client's timeout). After the script runs out the recipient is
-accepted. Used by the tests and by ``bench/send.py --faults``.
+a reply line to DATA (``"451 4.3.0 try later"``), a reply line to RCPT
+(``"rcpt:451 4.7.1 Please try again later"``, as greylisting answers),
+``"accept"``, ``"drop"`` (the line is closed in the middle of DATA, no reply)
+or ``"stall"`` (no reply for longer than the client's timeout). After the
+script runs out the recipient is accepted. Used by the tests and by ``bench/send.py --faults``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,8 @@ FULL_TEMPORARY = "452 4.2.2 Mailbox full"
 HARD = "550 5.1.1 user unknown"
 FULL_PERMANENT = "552 5.2.2 Mailbox full, over quota"
 SPAM = "554 5.7.1 Message rejected as spam"
+GREYLIST = "rcpt:451 4.7.1 Please try again later"
+POSTGREY = "rcpt:450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, see postgrey"
 FAULTS = ("accept", TEMPORARY, RATE_LIMIT, FULL_TEMPORARY, HARD, FULL_PERMANENT, SPAM)
 PERMANENT = (HARD, FULL_PERMANENT, SPAM)
 
@@ -39,6 +43,8 @@ class FaultHandler(CaptureHandler):
         self.attempts: Counter[str] = Counter()
         self.stall_seconds = stall_seconds
         self._script_lock = threading.Lock()
+        # When each attempt for a recipient reached the server (loop time, seconds).
+        self.seen: dict[str, list[float]] = {}
 
     def script(self, recipient: str, steps: Sequence[str]) -> None:
         self.scripts[recipient] = list(steps)
@@ -46,8 +52,21 @@ class FaultHandler(CaptureHandler):
     def _next(self, recipient: str) -> str:
         with self._script_lock:
             self.attempts[recipient] += 1
+            self.seen.setdefault(recipient, []).append(time.monotonic())
             steps = self.scripts.get(recipient)
             return steps.pop(0) if steps else "accept"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self._script_lock:
+            steps = self.scripts.get(address)
+            at_rcpt = bool(steps) and steps[0].startswith("rcpt:")
+        if at_rcpt:
+            return self._next(address).removeprefix("rcpt:").replace("{rcpt}", address)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         step = self._next(envelope.rcpt_tos[0])

@@ -9,6 +9,7 @@ import pytest
 
 from digest.cli import app
 from digest.config import Settings, env_name
+from digest.replies import NO_REPLY, RULES, Rule
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 TABLE = {m.group(1) for m in re.finditer(r"^\| `(DIGEST_[A-Z_]+)` \|", README, re.M)}
@@ -37,3 +38,10 @@ def test_every_command_is_in_the_readme() -> None:
 
 def test_the_two_commands() -> None:
     assert "make demo" in README and "make test" in README
+
+
+@pytest.mark.parametrize("rule", [*RULES, NO_REPLY], ids=lambda r: r.name)
+def test_the_delivery_rules_table_is_the_codes_own(rule: Rule) -> None:
+    """One table, in the code once (digest.replies.RULES) and here for people."""
+    ex = "<br>".join(f"`{e}`" for e in rule.examples) or "refused, reset, timed out, TLS failed"
+    assert f"| {ex} | {rule.name} | {rule.recipient} | {rule.domain} |" in README

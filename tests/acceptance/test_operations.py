@@ -317,8 +317,8 @@ def test_bounces_and_complaints_from_a_maildir(workdir: Path) -> None:
     assert len(box.get_folder("processed")) == 8
     listing = json.loads(digest(workdir, "status", label, "--json", env=env).stdout)
     assert listing["counts"]["bounced"] == 3 and listing["counts"]["failed"] == 2
-    reasons = {(f["code"], f["reply"]) for f in listing["failures"]}
-    assert (550, "550 5.1.1 user unknown") in reasons
+    reasons = {(f["code"], f["enhanced"], f["reply"]) for f in listing["failures"]}
+    assert (550, "5.1.1", "user unknown") in reasons
     states = subscriber_states(workdir, env)
     assert states[hard_rcpt] == "bounced" and states[q_rcpt] == "bounced"
     assert states[mid_only_rcpt] == "bounced" and states[abuse_rcpt] == "complained"

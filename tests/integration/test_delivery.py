@@ -5,6 +5,7 @@ retry steps from the settings, never sleeps in the test)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 
@@ -30,13 +31,21 @@ from digest.models import (
 from digest.schedule import Schedule
 from digest.send import RunResult, SmtpConnection, Timeouts, run_async
 from digest.track import Outcome, SoftBouncePolicy, record_bounces
-from tests.faults import FULL_PERMANENT, HARD, SPAM, FaultHandler, mixed_faults
+from tests.faults import (
+    FULL_PERMANENT,
+    GREYLIST,
+    HARD,
+    POSTGREY,
+    SPAM,
+    FaultHandler,
+    mixed_faults,
+)
 
 FAST = {
     "DIGEST_RETRY_SCHEDULE": "0.5,1,2",
     "DIGEST_RETRY_JITTER": "0.1",
     "DIGEST_DOMAIN_PAUSE": "0.5",
-    "DIGEST_DOMAIN_RAMP": "5",
+    "DIGEST_GREYLIST_DELAY": "1",
     "DIGEST_RELAY_COOLDOWN": "0.3",
     "DIGEST_RELAY_OUTAGE_LIMIT": "20",
     "DIGEST_SMTP_CONNECT_TIMEOUT": "2",
@@ -146,6 +155,42 @@ def test_every_deliverable_address_gets_it_once_through_a_faulty_relay(live: Pip
     for full in (r for r, end in expected.items() if end == FULL_PERMANENT):
         assert state[full][0].smtp_code == 552
     assert any(end == SPAM for end in expected.values())
+
+
+def test_greylisting_defers_that_recipient_only_and_never_slows_the_domain(
+    live: Pipeline,
+) -> None:
+    """MAIL-RULES 23: a fifth of the readers are greylisted once at RCPT. The first
+    pass delivers every other reader; each greylisted one is retried no sooner than
+    DIGEST_GREYLIST_DELAY, and no domain is paused or slowed."""
+    cfg = live.settings.model_copy(update={"domain_pause": 600.0, "greylist_delay": 1.0})
+    pipe = Pipeline(cfg, live.factory, live.clock)
+    schedule, edition = today_edition(pipe, 300)
+    handler = FaultHandler()
+    with pipe.factory() as session:
+        emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
+    greylisted = sorted(random.Random(5).sample(emails, len(emails) // 5))  # every domain
+    for i, rcpt in enumerate(greylisted):
+        handler.script(rcpt, [GREYLIST if i % 2 else POSTGREY])
+    with CaptureServer(handler) as server:
+        first = send_all(pipe, schedule, edition, server.url, wait=False)
+        received = handler.received()
+        assert {r for r in emails if received[r]} == set(emails) - set(greylisted)
+        assert first.deferred == len(greylisted) and first.sent == len(emails) - len(greylisted)
+        assert not any(st.pauses or st.deferred for st in first.domains.values())
+        state = rows(pipe.factory, edition)
+        for i, rcpt in enumerate(greylisted):
+            delivery = state[rcpt][0]
+            assert delivery.status is DeliveryStatus.DEFERRED and delivery.smtp_code == (
+                450 if i % 2 == 0 else 451
+            )
+            assert delivery.next_attempt_at is not None
+            assert delivery.next_attempt_at - delivery.updated_at >= timedelta(seconds=1)
+        second = send_all(pipe, schedule, edition, server.url)
+    assert second.sent == len(greylisted)
+    assert all(handler.received()[r] == 1 for r in emails)
+    assert all(handler.seen[r][1] - handler.seen[r][0] >= 1.0 for r in greylisted)
+    assert all(state[r][1] is SubscriberStatus.ACTIVE for r in greylisted)
 
 
 def test_a_message_that_keeps_failing_gives_up_and_says_why(

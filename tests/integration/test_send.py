@@ -145,17 +145,11 @@ def test_replies_are_recorded_in_the_servers_own_words(
     result = send(loaded, schedule, edition, smtp_server)
     assert (result.failed, result.bounced) == (1, 1)
     rows = deliveries(loaded.factory, edition)
-    # The spam verdict pauses that domain (MAIL-RULES 24): its other readers wait,
-    # untried and not held against them; every other domain went on.
-    policy_domain = addr(3).split("@")[1]
-    held = [
-        r
-        for e, r in rows.items()
-        if r.status is DeliveryStatus.DEFERRED and e not in (addr(1), addr(4))
-    ]
-    assert held and all(e.endswith("@" + policy_domain) for e, r in rows.items() if r in held)
-    assert all(r.attempts == 0 and "paused" in (r.smtp_reply or "") for r in held)
-    assert result.deferred == 2 + len(held) and result.sent == READERS - 4 - len(held)
+    # The spam verdict slows that domain (negative feedback, MAIL-RULES 23-24) but one
+    # reply never pauses it: its other readers got the edition like everyone else.
+    policy_domain = result.domains[addr(3).split("@")[1]]
+    assert policy_domain.slowed == 1 and policy_domain.pauses == 0
+    assert result.deferred == 2 and result.sent == READERS - 4
     temp = rows[addr(1)]
     assert (temp.status, temp.smtp_code) == (DeliveryStatus.DEFERRED, 451)
     assert temp.smtp_reply == "4.3.0 Mailbox temporarily unavailable"
@@ -187,7 +181,7 @@ def test_replies_are_recorded_in_the_servers_own_words(
             .values(next_attempt_at=FIXED_NOW)
         )
     retry = send(loaded, schedule, edition, smtp_server)
-    assert retry.sent == 2 + len(held) and retry.failed == 0
+    assert retry.sent == 2 and retry.failed == 0
     assert deliveries(loaded.factory, edition)[addr(1)].attempts == 2
 
 
@@ -510,3 +504,25 @@ def test_a_frozen_edition_keeps_its_subject(
         for m in smtp_server.messages
     }
     assert subjects == {"Новости ВПК за 25 ноября 2026"}
+
+
+def test_a_test_copy_is_never_a_readers_message(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    """Gmail drops a second message with an id it has seen: every test copy gets its
+    own Message-ID, and none carries a reader's id or return path."""
+    edition = loaded.build(schedule, fixed_date)
+    send(loaded, schedule, edition, smtp_server)
+    real = {
+        m.rcpt_to[0]: (m.mail_from, email.message_from_bytes(m.data)["Message-ID"])
+        for m in smtp_server.messages
+    }
+    cfg = loaded.settings.model_copy(update={"smtp_url": smtp_server.url})
+    pipe = Pipeline(cfg, loaded.factory, loaded.clock)
+    for to in (addr(1), addr(1), "editor@example.ru", "editor@example.ru"):
+        assert pipe.send_test(schedule, edition, to).ok
+    copies = smtp_server.messages[-4:]
+    ids = [email.message_from_bytes(m.data)["Message-ID"] for m in copies]
+    assert len(set(ids)) == 4 and not set(ids) & {mid for _, mid in real.values()}
+    assert real[addr(1)][0].startswith("bounces+")
+    assert all(m.mail_from == loaded.settings.return_path for m in copies)
