@@ -935,22 +935,32 @@ def subscribers_forget(email_: Annotated[str, typer.Argument(metavar="EMAIL")]) 
 # -- dkim -------------------------------------------------------------------------
 
 
+class KeyKind(StrEnum):
+    rsa = "rsa"
+    ed25519 = "ed25519"
+
+
 @dkim_app.command("keygen")
 def dkim_keygen(
     selector: Annotated[str, typer.Option(help="The selector (s=), e.g. digest2026.")],
     domain: Annotated[str, typer.Option(help="The signing domain (d=), e.g. vpk.ru.")],
     out: Annotated[Path, typer.Option(help="Where to write the private key (mode 0600).")],
+    key_type: Annotated[
+        KeyKind, typer.Option("--type", help="rsa (2048 bits) or ed25519 (RFC 8463).")
+    ] = KeyKind.rsa,
 ) -> None:
-    """Make a 2048-bit RSA key for DKIM and print the DNS TXT record to publish at
-    SELECTOR._domainkey.DOMAIN. Then set DIGEST_DKIM_KEY_FILE, DIGEST_DKIM_SELECTOR
-    and DIGEST_DKIM_DOMAIN. An existing file is never overwritten.
+    """Make a DKIM key and print the DNS TXT record to publish at
+    SELECTOR._domainkey.DOMAIN. An RSA key goes in DIGEST_DKIM_KEY_FILE (with
+    DIGEST_DKIM_SELECTOR and DIGEST_DKIM_DOMAIN); an Ed25519 one, for a second
+    signature beside it, in DIGEST_DKIM_ED25519_KEY_FILE (with
+    DIGEST_DKIM_ED25519_SELECTOR). An existing file is never overwritten.
 
     Example: digest dkim keygen --selector digest2026 --domain vpk.ru --out /etc/digest/dkim.pem
     """
     if out.exists():
         fail(f"{out} exists; choose another path (a key in use must not be replaced silently)")
     try:
-        record = keygen(out, selector, domain)
+        record = keygen(out, selector, domain, kind=key_type.value)
     except OSError as exc:
         fail(f"{out}: {exc.strerror}")
     console.print(f"private key: {out} (keep it secret; mode 0600)")

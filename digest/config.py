@@ -257,6 +257,16 @@ class Settings(BaseSettings):
     dkim_domain: str = Field(
         default="", description="DKIM signing domain (d=); default: the From domain"
     )
+    dkim_ed25519_key_file: Path | None = Field(
+        default=None,
+        description="An Ed25519 key (`digest dkim keygen --type ed25519`) for a second "
+        "signature beside the RSA one (RFC 8463); needs DIGEST_DKIM_KEY_FILE too",
+    )
+    dkim_ed25519_selector: str = Field(
+        default="digest-ed25519",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="The Ed25519 key's selector: a TXT record of its own",
+    )
     worker_poll: float = Field(
         default=5.0, gt=0, description="Seconds an idle `digest worker` waits between looks"
     )

@@ -23,7 +23,7 @@ from digest.models import Clock, utcnow
 from digest.render import ArticleView, EditionView, Renderer
 from digest.schedule import load_schedules
 from digest.send import SmtpConnection, connector
-from digest.signing import DkimKey
+from digest.signing import Signer, dkim_keys
 
 
 @dataclass(frozen=True)
@@ -181,23 +181,26 @@ async def _smtp_talk(connection: SmtpConnection, label: str) -> Check:
 
 
 def _dkim(cfg: Settings) -> Check:
-    if cfg.dkim_key_file is None:
+    keys = dkim_keys(cfg)
+    if not keys:
         return Check("dkim", True, "not signing (DIGEST_DKIM_KEY_FILE unset: the MTA signs)")
-    key = DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain)
     sample = (
         f"From: {cfg.sender.addr_spec}\r\nTo: doctor@example.org\r\nSubject: doctor\r\n"
         "Date: Wed, 25 Nov 2026 07:00:00 +0300\r\nMessage-ID: <doctor@example.org>\r\n"
         "\r\nbody\r\n"
     ).encode("ascii")
-    signed = key.sign(sample)
-    record = key.dns_record().encode("ascii")
-    if not dkim.verify(signed, dnsfunc=lambda *_args, **_kw: record):
-        return Check("dkim", False, f"{cfg.dkim_key_file}: a signature does not verify")
-    return Check(
-        "dkim",
-        True,
-        f"{cfg.dkim_key_file}: signs as {cfg.dkim_selector}._domainkey.{cfg.dkim_signing_domain}",
-    )
+    records = {f"{k.selector}._domainkey.{k.domain}.": k.dns_record().encode() for k in keys}
+    signed = Signer(keys).sign(sample)
+    # Each signature in turn (dkimpy verifies the one at index ``idx``).
+    for idx, key in enumerate(keys):
+        if not dkim.DKIM(signed).verify(
+            idx, dnsfunc=lambda name, **_kw: records.get(name.decode())
+        ):
+            return Check(
+                "dkim", False, f"{key.type} key {key.selector}: a signature does not verify"
+            )
+    names = ", ".join(f"{k.type} as {k.selector}._domainkey.{k.domain}" for k in keys)
+    return Check("dkim", True, f"signs: {names}")
 
 
 def edition_count(cfg: Settings) -> int:

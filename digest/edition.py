@@ -66,7 +66,7 @@ from digest.send import (
     run_async,
     send_each,
 )
-from digest.signing import DkimKey, DkimSigner
+from digest.signing import DkimSigner, Signer, dkim_keys
 from digest.tokens import LinkSigner
 from digest.track import DeliveryStore, RetryPolicy, SoftBouncePolicy
 
@@ -487,18 +487,13 @@ class Pipeline:
 
     def signing_step(self) -> Callable[[bytes], bytes] | None:
         """DKIM for the odd single message (test copy, confirmation), in process."""
-        cfg = self.settings
-        if cfg.dkim_key_file is None:
-            return None
-        return DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain).sign
+        keys = dkim_keys(self.settings)
+        return Signer(keys).sign if keys else None
 
     def dkim_signer(self) -> DkimSigner:
         """One pool of signing processes per pipeline, started on first use."""
         if self._dkim is None:
-            cfg = self.settings
-            assert cfg.dkim_key_file is not None
-            key = DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain)
-            self._dkim = DkimSigner(key)
+            self._dkim = DkimSigner(dkim_keys(self.settings))
             atexit.register(self._dkim.close)
         return self._dkim
 

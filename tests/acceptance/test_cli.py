@@ -283,3 +283,8 @@ def test_dkim_keygen_prints_the_record_and_never_overwrites(workdir: Path) -> No
     again = digest(workdir, *args, str(out))
     assert again.returncode == 1 and "exists" in again.stderr
     assert out.read_bytes() == key
+    ed = workdir / "keys" / "ed25519.pem"
+    made = digest(workdir, *args, str(ed), "--type", "ed25519")
+    assert made.returncode == 0, made.stderr
+    assert "v=DKIM1; k=ed25519; p=" in made.stdout and ed.stat().st_mode & 0o777 == 0o600
+    assert b"BEGIN PRIVATE KEY" in ed.read_bytes()

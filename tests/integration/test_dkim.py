@@ -46,6 +46,53 @@ def test_keygen_writes_a_private_key_and_prints_the_record(
         keygen(path, "digest2026", "vpk.example.ru")  # never overwrites a key
 
 
+def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
+    pipeline: Pipeline, tmp_path: Path, fixed_date: date
+) -> None:
+    """RFC 8463 dual signatures: each verifies with dkimpy against its own record."""
+    records = {
+        "digest2026": keygen(tmp_path / "rsa.pem", "digest2026", "vpk.example.ru"),
+        "ed2026": keygen(tmp_path / "ed.pem", "ed2026", "vpk.example.ru", kind="ed25519"),
+    }
+    cfg = pipeline.settings.model_copy(
+        update={
+            "dkim_key_file": tmp_path / "rsa.pem",
+            "dkim_selector": "digest2026",
+            "dkim_ed25519_key_file": tmp_path / "ed.pem",
+            "dkim_ed25519_selector": "ed2026",
+        }
+    )
+    pipe = Pipeline(cfg, pipeline.factory, pipeline.clock)
+    schedule = pipe.schedule("daily")
+    demo.load(pipe.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipe.factory, 6, now=FIXED_NOW)
+    edition = pipe.build(schedule, fixed_date)
+    pipe.start_sending(schedule, edition)
+    handler = FaultHandler()
+    with CaptureServer(handler) as server:
+        run = pipe.send_run(
+            schedule,
+            edition,
+            lambda t: SmtpConnection(t, 10),
+            worker="dkim",
+            relays=RelayPool([parse_smtp_url(server.url)]),
+        )
+        assert run_async(run.run()).sent == 6
+
+    def answer(name: bytes, timeout: int = 5) -> bytes:
+        selector = name.decode().split("._domainkey.")[0]
+        return records[selector].encode()
+
+    for captured in handler.messages:
+        assert captured.data.count(b"DKIM-Signature: ") == 2
+        algorithms = {b"a=ed25519-sha256", b"a=rsa-sha256"}
+        assert all(a in captured.data.split(b"\r\n\r\n", 1)[0] for a in algorithms)
+        for idx in (0, 1):
+            assert dkim.DKIM(captured.data).verify(idx, dnsfunc=answer), idx
+        tampered = captured.data.replace(b"Subject:", b"Subject: Re:", 1)
+        assert not any(dkim.DKIM(tampered).verify(i, dnsfunc=answer) for i in (0, 1))
+
+
 def test_every_message_of_a_send_carries_a_valid_signature(
     pipeline: Pipeline, key_and_record: tuple[Path, str], fixed_date: date
 ) -> None:

@@ -1,0 +1,124 @@
+"""Through a real MTA: digest → a private Postfix → aiosmtpd servers that play
+mail.ru, Gmail and Yandex. Postfix retries the greylisted readers itself, gives
+up on a mailbox that stays full (its queue-expiry DSN, ``Status: 4.2.2``),
+returns its own DSNs to the VERP address, and delivers them into a Maildir that
+`digest bounces` reads. No hand-written DSN stands in for Postfix's here."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from digest import demo
+from digest.bounces import BounceReader, Source, process_returns
+from digest.capture import CaptureServer
+from digest.config import parse_smtp_url
+from digest.edition import Pipeline
+from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from digest.send import RelayPool, SmtpConnection, run_async
+from digest.tokens import LinkSigner
+from digest.track import SoftBouncePolicy
+from tests.conftest import FIXED_NOW
+from tests.faults import FaultHandler
+from tests.postfix import Postfix
+
+READERS = 40
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def receivers() -> Iterator[dict[str, tuple[CaptureServer, FaultHandler]]]:
+    """mail.ru, Gmail and Yandex, each an aiosmtpd server on 127.0.0.1."""
+    handlers = {name: FaultHandler() for name in ("mailru", "gmail", "yandex")}
+    servers = {name: CaptureServer(h).start() for name, h in handlers.items()}
+    yield {name: (servers[name], handlers[name]) for name in handlers}
+    for server in servers.values():
+        server.stop()
+
+
+def port(server: CaptureServer) -> int:
+    return parse_smtp_url(server.url).port
+
+
+def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown_users(
+    pipeline: Pipeline,
+    fixed_date: date,
+    receivers: dict[str, tuple[CaptureServer, FaultHandler]],
+) -> None:
+    schedule = pipeline.schedule("daily")
+    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
+    with pipeline.factory() as session:
+        emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
+    by_domain = {
+        "example.ru": "mailru",
+        "mail.example.ru": "mailru",
+        "example.com": "gmail",
+        "yandex.example.ru": "yandex",
+        "example.org": "yandex",
+    }
+    server_of = {e: receivers[by_domain[e.split("@")[1]]][1] for e in emails}
+    unknown = [e for e in emails if e.endswith("@example.com")][:3]
+    full_for_good = [e for e in emails if e.endswith("@example.com")][3:4]
+    full_for_now = [e for e in emails if e.endswith("@example.org")][:1]
+    greylisted = [e for e in emails if e.endswith("example.ru")][:6]
+    for rcpt in unknown:
+        server_of[rcpt].script(rcpt, [f"rcpt:550 5.1.1 <{rcpt}>: Recipient address rejected"])
+    for rcpt in full_for_good:
+        server_of[rcpt].script(rcpt, ["rcpt:552 5.2.2 Mailbox full, over quota"])
+    for rcpt in full_for_now:
+        server_of[rcpt].script(rcpt, ["rcpt:452 4.2.2 Mailbox full"] * 1000)
+    for rcpt in greylisted:
+        server_of[rcpt].script(rcpt, ["rcpt:451 4.7.1 Please try again later"])
+
+    bounce_domain = pipeline.settings.return_path.split("@")[1]
+    routes = {d: port(receivers[name][0]) for d, name in by_domain.items()}
+    with Postfix(routes, bounce_domain, lifetime=6) as postfix:
+        edition = pipeline.build(schedule, fixed_date)
+        pipeline.start_sending(schedule, edition)
+        run = pipeline.send_run(
+            schedule,
+            edition,
+            lambda t: SmtpConnection(t, 10),
+            worker="postfix",
+            relays=RelayPool([parse_smtp_url(postfix.url)]),
+        )
+        result = run_async(run.run())
+        assert result.sent == READERS  # the relay accepted every message
+        postfix.wait_idle(timeout=90)
+        returned = sorted((postfix.maildir / "new").iterdir())
+        assert len(returned) == len(unknown) + len(full_for_good) + len(full_for_now)
+        first = email.message_from_bytes(returned[0].read_bytes())
+        assert str(first["Delivered-To"]).startswith("bounces+")  # Postfix's own, by VERP
+        cfg = pipeline.settings
+        reader = BounceReader(LinkSigner(cfg.signing_key(), "verp"), cfg.return_path)
+        policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
+        report = process_returns(
+            pipeline.factory, Source(postfix.maildir), reader, policy, lambda: FIXED_NOW
+        )
+        assert report.counts == {"bounced": 3, "soft": 2}, (report.counts, report.problems)
+        assert not list((postfix.maildir / "new").iterdir())  # read: not read again
+
+    received = {name: h.received() for name, (_, h) in receivers.items()}
+    delivered = {e for counts in received.values() for e, n in counts.items() if n == 1}
+    assert delivered == set(emails) - set(unknown) - set(full_for_good) - set(full_for_now)
+    assert all(server_of[e].attempts[e] == 2 for e in greylisted)  # Postfix retried them
+    with pipeline.factory() as session:
+        rows = session.execute(
+            select(Subscriber.email, Subscriber.status, Delivery.status, Delivery.smtp_reply).join(
+                Delivery, Delivery.subscriber_id == Subscriber.id
+            )
+        ).all()
+    state = {e: (s, d, reply) for e, s, d, reply in rows}
+    for rcpt in unknown:
+        assert state[rcpt][:2] == (SubscriberStatus.BOUNCED, DeliveryStatus.BOUNCED)
+        assert state[rcpt][2] == f"5.1.1 <{rcpt}>: Recipient address rejected"
+    for rcpt in full_for_good + full_for_now:
+        assert state[rcpt][:2] == (SubscriberStatus.ACTIVE, DeliveryStatus.FAILED)
+    assert state[full_for_now[0]][2] == "4.2.2 Mailbox full"
+    for rcpt in set(emails) - set(unknown) - set(full_for_good) - set(full_for_now):
+        assert state[rcpt][:2] == (SubscriberStatus.ACTIVE, DeliveryStatus.SENT)
