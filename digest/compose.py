@@ -95,6 +95,9 @@ class Message:
     envelope_to: str
     message_id: str
     data: bytes
+    # RFC 6531: the recipient's local part is UTF-8 (иван@пример.рф), so are its
+    # envelope and To:; sent only with SMTPUTF8. Every other message is 7-bit.
+    smtputf8: bool = False
 
 
 def b64_lines(data: bytes) -> bytes:
@@ -303,7 +306,7 @@ class Composer:
     def message(self, template: MessageTemplate, recipient: Recipient) -> Message:
         """The subscriber's message: the template with their values spliced in.
         Raises ``ComposeError`` for an address that cannot be sent to."""
-        rcpt = headers.ascii_address(recipient.email)
+        rcpt = headers.envelope_address(recipient.email)
         unsub_token = self.signer.unsubscribe(recipient.token_key)
         unsub_url = f"{self.base_url}/u/{unsub_token}"
         prefs_url = f"{self.base_url}/p/{self.signer.preferences(recipient.token_key)}"
@@ -325,7 +328,12 @@ class Composer:
         if template.reader:
             values[Slot.READER] = self.signer.reader(recipient.token_key).encode("ascii")
         return Message(
-            recipient, self.return_path(recipient), rcpt, message_id, template.fill(values)
+            recipient,
+            self.return_path(recipient),
+            rcpt,
+            message_id,
+            template.fill(values),
+            smtputf8=not rcpt.isascii(),
         )
 
     def return_path(self, recipient: Recipient) -> str:

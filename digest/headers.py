@@ -123,16 +123,20 @@ def phrase(text: str, first_line_room: int) -> str:
 
 
 def ascii_address(address: str) -> str:
+    """An address that must be ASCII (our own: From, the return path)."""
+    wire = envelope_address(address)
+    if not wire.isascii():
+        raise ComposeError(f"{address}: the local part is not ASCII")
+    return wire
+
+
+def envelope_address(address: str) -> str:
     """The address as it goes on the wire: the domain as IDNA2008 A-labels
-    (MAIL-RULES 13). A non-ASCII local part needs SMTPUTF8, which digest does
-    not use, so it is refused here with a reason."""
+    (MAIL-RULES 13). A local part that is not ASCII (``иван@``) stays UTF-8: that
+    message is sent with SMTPUTF8 (RFC 6531), and only that one."""
     local, sep, domain = address.rpartition("@")
     if not sep or not local or not domain:
         raise ComposeError(f"not an address: {address!r}")
-    if not local.isascii():
-        raise ComposeError(
-            f"{address}: the local part is not ASCII and needs SMTPUTF8, which is not used"
-        )
     if not domain.isascii():
         try:
             domain = idna.encode(domain, uts46=True).decode("ascii")
@@ -145,13 +149,17 @@ def ascii_address(address: str) -> str:
 
 def mailbox(name: str | None, address: str, header: str) -> bytes:
     """A complete ``To:``/``From:`` line: ``Name: phrase <addr>`` folded so that
-    lines holding encoded words stay within 76 characters."""
-    addr = ascii_address(address)
+    lines holding encoded words stay within 76 characters. An address whose local
+    part is not ASCII is written in UTF-8 as it was given (RFC 6532), domain and
+    all; every other address is ASCII, its domain in A-labels."""
+    addr = envelope_address(address)
+    if not addr.isascii():
+        addr = address
     shown = phrase(name or "", ENCODED_LINE_MAX - len(header) - 2)
     if not shown:
-        return f"{header}: {addr}\r\n".encode("ascii")
+        return f"{header}: {addr}\r\n".encode()
     last_line = shown.rsplit("\r\n", 1)[-1]
     first = len(header) + 2 if "\r\n" not in shown else 0
     if first + len(last_line) + len(addr) + 3 <= ENCODED_LINE_MAX:
-        return f"{header}: {shown} <{addr}>\r\n".encode("ascii")
-    return f"{header}: {shown}\r\n <{addr}>\r\n".encode("ascii")
+        return f"{header}: {shown} <{addr}>\r\n".encode()
+    return f"{header}: {shown}\r\n <{addr}>\r\n".encode()

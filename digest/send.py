@@ -111,6 +111,12 @@ class SmtpConnection:
             await smtp.connect()
             if self.target.username:
                 await smtp.login(self.target.username, self.target.password or "")
+            if smtp.is_ehlo_or_helo_needed:
+                # Greet now: the first message needs to know SIZE and SMTPUTF8.
+                try:
+                    await smtp.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await smtp.helo()
         except aiosmtplib.SMTPAuthenticationError as exc:
             smtp.close()
             raise RelayUnavailable(
@@ -134,12 +140,25 @@ class SmtpConnection:
         smtp = self.smtp
         assert smtp is not None
         command = self.timeouts.command
+        if message.smtputf8 and not smtp.supports_extension("smtputf8"):
+            # That one address cannot go this way; nothing was said to the relay.
+            raise PermanentFailure(
+                f"{message.envelope_to}: the address needs SMTPUTF8 (RFC 6531), "
+                f"which {self.target} does not offer",
+                recipient=message.envelope_to,
+                kind=Kind.PERMANENT,
+            )
+        encoding = "utf-8" if message.smtputf8 else "ascii"
         try:
             options = [f"SIZE={len(message.data)}"] if smtp.supports_extension("size") else []
+            if message.smtputf8:
+                options.append("SMTPUTF8")
             # mail/rcpt/data rather than sendmail(): the bytes are already CRLF,
             # so the size need not be recomputed by another pass over them.
-            await smtp.mail(message.envelope_from, options=options, timeout=command)
-            await smtp.rcpt(message.envelope_to, timeout=command)
+            await smtp.mail(
+                message.envelope_from, options=options, encoding=encoding, timeout=command
+            )
+            await smtp.rcpt(message.envelope_to, encoding=encoding, timeout=command)
             if before_data is not None:
                 await before_data
             response = await smtp.data(message.data, timeout=self.timeouts.data)

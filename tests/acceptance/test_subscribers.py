@@ -143,7 +143,7 @@ def test_mailto_unsubscribes_from_a_maildir(workdir: Path) -> None:
 
 
 def test_invite_sends_each_pending_subscriber_one_confirmation(workdir: Path) -> None:
-    with CaptureServer() as server:
+    with CaptureServer(enable_SMTPUTF8=False) as server:
         env = base_env(workdir, DIGEST_SMTP_URL=server.url)
         assert digest(workdir, "db", "upgrade", env=env).returncode == 0
         path = workdir / "new.csv"
@@ -151,7 +151,7 @@ def test_invite_sends_each_pending_subscriber_one_confirmation(workdir: Path) ->
             "email,name,consent_at\n"
             "petr@example.ru,Пётр,\n"
             "anna@example.ru,Анна,\n"
-            "олег@example.ru,Олег,\n"  # a non-ASCII local part: needs SMTPUTF8, not used
+            "олег@example.ru,Олег,\n"  # a non-ASCII local part: needs SMTPUTF8
             "ivan@example.ru,Иван,2026-11-01T10:00:00+03:00\n",  # consent recorded: active
             encoding="utf-8",
         )
@@ -171,6 +171,13 @@ def test_invite_sends_each_pending_subscriber_one_confirmation(workdir: Path) ->
             "anna@example.ru",
             "petr@example.ru",
         ]
+    # Through a relay that offers SMTPUTF8, олег's goes too (RFC 6531).
+    with CaptureServer() as server:
+        env = base_env(workdir, DIGEST_SMTP_URL=server.url)
+        result = digest(workdir, "subscribers", "invite", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "confirmation mail sent to 1, failed 0" in result.stdout
+        assert [m.rcpt_to[0] for m in server.messages] == ["олег@example.ru"]
         # Nobody gets a second one while their link works.
         result = digest(workdir, "subscribers", "invite", env=env)
         assert "confirmation mail sent to 0" in result.stdout

@@ -20,6 +20,7 @@ from digest.config import parse_smtp_url
 from digest.edition import Pipeline
 from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from digest.send import RelayPool, SmtpConnection, run_async
+from digest.subscribers import Row, SubscriberBook
 from digest.tokens import LinkSigner
 from digest.track import SoftBouncePolicy
 from tests.conftest import FIXED_NOW
@@ -122,3 +123,42 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
     assert state[full_for_now[0]][2] == "4.2.2 Mailbox full"
     for rcpt in set(emails) - set(unknown) - set(full_for_good) - set(full_for_now):
         assert state[rcpt][:2] == (SubscriberStatus.ACTIVE, DeliveryStatus.SENT)
+
+
+def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
+    pipeline: Pipeline,
+    fixed_date: date,
+    receivers: dict[str, tuple[CaptureServer, FaultHandler]],
+) -> None:
+    """Postfix (smtputf8_enable) takes иван@пример.рф with SMTPUTF8 and hands it on
+    the same way; the readers beside it get 7-bit messages as always."""
+    schedule = pipeline.schedule("daily")
+    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipeline.factory, 5, now=FIXED_NOW)
+    book = SubscriberBook(pipeline.factory, double_opt_in=False)
+    assert book.add(Row.parse({"email": "иван@пример.рф"})) == "added"
+    server, handler = receivers["mailru"]
+    domains = [*demo.DOMAINS, "xn--e1afmkfd.xn--p1ai"]
+    bounce_domain = pipeline.settings.return_path.split("@")[1]
+    with Postfix({d: port(server) for d in domains}, bounce_domain) as postfix:
+        edition = pipeline.build(schedule, fixed_date)
+        pipeline.start_sending(schedule, edition)
+        run = pipeline.send_run(
+            schedule,
+            edition,
+            lambda t: SmtpConnection(t, 10),
+            worker="postfix",
+            relays=RelayPool([parse_smtp_url(postfix.url)]),
+        )
+        result = run_async(run.run())
+        with pipeline.factory() as session:
+            replies = session.execute(select(Delivery.status, Delivery.smtp_reply)).all()
+        assert result.sent == 6, replies
+        postfix.wait_idle(timeout=60)
+        assert not (postfix.maildir / "new").exists() or not any(
+            (postfix.maildir / "new").iterdir()
+        )
+    (utf8,) = [m for m in handler.messages if not m.rcpt_to[0].isascii()]
+    assert utf8.rcpt_to == ("иван@xn--e1afmkfd.xn--p1ai",)
+    assert "иван@пример.рф".encode() in utf8.data.split(b"\r\n\r\n", 1)[0]
+    assert all(m.data.isascii() for m in handler.messages if m is not utf8)

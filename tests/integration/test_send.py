@@ -6,6 +6,7 @@ import email
 import email.policy
 from collections import Counter
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -27,6 +28,7 @@ from digest.models import (
 )
 from digest.schedule import Schedule
 from digest.send import RelayPool, RunResult, SmtpConnection, probe, run_async
+from digest.subscribers import Row, SubscriberBook
 from tests.conftest import FIXED_NOW, ScriptedHandler, count_commits
 
 READERS = 40
@@ -526,3 +528,41 @@ def test_a_test_copy_is_never_a_readers_message(
     assert len(set(ids)) == 4 and not set(ids) & {mid for _, mid in real.values()}
     assert real[addr(1)][0].startswith("bounces+")
     assert all(m.mail_from == loaded.settings.return_path for m in copies)
+
+
+CYRILLIC = "иван@пример.рф"
+
+
+def test_a_cyrillic_mailbox_goes_with_smtputf8_and_fails_alone_where_it_is_not_offered(
+    loaded: Pipeline, schedule: Schedule, fixed_date: date, tmp_path: Path
+) -> None:
+    """RFC 6531/6532: the one message to иван@пример.рф carries UTF-8 in its
+    envelope and To:, sent with SMTPUTF8; every other message stays 7-bit. A relay
+    that does not offer SMTPUTF8 fails that one delivery with the reason."""
+    book = SubscriberBook(loaded.factory, double_opt_in=False)
+    assert book.add(Row.parse({"email": "Иван@Пример.РФ", "name": "Иван Петров"})) == "added"
+    edition = loaded.build(schedule, fixed_date)
+    handler = ScriptedHandler(tmp_path / "utf8")
+    with CaptureServer(handler, enable_SMTPUTF8=True) as server:
+        result = send(loaded, schedule, edition, server)
+    assert result.sent == READERS + 1 and not result.failed
+    (utf8,) = [m for m in server.messages if not m.rcpt_to[0].isascii()]
+    assert utf8.rcpt_to == ("иван@xn--e1afmkfd.xn--p1ai",)
+    head = utf8.data.split(b"\r\n\r\n", 1)[0]
+    assert "To: Иван Петров <иван@пример.рф>".encode() in head or (
+        b"To: =?utf-8?" in head and "<иван@пример.рф>".encode() in head
+    )
+    others = [m for m in server.messages if m is not utf8]
+    assert all(m.data.isascii() and m.rcpt_to[0].isascii() for m in others)
+
+    # The same edition to a relay without SMTPUTF8: only that delivery fails, and says why.
+    with loaded.factory.begin() as session:
+        session.execute(update(Delivery).values(status=DeliveryStatus.QUEUED, attempts=0))
+    plain = CaptureServer(ScriptedHandler(tmp_path / "plain"), enable_SMTPUTF8=False)
+    with plain:
+        again = send(loaded, schedule, edition, plain)
+    assert again.sent == READERS and again.failed == 1
+    rows = deliveries(loaded.factory, edition)
+    assert rows[CYRILLIC].status is DeliveryStatus.FAILED
+    assert "SMTPUTF8" in (rows[CYRILLIC].smtp_reply or "")
+    assert not again.domains or all(st.slowed == 0 for st in again.domains.values())

@@ -202,11 +202,21 @@ def test_a_hostile_name_adds_no_header(composer: Composer, template: MessageTemp
     assert "Bcc: victim@example.com" in msg["To"].addresses[0].display_name
 
 
-def test_an_unsendable_address_is_a_compose_error(
+def test_a_cyrillic_mailbox_gets_the_one_utf8_message(
     composer: Composer, template: MessageTemplate
 ) -> None:
-    with pytest.raises(ComposeError, match="SMTPUTF8"):
-        composer.message(template, reader(email_="иван@example.ru"))
+    """RFC 6531/6532 for that message only: envelope and To: in UTF-8 (domain as
+    A-labels on the envelope); a reader beside it still gets a 7-bit message."""
+    message = composer.message(template, reader(email_="иван@пример.рф"))
+    assert message.smtputf8 and message.envelope_to == "иван@xn--e1afmkfd.xn--p1ai"
+    head = message.data.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    assert "<иван@пример.рф>" in head
+    fields = re.split(r"\r\n(?![ \t])", head)  # one string per header field, unfolded
+    assert [f for f in fields if not f.isascii()] == [f for f in fields if f.startswith("To:")]
+    plain = composer.message(template, reader(email_="ivan@пример.рф"))
+    assert not plain.smtputf8 and plain.data.isascii()
+    with pytest.raises(ComposeError, match="not an address"):
+        composer.message(template, reader(email_="no-at-sign"))
 
 
 def test_idn_domains_are_a_labels_on_the_wire(

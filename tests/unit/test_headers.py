@@ -12,6 +12,7 @@ from digest.headers import (
     ascii_address,
     clean_text,
     encoded_words,
+    envelope_address,
     mailbox,
     phrase,
     unstructured,
@@ -120,11 +121,30 @@ def test_addresses_go_out_as_a_labels(address: str, wire: str) -> None:
 @pytest.mark.parametrize(
     ("address", "reason"),
     [
-        ("читатель@example.ru", "SMTPUTF8"),
+        ("читатель@example.ru", "not ASCII"),
         ("no-at-sign", "not an address"),
         ("a@b.ru\r\nRCPT TO:<x@y.ru>", "cannot be in an address"),
     ],
 )
-def test_addresses_that_cannot_be_sent(address: str, reason: str) -> None:
+def test_our_own_addresses_must_be_ascii(address: str, reason: str) -> None:
     with pytest.raises(ComposeError, match=reason):
         ascii_address(address)
+
+
+@pytest.mark.parametrize(
+    ("address", "wire"),
+    [
+        ("reader@example.ru", "reader@example.ru"),
+        ("иван@пример.рф", "иван@xn--e1afmkfd.xn--p1ai"),  # RFC 6531: UTF-8 local part
+        ("читатель@example.ru", "читатель@example.ru"),
+    ],
+)
+def test_a_readers_envelope_address_may_be_utf8(address: str, wire: str) -> None:
+    assert envelope_address(address) == wire
+
+
+def test_a_utf8_mailbox_is_written_as_given_in_the_header() -> None:
+    line = mailbox("Иван", "иван@пример.рф", "To")
+    assert line.decode("utf-8").endswith(" <иван@пример.рф>\r\n")
+    assert line.startswith(b"To: =?utf-8?")  # the name stays an encoded word
+    assert mailbox("Иван", "ivan@пример.рф", "To").isascii()
