@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: demo test lint typecheck pytest browser postfix bench bench-send bench-faults bench-workers bench-rate bench-rss services smtp-sink clean
+.PHONY: demo test lint typecheck pytest browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss services smtp-sink clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,13 +48,16 @@ services:
 		if [ "$$CI" = "true" ]; then exit 1; fi; }
 
 ## make bench: send rate against Postfix's smtp-sink, a faults run, one vs two workers
-bench: bench-send bench-faults bench-workers bench-rate
+bench: bench-send bench-faults bench-greylist bench-workers bench-rate
 
 bench-send: $(STAMP) smtp-sink
 	$(BIN)/python bench/send.py --subscribers 20000
 
 bench-faults: $(STAMP)
 	$(BIN)/python bench/delivery.py --faults --subscribers 5000
+
+bench-greylist: $(STAMP)
+	$(BIN)/python bench/delivery.py --greylist --subscribers 5000
 
 bench-rate: $(STAMP)
 	$(BIN)/python bench/delivery.py --rate 80 --subscribers 2000

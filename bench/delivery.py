@@ -4,6 +4,11 @@
         20 % temporary failures, 5 % permanent, 2 % dropped connections (aiosmtpd
         fault server from tests/faults.py); prints delivered %, duplicates,
         retries and time, with DIGEST_RETRY_SCHEDULE=1,2,4.
+    python bench/delivery.py --greylist --subscribers 5000
+        the same send twice in one run: plain, then with 20 % of the recipients
+        greylisted once at RCPT (451 4.7.1) and DIGEST_GREYLIST_DELAY=2; prints
+        the first pass's rate against the plain run's, the retry wave, and the
+        total time (MAIL-RULES 23: greylisting defers one reader, never a domain).
     python bench/delivery.py --workers --subscribers 20000
         one, then two `digest worker --once` processes on one PostgreSQL
         edition, into Postfix's smtp-sink; prints messages/s for each.
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import secrets
 import subprocess
 import sys
@@ -34,7 +40,7 @@ from bench.send import DAY, find_sink, setup, smtp_sink  # noqa: E402
 from digest.capture import CaptureServer  # noqa: E402
 from digest.edition import Pipeline  # noqa: E402
 from digest.send import SmtpConnection, Timeouts, run_async  # noqa: E402
-from tests.faults import FaultHandler, mixed_faults  # noqa: E402
+from tests.faults import GREYLIST, FaultHandler, mixed_faults  # noqa: E402
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -134,6 +140,82 @@ def faults(args: argparse.Namespace) -> None:
     held = sum(d.deferred for d in result.domains.values())
     print(f"domain pauses (rate-limit and policy replies): {pauses}; messages held back: {held}")
     print(f"time: {elapsed:.1f} s to every delivery final")
+
+
+def greylist_send(args: argparse.Namespace, share: float) -> dict[str, float]:
+    """One send of ``args.subscribers`` with ``share`` of them greylisted once."""
+    with tempfile.TemporaryDirectory(prefix="digest-greylist-") as tmp:
+        env = environment(
+            Path(tmp),
+            DIGEST_GREYLIST_DELAY="2",
+            DIGEST_RETRY_SCHEDULE="2,4,8",
+            DIGEST_RETRY_JITTER="0.1",
+            DIGEST_SMTP_CONNECTIONS=str(args.connections),
+        )
+        pipe = pipeline(env, args.subscribers)
+        schedule = pipe.schedule("daily")
+        edition = pipe.build(schedule, DAY)
+        handler = FaultHandler()
+        from sqlalchemy import select
+
+        from digest.models import Subscriber
+
+        with pipe.factory() as session:
+            emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
+        greylisted = set(random.Random(11).sample(emails, round(len(emails) * share)))
+        for rcpt in greylisted:
+            handler.script(rcpt, [GREYLIST])
+        with CaptureServer(handler) as server:
+            cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
+            pipe = Pipeline(cfg, pipe.factory, pipe.clock)
+            pipe.start_sending(schedule, edition)
+            run = pipe.send_run(
+                schedule,
+                edition,
+                lambda t: SmtpConnection(t, Timeouts(10, 10, 10)),
+                worker="bench",
+                wait=True,
+            )
+            started = time.monotonic()
+            result = run_async(run.run())
+            ended = time.monotonic()
+            pipe.finish(edition)
+    received = Counter(m.rcpt_to[0] for m in handler.messages)
+    first_tries = sorted(times[0] for times in handler.seen.values())
+    first_pass = first_tries[-1] - started
+    return {
+        "delivered": sum(1 for e in emails if received[e] == 1),
+        "duplicates": sum(n - 1 for n in received.values()),
+        "subscribers": len(emails),
+        "greylisted": len(greylisted),
+        "first_pass": first_pass,
+        "first_rate": len(first_tries) / first_pass,
+        "retry_wave": ended - first_tries[-1],
+        "total": ended - started,
+        "pauses": sum(d.pauses for d in result.domains.values()),
+        "slowed": sum(d.slowed for d in result.domains.values()),
+    }
+
+
+def greylist(args: argparse.Namespace) -> None:
+    print(
+        f"greylisting run: {args.subscribers} subscribers, 20 % greylisted once at RCPT "
+        "(451 4.7.1), DIGEST_GREYLIST_DELAY=2, against the same send without it"
+    )
+    plain = greylist_send(args, 0.0)
+    grey = greylist_send(args, 0.20)
+    for name, r in (("plain", plain), ("greylisted", grey)):
+        print(
+            f"{name:>10}: delivered {r['delivered']:.0f}/{r['subscribers']:.0f}, duplicates "
+            f"{r['duplicates']:.0f}; first pass {r['first_pass']:.1f} s at "
+            f"{r['first_rate']:,.0f} msg/s; retry wave {r['retry_wave']:.1f} s; total "
+            f"{r['total']:.1f} s; domains paused {r['pauses']:.0f}, slowed {r['slowed']:.0f}"
+        )
+    print(
+        f"first-pass rate, greylisted / plain: {grey['first_rate'] / plain['first_rate']:.2f}×; "
+        f"total = first pass + retry wave: {grey['first_pass']:.1f} + "
+        f"{grey['retry_wave']:.1f} = {grey['total']:.1f} s"
+    )
 
 
 def rate(args: argparse.Namespace) -> None:
@@ -260,6 +342,7 @@ def main() -> None:
     )
     parser.add_argument("--faults", action="store_true")
     parser.add_argument("--workers", action="store_true")
+    parser.add_argument("--greylist", action="store_true")
     parser.add_argument("--rate", type=float, help="measure DIGEST_SMTP_RATE=R at the relay")
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=8)
@@ -274,8 +357,10 @@ def main() -> None:
         workers(args)
     if args.rate:
         rate(args)
-    if not (args.faults or args.workers or args.rate):
-        parser.error("say --faults, --workers and/or --rate R")
+    if args.greylist:
+        greylist(args)
+    if not (args.faults or args.workers or args.rate or args.greylist):
+        parser.error("say --faults, --workers, --greylist and/or --rate R")
 
 
 if __name__ == "__main__":

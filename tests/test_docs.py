@@ -12,7 +12,7 @@ from digest.config import Settings, env_name
 from digest.replies import NO_REPLY, RULES, Rule
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-TABLE = {m.group(1) for m in re.finditer(r"^\| `(DIGEST_[A-Z_]+)` \|", README, re.M)}
+TABLE = {m.group(1) for m in re.finditer(r"^\| `(DIGEST_[A-Z0-9_]+)` \|", README, re.M)}
 
 
 @pytest.mark.parametrize("field", sorted(Settings.model_fields))
