@@ -231,22 +231,49 @@ def main_figures(args: argparse.Namespace) -> None:
 
 
 def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
-    """The same send with DKIM signing on (dkimpy in a pool of one process per core)."""
-    from digest.signing import keygen
+    """The same send with DKIM off, RSA on, and RSA + Ed25519 on, in one run; and
+    the cost of signing one message in process (OpenSSL through cryptography)."""
+    from digest.signing import DkimKey, Signer, keygen
 
+    rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="digest-dkim-") as tmp:
-        key = Path(tmp) / "dkim.pem"
-        keygen(key, "bench", "vpk.example.ru")
-        os.environ["DIGEST_DKIM_KEY_FILE"] = str(key)
-        try:
-            pipe = setup(Path(tmp), subscribers, args.database_url, args.connections)
-            with smtp_sink() as url:
-                rate, sent = end_to_end(pipe, url)
-        finally:
-            del os.environ["DIGEST_DKIM_KEY_FILE"]
+        rsa_key, ed_key = Path(tmp) / "rsa.pem", Path(tmp) / "ed.pem"
+        keygen(rsa_key, "bench", "vpk.example.ru")
+        keygen(ed_key, "bench-ed", "vpk.example.ru", kind="ed25519")
+        runs = {
+            "off": {},
+            "rsa": {"DIGEST_DKIM_KEY_FILE": str(rsa_key)},
+            "rsa+ed25519": {
+                "DIGEST_DKIM_KEY_FILE": str(rsa_key),
+                "DIGEST_DKIM_ED25519_KEY_FILE": str(ed_key),
+            },
+        }
+        for name, extra in runs.items():
+            os.environ.update(extra)
+            try:
+                with tempfile.TemporaryDirectory(prefix=f"digest-dkim-{name}-") as work:
+                    pipe = setup(Path(work), subscribers, args.database_url, args.connections)
+                    with smtp_sink() as url:
+                        rates[name], sent = end_to_end(pipe, url)
+            finally:
+                for key in extra:
+                    del os.environ[key]
+            print(f"end to end, DKIM {name}: {rates[name]:,.0f} msg/s ({sent} sent)")
+        messages = sample_messages(pipe, 200)
+        for name, keys in (
+            ("rsa", [DkimKey.load(rsa_key, "bench", "vpk.example.ru")]),
+            ("ed25519", [DkimKey.load(ed_key, "bench-ed", "vpk.example.ru")]),
+        ):
+            signer = Signer(keys)
+            started = time.perf_counter()
+            for data in messages * 5:
+                signer.sign(data)
+            ms = (time.perf_counter() - started) / (len(messages) * 5) * 1000
+            print(f"signing one {len(messages[0]) // 1024} KB message, {name}: {ms:.2f} ms")
     print(
-        f"end to end with DKIM signing ({os.cpu_count()} signing processes): "
-        f"{rate:,.0f} msg/s ({sent} sent)"
+        f"DKIM on / off: RSA {rates['rsa'] / rates['off']:.0%}, "
+        f"RSA + Ed25519 {rates['rsa+ed25519'] / rates['off']:.0%} "
+        f"({os.cpu_count()} signing processes)"
     )
 
 
@@ -307,8 +334,13 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
     parser.add_argument("--rss", help="compare peak RSS for subscriber counts, e.g. 10000,100000")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--dkim", action="store_true", help="only the DKIM figures (off / RSA / RSA + Ed25519)"
+    )
     args = parser.parse_args()
-    if args.rss_child:
+    if args.dkim:
+        dkim_rate(args, min(args.subscribers, 5000))
+    elif args.rss_child:
         rss_child(args)
     elif args.rss:
         rss_compare(args)

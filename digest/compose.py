@@ -22,6 +22,7 @@ from __future__ import annotations
 import binascii
 import enum
 import hashlib
+import hmac
 import html
 import re
 import secrets
@@ -35,7 +36,39 @@ from digest import headers
 from digest.lists import MailingList
 from digest.tokens import LinkSigner
 
-PLACEHOLDER = re.compile(r"__(UNSUB_URL|PREFS_URL|EMAIL|READER)__")
+SLOT_NAMES = ("UNSUB_URL", "PREFS_URL", "EMAIL", "READER", "CONFIRM_URL")
+
+
+class Placeholders:
+    """Where a template asks for a subscriber's own value: ``__<stem>NAME__``, the
+    stem a keyed hash of this installation's secret. Templates write them with
+    ``{{ slot("UNSUB_URL") }}``; titles, URLs, comments, names and the desk's
+    intro come from outside and cannot contain one, because nobody outside knows
+    the stem: a slot exists only where a template we rendered put it. (A fixed
+    ``__UNSUB_URL__`` in an image URL once made every message hand the reader's
+    links to a stranger.) The stem never leaves the machine: every slot is
+    filled before a message goes out, and the archive renders without slots."""
+
+    def __init__(self, secret: bytes | Callable[[], bytes]) -> None:
+        self._secret = secret
+        self._stem: str | None = None
+
+    @property
+    def stem(self) -> str:
+        if self._stem is None:
+            secret = self._secret() if callable(self._secret) else self._secret
+            digest = hmac.new(secret, b"digest template slots", hashlib.sha256).hexdigest()
+            self._stem = f"dg{digest[:24]}"
+        return self._stem
+
+    def mark(self, name: str) -> str:
+        if name not in SLOT_NAMES:
+            raise ValueError(f"no slot called {name!r}")
+        return f"__{self.stem}{name}__"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(rf"__{self.stem}({'|'.join(SLOT_NAMES)})__")
 
 
 class Slot(enum.Enum):
@@ -181,8 +214,9 @@ class MessageTemplate:
 class _Builder:
     """Collects the pieces of a message, merging adjacent bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, placeholders: Placeholders) -> None:
         self.pieces: list[bytes | Slot | _Base64Part] = []
+        self.pattern = placeholders.pattern
 
     def add(self, piece: bytes | Slot) -> None:
         if isinstance(piece, bytes) and self.pieces and isinstance(self.pieces[-1], bytes):
@@ -194,7 +228,7 @@ class _Builder:
         """A text part's content in canonical form (CRLF line ends, RFC 2045 §6.8),
         base64-encoded, its placeholders turned into slots."""
         data = _normalise_newlines(text).replace("\n", "\r\n")
-        parts = PLACEHOLDER.split(data)  # text, name, text, name, …, text
+        parts = self.pattern.split(data)  # text, name, text, name, …, text
         segments = [_Segment.of(p.encode("utf-8")) for p in parts[0::2]]
         slots = tuple(_BODY_SLOTS[(kind, name)] for name in parts[1::2])
         self.pieces.append(_Base64Part(segments[0], slots, tuple(segments[1:])))
@@ -216,9 +250,11 @@ class Composer:
         base_url: str,
         feedback_sender_id: str,
         clock: Callable[[], datetime],
+        placeholders: Placeholders,
         envelope_from: str | None = None,
         verp: bool = False,
     ) -> None:
+        self.placeholders = placeholders
         self.sender = sender
         self.list = mailing_list
         self.signer = signer
@@ -237,7 +273,7 @@ class Composer:
     ) -> MessageTemplate:
         """Wire bytes with slots. An empty ``html_body`` makes a text/plain message
         (the readers who chose text only)."""
-        b = _Builder()
+        b = _Builder(self.placeholders)
         b.add(b"Date: ")
         b.add(Slot.DATE)
         b.add(b"\r\n")
@@ -267,7 +303,8 @@ class Composer:
             b.body("text", text_body)
         tag = self.signer.message_id_tag(edition.edition_id, edition.schedule)
         prefix = f"{edition.schedule}.{edition.edition_date:%Y%m%d}.{tag}"
-        reader = "__READER__" in html_body or "__READER__" in text_body
+        slot = self.placeholders.mark("READER")
+        reader = slot in html_body or slot in text_body
         return MessageTemplate(tuple(b.pieces), prefix, reader)
 
     @staticmethod

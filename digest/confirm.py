@@ -24,8 +24,6 @@ from digest.send import Single, SmtpConnection, send_each
 from digest.subscribers import SubscriberBook
 from digest.tokens import LinkSigner
 
-CONFIRM_URL = "__CONFIRM_URL__"
-
 
 @dataclass
 class InviteReport:
@@ -81,8 +79,8 @@ class Invitations:
         mail = EditionMail(0, "confirm", now.date(), self.subject)
         template = self.composer.template(
             mail,
-            body_html.replace(CONFIRM_URL, html.escape(url)),
-            body_text.replace(CONFIRM_URL, url),
+            body_html.replace(self.composer.placeholders.mark("CONFIRM_URL"), html.escape(url)),
+            body_text.replace(self.composer.placeholders.mark("CONFIRM_URL"), url),
         )
         recipient = Recipient(
             subscriber.id, subscriber.email, subscriber.name, subscriber.token_key

@@ -21,7 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import queries
-from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
+from digest.compose import (
+    Composer,
+    EditionMail,
+    Message,
+    MessageTemplate,
+    Placeholders,
+    Recipient,
+)
 from digest.config import Settings, SmtpTarget
 from digest.confirm import Invitations
 from digest.db import transaction
@@ -44,7 +51,6 @@ from digest.render import (
     Renderer,
     date_long,
     date_plain,
-    defuse,
     parse_section_key,
     parse_variant_key,
     render_subject,
@@ -85,10 +91,14 @@ class Pipeline:
     factory: sessionmaker[Session]
     clock: Callable[[], datetime]
     renderer: Renderer = field(init=False)
+    placeholders: Placeholders = field(init=False)
     _dkim: DkimSigner | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.renderer = Renderer(self.settings.templates_dir)
+        # One stem for every slot this installation renders and composes (the key is
+        # read on first use, so commands that never render need none).
+        self.placeholders = Placeholders(self.settings.signing_key)
+        self.renderer = Renderer(self.settings.templates_dir, self.placeholders)
 
     def schedule(self, name: str) -> Schedule:
         return load_schedule(self.settings.schedules_dir, name, self.settings.timezone)
@@ -99,7 +109,7 @@ class Pipeline:
     def tracker(self, schedule: Schedule) -> Tracker:
         mailing_list = self.mailing_list(schedule)
         signer = LinkSigner(self.settings.signing_key(), mailing_list.key)
-        return Tracker(mailing_list, signer, self.settings.base_url)
+        return Tracker(mailing_list, signer, self.settings.base_url, self.placeholders)
 
     def composer(self, schedule: Schedule) -> Composer:
         return self.list_composer(self.mailing_list(schedule))
@@ -118,6 +128,7 @@ class Pipeline:
             base_url=self.settings.base_url,
             feedback_sender_id=self.settings.feedback_sender_id,
             clock=self.clock,
+            placeholders=self.placeholders,
             envelope_from=self.settings.return_path,
             verp=self.settings.verp,
         )
@@ -232,21 +243,21 @@ class Pipeline:
             c = top.get(a.id)
             return ArticleView(
                 id=a.id,
-                title=defuse(a.title),
+                title=a.title,
                 url=a.url,
-                lead=defuse(a.lead or ""),
+                lead=a.lead or "",
                 section=a.section.slug if a.section else "",
-                section_title=defuse(a.section.title) if a.section else "Новости",
+                section_title=a.section.title if a.section else "Новости",
                 section_position=a.section.position if a.section else 10_000,
                 published_at=a.published_at,
                 views=a.views,
                 image_url=a.image_url,
-                image_caption=defuse(a.image_caption) if a.image_caption else None,
+                image_caption=a.image_caption if a.image_caption else None,
                 discussed=item.discussed or item.block is Block.DISCUSSED,
                 comments_in_window=item.comments_in_window,
                 comments_total=item.comments_total,
                 top_comment=(
-                    CommentView(defuse(c.author or "аноним"), defuse(c.body), c.votes)
+                    CommentView(c.author or "аноним", c.body, c.votes)
                     if c is not None and c.body
                     else None
                 ),

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import queries
+from digest.compose import Placeholders
 from digest.db import transaction
 from digest.lists import MailingList
 from digest.models import Clock, EditionLink, EventKind, Subscriber, utcnow
@@ -30,7 +31,6 @@ from digest.tokens import BadToken, LinkSigner
 
 _LINK = re.compile(r"""(<a\b[^>]*?\bhref=)(["'])(https?://[^"'\s]+)\2""", re.I)
 _BODY_END = re.compile(r"</body\s*>", re.I)
-READER = "__READER__"
 # The smallest transparent GIF: what /o/TOKEN answers.
 PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
@@ -44,11 +44,14 @@ class Tracker:
     mailing_list: MailingList
     signer: LinkSigner
     base_url: str
+    placeholders: Placeholders
 
     def apply(self, body: str, edition_id: int, link_id: Callable[[str], int]) -> str:
         if not body or not self.mailing_list.tracking:
             return body
-        reader = f"/{READER}" if self.mailing_list.individual_tracking else ""
+        reader = (
+            f"/{self.placeholders.mark('READER')}" if self.mailing_list.individual_tracking else ""
+        )
         base = self.base_url.rstrip("/")
         if self.mailing_list.track_clicks:
 

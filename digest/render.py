@@ -1,10 +1,11 @@
 """Render: Jinja2 + Babel → HTML and text; premailer inlines the CSS once per variant.
 
-The output keeps placeholder tokens (``__UNSUB_URL__``, ``__PREFS_URL__``,
-``__EMAIL__``) where each subscriber's own values go; compose splices them
-in. Tokens have no spaces because premailer URL-quotes ``{{ x }}`` inside
-``href``. Untrusted text (titles, leads, comments) is escaped by Jinja's
-autoescape in HTML and can never smuggle in a placeholder of its own.
+The output keeps slots where each subscriber's own values go (templates write
+``{{ slot("UNSUB_URL") }}``; compose splices the values in). A slot's name
+holds a secret stem (``compose.Placeholders``), so untrusted text — titles,
+URLs, comments, the desk's intro — cannot create one, whatever it contains.
+Slots have no spaces because premailer URL-quotes ``{{ x }}`` inside ``href``.
+An ``EditionView`` with ``archive`` set renders no slot at all.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from jinja2 import (
 )
 from jinja2.sandbox import SandboxedEnvironment
 
-from digest.compose import PLACEHOLDER
+from digest.compose import Placeholders
 from digest.errors import RenderError
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,6 @@ def date_plain(d: date, locale: str = LOCALE) -> str:
 def window_words(days: int, locale: str = LOCALE) -> str:
     """«за сутки», «за неделю», «за 3 дня»."""
     return {1: "за сутки", 7: "за неделю"}.get(days) or f"за {plural(days, 'день', locale)}"
-
-
-def defuse(text: str) -> str:
-    """Untrusted text must not carry a placeholder of ours into the template."""
-    return PLACEHOLDER.sub(lambda m: "_\u200b" + m.group(0)[1:], text)
 
 
 def shorten(text: str | None, limit: int) -> str:
@@ -172,10 +168,13 @@ class Rendered:
 class Renderer:
     """Turns an ``EditionView`` into inlined HTML and text with placeholders."""
 
-    def __init__(self, templates_dir: Path, locale: str = LOCALE) -> None:
+    def __init__(
+        self, templates_dir: Path, placeholders: Placeholders, locale: str = LOCALE
+    ) -> None:
         if not templates_dir.is_dir():
             raise RenderError(f"no templates folder at {templates_dir} (DIGEST_TEMPLATES_DIR)")
         self.locale = locale
+        self.placeholders = placeholders
         self.env = Environment(
             loader=FileSystemLoader(templates_dir),
             autoescape=select_autoescape(enabled_extensions=("html", "html.j2")),
@@ -192,6 +191,7 @@ class Renderer:
             shorten=shorten,
             window_words=lambda days: window_words(days, locale),
         )
+        self.env.globals["slot"] = placeholders.mark
 
     def _time_local(self, dt: datetime, zone: ZoneInfo) -> str:
         return dt.astimezone(zone).strftime("%H:%M")
@@ -211,6 +211,11 @@ class Renderer:
         except TemplateError as exc:
             raise RenderError(f"template {template!r}: {exc}") from None
         html = inline_css(html_raw)
+        if context.get("e") is not None and getattr(context["e"], "archive", False):
+            # A public page: no slot may reach it (its stem is what keeps slots ours).
+            stem = self.placeholders.stem
+            if stem in html or stem in text:
+                raise RenderError(f"template {template!r} puts a reader's slot in the archive")
         return Rendered(html, text, (time.perf_counter() - started) * 1000)
 
 

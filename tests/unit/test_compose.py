@@ -21,6 +21,7 @@ from digest.compose import (
     Composer,
     EditionMail,
     MessageTemplate,
+    Placeholders,
     Recipient,
     Slot,
     _Base64Part,
@@ -38,11 +39,12 @@ LIST = MailingList(
 )
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 MAIL = EditionMail(41, "daily", date(2026, 11, 25), "Новости ВПК за 25 ноября 2026")
+SLOTS = Placeholders(b"k" * 32)
 
 
 @pytest.fixture(scope="module")
 def rendered() -> tuple[str, str]:
-    out = Renderer(TEMPLATES).render(edition())
+    out = Renderer(TEMPLATES, SLOTS).render(edition())
     return out.html, out.text
 
 
@@ -55,6 +57,7 @@ def composer() -> Composer:
         base_url="https://digest.vpk.example.ru",
         feedback_sender_id="vpkdigest",
         clock=lambda: NOW,
+        placeholders=SLOTS,
     )
 
 
@@ -173,9 +176,9 @@ def test_bodies_are_the_rendered_variant_with_the_readers_links(
 
     def personal(body: str) -> str:
         return (
-            body.replace("__UNSUB_URL__", unsub)
-            .replace("__PREFS_URL__", prefs)
-            .replace("__EMAIL__", "ivan@example.ru")
+            body.replace(SLOTS.mark("UNSUB_URL"), unsub)
+            .replace(SLOTS.mark("PREFS_URL"), prefs)
+            .replace(SLOTS.mark("EMAIL"), "ivan@example.ru")
         )
 
     assert html == personal(rendered[0])
