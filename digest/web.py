@@ -6,7 +6,8 @@ a signed token and calls the subscribers stage.
 - ``POST /u/TOKEN``: unsubscribes at once. RFC 8058 one-click: the mail client
   posts ``List-Unsubscribe=One-Click``; the answer is 200, never a redirect.
 - ``GET/POST /p/TOKEN``: the reader's sections, frequency, format and time zone.
-- ``GET /confirm/TOKEN``: double opt-in; activates and records when and from where.
+- ``GET /confirm/TOKEN``: a page with a button (mail scanners GET every link);
+  ``POST /confirm/TOKEN`` activates and records when and from where.
 - ``GET /c/TOKEN[/READER]``: a tracked click, redirected only to a link of that
   edition; ``GET /o/TOKEN[/READER]``: the open pixel (both only when a list tracks).
 
@@ -253,6 +254,24 @@ def create_app(context: WebContext) -> Starlette:
                 continue
         return None
 
+    async def confirm_page(request: Request) -> HTMLResponse:
+        # MAIL-RULES 27: mail scanners GET (and HEAD) every link; only the button's
+        # POST confirms, so a scanner's visit is never taken for consent.
+        token = request.path_params["token"]
+        found = confirm_key(token)
+        if isinstance(found, int):
+            return expired_link(found)
+        if found is None:
+            return bad_link()
+        action = html.escape(f"/confirm/{token}", quote=True)
+        return page(
+            "Подтвердите подписку",
+            f"<p>Нажмите кнопку, чтобы получать рассылку «{html.escape(context.site_name)}».</p>"
+            f'<form method="post" action="{action}">'
+            '<input type="hidden" name="confirm" value="1">'
+            '<button type="submit">Подтвердить подписку</button></form>',
+        )
+
     async def confirm(request: Request) -> HTMLResponse:
         found = confirm_key(request.path_params["token"])
         if isinstance(found, int):
@@ -292,7 +311,8 @@ def create_app(context: WebContext) -> Starlette:
     )
     routes: list[Route] = [
         *desk.routes(),
-        Route("/confirm/{token}", confirm, methods=["GET"]),
+        Route("/confirm/{token}", confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", confirm, methods=["POST"]),
         Route("/c/{token}", click, methods=["GET"]),
         Route("/c/{token}/{reader}", click, methods=["GET"]),
         Route("/o/{token}", opened, methods=["GET"]),

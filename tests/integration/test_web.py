@@ -45,11 +45,17 @@ OPENER = urllib.request.build_opener(NoRedirects)
 
 
 def fetch(
-    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    url: str,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    method: str | None = None,
 ) -> tuple[int, str, str]:
     """(status, URL, body); a redirect is not followed: its Location is the URL."""
     request = urllib.request.Request(
-        url, data=data, method="POST" if data is not None else "GET", headers=headers or {}
+        url,
+        data=data,
+        method=method or ("POST" if data is not None else "GET"),
+        headers=headers or {},
     )
     if data is not None:
         request.add_header("Content-Type", "application/x-www-form-urlencoded")
