@@ -1036,10 +1036,12 @@ def bounces(
     path: Annotated[Path, typer.Argument(help="A Maildir folder or an mbox file.")],
 ) -> None:
     """Read returned mail: DSNs (RFC 3464), complaints (ARF) and other bounce
-    formats. A hard bounce or an abuse complaint suppresses the address; a
-    delivery found by its VERP return path records the code and diagnostic.
-    Processed Maildir messages move to its .processed folder; messages that cannot
-    be understood are counted and left where they are. Exit status 3 when some were.
+    formats. A report reaches a subscriber only through its VERP return path or a
+    Message-ID of ours, never through the recipient it names. A hard bounce or an
+    abuse complaint suppresses the address; the delivery records the code and
+    reply. Applied Maildir messages move to its .processed folder; those that
+    cannot be understood or attributed stay, marked seen (not read again). Exit
+    status 3 when some were.
 
     Example: digest bounces /var/mail/bounces/Maildir
     """
@@ -1053,7 +1055,7 @@ def bounces(
         err.print(f"[yellow]left in place[/] {problem}", highlight=False)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing"
     console.print(f"{path}: {report.messages} messages: {summary}")
-    if report.counts.get("unparseable"):
+    if report.problems:
         raise typer.Exit(EXIT_PARTIAL)
 
 

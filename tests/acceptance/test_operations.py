@@ -308,14 +308,16 @@ def test_bounces_and_complaints_from_a_maildir(workdir: Path) -> None:
     }
     keys = {name: box.add(data) for name, data in samples.items()}
     result = digest(workdir, "bounces", str(workdir / "returns"), env=env)
-    assert result.returncode == 3, result.stderr  # one message could not be understood
+    assert result.returncode == 3, result.stderr  # two could not be understood or attributed
     assert "9 messages" in result.stdout and "unparseable 1" in result.stdout
     assert "bounced 3" in result.stdout and "complained 1" in result.stdout
     assert "delayed 1" in result.stdout and "soft 1" in result.stdout
-    assert "left in place" in result.stderr
-    # The junk stays where it was; the rest moved to .processed.
-    assert set(box.keys()) == {keys["junk"]}
-    assert len(box.get_folder("processed")) == 8
+    assert "unattributed 1" in result.stdout  # the forged token reaches nobody
+    assert "left in place" in result.stderr and "/new/" in result.stderr
+    # The junk and the forgery stay for a person, marked seen; the rest moved to .processed.
+    assert set(box.keys()) == {keys["junk"], keys["forged"]}
+    assert all("S" in box.get_message(keys[k]).get_flags() for k in ("junk", "forged"))
+    assert len(box.get_folder("processed")) == 7
     listing = json.loads(digest(workdir, "status", label, "--json", env=env).stdout)
     assert listing["counts"]["bounced"] == 3 and listing["counts"]["failed"] == 2
     reasons = {(f["code"], f["enhanced"], f["reply"]) for f in listing["failures"]}
@@ -325,9 +327,9 @@ def test_bounces_and_complaints_from_a_maildir(workdir: Path) -> None:
     assert states[mid_only_rcpt] == "bounced" and states[abuse_rcpt] == "complained"
     assert states[soft_rcpt] == "active" and states[spam_rcpt] == "active"
     assert states[late_rcpt] == "active"
-    # Running it again finds nothing new: processed mail is not read twice.
+    # Running it again finds nothing new: nothing is read or reported twice.
     again = digest(workdir, "bounces", str(workdir / "returns"), env=env)
-    assert "1 messages" in again.stdout
+    assert again.returncode == 0 and "0 messages" in again.stdout
 
 
 def subscriber_states(workdir: Path, env: dict[str, str]) -> dict[str, str]:
