@@ -13,6 +13,7 @@ import email
 import email.policy
 import json
 import logging
+import re
 import secrets
 import sys
 from collections.abc import Iterator
@@ -72,6 +73,7 @@ from digest.tokens import LinkSigner
 from digest.track import EditionReport, Outcome, SoftBouncePolicy, edition_report
 
 EXIT_PARTIAL = 3
+EXIT_USAGE = 2
 console = Console()
 err = Console(stderr=True)
 log = logging.getLogger("digest")
@@ -579,9 +581,19 @@ async def work(pipe: Pipeline, name: str, once: bool) -> WorkReport:
 EditionArg = Annotated[str, typer.Argument(metavar="EDITION", help="An id or schedule/date.")]
 
 
+EDITION_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}/\d{4}-\d{2}-\d{2}")
+
+
+def checked_ref(ref: str) -> str:
+    """An edition reference as typed: an id or schedule/date, else bad usage (2)."""
+    if queries.row_id(ref) is None and not EDITION_LABEL.fullmatch(ref):
+        fail(f"{ref[:40]!r} is not an edition: give an id or schedule/date", EXIT_USAGE)
+    return ref
+
+
 def find(pipe: Pipeline, ref: str) -> Edition:
     with pipe.factory() as session:
-        found = queries.find_edition(session, ref)
+        found = queries.find_edition(session, checked_ref(ref))
     if found is None:
         fail(f"no edition {ref!r} (give an id or schedule/date)")
     return found
@@ -1084,7 +1096,7 @@ def status(
             if edition_ref is None:
                 reports = [edition_report(session, e) for e in queries.recent_editions(session)]
             else:
-                found = queries.find_edition(session, edition_ref)
+                found = queries.find_edition(session, checked_ref(edition_ref))
                 if found is None:
                     fail(f"no edition {edition_ref!r} (give an id or schedule/date)")
                 reports = [edition_report(session, found)]

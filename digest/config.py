@@ -8,6 +8,7 @@ one is refused, because config files end up in repositories.
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import tomllib
@@ -17,7 +18,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, unquote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -126,12 +127,21 @@ def parse_domain_caps(value: str) -> dict[str, int]:
     return caps
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
 def zone_name(value: str) -> str:
-    """``value`` if it names an IANA time zone; ValueError saying so otherwise."""
+    """``value`` if it names an IANA time zone; ValueError saying so otherwise.
+    Checked against the list of names, never by opening a file: ``Europe`` is a
+    folder of the zone database and ``../x`` a path, and both once made a 500."""
+    if value not in _zone_names():
+        raise ValueError(f"unknown time zone {value[:60]!r}") from None
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {value[:60]!r}") from None
     return value
 
 

@@ -89,17 +89,19 @@ class DkimKey:
     private_pem: bytes
 
     @classmethod
-    def load(cls, path: Path, selector: str, domain: str) -> DkimKey:
+    def load(
+        cls, path: Path, selector: str, domain: str, setting: str = "DIGEST_DKIM_KEY_FILE"
+    ) -> DkimKey:
         try:
             pem = path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the DKIM key: {exc.strerror}") from None
+            raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
         try:
             key = serialization.load_pem_private_key(pem, password=None)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{path} is not a PEM private key: {exc}") from None
+            raise ConfigError(f"{setting}: {path} is not a PEM private key: {exc}") from None
         if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
-            raise ConfigError(f"{path}: a DKIM key is RSA or Ed25519")
+            raise ConfigError(f"{setting}: {path}: a DKIM key is RSA or Ed25519")
         return cls(selector, domain, pem)
 
     @property
@@ -199,7 +201,8 @@ def dkim_keys(cfg: Settings) -> list[DkimKey]:
             raise ConfigError(f"DIGEST_DKIM_KEY_FILE: {cfg.dkim_key_file} is not an RSA key")
     if cfg.dkim_ed25519_key_file is not None:
         path = cfg.dkim_ed25519_key_file
-        keys.append(DkimKey.load(path, cfg.dkim_ed25519_selector, cfg.dkim_signing_domain))
+        setting = "DIGEST_DKIM_ED25519_KEY_FILE"
+        keys.append(DkimKey.load(path, cfg.dkim_ed25519_selector, cfg.dkim_signing_domain, setting))
         if keys[-1].type != "ed25519":
             raise ConfigError(f"DIGEST_DKIM_ED25519_KEY_FILE: {path} is not an Ed25519 key")
     return keys

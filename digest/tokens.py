@@ -193,7 +193,7 @@ def _key_of(token: str, checks: list[Callable[[str], str]]) -> str | None:
 
 
 def _number(value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise BadToken()
     return int(value)
 

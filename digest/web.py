@@ -52,6 +52,7 @@ from digest.tokens import (
     unsubscribe_key,
 )
 from digest.webdesk import DeskApp
+from digest.webguard import Guard
 
 T = TypeVar("T")
 
@@ -324,6 +325,8 @@ def create_app(context: WebContext) -> Starlette:
     ]
     session_key = hmac.new(context.secret, b"desk-session", hashlib.sha256).hexdigest()
     middleware = [
+        # Outermost: bodies are capped and headers set whatever a handler does.
+        Middleware(Guard),
         Middleware(
             SessionMiddleware,
             secret_key=session_key,
@@ -331,6 +334,6 @@ def create_app(context: WebContext) -> Starlette:
             max_age=12 * 3600,
             same_site="lax",
             https_only=context.settings.base_url.startswith("https://"),
-        )
+        ),
     ]
     return Starlette(routes=routes, middleware=middleware)

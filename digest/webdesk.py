@@ -162,13 +162,13 @@ class DeskApp:
         return RedirectResponse(f"/desk/editions/{edition.id}", status_code=303)
 
     async def edition(self, request: Request) -> Response:
-        edition_id = int(request.path_params["edition"])
+        edition_id = edition_of(request)
         variant = request.query_params.get("variant", "")
         preview = await self.run(self.desk.preview, edition_id, variant)
         return self.page(request, "edition", p=preview)
 
     async def frame(self, request: Request) -> Response:
-        edition_id = int(request.path_params["edition"])
+        edition_id = edition_of(request)
         variant = request.query_params.get("variant", "")
         preview = await self.run(self.desk.preview, edition_id, variant)
         # The letter as it is sent; no script may run in it, whatever an article holds.
@@ -179,22 +179,22 @@ class DeskApp:
 
     async def shape(self, request: Request) -> Response:
         form = await request.form()
-        edition_id = int(request.path_params["edition"])
-        article = str(form.get("article") or "")
-        if not article.isdigit():
+        edition_id = edition_of(request)
+        article = queries.row_id(str(form.get("article") or ""))
+        if article is None:
             raise DigestError("no article given")
         await self.run(
             self.desk.shape,
             edition_id,
             str(form.get("action") or ""),
-            int(article),
+            article,
             self.editor(request),
         )
         return RedirectResponse(f"/desk/editions/{edition_id}", status_code=303)
 
     async def text(self, request: Request) -> Response:
         form = await request.form()
-        edition_id = int(request.path_params["edition"])
+        edition_id = edition_of(request)
         await self.run(
             self.desk.set_text,
             edition_id,
@@ -207,7 +207,7 @@ class DeskApp:
 
     async def approve(self, request: Request) -> Response:
         form = await request.form()
-        edition_id = int(request.path_params["edition"])
+        edition_id = edition_of(request)
         approved = form.get("approved") == "1"
         status = await self.run(self.desk.approve, edition_id, approved, self.editor(request))
         self.flash(request, "Утверждено." if status is EditionStatus.APPROVED else "Снято.")
@@ -215,7 +215,7 @@ class DeskApp:
 
     async def test(self, request: Request) -> Response:
         form = await request.form()
-        edition_id = int(request.path_params["edition"])
+        edition_id = edition_of(request)
         to = str(form.get("to") or "").strip()
         result = await self.run(self.desk.send_test, edition_id, to, self.editor(request))
         if result.ok:
@@ -225,11 +225,11 @@ class DeskApp:
         return RedirectResponse(f"/desk/editions/{edition_id}", status_code=303)
 
     async def delivery(self, request: Request) -> Response:
-        page = await self.run(self.desk.delivery, int(request.path_params["edition"]))
+        page = await self.run(self.desk.delivery, edition_of(request))
         return self.page(request, "delivery", d=page)
 
     async def delivery_json(self, request: Request) -> Response:
-        page = await self.run(self.desk.delivery, int(request.path_params["edition"]))
+        page = await self.run(self.desk.delivery, edition_of(request))
         return JSONResponse(page.as_json())
 
     # -- the public archive --------------------------------------------------------
@@ -286,6 +286,14 @@ class DeskApp:
             Route("/archive/", self.archive_index, methods=["GET"]),
             Route("/archive/{schedule}/{day}", self.archive_page, methods=["GET"]),
         ]
+
+
+def edition_of(request: Request) -> int:
+    """The edition of the URL; a number past any id is "no such edition" (404)."""
+    found = queries.row_id(int(request.path_params["edition"]))
+    if found is None:
+        raise DigestError("Нет такого выпуска.")
+    return found
 
 
 def describe_change(detail: dict[str, Any] | None) -> str:

@@ -241,3 +241,16 @@ def test_two_scheduler_processes_on_postgresql_make_one_edition(
     assert code == 0 and isinstance(rows, list)
     daily = [r for r in rows if r["label"].startswith("daily/")]
     assert len(daily) == 1 and daily[0]["total"] == 50
+
+
+def test_a_mistyped_edition_is_bad_usage_in_one_line(workdir: Path) -> None:
+    """Issue 12.6: «²» passes str.isdigit() and int() refuses it; a huge id overflows
+    the column. Each is a one-line error with exit status 2, never a traceback."""
+    env = base_env(workdir)
+    assert digest(workdir, "db", "upgrade", env=env).returncode == 0
+    for ref in ("²", "99999999999999999999", "daily/2026-13-45x", "0"):
+        result = digest(workdir, "status", ref, env=env)
+        assert result.returncode == 2, (ref, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    missing = digest(workdir, "status", "daily/2026-11-25", env=env)
+    assert missing.returncode == 1 and "no edition" in missing.stderr

