@@ -13,6 +13,7 @@ import email
 import email.policy
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 from zoneinfo import ZoneInfo
 
 import typer
@@ -68,7 +69,7 @@ from digest.send import (
     worker_name,
 )
 from digest.signing import keygen
-from digest.subscribers import Row, SubscriberBook
+from digest.subscribers import Row, SubscriberBook, spreadsheet_safe
 from digest.tokens import LinkSigner
 from digest.track import EditionReport, Outcome, SoftBouncePolicy, edition_report
 
@@ -900,6 +901,16 @@ def subscribers_list(
     console.print(table)
 
 
+def private_file(path: Path) -> TextIO:
+    """A new file only its owner can read (personal data), created so from the start."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}")
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    return os.fdopen(fd, "w", newline="", encoding="utf-8")
+
+
 @subscribers_app.command("export")
 def subscribers_export(
     email_: Annotated[str, typer.Argument(metavar="EMAIL")],
@@ -917,13 +928,15 @@ def subscribers_export(
     keys: list[str] = []
     for row in rows:
         keys.extend(k for k in row if k not in keys)
-    handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
+    if out is not None and str(out) == "-":
+        out = None  # "-" is standard output, as for `preview`
+    handle = private_file(out) if out else sys.stdout
     writer = csv.DictWriter(handle, fieldnames=keys)
     writer.writeheader()
     for row in rows:
         writer.writerow(
             {
-                k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
+                k: spreadsheet_safe(json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v)
                 for k, v in row.items()
             }
         )

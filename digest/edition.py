@@ -33,7 +33,7 @@ from digest.config import Settings, SmtpTarget
 from digest.confirm import Invitations
 from digest.db import transaction
 from digest.engagement import Tracker
-from digest.errors import ComposeError, ConfigError, EditionError, EmptyEdition
+from digest.errors import ComposeError, ConfigError, EditionError, EmptyEdition, RenderError
 from digest.lists import MailingList, get_list
 from digest.models import (
     Block,
@@ -303,7 +303,11 @@ class Pipeline:
             assert current is not None
             view = replace(self.view(session, schedule, current), archive=True)
             view = replace(view, subject=current.subject or view.subject)
-        return self.renderer.render(view, schedule.mail.template).html
+        page = self.renderer.render(view, schedule.mail.template).html
+        if self.placeholders.stem in page:
+            # A public page: no slot may reach it (the secret stem keeps slots ours).
+            raise RenderError(f"{edition.label}: the template puts a reader's slot in the archive")
+        return page
 
     def rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
         """Render every variant again from the stored items (an editor changed them)."""

