@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 MAX_TITLE = 1000
 MAX_LEAD = 20_000
 MAX_COMMENT = 50_000
-MAX_LINE = 50 * 1024 * 1024
+MAX_LINE = 50 * 1024 * 1024  # one article with its comments; far over any real one
 FEED_SUFFIXES = (".xml", ".rss", ".atom", ".rdf")
 
 
@@ -210,6 +210,10 @@ class Ingester:
             report.rejected += 1
             report.problems.append(Problem(where, describe(exc)))
             return
+        except RecursionError:
+            report.rejected += 1
+            report.problems.append(Problem(where, "nested too deeply"))
+            return
         comments = []
         for index, item in enumerate(article.comments):
             try:
@@ -293,19 +297,27 @@ def _slug(section: str) -> str:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | Problem]]:
-    """One article per line; blank lines are skipped; a bad line is a Problem."""
+    """One article per line; blank lines are skipped; a bad line is a Problem.
+    Lines are read with a bound: a longer one is skipped in chunks, never held."""
     with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
+        number = 0
+        while line := handle.readline(MAX_LINE + 1):
+            number += 1
             where = f"{path}:{number}"
-            if not line.strip():
-                continue
             if len(line) > MAX_LINE:
-                yield where, Problem(where, f"line is {len(line)} bytes, over {MAX_LINE}")
+                while line and not line.endswith(b"\n"):
+                    line = handle.readline(MAX_LINE)
+                yield where, Problem(where, f"the line is over {MAX_LINE // 2**20} MB")
+                continue
+            if not line.strip():
                 continue
             try:
                 value = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 yield where, Problem(where, f"not valid JSON: {exc}")
+                continue
+            except RecursionError:
+                yield where, Problem(where, "JSON nested too deeply")
                 continue
             if not isinstance(value, dict):
                 yield where, Problem(where, "a line must be a JSON object")

@@ -571,8 +571,8 @@ def _row(header: list[str], record: bytes) -> dict[str, Any] | BadLine:
         text = record.decode("utf-8")
     except UnicodeDecodeError as exc:
         return BadLine(f"not UTF-8 (byte {record[exc.start]:#04x} at column {exc.start + 1})")
-    if not text.strip():
-        return {}
+    if not text.strip("\r\n"):
+        return {}  # a blank line
     try:
         values = next(csv.reader([text.rstrip("\r\n")], strict=True), [])
     except csv.Error as exc:
