@@ -17,6 +17,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from digest.files import private_dir, write_private
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
 
 
@@ -40,7 +42,7 @@ class CaptureHandler:
         self.messages: list[Captured] = []
         self._lock = threading.Lock()
         if outbox is not None:
-            outbox.mkdir(parents=True, exist_ok=True)
+            private_dir(outbox)  # captured messages hold live unsubscribe links
             self._seq = len(list(outbox.glob("*.eml")))
         else:
             self._seq = 0
@@ -68,7 +70,7 @@ class CaptureHandler:
             return None
         name = _UNSAFE.sub("_", rcpts[0] if rcpts else "unknown")[:100]
         path = self.outbox / f"{seq:06d}-{name}.eml"
-        path.write_bytes(data)
+        write_private(path, bytes(data))
         return path
 
 

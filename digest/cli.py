@@ -13,7 +13,6 @@ import email
 import email.policy
 import json
 import logging
-import os
 import re
 import secrets
 import sys
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import typer
@@ -52,6 +51,7 @@ from digest.config import Settings, load_settings
 from digest.doctor import Check, run_checks
 from digest.edition import Pipeline, WorkReport
 from digest.errors import ConfigError, DigestError, EmptyEdition, RelayUnavailable
+from digest.files import open_private, write_private
 from digest.ingest import Ingester, IngestReport, read_source
 from digest.lists import get_list, load_lists
 from digest.models import DeliveryStatus, Edition, SubscriberStatus, utcnow
@@ -268,8 +268,7 @@ def preview(
     target = (
         out or cfg.var_dir / "preview" / f"{edition.schedule}-{edition.edition_date}.{fmt.value}"
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(content)
+    write_private(target, content)  # a real reader's links: for the operator's eyes only
     console.print(f"{edition.label} ({edition.status}) for {message.envelope_to}: {target}")
 
 
@@ -901,16 +900,6 @@ def subscribers_list(
     console.print(table)
 
 
-def private_file(path: Path) -> TextIO:
-    """A new file only its owner can read (personal data), created so from the start."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as exc:
-        fail(f"{path}: {exc.strerror}")
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-    return os.fdopen(fd, "w", newline="", encoding="utf-8")
-
-
 @subscribers_app.command("export")
 def subscribers_export(
     email_: Annotated[str, typer.Argument(metavar="EMAIL")],
@@ -930,7 +919,10 @@ def subscribers_export(
         keys.extend(k for k in row if k not in keys)
     if out is not None and str(out) == "-":
         out = None  # "-" is standard output, as for `preview`
-    handle = private_file(out) if out else sys.stdout
+    try:
+        handle = open_private(out) if out else sys.stdout
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror}")
     writer = csv.DictWriter(handle, fieldnames=keys)
     writer.writeheader()
     for row in rows:
@@ -1012,6 +1004,7 @@ def serve(
     """
     import uvicorn
 
+    from digest import server
     from digest.web import WebContext, create_app
 
     with errors():
@@ -1021,7 +1014,7 @@ def serve(
         web = create_app(WebContext(cfg, pipe.factory))
         if not cfg.editor_accounts():
             log.warning("the editors' desk is closed: set DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD")
-    uvicorn.run(web, host=host, port=port, log_level=cfg.log_level.lower())
+    uvicorn.Server(server.config(web, host, port, cfg.log_level)).run()
 
 
 @app.command()
@@ -1473,9 +1466,8 @@ def demo_cmd(
 def ensure_demo_key(cfg: Settings) -> bool:
     if cfg.secret_key is not None or cfg.secret_key_file.is_file():
         return False
-    cfg.secret_key_file.parent.mkdir(parents=True, exist_ok=True)
-    cfg.secret_key_file.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
-    cfg.secret_key_file.chmod(0o600)
+    key = secrets.token_urlsafe(32) + "\n"
+    write_private(cfg.secret_key_file, key.encode("ascii"), exclusive=True)
     return True
 
 

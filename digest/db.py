@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import ConfigError, DigestError
+from digest.files import touch_private
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -34,7 +35,8 @@ def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # Addresses and tokens: the file is made 0600 before SQLite opens it.
+            touch_private(Path(parsed.database))
         # The sender writes outcomes from a worker thread while the loop reads.
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     elif parsed.get_backend_name() == "postgresql":

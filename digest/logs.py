@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.logging import RichHandler
 
+from digest.server import MaskTokens
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -46,6 +48,8 @@ def setup(level: str = "INFO", json_lines: bool = False, console: Console | None
             rich_tracebacks=False,
             log_time_format="%H:%M:%S",
         )
+    # /u/, /p/, /confirm/ … URLs carry credentials: no log line keeps them.
+    handler.addFilter(MaskTokens())
     root.addHandler(handler)
     root.setLevel(level)
     # Library chatter (aiosmtpd logs every connection) stays out unless asked for.

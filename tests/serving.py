@@ -11,13 +11,17 @@ import uvicorn
 from starlette.applications import Starlette
 
 from digest.capture import free_port
+from digest.server import HEADER_TIMEOUT, config
 
 
 @contextmanager
-def serving(app: Starlette, port: int | None = None) -> Iterator[str]:
+def serving(
+    app: Starlette, port: int | None = None, header_timeout: float = HEADER_TIMEOUT
+) -> Iterator[str]:
     """The app under uvicorn in a thread on 127.0.0.1; yields its base URL."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # The configuration `digest serve` runs with (header deadline, keep-alive, logs).
+    server = uvicorn.Server(config(app, "127.0.0.1", port, "warning", header_timeout))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -288,3 +288,20 @@ def test_dkim_keygen_prints_the_record_and_never_overwrites(workdir: Path) -> No
     assert made.returncode == 0, made.stderr
     assert "v=DKIM1; k=ed25519; p=" in made.stdout and ed.stat().st_mode & 0o777 == 0o600
     assert b"BEGIN PRIVATE KEY" in ed.read_bytes()
+
+
+def test_secrets_and_personal_data_are_private_from_the_start(tmp_path: Path) -> None:
+    """Issue 12.7: the signing key was written then chmod-ed, and the database and
+    the captured messages (live unsubscribe links) were world-readable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env["DIGEST_CONFIG"] = str(tmp_path / "none.toml")
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    os.umask(0o022)  # the usual umask: anything not made private is world-readable
+    result = digest(tmp_path, "demo", "--subscribers", "5", env=env)
+    assert result.returncode == 0, result.stderr
+    var = tmp_path / "var"
+    private = [var / "secret.key", var / "digest.sqlite3", *(var / "outbox").glob("*.eml")]
+    assert len(private) > 3
+    for path in private:
+        assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
+    assert (var / "outbox").stat().st_mode & 0o077 == 0

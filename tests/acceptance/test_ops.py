@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.capture import CaptureServer
+from digest.capture import CaptureServer, free_port
 from tests.acceptance.test_cli import DIGEST, base_env, digest
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -254,3 +254,40 @@ def test_a_mistyped_edition_is_bad_usage_in_one_line(workdir: Path) -> None:
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     missing = digest(workdir, "status", "daily/2026-11-25", env=env)
     assert missing.returncode == 1 and "no edition" in missing.stderr
+
+
+def test_digest_serve_logs_requests_with_their_tokens_masked(workdir: Path) -> None:
+    """Issue 12.7: /u/, /p/, /confirm/ tokens never expire; uvicorn's access log
+    printed them. `digest serve` logs each request with the token masked."""
+    env = base_env(workdir, DIGEST_LOG_LEVEL="INFO")
+    assert digest(workdir, "db", "upgrade", env=env).returncode == 0
+    port = free_port()
+    proc = subprocess.Popen(
+        [DIGEST, "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "digest serve did not listen"
+                time.sleep(0.1)
+        for path in ("/u/SECRETu.tok", "/p/SECRETp.tok", "/confirm/SECRETc.tok", "/archive/"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(
+                    f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+                )
+                assert sock.recv(100).startswith(b"HTTP/1.1 ")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    logged = out + err
+    assert "GET /u/… HTTP/1.1" in logged and "GET /archive/ HTTP/1.1" in logged, logged
+    assert "SECRET" not in logged

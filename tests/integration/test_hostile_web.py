@@ -155,3 +155,36 @@ def test_every_page_carries_the_security_headers(site: tuple[Pipeline, str]) -> 
     assert headers["X-Frame-Options"] == "SAMEORIGIN"
     policy = headers["Content-Security-Policy"]
     assert "frame-ancestors 'self'" in policy and "script-src 'none'" in policy
+
+
+def test_a_client_that_trickles_its_headers_is_cut_off(pipeline: Pipeline) -> None:
+    """Slowloris: one header byte at a time held a connection for ever; now the
+    headers have a deadline (1 s here, 10 s in `digest serve`)."""
+    app = create_app(WebContext(pipeline.settings, pipeline.factory, clock=pipeline.clock))
+    with serving(app, header_timeout=1.0) as base:
+        url = urlsplit(base)
+        assert url.hostname and url.port
+        with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+            sock.sendall(b"GET /archive/ HTTP/1.1\r\nHost: x\r\n")
+            closed = False
+            for _ in range(40):  # at most 40 trickled bytes, 0.1 s apart
+                try:
+                    sock.sendall(b"X")
+                    sock.settimeout(0.1)
+                    closed = sock.recv(100) == b""
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                if closed:
+                    break
+            assert closed, "the server kept a trickling client's connection open"
+        # A client that sends its request at once is served as ever.
+        assert raw_status(base, b"GET /archive/ HTTP/1.1\r\nHost: x\r\n\r\n") == 200
+
+
+def test_tokens_never_reach_the_log() -> None:
+    from digest.server import mask_tokens
+
+    line = '127.0.0.1:5 - "GET /u/abc.DEF-1 HTTP/1.1" 200 and /c/tok/reader /p/x?y=1'
+    assert mask_tokens(line) == '127.0.0.1:5 - "GET /u/… HTTP/1.1" 200 and /c/…/… /p/…?y=1'
