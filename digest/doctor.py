@@ -16,9 +16,10 @@ from datetime import datetime
 import dkim
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest import db, queries
+from digest import db, deskauth, queries
 from digest.compose import Placeholders
 from digest.config import Settings, SmtpTarget
+from digest.deskauth import DeskAuth
 from digest.errors import DigestError
 from digest.lists import load_lists
 from digest.models import Clock, utcnow
@@ -158,7 +159,22 @@ def _desk(cfg: Settings) -> Check:
         return Check(
             "desk", True, "closed: no DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD", warning=True
         )
-    return Check("desk", True, "editors: " + ", ".join(editors))
+    engine = db.make_engine(cfg.database)
+    try:
+        auth = DeskAuth(db.session_factory(engine), cfg.editor_accounts, b"", utcnow)
+        failures = auth.failures_today()
+    finally:
+        engine.dispose()
+    throttle = (
+        f"wrong passwords throttled per name and address ({deskauth.FREE} free, then "
+        f"2, 4, 8 … s; locked {deskauth.LOCK.seconds // 60} min after {deskauth.LOCK_AFTER})"
+    )
+    return Check(
+        "desk",
+        True,
+        f"editors: {', '.join(editors)}; {throttle}; {failures} failed login(s) in 24 h",
+        warning=failures >= deskauth.LOCK_AFTER,
+    )
 
 
 def _smtp(cfg: Settings, target: SmtpTarget) -> Check:

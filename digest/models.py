@@ -383,3 +383,30 @@ class Forgotten(Base):
 
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeskSession(Base):
+    """A desk login, kept here so that logout and a password change end it: the
+    cookie carries only a random id whose SHA-256 is ``id``."""
+
+    __tablename__ = "desk_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    editor: Mapped[str] = mapped_column(String(100))
+    # A keyed hash of the password the editor logged in with: another password, no session.
+    password_tag: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginFailure(Base):
+    """A wrong desk password, by name and address: what the throttle counts."""
+
+    __tablename__ = "login_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    editor: Mapped[str] = mapped_column(String(100), index=True)
+    ip: Mapped[str] = mapped_column(String(64), index=True)

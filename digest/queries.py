@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -38,6 +39,7 @@ from digest.models import (
     EditionVariant,
     Event,
     EventKind,
+    LoginFailure,
     Section,
     Subscriber,
     SubscriberStatus,
@@ -871,3 +873,30 @@ def delivery_by_message_id(session: Session, message_id: str) -> Delivery | None
     found = session.scalars(select(Delivery).where(Delivery.message_id == message_id).limit(2))
     rows = list(found)
     return rows[0] if len(rows) == 1 else None
+
+
+# -- the desk's logins ------------------------------------------------------------------
+
+
+def login_failures(
+    session: Session, editor: str, ip: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """Failed logins since ``since`` for this name or from this address (whichever
+    has more), and the latest of them."""
+    counts = []
+    for column, value in ((LoginFailure.editor, editor), (LoginFailure.ip, ip)):
+        count, last = session.execute(
+            select(func.count(), func.max(LoginFailure.at)).where(
+                column == value, LoginFailure.at >= since
+            )
+        ).one()
+        counts.append((int(count), last))
+    return max(counts, key=lambda c: c[0])
+
+
+def failed_logins_since(session: Session, since: datetime) -> int:
+    return int(session.scalar(select(func.count()).where(LoginFailure.at >= since)) or 0)
+
+
+def clear_login_failures(session: Session, editor: str) -> None:
+    session.execute(delete(LoginFailure).where(LoginFailure.editor == editor))

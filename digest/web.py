@@ -38,6 +38,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from digest.config import Settings
+from digest.deskauth import DeskAuth
 from digest.edition import Pipeline
 from digest.engagement import PIXEL, Engagement
 from digest.lists import load_lists
@@ -306,8 +307,12 @@ def create_app(context: WebContext) -> Starlette:
             PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"}
         )
 
+    auth = DeskAuth(
+        context.factory, context.settings.editor_accounts, context.secret, context.clock
+    )
     desk = DeskApp(
         Pipeline(context.settings, context.factory, clock=context.clock),
+        auth,
         run=lambda fn, *args: run_in_threadpool(fn, *args),
     )
     routes: list[Route] = [

@@ -1,10 +1,11 @@
 """The editors' desk under ``/desk/`` and the public archive under ``/archive/``.
 
-Thin: each handler checks the session (a signed cookie, SessionMiddleware)
-and the form's CSRF token, then calls ``desk.Desk``. Editors come from
-DIGEST_EDITORS / DIGEST_EDITOR_PASSWORD; an anonymous visitor is sent to
-``/desk/login``. Forms carry a per-session CSRF token (checked in constant
-time) and a POST whose Origin is another site is refused.
+Thin: each handler checks the login (``deskauth.DeskAuth``: a session kept in
+the database, its random id in a signed cookie) and the form's CSRF token, then
+calls ``desk.Desk``. Editors come from DIGEST_EDITORS / DIGEST_EDITOR_PASSWORD;
+an anonymous visitor is sent to ``/desk/login``, where wrong passwords are
+throttled. Forms carry a per-session CSRF token (checked in constant time) and
+a POST whose Origin is another site is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from digest import queries
 from digest.desk import Desk
+from digest.deskauth import DeskAuth
 from digest.edition import Pipeline
 from digest.errors import DigestError
 from digest.models import Edition, EditionStatus
@@ -40,8 +42,9 @@ def variant_label(key: str) -> str:
 
 
 class DeskApp:
-    def __init__(self, pipe: Pipeline, run: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, pipe: Pipeline, auth: DeskAuth, run: Callable[..., Awaitable[Any]]) -> None:
         self.pipe = pipe
+        self.auth = auth
         self.desk = Desk(pipe)
         self.run = run  # database work off the event loop
         self.env = Environment(
@@ -57,12 +60,11 @@ class DeskApp:
 
     # -- plumbing ------------------------------------------------------------------
 
-    def accounts(self) -> dict[str, str]:
-        return self.pipe.settings.editor_accounts()
-
-    def editor(self, request: Request) -> str | None:
-        name = request.session.get("editor")
-        return name if isinstance(name, str) and name in self.accounts() else None
+    @staticmethod
+    def editor(request: Request) -> str | None:
+        """The logged-in editor, as ``guarded`` found them for this request."""
+        name = getattr(request.state, "editor", None)
+        return name if isinstance(name, str) else None
 
     @staticmethod
     def csrf(request: Request) -> str:
@@ -92,6 +94,10 @@ class DeskApp:
         """Editors only; a POST also needs the session's CSRF token and our Origin."""
 
         async def checked(request: Request) -> Response:
+            sid = request.session.get("sid")
+            request.state.editor = await self.run(
+                self.auth.editor, sid if isinstance(sid, str) else None
+            )
             if self.editor(request) is None:
                 target = quote(request.url.path)
                 return RedirectResponse(f"/desk/login?next={target}", status_code=303)
@@ -125,7 +131,9 @@ class DeskApp:
 
     async def login_page(self, request: Request) -> Response:
         next_url = request.query_params.get("next", "/desk/")
-        return self.page(request, "login", next=safe_next(next_url), username="", refused=False)
+        return self.page(
+            request, "login", next=safe_next(next_url), username="", refused=False, throttled=""
+        )
 
     async def login(self, request: Request) -> Response:
         form = await request.form()
@@ -134,19 +142,39 @@ class DeskApp:
         username = str(form.get("username") or "")
         password = str(form.get("password") or "")
         next_url = safe_next(str(form.get("next") or "/desk/"))
-        known = self.accounts().get(username)
-        # Compare even for an unknown name, so timing does not tell which names exist.
-        ok = hmac.compare_digest(password.encode(), (known or secrets.token_hex(16)).encode())
-        if not (known and ok):
+        ip = request.client.host if request.client else "?"
+        result = await self.run(self.auth.login, username, password, ip)
+        if result.refusal is not None:
+            wait = str(max(1, round(result.refusal.wait)))
+            response = self.page(
+                request,
+                "login",
+                status=429,
+                next=next_url,
+                username=username,
+                refused=False,
+                throttled=result.refusal.message,
+            )
+            response.headers["Retry-After"] = wait
+            return response
+        if result.session_id is None:
             return self.page(
-                request, "login", status=401, next=next_url, username=username, refused=True
+                request,
+                "login",
+                status=401,
+                next=next_url,
+                username=username,
+                refused=True,
+                throttled="",
             )
         request.session.clear()
-        request.session["editor"] = username
+        request.session["sid"] = result.session_id
         self.csrf(request)
         return RedirectResponse(next_url, status_code=303)
 
     async def logout(self, request: Request) -> Response:
+        sid = request.session.get("sid")
+        await self.run(self.auth.logout, sid if isinstance(sid, str) else None)
         request.session.clear()
         return RedirectResponse("/desk/login", status_code=303)
 

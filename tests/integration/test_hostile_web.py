@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import http.client
 import http.cookiejar
+import logging
 import re
 import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -188,3 +190,71 @@ def test_tokens_never_reach_the_log() -> None:
 
     line = '127.0.0.1:5 - "GET /u/abc.DEF-1 HTTP/1.1" 200 and /c/tok/reader /p/x?y=1'
     assert mask_tokens(line) == '127.0.0.1:5 - "GET /u/… HTTP/1.1" 200 and /c/…/… /p/…?y=1'
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = FIXED_NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_wrong_passwords_are_throttled_then_locked_and_logged_without_the_password(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12.2: 150 wrong passwords in 1.6 s were all answered. Now three are
+    free, then each waits 2, 4, 8 … s after the last; after ten the name is locked
+    for 15 minutes, even for the right password."""
+    clock = Clock()
+    cfg = pipeline.settings.model_copy(
+        update={"editors": SecretStr(f"anna:{PASSWORD}"), "base_url": "http://127.0.0.1"}
+    )
+    app = create_app(WebContext(cfg, pipeline.factory, clock=clock))
+    caplog.set_level(logging.WARNING, logger="digest.deskauth")
+    with serving(app) as base:
+        client = Client(base)
+        assert [client.login(password=f"guess{i}") for i in range(3)] == [401] * 3
+        assert client.login(password="guess3") == 429  # at once: throttled, not checked
+        assert client.login() == 429  # the right one too, while throttled
+        for failures in range(3, 10):
+            clock.now += timedelta(seconds=2 ** (failures - 2))
+            assert client.login(password=f"guess{failures}") == 401, failures
+        status, headers, body = client.request("/desk/login")
+        token = client.csrf("/desk/login")
+        status, headers, body = client.request(
+            "/desk/login",
+            {"csrf": token, "username": "anna", "password": PASSWORD, "next": "/desk/"},
+        )
+        assert status == 429 and "вход закрыт на 15 мин" in body
+        assert int(headers["Retry-After"]) > 800
+        clock.now += timedelta(minutes=16)
+        assert client.login() == 303  # the lock has passed
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) == 10 and all("'anna' from 127.0.0.1" in m for m in failed)
+    assert not any("guess" in r.getMessage() or PASSWORD in r.getMessage() for r in caplog.records)
+
+
+def test_logout_and_a_password_change_end_a_session_for_good(pipeline: Pipeline) -> None:
+    """Issue 12.3: a copied session cookie worked for 12 h after logout."""
+    cfg = pipeline.settings.model_copy(
+        update={"editors": SecretStr(f"anna:{PASSWORD}"), "base_url": "http://127.0.0.1"}
+    )
+    with serving(create_app(WebContext(cfg, pipeline.factory, pipeline.clock))) as base:
+        client, thief = Client(base), Client(base)
+        assert client.login() == 303
+        for cookie in client.jar:
+            thief.jar.set_cookie(cookie)  # the cookie, copied
+        assert thief.request("/desk/")[0] == 200
+        token = client.csrf("/desk/")
+        assert client.request("/desk/logout", {"csrf": token})[0] == 303
+        assert thief.request("/desk/")[0] == 303  # back to the login page
+        assert client.login() == 303
+        for cookie in client.jar:
+            thief.jar.set_cookie(cookie)
+        assert thief.request("/desk/")[0] == 200
+    # The password changes (a restart with new settings): every old session ends.
+    changed = cfg.model_copy(update={"editors": SecretStr("anna:новый-пароль-2026")})
+    with serving(create_app(WebContext(changed, pipeline.factory, pipeline.clock))) as base:
+        thief.base = base
+        assert thief.request("/desk/")[0] == 303
