@@ -449,7 +449,7 @@ class DomainGate:
             st.failed_cohorts = 0.0
             if st.concurrency < self.connections:
                 st.concurrency = min(self.connections, st.concurrency + 1 / st.concurrency)
-                if st.concurrency >= self.connections:
+                if st.concurrency >= self.connections and st.pauses:
                     st.pauses = 0  # back to full speed: the next pause starts short again
                     log.info("%s is back to full speed", domain)
         elif kind in NEGATIVE_FEEDBACK and st.paused_until <= now:

@@ -133,7 +133,8 @@ class Outcome:
         tries = max(attempts, 1) if kind is not Kind.RATE_LIMIT else 1
         due = resume_at or at + policy.delay(tries, kind)
         if due > policy.deadline(first, edition_deadline):
-            reply = f"gave up after {attempts} attempt(s): {error.reply}"
+            tries = f" after {attempts} attempt(s)" if attempts else ""
+            reply = f"gave up{tries}: {error.reply}"
             return replace(outcome, reply=reply[:2000])
         return replace(outcome, status=DeliveryStatus.DEFERRED, next_attempt_at=due)
 
@@ -396,8 +397,8 @@ def reason_key(code: int | None, reply: str) -> tuple[int | None, str, str]:
     """(code, enhanced code, text) with addresses masked: the same reply to two
     readers is one reason, not two."""
     enhanced = enhanced_code(reply) or ""
-    text = reply.replace(enhanced, "", 1).strip() if enhanced else reply.strip()
-    return code, enhanced, ADDRESS.sub("…", text)
+    text = reply.replace(enhanced, "", 1) if enhanced else reply
+    return code, enhanced, ADDRESS.sub("…", " ".join(text.split()))
 
 
 def group_failures(
