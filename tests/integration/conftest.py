@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from digest import demo
+from digest.config import parse_smtp_url
 from digest.edition import Pipeline
+from digest.models import Edition
+from digest.send import RelayPool, RunResult, SmtpConnection, run_async
 from digest.web import WebContext, create_app
 from tests.conftest import FIXED_NOW
 from tests.serving import serving
@@ -58,3 +61,17 @@ def served(web_pipeline: Pipeline, fixed_date: date) -> Iterator[tuple[Pipeline,
     app = create_app(WebContext(pipeline.settings, pipeline.factory, pipeline.clock))
     with serving(app) as base:
         yield pipeline, base
+
+
+def send_through(pipe: Pipeline, edition: Edition, url: str, worker: str = "test") -> RunResult:
+    """Start ``edition`` and send every due delivery through the relay at ``url``."""
+    schedule = pipe.schedule(edition.schedule)
+    pipe.start_sending(schedule, edition)
+    run = pipe.send_run(
+        schedule,
+        edition,
+        lambda t: SmtpConnection(t, 10),
+        worker=worker,
+        relays=RelayPool([parse_smtp_url(url)]),
+    )
+    return run_async(run.run())

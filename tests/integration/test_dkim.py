@@ -13,12 +13,11 @@ import pytest
 
 from digest import demo
 from digest.capture import CaptureServer
-from digest.config import parse_smtp_url
 from digest.edition import Pipeline
-from digest.send import RelayPool, SmtpConnection, run_async
 from digest.signing import SIGNED_HEADERS, DkimKey, keygen
 from tests.conftest import FIXED_NOW
 from tests.faults import FaultHandler
+from tests.integration.conftest import send_through
 
 
 def dns_for(selector: str, domain: str, record: str) -> Callable[..., bytes]:
@@ -67,17 +66,9 @@ def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
     demo.load(pipe.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipe.factory, 6, now=FIXED_NOW)
     edition = pipe.build(schedule, fixed_date)
-    pipe.start_sending(schedule, edition)
     handler = FaultHandler()
     with CaptureServer(handler) as server:
-        run = pipe.send_run(
-            schedule,
-            edition,
-            lambda t: SmtpConnection(t, 10),
-            worker="dkim",
-            relays=RelayPool([parse_smtp_url(server.url)]),
-        )
-        assert run_async(run.run()).sent == 6
+        assert send_through(pipe, edition, server.url, "dkim").sent == 6
 
     def answer(name: bytes, timeout: int = 5) -> bytes:
         selector = name.decode().split("._domainkey.")[0]
@@ -105,17 +96,9 @@ def test_every_message_of_a_send_carries_a_valid_signature(
     demo.load(pipe.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipe.factory, 12, now=FIXED_NOW)
     edition = pipe.build(schedule, fixed_date)
-    pipe.start_sending(schedule, edition)
     handler = FaultHandler()
     with CaptureServer(handler) as server:
-        run = pipe.send_run(
-            schedule,
-            edition,
-            lambda t: SmtpConnection(t, 10),
-            worker="dkim",
-            relays=RelayPool([parse_smtp_url(server.url)]),
-        )
-        result = run_async(run.run())
+        result = send_through(pipe, edition, server.url, "dkim")
     assert result.sent == 12 and len(handler.messages) == 12
     answer = dns_for("digest2026", "vpk.example.ru", record)
     for captured in handler.messages:

@@ -19,12 +19,12 @@ from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
 from digest.edition import Pipeline
 from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from digest.send import RelayPool, SmtpConnection, run_async
 from digest.subscribers import Row, SubscriberBook
 from digest.tokens import LinkSigner
 from digest.track import SoftBouncePolicy
 from tests.conftest import FIXED_NOW
 from tests.faults import FaultHandler
+from tests.integration.conftest import send_through
 from tests.postfix import Postfix
 
 READERS = 40
@@ -80,15 +80,7 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
     routes = {d: port(receivers[name][0]) for d, name in by_domain.items()}
     with Postfix(routes, bounce_domain, lifetime=6) as postfix:
         edition = pipeline.build(schedule, fixed_date)
-        pipeline.start_sending(schedule, edition)
-        run = pipeline.send_run(
-            schedule,
-            edition,
-            lambda t: SmtpConnection(t, 10),
-            worker="postfix",
-            relays=RelayPool([parse_smtp_url(postfix.url)]),
-        )
-        result = run_async(run.run())
+        result = send_through(pipeline, edition, postfix.url, "postfix")
         assert result.sent == READERS  # the relay accepted every message
         postfix.wait_idle(timeout=90)
         returned = sorted((postfix.maildir / "new").iterdir())
@@ -142,15 +134,7 @@ def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
     bounce_domain = pipeline.settings.return_path.split("@")[1]
     with Postfix({d: port(server) for d in domains}, bounce_domain) as postfix:
         edition = pipeline.build(schedule, fixed_date)
-        pipeline.start_sending(schedule, edition)
-        run = pipeline.send_run(
-            schedule,
-            edition,
-            lambda t: SmtpConnection(t, 10),
-            worker="postfix",
-            relays=RelayPool([parse_smtp_url(postfix.url)]),
-        )
-        result = run_async(run.run())
+        result = send_through(pipeline, edition, postfix.url, "postfix")
         with pipeline.factory() as session:
             replies = session.execute(select(Delivery.status, Delivery.smtp_reply)).all()
         assert result.sent == 6, replies
