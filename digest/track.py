@@ -133,8 +133,8 @@ class Outcome:
         tries = max(attempts, 1) if kind is not Kind.RATE_LIMIT else 1
         due = resume_at or at + policy.delay(tries, kind)
         if due > policy.deadline(first, edition_deadline):
-            tries = f" after {attempts} attempt(s)" if attempts else ""
-            reply = f"gave up{tries}: {error.reply}"
+            after = f" after {attempts} attempt(s)" if attempts else ""
+            reply = f"gave up{after}: {error.reply}"
             return replace(outcome, reply=reply[:2000])
         return replace(outcome, status=DeliveryStatus.DEFERRED, next_attempt_at=due)
 
