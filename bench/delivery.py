@@ -138,7 +138,7 @@ def faults(args: argparse.Namespace) -> None:
     print(f"retries (SMTP attempts beyond the first): {retries}")
     pauses = sum(d.pauses for d in result.domains.values())
     held = sum(d.deferred for d in result.domains.values())
-    print(f"domain pauses (rate-limit and policy replies): {pauses}; messages held back: {held}")
+    print(f"domain pauses (failed cohorts): {pauses}; messages held back: {held}")
     print(f"time: {elapsed:.1f} s to every delivery final")
 
 

@@ -273,7 +273,7 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
     print(
         f"DKIM on / off: RSA {rates['rsa'] / rates['off']:.0%}, "
         f"RSA + Ed25519 {rates['rsa+ed25519'] / rates['off']:.0%} "
-        f"({os.cpu_count()} signing processes)"
+        f"({os.cpu_count()} signing threads)"
     )
 
 
