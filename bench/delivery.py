@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench.send import DAY, find_sink, setup, smtp_sink  # noqa: E402
 from digest.capture import CaptureServer  # noqa: E402
 from digest.edition import Pipeline  # noqa: E402
-from digest.send import SmtpConnection, Timeouts, run_async  # noqa: E402
+from digest.send import RunResult, SmtpConnection, Timeouts, run_async  # noqa: E402
 from tests.faults import GREYLIST, FaultHandler, mixed_faults  # noqa: E402
 
 DIGEST = str(Path(sys.executable).parent / "digest")
@@ -73,6 +73,37 @@ def pipeline(env: dict[str, str], subscribers: int) -> Pipeline:
     )
 
 
+def readers(pipe: Pipeline) -> list[str]:
+    from sqlalchemy import select
+
+    from digest.models import Subscriber
+
+    with pipe.factory() as session:
+        return list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
+
+
+def send_waiting(pipe: Pipeline, handler: FaultHandler) -> tuple[RunResult, float, float]:
+    """Today's edition through the fault server, retries awaited: (result, the
+    loop time it started, seconds until every delivery was final)."""
+    schedule = pipe.schedule("daily")
+    edition = pipe.build(schedule, DAY)
+    with CaptureServer(handler) as server:
+        cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
+        pipe = Pipeline(cfg, pipe.factory, pipe.clock)
+        started = time.monotonic()
+        pipe.start_sending(schedule, edition)
+        run = pipe.send_run(
+            schedule,
+            edition,
+            lambda t: SmtpConnection(t, Timeouts(10, 10, 10)),
+            worker="bench",
+            wait=True,
+        )
+        result = run_async(run.run())
+        pipe.finish(edition)
+        return result, started, time.monotonic() - started
+
+
 def faults(args: argparse.Namespace) -> None:
     print(
         f"faults run: {args.subscribers} subscribers, {args.temporary:.0%} temporary, "
@@ -89,38 +120,16 @@ def faults(args: argparse.Namespace) -> None:
         )
         pipe = pipeline(env, args.subscribers)
         logging.getLogger("digest").setLevel(logging.ERROR)  # pauses are counted below
-        schedule = pipe.schedule("daily")
-        edition = pipe.build(schedule, DAY)
         handler = FaultHandler()
-        from sqlalchemy import select
-
-        from digest.models import Subscriber
-
-        with pipe.factory() as session:
-            emails = list(session.scalars(select(Subscriber.email)))
         expected = mixed_faults(
-            emails,
+            readers(pipe),
             handler,
             temporary=args.temporary,
             permanent=args.permanent,
             dropped=args.dropped,
             rate_limited=args.rate_limited,
         )
-        with CaptureServer(handler) as server:
-            cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
-            pipe = Pipeline(cfg, pipe.factory, pipe.clock)
-            started = time.perf_counter()
-            pipe.start_sending(schedule, edition)
-            run = pipe.send_run(
-                schedule,
-                edition,
-                lambda t: SmtpConnection(t, Timeouts(10, 10, 10)),
-                worker="bench",
-                wait=True,
-            )
-            result = run_async(run.run())
-            pipe.finish(edition)
-            elapsed = time.perf_counter() - started
+        result, _, elapsed = send_waiting(pipe, handler)
     received = Counter(m.rcpt_to[0] for m in handler.messages)
     deliverable = [r for r, end in expected.items() if end == "sent"]
     delivered = sum(1 for r in deliverable if received[r])
@@ -153,33 +162,12 @@ def greylist_send(args: argparse.Namespace, share: float) -> dict[str, float]:
             DIGEST_SMTP_CONNECTIONS=str(args.connections),
         )
         pipe = pipeline(env, args.subscribers)
-        schedule = pipe.schedule("daily")
-        edition = pipe.build(schedule, DAY)
         handler = FaultHandler()
-        from sqlalchemy import select
-
-        from digest.models import Subscriber
-
-        with pipe.factory() as session:
-            emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
+        emails = readers(pipe)
         greylisted = set(random.Random(11).sample(emails, round(len(emails) * share)))
         for rcpt in greylisted:
             handler.script(rcpt, [GREYLIST])
-        with CaptureServer(handler) as server:
-            cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
-            pipe = Pipeline(cfg, pipe.factory, pipe.clock)
-            pipe.start_sending(schedule, edition)
-            run = pipe.send_run(
-                schedule,
-                edition,
-                lambda t: SmtpConnection(t, Timeouts(10, 10, 10)),
-                worker="bench",
-                wait=True,
-            )
-            started = time.monotonic()
-            result = run_async(run.run())
-            ended = time.monotonic()
-            pipe.finish(edition)
+        result, started, total = send_waiting(pipe, handler)
     received = Counter(m.rcpt_to[0] for m in handler.messages)
     first_tries = sorted(times[0] for times in handler.seen.values())
     first_pass = first_tries[-1] - started
@@ -190,8 +178,8 @@ def greylist_send(args: argparse.Namespace, share: float) -> dict[str, float]:
         "greylisted": len(greylisted),
         "first_pass": first_pass,
         "first_rate": len(first_tries) / first_pass,
-        "retry_wave": ended - first_tries[-1],
-        "total": ended - started,
+        "retry_wave": started + total - first_tries[-1],
+        "total": total,
         "pauses": sum(d.pauses for d in result.domains.values()),
         "slowed": sum(d.slowed for d in result.domains.values()),
     }

@@ -8,7 +8,6 @@ lines, failed or deferred deliveries).
 from __future__ import annotations
 
 import asyncio
-import csv
 import email
 import email.policy
 import json
@@ -69,7 +68,7 @@ from digest.send import (
     worker_name,
 )
 from digest.signing import keygen
-from digest.subscribers import Row, SubscriberBook, spreadsheet_safe
+from digest.subscribers import Row, SubscriberBook, write_export
 from digest.tokens import LinkSigner
 from digest.track import EditionReport, Outcome, SoftBouncePolicy, edition_report
 
@@ -914,24 +913,13 @@ def subscribers_export(
         rows = book(settings(), "daily").export(email_)
     if not rows:
         fail(f"no subscriber {email_}")
-    keys: list[str] = []
-    for row in rows:
-        keys.extend(k for k in row if k not in keys)
     if out is not None and str(out) == "-":
         out = None  # "-" is standard output, as for `preview`
     try:
         handle = open_private(out) if out else sys.stdout
     except OSError as exc:
         fail(f"{out}: {exc.strerror}")
-    writer = csv.DictWriter(handle, fieldnames=keys)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {
-                k: spreadsheet_safe(json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v)
-                for k, v in row.items()
-            }
-        )
+    write_export(rows, handle)
     if out:
         handle.close()
         console.print(f"{len(rows)} rows about {email_}: {out}")

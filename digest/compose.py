@@ -68,6 +68,7 @@ class Placeholders:
 
     @property
     def pattern(self) -> re.Pattern[str]:
+        # re caches compiled patterns: one stem, one compilation.
         return re.compile(rf"__{self.stem}({'|'.join(SLOT_NAMES)})__")
 
 

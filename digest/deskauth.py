@@ -145,10 +145,6 @@ class DeskAuth:
             if row is not None and row.revoked_at is None:
                 row.revoked_at = self.clock()
 
-    def failures_today(self) -> int:
-        with self.factory() as session:
-            return queries.failed_logins_since(session, self.clock() - timedelta(days=1))
-
     def _tag(self, editor: str, password: str) -> str:
         text = f"{editor}\0{password}".encode()
         return hmac.new(self.secret, b"desk-password:" + text, hashlib.sha256).hexdigest()

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import ColumnElement, or_, select
@@ -92,6 +93,23 @@ def normalise_email(value: str) -> str:
 
 LOCAL_PART_LIMIT = 64
 SPREADSHEET_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_export(rows: list[dict[str, Any]], handle: TextIO) -> None:
+    """``export``'s rows as CSV: every column any row has, details as JSON, and no
+    cell a spreadsheet would run as a formula."""
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k in row if k not in keys)
+    writer = csv.DictWriter(handle, fieldnames=keys)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                k: spreadsheet_safe(json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v)
+                for k, v in row.items()
+            }
+        )
 
 
 def spreadsheet_safe(value: Any) -> Any:
