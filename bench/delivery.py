@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.send import DAY, find_sink, setup, smtp_sink  # noqa: E402
 from digest.capture import CaptureServer  # noqa: E402
-from digest.edition import Pipeline  # noqa: E402
 from digest.send import RunResult, SmtpConnection, Timeouts, run_async  # noqa: E402
+from digest.wiring import Services  # noqa: E402
 from tests.faults import GREYLIST, FaultHandler, mixed_faults  # noqa: E402
 
 DIGEST = str(Path(sys.executable).parent / "digest")
@@ -62,7 +62,7 @@ def environment(workdir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def pipeline(env: dict[str, str], subscribers: int) -> Pipeline:
+def pipeline(env: dict[str, str], subscribers: int) -> Services:
     """bench/send.py's set-up, with this run's extra settings in the environment."""
     os.environ.update(env)
     return setup(
@@ -73,7 +73,7 @@ def pipeline(env: dict[str, str], subscribers: int) -> Pipeline:
     )
 
 
-def readers(pipe: Pipeline) -> list[str]:
+def readers(pipe: Services) -> list[str]:
     from sqlalchemy import select
 
     from digest.models import Subscriber
@@ -82,17 +82,17 @@ def readers(pipe: Pipeline) -> list[str]:
         return list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
 
 
-def send_waiting(pipe: Pipeline, handler: FaultHandler) -> tuple[RunResult, float, float]:
+def send_waiting(pipe: Services, handler: FaultHandler) -> tuple[RunResult, float, float]:
     """Today's edition through the fault server, retries awaited: (result, the
     loop time it started, seconds until every delivery was final)."""
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, DAY)
+    edition = pipe.editions.build(schedule, DAY)
     with CaptureServer(handler) as server:
         cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
-        pipe = Pipeline(cfg, pipe.factory, pipe.clock)
+        pipe = Services(cfg, pipe.factory, pipe.clock)
         started = time.monotonic()
-        pipe.start_sending(schedule, edition)
-        run = pipe.send_run(
+        pipe.lifecycle.start_sending(schedule, edition)
+        run = pipe.sender.send_run(
             schedule,
             edition,
             lambda t: SmtpConnection(t, Timeouts(10, 10, 10)),
@@ -100,7 +100,7 @@ def send_waiting(pipe: Pipeline, handler: FaultHandler) -> tuple[RunResult, floa
             wait=True,
         )
         result = run_async(run.run())
-        pipe.finish(edition)
+        pipe.lifecycle.finish(edition)
         return result, started, time.monotonic() - started
 
 
@@ -213,7 +213,7 @@ def rate(args: argparse.Namespace) -> None:
         env = environment(Path(tmp), DIGEST_SMTP_RATE=str(args.rate), DIGEST_SMTP_CONNECTIONS="8")
         pipe = pipeline(env, args.subscribers)
         schedule = pipe.schedule("daily")
-        edition = pipe.build(schedule, DAY)
+        edition = pipe.editions.build(schedule, DAY)
         handler = FaultHandler()
         arrivals: list[float] = []
         accept = handler.verdict
@@ -225,9 +225,11 @@ def rate(args: argparse.Namespace) -> None:
         handler.verdict = stamp  # type: ignore[method-assign]
         with CaptureServer(handler) as server:
             cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
-            pipe = Pipeline(cfg, pipe.factory, pipe.clock)
-            pipe.start_sending(schedule, edition)
-            run = pipe.send_run(schedule, edition, lambda t: SmtpConnection(t, 10), worker="bench")
+            pipe = Services(cfg, pipe.factory, pipe.clock)
+            pipe.lifecycle.start_sending(schedule, edition)
+            run = pipe.sender.send_run(
+                schedule, edition, lambda t: SmtpConnection(t, 10), worker="bench"
+            )
             run_async(run.run())
     arrivals.sort()
     expected = 10 * args.rate
@@ -262,8 +264,8 @@ def workers(args: argparse.Namespace) -> None:
             )
             pipe = pipeline(env, args.subscribers)
             schedule = pipe.schedule("daily")
-            edition = pipe.build(schedule, DAY)
-            pipe.start_sending(schedule, edition)
+            edition = pipe.editions.build(schedule, DAY)
+            pipe.lifecycle.start_sending(schedule, edition)
             rates = {}
             for count in (1, 2):
                 reset(pipe, edition.id)
@@ -292,7 +294,7 @@ def workers(args: argparse.Namespace) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def reset(pipe: Pipeline, edition_id: int) -> None:
+def reset(pipe: Services, edition_id: int) -> None:
     from sqlalchemy import update
 
     from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus
@@ -308,7 +310,7 @@ def reset(pipe: Pipeline, edition_id: int) -> None:
         )
 
 
-def sending_span(pipe: Pipeline, edition_id: int) -> tuple[int, float]:
+def sending_span(pipe: Services, edition_id: int) -> tuple[int, float]:
     """Messages sent and the seconds from the first to the last (process start-up excluded)."""
     from sqlalchemy import func, select
 

@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT))
 from digest import db, demo  # noqa: E402
 from digest.compose import Recipient  # noqa: E402
 from digest.config import load_settings, parse_smtp_url  # noqa: E402
-from digest.edition import Pipeline  # noqa: E402
+from digest.edition.view import edition_view  # noqa: E402
 from digest.models import utcnow  # noqa: E402
 from digest.send import RelayPool, SmtpConnection, run_async  # noqa: E402
+from digest.wiring import Services  # noqa: E402
 
 # Today's edition: retries of an older one would already be past its give-up time.
 DAY: date = datetime.now(ZoneInfo("Europe/Moscow")).date()
@@ -83,7 +84,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def setup(workdir: Path, subscribers: int, database_url: str | None, connections: int) -> Pipeline:
+def setup(workdir: Path, subscribers: int, database_url: str | None, connections: int) -> Services:
     os.environ.update(
         {
             "DIGEST_SMTP_CONNECTIONS": str(connections),
@@ -98,27 +99,27 @@ def setup(workdir: Path, subscribers: int, database_url: str | None, connections
     cfg = load_settings()
     engine = db.make_engine(cfg.database)
     db.upgrade(engine)
-    pipe = Pipeline(cfg, db.session_factory(engine), clock=utcnow)
+    pipe = Services(cfg, db.session_factory(engine), clock=utcnow)
     schedule = pipe.schedule("daily")
     demo.load(pipe.factory, demo.build(schedule, DAY))
     demo.add_subscribers(pipe.factory, subscribers, now=datetime.now(UTC))
     return pipe
 
 
-def measure_render(pipe: Pipeline, repeat: int = 5) -> dict[str, tuple[float, float]]:
+def measure_render(pipe: Services, repeat: int = 5) -> dict[str, tuple[float, float]]:
     """Per variant: the render+inline time of the build (what a send pays, with
     premailer's CSS cache cold for the first variant) and the best of a few more."""
-    from digest import queries
+    from digest import store
     from digest.models import Edition
     from digest.render import parse_section_key
 
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, DAY)
+    edition = pipe.editions.build(schedule, DAY)
     with pipe.factory() as session:
-        stored = {v.key: v.render_ms for v in queries.variants(session, edition.id)}
+        stored = {v.key: v.render_ms for v in store.variants(session, edition.id)}
         current = session.get(Edition, edition.id)
         assert current is not None
-        view = pipe.view(session, schedule, current)
+        view = edition_view(pipe, session, schedule, current)
     figures = {}
     for key in sorted(stored):
         variant = view.for_sections(parse_section_key(key))
@@ -132,11 +133,11 @@ def measure_render(pipe: Pipeline, repeat: int = 5) -> dict[str, tuple[float, fl
     return figures
 
 
-def measure_compose(pipe: Pipeline, count: int) -> tuple[float, int]:
+def measure_compose(pipe: Services, count: int) -> tuple[float, int]:
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, DAY)
+    edition = pipe.editions.build(schedule, DAY)
     composer = pipe.composer(schedule)
-    template = next(iter(pipe.templates(schedule, edition, composer).values()))
+    template = next(iter(pipe.sender.templates(schedule, edition, composer).values()))
     people = [
         Recipient(i, f"reader{i:05d}@example.ru", "Иван Петров" if i % 3 else None, f"key{i:013d}")
         for i in range(count)
@@ -166,13 +167,13 @@ async def baseline(url: str, messages: list[bytes], total: int, connections: int
     return total / (time.perf_counter() - started)
 
 
-def end_to_end(pipe: Pipeline, url: str) -> tuple[float, int]:
+def end_to_end(pipe: Services, url: str) -> tuple[float, int]:
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, DAY)
+    edition = pipe.editions.build(schedule, DAY)
     target = parse_smtp_url(url)
     started = time.perf_counter()
-    pipe.start_sending(schedule, edition)
-    run = pipe.send_run(
+    pipe.lifecycle.start_sending(schedule, edition)
+    run = pipe.sender.send_run(
         schedule,
         edition,
         lambda t: SmtpConnection(t, 30),
@@ -180,16 +181,16 @@ def end_to_end(pipe: Pipeline, url: str) -> tuple[float, int]:
         relays=RelayPool([target]),
     )
     result = run_async(run.run())
-    pipe.finish(edition)
+    pipe.lifecycle.finish(edition)
     elapsed = time.perf_counter() - started
     return result.sent / elapsed, result.sent
 
 
-def sample_messages(pipe: Pipeline, count: int = 50) -> list[bytes]:
+def sample_messages(pipe: Services, count: int = 50) -> list[bytes]:
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, DAY)
+    edition = pipe.editions.build(schedule, DAY)
     composer = pipe.composer(schedule)
-    template = next(iter(pipe.templates(schedule, edition, composer).values()))
+    template = next(iter(pipe.sender.templates(schedule, edition, composer).values()))
     return [
         composer.message(template, Recipient(i, f"r{i}@example.ru", None, f"k{i:015d}")).data
         for i in range(count)
@@ -233,7 +234,7 @@ def main_figures(args: argparse.Namespace) -> None:
 def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
     """The same send with DKIM off, RSA on, and RSA + Ed25519 on, in one run; and
     the cost of signing one message in process (OpenSSL through cryptography)."""
-    from digest.signing import DkimKey, Signer, keygen
+    from digest.dkim import DkimKey, Signer, keygen
 
     rates: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="digest-dkim-") as tmp:

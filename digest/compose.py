@@ -1,7 +1,7 @@
 """Compose: one RFC 5322 message per subscriber, without building one per subscriber.
 
 Building an ``EmailMessage`` per subscriber costs ~2.5 ms and halves the
-send rate (DESIGN.md decision 1), so each edition variant is serialised once
+send rate (docs/ARCHITECTURE.md, decision 1), so each edition variant is serialised once
 into wire bytes with *slots*, and a subscriber's message is those bytes with
 the slot values (Date, To, Message-ID, their signed links, their address)
 spliced in: a handful of short encodings and one ``bytes.join``.
@@ -33,7 +33,7 @@ from email.headerregistry import Address
 from email.utils import format_datetime
 
 from digest import headers
-from digest.lists import MailingList
+from digest.audience.lists import MailingList
 from digest.tokens import LinkSigner
 
 SLOT_NAMES = ("UNSUB_URL", "PREFS_URL", "EMAIL", "READER", "CONFIRM_URL")

@@ -13,11 +13,18 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import ConfigError, DigestError
 from digest.files import touch_private
+
+# The names the rest of the code types its sessions with: they import these, not
+# SQLAlchemy (the house rule "SQL lives in store/" is checked on imports).
+Factory = sessionmaker[Session]
+DatabaseError = SQLAlchemyError
+Conflict = IntegrityError  # a unique key fired: another process made the row first
+__all__ = ["Conflict", "DatabaseError", "Engine", "Factory", "Session"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

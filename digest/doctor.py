@@ -14,18 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import dkim
-from sqlalchemy.exc import SQLAlchemyError
 
-from digest import db, deskauth, queries
+from digest import db, store
+from digest.audience.lists import load_lists
 from digest.compose import Placeholders
 from digest.config import Settings, SmtpTarget
+from digest.db import DatabaseError
+from digest.dkim import Signer, dkim_keys
 from digest.errors import DigestError
-from digest.lists import load_lists
 from digest.models import Clock, utcnow
 from digest.render import ArticleView, EditionView, Renderer
-from digest.schedule import load_schedules
+from digest.schedule.files import load_schedules
 from digest.send import SmtpConnection, connector
-from digest.signing import Signer, dkim_keys
+from digest.web import auth as deskauth
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _guard(name: str, check: Callable[[], Check]) -> Check:
     """A check that raises is a failed check with the reason, never a traceback."""
     try:
         return check()
-    except (DigestError, OSError, SQLAlchemyError, ValueError) as exc:
+    except (DigestError, OSError, DatabaseError, ValueError) as exc:
         return Check(name, False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
@@ -161,7 +162,7 @@ def _desk(cfg: Settings) -> Check:
     engine = db.make_engine(cfg.database)
     try:
         with db.session_factory(engine)() as session:
-            failures = queries.failed_logins_since(session, utcnow() - timedelta(days=1))
+            failures = store.failed_logins_since(session, utcnow() - timedelta(days=1))
     finally:
         engine.dispose()
     throttle = (
@@ -226,6 +227,6 @@ def edition_count(cfg: Settings) -> int:
     try:
         factory = db.session_factory(engine)
         with factory() as session:
-            return len(queries.recent_editions(session))
+            return len(store.recent_editions(session))
     finally:
         engine.dispose()

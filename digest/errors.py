@@ -99,7 +99,7 @@ class DeliveryError(DigestError):
         self.enhanced_code = enhanced_code
         self.recipient = recipient
         self.reply = reply
-        # What the failure means (track.classify judges replies); None: not judged.
+        # What the failure means (track.replies.classify judges replies); None: not judged.
         self.kind = kind
         text = " ".join(str(p) for p in (code, reply) if p not in (None, ""))
         super().__init__(text or None)

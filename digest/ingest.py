@@ -31,13 +31,11 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from sqlalchemy import insert, update
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
-from digest import queries
+from digest import store
+from digest.db import DatabaseError, Factory, Session
 from digest.headers import clean_text
-from digest.models import Article, Clock, Comment, utcnow
+from digest.models import Article, Clock, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +174,7 @@ def describe(exc: ValidationError) -> str:
 class Ingester:
     """Loads validated records into the store, one savepoint per record."""
 
-    def __init__(
-        self, factory: sessionmaker[Session], commit_every: int = 200, clock: Clock = utcnow
-    ) -> None:
+    def __init__(self, factory: Factory, commit_every: int = 200, clock: Clock = utcnow) -> None:
         self.factory = factory
         self.clock = clock
         self.commit_every = commit_every
@@ -227,7 +223,7 @@ class Ingester:
         try:
             with session.begin_nested():
                 created, added = _store(session, article, comments, self.clock())
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             report.rejected += 1
             report.problems.append(Problem(where, f"id {article.id}: database refused it: {exc}"))
             return
@@ -241,7 +237,7 @@ def _store(
 ) -> tuple[bool, int]:
     section_id = None
     if data.section:
-        section_id = queries.section_id(session, _slug(data.section), data.section)
+        section_id = store.section_id(session, _slug(data.section), data.section)
     fields = {
         "url": data.url,
         "title": data.title,
@@ -254,7 +250,7 @@ def _store(
         "views": data.views,
         "rating": data.rating,
     }
-    article = queries.article_by_external_id(session, data.id)
+    article = store.article_by_external_id(session, data.id)
     created = article is None
     if article is None:
         article = Article(external_id=data.id, **fields)
@@ -264,7 +260,7 @@ def _store(
         for key, value in fields.items():
             setattr(article, key, value)
         article.updated_at = now
-    existing = queries.comment_numbers(session, article.id) if not created else {}
+    existing = store.comment_numbers(session, article.id) if not created else {}
     new_rows, changed = [], []
     for c in {c.number: c for c in comments}.values():
         if c.number in existing:
@@ -282,10 +278,7 @@ def _store(
                 "votes": c.votes,
             }
         )
-    if new_rows:
-        session.execute(insert(Comment), new_rows)
-    if changed:
-        session.execute(update(Comment), changed)
+    store.add_comments(session, new_rows, changed)
     return created, len(new_rows)
 
 

@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.logging import RichHandler
 
-from digest.server import MaskTokens
+# /u/, /p/, /confirm/, /c/ and /o/ URLs carry credentials that do not expire.
+TOKEN_PATH = re.compile(r"(/(?:u|p|confirm|c|o)/)[^\s\"'?/]+((?:/[^\s\"'?/]+)?)")
+
+
+def mask_tokens(text: str) -> str:
+    """``GET /u/abc.def HTTP/1.1`` → ``GET /u/… HTTP/1.1``."""
+    return TOKEN_PATH.sub(lambda m: m.group(1) + "…" + ("/…" if m.group(2) else ""), text)
+
+
+class MaskTokens(logging.Filter):
+    """On a handler: every record's text with its tokens masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 

@@ -1,6 +1,6 @@
 """What goes into an edition: the day's articles and the most discussed.
 
-Pure functions over rows handed in by ``queries``; DESIGN.md §Selection is the
+Pure functions over rows handed in by ``store``; docs/ARCHITECTURE.md §Selection is the
 specification. The same rows always give the same edition (MAIL-RULES 30):
 every ordering ends in a tie-break on the article's external id.
 """
@@ -12,32 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from digest.errors import EmptyEdition
-from digest.schedule import SelectSpec
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """An article as selection sees it."""
-
-    id: int
-    external_id: str
-    published_at: datetime
-    views: int = 0
-    has_image: bool = False
-    section: str | None = None
-
-
-@dataclass(frozen=True)
-class Discussion:
-    """Comments on one article inside the window, per commenter."""
-
-    article: Candidate
-    per_commenter: Mapping[str, int]
-    comments_total: int
-
-    @property
-    def comments_in_window(self) -> int:
-        return sum(self.per_commenter.values())
+from digest.models import Candidate, Discussion
+from digest.schedule.files import SelectSpec
 
 
 @dataclass(frozen=True)
@@ -66,7 +42,7 @@ def discussion_score(
 ) -> float:
     """How discussed an article is inside the window.
 
-    ``capped`` (DESIGN.md): each commenter counts at most ``cap`` comments,
+    ``capped`` (docs/ARCHITECTURE.md): each commenter counts at most ``cap`` comments,
     plus one point per distinct commenter, so two people arguing cannot
     outrank a broad discussion. ``hot``: the same activity decayed by the
     article's age, Discourse-style: activity / (hours + 2) ** 1.2.

@@ -151,6 +151,29 @@ class LinkSigner:
         return base64.b32encode(digest[:5]).decode("ascii").lower()
 
 
+class Keyring:
+    """The installation's link key and the signers derived from it: one per list
+    (its links do not work for another list) and one for VERP return addresses.
+    Built once per entry point; the signers are cached (deriving them costs)."""
+
+    VERP = "verp"
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self._signers: dict[str, LinkSigner] = {}
+
+    def for_list(self, list_key: str) -> LinkSigner:
+        if list_key not in self._signers:
+            self._signers[list_key] = LinkSigner(self.secret, list_key)
+        return self._signers[list_key]
+
+    def verp(self) -> LinkSigner:
+        return self.for_list(self.VERP)
+
+    def for_lists(self, list_keys: Iterable[str]) -> list[LinkSigner]:
+        return [self.for_list(key) for key in list_keys]
+
+
 class CsrfGuard:
     """A form field bound to the page's link token and to a day: a form fetched
     by another site cannot be replayed with another token, nor for ever."""

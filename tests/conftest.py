@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest import db
 from digest.capture import CaptureHandler, CaptureServer
 from digest.config import PROJECT_ROOT, Settings, load_settings
-from digest.edition import Pipeline
+from digest.wiring import Services
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 IN_CI = os.environ.get("CI") == "true"
@@ -113,13 +113,13 @@ def factory(engine: Engine) -> sessionmaker[Session]:
 @pytest.fixture
 def pipeline(
     env: dict[str, str], database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Pipeline]:
+) -> Iterator[Services]:
     """A pipeline on either backend, with the clock fixed to FIXED_NOW."""
     monkeypatch.setenv("DIGEST_DATABASE_URL", database_url)
     cfg = load_settings()
     engine = db.make_engine(cfg.database)
     db.upgrade(engine)
-    yield Pipeline(cfg, db.session_factory(engine), clock=lambda: FIXED_NOW)
+    yield Services(cfg, db.session_factory(engine), clock=lambda: FIXED_NOW)
     engine.dispose()
 
 

@@ -11,7 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from digest.capture import free_port
-from digest.server import HEADER_TIMEOUT, config
+from digest.web.server import HEADER_TIMEOUT, config
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import pytest
 
 from digest.cli import app
 from digest.config import Settings, env_name
-from digest.replies import NO_REPLY, RULES, Rule
+from digest.track.replies import NO_REPLY, RULES, Rule
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 TABLE = {m.group(1) for m in re.finditer(r"^\| `(DIGEST_[A-Z0-9_]+)` \|", README, re.M)}
@@ -45,3 +45,32 @@ def test_the_delivery_rules_table_is_the_codes_own(rule: Rule) -> None:
     """One table, in the code once (digest.replies.RULES) and here for people."""
     ex = "<br>".join(f"`{e}`" for e in rule.examples) or "refused, reset, timed out, TLS failed"
     assert f"| {ex} | {rule.name} | {rule.recipient} | {rule.domain} |" in README
+
+
+def test_the_readme_links_to_the_docs_and_to_nothing_outside_the_repository() -> None:
+    root = Path(__file__).resolve().parents[1]
+    targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", README)]
+    assert {"docs/ARCHITECTURE.md", "docs/MAIL-RULES.md"} <= set(targets)
+    for target in targets:
+        assert "://" not in target and not target.startswith(".."), target
+        assert (root / target).exists(), target
+
+
+def test_the_architecture_names_every_room() -> None:
+    """Each package and top-level module of digest/ has its line in docs/ARCHITECTURE.md."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    package = root / "digest"
+    rooms = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    rooms |= {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
+    missing = [room for room in sorted(rooms - {"migrations"}) if f"`{room}" not in page]
+    assert not missing, missing
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for path in re.findall(r"`((?:digest|tests|bench|templates|docs)/[\w/.-]*\w)`", text):
+            assert (root / path).exists(), f"{page.name} names {path}, which is not there"

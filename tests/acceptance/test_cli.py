@@ -305,3 +305,8 @@ def test_secrets_and_personal_data_are_private_from_the_start(tmp_path: Path) ->
     for path in private:
         assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
     assert (var / "outbox").stat().st_mode & 0o077 == 0
+
+
+def test_version_answers_without_a_command(workdir: Path) -> None:
+    done = digest(workdir, "--version")
+    assert done.returncode == 0 and done.stdout.startswith("digest "), done.stdout + done.stderr

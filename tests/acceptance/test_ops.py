@@ -74,10 +74,10 @@ def test_schedules_lists_next_fire_times_in_moscow_and_utc(workdir: Path) -> Non
     by_name = {r["schedule"]: r for r in rows}
     assert set(by_name) == {"daily", "weekly"}
     first = by_name["daily"]["next"][0]
-    moscow, utc = datetime.fromisoformat(first["moscow"]), datetime.fromisoformat(first["utc"])
+    moscow, utc = datetime.fromisoformat(first["local"]), datetime.fromisoformat(first["utc"])
     assert moscow == utc and moscow.utcoffset() == timedelta(hours=3)
     assert (moscow.hour, moscow.minute) == (7, 0)
-    assert datetime.fromisoformat(by_name["weekly"]["next"][0]["moscow"]).weekday() == 0
+    assert datetime.fromisoformat(by_name["weekly"]["next"][0]["local"]).weekday() == 0
     assert by_name["daily"]["last_edition"] is None
 
 

@@ -12,10 +12,10 @@ import pytest
 
 from digest import demo
 from digest.config import parse_smtp_url
-from digest.edition import Pipeline
 from digest.models import Edition
 from digest.send import RelayPool, RunResult, SmtpConnection, run_async
-from digest.web import WebContext, create_app
+from digest.web.app import WebContext, create_app
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW
 from tests.serving import serving
 
@@ -33,7 +33,7 @@ def toml_value(value: Any) -> str:
 
 
 @pytest.fixture
-def web_pipeline(pipeline: Pipeline, list_settings: dict[str, Any], tmp_path: Path) -> Pipeline:
+def web_pipeline(pipeline: Services, list_settings: dict[str, Any], tmp_path: Path) -> Services:
     """The pipeline with the project's lists.toml, changed as the test asks."""
     if not list_settings:
         return pipeline
@@ -49,11 +49,11 @@ def web_pipeline(pipeline: Pipeline, list_settings: dict[str, Any], tmp_path: Pa
     ]
     (folder / "lists.toml").write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     cfg = pipeline.settings.model_copy(update={"subscribers_dir": folder})
-    return Pipeline(cfg, pipeline.factory, clock=pipeline.clock)
+    return Services(cfg, pipeline.factory, clock=pipeline.clock)
 
 
 @pytest.fixture
-def served(web_pipeline: Pipeline, fixed_date: date) -> Iterator[tuple[Pipeline, str]]:
+def served(web_pipeline: Services, fixed_date: date) -> Iterator[tuple[Services, str]]:
     pipeline = web_pipeline
     schedule = pipeline.schedule("daily")
     demo.load(pipeline.factory, demo.build(schedule, fixed_date))
@@ -63,11 +63,11 @@ def served(web_pipeline: Pipeline, fixed_date: date) -> Iterator[tuple[Pipeline,
         yield pipeline, base
 
 
-def send_through(pipe: Pipeline, edition: Edition, url: str, worker: str = "test") -> RunResult:
+def send_through(pipe: Services, edition: Edition, url: str, worker: str = "test") -> RunResult:
     """Start ``edition`` and send every due delivery through the relay at ``url``."""
     schedule = pipe.schedule(edition.schedule)
-    pipe.start_sending(schedule, edition)
-    run = pipe.send_run(
+    pipe.lifecycle.start_sending(schedule, edition)
+    run = pipe.sender.send_run(
         schedule,
         edition,
         lambda t: SmtpConnection(t, 10),

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select
 
-from digest.edition import Pipeline
 from digest.models import Event, EventKind, SubscriberStatus
+from digest.wiring import Services
 from tests.conftest import IN_CI
 from tests.integration.test_web import preferences_path, status_of, unsubscribe_url
 
@@ -50,7 +50,7 @@ def browser() -> Iterator[Browser]:
 
 
 def test_a_reader_clicks_the_unsubscribe_button(
-    browser: Browser, served: tuple[Pipeline, str]
+    browser: Browser, served: tuple[Services, str]
 ) -> None:
     pipe, base = served
     who = "reader00001@example.com"
@@ -70,7 +70,7 @@ def test_a_reader_clicks_the_unsubscribe_button(
 
 
 def test_a_reader_saves_preferences_in_the_browser(
-    browser: Browser, served: tuple[Pipeline, str]
+    browser: Browser, served: tuple[Services, str]
 ) -> None:
     pipe, base = served
     who = "reader00004@example.org"

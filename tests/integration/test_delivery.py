@@ -13,10 +13,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import db, demo, queries
+from digest import db, demo, store
 from digest.capture import CaptureServer
 from digest.config import load_settings, parse_smtp_url
-from digest.edition import Pipeline
 from digest.errors import Kind
 from digest.models import (
     Delivery,
@@ -28,9 +27,11 @@ from digest.models import (
     SubscriberStatus,
     utcnow,
 )
-from digest.schedule import Schedule
+from digest.schedule.files import Schedule
 from digest.send import RunResult, SmtpConnection, Timeouts, run_async
-from digest.track import Outcome, SoftBouncePolicy, record_bounces
+from digest.track.ledger import record_bounces
+from digest.track.outcomes import Outcome, SoftBouncePolicy
+from digest.wiring import Services
 from tests.faults import (
     FULL_PERMANENT,
     GREYLIST,
@@ -58,7 +59,7 @@ FAST = {
 @pytest.fixture
 def live(
     env: dict[str, str], database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Pipeline]:
+) -> Iterator[Services]:
     """A pipeline on the real clock with retry steps of a second or two."""
     monkeypatch.setenv("DIGEST_DATABASE_URL", database_url)
     for key, value in FAST.items():
@@ -66,39 +67,39 @@ def live(
     cfg = load_settings()
     engine = db.make_engine(cfg.database)
     db.upgrade(engine)
-    yield Pipeline(cfg, db.session_factory(engine), clock=utcnow)
+    yield Services(cfg, db.session_factory(engine), clock=utcnow)
     engine.dispose()
 
 
-def today_edition(pipe: Pipeline, readers: int) -> tuple[Schedule, Edition]:
+def today_edition(pipe: Services, readers: int) -> tuple[Schedule, Edition]:
     schedule = pipe.schedule("daily")
     on: date = schedule.today(utcnow())
     demo.load(pipe.factory, demo.build(schedule, on))
     demo.add_subscribers(pipe.factory, readers, now=utcnow())
-    return schedule, pipe.build(schedule, on)
+    return schedule, pipe.editions.build(schedule, on)
 
 
 def send_all(
-    pipe: Pipeline,
+    pipe: Services,
     schedule: Schedule,
     edition: Edition,
     *urls: str,
     wait: bool = True,
     heartbeat: float = 1.0,
 ) -> RunResult:
-    pipe.start_sending(schedule, edition)
+    pipe.lifecycle.start_sending(schedule, edition)
     timeouts = Timeouts(
         pipe.settings.smtp_connect_timeout,
         pipe.settings.smtp_command_timeout,
         pipe.settings.smtp_data_timeout,
     )
     cfg = pipe.settings.model_copy(update={"smtp_url": ",".join(urls)})
-    run = Pipeline(cfg, pipe.factory, pipe.clock).send_run(
+    run = Services(cfg, pipe.factory, pipe.clock).sender.send_run(
         schedule, edition, lambda t: SmtpConnection(t, timeouts), worker="test", wait=wait
     )
     run.options.heartbeat = heartbeat
     result = run_async(run.run())
-    pipe.finish(edition)
+    pipe.lifecycle.finish(edition)
     return result
 
 
@@ -112,7 +113,7 @@ def rows(factory: sessionmaker[Session], edition: Edition) -> dict[str, tuple[De
     return {e: (d, s) for e, d, s in found}
 
 
-def test_every_deliverable_address_gets_it_once_through_a_faulty_relay(live: Pipeline) -> None:
+def test_every_deliverable_address_gets_it_once_through_a_faulty_relay(live: Services) -> None:
     schedule, edition = today_edition(live, 2000)
     handler = FaultHandler(stall_seconds=2.5)
     with live.factory() as session:
@@ -158,13 +159,13 @@ def test_every_deliverable_address_gets_it_once_through_a_faulty_relay(live: Pip
 
 
 def test_greylisting_defers_that_recipient_only_and_never_slows_the_domain(
-    live: Pipeline,
+    live: Services,
 ) -> None:
     """MAIL-RULES 23: a fifth of the readers are greylisted once at RCPT. The first
     pass delivers every other reader; each greylisted one is retried no sooner than
     DIGEST_GREYLIST_DELAY, and no domain is paused or slowed."""
     cfg = live.settings.model_copy(update={"domain_pause": 600.0, "greylist_delay": 1.0})
-    pipe = Pipeline(cfg, live.factory, live.clock)
+    pipe = Services(cfg, live.factory, live.clock)
     schedule, edition = today_edition(pipe, 300)
     handler = FaultHandler()
     with pipe.factory() as session:
@@ -194,11 +195,11 @@ def test_greylisting_defers_that_recipient_only_and_never_slows_the_domain(
 
 
 def test_a_message_that_keeps_failing_gives_up_and_says_why(
-    live: Pipeline, monkeypatch: pytest.MonkeyPatch
+    live: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     schedule, edition = today_edition(live, 6)
     cfg = live.settings.model_copy(update={"give_up_after": 1.5})
-    pipe = Pipeline(cfg, live.factory, live.clock)
+    pipe = Services(cfg, live.factory, live.clock)
     handler = FaultHandler()
     with live.factory() as session:
         victim = session.scalars(select(Subscriber.email).order_by(Subscriber.id)).first()
@@ -212,7 +213,7 @@ def test_a_message_that_keeps_failing_gives_up_and_says_why(
     assert "4.3.0 still busy" in delivery.smtp_reply and delivery.smtp_code == 451
 
 
-def test_a_relay_that_goes_down_hands_its_share_to_the_other(live: Pipeline) -> None:
+def test_a_relay_that_goes_down_hands_its_share_to_the_other(live: Services) -> None:
     schedule, edition = today_edition(live, 400)
     good, flaky = FaultHandler(), FaultHandler()
     with live.factory() as session:
@@ -228,7 +229,7 @@ def test_a_relay_that_goes_down_hands_its_share_to_the_other(live: Pipeline) -> 
     assert len(good.messages) > 300
 
 
-def test_a_relay_that_never_greets_costs_a_timeout_not_the_send(live: Pipeline) -> None:
+def test_a_relay_that_never_greets_costs_a_timeout_not_the_send(live: Services) -> None:
     import socket
 
     schedule, edition = today_edition(live, 30)
@@ -244,7 +245,7 @@ def test_a_relay_that_never_greets_costs_a_timeout_not_the_send(live: Pipeline) 
     assert result.sent == 30 and not result.aborted
 
 
-def test_pausing_stops_a_running_send_within_seconds(live: Pipeline) -> None:
+def test_pausing_stops_a_running_send_within_seconds(live: Services) -> None:
     schedule, edition = today_edition(live, 600)
     handler = FaultHandler(delay=0.01)
     with live.factory() as session:
@@ -254,40 +255,40 @@ def test_pausing_stops_a_running_send_within_seconds(live: Pipeline) -> None:
     def pause_after_some(envelope: object) -> None:
         if len(handler.messages) == 50 and not paused["done"]:
             paused["done"] = True
-            live.pause(edition)  # as `digest pause` from another terminal would
+            live.lifecycle.pause(edition)  # as `digest pause` from another terminal would
 
     handler.verdict = pause_after_some  # type: ignore[method-assign,assignment]
     with CaptureServer(handler) as server:
         first = send_all(live, schedule, edition, server.url, heartbeat=0.2)
         assert first.stopped == "paused" and 50 <= first.sent < 500, first
         with live.factory() as session:
-            counts = queries.delivery_counts(session, edition.id)
+            counts = store.delivery_counts(session, edition.id)
         assert DeliveryStatus.SENDING not in counts  # claims handed back
-        live.resume(edition)
+        live.lifecycle.resume(edition)
         second = send_all(live, schedule, edition, server.url)
     assert first.sent + second.sent == 600
     assert sorted(m.rcpt_to[0] for m in handler.messages) == sorted(emails)
 
 
-def test_cancel_stops_the_send_and_accounts_for_the_rest(live: Pipeline) -> None:
+def test_cancel_stops_the_send_and_accounts_for_the_rest(live: Services) -> None:
     schedule, edition = today_edition(live, 600)
     handler = FaultHandler(delay=0.01)
 
     def cancel_after_some(envelope: object) -> None:
         if len(handler.messages) == 20:
-            live.cancel(edition)
+            live.lifecycle.cancel(edition)
 
     handler.verdict = cancel_after_some  # type: ignore[method-assign,assignment]
     with CaptureServer(handler) as server:
         result = send_all(live, schedule, edition, server.url, heartbeat=0.2)
     assert result.stopped == "cancelled"
     with live.factory() as session:
-        counts = queries.delivery_counts(session, edition.id)
+        counts = store.delivery_counts(session, edition.id)
     assert counts[DeliveryStatus.SENT] == len(handler.messages) < 300
     assert counts[DeliveryStatus.SENT] + counts[DeliveryStatus.SUPPRESSED] == 600
 
 
-def test_retry_requeues_deferred_and_failed_but_never_bounced(live: Pipeline) -> None:
+def test_retry_requeues_deferred_and_failed_but_never_bounced(live: Services) -> None:
     schedule, edition = today_edition(live, 12)
     handler = FaultHandler()
     with live.factory() as session:
@@ -298,8 +299,8 @@ def test_retry_requeues_deferred_and_failed_but_never_bounced(live: Pipeline) ->
     with CaptureServer(handler) as server:
         send_all(live, schedule, edition, server.url, wait=False)
         # The deferred one, and any held back while the spam verdict paused its domain.
-        assert live.retry(edition) >= 1
-        assert live.retry(edition, failed=True) == 1  # the spam one; the bounce never
+        assert live.lifecycle.retry(edition) >= 1
+        assert live.lifecycle.retry(edition, failed=True) == 1  # the spam one; the bounce never
         send_all(live, schedule, edition, server.url, wait=False)
     state = rows(live.factory, edition)
     assert state[emails[0]][0].status is DeliveryStatus.BOUNCED
@@ -307,9 +308,9 @@ def test_retry_requeues_deferred_and_failed_but_never_bounced(live: Pipeline) ->
     assert state[emails[2]][0].status is DeliveryStatus.SENT
 
 
-def test_soft_bounces_on_distinct_days_suppress_and_a_success_resets(live: Pipeline) -> None:
+def test_soft_bounces_on_distinct_days_suppress_and_a_success_resets(live: Services) -> None:
     schedule, edition = today_edition(live, 3)
-    live.start_sending(schedule, edition)
+    live.lifecycle.start_sending(schedule, edition)
     policy = SoftBouncePolicy(limit=3, days=15)
     now = utcnow()
     with live.factory() as session, session.begin():
@@ -354,28 +355,28 @@ def test_relay_urls_parse_into_a_pool() -> None:
     assert parse_smtp_url("smtp://127.0.0.1:25?weight=5").weight == 5
 
 
-def test_claims_leave_mail_to_paused_domains_in_the_queue(live: Pipeline) -> None:
-    from digest.track import DeliveryStore
+def test_claims_leave_mail_to_paused_domains_in_the_queue(live: Services) -> None:
+    from digest.track.ledger import DeliveryStore
 
     schedule, edition = today_edition(live, 50)
-    live.start_sending(schedule, edition)
-    store = DeliveryStore(live.factory, edition.id, "w1")
-    claims, _ = store.claim(100, utcnow(), ("example.ru", "mail.example.ru"))
+    live.lifecycle.start_sending(schedule, edition)
+    ledger = DeliveryStore(live.factory, edition.id, "w1")
+    claims, _ = ledger.claim(100, utcnow(), ("example.ru", "mail.example.ru"))
     domains = {c.domain for c in claims}
     assert domains and not domains & {"example.ru", "mail.example.ru"}
-    rest, _ = store.claim(100, utcnow())
+    rest, _ = ledger.claim(100, utcnow())
     assert {c.domain for c in rest} == {"example.ru", "mail.example.ru"}
     assert len(claims) + len(rest) == 50
 
 
-def test_a_stop_writes_every_outcome_even_when_the_database_lags(live: Pipeline) -> None:
+def test_a_stop_writes_every_outcome_even_when_the_database_lags(live: Services) -> None:
     """Regression: stopping used to cancel the outcome writer, and a write still
     queued for the database thread was dropped — a message the relay had
     accepted stayed unrecorded and a resume sent it again."""
     import asyncio
     import time
 
-    from digest.track import Control, DeliveryStore
+    from digest.track.ledger import Control, DeliveryStore
 
     class LaggingStore(DeliveryStore):
         """A slow database: every write queues up behind the one before."""
@@ -389,14 +390,14 @@ def test_a_stop_writes_every_outcome_even_when_the_database_lags(live: Pipeline)
             return super().heartbeat(now)
 
     schedule, edition = today_edition(live, 300)
-    live.start_sending(schedule, edition)
+    live.lifecycle.start_sending(schedule, edition)
     handler = FaultHandler()
     with CaptureServer(handler) as server:
         cfg = live.settings.model_copy(update={"smtp_url": server.url})
-        run = Pipeline(cfg, live.factory, live.clock).send_run(
+        run = Services(cfg, live.factory, live.clock).sender.send_run(
             schedule, edition, lambda t: SmtpConnection(t, 5), worker="lagging"
         )
-        run.store = LaggingStore(live.factory, edition.id, "lagging")
+        run.writer.store = LaggingStore(live.factory, edition.id, "lagging")
         run.options.heartbeat = 0.01
 
         async def stop_after_some() -> RunResult:
@@ -412,17 +413,17 @@ def test_a_stop_writes_every_outcome_even_when_the_database_lags(live: Pipeline)
         result = run_async(stop_after_some())
     assert result.stopped == "test"
     with live.factory() as session:
-        counts = queries.delivery_counts(session, edition.id)
+        counts = store.delivery_counts(session, edition.id)
     assert counts.get(DeliveryStatus.SENDING, 0) == 0
     assert counts[DeliveryStatus.SENT] == len(handler.messages) == result.sent < 300
 
 
 def test_an_unsubscribe_in_the_middle_of_a_send_stops_mail_to_that_address(
-    live: Pipeline,
+    live: Services,
 ) -> None:
     """Even when the delivery is already claimed (prefetched in a batch): the
     heartbeat reads who left, and the sender skips them."""
-    from digest.subscribers import SubscriberBook
+    from digest.audience.subscribers import SubscriberBook
 
     schedule, edition = today_edition(live, 600)
     handler = FaultHandler(delay=0.01)

@@ -21,11 +21,11 @@ from sqlalchemy import select
 from digest import demo
 from digest.capture import CaptureServer, free_port
 from digest.config import parse_smtp_url
-from digest.desk import Desk, split_message
-from digest.edition import Pipeline
+from digest.edition.desk import DeskView, split_message
 from digest.models import Delivery, DeliveryStatus, Edition, EditionChange, EditionStatus
 from digest.send import SmtpConnection, run_async
-from digest.web import WebContext, create_app
+from digest.web.app import WebContext, create_app
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW, PROJECT_ROOT
 from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
 from tests.integration.test_web import fetch
@@ -40,8 +40,8 @@ TOMORROW = date(2026, 11, 26)
 
 @pytest.fixture
 def desk(
-    pipeline: Pipeline, smtp_server: CaptureServer, tmp_path: Path
-) -> Iterator[tuple[Pipeline, str]]:
+    pipeline: Services, smtp_server: CaptureServer, tmp_path: Path
+) -> Iterator[tuple[Services, str]]:
     """Tomorrow's draft with demo articles, the app with editors, a real relay."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -52,7 +52,7 @@ def desk(
             "editors": SecretStr(f"anna:{PASSWORD}"),
         }
     )
-    pipe = Pipeline(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
+    pipe = Services(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
     demo.load(pipe.factory, demo.build(pipe.schedule("daily"), TOMORROW))
     demo.add_subscribers(pipe.factory, 5, now=FIXED_NOW)
     with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as served_base:
@@ -77,7 +77,7 @@ def day_titles(frame: FrameLocator) -> list[str]:
 
 def test_an_anonymous_visitor_is_sent_to_the_login_page(
     browser: Browser,  # noqa: F811
-    desk: tuple[Pipeline, str],
+    desk: tuple[Services, str],
 ) -> None:
     _, base = desk
     page = browser.new_page()
@@ -92,7 +92,7 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(
     page.close()
 
 
-def test_a_wrong_password_is_refused(browser: Browser, desk: tuple[Pipeline, str]) -> None:  # noqa: F811
+def test_a_wrong_password_is_refused(browser: Browser, desk: tuple[Services, str]) -> None:  # noqa: F811
     _, base = desk
     page = browser.new_page()
     log_in(page, base, password="неправильный")
@@ -104,7 +104,7 @@ def test_a_wrong_password_is_refused(browser: Browser, desk: tuple[Pipeline, str
 
 def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
     browser: Browser,  # noqa: F811
-    desk: tuple[Pipeline, str],
+    desk: tuple[Services, str],
     smtp_server: CaptureServer,
 ) -> None:
     pipe, base = desk
@@ -178,16 +178,16 @@ def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
         ("anna", "test"),
     ]
     # A test copy is not a delivery: no subscriber's counts moved.
-    assert Desk(pipe).delivery(edition.id).edition.total == 0
+    assert DeskView(pipe).delivery(edition.id).edition.total == 0
 
 
 def test_the_archive_shows_a_sent_edition_without_anyones_links(
-    desk: tuple[Pipeline, str],
+    desk: tuple[Services, str],
 ) -> None:
     pipe, base = desk
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, TOMORROW)
-    html, text, _ = split_message(pipe.preview(schedule, edition).data)
+    edition = pipe.editions.build(schedule, TOMORROW)
+    html, text, _ = split_message(pipe.previews.preview(schedule, edition).data)
     link = f"{base}/archive/daily/2026-11-26"
     assert f'href="{link}"' in html and f"Открыть в браузере: {link}" in text
     assert fetch(f"{base}/archive/daily/2026-11-26")[0] == 404  # not sent yet
@@ -205,17 +205,19 @@ def test_the_archive_shows_a_sent_edition_without_anyones_links(
 
 def test_the_delivery_view_counts_live_and_charts_the_send(
     browser: Browser,  # noqa: F811
-    desk: tuple[Pipeline, str],
+    desk: tuple[Services, str],
     smtp_server: CaptureServer,
 ) -> None:
     pipe, base = desk
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, TOMORROW)
-    pipe.start_sending(schedule, edition)
+    edition = pipe.editions.build(schedule, TOMORROW)
+    pipe.lifecycle.start_sending(schedule, edition)
     connect = lambda target: SmtpConnection(parse_smtp_url(smtp_server.url), 10)  # noqa: E731
     # In a thread of its own: Playwright's sync API keeps an event loop in this one.
     sender = threading.Thread(
-        target=lambda: run_async(pipe.work(connect, worker="t", once=True, stop=asyncio.Event()))
+        target=lambda: run_async(
+            pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
+        )
     )
     sender.start()
     sender.join(timeout=60)

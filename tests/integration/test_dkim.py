@@ -13,8 +13,8 @@ import pytest
 
 from digest import demo
 from digest.capture import CaptureServer
-from digest.edition import Pipeline
-from digest.signing import SIGNED_HEADERS, DkimKey, keygen
+from digest.dkim import SIGNED_HEADERS, DkimKey, keygen
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW
 from tests.faults import FaultHandler
 from tests.integration.conftest import send_through
@@ -46,7 +46,7 @@ def test_keygen_writes_a_private_key_and_prints_the_record(
 
 
 def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
-    pipeline: Pipeline, tmp_path: Path, fixed_date: date
+    pipeline: Services, tmp_path: Path, fixed_date: date
 ) -> None:
     """RFC 8463 dual signatures: each verifies with dkimpy against its own record."""
     records = {
@@ -61,11 +61,11 @@ def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
             "dkim_ed25519_selector": "ed2026",
         }
     )
-    pipe = Pipeline(cfg, pipeline.factory, pipeline.clock)
+    pipe = Services(cfg, pipeline.factory, pipeline.clock)
     schedule = pipe.schedule("daily")
     demo.load(pipe.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipe.factory, 6, now=FIXED_NOW)
-    edition = pipe.build(schedule, fixed_date)
+    edition = pipe.editions.build(schedule, fixed_date)
     handler = FaultHandler()
     with CaptureServer(handler) as server:
         assert send_through(pipe, edition, server.url, "dkim").sent == 6
@@ -85,17 +85,17 @@ def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
 
 
 def test_every_message_of_a_send_carries_a_valid_signature(
-    pipeline: Pipeline, key_and_record: tuple[Path, str], fixed_date: date
+    pipeline: Services, key_and_record: tuple[Path, str], fixed_date: date
 ) -> None:
     path, record = key_and_record
     cfg = pipeline.settings.model_copy(
         update={"dkim_key_file": path, "dkim_selector": "digest2026"}
     )
-    pipe = Pipeline(cfg, pipeline.factory, pipeline.clock)
+    pipe = Services(cfg, pipeline.factory, pipeline.clock)
     schedule = pipe.schedule("daily")
     demo.load(pipe.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipe.factory, 12, now=FIXED_NOW)
-    edition = pipe.build(schedule, fixed_date)
+    edition = pipe.editions.build(schedule, fixed_date)
     handler = FaultHandler()
     with CaptureServer(handler) as server:
         result = send_through(pipe, edition, server.url, "dkim")

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.audience.subscribers import SubscriberBook
 from digest.ingest import MAX_LINE, Ingester, read_jsonl
-from digest.subscribers import SubscriberBook
 
 GOOD = {
     "id": "a1",

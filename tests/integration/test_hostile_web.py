@@ -22,8 +22,8 @@ from pydantic import SecretStr
 
 from digest import demo
 from digest.capture import free_port
-from digest.edition import Pipeline
-from digest.web import WebContext, create_app
+from digest.web.app import WebContext, create_app
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW
 from tests.integration.test_web import NoRedirects
 from tests.serving import serving
@@ -31,7 +31,7 @@ from tests.serving import serving
 PASSWORD = "правильный-пароль"
 
 
-def preferences_url(pipe: Pipeline, who: str) -> str:
+def preferences_url(pipe: Services, who: str) -> str:
     from digest.models import Subscriber
     from digest.tokens import LinkSigner
 
@@ -75,12 +75,12 @@ class Client:
 
 
 @pytest.fixture
-def site(pipeline: Pipeline) -> Iterator[tuple[Pipeline, str]]:
+def site(pipeline: Services) -> Iterator[tuple[Services, str]]:
     port = free_port()
     cfg = pipeline.settings.model_copy(
         update={"base_url": f"http://127.0.0.1:{port}", "editors": SecretStr(f"anna:{PASSWORD}")}
     )
-    pipe = Pipeline(cfg, pipeline.factory, clock=pipeline.clock)
+    pipe = Services(cfg, pipeline.factory, clock=pipeline.clock)
     schedule = pipe.schedule("daily")
     demo.load(pipe.factory, demo.build(schedule, FIXED_NOW.date()))
     demo.add_subscribers(pipe.factory, 3, now=FIXED_NOW)
@@ -88,7 +88,7 @@ def site(pipeline: Pipeline) -> Iterator[tuple[Pipeline, str]]:
         yield pipe, base
 
 
-def test_hostile_values_get_a_4xx_never_a_500(site: tuple[Pipeline, str]) -> None:
+def test_hostile_values_get_a_4xx_never_a_500(site: tuple[Services, str]) -> None:
     pipe, base = site
     client = Client(base)
     prefs = urlsplit(preferences_url(pipe, "reader00001@example.com")).path
@@ -100,7 +100,7 @@ def test_hostile_values_get_a_4xx_never_a_500(site: tuple[Pipeline, str]) -> Non
     for path in ("/desk/editions/99999999999999999999", "/desk/editions/2147483648/frame"):
         status, _, body = client.request(path)
         assert status == 404 and "Нет такого выпуска" in body, path
-    edition = pipe.build(pipe.schedule("daily"), FIXED_NOW.date())
+    edition = pipe.editions.build(pipe.schedule("daily"), FIXED_NOW.date())
     token = client.csrf(f"/desk/editions/{edition.id}")
     for article in ("²", "99999999999999999999", "-1"):
         status, _, _ = client.request(
@@ -122,7 +122,7 @@ def raw_status(base: str, request: bytes) -> int:
     return int(answer.split()[1])
 
 
-def test_request_bodies_are_capped_before_parsing(site: tuple[Pipeline, str]) -> None:
+def test_request_bodies_are_capped_before_parsing(site: tuple[Services, str]) -> None:
     _, base = site
     form = "Content-Type: application/x-www-form-urlencoded\r\n"
     # A declared 100 MB: refused on the header, before a byte of it is read.
@@ -138,7 +138,7 @@ def test_request_bodies_are_capped_before_parsing(site: tuple[Pipeline, str]) ->
     assert raw_status(base, head.encode() + small) == 403
 
 
-def test_every_page_carries_the_security_headers(site: tuple[Pipeline, str]) -> None:
+def test_every_page_carries_the_security_headers(site: tuple[Services, str]) -> None:
     pipe, base = site
     client = Client(base)
     prefs = urlsplit(preferences_url(pipe, "reader00001@example.com")).path
@@ -151,7 +151,7 @@ def test_every_page_carries_the_security_headers(site: tuple[Pipeline, str]) -> 
     for path in ("/desk/login", prefs):
         assert "no-store" in client.request(path)[1]["Cache-Control"], path
     assert client.login() == 303
-    edition = pipe.build(pipe.schedule("daily"), FIXED_NOW.date())
+    edition = pipe.editions.build(pipe.schedule("daily"), FIXED_NOW.date())
     _, headers, _ = client.request(f"/desk/editions/{edition.id}/frame")
     # The letter's frame is shown inside the desk, and nowhere else; no script runs in it.
     assert headers["X-Frame-Options"] == "SAMEORIGIN"
@@ -159,7 +159,7 @@ def test_every_page_carries_the_security_headers(site: tuple[Pipeline, str]) -> 
     assert "frame-ancestors 'self'" in policy and "script-src 'none'" in policy
 
 
-def test_a_client_that_trickles_its_headers_is_cut_off(pipeline: Pipeline) -> None:
+def test_a_client_that_trickles_its_headers_is_cut_off(pipeline: Services) -> None:
     """Slowloris: one header byte at a time held a connection for ever; now the
     headers have a deadline (1 s here, 10 s in `digest serve`)."""
     app = create_app(WebContext(pipeline.settings, pipeline.factory, clock=pipeline.clock))
@@ -186,7 +186,7 @@ def test_a_client_that_trickles_its_headers_is_cut_off(pipeline: Pipeline) -> No
 
 
 def test_tokens_never_reach_the_log() -> None:
-    from digest.server import mask_tokens
+    from digest.logs import mask_tokens
 
     line = '127.0.0.1:5 - "GET /u/abc.DEF-1 HTTP/1.1" 200 and /c/tok/reader /p/x?y=1'
     assert mask_tokens(line) == '127.0.0.1:5 - "GET /u/… HTTP/1.1" 200 and /c/…/… /p/…?y=1'
@@ -201,7 +201,7 @@ class Clock:
 
 
 def test_wrong_passwords_are_throttled_then_locked_and_logged_without_the_password(
-    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+    pipeline: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Issue 12.2: 150 wrong passwords in 1.6 s were all answered. Now three are
     free, then each waits 2, 4, 8 … s after the last; after ten the name is locked
@@ -211,7 +211,7 @@ def test_wrong_passwords_are_throttled_then_locked_and_logged_without_the_passwo
         update={"editors": SecretStr(f"anna:{PASSWORD}"), "base_url": "http://127.0.0.1"}
     )
     app = create_app(WebContext(cfg, pipeline.factory, clock=clock))
-    caplog.set_level(logging.WARNING, logger="digest.deskauth")
+    caplog.set_level(logging.WARNING, logger="digest.web.auth")
     with serving(app) as base:
         client = Client(base)
         assert [client.login(password=f"guess{i}") for i in range(3)] == [401] * 3
@@ -235,7 +235,7 @@ def test_wrong_passwords_are_throttled_then_locked_and_logged_without_the_passwo
     assert not any("guess" in r.getMessage() or PASSWORD in r.getMessage() for r in caplog.records)
 
 
-def test_logout_and_a_password_change_end_a_session_for_good(pipeline: Pipeline) -> None:
+def test_logout_and_a_password_change_end_a_session_for_good(pipeline: Services) -> None:
     """Issue 12.3: a copied session cookie worked for 12 h after logout."""
     cfg = pipeline.settings.model_copy(
         update={"editors": SecretStr(f"anna:{PASSWORD}"), "base_url": "http://127.0.0.1"}

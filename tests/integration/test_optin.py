@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from digest import queries
+from digest import store
+from digest.audience.rows import Row
+from digest.audience.subscribers import SubscriberBook
 from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
-from digest.edition import Pipeline
 from digest.models import (
     Delivery,
     EditionLink,
@@ -29,18 +30,18 @@ from digest.models import (
     SubscriberStatus,
 )
 from digest.send import SmtpConnection, run_async
-from digest.subscribers import Row, SubscriberBook
 from digest.tokens import LinkSigner
+from digest.wiring import Services
 from tests.integration.test_web import fetch, html_of
 
 NEWCOMER = "novichok@example.ru"
 
 
-def book(pipe: Pipeline) -> SubscriberBook:
+def book(pipe: Services) -> SubscriberBook:
     return SubscriberBook(pipe.factory, double_opt_in=True)
 
 
-def invite(pipe: Pipeline, server: CaptureServer) -> list[str]:
+def invite(pipe: Services, server: CaptureServer) -> list[str]:
     mailing_list = pipe.mailing_list(pipe.schedule("daily"))
     subscribers = book(pipe).to_invite(mailing_list.confirm_days, again=False)
     connection = SmtpConnection(parse_smtp_url(server.url), 10)
@@ -65,7 +66,7 @@ def parsed(server: CaptureServer, index: int = -1) -> EmailMessage:
     return message
 
 
-def subscriber(pipe: Pipeline, address: str) -> Subscriber:
+def subscriber(pipe: Services, address: str) -> Subscriber:
     with pipe.factory() as session:
         found = session.scalar(select(Subscriber).where(Subscriber.email == address))
         assert found is not None
@@ -73,15 +74,15 @@ def subscriber(pipe: Pipeline, address: str) -> Subscriber:
 
 
 def test_a_pending_subscriber_confirms_by_the_link_in_their_mail(
-    served: tuple[Pipeline, str], smtp_server: CaptureServer
+    served: tuple[Services, str], smtp_server: CaptureServer
 ) -> None:
     pipe, base = served
     assert book(pipe).add(Row.parse({"email": NEWCOMER, "name": "Новичок"})) == "added"
     assert subscriber(pipe, NEWCOMER).status is SubscriberStatus.PENDING
     # Pending: no delivery row when an edition starts sending.
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, date(2026, 11, 25))
-    pipe.start_sending(schedule, edition)
+    edition = pipe.editions.build(schedule, date(2026, 11, 25))
+    pipe.lifecycle.start_sending(schedule, edition)
     with pipe.factory() as session:
         pending_id = subscriber(pipe, NEWCOMER).id
         assert not session.scalar(select(func.count()).where(Delivery.subscriber_id == pending_id))
@@ -117,11 +118,11 @@ def test_a_pending_subscriber_confirms_by_the_link_in_their_mail(
     # Confirming again changes nothing and still answers kindly.
     assert fetch(path, b"confirm=1")[0] == 200
     # Now active: the next start of the send gives them their delivery.
-    assert pipe.start_sending(schedule, edition) == 1
+    assert pipe.lifecycle.start_sending(schedule, edition) == 1
 
 
 def test_an_expired_or_forged_confirmation_link_gets_a_clear_page(
-    served: tuple[Pipeline, str],
+    served: tuple[Services, str],
 ) -> None:
     pipe, base = served
     book(pipe).add(Row.parse({"email": NEWCOMER}))
@@ -140,34 +141,34 @@ def test_an_expired_or_forged_confirmation_link_gets_a_clear_page(
 
 
 def test_text_only_readers_get_a_text_plain_message_from_a_shared_variant(
-    served: tuple[Pipeline, str],
+    served: tuple[Services, str],
 ) -> None:
     pipe, _ = served
     reader = "reader00002@mail.example.ru"
     key = subscriber(pipe, reader).token_key
     assert book(pipe).set_preferences(key, [], "daily", "", "text")
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, date(2026, 11, 25))
+    edition = pipe.editions.build(schedule, date(2026, 11, 25))
     message = email.message_from_bytes(
-        pipe.preview(schedule, edition, reader).data, policy=email.policy.default
+        pipe.previews.preview(schedule, edition, reader).data, policy=email.policy.default
     )
     assert message.get_content_type() == "text/plain"
     assert "Отписаться" in message.get_content()
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     with pipe.factory() as session:
-        keys = [v.key for v in queries.variants(session, edition.id)]
+        keys = [v.key for v in store.variants(session, edition.id)]
     assert keys.count("|text") == 1  # one variant for every text-only reader
 
 
 TRACKED = {"track_clicks": True, "track_opens": True}
 
 
-def events(pipe: Pipeline, kind: EventKind) -> list[Event]:
+def events(pipe: Services, kind: EventKind) -> list[Event]:
     with pipe.factory() as session:
         return list(session.scalars(select(Event).where(Event.kind == kind)))
 
 
-def test_tracking_is_off_unless_the_list_turns_it_on(served: tuple[Pipeline, str]) -> None:
+def test_tracking_is_off_unless_the_list_turns_it_on(served: tuple[Services, str]) -> None:
     pipe, _ = served
     body = html_of(pipe, "reader00001@example.com")
     assert "/c/" not in body and "/o/" not in body
@@ -175,7 +176,7 @@ def test_tracking_is_off_unless_the_list_turns_it_on(served: tuple[Pipeline, str
 
 @pytest.mark.parametrize("list_settings", [TRACKED])
 def test_clicks_redirect_only_to_links_of_the_edition_and_count_per_edition(
-    served: tuple[Pipeline, str], list_settings: dict[str, Any]
+    served: tuple[Services, str], list_settings: dict[str, Any]
 ) -> None:
     pipe, base = served
     body = html_of(pipe, "reader00001@example.com")
@@ -199,13 +200,13 @@ def test_clicks_redirect_only_to_links_of_the_edition_and_count_per_edition(
     assert fetch(base + pixel.group(1))[0] == 200
     assert len(events(pipe, EventKind.OPEN)) == 1
     with pipe.factory() as session:
-        counts = queries.engagement(session, clicks[0].edition_id)
+        counts = store.engagement(session, clicks[0].edition_id)
     assert counts == {"opens": 1, "clicks": 1, "readers_opened": 0, "readers_clicked": 0}
 
 
 @pytest.mark.parametrize("list_settings", [{**TRACKED, "individual_tracking": True}])
 def test_individual_tracking_names_the_reader_with_a_signed_token(
-    served: tuple[Pipeline, str], list_settings: dict[str, Any]
+    served: tuple[Services, str], list_settings: dict[str, Any]
 ) -> None:
     pipe, base = served
     who = "reader00004@example.org"
@@ -219,7 +220,7 @@ def test_individual_tracking_names_the_reader_with_a_signed_token(
     assert [c.subscriber_id for c in clicks] == [subscriber(pipe, who).id, None]
 
 
-def test_a_new_subscriber_gets_the_lists_default_sections(pipeline: Pipeline) -> None:
+def test_a_new_subscriber_gets_the_lists_default_sections(pipeline: Services) -> None:
     defaults = SubscriberBook(pipeline.factory, double_opt_in=False, default_sections=["Флот"])
     assert defaults.add(Row.parse({"email": "a@example.ru"})) == "added"
     assert defaults.add(Row.parse({"email": "b@example.ru", "sections": "армия"})) == "added"

@@ -15,9 +15,9 @@ from email.message import EmailMessage
 from sqlalchemy import select, update
 
 from digest import demo
-from digest.desk import Desk
-from digest.edition import Pipeline
+from digest.edition.shaping import Shaping
 from digest.models import Article, Comment, Section, Subscriber
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW
 
 PLANTED = "__UNSUB_URL__ __PREFS_URL__ __EMAIL__ __READER__ __CONFIRM_URL__"
@@ -34,7 +34,7 @@ def parts(data: bytes) -> tuple[str, str]:
 
 
 def test_placeholders_in_data_never_become_a_readers_values(
-    pipeline: Pipeline, fixed_date: date
+    pipeline: Services, fixed_date: date
 ) -> None:
     schedule = pipeline.schedule("daily")
     demo.load(pipeline.factory, demo.build(schedule, fixed_date))
@@ -55,9 +55,9 @@ def test_placeholders_in_data_never_become_a_readers_values(
         reader = session.scalar(select(Subscriber).order_by(Subscriber.id).limit(1))
         assert reader is not None
         address, key = reader.email, reader.token_key
-    edition = pipeline.build(schedule, fixed_date)
-    Desk(pipeline).set_text(edition.id, "Вступление " + PLANTED, "Тема " + PLANTED, "anna")
-    message = pipeline.preview(schedule, edition, address)
+    edition = pipeline.editions.build(schedule, fixed_date)
+    Shaping(pipeline).set_text(edition.id, "Вступление " + PLANTED, "Тема " + PLANTED, "anna")
+    message = pipeline.previews.preview(schedule, edition, address)
     html, text = parts(message.data)
     composer = pipeline.composer(schedule)
     unsub = composer.signer.unsubscribe(key)

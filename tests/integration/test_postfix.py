@@ -14,14 +14,15 @@ import pytest
 from sqlalchemy import select
 
 from digest import demo
-from digest.bounces import BounceReader, Source, process_returns
+from digest.audience.rows import Row
+from digest.audience.subscribers import SubscriberBook
 from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
-from digest.edition import Pipeline
 from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from digest.subscribers import Row, SubscriberBook
 from digest.tokens import LinkSigner
-from digest.track import SoftBouncePolicy
+from digest.track.bounces import BounceReader, Source, process_returns
+from digest.track.outcomes import SoftBouncePolicy
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW
 from tests.faults import FaultHandler
 from tests.integration.conftest import send_through
@@ -46,7 +47,7 @@ def port(server: CaptureServer) -> int:
 
 
 def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown_users(
-    pipeline: Pipeline,
+    pipeline: Services,
     fixed_date: date,
     receivers: dict[str, tuple[CaptureServer, FaultHandler]],
 ) -> None:
@@ -79,7 +80,7 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
     bounce_domain = pipeline.settings.return_path.split("@")[1]
     routes = {d: port(receivers[name][0]) for d, name in by_domain.items()}
     with Postfix(routes, bounce_domain, lifetime=6) as postfix:
-        edition = pipeline.build(schedule, fixed_date)
+        edition = pipeline.editions.build(schedule, fixed_date)
         result = send_through(pipeline, edition, postfix.url, "postfix")
         assert result.sent == READERS  # the relay accepted every message
         postfix.wait_idle(timeout=90)
@@ -118,7 +119,7 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
 
 
 def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
-    pipeline: Pipeline,
+    pipeline: Services,
     fixed_date: date,
     receivers: dict[str, tuple[CaptureServer, FaultHandler]],
 ) -> None:
@@ -133,7 +134,7 @@ def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
     domains = [*demo.DOMAINS, "xn--e1afmkfd.xn--p1ai"]
     bounce_domain = pipeline.settings.return_path.split("@")[1]
     with Postfix({d: port(server) for d in domains}, bounce_domain) as postfix:
-        edition = pipeline.build(schedule, fixed_date)
+        edition = pipeline.editions.build(schedule, fixed_date)
         result = send_through(pipeline, edition, postfix.url, "postfix")
         with pipeline.factory() as session:
             replies = session.execute(select(Delivery.status, Delivery.smtp_reply)).all()

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from digest import demo, queries
-from digest.bounces import BounceReader, ReturnsReport, Source, process_returns
+from digest import demo, store
 from digest.capture import CaptureServer
-from digest.edition import Pipeline
 from digest.models import Delivery, DeliveryStatus, Edition, Event, EventKind, Subscriber
 from digest.tokens import LinkSigner
-from digest.track import SoftBouncePolicy, edition_report
+from digest.track.bounces import BounceReader, ReturnsReport, Source, process_returns
+from digest.track.outcomes import SoftBouncePolicy
+from digest.track.reports import edition_report
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW
 from tests.integration.test_send import READERS, send
 
@@ -52,13 +53,13 @@ def dsn(
 
 @pytest.fixture
 def sent(
-    pipeline: Pipeline, fixed_date: date, smtp_server: CaptureServer
-) -> tuple[Pipeline, Edition, dict[str, tuple[str, str]]]:
+    pipeline: Services, fixed_date: date, smtp_server: CaptureServer
+) -> tuple[Services, Edition, dict[str, tuple[str, str]]]:
     """An edition sent to every reader: address → (VERP return path, Message-ID)."""
     schedule = pipeline.schedule("daily")
     demo.load(pipeline.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
-    edition = pipeline.build(schedule, fixed_date)
+    edition = pipeline.editions.build(schedule, fixed_date)
     send(pipeline, schedule, edition, smtp_server)
     import email
 
@@ -70,14 +71,14 @@ def sent(
     return pipeline, edition, found
 
 
-def run(pipe: Pipeline, box: Path) -> ReturnsReport:
+def run(pipe: Services, box: Path) -> ReturnsReport:
     cfg = pipe.settings
     reader = BounceReader(LinkSigner(cfg.signing_key(), "verp"), cfg.return_path)
     policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
     return process_returns(pipe.factory, Source(box), reader, policy, lambda: FIXED_NOW)
 
 
-def state(pipe: Pipeline, address: str) -> tuple[str, Delivery]:
+def state(pipe: Services, address: str) -> tuple[str, Delivery]:
     with pipe.factory() as session:
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
         assert subscriber is not None
@@ -87,7 +88,7 @@ def state(pipe: Pipeline, address: str) -> tuple[str, Delivery]:
 
 
 def test_a_report_without_a_token_of_ours_changes_nobody(
-    sent: tuple[Pipeline, Edition, dict[str, tuple[str, str]]], tmp_path: Path
+    sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
     pipe, _, found = sent
     victims = sorted(found)[:4]
@@ -111,7 +112,7 @@ def test_a_report_without_a_token_of_ours_changes_nobody(
 
 
 def test_verp_and_our_message_id_attribute_and_the_reason_is_stored_once(
-    sent: tuple[Pipeline, Edition, dict[str, tuple[str, str]]], tmp_path: Path
+    sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
     pipe, _, found = sent
     (hard, policy, expired, mid_only, delayed, relayed) = sorted(found)[:6]
@@ -153,7 +154,7 @@ def test_verp_and_our_message_id_attribute_and_the_reason_is_stored_once(
 
 
 def test_a_soft_bounce_counts_once_a_day(
-    sent: tuple[Pipeline, Edition, dict[str, tuple[str, str]]], tmp_path: Path
+    sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
     pipe, _, found = sent
     reader = sorted(found)[0]
@@ -164,12 +165,12 @@ def test_a_soft_bounce_counts_once_a_day(
     status, delivery = state(pipe, reader)
     assert status == "active" and delivery.status is DeliveryStatus.FAILED
     with pipe.factory() as session:
-        days = queries.soft_bounce_days(session, delivery.subscriber_id, FIXED_NOW.replace(day=1))
+        days = store.soft_bounce_days(session, delivery.subscriber_id, FIXED_NOW.replace(day=1))
     assert len(days) == 1
 
 
 def test_a_message_left_in_place_is_read_once_and_named_by_its_file(
-    sent: tuple[Pipeline, Edition, dict[str, tuple[str, str]]], tmp_path: Path
+    sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
     pipe, _, _ = sent
     folder = tmp_path / "returns"
@@ -186,7 +187,7 @@ def test_a_message_left_in_place_is_read_once_and_named_by_its_file(
 
 
 def test_status_groups_failure_reasons_and_says_how_many_more(
-    sent: tuple[Pipeline, Edition, dict[str, tuple[str, str]]], tmp_path: Path
+    sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
     pipe, edition, found = sent
     readers = sorted(found)

@@ -21,10 +21,11 @@ from sqlalchemy import func, select, update
 from digest import db, demo
 from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
-from digest.edition import Pipeline
 from digest.models import Delivery, Edition, EditionStatus, Subscriber
-from digest.scheduler import Fired, Runner, build_scheduler
+from digest.schedule.jobs import build_scheduler
+from digest.schedule.runner import Fired, Runner
 from digest.send import SmtpConnection, run_async
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW
 
 DAY = date(2026, 11, 25)
@@ -40,14 +41,14 @@ class Clock:
         return self.now
 
 
-def with_send(pipe: Pipeline, tmp_path: Path, send: str) -> Pipeline:
+def with_send(pipe: Services, tmp_path: Path, send: str) -> Services:
     """The project's daily.toml with its [send] table replaced by ``send``."""
     source = (pipe.settings.schedules_dir / "daily.toml").read_text(encoding="utf-8")
     folder = tmp_path / "schedules"
     folder.mkdir(exist_ok=True)
     (folder / "daily.toml").write_text(source.split("[send]")[0] + "[send]\n" + send, "utf-8")
     cfg = pipe.settings.model_copy(update={"schedules_dir": folder})
-    return Pipeline(cfg, pipe.factory, clock=pipe.clock)
+    return Services(cfg, pipe.factory, clock=pipe.clock)
 
 
 @pytest.fixture
@@ -56,25 +57,25 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def loaded(pipeline: Pipeline, clock: Clock) -> Pipeline:
-    pipe = Pipeline(pipeline.settings, pipeline.factory, clock=clock)
+def loaded(pipeline: Services, clock: Clock) -> Services:
+    pipe = Services(pipeline.settings, pipeline.factory, clock=clock)
     demo.load(pipe.factory, demo.build(pipe.schedule("daily"), DAY))
     demo.add_subscribers(pipe.factory, READERS, now=FIXED_NOW)
     return pipe
 
 
-def deliveries(pipe: Pipeline) -> int:
+def deliveries(pipe: Services) -> int:
     with pipe.factory() as session:
         return int(session.scalar(select(func.count()).select_from(Delivery)) or 0)
 
 
-def edition_status(pipe: Pipeline, day: date = DAY) -> EditionStatus | None:
+def edition_status(pipe: Services, day: date = DAY) -> EditionStatus | None:
     with pipe.factory() as session:
         found = session.scalar(select(Edition).where(Edition.edition_date == day))
         return found.status if found is not None else None
 
 
-def test_back_within_the_grace_time_the_edition_goes_once(loaded: Pipeline, clock: Clock) -> None:
+def test_back_within_the_grace_time_the_edition_goes_once(loaded: Services, clock: Clock) -> None:
     clock.now = SEND_AT + timedelta(minutes=90)  # down at 07:00, back at 08:30 Moscow
     report = Runner(loaded).fire("daily")
     assert (report.outcome, report.edition_date, report.due_at) == (Fired.QUEUED, DAY, SEND_AT)
@@ -85,7 +86,7 @@ def test_back_within_the_grace_time_the_edition_goes_once(loaded: Pipeline, cloc
 
 
 def test_after_the_grace_time_the_edition_is_missed_until_ops_run_it(
-    loaded: Pipeline, clock: Clock
+    loaded: Services, clock: Clock
 ) -> None:
     clock.now = SEND_AT + timedelta(minutes=121)
     report = Runner(loaded).fire("daily")
@@ -97,14 +98,14 @@ def test_after_the_grace_time_the_edition_is_missed_until_ops_run_it(
     assert edition_status(loaded) is EditionStatus.SENDING
 
 
-def test_the_grace_time_comes_from_the_file(loaded: Pipeline, clock: Clock, tmp_path: Path) -> None:
+def test_the_grace_time_comes_from_the_file(loaded: Services, clock: Clock, tmp_path: Path) -> None:
     pipe = with_send(loaded, tmp_path, "grace_minutes = 300\n")
     clock.now = SEND_AT + timedelta(minutes=299)
     assert Runner(pipe).fire("daily").outcome is Fired.QUEUED
 
 
 def test_an_unapproved_draft_is_held_or_sent_as_the_file_says(
-    loaded: Pipeline, clock: Clock, tmp_path: Path
+    loaded: Services, clock: Clock, tmp_path: Path
 ) -> None:
     clock.now = SEND_AT + timedelta(minutes=1)
     held = with_send(loaded, tmp_path, 'approval = true\nunapproved = "hold"\n')
@@ -114,7 +115,7 @@ def test_an_unapproved_draft_is_held_or_sent_as_the_file_says(
     with held.factory() as session:
         edition = session.scalar(select(Edition))
         assert edition is not None
-    held.approve(edition)
+    held.lifecycle.approve(edition)
     assert Runner(held).fire("daily").outcome is Fired.QUEUED
 
     sent = with_send(loaded, tmp_path, 'approval = true\nunapproved = "send"\n')
@@ -125,7 +126,7 @@ def test_an_unapproved_draft_is_held_or_sent_as_the_file_says(
 
 
 def test_the_draft_is_prepared_ahead_of_send_time(
-    loaded: Pipeline, clock: Clock, tmp_path: Path
+    loaded: Services, clock: Clock, tmp_path: Path
 ) -> None:
     pipe = with_send(loaded, tmp_path, "approval = true\nprepare_minutes = 60\n")
     clock.now = SEND_AT - timedelta(minutes=61)
@@ -146,10 +147,10 @@ def smtp(tmp_path: Path) -> Iterator[CaptureServer]:
 
 
 def test_local_time_sends_each_zone_at_its_own_seven_oclock(
-    loaded: Pipeline, clock: Clock, tmp_path: Path, smtp: CaptureServer
+    loaded: Services, clock: Clock, tmp_path: Path, smtp: CaptureServer
 ) -> None:
     pipe = with_send(loaded, tmp_path, "local_time = true\n")
-    pipe = Pipeline(
+    pipe = Services(
         pipe.settings.model_copy(update={"smtp_url": smtp.url}), pipe.factory, clock=clock
     )
     with pipe.factory.begin() as session:
@@ -166,7 +167,7 @@ def test_local_time_sends_each_zone_at_its_own_seven_oclock(
     def send_due() -> Counter[str]:
         before = len(smtp.messages)
         connect = lambda target: SmtpConnection(parse_smtp_url(smtp.url), 10)  # noqa: E731
-        run_async(pipe.work(connect, worker="t", once=True, stop=asyncio.Event()))
+        run_async(pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
         return Counter(zone_of[m.rcpt_to[0]] for m in smtp.messages[before:])
 
     # 07:00 in Vladivostok is 21:00 UTC the day before: the first wave.
@@ -192,7 +193,7 @@ def test_two_schedulers_on_one_postgresql_database_make_one_edition(
     engines = [db.make_engine(postgres_url) for _ in range(2)]
     db.upgrade(engines[0])
     pipes = [
-        Pipeline(settings, db.session_factory(e), clock=clock)  # type: ignore[arg-type]
+        Services(settings, db.session_factory(e), clock=clock)  # type: ignore[arg-type]
         for e in engines
     ]
     demo.load(pipes[0].factory, demo.build(pipes[0].schedule("daily"), DAY))
@@ -200,7 +201,7 @@ def test_two_schedulers_on_one_postgresql_database_make_one_edition(
     start = threading.Barrier(2)
     reports = []
 
-    def fire(pipe: Pipeline) -> None:
+    def fire(pipe: Services) -> None:
         start.wait()
         reports.append(Runner(pipe).fire("daily"))
 
@@ -221,7 +222,7 @@ def test_two_schedulers_on_one_postgresql_database_make_one_edition(
         e.dispose()
 
 
-def with_cron_hours_ago(pipe: Pipeline, tmp_path: Path, hours: int) -> tuple[Pipeline, datetime]:
+def with_cron_hours_ago(pipe: Services, tmp_path: Path, hours: int) -> tuple[Services, datetime]:
     """The daily schedule moved to fire ``hours`` before the real now (APScheduler
     reads the wall clock to find missed runs, so this test's data follows it), and
     that fire time."""
@@ -233,11 +234,11 @@ def with_cron_hours_ago(pipe: Pipeline, tmp_path: Path, hours: int) -> tuple[Pip
     cron = f'cron = "{local.minute} {local.hour} * * *"'
     (folder / "daily.toml").write_text(re.sub(r"^cron = .*$", cron, source, flags=re.M), "utf-8")
     cfg = pipe.settings.model_copy(update={"schedules_dir": folder})
-    return Pipeline(cfg, pipe.factory, clock=pipe.clock), fired
+    return Services(cfg, pipe.factory, clock=pipe.clock), fired
 
 
 def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
-    loaded: Pipeline, tmp_path: Path
+    loaded: Services, tmp_path: Path
 ) -> None:
     # Down at the send time, back 4 hours later: past the 2-hour grace.
     pipe, send_at = with_cron_hours_ago(loaded, tmp_path, hours=4)

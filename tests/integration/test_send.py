@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import demo, queries
+from digest import demo, store
+from digest.audience.rows import Row
+from digest.audience.subscribers import SubscriberBook
 from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
-from digest.edition import Pipeline
 from digest.errors import EmptyEdition, RelayUnavailable
 from digest.models import (
     Article,
@@ -26,9 +27,9 @@ from digest.models import (
     Subscriber,
     SubscriberStatus,
 )
-from digest.schedule import Schedule
+from digest.schedule.files import Schedule
 from digest.send import RelayPool, RunResult, SmtpConnection, probe, run_async
-from digest.subscribers import Row, SubscriberBook
+from digest.wiring import Services
 from tests.conftest import FIXED_NOW, ScriptedHandler, count_commits
 
 READERS = 40
@@ -40,19 +41,19 @@ def addr(i: int) -> str:
 
 
 @pytest.fixture
-def schedule(pipeline: Pipeline) -> Schedule:
+def schedule(pipeline: Services) -> Schedule:
     return pipeline.schedule("daily")
 
 
 @pytest.fixture
-def loaded(pipeline: Pipeline, schedule: Schedule, fixed_date: date) -> Pipeline:
+def loaded(pipeline: Services, schedule: Schedule, fixed_date: date) -> Services:
     demo.load(pipeline.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
     return pipeline
 
 
 def send(
-    pipeline: Pipeline,
+    pipeline: Services,
     schedule: Schedule,
     edition: Edition,
     server: CaptureServer,
@@ -60,8 +61,8 @@ def send(
     batch: int | None = None,
 ) -> RunResult:
     target = parse_smtp_url(server.url)
-    pipeline.start_sending(schedule, edition)
-    run = pipeline.send_run(
+    pipeline.lifecycle.start_sending(schedule, edition)
+    run = pipeline.sender.send_run(
         schedule,
         edition,
         lambda t: SmtpConnection(t, 5),
@@ -70,9 +71,9 @@ def send(
         limit=limit,
     )
     if batch:
-        run.batch_size = batch
+        run.claims.batch_size = run.writer.batch_size = batch
     result = run_async(run.run())
-    pipeline.finish(edition)
+    pipeline.lifecycle.finish(edition)
     return result
 
 
@@ -87,9 +88,9 @@ def deliveries(factory: sessionmaker[Session], edition: Edition) -> dict[str, De
 
 
 def test_every_subscriber_gets_exactly_one_message_equal_to_the_preview(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     result = send(loaded, schedule, edition, smtp_server)
     assert result.sent == READERS and result.failed == result.deferred == 0
     received = Counter(m.rcpt_to[0] for m in smtp_server.messages)
@@ -98,7 +99,7 @@ def test_every_subscriber_gets_exactly_one_message_equal_to_the_preview(
     assert set(received) == active and set(received.values()) == {1}
     # What arrived is byte for byte what `digest preview --subscriber` shows.
     for captured in smtp_server.messages[:5]:
-        preview = loaded.preview(schedule, edition, captured.rcpt_to[0])
+        preview = loaded.previews.preview(schedule, edition, captured.rcpt_to[0])
         assert captured.data == preview.data
         assert captured.mail_from == preview.envelope_from
     rows = deliveries(loaded.factory, edition)
@@ -111,11 +112,11 @@ def test_every_subscriber_gets_exactly_one_message_equal_to_the_preview(
 
 
 def test_a_second_run_sends_nothing(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     send(loaded, schedule, edition, smtp_server)
-    again = loaded.build(schedule, fixed_date)
+    again = loaded.editions.build(schedule, fixed_date)
     assert again.status is EditionStatus.SENT
     result = send(loaded, schedule, again, smtp_server)
     assert result.claimed == 0 and result.sent == 0
@@ -123,9 +124,9 @@ def test_a_second_run_sends_nothing(
 
 
 def test_a_new_subscriber_gets_the_edition_on_the_next_run(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     send(loaded, schedule, edition, smtp_server)
     demo.add_subscribers(loaded.factory, READERS + 3, now=FIXED_NOW)
     result = send(loaded, schedule, edition, smtp_server)
@@ -133,7 +134,7 @@ def test_a_new_subscriber_gets_the_edition_on_the_next_run(
 
 
 def test_replies_are_recorded_in_the_servers_own_words(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
     handler = smtp_server.handler
     assert isinstance(handler, ScriptedHandler)
@@ -143,7 +144,7 @@ def test_replies_are_recorded_in_the_servers_own_words(
         addr(3): "554 5.7.1 Message rejected as spam",
         addr(4): "drop",
     }
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     result = send(loaded, schedule, edition, smtp_server)
     assert (result.failed, result.bounced) == (1, 1)
     rows = deliveries(loaded.factory, edition)
@@ -188,10 +189,10 @@ def test_replies_are_recorded_in_the_servers_own_words(
 
 
 def test_an_unsubscribe_takes_effect_mid_send(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
-    edition = loaded.build(schedule, fixed_date)
-    loaded.start_sending(schedule, edition)
+    edition = loaded.editions.build(schedule, fixed_date)
+    loaded.lifecycle.start_sending(schedule, edition)
     with loaded.factory() as session, session.begin():
         session.execute(
             update(Subscriber)
@@ -208,14 +209,14 @@ def test_an_unsubscribe_takes_effect_mid_send(
 
 
 def test_an_accepted_message_is_recorded_before_its_connection_sends_again(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
     """The bound behind crash-safety: when the relay receives a message, every
     earlier accepted message but at most one per connection is already committed
     as sent, so a kill -9 at any moment can duplicate at most `connections`."""
     demo.add_subscribers(loaded.factory, 300, now=FIXED_NOW)
-    edition = loaded.build(schedule, fixed_date)
-    loaded.start_sending(schedule, edition)
+    edition = loaded.editions.build(schedule, fixed_date)
+    loaded.lifecycle.start_sending(schedule, edition)
     engine = loaded.factory.kw["bind"]
     commits = count_commits(engine)
     handler = smtp_server.handler
@@ -224,7 +225,7 @@ def test_an_accepted_message_is_recorded_before_its_connection_sends_again(
 
     def check(_envelope: object) -> None:
         with loaded.factory() as session:
-            counts = queries.delivery_counts(session, edition.id)
+            counts = store.delivery_counts(session, edition.id)
         lags.append(len(smtp_server.messages) - counts.get(DeliveryStatus.SENT, 0))
 
     handler.on_data = check
@@ -236,19 +237,19 @@ def test_an_accepted_message_is_recorded_before_its_connection_sends_again(
 
 
 def test_limit_sends_at_most_n(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     assert send(loaded, schedule, edition, smtp_server, limit=7).sent == 7
     assert len(smtp_server.messages) == 7
     with loaded.factory() as session:
-        counts = queries.delivery_counts(session, edition.id)
+        counts = store.delivery_counts(session, edition.id)
     assert counts[DeliveryStatus.QUEUED] == READERS - 7 and DeliveryStatus.SENDING not in counts
     assert send(loaded, schedule, edition, smtp_server).sent == READERS - 7
 
 
 def test_a_relay_that_is_down_changes_nothing(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date
+    loaded: Services, schedule: Schedule, fixed_date: date
 ) -> None:
     dead = SmtpConnection(parse_smtp_url("smtp://127.0.0.1:9"), 2)
     with pytest.raises(RelayUnavailable, match="cannot connect"):
@@ -256,16 +257,16 @@ def test_a_relay_that_is_down_changes_nothing(
 
 
 def test_a_relay_that_fails_mid_send_stops_the_run_and_releases_claims(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
     handler = smtp_server.handler
     assert isinstance(handler, ScriptedHandler)
     handler.rules = {addr(i): "drop" for i in range(1, READERS + 1)}
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     result = send(loaded, schedule, edition, smtp_server)
     assert result.aborted and "no relay usable for 1 s" in result.aborted
     with loaded.factory() as session:
-        counts = queries.delivery_counts(session, edition.id)
+        counts = store.delivery_counts(session, edition.id)
     assert DeliveryStatus.SENDING not in counts
     queued, deferred = counts.get(DeliveryStatus.QUEUED, 0), counts.get(DeliveryStatus.DEFERRED, 0)
     assert queued + deferred == READERS
@@ -274,7 +275,7 @@ def test_a_relay_that_fails_mid_send_stops_the_run_and_releases_claims(
 
 
 def test_each_section_choice_gets_its_own_variant(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
     with loaded.factory() as session, session.begin():
         session.execute(
@@ -283,10 +284,10 @@ def test_each_section_choice_gets_its_own_variant(
         session.execute(
             update(Subscriber).where(Subscriber.email == addr(2)).values(sections="нет-такого")
         )
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     send(loaded, schedule, edition, smtp_server)
     with loaded.factory() as session:
-        keys = {v.key: v for v in queries.variants(session, edition.id)}
+        keys = {v.key: v for v in store.variants(session, edition.id)}
     assert {"", "космос", "нет-такого"} <= set(keys)
     assert keys["нет-такого"].articles == 0
     rows = deliveries(loaded.factory, edition)
@@ -297,17 +298,17 @@ def test_each_section_choice_gets_its_own_variant(
     assert "Космос" in content and ">Флот<" not in content
 
 
-def test_an_empty_window_makes_no_edition(loaded: Pipeline, schedule: Schedule) -> None:
+def test_an_empty_window_makes_no_edition(loaded: Services, schedule: Schedule) -> None:
     with pytest.raises(EmptyEdition, match="no new articles"):
-        loaded.build(schedule, date(2020, 1, 1))
+        loaded.editions.build(schedule, date(2020, 1, 1))
     with loaded.factory() as session:
-        assert queries.edition_for(session, "daily", date(2020, 1, 1)) is None
+        assert store.edition_for(session, "daily", date(2020, 1, 1)) is None
 
 
 def test_a_draft_is_refreshed_and_a_sending_edition_is_frozen(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     start, _ = schedule.bounds(fixed_date)
     with loaded.factory() as session, session.begin():
         session.add(
@@ -319,12 +320,14 @@ def test_a_draft_is_refreshed_and_a_sending_edition_is_frozen(
                 views=10**6,
             )
         )
-    refreshed = loaded.build(schedule, fixed_date)
+    refreshed = loaded.editions.build(schedule, fixed_date)
     assert refreshed.id == edition.id
-    assert "Поздняя новость" in loaded.preview(schedule, refreshed).data.decode("ascii") or (
+    assert "Поздняя новость" in loaded.previews.preview(schedule, refreshed).data.decode(
+        "ascii"
+    ) or (
         "Поздняя новость"
         in email.message_from_bytes(
-            loaded.preview(schedule, refreshed).data, policy=email.policy.default
+            loaded.previews.preview(schedule, refreshed).data, policy=email.policy.default
         )
         .get_body(("html",))
         .get_content()
@@ -340,17 +343,17 @@ def test_a_draft_is_refreshed_and_a_sending_edition_is_frozen(
                 views=10**7,
             )
         )
-    frozen = loaded.build(schedule, fixed_date)
+    frozen = loaded.editions.build(schedule, fixed_date)
     html = email.message_from_bytes(
-        loaded.preview(schedule, frozen).data, policy=email.policy.default
+        loaded.previews.preview(schedule, frozen).data, policy=email.policy.default
     ).get_body(("html",))
     assert "Ещё позже" not in html.get_content()  # type: ignore[union-attr]
 
 
 def test_editions_remember_each_other(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
-    first = loaded.build(schedule, fixed_date)
+    first = loaded.editions.build(schedule, fixed_date)
     send(loaded, schedule, first, smtp_server)
     next_day = fixed_date + timedelta(days=1)
     start, _ = schedule.bounds(next_day)
@@ -386,7 +389,7 @@ def test_editions_remember_each_other(
         )
         assert repeat is not None
         repeat.published_at = start + timedelta(hours=3)
-    second = loaded.build(schedule, next_day)
+    second = loaded.editions.build(schedule, next_day)
     with loaded.factory() as session:
         items = {i.article.external_id: i for i in session.get(Edition, second.id).items}  # type: ignore[union-attr]
     assert "tomorrow" in items
@@ -394,7 +397,7 @@ def test_editions_remember_each_other(
     assert items[f"{fixed_date:%Y%m%d}-talk-01"].block.value == "discussed"
 
 
-def test_window_edges_in_sql(pipeline: Pipeline, schedule: Schedule, fixed_date: date) -> None:
+def test_window_edges_in_sql(pipeline: Services, schedule: Schedule, fixed_date: date) -> None:
     """[start, end): an article or comment exactly at the start counts, at the end it does not."""
     from digest.models import Comment
 
@@ -426,21 +429,21 @@ def test_window_edges_in_sql(pipeline: Pipeline, schedule: Schedule, fixed_date:
                 Comment(article_id=old.id, number=n, author=f"a{n}", posted_at=at, body="x")
             )
     with pipeline.factory() as session:
-        day = {c.external_id for c in queries.day_candidates(session, start, end)}
-        talk = queries.discussions(session, start, end, start - timedelta(days=7))
+        day = {c.external_id for c in store.day_candidates(session, start, end)}
+        talk = store.discussions(session, start, end, start - timedelta(days=7))
     assert day == {"at-start", "inside", "last"}
     assert len(talk) == 1 and talk[0].comments_in_window == 2 and talk[0].comments_total == 3
 
 
 def test_two_builders_of_one_edition_end_with_one(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date
+    loaded: Services, schedule: Schedule, fixed_date: date
 ) -> None:
     """Both processes select at the same moment; the second insert loses and retries."""
     import contextlib
     import threading
 
     barrier = threading.Barrier(2)
-    original = loaded._select
+    original = loaded.editions._select
 
     def racing_select(*args, **kwargs):  # type: ignore[no-untyped-def]
         if args[3] is None:  # only the creating path races
@@ -448,13 +451,13 @@ def test_two_builders_of_one_edition_end_with_one(
                 barrier.wait(timeout=5)
         return original(*args, **kwargs)
 
-    loaded._select = racing_select  # type: ignore[method-assign]
+    loaded.editions._select = racing_select  # type: ignore[method-assign]
     results: list[int] = []
     errors: list[BaseException] = []
 
     def build() -> None:
         try:
-            results.append(loaded.build(schedule, fixed_date).id)
+            results.append(loaded.editions.build(schedule, fixed_date).id)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -465,11 +468,11 @@ def test_two_builders_of_one_edition_end_with_one(
         t.join()
     assert not errors and len(results) == 2 and results[0] == results[1]
     with loaded.factory() as session:
-        assert len(queries.recent_editions(session)) == 1
+        assert len(store.recent_editions(session)) == 1
 
 
 def test_rendering_happens_once_per_variant_never_per_subscriber(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
     calls: list[object] = []
     render = loaded.renderer.render
@@ -479,18 +482,18 @@ def test_rendering_happens_once_per_variant_never_per_subscriber(
         return render(view, template)
 
     loaded.renderer.render = counted  # type: ignore[method-assign]
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     with loaded.factory() as session:
-        variants = len(queries.variants(session, edition.id))
+        variants = len(store.variants(session, edition.id))
     assert len(calls) == variants <= 3  # one per distinct section choice
     assert send(loaded, schedule, edition, smtp_server).sent == READERS
     assert len(calls) == variants  # the send rendered nothing
 
 
 def test_a_frozen_edition_keeps_its_subject(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     send(loaded, schedule, edition, smtp_server, limit=5)
     changed = schedule.model_copy(
         update={"mail": schedule.mail.model_copy(update={"subject": "Другая тема {{ date }}"})}
@@ -499,7 +502,7 @@ def test_a_frozen_edition_keeps_its_subject(
         session.execute(
             update(Subscriber).where(Subscriber.email == addr(9)).values(sections="космос")
         )  # a new variant must be rendered
-    again = loaded.build(changed, fixed_date)
+    again = loaded.editions.build(changed, fixed_date)
     send(loaded, changed, again, smtp_server)
     subjects = {
         email.message_from_bytes(m.data, policy=email.policy.default)["Subject"]
@@ -509,20 +512,20 @@ def test_a_frozen_edition_keeps_its_subject(
 
 
 def test_a_test_copy_is_never_a_readers_message(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
     """Gmail drops a second message with an id it has seen: every test copy gets its
     own Message-ID, and none carries a reader's id or return path."""
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     send(loaded, schedule, edition, smtp_server)
     real = {
         m.rcpt_to[0]: (m.mail_from, email.message_from_bytes(m.data)["Message-ID"])
         for m in smtp_server.messages
     }
     cfg = loaded.settings.model_copy(update={"smtp_url": smtp_server.url})
-    pipe = Pipeline(cfg, loaded.factory, loaded.clock)
+    pipe = Services(cfg, loaded.factory, loaded.clock)
     for to in (addr(1), addr(1), "editor@example.ru", "editor@example.ru"):
-        assert pipe.send_test(schedule, edition, to).ok
+        assert pipe.previews.send_test(schedule, edition, to).ok
     copies = smtp_server.messages[-4:]
     ids = [email.message_from_bytes(m.data)["Message-ID"] for m in copies]
     assert len(set(ids)) == 4 and not set(ids) & {mid for _, mid in real.values()}
@@ -534,14 +537,14 @@ CYRILLIC = "иван@пример.рф"
 
 
 def test_a_cyrillic_mailbox_goes_with_smtputf8_and_fails_alone_where_it_is_not_offered(
-    loaded: Pipeline, schedule: Schedule, fixed_date: date, tmp_path: Path
+    loaded: Services, schedule: Schedule, fixed_date: date, tmp_path: Path
 ) -> None:
     """RFC 6531/6532: the one message to иван@пример.рф carries UTF-8 in its
     envelope and To:, sent with SMTPUTF8; every other message stays 7-bit. A relay
     that does not offer SMTPUTF8 fails that one delivery with the reason."""
     book = SubscriberBook(loaded.factory, double_opt_in=False)
     assert book.add(Row.parse({"email": "Иван@Пример.РФ", "name": "Иван Петров"})) == "added"
-    edition = loaded.build(schedule, fixed_date)
+    edition = loaded.editions.build(schedule, fixed_date)
     handler = ScriptedHandler(tmp_path / "utf8")
     with CaptureServer(handler, enable_SMTPUTF8=True) as server:
         result = send(loaded, schedule, edition, server)
@@ -566,3 +569,24 @@ def test_a_cyrillic_mailbox_goes_with_smtputf8_and_fails_alone_where_it_is_not_o
     assert rows[CYRILLIC].status is DeliveryStatus.FAILED
     assert "SMTPUTF8" in (rows[CYRILLIC].smtp_reply or "")
     assert not again.domains or all(st.slowed == 0 for st in again.domains.values())
+
+
+def test_a_dry_run_is_the_real_send_captured_and_writes_nothing(
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    """The same claim loop and composition as a send, over every active reader; no
+    delivery row, no status change, no byte to the relay; a limit caps the messages."""
+    edition = loaded.editions.build(schedule, fixed_date)
+    with loaded.factory() as session:
+        session.execute(update(Subscriber).where(Subscriber.id == 1).values(sections="нет-такого"))
+        session.commit()
+    loaded.editions.build(schedule, fixed_date)  # the new choice gets its (empty) variant
+    dry = loaded.previews.dry_run(schedule, edition)
+    assert (dry.messages, dry.skipped, dry.problems) == (READERS - 1, 1, [])
+    real_size = len(loaded.previews.preview(schedule, edition, addr(2)).data)
+    assert abs(dry.bytes / dry.messages - real_size) < real_size * 0.05
+    assert loaded.previews.dry_run(schedule, edition, limit=7).messages == 7
+    assert not smtp_server.messages
+    with loaded.factory() as session:
+        assert session.scalar(select(Delivery).limit(1)) is None
+        assert session.get(Edition, edition.id).status is EditionStatus.DRAFT  # type: ignore[union-attr]

@@ -121,7 +121,7 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
     """record_outcomes bypasses type processing: its datetimes must equal the ORM's."""
     from sqlalchemy import text
 
-    from digest import queries
+    from digest import store
 
     moscow = timezone(timedelta(hours=3))
     at = datetime(2026, 11, 25, 10, 0, 0, tzinfo=moscow)  # microsecond 0: the tricky format
@@ -141,7 +141,7 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
         fast = Delivery(edition_id=edition.id, subscriber_id=readers[1].id)
         session.add_all([orm, fast])
         session.flush()
-        queries.record_outcomes(session, [("sent", 1, 250, "ok", "<m>", at, None, at, at, fast.id)])
+        store.record_outcomes(session, [("sent", 1, 250, "ok", "<m>", at, None, at, at, fast.id)])
         ids = orm.id, fast.id
     with factory() as session:
         raw = dict(session.execute(text("SELECT id, CAST(sent_at AS TEXT) FROM delivery")).all())
@@ -155,7 +155,7 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
 def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
     factory: sessionmaker[Session],
 ) -> None:
-    from digest import queries
+    from digest import store
     from digest.models import DeliveryStatus
 
     start = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
@@ -184,5 +184,5 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
             )
         edition_id = edition.id
     with factory() as session:
-        assert queries.recent_rate(session, edition_id) == pytest.approx(4.0)
-        assert queries.recent_rate(session, edition_id + 1) is None
+        assert store.recent_rate(session, edition_id) == pytest.approx(4.0)
+        assert store.recent_rate(session, edition_id + 1) is None

@@ -14,22 +14,22 @@ from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import select
 
-from digest.edition import Pipeline
 from digest.models import Event, Section, Subscriber, SubscriberStatus
+from digest.wiring import Services
 
 
-def unsubscribe_url(pipe: Pipeline, who: str) -> str:
+def unsubscribe_url(pipe: Services, who: str) -> str:
     """The https link of the List-Unsubscribe header of the subscriber's real message."""
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, date(2026, 11, 25))
+    edition = pipe.editions.build(schedule, date(2026, 11, 25))
     message = email.message_from_bytes(
-        pipe.preview(schedule, edition, who).data, policy=email.policy.default
+        pipe.previews.preview(schedule, edition, who).data, policy=email.policy.default
     )
     header = str(message["List-Unsubscribe"])
     return header.split("<", 1)[1].split(">", 1)[0]
 
 
-def status_of(pipe: Pipeline, who: str) -> SubscriberStatus:
+def status_of(pipe: Services, who: str) -> SubscriberStatus:
     with pipe.factory() as session:
         found = session.scalar(select(Subscriber).where(Subscriber.email == who))
         assert found is not None
@@ -66,7 +66,7 @@ def fetch(
         return exc.code, exc.headers.get("Location") or url, exc.read().decode(errors="replace")
 
 
-def test_a_get_shows_a_button_and_unsubscribes_nobody(served: tuple[Pipeline, str]) -> None:
+def test_a_get_shows_a_button_and_unsubscribes_nobody(served: tuple[Services, str]) -> None:
     pipe, base = served
     who = "reader00001@example.com"
     path = urlsplit(unsubscribe_url(pipe, who)).path
@@ -75,7 +75,7 @@ def test_a_get_shows_a_button_and_unsubscribes_nobody(served: tuple[Pipeline, st
     assert status_of(pipe, who) is SubscriberStatus.ACTIVE  # link scanners GET
 
 
-def test_one_click_post_as_gmail_sends_it(served: tuple[Pipeline, str]) -> None:
+def test_one_click_post_as_gmail_sends_it(served: tuple[Services, str]) -> None:
     pipe, base = served
     who = "reader00002@mail.example.ru"
     path = urlsplit(unsubscribe_url(pipe, who)).path
@@ -90,7 +90,7 @@ def test_one_click_post_as_gmail_sends_it(served: tuple[Pipeline, str]) -> None:
     assert fetch(base + path, b"List-Unsubscribe=One-Click")[:2] == (200, base + path)
 
 
-def test_a_broken_or_forged_token_gets_a_clear_page(served: tuple[Pipeline, str]) -> None:
+def test_a_broken_or_forged_token_gets_a_clear_page(served: tuple[Services, str]) -> None:
     pipe, base = served
     path = urlsplit(unsubscribe_url(pipe, "reader00003@yandex.example.ru")).path
     for bad in (path[:-3] + "xyz", "/u/not-a-token", "/u/" + "a" * 300):
@@ -101,19 +101,19 @@ def test_a_broken_or_forged_token_gets_a_clear_page(served: tuple[Pipeline, str]
     assert status_of(pipe, "reader00003@yandex.example.ru") is SubscriberStatus.ACTIVE
 
 
-def html_of(pipe: Pipeline, who: str) -> str:
+def html_of(pipe: Services, who: str) -> str:
     """The HTML part of the subscriber's real message for today's edition."""
     schedule = pipe.schedule("daily")
-    edition = pipe.build(schedule, date(2026, 11, 25))
+    edition = pipe.editions.build(schedule, date(2026, 11, 25))
     message = email.message_from_bytes(
-        pipe.preview(schedule, edition, who).data, policy=email.policy.default
+        pipe.previews.preview(schedule, edition, who).data, policy=email.policy.default
     )
     body = message.get_body(("html",))
     assert body is not None
     return str(body.get_content())
 
 
-def preferences_path(pipe: Pipeline, who: str) -> str:
+def preferences_path(pipe: Services, who: str) -> str:
     """The preferences link of the subscriber's real message (its HTML part)."""
     links = [
         part.split('"', 1)[0]
@@ -124,7 +124,7 @@ def preferences_path(pipe: Pipeline, who: str) -> str:
     return urlsplit(links[0].replace("&amp;", "&")).path
 
 
-def test_preferences_are_shown_and_saved(served: tuple[Pipeline, str]) -> None:
+def test_preferences_are_shown_and_saved(served: tuple[Services, str]) -> None:
     pipe, base = served
     who = "reader00004@example.org"
     path = preferences_path(pipe, who)
@@ -164,7 +164,7 @@ def csrf_of(page: str) -> str:
 
 
 def test_the_preferences_form_refuses_forged_and_cross_site_posts(
-    served: tuple[Pipeline, str],
+    served: tuple[Services, str],
 ) -> None:
     pipe, base = served
     who = "reader00004@example.org"

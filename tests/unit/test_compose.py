@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest.audience.lists import MailingList
 from digest.compose import (
     Composer,
     EditionMail,
@@ -28,7 +29,6 @@ from digest.compose import (
     _Segment,
 )
 from digest.errors import ComposeError
-from digest.lists import MailingList
 from digest.render import Renderer
 from digest.tokens import LinkSigner
 from tests.factories import edition

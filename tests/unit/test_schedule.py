@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from digest.audience.lists import load_lists
 from digest.errors import ConfigError, ScheduleError
-from digest.lists import load_lists
-from digest.schedule import load_schedule, load_schedules
-from digest.scheduler import ShiftedTrigger
+from digest.schedule.files import load_schedule, load_schedules
+from digest.schedule.jobs import ShiftedTrigger
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from digest.errors import EmptyEdition
-from digest.schedule import Schedule, SelectSpec, WindowSpec
-from digest.select import Candidate, Discussion, discussion_score, select_edition
+from digest.models import Candidate, Discussion
+from digest.schedule.files import Schedule, SelectSpec, WindowSpec
+from digest.select import discussion_score, select_edition
 
 END = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 07:00 in Moscow
 SPEC = SelectSpec(max_articles=5, max_discussed=3)

@@ -1,0 +1,317 @@
+"""The subscriber book: adds, changes and removes subscribers (import, opt-in,
+preferences, unsubscribe, forget, export).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from digest import store
+from digest.audience.csvfile import BadLine, _read_csv
+from digest.audience.rows import (
+    FORMATS,
+    BadSubscriber,
+    Row,
+    _iso,
+    _zone,
+    address_hash,
+    describe,
+    normalise_email,
+    normalise_sections,
+)
+from digest.db import Factory, Session, transaction
+from digest.headers import clean_text
+from digest.models import (
+    Clock,
+    Event,
+    EventKind,
+    Forgotten,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from digest.tokens import new_token_key
+
+CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+
+FREQUENCIES = ("daily", "weekly")
+
+
+@dataclass(frozen=True)
+class Preferences:
+    sections: list[tuple[str, str, bool]]  # (slug, title, chosen)
+    frequency: str
+    timezone: str
+    format: str = "html"
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    merged: int = 0  # later lines of the file for an address already seen
+    kept_closed: int = 0  # unsubscribed, bounced, complained or forgotten: not resurrected
+    rejected: int = 0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class SubscriberBook:
+    """Adds, changes and removes subscribers; the only writer of their records
+    outside the send (which only suppresses)."""
+
+    def __init__(
+        self,
+        factory: Factory,
+        double_opt_in: bool,
+        default_sections: Iterable[str] = (),
+        clock: Clock = utcnow,
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.double_opt_in = double_opt_in
+        self.default_sections = normalise_sections(",".join(default_sections))
+
+    def import_csv(self, path: Path) -> ImportReport:
+        report = ImportReport()
+        rows: dict[str, tuple[int, Row]] = {}
+        for number, raw in _read_csv(path):
+            if not raw:
+                continue  # a blank line
+            if isinstance(raw, BadLine):
+                report.rejected += 1
+                report.problems.append(f"{path.name}:{number}: {raw.reason}")
+                continue
+            try:
+                row = Row.parse(raw)
+            except BadSubscriber as exc:
+                report.rejected += 1
+                report.problems.append(f"{path.name}:{number}: {exc}")
+                continue
+            report.warnings.extend(f"{path.name}:{number}: {w}" for w in row.warnings)
+            if row.email in rows:
+                report.merged += 1
+                row = rows[row.email][1].merged_with(row)
+            rows[row.email] = (number, row)
+        with transaction(self.factory) as session:
+            for _number, row in rows.values():
+                outcome = self._upsert(session, row)
+                if outcome == "added":
+                    report.added += 1
+                elif outcome == "updated":
+                    report.updated += 1
+                else:
+                    report.kept_closed += 1
+        return report
+
+    def add(self, row: Row) -> str:
+        with transaction(self.factory) as session:
+            return self._upsert(session, row)
+
+    def _upsert(self, session: Session, row: Row) -> str:
+        if session.get(Forgotten, address_hash(row.email)) is not None:
+            return "closed"
+        found = store.subscriber_by_email(session, row.email)
+        if found is not None and found.status in CLOSED:
+            return "closed"
+        if found is None:
+            # With double opt-in, only a recorded earlier consent makes an import active;
+            # the rest wait as pending for their confirmation.
+            active = not self.double_opt_in or row.consent_at is not None
+            found = Subscriber(
+                email=row.email,
+                token_key=new_token_key(),
+                status=SubscriberStatus.ACTIVE if active else SubscriberStatus.PENDING,
+                created_at=self.clock(),
+                confirmed_at=row.consent_at if active else None,
+                sections=self.default_sections,
+            )
+            session.add(found)
+            outcome = "added"
+        else:
+            outcome = "updated"
+        found.name = row.name or found.name
+        found.sections = row.sections if row.sections is not None else found.sections
+        found.timezone = row.timezone or found.timezone
+        found.locale = row.locale
+        found.format = row.format or found.format or "html"
+        found.consent_source = row.consent_source or found.consent_source
+        found.consent_at = row.consent_at or found.consent_at
+        session.flush()
+        return outcome
+
+    def remove(self, email: str) -> bool:
+        """Unsubscribe (kept, so the address is never mailed again by mistake)."""
+        with transaction(self.factory) as session:
+            found = _find(session, email)
+            if found is None or found.status in CLOSED:
+                return False
+            found.status = SubscriberStatus.UNSUBSCRIBED
+            found.unsubscribed_at = self.clock()
+            return True
+
+    def unsubscribe_key(self, token_key: str, how: str) -> bool:
+        """An unsubscribe from a signed link or mailto (the token names the key, never
+        the address). Takes effect for the very next claim, also mid-send."""
+        with transaction(self.factory) as session:
+            found = store.subscriber_by_token(session, token_key)
+            if found is None:
+                return False
+            if found.status not in CLOSED:
+                found.status = SubscriberStatus.UNSUBSCRIBED
+                found.unsubscribed_at = self.clock()
+            session.add(
+                Event(
+                    subscriber_id=found.id,
+                    kind=EventKind.UNSUBSCRIBE,
+                    at=self.clock(),
+                    detail={"how": how},
+                )
+            )
+            return True
+
+    def confirm(self, token_key: str, ip: str | None, user_agent: str | None) -> bool:
+        """A pending subscriber clicked their confirmation link: active from now on,
+        with when and from where recorded as the proof of consent (152-FZ, GDPR)."""
+        now = self.clock()
+        with transaction(self.factory) as session:
+            found = store.subscriber_by_token(session, token_key)
+            if found is None or found.status in CLOSED:
+                return False
+            if found.status is SubscriberStatus.PENDING:
+                found.status = SubscriberStatus.ACTIVE
+                found.confirmed_at = now
+                found.consent_at = found.consent_at or now
+                session.add(
+                    Event(
+                        subscriber_id=found.id,
+                        kind=EventKind.CONFIRM,
+                        at=now,
+                        detail={"ip": ip, "user_agent": clean_text(user_agent or "", 300)},
+                    )
+                )
+            return True
+
+    def to_invite(
+        self, link_days: int, again: bool, limit: int | None = None, only: str | None = None
+    ) -> list[Subscriber]:
+        """Pending subscribers who have had no confirmation mail yet, and with
+        ``again`` also those whose link expired. Never one whose link still works."""
+        expired = self.clock() - timedelta(days=link_days)
+        with self.factory() as session:
+            return store.pending_to_invite(session, expired if again else None, limit, only)
+
+    def mark_invited(self, subscriber_id: int) -> None:
+        with transaction(self.factory) as session:
+            found = session.get(Subscriber, subscriber_id)
+            if found is not None:
+                found.invited_at = self.clock()
+
+    def preferences(self, token_key: str) -> Preferences | None:
+        with self.factory() as session:
+            found = store.subscriber_by_token(session, token_key)
+            if found is None or found.status in CLOSED:
+                return None
+            sections = store.sections(session)
+            chosen = set((found.sections or "").split(",")) - {""}
+            return Preferences(
+                sections=[(slug, title, slug in chosen) for slug, title in sections],
+                frequency=found.frequency,
+                timezone=found.timezone or "",
+                format=found.format,
+            )
+
+    def set_preferences(
+        self,
+        token_key: str,
+        sections: Iterable[str],
+        frequency: str,
+        timezone: str,
+        fmt: str = "html",
+    ) -> bool:
+        """Save a reader's choices. Unknown sections are ignored; choosing every
+        section (or none) means every section, today's and future ones."""
+        if frequency not in FREQUENCIES:
+            raise BadSubscriber(f"frequency: choose one of {', '.join(FREQUENCIES)}")
+        if fmt not in FORMATS:
+            raise BadSubscriber(f"format: choose one of {', '.join(FORMATS)}")
+        zone = _zone(timezone)
+        with transaction(self.factory) as session:
+            found = store.subscriber_by_token(session, token_key)
+            if found is None or found.status in CLOSED:
+                return False
+            known = store.section_slugs(session)
+            chosen = sorted(set(sections) & known)
+            found.sections = ",".join(chosen) if chosen and set(chosen) != known else None
+            found.frequency = frequency
+            found.timezone = zone
+            found.format = fmt
+            return True
+
+    def forget(self, email: str) -> bool:
+        """Erase everything about the address; keep only its hash, so it is refused."""
+        address = normalise_email(email)
+        with transaction(self.factory) as session:
+            if session.get(Forgotten, address_hash(address)) is None:
+                session.add(Forgotten(hash=address_hash(address), at=self.clock()))
+            found = _find(session, address)
+            if found is None:
+                return False
+            session.delete(found)  # deliveries cascade; events lose their link
+            return True
+
+    def show(self, email: str) -> dict[str, Any] | None:
+        with self.factory() as session:
+            found = _find(session, email)
+            return describe(found) if found is not None else None
+
+    def listing(self, status: SubscriberStatus | None = None) -> Iterator[dict[str, Any]]:
+        with self.factory() as session:
+            for found in store.subscribers(session, status):
+                yield describe(found)
+
+    def export(self, email: str) -> list[dict[str, Any]]:
+        """Everything we hold about one subscriber, one row per fact (152-FZ, GDPR)."""
+        with self.factory() as session:
+            found = _find(session, email)
+            if found is None:
+                return []
+            rows: list[dict[str, Any]] = [
+                {"kind": "subscriber", **describe(found)},
+            ]
+            deliveries = store.deliveries_of(session, found.id)
+            for delivery, edition in deliveries:
+                rows.append(
+                    {
+                        "kind": "delivery",
+                        "edition": edition.label,
+                        "status": str(delivery.status),
+                        "sent_at": _iso(delivery.sent_at),
+                        "smtp_code": delivery.smtp_code,
+                        "smtp_reply": delivery.smtp_reply,
+                        "message_id": delivery.message_id,
+                    }
+                )
+            events = store.events_of(session, found.id)
+            for event in events:
+                rows.append(
+                    {
+                        "kind": "event",
+                        "event": str(event.kind),
+                        "at": _iso(event.at),
+                        "detail": event.detail,
+                    }
+                )
+            return rows
+
+
+def _find(session: Session, email: str) -> Subscriber | None:
+    try:
+        address = normalise_email(email)
+    except BadSubscriber:
+        address = email.strip().lower()
+    return store.subscriber_by_email(session, address)

@@ -1,0 +1,178 @@
+"""The ``digest`` command's Typer apps and what every command shares: settings,
+the services, one-line errors and exit codes.
+
+Exit codes: 0 done; 1 error (bad setting, unreachable relay, …); 2 wrong
+usage; 3 done, but some records or messages did not make it (rejected
+lines, failed or deferred deliveries).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from digest import __version__, db, logs, store
+from digest.config import Settings, load_settings
+from digest.errors import DigestError, EmptyEdition
+from digest.models import Edition, utcnow
+from digest.schedule.files import Schedule
+from digest.wiring import Services
+
+log = logging.getLogger("digest")
+
+
+EXIT_PARTIAL = 3
+
+EXIT_USAGE = 2
+
+console = Console()
+
+err = Console(stderr=True)
+
+app = typer.Typer(
+    help="The daily email digest of «Новости ВПК»: ingest articles, build the edition, send it.",
+    epilog="Exit status: 0 done; 1 error; 2 wrong usage; 3 done, but some records or "
+    "messages did not make it.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+
+app.add_typer(db_app, name="db")
+
+subscribers_app = typer.Typer(
+    help="Subscribers: import, add, remove, show, list, export, forget.", no_args_is_help=True
+)
+
+app.add_typer(subscribers_app, name="subscribers")
+
+dkim_app = typer.Typer(help="DKIM keys.", no_args_is_help=True)
+
+app.add_typer(dkim_app, name="dkim")
+
+
+@dataclass
+class State:
+    log_json: bool = False
+    verbose: bool = False
+
+
+# The global options of this invocation, set once by the callback. A module value:
+# Typer vendors its own click, whose current context the commands cannot reach.
+_given = State()
+
+
+def options() -> State:
+    return _given
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """DigestErrors become a one-line message and exit status 1, at the edge only."""
+    try:
+        yield
+    except DigestError as exc:
+        fail(str(exc))
+
+
+def settings() -> Settings:
+    loaded = load_settings()
+    given = options()
+    level = "DEBUG" if given.verbose else loaded.log_level
+    logs.setup(level, given.log_json, err)
+    return loaded
+
+
+def pipeline(cfg: Settings, *, upgrade: bool = False) -> Services:
+    engine = db.make_engine(cfg.database)
+    if upgrade:
+        db.upgrade(engine)
+    else:
+        db.check_schema(engine)
+    return Services(cfg, db.session_factory(engine), clock=utcnow)
+
+
+def parse_date(value: str | None, schedule: Schedule) -> date:
+    if value is None:
+        return schedule.today(utcnow())
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"--date: {value!r} is not a date like 2026-11-25", 2)
+
+
+def print_version(wanted: bool) -> None:
+    # Eager: it answers before Typer asks for a command.
+    if wanted:
+        console.print(f"digest {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="Log one JSON object per line.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Settings come from digest.toml (or $DIGEST_CONFIG) and DIGEST_* variables;
+    see the README for every one."""
+    global _given
+    _given = State(log_json=log_json, verbose=verbose)
+
+
+ScheduleArg = Annotated[str, typer.Argument(metavar="SCHEDULE", help="A file in schedules/.")]
+
+DateOption = Annotated[
+    str | None, typer.Option("--date", help="Edition date, e.g. 2026-11-25 (default: today).")
+]
+
+
+def build_or_say(pipe: Services, schedule: Schedule, on: date) -> Edition:
+    try:
+        return pipe.editions.build(schedule, on)
+    except EmptyEdition as exc:
+        console.print(f"nothing to send: {exc}")
+        raise typer.Exit(0) from None
+
+
+EditionArg = Annotated[str, typer.Argument(metavar="EDITION", help="An id or schedule/date.")]
+
+EDITION_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}/\d{4}-\d{2}-\d{2}")
+
+
+def checked_ref(ref: str) -> str:
+    """An edition reference as typed: an id or schedule/date, else bad usage (2)."""
+    if store.row_id(ref) is None and not EDITION_LABEL.fullmatch(ref):
+        fail(f"{ref[:40]!r} is not an edition: give an id or schedule/date", EXIT_USAGE)
+    return ref
+
+
+def find(pipe: Services, ref: str) -> Edition:
+    with pipe.factory() as session:
+        found = store.find_edition(session, checked_ref(ref))
+    if found is None:
+        fail(f"no edition {ref!r} (give an id or schedule/date)")
+    return found

@@ -1,0 +1,237 @@
+"""`digest preview`, `status`, `editions`, `approve`: looking at editions."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from digest import store
+from digest.cli.app import (
+    EXIT_PARTIAL,
+    DateOption,
+    EditionArg,
+    ScheduleArg,
+    app,
+    build_or_say,
+    checked_ref,
+    console,
+    errors,
+    fail,
+    find,
+    parse_date,
+    pipeline,
+    settings,
+)
+from digest.files import write_private
+from digest.models import Edition
+from digest.track.reports import EditionReport, edition_report
+from digest.wiring import Services
+
+
+class Format(StrEnum):
+    html = "html"
+    text = "text"
+    eml = "eml"
+
+
+@app.command()
+def preview(
+    schedule_name: ScheduleArg = "daily",
+    on: DateOption = None,
+    subscriber: Annotated[
+        str | None, typer.Option(help="Show it as this subscriber gets it.")
+    ] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="html, text or the whole eml.")
+    ] = Format.html,
+    out: Annotated[Path | None, typer.Option(help="Write here (default: var/preview/…).")] = None,
+) -> None:
+    """Show exactly what would be sent: the stored edition (a draft is refreshed
+    first), composed for one subscriber (or a sample reader), decoded.
+
+    Example: digest preview daily --date 2026-11-25 --format text --out -
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        schedule = pipe.schedule(schedule_name)
+        edition = build_or_say(pipe, schedule, parse_date(on, schedule))
+        message = pipe.previews.preview(schedule, edition, subscriber)
+    content = decoded(message.data, fmt)
+    if out is not None and str(out) == "-":
+        sys.stdout.buffer.write(content)
+        return
+    target = (
+        out or cfg.var_dir / "preview" / f"{edition.schedule}-{edition.edition_date}.{fmt.value}"
+    )
+    write_private(target, content)  # a real reader's links: for the operator's eyes only
+    console.print(f"{edition.label} ({edition.status}) for {message.envelope_to}: {target}")
+
+
+def decoded(data: bytes, fmt: Format) -> bytes:
+    """The part a reader sees, decoded from the very bytes that would be sent."""
+    if fmt is Format.eml:
+        return data
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    part = parsed.get_body(("html",) if fmt is Format.html else ("plain",))
+    assert part is not None
+    return str(part.get_content()).encode("utf-8")
+
+
+def finish_exit(report: EditionReport) -> None:
+    bad = (
+        report.counts.get("failed", 0)
+        + report.counts.get("deferred", 0)
+        + report.counts.get("bounced", 0)
+    )
+    if bad:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def status_of(pipe: Services, edition: Edition) -> EditionReport:
+    with pipe.factory() as session:
+        current = session.get(Edition, edition.id)
+        assert current is not None
+        return edition_report(session, current)
+
+
+@app.command()
+def status(
+    edition_ref: Annotated[
+        str | None, typer.Argument(metavar="EDITION", help="An id or schedule/date.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Delivery status: one edition in detail, or the recent editions.
+
+    Example: digest status daily/2026-11-25 --json
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        with pipe.factory() as session:
+            if edition_ref is None:
+                reports = [edition_report(session, e) for e in store.recent_editions(session)]
+            else:
+                found = store.find_edition(session, checked_ref(edition_ref))
+                if found is None:
+                    fail(f"no edition {edition_ref!r} (give an id or schedule/date)")
+                reports = [edition_report(session, found)]
+    if as_json:
+        data: Any = [r.as_json() for r in reports] if edition_ref is None else reports[0].as_json()
+        console.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    if edition_ref is None:
+        print_editions(reports)
+    else:
+        print_report(reports[0])
+
+
+def print_editions(reports: list[EditionReport]) -> None:
+    if not reports:
+        console.print("no editions yet")
+        return
+    table = Table("id", "edition", "status", "subject", "deliveries", "sent", "failed", "pending")
+    for r in reports:
+        table.add_row(
+            str(r.id),
+            r.label,
+            r.status,
+            r.subject,
+            str(r.total),
+            str(r.counts.get("sent", 0)),
+            str(r.counts.get("failed", 0) + r.counts.get("bounced", 0)),
+            str(r.pending),
+        )
+    console.print(table)
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def print_report(r: EditionReport) -> None:
+    console.print(f"[bold]{r.label}[/] · {r.status} · «{r.subject}»", highlight=False)
+    table = Table()
+    table.add_column("state")
+    table.add_column("deliveries", justify="right")
+    for state_name, n in r.counts.items():
+        if n:
+            table.add_row(state_name, str(n))
+    table.add_row("total", str(r.total), style="bold")
+    console.print(table)
+    rate = f"{r.rate:.0f} messages/s" if r.rate else "n/a"
+    eta = r.eta_seconds
+    eta_text = "n/a" if eta is None else "done" if not r.pending else duration(eta)
+    paused = " · PAUSED" if r.paused else ""
+    console.print(
+        f"variants: {r.variants}; rate: {rate}; pending: {r.pending}; ETA: {eta_text}{paused}"
+    )
+    if r.next_retry is not None:
+        when = r.next_retry.astimezone(ZoneInfo("Europe/Moscow"))
+        console.print(f"next retry: {when:%Y-%m-%d %H:%M:%S} Moscow time")
+    for f in r.failures:
+        reason = " ".join(str(p) for p in (f["code"], f["enhanced"], f["reply"]) if p)
+        console.print(f"  {f['count']} × {f['status']} {reason}", highlight=False)
+    if r.more_failures:
+        console.print(
+            f"  … and {r.more_failures} more reason(s), {r.more_failures_count} message(s)",
+            highlight=False,
+        )
+    e = r.engagement
+    if e.get("opens") or e.get("clicks"):
+        readers = (
+            f" by {e['readers_opened']} / {e['readers_clicked']} readers"
+            if e.get("readers_opened") or e.get("readers_clicked")
+            else ""
+        )
+        console.print(
+            f"opens ≈ {e['opens']} (approximate: mail clients fetch or block images), "
+            f"clicks {e['clicks']}{readers}"
+        )
+
+
+@app.command()
+def editions(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """The editions, newest first, with their state and delivery counts.
+
+    Example: digest editions --json
+    """
+    with errors():
+        pipe = pipeline(settings())
+        with pipe.factory() as session:
+            reports = [edition_report(session, e) for e in store.recent_editions(session, limit)]
+    if as_json:
+        console.print_json(json.dumps([r.as_json() for r in reports], ensure_ascii=False))
+    else:
+        print_editions(reports)
+
+
+@app.command()
+def approve(
+    edition_ref: EditionArg,
+    undo: Annotated[bool, typer.Option("--undo", help="Take the approval back.")] = False,
+) -> None:
+    """Approve a draft (or, with --undo, take it back until sending starts).
+
+    Example: digest approve weekly/2026-11-30
+    """
+    with errors():
+        pipe = pipeline(settings())
+        edition = find(pipe, edition_ref)
+        status_now = pipe.lifecycle.approve(edition, approved=not undo)
+    console.print(f"{edition.label}: {status_now}")

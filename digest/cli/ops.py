@@ -1,0 +1,250 @@
+"""`digest db upgrade`, `ingest`, `doctor`, `serve`, `inbound`, `bounces`, `dkim keygen`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digest import db
+from digest.audience.lists import load_lists
+from digest.audience.subscribers import SubscriberBook
+from digest.cli.app import (
+    EXIT_PARTIAL,
+    app,
+    console,
+    db_app,
+    dkim_app,
+    err,
+    errors,
+    fail,
+    pipeline,
+    settings,
+)
+from digest.dkim import keygen
+from digest.doctor import Check, run_checks
+from digest.errors import DigestError
+from digest.ingest import Ingester, IngestReport, read_source
+from digest.models import utcnow
+from digest.track.bounces import (
+    BounceReader,
+    ReturnsReport,
+    Source,
+    process_returns,
+    process_unsubscribes,
+)
+from digest.track.outcomes import SoftBouncePolicy
+
+log = logging.getLogger("digest")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the schema, or bring it up to this version (Alembic migrations).
+    The database is DIGEST_DATABASE_URL (SQLite or postgresql+psycopg://).
+
+    Example: digest db upgrade
+    """
+    with errors():
+        cfg = settings()
+        before, after = db.upgrade(db.make_engine(cfg.database))
+    if before == after:
+        console.print(f"database is up to date (revision {after})")
+    else:
+        console.print(f"database upgraded: {before or 'empty'} → {after}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="JSON Lines files, RSS/Atom files or URLs.")],
+) -> None:
+    """Load articles and their comments.
+
+    JSON Lines: one article per line with id, url, title, published_at (ISO 8601
+    with offset) and optionally lead, section, views, rating, image_url, source,
+    comments [{number, author, posted_at, body, votes}]. Re-loading an id updates
+    the article and adds only new comments. RSS 2.0 and Atom are read with
+    feedparser. A bad line is reported with its number; the rest is loaded; the
+    exit status is 3 when anything was rejected.
+
+    Example: digest ingest articles.jsonl https://vpk.example.ru/rss.xml
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        report = IngestReport()
+        for path in paths:
+            report.merge(Ingester(pipe.factory).load(read_source(path)))
+    print_ingest(report)
+    if report.rejected:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def print_ingest(report: IngestReport) -> None:
+    for problem in report.problems:
+        err.print(f"[red]rejected[/] {problem}", highlight=False)
+    for warning in report.warnings[:20]:
+        err.print(f"[yellow]skipped comment[/] {warning}", highlight=False)
+    if len(report.warnings) > 20:
+        err.print(f"… and {len(report.warnings) - 20} more skipped comments")
+    console.print(
+        f"loaded {report.loaded}, updated {report.updated}, rejected {report.rejected}; "
+        f"comments added {report.comments_added}, skipped {report.comments_rejected}"
+    )
+
+
+class KeyKind(StrEnum):
+    rsa = "rsa"
+    ed25519 = "ed25519"
+
+
+@dkim_app.command("keygen")
+def dkim_keygen(
+    selector: Annotated[str, typer.Option(help="The selector (s=), e.g. digest2026.")],
+    domain: Annotated[str, typer.Option(help="The signing domain (d=), e.g. vpk.ru.")],
+    out: Annotated[Path, typer.Option(help="Where to write the private key (mode 0600).")],
+    key_type: Annotated[
+        KeyKind, typer.Option("--type", help="rsa (2048 bits) or ed25519 (RFC 8463).")
+    ] = KeyKind.rsa,
+) -> None:
+    """Make a DKIM key and print the DNS TXT record to publish at
+    SELECTOR._domainkey.DOMAIN. An RSA key goes in DIGEST_DKIM_KEY_FILE (with
+    DIGEST_DKIM_SELECTOR and DIGEST_DKIM_DOMAIN); an Ed25519 one, for a second
+    signature beside it, in DIGEST_DKIM_ED25519_KEY_FILE (with
+    DIGEST_DKIM_ED25519_SELECTOR). An existing file is never overwritten.
+
+    Example: digest dkim keygen --selector digest2026 --domain vpk.ru --out /etc/digest/dkim.pem
+    """
+    if out.exists():
+        fail(f"{out} exists; choose another path (a key in use must not be replaced silently)")
+    try:
+        record = keygen(out, selector, domain, kind=key_type.value)
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror}")
+    console.print(f"private key: {out} (keep it secret; mode 0600)")
+    console.print(f"publish this TXT record at {selector}._domainkey.{domain}:")
+    console.print(record, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app (Starlette under uvicorn): unsubscribe (/u/TOKEN, RFC 8058
+    one-click), preferences (/p/TOKEN), double opt-in (/confirm/TOKEN), tracked
+    clicks and opens when a list asks for them, the public archive (/archive/)
+    and the editors' desk (/desk/, accounts from DIGEST_EDITORS or
+    DIGEST_EDITOR_PASSWORD). Links in mail start with DIGEST_BASE_URL, so put
+    this behind that URL (https).
+
+    Example: digest serve --host 127.0.0.1 --port 8000
+    """
+    import uvicorn
+
+    from digest.web import server
+    from digest.web.app import WebContext, create_app
+
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        cfg.signing_key()  # a missing key is an error now, not on the first request
+        web = create_app(WebContext(cfg, pipe.factory))
+        if not cfg.editor_accounts():
+            log.warning("the editors' desk is closed: set DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD")
+    uvicorn.Server(server.config(web, host, port, cfg.log_level)).run()
+
+
+@app.command()
+def inbound(
+    path: Annotated[Path, typer.Argument(help="A Maildir folder or an mbox file.")],
+) -> None:
+    """Process mailto unsubscribes (List-Unsubscribe: <mailto:unsubscribe+TOKEN@…>)
+    from a Maildir or mbox: each signed token unsubscribes its subscriber; the
+    message moves to .processed. Anything else is counted and left in place
+    (exit status 3).
+
+    Example: digest inbound /var/mail/unsubscribe/Maildir
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        signers = pipe.keyring().for_lists(load_lists(cfg.subscribers_dir))
+        report = process_unsubscribes(
+            Source(path),
+            signers,
+            SubscriberBook(pipe.factory, double_opt_in=True),
+            cfg.sender.domain,
+        )
+    for problem in report.problems[:20]:
+        err.print(f"[yellow]left in place[/] {problem}", highlight=False)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing"
+    console.print(f"{path}: {report.messages} messages: {summary}")
+    if report.counts.get("unreadable"):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def bounces(
+    path: Annotated[Path, typer.Argument(help="A Maildir folder or an mbox file.")],
+) -> None:
+    """Read returned mail: DSNs (RFC 3464), complaints (ARF) and other bounce
+    formats. A report reaches a subscriber only through its VERP return path or a
+    Message-ID of ours, never through the recipient it names. A hard bounce or an
+    abuse complaint suppresses the address; the delivery records the code and
+    reply. Applied Maildir messages move to its .processed folder; those that
+    cannot be understood or attributed stay, marked seen (not read again). Exit
+    status 3 when some were.
+
+    Example: digest bounces /var/mail/bounces/Maildir
+    """
+    with errors():
+        cfg = settings()
+        pipe = pipeline(cfg)
+        reader = BounceReader(pipe.keyring().verp(), cfg.return_path)
+        policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
+        report: ReturnsReport = process_returns(pipe.factory, Source(path), reader, policy, utcnow)
+    for problem in report.problems[:20]:
+        err.print(f"[yellow]left in place[/] {problem}", highlight=False)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing"
+    console.print(f"{path}: {report.messages} messages: {summary}")
+    if report.problems:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def doctor(
+    no_smtp: Annotated[bool, typer.Option("--no-smtp", help="Skip the relay check.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Check everything a send needs and print what is wrong, one line each:
+    configuration, database and migrations, lists, schedules, templates (they
+    render), every SMTP relay (EHLO, STARTTLS and AUTH as its URL asks) and the
+    DKIM key (readable, signs, verifies). Exit status 1 when any check failed.
+
+    Example: digest doctor
+    """
+    try:
+        cfg = settings()
+    except DigestError as exc:
+        checks = [Check("config", False, str(exc))]
+    else:
+        checks = run_checks(cfg, smtp=not no_smtp)
+    if as_json:
+        console.print_json(json.dumps([c.as_json() for c in checks], ensure_ascii=False))
+    else:
+        for c in checks:
+            mark = (
+                "[green]ok[/]  "
+                if c.ok and not c.warning
+                else "[yellow]warn[/]"
+                if c.ok
+                else "[red]FAIL[/]"
+            )
+            console.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,288 @@
+"""`digest subscribers …`: import, add, remove, show, list, export, forget, invite."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from digest.audience.lists import get_list
+from digest.audience.rows import Row, write_export
+from digest.audience.subscribers import SubscriberBook
+from digest.cli.app import (
+    EXIT_PARTIAL,
+    console,
+    err,
+    errors,
+    fail,
+    pipeline,
+    settings,
+    subscribers_app,
+)
+from digest.config import Settings
+from digest.files import open_private
+from digest.models import SubscriberStatus
+from digest.send import (
+    run_async,
+)
+
+ListOption = Annotated[str, typer.Option("--list", help="A list of subscribers/lists.toml.")]
+
+
+def book(cfg: Settings, list_name: str) -> SubscriberBook:
+    pipe = pipeline(cfg)
+    mailing_list = get_list(cfg.subscribers_dir, list_name)
+    return SubscriberBook(pipe.factory, mailing_list.double_opt_in, mailing_list.default_sections)
+
+
+def send_invitations(
+    cfg: Settings,
+    list_name: str,
+    *,
+    again: bool,
+    dry_run: bool,
+    limit: int | None,
+    only: str | None = None,
+) -> int:
+    """Confirmation mail to pending subscribers; returns how many could not be sent."""
+    pipe = pipeline(cfg)
+    mailing_list = get_list(cfg.subscribers_dir, list_name)
+    subscribers = book(cfg, list_name)
+    due = subscribers.to_invite(mailing_list.confirm_days, again, limit, only)
+    invitations = pipe.invitations(mailing_list)
+    if dry_run:
+        for s in due:
+            console.print(f"would send to {s.email}: {invitations.link(s.token_key)}")
+        console.print(f"{len(due)} confirmation mail(s) would go out (dry run)")
+        return 0
+    relay = cfg.require_relays(
+        f"{len(due)} confirmation mail(s) not sent; "
+        "send them with `digest subscribers invite` once it is"
+    )[0]
+    connection = pipe.connector()(relay)
+    report = run_async(invitations.send(subscribers, due, connection, pipe.signing_step()))
+    for problem in report.failed:
+        err.print(f"[red]not sent[/] {problem}", highlight=False)
+    console.print(
+        f"confirmation mail sent to {len(report.sent)}, failed {len(report.failed)}; "
+        f"links work for {mailing_list.confirm_days} days"
+    )
+    return len(report.failed)
+
+
+@subscribers_app.command("invite")
+def subscribers_invite(
+    list_name: ListOption = "daily",
+    again: Annotated[
+        bool, typer.Option("--again", help="Also those whose confirmation link expired.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List who would get one; send nothing.")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(help="At most N mails this run.")] = None,
+) -> None:
+    """Send the double opt-in confirmation mail to pending subscribers who have
+    not had one (with --again, also to those whose link expired). Each mail
+    carries a signed link to /confirm/TOKEN on DIGEST_BASE_URL that works for
+    the list's confirm_days; opening it makes the subscriber active. Nobody
+    gets a second mail while their link still works. Exit status 3 when some
+    could not be sent.
+
+    Example: digest subscribers invite --dry-run
+    """
+    with errors():
+        failed = send_invitations(settings(), list_name, again=again, dry_run=dry_run, limit=limit)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    path: Annotated[Path, typer.Argument(help="A CSV file with a header row.")],
+    list_name: ListOption = "daily",
+) -> None:
+    """Import subscribers from CSV: columns email (required), name, sections,
+    timezone, locale, consent_source, consent_at. Every address is validated
+    (no DNS) and normalised; duplicates merge (the later line wins); an address
+    that unsubscribed, bounced, complained or was forgotten is never made active
+    again. On a double opt-in list a row with consent_at is active, one without
+    waits as pending for its confirmation. Bad lines are reported with their
+    number; the rest is imported; the exit status is 3 when any was rejected.
+
+    Example: digest subscribers import readers.csv
+    """
+    with errors():
+        report = book(settings(), list_name).import_csv(path)
+    for problem in report.problems:
+        err.print(f"[red]rejected[/] {problem}", highlight=False)
+    for warning in report.warnings[:20]:
+        err.print(f"[yellow]note[/] {warning}", highlight=False)
+    console.print(
+        f"added {report.added}, updated {report.updated}, duplicates merged {report.merged}, "
+        f"kept unsubscribed/bounced/forgotten {report.kept_closed}, rejected {report.rejected}"
+    )
+    with errors():
+        cfg = settings()
+        days = get_list(cfg.subscribers_dir, list_name).confirm_days
+        waiting = len(book(cfg, list_name).to_invite(days, again=False))
+    if waiting:
+        console.print(
+            f"{waiting} pending subscriber(s) have no confirmation mail yet: "
+            "send it with `digest subscribers invite`"
+        )
+    if report.rejected:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email_: Annotated[str, typer.Argument(metavar="EMAIL")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    sections: Annotated[str | None, typer.Option(help="Section slugs, comma-separated.")] = None,
+    consent_source: Annotated[
+        str | None, typer.Option(help="Where consent was given (form, event…).")
+    ] = None,
+    consent_at: Annotated[
+        str | None,
+        typer.Option(help="When consent was given (ISO 8601 with offset): skips double opt-in."),
+    ] = None,
+    mail_format: Annotated[
+        str | None, typer.Option("--format", help="html (default) or text.")
+    ] = None,
+    invite: Annotated[
+        bool,
+        typer.Option(help="On a double opt-in list, send the confirmation mail at once."),
+    ] = True,
+    list_name: ListOption = "daily",
+) -> None:
+    """Add one subscriber (or update their name, sections and format). On a
+    double opt-in list a new address is pending and gets its confirmation mail
+    now (--no-invite: later, with `digest subscribers invite`); --consent-at
+    records consent given elsewhere and makes it active at once.
+
+    Example: digest subscribers add ivan@example.ru --name "Иван" --sections армия,флот
+    """
+    with errors():
+        cfg = settings()
+        row = Row.parse(
+            {
+                "email": email_,
+                "name": name,
+                "sections": sections,
+                "consent_source": consent_source,
+                "consent_at": consent_at,
+                "format": mail_format,
+            }
+        )
+        outcome = book(cfg, list_name).add(row)
+    if outcome == "closed":
+        fail(f"{row.email} unsubscribed, bounced or asked to be forgotten: not added")
+    status = (book(cfg, list_name).show(row.email) or {}).get("status")
+    console.print(f"{row.email}: {outcome}, {status}")
+    if status == "pending" and invite and not cfg.relays:
+        err.print(
+            "[yellow]note[/] DIGEST_SMTP_URL is not set: send the confirmation mail later "
+            "with `digest subscribers invite`"
+        )
+    elif status == "pending" and invite:
+        with errors():
+            failed = send_invitations(
+                cfg, list_name, again=False, dry_run=False, limit=None, only=row.email
+            )
+        if failed:
+            raise typer.Exit(1)
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(email_: Annotated[str, typer.Argument(metavar="EMAIL")]) -> None:
+    """Unsubscribe an address (the record stays, so it is never mailed again).
+
+    Example: digest subscribers remove ivan@example.ru
+    """
+    with errors():
+        done = book(settings(), "daily").remove(email_)
+    console.print(f"{email_}: {'unsubscribed' if done else 'not an active subscriber'}")
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    email_: Annotated[str, typer.Argument(metavar="EMAIL")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """One subscriber: status, sections, consent.
+
+    Example: digest subscribers show ivan@example.ru --json
+    """
+    with errors():
+        found = book(settings(), "daily").show(email_)
+    if found is None:
+        fail(f"no subscriber {email_}")
+    if as_json:
+        console.print_json(json.dumps(found, ensure_ascii=False))
+        return
+    for key, value in found.items():
+        console.print(f"{key}: {value if value is not None else ''}", highlight=False)
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    status_: Annotated[
+        SubscriberStatus | None, typer.Option("--status", help="Only this status.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Every subscriber (or those of one status).
+
+    Example: digest subscribers list --status active --json
+    """
+    with errors():
+        rows = list(book(settings(), "daily").listing(status_))
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("email", "name", "status", "sections")
+    for r in rows:
+        table.add_row(r["email"], r["name"] or "", r["status"], r["sections"] or "all")
+    console.print(table)
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    email_: Annotated[str, typer.Argument(metavar="EMAIL")],
+    out: Annotated[Path | None, typer.Option(help="Write the CSV here (default: stdout).")] = None,
+) -> None:
+    """Everything held about one subscriber as CSV: the record, every delivery,
+    every event (152-FZ and GDPR access requests).
+
+    Example: digest subscribers export ivan@example.ru --out ivan.csv
+    """
+    with errors():
+        rows = book(settings(), "daily").export(email_)
+    if not rows:
+        fail(f"no subscriber {email_}")
+    if out is not None and str(out) == "-":
+        out = None  # "-" is standard output, as for `preview`
+    try:
+        handle = open_private(out) if out else sys.stdout
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror}")
+    write_export(rows, handle)
+    if out:
+        handle.close()
+        console.print(f"{len(rows)} rows about {email_}: {out}")
+
+
+@subscribers_app.command("forget")
+def subscribers_forget(email_: Annotated[str, typer.Argument(metavar="EMAIL")]) -> None:
+    """Erase a subscriber's personal data (record, deliveries) and keep only a
+    hash of the address, so it is never mailed or imported again.
+
+    Example: digest subscribers forget ivan@example.ru
+    """
+    with errors():
+        erased = book(settings(), "daily").forget(email_)
+    console.print(f"{email_}: {'erased' if erased else 'not found'}; its hash is kept to refuse it")

@@ -1,0 +1,394 @@
+"""Settings: defaults, then ``digest.toml`` (or ``$DIGEST_CONFIG``), then the environment.
+
+One frozen object is built at the entry point (``load_settings``) and passed
+down; no other module reads the environment. Secrets (the signing key, the
+SMTP password) are taken from the environment only: a config file that holds
+one is refused, because config files end up in repositories.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tomllib
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from digest.config.values import (
+    AbsoluteUrl,
+    BounceAddress,
+    DatabaseUrl,
+    DomainCaps,
+    FromAddress,
+    LogLevel,
+    SecondsList,
+    SmtpTarget,
+    SmtpUrls,
+    ZoneName,
+    parse_domain_caps,
+    parse_seconds_list,
+    parse_smtp_urls,
+)
+from digest.errors import ConfigError
+
+ENV_PREFIX = "DIGEST_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+SECRET_FIELDS = ("secret_key", "editor_password", "editors")
+
+
+class Settings(BaseSettings):
+    """Every setting digest knows. The README table is checked against this class."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    database_url: DatabaseUrl = Field(
+        default="", description="SQLAlchemy URL; default: a SQLite file var/digest.sqlite3"
+    )
+    smtp_url: SmtpUrls = Field(
+        default=None,
+        description="Relay: smtp://[user:pass@]host:port, ?starttls=true, "
+        "or smtps:// (implicit TLS)",
+    )
+    smtp_connections: int = Field(
+        default=8, ge=1, le=256, description="SMTP connections kept open during a send"
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signs the relay's certificate (default: the system's); "
+        "certificates are always verified",
+    )
+    smtp_connect_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds to open a connection, greeting, TLS and login"
+    )
+    smtp_command_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for the reply to MAIL, RCPT or RSET"
+    )
+    smtp_data_timeout: float = Field(
+        default=180.0, gt=0, description="Seconds to wait for the reply after the message data"
+    )
+    smtp_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Messages per second across all connections of one process (unset: no limit)",
+    )
+    relay_cooldown: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a failing relay rests before it is tried again "
+        "(doubles, up to 10 min)",
+    )
+    relay_outage_limit: float = Field(
+        default=900.0,
+        gt=0,
+        description="Seconds with no usable relay after which a send stops (claims handed back)",
+    )
+    retry_schedule: SecondsList = Field(
+        default="300,900,1800,3600,7200,14400",
+        description="Seconds before each retry of a deferred message; the last step repeats",
+    )
+    retry_jitter: float = Field(
+        default=0.2, ge=0, le=1, description="Each retry waits up to this share longer, at random"
+    )
+    give_up_after: float = Field(
+        default=86400.0,
+        gt=0,
+        description="Seconds after the first attempt when a deferred message is failed for good",
+    )
+    soft_bounce_limit: int = Field(
+        default=3, ge=1, description="Soft bounces (mailbox full) on this many distinct days …"
+    )
+    soft_bounce_days: int = Field(
+        default=15, ge=1, description="… within this many days suppress the address"
+    )
+    greylist_delay: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds before a greylisted recipient is tried again, at the soonest "
+        "(a retry step is never shorter)",
+    )
+    domain_failed_cohort: float = Field(
+        default=1.0,
+        gt=0,
+        description="Failed cohorts (concurrency × negative replies in a row: 421, lost line, "
+        "rate limit, policy) that pause a domain (Postfix's failed_cohort_limit)",
+    )
+    domain_pause: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a domain pauses after a failed cohort; doubles on repeat",
+    )
+    domain_max_pause: float = Field(
+        default=3600.0,
+        gt=0,
+        description="The longest a domain pause grows to",
+    )
+    domain_caps: DomainCaps = Field(
+        default="",
+        description="Fixed caps in messages per minute, e.g. gmail.com=600,mail.ru=300",
+    )
+    claim_lease: float = Field(
+        default=120.0,
+        ge=5,
+        description="Seconds a claim is held; a dead worker's claims return to the queue after it",
+    )
+    bounce_address: BounceAddress = Field(
+        default="",
+        description="Envelope sender for returned mail (default: bounces@ the From domain); "
+        "with VERP it becomes bounces+TOKEN@domain",
+    )
+    verp: bool = Field(default=True, description="Give each message its own return path (VERP)")
+    dkim_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key to DKIM-sign with (made by `digest dkim keygen`); "
+        "unset: no signing here (leave it to the MTA)",
+    )
+    dkim_selector: str = Field(
+        default="digest", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="DKIM selector"
+    )
+    dkim_domain: str = Field(
+        default="", description="DKIM signing domain (d=); default: the From domain"
+    )
+    dkim_ed25519_key_file: Path | None = Field(
+        default=None,
+        description="An Ed25519 key (`digest dkim keygen --type ed25519`) for a second "
+        "signature beside the RSA one (RFC 8463); needs DIGEST_DKIM_KEY_FILE too",
+    )
+    dkim_ed25519_selector: str = Field(
+        default="digest-ed25519",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="The Ed25519 key's selector: a TXT record of its own",
+    )
+    worker_poll: float = Field(
+        default=5.0, gt=0, description="Seconds an idle `digest worker` waits between looks"
+    )
+    from_: FromAddress = Field(
+        default="Новости ВПК <digest@vpk.example.ru>",
+        alias="DIGEST_FROM",
+        description="From header: a display name and one address",
+    )
+    base_url: AbsoluteUrl = Field(
+        default="https://digest.vpk.example.ru",
+        description="Public URL of the web app; unsubscribe and preferences links start here "
+        "(https: RFC 8058 one-click needs it)",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signing key for links (environment only, never a file)"
+    )
+    editor_password: SecretStr | None = Field(
+        default=None,
+        description="The editors' desk password for the user `editor` (environment only)",
+    )
+    editors: SecretStr | None = Field(
+        default=None,
+        description="Editor accounts `name:password,name:password` (environment only)",
+    )
+    secret_key_file: Path = Field(
+        default=Path("var/secret.key"),
+        description="Where the key is read from when DIGEST_SECRET_KEY is unset (made by the demo)",
+    )
+    timezone: ZoneName = Field(
+        default="Europe/Moscow",
+        description="The site's time zone: schedules that name none use it",
+    )
+    site_name: str = Field(default="Новости ВПК", description="Name shown in the mail's header")
+    site_url: AbsoluteUrl = Field(
+        default="https://vpk.example.ru", description="The news site's home page"
+    )
+    var_dir: Path = Field(default=Path("var"), description="Working files: database, outbox, keys")
+    templates_dir: Path = Field(
+        default=PROJECT_ROOT / "templates", description="Jinja templates and their CSS"
+    )
+    schedules_dir: Path = Field(
+        default=PROJECT_ROOT / "schedules", description="One TOML file per edition kind"
+    )
+    subscribers_dir: Path = Field(
+        default=PROJECT_ROOT / "subscribers", description="List definitions (lists.toml)"
+    )
+    batch_size: int = Field(
+        default=500, ge=1, le=10000, description="Deliveries claimed and recorded per batch"
+    )
+    feedback_sender_id: str = Field(
+        default="vpkdigest",
+        min_length=5,
+        max_length=15,
+        pattern=r"^[A-Za-z0-9]+$",
+        description="SenderId, the last field of Gmail's Feedback-ID header",
+    )
+    log_level: LogLevel = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    # -- derived values -------------------------------------------------------
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'digest.sqlite3'}"
+
+    @property
+    def relays(self) -> list[SmtpTarget]:
+        return list(parse_smtp_urls(self.smtp_url)) if self.smtp_url else []
+
+    def require_relays(self, why: str = "say where to send (smtp://host:port)") -> list[SmtpTarget]:
+        """The relays, or a ConfigError saying what waits for DIGEST_SMTP_URL."""
+        if not self.relays:
+            raise ConfigError(f"DIGEST_SMTP_URL is not set: {why}")
+        return self.relays
+
+    @property
+    def retry_steps(self) -> tuple[float, ...]:
+        return parse_seconds_list(self.retry_schedule)
+
+    @property
+    def caps(self) -> dict[str, int]:
+        return dict(parse_domain_caps(self.domain_caps))
+
+    @property
+    def dkim_signing_domain(self) -> str:
+        return self.dkim_domain or self.sender.domain
+
+    @property
+    def return_path(self) -> str:
+        """The bounce mailbox: where DSNs and VERP addresses point."""
+        return self.bounce_address or f"bounces@{self.sender.domain}"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The context TLS connections to the relay verify against."""
+        cafile = self.smtp_ca_file
+        if cafile is not None and not cafile.is_file():
+            raise ConfigError(f"DIGEST_SMTP_CA_FILE: no such file {cafile}")
+        try:
+            return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"DIGEST_SMTP_CA_FILE: not a CA bundle: {exc}") from None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender(self) -> Address:
+        name, addr = parseaddr(self.from_)
+        local, domain = addr.split("@")
+        return Address(display_name=name, username=local, domain=domain)
+
+    def editor_accounts(self) -> dict[str, str]:
+        """Who may log in to the desk: DIGEST_EDITORS, plus `editor` with
+        DIGEST_EDITOR_PASSWORD. Empty: the desk is closed."""
+        accounts: dict[str, str] = {}
+        if self.editors is not None:
+            for pair in self.editors.get_secret_value().split(","):
+                name, sep, password = pair.strip().partition(":")
+                if not sep or not name or len(password) < 8:
+                    raise ConfigError(
+                        "DIGEST_EDITORS: write name:password pairs separated by commas, "
+                        "passwords of at least 8 characters"
+                    )
+                accounts[name] = password
+        if self.editor_password is not None:
+            password = self.editor_password.get_secret_value()
+            if len(password) < 8:
+                raise ConfigError("DIGEST_EDITOR_PASSWORD: at least 8 characters")
+            accounts["editor"] = password
+        return accounts
+
+    def signing_key(self) -> bytes:
+        """The key for signed links: DIGEST_SECRET_KEY, else the key file the demo wrote."""
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value()
+        elif self.secret_key_file.is_file():
+            key = self.secret_key_file.read_text(encoding="utf-8").strip()
+        else:
+            raise ConfigError(
+                "DIGEST_SECRET_KEY is not set and there is no key file at "
+                f"{self.secret_key_file} (DIGEST_SECRET_KEY_FILE); set one, e.g. "
+                "DIGEST_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if len(key) < 16:
+            raise ConfigError("DIGEST_SECRET_KEY: must be at least 16 characters")
+        return key.encode("utf-8")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML layer is passed in by load_settings() as init kwargs under
+        # the environment, so env wins over the file and both over defaults.
+        return env_settings, init_settings
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field (``from_`` is ``DIGEST_FROM``)."""
+    info = Settings.model_fields[field]
+    return info.alias or ENV_PREFIX + field.upper()
+
+
+def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"DIGEST_CONFIG: no such file {path}")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        field = "from_" if key == "from" else key
+        if field not in Settings.model_fields:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        if field in SECRET_FIELDS:
+            raise ConfigError(
+                f"{path}: {key} is a secret; set {env_name(field)} in the environment"
+            )
+        if (
+            field == "smtp_url"
+            and isinstance(value, str)
+            and any(t.password for t in parse_smtp_urls(value))
+        ):
+            raise ConfigError(
+                f"{path}: smtp_url holds a password; set DIGEST_SMTP_URL in the environment"
+            )
+        values[field] = value
+    return values
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once, at an entry point. A wrong value raises ``ConfigError``
+    naming the setting (``DIGEST_SMTP_URL: scheme must be …``)."""
+    explicit = "DIGEST_CONFIG" in os.environ
+    config_path = Path(os.environ.get("DIGEST_CONFIG", "digest.toml"))
+    try:
+        file_values = _read_config_file(config_path, explicit)
+    except ValueError as exc:  # a bad smtp_url inside the file
+        raise ConfigError(f"{config_path}: smtp_url: {exc}") from None
+    file_values.update(overrides)
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = str(error["loc"][0]) if error["loc"] else "settings"
+        field = "from_" if loc in ("from_", "DIGEST_FROM") else loc
+        name = env_name(field) if field in Settings.model_fields else loc
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return "; ".join(lines)

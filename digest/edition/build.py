@@ -1,0 +1,187 @@
+"""Building an edition: select its articles, store them as items, render one
+variant per reader's choice. A draft is refreshed every time it is built (new
+articles arrive during the day); once sending starts its content is frozen, so a
+resumed send sends the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from digest import store
+from digest.db import Conflict, Session, transaction
+from digest.edition.view import edition_view
+from digest.errors import EmptyEdition
+from digest.models import Block, Edition, EditionItem, EditionStatus, EditionVariant
+from digest.render import Rendered, parse_section_key, parse_variant_key
+from digest.schedule.files import Schedule
+from digest.select import Pick, Selection, select_edition
+
+if TYPE_CHECKING:
+    from digest.wiring import Services
+
+log = logging.getLogger(__name__)
+
+
+class Editions:
+    """Builds editions and their variants (``Services.editions``)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def build(self, schedule: Schedule, edition_date: date) -> Edition:
+        """The edition for (schedule, date): created or refreshed while a draft,
+        returned as stored once it is approved or sending. Raises EmptyEdition."""
+        try:
+            return self._build(schedule, edition_date)
+        except Conflict:
+            # Another process made the same edition first; the unique key on
+            # (schedule, date) is the arbiter, so take theirs.
+            return self._build(schedule, edition_date)
+
+    def _build(self, schedule: Schedule, edition_date: date) -> Edition:
+        with transaction(self.services.factory) as session:
+            edition = store.edition_for(session, schedule.name, edition_date, lock=True)
+            if edition is None or (
+                edition.status is EditionStatus.DRAFT and edition.shaped_at is None
+            ):
+                edition = self._select(session, schedule, edition_date, edition)
+                self.render_variants(session, schedule, edition, refresh=True)
+            elif edition.status is EditionStatus.DRAFT:
+                # An editor shaped it: their selection stays, new readers' variants come.
+                self.render_variants(session, schedule, edition, refresh=True)
+            else:
+                self.render_variants(session, schedule, edition, refresh=False)
+            return edition
+
+    def _select(
+        self, session: Session, schedule: Schedule, edition_date: date, edition: Edition | None
+    ) -> Edition:
+        start, end = schedule.bounds(edition_date)
+        spec = schedule.select
+        day = store.day_candidates(session, start, end)
+        talk = store.discussions(session, start, end, end - timedelta(days=spec.lookback_days))
+        ids = {c.id for c in day} | {d.article.id for d in talk}
+        sent = store.already_sent(session, schedule.name, edition_date, ids, end)
+        try:
+            selection = select_edition(day, talk, spec, window_end=end, already_sent=sent)
+        except EmptyEdition as exc:
+            window = schedule.describe_window(edition_date)
+            raise EmptyEdition(f"{schedule.name}/{edition_date}: {exc} ({window})") from None
+        if selection.skipped_repeats:
+            log.info(
+                "%s/%s: %d article(s) of the window went out in an earlier edition; not repeated",
+                schedule.name,
+                edition_date,
+                len(selection.skipped_repeats),
+            )
+        if edition is None:
+            edition = self.new_edition(session, schedule, edition_date)
+        else:
+            store.clear_selection(session, edition)
+            edition.window_start, edition.window_end = start, end
+        session.flush()
+        self._store_items(session, edition, selection)
+        return edition
+
+    def new_edition(
+        self,
+        session: Session,
+        schedule: Schedule,
+        edition_date: date,
+        status: EditionStatus = EditionStatus.DRAFT,
+    ) -> Edition:
+        start, end = schedule.bounds(edition_date)
+        edition = Edition(
+            schedule=schedule.name,
+            edition_date=edition_date,
+            window_start=start,
+            window_end=end,
+            created_at=self.services.clock(),
+            status=status,
+        )
+        session.add(edition)
+        return edition
+
+    def _store_items(self, session: Session, edition: Edition, selection: Selection) -> None:
+        blocks: list[tuple[Block, Pick]] = [
+            (Block.LEAD, selection.lead),
+            *((Block.DAY, p) for p in selection.day),
+            *((Block.DISCUSSED, p) for p in selection.discussed),
+        ]
+        for position, (block, pick) in enumerate(blocks):
+            session.add(
+                EditionItem(
+                    edition_id=edition.id,
+                    article_id=pick.article.id,
+                    block=block,
+                    position=position,
+                    discussed=pick.discussed,
+                    comments_in_window=pick.comments_in_window,
+                    comments_total=pick.comments_total,
+                )
+            )
+        session.flush()
+        session.refresh(edition, ["items"])
+
+    def rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
+        """Render every variant again from the stored items (an editor changed them)."""
+        self.render_variants(session, schedule, edition, refresh=True)
+
+    def render_variants(
+        self, session: Session, schedule: Schedule, edition: Edition, *, refresh: bool
+    ) -> None:
+        """Render one variant per distinct (sections, format) choice of the active
+        subscribers (and the full edition, for previews). premailer runs once per
+        section choice: the text-only variant reuses the text of its HTML twin."""
+        have = {v.key: v for v in store.variants(session, edition.id)}
+        wanted = {"", *store.active_variant_keys(session, schedule.frequency)}
+        missing = sorted(wanted if refresh else wanted - set(have))
+        if not missing:
+            return
+        full = edition_view(self.services, session, schedule, edition)
+        if refresh:
+            edition.subject, edition.preheader = full.subject, full.preheader
+        else:
+            # Frozen: a later variant keeps the subject the first messages went out with,
+            # even if the schedule file's template changed since.
+            full = replace(full, subject=edition.subject, preheader=edition.preheader)
+        tracker = self.services.tracker(schedule)
+        rendered: dict[str, tuple[Rendered, int] | None] = {}
+        for key in missing:
+            sections, text_only = parse_variant_key(key)
+            if sections not in rendered:
+                view = full.for_sections(parse_section_key(sections))
+                rendered[sections] = (
+                    None
+                    if view is None
+                    else (
+                        self.services.renderer.render(view, schedule.mail.template),
+                        view.articles,
+                    )
+                )
+            variant = have.get(key) or EditionVariant(edition_id=edition.id, key=key)
+            done = rendered[sections]
+            if done is None:
+                variant.html, variant.text, variant.articles, variant.render_ms = "", "", 0, 0.0
+            else:
+                result, variant.articles = done
+                links = store.link_ids(session, edition.id, tracker.links(result.html))
+                variant.html = "" if text_only else tracker.apply(result.html, edition.id, links)
+                variant.text = result.text
+                variant.render_ms = result.render_ms
+            variant.preheader = full.preheader
+            session.add(variant)
+            log.info(
+                "rendered variant %r of %s: %d articles, %d bytes of HTML, %.0f ms",
+                key,
+                edition.label,
+                variant.articles,
+                len(variant.html.encode()),
+                variant.render_ms,
+                extra={"edition": edition.id},
+            )
+        session.flush()

@@ -1,0 +1,218 @@
+"""The editors' desk, looking: editions to come and sent, a draft's preview in
+every variant (Gmail's clipping size shown), the delivery page of a send."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from digest import store
+from digest.compose import Message
+from digest.db import Session
+from digest.errors import EditionError
+from digest.models import (
+    Article,
+    Block,
+    Edition,
+    EditionStatus,
+)
+from digest.schedule.files import Schedule, load_schedules
+from digest.track.reports import EditionReport, edition_report
+from digest.wiring import Services
+
+GMAIL_CLIP = 102 * 1024  # Gmail clips a message whose HTML is larger
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    article_id: int
+    title: str
+    url: str
+    block: str
+    section: str
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    editor: str
+    at: datetime
+    action: str
+    detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PreviewPage:
+    edition: EditionReport
+    message: Message
+    html: str
+    text: str
+    headers: list[tuple[str, str]]
+    variants: list[tuple[str, int]]  # (key, articles)
+    variant: str
+    items: list[ItemRow]
+    candidates: list[ItemRow]
+    changes: list[ChangeRow]
+    intro: str
+    subject: str
+    shaped: bool
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def clipped(self) -> bool:
+        return self.html_bytes > GMAIL_CLIP
+
+
+@dataclass
+class DeliveryPage:
+    edition: EditionReport
+    bounces: int = 0
+    unsubscribes: int = 0
+    per_minute: list[tuple[str, int]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **self.edition.as_json(),
+            "bounces": self.bounces,
+            "unsubscribes": self.unsubscribes,
+            "per_minute": [{"minute": m, "sent": n} for m, n in self.per_minute],
+        }
+
+
+class DeskView:
+    """What the desk shows of editions: lists, a preview, the delivery page."""
+
+    def __init__(self, pipe: Services) -> None:
+        self.pipe = pipe
+
+    def schedules(self) -> dict[str, Schedule]:
+        return load_schedules(self.pipe.settings.schedules_dir, self.pipe.settings.timezone)
+
+    def editions(self, limit: int = 60) -> tuple[list[EditionReport], list[EditionReport]]:
+        """(upcoming drafts and today's, newest first; then the archive of the rest)."""
+        today = self.pipe.clock().astimezone(self.pipe.settings.zone).date()
+        open_ = (EditionStatus.DRAFT, EditionStatus.APPROVED, EditionStatus.SENDING)
+        current: list[EditionReport] = []
+        archive: list[EditionReport] = []
+        with self.pipe.factory() as session:
+            for e in store.recent_editions(session, limit):
+                upcoming = e.edition_date >= today or e.status in open_
+                (current if upcoming else archive).append(edition_report(session, e))
+        return current, archive
+
+    def edition(self, edition_id: int) -> tuple[Schedule, Edition]:
+        with self.pipe.factory() as session:
+            found = session.get(Edition, edition_id)
+        if found is None:
+            raise EditionError(f"no edition {edition_id}")
+        return self.pipe.schedule(found.schedule), found
+
+    def preview(self, edition_id: int, variant: str = "") -> PreviewPage:
+        schedule, edition = self.edition(edition_id)
+        with self.pipe.factory() as session:
+            current = session.get(Edition, edition_id)
+            assert current is not None
+            report = edition_report(session, current)
+            variants = [(v.key, v.articles) for v in store.variants(session, edition_id)]
+            items = self._items(session, current)
+            candidates = self._candidates(session, current) if self._shapeable(current) else []
+            changes = self._changes(session, edition_id)
+        if variant not in {k for k, _ in variants}:
+            variant = ""
+        message = self.pipe.previews.preview(schedule, edition, variant_key_=variant)
+        html, text, headers = split_message(message.data)
+        return PreviewPage(
+            edition=report,
+            message=message,
+            html=html,
+            text=text,
+            headers=headers,
+            variants=sorted(variants),
+            variant=variant,
+            items=items,
+            candidates=candidates,
+            changes=changes,
+            intro=edition.intro or "",
+            subject=edition.subject,
+            shaped=edition.shaped_at is not None,
+        )
+
+    def delivery(self, edition_id: int) -> DeliveryPage:
+        with self.pipe.factory() as session:
+            current = session.get(Edition, edition_id)
+            if current is None:
+                raise EditionError(f"no edition {edition_id}")
+            page = DeliveryPage(edition_report(session, current))
+            page.bounces = store.bounced_count(session, edition_id)
+            page.unsubscribes = store.unsubscribes_since(session, current.created_at)
+            page.per_minute = list(_per_minute(session, edition_id))
+        return page
+
+    def _items(self, session: Session, edition: Edition) -> list[ItemRow]:
+        items = sorted(edition.items, key=lambda i: (_BLOCKS[i.block], i.position))
+        return [_row(i.article, i.block.value) for i in items]
+
+    def _candidates(self, session: Session, edition: Edition) -> list[ItemRow]:
+        """Articles of the window (and since: late arrivals) not in the edition."""
+        chosen = {i.article_id for i in edition.items}
+        until = max(edition.window_end, self.pipe.clock())
+        articles = store.articles_between(session, edition.window_start, until, 60)
+        return [_row(a, "") for a in articles if a.id not in chosen]
+
+    @staticmethod
+    def _changes(session: Session, edition_id: int) -> list[ChangeRow]:
+        rows = store.edition_changes(session, edition_id)
+        return [ChangeRow(c.editor, c.at, c.action, c.detail) for c in rows]
+
+    @staticmethod
+    def _shapeable(edition: Edition) -> bool:
+        return edition.status is EditionStatus.DRAFT
+
+
+_BLOCKS = {Block.LEAD: 0, Block.DAY: 1, Block.DISCUSSED: 2}
+
+
+def _row(article: Article, block: str) -> ItemRow:
+    return ItemRow(
+        article_id=article.id,
+        title=article.title,
+        url=article.url,
+        block=block,
+        section=article.section.title if article.section else "",
+        published_at=article.published_at,
+    )
+
+
+def _per_minute(session: Session, edition_id: int) -> Iterator[tuple[str, int]]:
+    """Messages accepted per minute, for the delivery chart (gaps as zeros)."""
+    times = store.sent_times(session, edition_id)
+    if not times:
+        return
+    counts: dict[datetime, int] = {}
+    for t in times:
+        minute = t.replace(second=0, microsecond=0)
+        counts[minute] = counts.get(minute, 0) + 1
+    minute, last = min(counts), max(counts)
+    steps = 0
+    while minute <= last and steps < 240:
+        yield minute.strftime("%H:%M"), counts.get(minute, 0)
+        minute += timedelta(minutes=1)
+        steps += 1
+
+
+def split_message(data: bytes) -> tuple[str, str, list[tuple[str, str]]]:
+    """(HTML part, text part, headers) of a composed message, for the preview."""
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    headers = [(k, str(v)) for k, v in parsed.items()]
+    html_part = parsed.get_body(("html",))
+    text_part = parsed.get_body(("plain",))
+    html = str(html_part.get_content()) if html_part is not None else ""
+    text = str(text_part.get_content()) if text_part is not None else ""
+    return html, text, headers

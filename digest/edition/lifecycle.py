@@ -1,0 +1,195 @@
+"""An edition's status, changed in one place by one table.
+
+    draft ⇄ approved → sending → sent          (a send reopens a sent edition for
+      │        │          ↑  ↓                  readers who joined since; resume
+      └────────┴→ missed  └ cancelled           and retry reopen it too)
+
+``MOVES`` says, for each step, from which status an edition may take it and to
+which status it goes; a step from anywhere else is refused with a reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from digest import store
+from digest.db import Session, transaction
+from digest.errors import EditionError
+from digest.models import DeliveryStatus, Edition, EditionStatus
+from digest.schedule.files import Schedule
+
+if TYPE_CHECKING:
+    from digest.wiring import Services
+
+GIVE_UP_MARGIN = timedelta(minutes=5)
+S = EditionStatus
+
+
+class Step(enum.StrEnum):
+    APPROVE = "approve"
+    UNAPPROVE = "unapprove"
+    START = "start"  # freeze the content and queue a delivery per reader
+    FINISH = "finish"  # nothing left to try
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    MISS = "miss"  # the scheduler was down past the grace time
+    REOPEN = "reopen"  # ops run a missed edition by hand
+
+
+# step → {from: to}. A missed edition sent by hand (`digest send`) keeps its mark.
+MOVES: dict[Step, dict[EditionStatus, EditionStatus]] = {
+    Step.APPROVE: {S.DRAFT: S.APPROVED, S.APPROVED: S.APPROVED},
+    Step.UNAPPROVE: {S.DRAFT: S.DRAFT, S.APPROVED: S.DRAFT},
+    Step.START: {
+        S.DRAFT: S.SENDING,
+        S.APPROVED: S.SENDING,
+        S.SENDING: S.SENDING,
+        S.SENT: S.SENDING,
+        S.MISSED: S.MISSED,
+    },
+    Step.FINISH: {S.SENDING: S.SENT},
+    Step.PAUSE: {S.SENDING: S.SENDING, S.SENT: S.SENT, S.MISSED: S.MISSED},
+    Step.RESUME: {S.SENDING: S.SENDING, S.SENT: S.SENDING, S.MISSED: S.MISSED},
+    Step.RETRY: {S.SENDING: S.SENDING, S.SENT: S.SENDING, S.MISSED: S.MISSED},
+    Step.CANCEL: {S.SENDING: S.CANCELLED, S.SENT: S.CANCELLED, S.MISSED: S.CANCELLED},
+    Step.MISS: {S.DRAFT: S.MISSED, S.APPROVED: S.MISSED, S.MISSED: S.MISSED},
+    Step.REOPEN: {S.MISSED: S.DRAFT},
+}
+
+
+def move(edition: Edition, step: Step) -> EditionStatus:
+    """The status ``step`` takes ``edition`` to, set on it; EditionError if it may not."""
+    to = MOVES[step].get(edition.status)
+    if to is None:
+        raise EditionError(refusal(edition, step))
+    edition.status = to
+    return to
+
+
+def refusal(edition: Edition, step: Step) -> str:
+    if step in (Step.APPROVE, Step.UNAPPROVE):
+        return f"{edition.label} is {edition.status}: too late to change"
+    if edition.status is S.CANCELLED:
+        return f"{edition.label} was cancelled"
+    if step in (Step.MISS, Step.REOPEN, Step.FINISH):
+        return f"{edition.label} is {edition.status}: cannot {step}"
+    return f"{edition.label} is a {edition.status}: nothing is being sent"
+
+
+def give_up_deadline(edition: Edition) -> datetime:
+    """MAIL-RULES 25: retries of an edition end before the next one is built
+    (one window after this one's end), whatever DIGEST_GIVE_UP_AFTER says."""
+    return edition.window_end + (edition.window_end - edition.window_start) - GIVE_UP_MARGIN
+
+
+class Lifecycle:
+    """Every status change of an edition (``Services.lifecycle``)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def _locked(self, session: Session, edition: Edition, *, lock: bool = False) -> Edition:
+        current = session.get(Edition, edition.id, with_for_update=lock)
+        assert current is not None
+        return current
+
+    def start_sending(self, schedule: Schedule, edition: Edition) -> int:
+        """Freeze the edition and give every active subscriber a delivery row.
+        Returns how many rows were added (0 on a re-run that finds nobody new)."""
+        if edition.status is S.CANCELLED:
+            raise EditionError(f"{edition.label} was cancelled")
+        added = 0
+        now = self.services.clock
+        with transaction(self.services.factory) as session:
+            # Locked: a second scheduler starting the same edition waits, then finds
+            # the rows made and adds none (the unique delivery key never fires).
+            current = self._locked(session, edition, lock=True)
+            move(current, Step.START)
+            for _ in range(2):
+                added += store.enqueue_deliveries(session, current.id, now(), schedule.frequency)
+                if not store.unqueued_active_subscribers(session, current.id, schedule.frequency):
+                    break
+                # Someone chose new sections since the variants were rendered.
+                self.services.editions.render_variants(session, schedule, current, refresh=False)
+            if schedule.send.local_time:
+                zones = store.audience_zones(session, schedule.frequency, schedule.timezone)
+                waves = {z: schedule.local_send_time(current.edition_date, z) for z in zones}
+                store.set_waves(session, current.id, schedule.timezone, waves)
+            edition.status = current.status
+        return added
+
+    def finish(self, edition: Edition) -> EditionStatus:
+        """Mark the edition sent once no delivery is left to try."""
+        with transaction(self.services.factory) as session:
+            current = self._locked(session, edition)
+            counts = store.delivery_counts(session, edition.id)
+            open_ = sum(counts.get(s, 0) for s in DeliveryStatus if not s.final)
+            if open_ == 0 and current.status in MOVES[Step.FINISH]:
+                move(current, Step.FINISH)
+                current.sent_at = self.services.clock()
+            edition.status, edition.sent_at = current.status, current.sent_at
+            return current.status
+
+    def approve(self, edition: Edition, approved: bool = True) -> EditionStatus:
+        """Approve a draft, or take the approval back until sending starts."""
+        with transaction(self.services.factory) as session:
+            current = self._locked(session, edition)
+            edition.status = move(current, Step.APPROVE if approved else Step.UNAPPROVE)
+            return edition.status
+
+    def pause(self, edition: Edition) -> None:
+        """Running senders stop claiming within a heartbeat (about a second)."""
+        with transaction(self.services.factory) as session:
+            current = self._locked(session, edition)
+            move(current, Step.PAUSE)
+            if current.paused_at is None:
+                current.paused_at = self.services.clock()
+
+    def resume(self, edition: Edition) -> None:
+        with transaction(self.services.factory) as session:
+            current = self._locked(session, edition)
+            move(current, Step.RESUME)
+            current.paused_at = None
+
+    def cancel(self, edition: Edition) -> int:
+        """Stop the edition for good: running senders stop, what is not sent is
+        suppressed (as they hand back their claims, the rest follows)."""
+        with transaction(self.services.factory) as session:
+            move(self._locked(session, edition), Step.CANCEL)
+            return store.cancel_pending(session, edition.id, self.services.clock())
+
+    def retry(self, edition: Edition, *, failed: bool = False) -> int:
+        """Deferred (and with ``failed`` failed) deliveries go back to the queue, due
+        now. Bounced ones never do: the address is dead."""
+        states = [DeliveryStatus.DEFERRED] + ([DeliveryStatus.FAILED] if failed else [])
+        with transaction(self.services.factory) as session:
+            current = self._locked(session, edition)
+            before = current.status
+            if before not in MOVES[Step.RETRY]:
+                raise EditionError(refusal(current, Step.RETRY))
+            n = store.requeue(session, edition.id, states, self.services.clock())
+            if n:
+                move(current, Step.RETRY)
+                if before is S.SENT:
+                    current.sent_at = None
+            return n
+
+    def mark_missed(self, schedule: Schedule, day: date) -> int:
+        """A row that says so: `digest editions` shows it, and a later fire skips it."""
+        with transaction(self.services.factory) as session:
+            edition = store.edition_for(session, schedule.name, day)
+            if edition is None:
+                edition = self.services.editions.new_edition(session, schedule, day, S.MISSED)
+            if edition.status in MOVES[Step.MISS]:
+                move(edition, Step.MISS)
+            session.flush()
+            return edition.id
+
+    def reopen(self, edition: Edition) -> None:
+        """Ops run a missed edition by hand: it is a draft again."""
+        with transaction(self.services.factory) as session:
+            edition.status = move(self._locked(session, edition), Step.REOPEN)

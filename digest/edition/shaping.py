@@ -1,0 +1,205 @@
+"""The editors' desk: what an editor can see and change of an edition.
+
+Shaping a draft (pin, drop, move, add an article, intro, subject) changes its
+stored items, marks it ``shaped`` (a later rebuild keeps the editor's
+selection instead of choosing again), re-renders its variants and records
+who did what and when in ``edition_change``. Only drafts can be shaped; an
+approval can be taken back until sending starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from digest.db import Session, transaction
+from digest.edition.desk import _BLOCKS, DeskView
+from digest.errors import EditionError, EmptyEdition
+from digest.headers import clean_text
+from digest.models import (
+    Article,
+    Block,
+    Edition,
+    EditionChange,
+    EditionItem,
+    EditionStatus,
+)
+from digest.schedule.files import Schedule
+from digest.send import Single
+from digest.wiring import Services
+
+ACTIONS = ("pin", "drop", "up", "down", "add")
+
+
+class Shaping:
+    """What an editor changes: the draft's articles, intro, subject, approval, a test."""
+
+    def __init__(self, pipe: Services) -> None:
+        self.pipe = pipe
+        self.view = DeskView(pipe)
+
+    def prepare(self, schedule_name: str) -> Edition:
+        """The draft of the schedule's next edition (made now if it does not exist)."""
+        schedule = self.pipe.schedule(schedule_name)
+        now = self.pipe.clock()
+        for fired in schedule.next_fires(now, 3):
+            try:
+                return self.pipe.editions.build(schedule, schedule.today(fired))
+            except EmptyEdition:
+                continue
+        raise EmptyEdition(f"{schedule_name}: nothing to put in the next editions yet")
+
+    def shape(self, edition_id: int, action: str, article_id: int, editor: str) -> None:
+        if action not in ACTIONS:
+            raise EditionError(f"unknown action {action!r}")
+        schedule, _ = self.view.edition(edition_id)
+        with transaction(self.pipe.factory) as session:
+            edition = self._draft(session, edition_id)
+            items = sorted(edition.items, key=lambda i: (_BLOCKS[i.block], i.position))
+            target = next((i for i in items if i.article_id == article_id), None)
+            if action == "add":
+                if target is None:
+                    self._add(session, edition, article_id, items)
+            elif target is None:
+                raise EditionError(f"article {article_id} is not in {edition.label}")
+            elif action == "pin":
+                self._pin(items, target)
+            elif action == "drop":
+                self._drop(session, edition, items, target)
+            else:
+                self._move(items, target, -1 if action == "up" else 1)
+            title = session.get(Article, article_id)
+            self._record(
+                session,
+                edition,
+                editor,
+                action,
+                {
+                    "article": article_id,
+                    "title": title.title[:200] if title else None,
+                },
+            )
+            self._rerender(session, schedule, edition)
+
+    def set_text(self, edition_id: int, intro: str, subject: str, editor: str) -> None:
+        schedule, _ = self.view.edition(edition_id)
+        intro = clean_text(intro, 500)
+        subject = clean_text(subject, 200)
+        with transaction(self.pipe.factory) as session:
+            edition = self._draft(session, edition_id)
+            detail: dict[str, Any] = {}
+            if intro != (edition.intro or ""):
+                edition.intro = intro or None
+                detail["intro"] = intro
+            if subject and subject != edition.subject:
+                edition.custom_subject = subject
+                detail["subject"] = subject
+            if detail:
+                self._record(session, edition, editor, "text", detail)
+                self._rerender(session, schedule, edition)
+
+    def approve(self, edition_id: int, approved: bool, editor: str) -> EditionStatus:
+        _, edition = self.view.edition(edition_id)
+        status = self.pipe.lifecycle.approve(edition, approved=approved)
+        with transaction(self.pipe.factory) as session:
+            current = session.get(Edition, edition_id)
+            assert current is not None
+            self._record(session, current, editor, "approve" if approved else "unapprove", None)
+        return status
+
+    def send_test(self, edition_id: int, to: str, editor: str) -> Single:
+        schedule, edition = self.view.edition(edition_id)
+        result = self.pipe.previews.send_test(schedule, edition, to)
+        with transaction(self.pipe.factory) as session:
+            current = session.get(Edition, edition_id)
+            assert current is not None
+            detail = {"to": to, "code": result.code, "reply": result.reply[:200]}
+            self._record(session, current, editor, "test", detail)
+        return result
+
+    def _draft(self, session: Session, edition_id: int) -> Edition:
+        edition = session.get(Edition, edition_id, with_for_update=True)
+        if edition is None:
+            raise EditionError(f"no edition {edition_id}")
+        if edition.status is not EditionStatus.DRAFT:
+            raise EditionError(
+                f"{edition.label} is {edition.status}: only a draft can be changed "
+                "(take the approval back first)"
+            )
+        return edition
+
+    @staticmethod
+    def _pin(items: list[EditionItem], target: EditionItem) -> None:
+        """To the top: it leads; the old lead opens the day's list."""
+        lead = next((i for i in items if i.block is Block.LEAD), None)
+        target.pinned = True
+        if target is lead:
+            return
+        if lead is not None:
+            lead.block = Block.DAY
+            lead.position = _first_position(items, Block.DAY) - 1
+        target.block = Block.LEAD
+        target.position = -1
+
+    @staticmethod
+    def _drop(
+        session: Session, edition: Edition, items: list[EditionItem], target: EditionItem
+    ) -> None:
+        rest = [i for i in items if i is not target and i.block is not Block.DISCUSSED]
+        if not rest:
+            raise EditionError("the last article cannot be dropped: cancel the edition instead")
+        if target.block is Block.LEAD:
+            successor = rest[0]
+            successor.block = Block.LEAD
+        edition.items.remove(target)
+        session.delete(target)
+
+    @staticmethod
+    def _move(items: list[EditionItem], target: EditionItem, step: int) -> None:
+        same = [i for i in items if i.block is target.block]
+        index = same.index(target)
+        other = index + step
+        if 0 <= other < len(same):
+            neighbour = same[other]
+            target.position, neighbour.position = neighbour.position, target.position
+
+    def _add(
+        self, session: Session, edition: Edition, article_id: int, items: list[EditionItem]
+    ) -> None:
+        if session.get(Article, article_id) is None:
+            raise EditionError(f"no article {article_id}")
+        edition.items.append(
+            EditionItem(
+                edition_id=edition.id,
+                article_id=article_id,
+                block=Block.DAY,
+                position=max((i.position for i in items), default=0) + 1,
+            )
+        )
+
+    def _record(
+        self,
+        session: Session,
+        edition: Edition,
+        editor: str,
+        action: str,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        session.add(
+            EditionChange(
+                edition_id=edition.id,
+                editor=editor,
+                at=self.pipe.clock(),
+                action=action,
+                detail=detail,
+            )
+        )
+
+    def _rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
+        edition.shaped_at = edition.shaped_at or self.pipe.clock()
+        session.flush()
+        session.expire(edition, ["items"])
+        self.pipe.editions.rerender(session, schedule, edition)
+
+
+def _first_position(items: list[EditionItem], block: Block) -> int:
+    return min((i.position for i in items if i.block is block), default=0)

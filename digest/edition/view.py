@@ -1,0 +1,109 @@
+"""An edition as the templates see it (``EditionView``), and as the public archive
+page shows it: every section, nobody's links."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from digest import store
+from digest.db import Session
+from digest.errors import RenderError
+from digest.models import Block, Edition, EditionItem
+from digest.render import (
+    ArticleView,
+    CommentView,
+    EditionView,
+    date_long,
+    date_plain,
+    render_subject,
+    shorten,
+)
+from digest.schedule.files import Schedule
+
+if TYPE_CHECKING:
+    from digest.wiring import Services
+
+PREHEADER_LIMIT = 100
+
+
+def edition_view(
+    services: Services, session: Session, schedule: Schedule, edition: Edition
+) -> EditionView:
+    """The edition as the templates see it, from its stored items."""
+    items = sorted(edition.items, key=lambda i: i.position)
+    talked = [i.article_id for i in items if i.discussed or i.block is Block.DISCUSSED]
+    top = store.top_comments(session, talked, edition.window_start, edition.window_end)
+
+    def article(item: EditionItem) -> ArticleView:
+        a = item.article
+        c = top.get(a.id)
+        return ArticleView(
+            id=a.id,
+            title=a.title,
+            url=a.url,
+            lead=a.lead or "",
+            section=a.section.slug if a.section else "",
+            section_title=a.section.title if a.section else "Новости",
+            section_position=a.section.position if a.section else 10_000,
+            published_at=a.published_at,
+            views=a.views,
+            image_url=a.image_url,
+            image_caption=a.image_caption if a.image_caption else None,
+            discussed=item.discussed or item.block is Block.DISCUSSED,
+            comments_in_window=item.comments_in_window,
+            comments_total=item.comments_total,
+            top_comment=(
+                CommentView(c.author or "аноним", c.body, c.votes)
+                if c is not None and c.body
+                else None
+            ),
+        )
+
+    lead = next(article(i) for i in items if i.block is Block.LEAD)
+    day = [article(i) for i in items if i.block is Block.DAY]
+    discussed = [article(i) for i in items if i.block is Block.DISCUSSED]
+    mailing_list = services.mailing_list(schedule)
+    variables = {
+        "date": date_plain(edition.edition_date),
+        "date_long": date_long(edition.edition_date),
+        "site_name": services.settings.site_name,
+        "lead_title": lead.title,
+        "articles": 1 + len(day),
+    }
+    return EditionView(
+        site_name=services.settings.site_name,
+        site_url=services.settings.site_url,
+        list_name=mailing_list.name,
+        list_description=mailing_list.description,
+        edition_date=edition.edition_date,
+        window_days=schedule.window.days,
+        subject=edition.custom_subject or render_subject(schedule.mail.subject, variables),
+        preheader=shorten(render_subject(schedule.mail.preheader, variables), PREHEADER_LIMIT),
+        lead=lead,
+        day=day,
+        discussed=discussed,
+        zone=schedule.zone,
+        intro=edition.intro,
+        archive_url=archive_url(services, edition),
+    )
+
+
+def archive_url(services: Services, edition: Edition) -> str:
+    """The public page of the edition: «Открыть в браузере»."""
+    base = services.settings.base_url.rstrip("/")
+    return f"{base}/archive/{edition.schedule}/{edition.edition_date.isoformat()}"
+
+
+def archive_page(services: Services, schedule: Schedule, edition: Edition) -> str:
+    """The edition as a web page: every section, nobody's links, no tracking."""
+    with services.factory() as session:
+        current = session.get(Edition, edition.id)
+        assert current is not None
+        view = replace(edition_view(services, session, schedule, current), archive=True)
+        view = replace(view, subject=current.subject or view.subject)
+    page = services.renderer.render(view, schedule.mail.template).html
+    if services.placeholders.stem in page:
+        # A public page: no slot may reach it (the secret stem keeps slots ours).
+        raise RenderError(f"{edition.label}: the template puts a reader's slot in the archive")
+    return page

@@ -1,0 +1,97 @@
+"""The model's plain values: statuses and kinds, the clock, and the rows selection
+reads (no SQLAlchemy here: every room may use them).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    """The real clock. Entry points pass it down as a ``Clock``; below them the
+    product reads time only through the clock it was handed, so a test can fix it."""
+    return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class EditionStatus(enum.StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    # The scheduler was down past the grace time: not sent (stale news is worse
+    # than none) unless ops run it by hand.
+    MISSED = "missed"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_DELIVERY_STATES
+
+
+FINAL_DELIVERY_STATES = frozenset(
+    {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.BOUNCED, DeliveryStatus.SUPPRESSED}
+)
+
+
+class Block(enum.StrEnum):
+    LEAD = "lead"
+    DAY = "day"
+    DISCUSSED = "discussed"
+
+
+class EventKind(enum.StrEnum):
+    OPEN = "open"
+    CLICK = "click"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    CONFIRM = "confirm"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An article as selection sees it."""
+
+    id: int
+    external_id: str
+    published_at: datetime
+    views: int = 0
+    has_image: bool = False
+    section: str | None = None
+
+
+@dataclass(frozen=True)
+class Discussion:
+    """Comments on one article inside the window, per commenter."""
+
+    article: Candidate
+    per_commenter: Mapping[str, int]
+    comments_total: int
+
+    @property
+    def comments_in_window(self) -> int:
+        return sum(self.per_commenter.values())

@@ -1,0 +1,299 @@
+"""The tables: SQLAlchemy 2 typed mappings. Queries live in ``store``."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from digest.models.columns import UTCDateTime, _enum
+from digest.models.kinds import (
+    Block,
+    DeliveryStatus,
+    EditionStatus,
+    EventKind,
+    SubscriberStatus,
+    utcnow,
+)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Section(Base):
+    __tablename__ = "section"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer, default=1000)
+
+
+class Article(Base):
+    __tablename__ = "article"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    lead: Mapped[str | None] = mapped_column(Text)
+    image_url: Mapped[str | None] = mapped_column(Text)
+    image_caption: Mapped[str | None] = mapped_column(Text)
+    section_id: Mapped[int | None] = mapped_column(ForeignKey("section.id"))
+    source: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(index=True)
+    views: Mapped[int] = mapped_column(BigInteger, default=0)
+    rating: Mapped[int] = mapped_column(Integer, default=0)
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    section: Mapped[Section | None] = relationship(lazy="joined")
+
+
+class Comment(Base):
+    __tablename__ = "comment"
+    __table_args__ = (
+        UniqueConstraint("article_id", "number", name="uq_comment_article_number"),
+        Index("ix_comment_posted_at_article", "posted_at", "article_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    author: Mapped[str | None] = mapped_column(String(200))
+    posted_at: Mapped[datetime]
+    body: Mapped[str] = mapped_column(Text, default="")
+    votes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscriber"
+    __table_args__ = (Index("ix_subscriber_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING
+    )
+    locale: Mapped[str] = mapped_column(String(16), default="ru")
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # Normalised, sorted, comma-joined section slugs; NULL means every section.
+    sections: Mapped[str | None] = mapped_column(Text)
+    frequency: Mapped[str] = mapped_column(String(16), default="daily")
+    # "html" (multipart with HTML) or "text" (a text/plain message only).
+    format: Mapped[str] = mapped_column(String(8), default="html", server_default="html")
+    # Random, unguessable key that signed links carry instead of an id or address.
+    token_key: Mapped[str] = mapped_column(String(32), unique=True)
+    consent_at: Mapped[datetime | None]
+    consent_source: Mapped[str | None] = mapped_column(String(200))
+    confirmed_at: Mapped[datetime | None]
+    # When the double opt-in mail went out: `subscribers invite` sends it once per link life.
+    invited_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Edition(Base):
+    __tablename__ = "edition"
+    # The arbiter: two schedulers, a double click or a restart cannot make two editions.
+    __table_args__ = (
+        UniqueConstraint("schedule", "edition_date", name="uq_edition_schedule_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule: Mapped[str] = mapped_column(String(64))
+    edition_date: Mapped[date] = mapped_column(Date)
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    status: Mapped[EditionStatus] = mapped_column(
+        _enum(EditionStatus, "edition_status"), default=EditionStatus.DRAFT
+    )
+    subject: Mapped[str] = mapped_column(Text, default="")
+    preheader: Mapped[str] = mapped_column(Text, default="")
+    intro: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    # Set by `digest pause`: senders stop claiming until `digest resume` clears it.
+    paused_at: Mapped[datetime | None]
+    # An editor shaped the draft: a rebuild re-renders it but keeps their selection.
+    shaped_at: Mapped[datetime | None]
+    # The subject an editor wrote (else the schedule's template makes it).
+    custom_subject: Mapped[str | None] = mapped_column(Text)
+
+    items: Mapped[list[EditionItem]] = relationship(
+        back_populates="edition", cascade="all, delete-orphan", order_by="EditionItem.position"
+    )
+    variants: Mapped[list[EditionVariant]] = relationship(
+        back_populates="edition", cascade="all, delete-orphan"
+    )
+
+    @property
+    def label(self) -> str:
+        return f"{self.schedule}/{self.edition_date.isoformat()}"
+
+
+class EditionItem(Base):
+    __tablename__ = "edition_item"
+    __table_args__ = (UniqueConstraint("edition_id", "article_id", name="uq_item_edition_article"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    article_id: Mapped[int] = mapped_column(ForeignKey("article.id"))
+    block: Mapped[Block] = mapped_column(_enum(Block, "item_block"))
+    position: Mapped[int] = mapped_column(Integer)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Also in the most-discussed ranking (shown once, in the day's list, marked).
+    discussed: Mapped[bool] = mapped_column(Boolean, default=False)
+    comments_in_window: Mapped[int] = mapped_column(Integer, default=0)
+    comments_total: Mapped[int] = mapped_column(Integer, default=0)
+
+    edition: Mapped[Edition] = relationship(back_populates="items")
+    article: Mapped[Article] = relationship(lazy="joined")
+
+
+class EditionVariant(Base):
+    """One rendered, CSS-inlined form of an edition (per section choice), reused for
+    every subscriber who shares that choice; only their links are spliced in."""
+
+    __tablename__ = "edition_variant"
+    __table_args__ = (UniqueConstraint("edition_id", "key", name="uq_variant_edition_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    # The subscriber's normalised section choice ("" = every section).
+    key: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    preheader: Mapped[str] = mapped_column(Text, default="")
+    articles: Mapped[int] = mapped_column(Integer, default=0)
+    render_ms: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    edition: Mapped[Edition] = relationship(back_populates="variants")
+
+
+class Delivery(Base):
+    __tablename__ = "delivery"
+    # The arbiter again: a subscriber cannot get one edition twice from us.
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
+        Index("ix_delivery_edition_status", "edition_id", "status", "id"),
+        Index("ix_delivery_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    variant_id: Mapped[int | None] = mapped_column(ForeignKey("edition_variant.id"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(250))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]
+    # The give-up age counts from here (DIGEST_GIVE_UP_AFTER).
+    first_attempt_at: Mapped[datetime | None]
+
+
+class EditionChange(Base):
+    """What an editor did to an edition, by whom and when."""
+
+    __tablename__ = "edition_change"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), index=True
+    )
+    editor: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None]
+
+
+class EditionLink(Base):
+    """A URL that was in an edition. Click tokens name a row here, so the redirect
+    can only ever lead to a link the edition itself carried (no open redirect)."""
+
+    __tablename__ = "edition_link"
+    __table_args__ = (UniqueConstraint("edition_id", "url", name="uq_link_edition_url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+
+
+class Event(Base):
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Opens and clicks name their edition; without individual tracking, nothing else.
+    edition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "event_kind"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any] | None]
+
+
+class Forgotten(Base):
+    """What `digest subscribers forget` keeps: the SHA-256 of an erased address,
+    so an import or a sign-up can refuse it without knowing who it was."""
+
+    __tablename__ = "forgotten"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeskSession(Base):
+    """A desk login, kept here so that logout and a password change end it: the
+    cookie carries only a random id whose SHA-256 is ``id``."""
+
+    __tablename__ = "desk_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    editor: Mapped[str] = mapped_column(String(100))
+    # A keyed hash of the password the editor logged in with: another password, no session.
+    password_tag: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class LoginFailure(Base):
+    """A wrong desk password, by name and address: what the throttle counts."""
+
+    __tablename__ = "login_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    editor: Mapped[str] = mapped_column(String(100), index=True)
+    ip: Mapped[str] = mapped_column(String(64), index=True)

@@ -1,0 +1,160 @@
+"""APScheduler 3 (AsyncIOScheduler) keeps the jobs in the configured database;
+each schedule file gives one send job (replace_existing, coalesce,
+max_instances=1, misfire_grace_time from the file) and one prepare job. Jobs
+name the schedule only; the file is read again at every fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from digest.schedule.files import Schedule, load_schedules
+from digest.schedule.runner import Runner, catch_up
+from digest.send.process import Stopper, stop_on_signals
+from digest.wiring import Services
+
+log = logging.getLogger(__name__)
+
+
+# Jobs in a persistent store name a module-level function; it finds the runner here.
+_RUNNER: Runner | None = None
+
+
+def fire_job(name: str) -> None:
+    assert _RUNNER is not None, "the scheduler sets the runner before it starts"
+    _RUNNER.fire(name)
+
+
+def prepare_job(name: str) -> None:
+    assert _RUNNER is not None, "the scheduler sets the runner before it starts"
+    _RUNNER.prepare(name)
+
+
+class ShiftedTrigger(BaseTrigger):  # type: ignore[misc]
+    """A cron trigger moved earlier by some minutes: the draft is prepared
+    ``prepare_minutes`` before each send time. Picklable, for the job store."""
+
+    def __init__(self, inner: CronTrigger, minutes: int) -> None:
+        self.inner = inner
+        self.minutes = minutes
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        shift = timedelta(minutes=self.minutes)
+        previous = previous_fire_time + shift if previous_fire_time is not None else None
+        fired: datetime | None = self.inner.get_next_fire_time(previous, now + shift)
+        return fired - shift if fired is not None else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"version": 1, "inner": self.inner, "minutes": self.minutes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.inner = state["inner"]
+        self.minutes = state["minutes"]
+
+    def __str__(self) -> str:
+        return f"{self.inner} − {self.minutes} min"
+
+
+def send_trigger(schedule: Schedule) -> CronTrigger:
+    """The send job's trigger. With ``local_time`` it fires every hour at the cron's
+    minute: the runner works out whether some zone's morning has come."""
+    if schedule.send.local_time:
+        minute = schedule.cron.split()[0]
+        return CronTrigger(minute=minute, hour="*", timezone=UTC)
+    return schedule.trigger()
+
+
+def prepare_trigger(schedule: Schedule) -> BaseTrigger:
+    """``prepare_minutes`` before each send time; hourly with ``local_time``, where
+    the first wave moves with the readers' zones (the runner checks the horizon)."""
+    if schedule.send.local_time:
+        return send_trigger(schedule)
+    return ShiftedTrigger(schedule.trigger(), schedule.send.prepare_minutes)
+
+
+def build_scheduler(pipe: Services, schedules: dict[str, Schedule]) -> AsyncIOScheduler:
+    """Jobs for every schedule file, kept in the configured database."""
+    global _RUNNER
+    _RUNNER = Runner(pipe)
+    scheduler = AsyncIOScheduler(
+        jobstores={"default": SQLAlchemyJobStore(url=pipe.settings.database)},
+        timezone=UTC,
+    )
+    for name, schedule in schedules.items():
+        jobs = (
+            ("send", fire_job, send_trigger(schedule)),
+            ("prepare", prepare_job, prepare_trigger(schedule)),
+        )
+        for kind, job, trigger in jobs:
+            scheduler.add_job(
+                job,
+                trigger,
+                args=[name],
+                id=f"{kind}:{name}",
+                name=f"{kind} {name}",
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=schedule.send.grace_minutes * 60,
+            )
+
+    def on_event(event: JobExecutionEvent) -> None:
+        # Down past misfire_grace_time: APScheduler skips the run; the runner marks
+        # the edition missed (the same rule a late fire applies).
+        if event.code == EVENT_JOB_MISSED and event.job_id.startswith("send:"):
+            name = event.job_id.split(":", 1)[1]
+            Runner(pipe).missed_at(name, event.scheduled_run_time)
+        elif event.code == EVENT_JOB_ERROR:
+            log.error("job %s failed: %s", event.job_id, event.exception)
+
+    scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+    return scheduler
+
+
+async def run_scheduler(
+    pipe: Services,
+    stop: asyncio.Event,
+    *,
+    send: Callable[[asyncio.Event], Any] | None,
+) -> None:
+    """``digest scheduler``: catch up, then fire jobs until ``stop``; with ``send``
+    the same process also sends what is due (waves included)."""
+    schedules = load_schedules(pipe.settings.schedules_dir, pipe.settings.timezone)
+    await asyncio.to_thread(catch_up, pipe, schedules)
+    scheduler = build_scheduler(pipe, schedules)
+    scheduler.start()
+    for job in scheduler.get_jobs():
+        log.info("job %s: next at %s", job.id, job.next_run_time)
+    try:
+        if send is not None:
+            await send(stop)
+        else:
+            await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+async def run_until_signalled(services: Services, name: str, enqueue_only: bool) -> None:
+    """`digest scheduler`: fire jobs, and unless ``enqueue_only`` send what is due in
+    the same process (as worker ``name``), until SIGINT or SIGTERM stop it cleanly."""
+    stopper = Stopper()
+
+    async def send(until: asyncio.Event) -> None:
+        await services.sender.work(
+            services.connector(), worker=name, once=False, stop=until, on_run=stopper.on_run
+        )
+
+    with stop_on_signals(stopper.on_signal):
+        await run_scheduler(services, stopper.stop, send=None if enqueue_only else send)

@@ -1,0 +1,50 @@
+"""What a send is told (``SendOptions``, from the settings) and what it did (``RunResult``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from digest.models import DeliveryStatus
+from digest.send.pacing import DomainState
+from digest.track.outcomes import RetryPolicy
+
+
+@dataclass
+class RunResult:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    bounced: int = 0
+    suppressed: int = 0
+    claimed: int = 0
+    stopped: str | None = None  # paused, cancelled, stopped (a signal)
+    aborted: str | None = None  # no relay usable for too long
+    domains: dict[str, DomainState] = field(default_factory=dict)
+
+    def add(self, status: DeliveryStatus) -> None:
+        if status is DeliveryStatus.SENT:
+            self.sent += 1
+        elif status is DeliveryStatus.DEFERRED:
+            self.deferred += 1
+        elif status is DeliveryStatus.BOUNCED:
+            self.bounced += 1
+        elif status is DeliveryStatus.SUPPRESSED:
+            self.suppressed += 1
+        else:
+            self.failed += 1
+
+
+@dataclass
+class SendOptions:
+    """How one send behaves (from the settings)."""
+
+    connections: int = 8
+    batch_size: int = 500
+    limit: int | None = None
+    wait: bool = False  # keep going until every delivery is final, retrying on schedule
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    edition_deadline: datetime | None = None
+    rate: float | None = None
+    heartbeat: float = 1.0
+    max_idle_sleep: float = 30.0

@@ -1,0 +1,274 @@
+"""The send services: an edition's send set up from the settings, the worker's
+loop over every edition being sent, and ``deliver`` (what `digest send` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from digest import store
+from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
+from digest.config import SmtpTarget
+from digest.config.settings import Settings
+from digest.edition.lifecycle import give_up_deadline
+from digest.errors import ComposeError
+from digest.models import DeliveryStatus, Edition, utcnow
+from digest.schedule.files import Schedule
+from digest.send.pacing import DomainGate
+from digest.send.process import Stopper, run_async, run_stoppable, stop_on_signals
+from digest.send.relays import RelayPool, probe_relays
+from digest.send.result import RunResult, SendOptions
+from digest.send.run import SendRun
+from digest.send.smtp import Connection, Progress
+from digest.send.workers import reclaim_dead, worker_name
+from digest.send.writer import Ledger
+from digest.track.ledger import DeliveryStore
+from digest.track.outcomes import RetryPolicy, SoftBouncePolicy
+
+if TYPE_CHECKING:
+    from digest.wiring import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    bounced: int = 0
+    editions: set[str] = field(default_factory=set)
+    aborted: str | None = None
+
+    def add(self, label: str, result: RunResult) -> None:
+        if result.claimed:
+            self.editions.add(label)
+        self.sent += result.sent
+        self.deferred += result.deferred
+        self.failed += result.failed
+        self.bounced += result.bounced
+
+
+class Sender:
+    """``Services.sender``."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def templates(
+        self, schedule: Schedule, edition: Edition, composer: Composer, subject_prefix: str = ""
+    ) -> dict[int, MessageTemplate]:
+        with self.services.factory() as session:
+            stored = store.variants(session, edition.id)
+            subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
+        mail = EditionMail(edition.id, schedule.name, edition.edition_date, subject)
+        return {
+            v.id: composer.template(mail, v.html, v.text, subject_prefix=subject_prefix)
+            for v in stored
+            if v.articles > 0
+        }
+
+    def send_run(
+        self,
+        schedule: Schedule,
+        edition: Edition,
+        connect: Callable[[SmtpTarget], Connection],
+        *,
+        worker: str,
+        relays: RelayPool | None = None,
+        gate: DomainGate | None = None,
+        limit: int | None = None,
+        wait: bool = False,
+        progress: Progress | None = None,
+        ledger: Ledger | None = None,
+        paced: bool = True,
+    ) -> SendRun:
+        """A send of the edition's due deliveries, set up from the settings. Pass the
+        same ``relays`` and ``gate`` to successive runs so what they learned holds;
+        a ``ledger`` other than the database's (a dry run's) replaces the claims."""
+        cfg = self.services.settings
+        composer = self.services.composer(schedule)
+        templates = self.templates(schedule, edition, composer)
+
+        def compose(claim: store.Claim) -> Message:
+            template = templates.get(claim.variant_id or -1)
+            if template is None:
+                raise ComposeError(f"delivery {claim.delivery_id}: no rendered variant")
+            return composer.message(
+                template,
+                Recipient(
+                    claim.subscriber_id, claim.email, claim.name, claim.token_key, claim.delivery_id
+                ),
+            )
+
+        ledger = ledger or DeliveryStore(
+            self.services.factory,
+            edition.id,
+            worker,
+            lease=timedelta(seconds=cfg.claim_lease),
+            soft_bounces=SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days),
+        )
+        return SendRun(
+            ledger,
+            compose,
+            connect,
+            relays or self.services.relay_pool(),
+            clock=self.services.clock,
+            options=send_options(cfg, edition, limit=limit, wait=wait, paced=paced),
+            gate=gate or self.services.domain_gate(),
+            progress=progress,
+            sign=self.services.dkim_signer().sign if cfg.dkim_key_file else None,
+        )
+
+    async def work(
+        self,
+        connect: Callable[[SmtpTarget], Connection],
+        *,
+        worker: str,
+        once: bool,
+        stop: asyncio.Event,
+        on_run: Callable[[SendRun | None], None] = lambda run: None,
+    ) -> WorkReport:
+        """``digest worker``: send every sending edition's due deliveries, sharing the
+        work with other workers through the claims. ``once``: drain what is due now
+        and return; otherwise poll until ``stop`` is set."""
+        relays, gate = self.services.relay_pool(), self.services.domain_gate()
+        report = WorkReport()
+        schedules: dict[str, Schedule] = {}
+        while not stop.is_set():
+            with self.services.factory() as session:
+                editions = store.sending_editions(session)
+            claimed = 0
+            for edition in editions:
+                if stop.is_set():
+                    break
+                if edition.schedule not in schedules:
+                    schedules[edition.schedule] = self.services.schedule(edition.schedule)
+                schedule = schedules[edition.schedule]
+                run = self.send_run(
+                    schedule, edition, connect, worker=worker, relays=relays, gate=gate
+                )
+                on_run(run)
+                result = await run.run()
+                on_run(None)
+                claimed += result.claimed
+                report.add(edition.label, result)
+                self.services.lifecycle.finish(edition)
+                if result.aborted:
+                    report.aborted = result.aborted
+                    return report
+            if claimed:
+                continue
+            if once:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.services.settings.worker_poll)
+        return report
+
+    def deliver(
+        self,
+        schedule: Schedule,
+        edition: Edition,
+        *,
+        limit: int | None = None,
+        wait: bool = True,
+        watch: Callable[[str, int], contextlib.AbstractContextManager[Progress | None]]
+        | None = None,
+        via: SmtpTarget | None = None,
+    ) -> RunResult:
+        """`digest send`: check the relays, enqueue and send; with ``wait``, until every
+        delivery is final. ``watch(label, total)`` gives what follows the progress.
+        ``via`` sends through that relay instead of the configured ones (the demo's
+        capture server). Infrastructure faults raise; a signal stops cleanly."""
+        services = self.services
+        connect = services.connector()
+        relays = services.relay_pool(via)
+        run_async(probe_relays(relays, connect))
+        self.reclaim()
+        added = services.lifecycle.start_sending(schedule, edition)
+        with services.factory() as session:
+            counts = store.delivery_counts(session, edition.id)
+        due = sum(counts.get(s, 0) for s in DeliveryStatus if not s.final)
+        log.info(
+            "sending %s through %s: %d new deliveries, %d to send",
+            edition.label,
+            ", ".join(str(r.target) for r in relays.relays),
+            added,
+            due,
+            extra={"edition": edition.id},
+        )
+        total = min(due, limit) if limit else due
+        with (watch or _unwatched)(edition.label, total) as progress:
+            run = self.send_run(
+                schedule,
+                edition,
+                connect,
+                worker=worker_name(),
+                relays=relays,
+                limit=limit,
+                wait=wait,
+                progress=progress,
+            )
+            result = run_async(run_stoppable(run))
+        services.lifecycle.finish(edition)
+        log.info(
+            "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the way",
+            edition.label,
+            result.sent,
+            result.failed,
+            result.bounced,
+            result.suppressed,
+            result.deferred,
+            extra={"edition": edition.id},
+        )
+        return result
+
+    def reclaim(self) -> int:
+        """Claims of processes that died go back to the queue."""
+        reclaimed = reclaim_dead(self.services.factory, utcnow())
+        if reclaimed:
+            log.info("took back %d deliveries claimed by processes that died", reclaimed)
+        return reclaimed
+
+    async def run_worker(self, name: str, once: bool) -> WorkReport:
+        """`digest worker`: ``work`` until done (``once``) or a signal stops it cleanly."""
+        stopper = Stopper()
+        with stop_on_signals(stopper.on_signal):
+            return await self.work(
+                self.services.connector(),
+                worker=name,
+                once=once,
+                stop=stopper.stop,
+                on_run=stopper.on_run,
+            )
+
+
+def _unwatched(_label: str, _total: int) -> contextlib.AbstractContextManager[Progress | None]:
+    return contextlib.nullcontext(None)
+
+
+def send_options(
+    cfg: Settings, edition: Edition, *, limit: int | None, wait: bool, paced: bool = True
+) -> SendOptions:
+    """How a send of ``edition`` behaves, from the settings (``paced``: at
+    DIGEST_SMTP_RATE; a dry run is not, it sends nothing)."""
+    return SendOptions(
+        connections=cfg.smtp_connections,
+        batch_size=cfg.batch_size,
+        limit=limit,
+        wait=wait,
+        retry=RetryPolicy(
+            cfg.retry_steps,
+            cfg.retry_jitter,
+            timedelta(seconds=cfg.give_up_after),
+            greylist=cfg.greylist_delay,
+        ),
+        edition_deadline=give_up_deadline(edition),
+        rate=cfg.smtp_rate if paced else None,
+    )

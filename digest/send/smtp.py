@@ -1,0 +1,232 @@
+"""SMTP sessions: one reused aiosmtplib connection, its replies judged by ``replies``,
+and the odd single message (a test copy, a confirmation).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import aiosmtplib
+
+from digest.compose import Message
+from digest.config import Settings, SmtpTarget
+from digest.errors import (
+    DeliveryError,
+    Kind,
+    PermanentFailure,
+    RelayUnavailable,
+    TemporaryFailure,
+)
+from digest.track.outcomes import Outcome
+from digest.track.replies import classify
+
+
+class Connection(Protocol):
+    """One open line to a relay. ``send`` returns the 2xx reply or raises a
+    classified ``DeliveryError`` (``code`` None: the connection itself failed)."""
+
+    async def open(self) -> None: ...
+
+    async def send(
+        self, message: Message, before_data: Awaitable[None] | None = None
+    ) -> tuple[int, str]: ...
+
+    async def close(self) -> None: ...
+
+
+class Progress(Protocol):
+    def advance(self, outcome: Outcome) -> None: ...
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait: to connect (greeting, TLS, login), for each command's reply,
+    and for the reply after DATA. A relay that accepts and then hangs costs at
+    most one of these, never the send."""
+
+    connect: float = 30.0
+    command: float = 60.0
+    data: float = 180.0
+
+
+class SmtpConnection:
+    """An aiosmtplib connection that is opened lazily, reused for many messages,
+    and reopened when the server closes it."""
+
+    def __init__(
+        self,
+        target: SmtpTarget,
+        timeouts: Timeouts | float,
+        tls_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        self.target = target
+        self.timeouts = (
+            timeouts if isinstance(timeouts, Timeouts) else Timeouts(timeouts, timeouts, timeouts)
+        )
+        self.tls_context = tls_context
+        self.local_hostname = local_hostname
+        self.smtp: aiosmtplib.SMTP | None = None
+
+    async def open(self) -> None:
+        smtp = aiosmtplib.SMTP(
+            hostname=self.target.host,
+            port=self.target.port,
+            use_tls=self.target.implicit_tls,
+            # Explicit: STARTTLS when the URL asks for it, never opportunistically
+            # (a failed upgrade would otherwise fail a relay that works in plain).
+            start_tls=self.target.starttls,
+            tls_context=self.tls_context,
+            timeout=self.timeouts.connect,
+            local_hostname=self.local_hostname,
+        )
+        try:
+            await smtp.connect()
+            if self.target.username:
+                await smtp.login(self.target.username, self.target.password or "")
+            if smtp.is_ehlo_or_helo_needed:
+                # Greet now: the first message needs to know SIZE and SMTPUTF8.
+                try:
+                    await smtp.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await smtp.helo()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            smtp.close()
+            raise RelayUnavailable(
+                f"{self.target}: login refused: {exc.code} {exc.message}"
+            ) from None
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            smtp.close()
+            raise TemporaryFailure(
+                f"cannot connect to {self.target}: {exc}", kind=Kind.UNREACHABLE
+            ) from None
+        self.smtp = smtp
+
+    async def send(
+        self, message: Message, before_data: Awaitable[None] | None = None
+    ) -> tuple[int, str]:
+        """Send one message. ``before_data`` is awaited between RCPT and DATA: the
+        sender passes the commit of this connection's previous outcome, so the
+        envelope of the next message overlaps it and nothing is accepted before it."""
+        if self.smtp is None or not self.smtp.is_connected:
+            await self.open()
+        smtp = self.smtp
+        assert smtp is not None
+        command = self.timeouts.command
+        if message.smtputf8 and not smtp.supports_extension("smtputf8"):
+            # That one address cannot go this way; nothing was said to the relay.
+            raise PermanentFailure(
+                f"{message.envelope_to}: the address needs SMTPUTF8 (RFC 6531), "
+                f"which {self.target} does not offer",
+                recipient=message.envelope_to,
+                kind=Kind.PERMANENT,
+            )
+        encoding = "utf-8" if message.smtputf8 else "ascii"
+        try:
+            options = [f"SIZE={len(message.data)}"] if smtp.supports_extension("size") else []
+            if message.smtputf8:
+                options.append("SMTPUTF8")
+            # mail/rcpt/data rather than sendmail(): the bytes are already CRLF,
+            # so the size need not be recomputed by another pass over them.
+            await smtp.mail(
+                message.envelope_from, options=options, encoding=encoding, timeout=command
+            )
+            await smtp.rcpt(message.envelope_to, encoding=encoding, timeout=command)
+            if before_data is not None:
+                await before_data
+            response = await smtp.data(message.data, timeout=self.timeouts.data)
+            return response.code, response.message
+        except aiosmtplib.SMTPResponseException as exc:
+            error = classify(exc.code, exc.message, message.envelope_to)
+            if exc.code == 421:
+                self._drop()  # RFC 5321 §3.8: 421 closes the channel
+            else:
+                await self._reset()
+            raise (error or TemporaryFailure(exc.message, code=exc.code)) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            # Disconnected, timed out, reset: the line is gone; the next send reconnects.
+            self._drop()
+            raise TemporaryFailure(
+                f"connection lost: {exc or type(exc).__name__}", kind=Kind.CONNECTION
+            ) from None
+
+    async def _reset(self) -> None:
+        # After a refusal the envelope must be reset before the next message.
+        if self.smtp is None:
+            return
+        try:
+            await self.smtp.rset(timeout=self.timeouts.command)
+        except (aiosmtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+            self.smtp = None
+
+    async def close(self) -> None:
+        if self.smtp is None:
+            return
+        try:
+            if self.smtp.is_connected:
+                await self.smtp.quit(timeout=self.timeouts.command)
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+        finally:
+            self._drop()
+
+
+def connector(cfg: Settings) -> Callable[[SmtpTarget], SmtpConnection]:
+    """New connections to a relay, all with the settings' timeouts and TLS context."""
+    tls = cfg.tls_context()
+    timeouts = Timeouts(cfg.smtp_connect_timeout, cfg.smtp_command_timeout, cfg.smtp_data_timeout)
+    return lambda target: SmtpConnection(target, timeouts, tls)
+
+
+@dataclass(frozen=True)
+class Single:
+    """The outcome of one message sent outside an edition (test copy, confirmation)."""
+
+    message: Message
+    code: int | None
+    reply: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code is not None and 200 <= self.code < 300
+
+
+async def send_each(
+    connection: SmtpConnection,
+    messages: Sequence[Message],
+    sign: Callable[[bytes], bytes] | None = None,
+) -> list[Single]:
+    """Messages one by one over one connection: a refusal is recorded for that
+    message and the rest go on. For the few mails that are not an edition."""
+    results = []
+    try:
+        for message in messages:
+            data = sign(message.data) if sign is not None else message.data
+            try:
+                code, reply = await connection.send(replace(message, data=data))
+            except DeliveryError as exc:
+                results.append(Single(message, exc.code, str(exc)))
+            else:
+                results.append(Single(message, code, reply))
+    finally:
+        await connection.close()
+    return results
+
+
+async def probe(connection: Connection) -> None:
+    """Open and close one connection before claiming anything: a relay that is
+    down fails the send before a single delivery changes state."""
+    try:
+        await connection.open()
+    except TemporaryFailure as exc:
+        raise RelayUnavailable(str(exc)) from None
+    finally:
+        await connection.close()

@@ -1,0 +1,36 @@
+"""Who is sending: a worker's name, and claims handed back when their worker died."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+
+from digest import store
+from digest.db import Factory, transaction
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reclaim_dead(factory: Factory, now: datetime) -> int:
+    """Hand back at once the claims of processes of this machine that no longer
+    exist (a ``kill -9``); other machines' claims wait for their lease."""
+    host = socket.gethostname()
+    with transaction(factory) as session:
+        dead = [w for w in store.claimers(session) if not _alive_here(w, host)]
+        return store.release_claims_of(session, dead, now)
+
+
+def _alive_here(worker: str, host: str) -> bool:
+    name, _, pid = worker.rpartition(":")
+    if name != host or not pid.isdigit():
+        return True  # another machine's: its lease decides
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,102 @@
+"""The send's one database thread: every store call of a run goes through it, and
+outcomes are group-committed (whatever arrived while the last commit ran goes in
+the next), so the event loop never waits on SQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from digest.models import DeliveryStatus
+from digest.store.claims import Claim
+from digest.track.ledger import Control
+from digest.track.outcomes import Outcome
+
+T = TypeVar("T")
+
+
+class Ledger(Protocol):
+    """What a send needs of the database (``track.ledger.DeliveryStore``; a dry run's
+    ``send.dry.DryLedger``). Synchronous: the writer's thread calls it."""
+
+    def claim(
+        self, limit: int, now: datetime, skip_domains: Sequence[str] = ()
+    ) -> tuple[list[Claim], int]: ...
+
+    def record(self, outcomes: Sequence[Outcome]) -> None: ...
+
+    def release(self, now: datetime) -> int: ...
+
+    def heartbeat(self, now: datetime) -> Control: ...
+
+    def next_due(self) -> datetime | None: ...
+
+
+class Writer:
+    def __init__(
+        self, store: Ledger, batch_size: int, on_outcome: Callable[[Outcome], None]
+    ) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.on_outcome = on_outcome
+        self._pending: list[tuple[Outcome, asyncio.Future[None] | None]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def record(self, outcome: Outcome) -> asyncio.Future[None] | None:
+        """Queue an outcome for the next commit; a sent one returns a future that
+        resolves once it is durable."""
+        self.on_outcome(outcome)
+        future: asyncio.Future[None] | None = None
+        if outcome.status is DeliveryStatus.SENT:
+            future = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, future))
+        self._wake.set()
+        return future
+
+    async def run(self) -> None:
+        """Commit as outcomes come; return once closed and everything is written.
+        Never cancel it: a job still queued for the thread would drop outcomes of
+        messages already sent."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+            if self._closing and not self._pending:
+                return
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+
+    def shutdown(self) -> None:
+        self._thread.shutdown(wait=True)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = (
+                self._pending[: self.batch_size],
+                self._pending[self.batch_size :],
+            )
+            try:
+                await self.call(self.store.record, [o for o, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                raise
+            for _, future in batch:
+                if future is not None and not future.done():
+                    future.set_result(None)

@@ -1,0 +1,194 @@
+"""Articles, sections and comments: what ingest writes and selection reads."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from digest.models import (
+    Article,
+    Candidate,
+    Comment,
+    Discussion,
+    Edition,
+    EditionItem,
+    EditionStatus,
+    Section,
+)
+
+
+def section_id(session: Session, slug: str, title: str) -> int:
+    found = session.scalar(select(Section.id).where(Section.slug == slug))
+    if found is not None:
+        return found
+    section = Section(slug=slug, title=title)
+    session.add(section)
+    session.flush()
+    return section.id
+
+
+def article_by_external_id(session: Session, external_id: str) -> Article | None:
+    return session.scalar(select(Article).where(Article.external_id == external_id))
+
+
+def comment_numbers(session: Session, article_id: int) -> dict[int, tuple[int, int]]:
+    """number → (comment id, votes) of the comments an article already has."""
+    rows = session.execute(
+        select(Comment.number, Comment.id, Comment.votes).where(Comment.article_id == article_id)
+    )
+    return {number: (cid, votes) for number, cid, votes in rows}
+
+
+def _candidate_columns() -> tuple[Any, ...]:
+    return (
+        Article.id,
+        Article.external_id,
+        Article.published_at,
+        Article.views,
+        Article.image_url.is_not(None),
+        Section.slug,
+    )
+
+
+def _candidate(row: Sequence[Any]) -> Candidate:
+    return Candidate(row[0], row[1], row[2], row[3] or 0, bool(row[4]), row[5])
+
+
+def day_candidates(session: Session, start: datetime, end: datetime) -> list[Candidate]:
+    """Articles published in [start, end)."""
+    stmt = (
+        select(*_candidate_columns())
+        .outerjoin(Section, Section.id == Article.section_id)
+        .where(Article.published_at >= start, Article.published_at < end)
+    )
+    return [_candidate(row) for row in session.execute(stmt)]
+
+
+def discussions(
+    session: Session, start: datetime, end: datetime, published_since: datetime
+) -> list[Discussion]:
+    """Articles published since ``published_since`` with comments in [start, end),
+    counted per commenter (authors compared case-insensitively; anonymous
+    comments count as one commenter)."""
+    author = func.coalesce(Comment.author, "")
+    per_author = session.execute(
+        select(Comment.article_id, author, func.count())
+        .join(Article, Article.id == Comment.article_id)
+        .where(
+            Comment.posted_at >= start,
+            Comment.posted_at < end,
+            Article.published_at >= published_since,
+            Article.published_at < end,
+        )
+        .group_by(Comment.article_id, author)
+    ).all()
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for article_id, name, n in per_author:
+        counts[article_id][str(name).strip().lower()] += n
+    if not counts:
+        return []
+    ids = list(counts)
+    totals = dict(
+        session.execute(
+            select(Comment.article_id, func.count())
+            .where(Comment.article_id.in_(ids), Comment.posted_at < end)
+            .group_by(Comment.article_id)
+        ).all()
+    )
+    articles = session.execute(
+        select(*_candidate_columns())
+        .outerjoin(Section, Section.id == Article.section_id)
+        .where(Article.id.in_(ids))
+    )
+    return [
+        Discussion(_candidate(row), dict(counts[row[0]]), totals.get(row[0], 0)) for row in articles
+    ]
+
+
+def already_sent(
+    session: Session,
+    schedule: str,
+    before: date,
+    article_ids: Iterable[int],
+    until: datetime,
+) -> dict[int, int]:
+    """Of ``article_ids``, those an earlier edition of ``schedule`` carried, each with
+    the number of comments posted since (from the end of the last such window
+    to ``until``)."""
+    ids = list(set(article_ids))
+    if not ids:
+        return {}
+    last = (
+        select(EditionItem.article_id, func.max(Edition.window_end).label("last_end"))
+        .join(Edition, Edition.id == EditionItem.edition_id)
+        .where(
+            Edition.schedule == schedule,
+            Edition.edition_date < before,
+            Edition.status.in_([EditionStatus.SENDING, EditionStatus.SENT]),
+            EditionItem.article_id.in_(ids),
+        )
+        .group_by(EditionItem.article_id)
+        .subquery()
+    )
+    since = dict.fromkeys(session.scalars(select(last.c.article_id)), 0)
+    new = session.execute(
+        select(Comment.article_id, func.count())
+        .join(last, last.c.article_id == Comment.article_id)
+        .where(Comment.posted_at >= last.c.last_end, Comment.posted_at < until)
+        .group_by(Comment.article_id)
+    ).all()
+    since.update(dict(new))
+    return since
+
+
+def top_comments(
+    session: Session, article_ids: Iterable[int], start: datetime, end: datetime
+) -> dict[int, Comment]:
+    """The most voted comment inside the window, per article (ties: the earlier)."""
+    ids = list(set(article_ids))
+    if not ids:
+        return {}
+    rows = session.scalars(
+        select(Comment)
+        .where(Comment.article_id.in_(ids), Comment.posted_at >= start, Comment.posted_at < end)
+        .order_by(Comment.article_id, Comment.votes.desc(), Comment.posted_at, Comment.number)
+    )
+    best: dict[int, Comment] = {}
+    for comment in rows:
+        best.setdefault(comment.article_id, comment)
+    return best
+
+
+def add_comments(session: Session, new: list[dict[str, Any]], votes: list[dict[str, Any]]) -> None:
+    """Insert new comments and update the votes of known ones, in two bulk statements."""
+    if new:
+        session.execute(insert(Comment), new)
+    if votes:
+        session.execute(update(Comment), votes)
+
+
+def set_section_order(session: Session, titles: list[str]) -> None:
+    for position, title in enumerate(titles):
+        session.execute(update(Section).where(Section.title == title).values(position=position))
+
+
+def articles_between(session: Session, start: datetime, end: datetime, limit: int) -> list[Article]:
+    """The newest first: the desk offers them to add to an edition."""
+    return list(
+        session.scalars(
+            select(Article)
+            .where(Article.published_at >= start, Article.published_at < end)
+            .order_by(Article.published_at.desc())
+            .limit(limit)
+        )
+    )

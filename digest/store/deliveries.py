@@ -1,0 +1,185 @@
+"""Deliveries as ops see them: what is due, counts, rates, reasons, requeue and cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    and_,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from digest.models import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    EventKind,
+)
+
+
+def next_due(
+    session: Session, edition_id: int, exclude_worker: str | None = None
+) -> datetime | None:
+    """When the edition next has something to send: now-ish for queued rows, the
+    earliest retry for deferred ones, the earliest lease end for claimed ones;
+    None when every delivery is final."""
+    queued = session.scalar(
+        select(func.min(func.coalesce(Delivery.next_attempt_at, Delivery.updated_at))).where(
+            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.QUEUED
+        )
+    )
+    if queued is not None:
+        return queued
+    deferred = next_retry(session, edition_id)
+    leased_rows = select(func.min(Delivery.claimed_until)).where(
+        Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENDING
+    )
+    if exclude_worker is not None:
+        # A sender's own claims are in its hands, not waiting for a lease to end.
+        leased_rows = leased_rows.where(Delivery.claimed_by != exclude_worker)
+    leased = session.scalar(leased_rows)
+    times = [t for t in (deferred, leased) if t is not None]
+    return min(times) if times else None
+
+
+def next_retry(session: Session, edition_id: int) -> datetime | None:
+    return session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.DEFERRED
+        )
+    )
+
+
+def requeue(
+    session: Session, edition_id: int, statuses: Sequence[DeliveryStatus], now: datetime
+) -> int:
+    """``digest retry``: the given states go back to the queue, due now, with a new
+    give-up clock. Subscribers no longer active are suppressed at claim time."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.edition_id == edition_id, Delivery.status.in_(list(statuses)))
+        .values(
+            status=DeliveryStatus.QUEUED,
+            next_attempt_at=None,
+            first_attempt_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def cancel_pending(session: Session, edition_id: int, now: datetime) -> int:
+    """``digest cancel``: what was not sent is accounted for as suppressed."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
+        )
+        .values(
+            status=DeliveryStatus.SUPPRESSED,
+            smtp_reply="edition cancelled",
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def delivery_counts(session: Session, edition_id: int) -> dict[DeliveryStatus, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.status)
+    ).all()
+    return {DeliveryStatus(status): n for status, n in rows}
+
+
+def recent_rate(
+    session: Session, edition_id: int, window: timedelta = timedelta(seconds=60)
+) -> float | None:
+    """Messages per second over the last ``window`` of sending (not since the first
+    message: a send resumed hours later must not read as a slow one)."""
+    sent = and_(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT)
+    last = session.scalar(select(func.max(Delivery.sent_at)).where(sent))
+    if last is None:
+        return None
+    first, count = session.execute(
+        select(func.min(Delivery.sent_at), func.count()).where(
+            sent, Delivery.sent_at >= last - window
+        )
+    ).one()
+    seconds = (last - first).total_seconds() if first is not None else 0.0
+    return (count - 1) / seconds if count > 1 and seconds > 0 else None
+
+
+def failure_reasons(
+    session: Session, edition_id: int, limit: int = 10_000
+) -> list[tuple[str, int | None, str, int]]:
+    """Failure replies by their exact text, commonest first: (status, code, reply, count)."""
+    rows = session.execute(
+        select(Delivery.status, Delivery.smtp_code, Delivery.smtp_reply, func.count())
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status.in_(
+                [DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.BOUNCED]
+            ),
+        )
+        .group_by(Delivery.status, Delivery.smtp_code, Delivery.smtp_reply)
+        .order_by(func.count().desc())
+        .limit(limit)
+    ).all()
+    return [(str(s), code, reply or "", n) for s, code, reply, n in rows]
+
+
+def delivery_id_for(session: Session, edition_id: int, subscriber_id: int) -> int | None:
+    return session.scalar(
+        select(Delivery.id).where(
+            Delivery.edition_id == edition_id, Delivery.subscriber_id == subscriber_id
+        )
+    )
+
+
+def delivery_by_id(session: Session, delivery_id: int) -> Delivery | None:
+    return session.get(Delivery, delivery_id)
+
+
+def delivery_by_message_id(session: Session, message_id: str) -> Delivery | None:
+    """The one delivery that carried ``message_id``; None if none did, or several."""
+    found = session.scalars(select(Delivery).where(Delivery.message_id == message_id).limit(2))
+    rows = list(found)
+    return rows[0] if len(rows) == 1 else None
+
+
+def bounced_count(session: Session, edition_id: int) -> int:
+    query = (
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.BOUNCED)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def unsubscribes_since(session: Session, since: datetime) -> int:
+    query = (
+        select(func.count())
+        .select_from(Event)
+        .where(Event.kind == EventKind.UNSUBSCRIBE, Event.at >= since)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def sent_times(session: Session, edition_id: int) -> list[datetime]:
+    """When each accepted message of the edition was accepted, in order."""
+    rows = session.scalars(
+        select(Delivery.sent_at).where(
+            Delivery.edition_id == edition_id, Delivery.sent_at.is_not(None)
+        )
+    )
+    return sorted(t for t in rows if t is not None)

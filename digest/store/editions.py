@@ -1,0 +1,160 @@
+"""Editions, their rendered variants and their links."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from sqlalchemy import (
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from digest.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionChange,
+    EditionItem,
+    EditionLink,
+    EditionStatus,
+    EditionVariant,
+    Subscriber,
+)
+
+
+def edition_for(
+    session: Session, schedule: str, edition_date: date, *, lock: bool = False
+) -> Edition | None:
+    """``lock``: hold the row until commit (PostgreSQL), so a draft refresh and the
+    start of its send, in two processes, take turns instead of interleaving."""
+    query = select(Edition).where(
+        Edition.schedule == schedule, Edition.edition_date == edition_date
+    )
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+MAX_ID = 2**31 - 1  # the id columns are 32-bit on PostgreSQL
+
+
+def row_id(value: str | int) -> int | None:
+    """A row id as a person or a URL gives it: ASCII digits within the column's
+    range, else None. (``"²".isdigit()`` is true and ``int("²")`` raises; an id
+    past 2³¹ − 1 makes PostgreSQL raise: both once reached people as tracebacks.)"""
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()) or len(value) > 10:
+            return None
+        value = int(value)
+    return value if 0 < value <= MAX_ID else None
+
+
+def find_edition(session: Session, ref: str) -> Edition | None:
+    """An edition by id (``12``) or label (``daily/2026-11-25``)."""
+    ident = row_id(ref)
+    if ident is not None:
+        return session.get(Edition, ident)
+    if ref.isdigit():
+        return None
+    schedule, _, day = ref.partition("/")
+    try:
+        return edition_for(session, schedule, date.fromisoformat(day))
+    except ValueError:
+        return None
+
+
+def last_edition(session: Session, schedule: str) -> Edition | None:
+    return session.scalar(
+        select(Edition)
+        .where(Edition.schedule == schedule)
+        .order_by(Edition.edition_date.desc())
+        .limit(1)
+    )
+
+
+def recent_editions(session: Session, limit: int = 10) -> list[Edition]:
+    return list(
+        session.scalars(select(Edition).order_by(Edition.edition_date.desc(), Edition.id.desc()))
+        .unique()
+        .all()[:limit]
+    )
+
+
+def variants(session: Session, edition_id: int) -> list[EditionVariant]:
+    return list(
+        session.scalars(select(EditionVariant).where(EditionVariant.edition_id == edition_id))
+    )
+
+
+def set_waves(
+    session: Session, edition_id: int, default_zone: str, waves: dict[str, datetime]
+) -> None:
+    """Hold each queued delivery until its reader's zone's send time."""
+    for zone, at in waves.items():
+        readers = select(Subscriber.id).where(
+            func.coalesce(Subscriber.timezone, default_zone) == zone
+        )
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                Delivery.subscriber_id.in_(readers),
+            )
+            .values(next_attempt_at=at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def sending_editions(session: Session) -> list[Edition]:
+    """Editions workers should send: sending, not paused, oldest first."""
+    return list(
+        session.scalars(
+            select(Edition)
+            .where(Edition.status == EditionStatus.SENDING, Edition.paused_at.is_(None))
+            .order_by(Edition.id)
+        )
+    )
+
+
+def link_ids(session: Session, edition_id: int, urls: Iterable[str]) -> dict[str, int]:
+    """The edition's row id for each URL, made on first sight (tracked links name it)."""
+    wanted = set(urls)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(EditionLink.url, EditionLink.id).where(
+            EditionLink.edition_id == edition_id, EditionLink.url.in_(wanted)
+        )
+    )
+    found = {url: link_id for url, link_id in rows}
+    new = [EditionLink(edition_id=edition_id, url=url) for url in sorted(wanted - set(found))]
+    if new:
+        session.add_all(new)
+        session.flush()
+        found.update({link.url: link.id for link in new})
+    return found
+
+
+def edition_exists(session: Session, edition_id: int) -> bool:
+    return session.get(Edition, edition_id) is not None
+
+
+def clear_selection(session: Session, edition: Edition) -> None:
+    """Drop an edition's items and variants: a draft is selected afresh."""
+    session.execute(delete(EditionItem).where(EditionItem.edition_id == edition.id))
+    session.execute(delete(EditionVariant).where(EditionVariant.edition_id == edition.id))
+    session.expire(edition, ["items", "variants"])
+
+
+def edition_changes(session: Session, edition_id: int) -> list[EditionChange]:
+    """The desk's change log, newest first."""
+    return list(
+        session.scalars(
+            select(EditionChange)
+            .where(EditionChange.edition_id == edition_id)
+            .order_by(EditionChange.id.desc())
+        )
+    )

@@ -1,0 +1,123 @@
+"""Reports: an edition's counts, rate and failures grouped by reason."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from digest import store
+from digest.db import Session
+from digest.models import (
+    DeliveryStatus,
+    Edition,
+)
+from digest.track.replies import enhanced_code
+
+
+@dataclass
+class EditionReport:
+    id: int
+    label: str
+    status: str
+    subject: str
+    window_start: datetime
+    window_end: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    variants: int
+    counts: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+    rate: float | None = None  # messages/s over the last minute of sending
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    more_failures: int = 0  # further groups of reasons not listed
+    more_failures_count: int = 0  # … and the messages in them
+    paused: bool = False
+    next_retry: datetime | None = None
+    # Opens (approximate: clients prefetch or block images) and clicks, when tracked.
+    engagement: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time to send what is due at the recent rate (retries come on their schedule)."""
+        due = self.counts.get("queued", 0) + self.counts.get("sending", 0)
+        if self.paused and due:
+            return None
+        if not due:
+            return 0.0 if not self.pending else None
+        return due / self.rate if self.rate else None
+
+    @property
+    def pending(self) -> int:
+        return sum(
+            self.counts.get(s.value, 0)
+            for s in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("window_start", "window_end", "created_at", "sent_at", "next_retry"):
+            value = data[key]
+            data[key] = value.isoformat() if value else None
+        data["rate"] = round(self.rate, 1) if self.rate else None
+        data["pending"] = self.pending
+        eta = self.eta_seconds
+        data["eta_seconds"] = round(eta) if eta is not None else None
+        return data
+
+
+ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+
+
+def reason_key(code: int | None, reply: str) -> tuple[int | None, str, str]:
+    """(code, enhanced code, text) with addresses masked: the same reply to two
+    readers is one reason, not two."""
+    enhanced = enhanced_code(reply) or ""
+    text = reply.replace(enhanced, "", 1) if enhanced else reply
+    return code, enhanced, ADDRESS.sub("…", " ".join(text.split()))
+
+
+def group_failures(
+    rows: Sequence[tuple[str, int | None, str, int]], shown: int = 5
+) -> dict[str, Any]:
+    """The ``shown`` commonest reasons, and how many more (groups and messages),
+    so no failure vanishes from a report without a word."""
+    groups: Counter[tuple[str, int | None, str, str]] = Counter()
+    for status, code, reply, n in rows:
+        groups[(status, *reason_key(code, reply))] += n
+    # Commonest first; ties in a fixed order, so two runs print the same report.
+    ranked = sorted(groups.items(), key=lambda g: (-g[1], g[0][0], g[0][1] or 0, *g[0][2:]))
+    rest = ranked[shown:]
+    return {
+        "failures": [
+            {"status": s, "code": code, "enhanced": enhanced, "reply": text, "count": n}
+            for (s, code, enhanced, text), n in ranked[:shown]
+        ],
+        "more_failures": len(rest),
+        "more_failures_count": sum(n for _, n in rest),
+    }
+
+
+def edition_report(session: Session, edition: Edition) -> EditionReport:
+    counts = store.delivery_counts(session, edition.id)
+    return EditionReport(
+        id=edition.id,
+        label=edition.label,
+        status=str(edition.status),
+        subject=edition.subject,
+        window_start=edition.window_start,
+        window_end=edition.window_end,
+        created_at=edition.created_at,
+        sent_at=edition.sent_at,
+        variants=len(store.variants(session, edition.id)),
+        counts={s.value: counts.get(s, 0) for s in DeliveryStatus},
+        total=sum(counts.values()),
+        rate=store.recent_rate(session, edition.id),
+        **group_failures(store.failure_reasons(session, edition.id)),
+        paused=edition.paused_at is not None,
+        next_retry=store.next_retry(session, edition.id),
+        engagement=store.engagement(session, edition.id),
+    )

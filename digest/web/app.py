@@ -1,0 +1,105 @@
+"""The web app (Starlette): the reader's pages (``public``), the editors' desk
+(``desk``) and the archive, behind one guard (``guard``: body cap, security
+headers) and the desk's signed session cookie. ``digest serve`` runs it under
+uvicorn (``server``)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TypeVar
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+
+from digest.audience.lists import MailingList, load_lists
+from digest.audience.subscribers import SubscriberBook
+from digest.config import Settings
+from digest.db import Factory
+from digest.models import Clock, utcnow
+from digest.tokens import Keyring
+from digest.web.auth import DeskAuth
+from digest.web.desk import DeskApp
+from digest.web.guard import Guard
+from digest.web.public import ReaderPages
+from digest.wiring import Services
+
+T = TypeVar("T")
+
+
+@dataclass
+class WebContext:
+    """What the handlers need, built once by `digest serve` (or a test)."""
+
+    settings: Settings
+    factory: Factory
+    clock: Clock = utcnow
+    services: Services = field(init=False)
+
+    def __post_init__(self) -> None:
+        # The web's one wiring: the desk's services and the readers' signers.
+        self.services = Services(self.settings, self.factory, clock=self.clock)
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.services.keyring()
+
+    @property
+    def secret(self) -> bytes:
+        return self.keyring.secret
+
+    @property
+    def site_name(self) -> str:
+        return self.settings.site_name
+
+    @cached_property
+    def lists(self) -> dict[str, MailingList]:
+        return load_lists(self.settings.subscribers_dir)
+
+    @property
+    def book(self) -> SubscriberBook:
+        return SubscriberBook(self.factory, double_opt_in=True, clock=self.clock)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        # Database work off the event loop.
+        return await run_in_threadpool(fn)
+
+
+def templates(settings: Settings) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(settings.templates_dir),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2")),
+    )
+
+
+def create_app(context: WebContext) -> Starlette:
+    env = templates(context.settings)
+    readers = ReaderPages(context, env)
+    auth = DeskAuth(
+        context.factory, context.settings.editor_accounts, context.secret, context.clock
+    )
+    desk = DeskApp(
+        context.services,
+        auth,
+        run=lambda fn, *args: run_in_threadpool(fn, *args),
+    )
+    session_key = hmac.new(context.secret, b"desk-session", hashlib.sha256).hexdigest()
+    middleware = [
+        # Outermost: bodies are capped and headers set whatever a handler does.
+        Middleware(Guard),
+        Middleware(
+            SessionMiddleware,
+            secret_key=session_key,
+            session_cookie="digest_desk",
+            max_age=12 * 3600,
+            same_site="lax",
+            https_only=context.settings.base_url.startswith("https://"),
+        ),
+    ]
+    return Starlette(routes=[*desk.routes(), *readers.routes()], middleware=middleware)

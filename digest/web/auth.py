@@ -1,0 +1,152 @@
+"""Who is logged in to the desk: a throttle in front of the password check, and
+sessions kept in the database.
+
+- **Throttle** (per name and per address, whichever has failed more within
+  ``WINDOW``): the first ``FREE`` wrong passwords are answered at once; after
+  them each attempt must wait 2, 4, 8 … seconds (at most ``MAX_WAIT``) after
+  the last failure; after ``LOCK_AFTER`` the name or address is locked out for
+  ``LOCK`` with a clear message. A throttled attempt is refused before the
+  password is looked at, so guessing gains nothing from it. Each failure is
+  logged with the name and the address, never the password.
+- **Sessions**: the cookie carries a random id; the row (its SHA-256) says who,
+  since when, last seen, and a keyed hash of the password it began with. Logout
+  revokes the row, and a changed password no longer matches the hash: either
+  way a copied cookie is worth nothing from then on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from digest import store
+from digest.db import Factory, Session, transaction
+from digest.models import Clock, DeskSession, LoginFailure
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(minutes=15)
+FREE = 3
+LOCK_AFTER = 10
+LOCK = timedelta(minutes=15)
+MAX_WAIT = 60.0
+SESSION_LIFE = timedelta(hours=12)
+SESSION_IDLE = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A login refused without looking at the password."""
+
+    wait: float  # seconds until the next attempt may be made
+    locked: bool
+
+    @property
+    def message(self) -> str:
+        if self.locked:
+            minutes = max(1, round(self.wait / 60))
+            return f"Слишком много неудачных попыток: вход закрыт на {minutes} мин."
+        return f"Слишком часто: подождите {max(1, round(self.wait))} с и попробуйте снова."
+
+
+@dataclass(frozen=True)
+class Login:
+    session_id: str | None = None  # the cookie's value on success
+    refusal: Refusal | None = None
+
+
+class DeskAuth:
+    def __init__(
+        self,
+        factory: Factory,
+        accounts: Callable[[], dict[str, str]],
+        secret: bytes,
+        clock: Clock,
+    ) -> None:
+        self.factory = factory
+        self.accounts = accounts
+        self.secret = secret
+        self.clock = clock
+
+    def login(self, editor: str, password: str, ip: str) -> Login:
+        editor, ip = editor[:100], ip[:64]
+        now = self.clock()
+        with transaction(self.factory) as session:
+            refusal = self._throttled(session, editor, ip)
+            if refusal is not None:
+                log.warning("desk login for %r from %s refused: throttled", editor, ip)
+                return Login(refusal=refusal)
+            known = self.accounts().get(editor)
+            # Compare even for an unknown name, so timing does not tell which names exist.
+            ok = hmac.compare_digest(password.encode(), (known or secrets.token_hex(16)).encode())
+            if not (known and ok):
+                session.add(LoginFailure(at=now, editor=editor, ip=ip))
+                log.warning("desk login failed for %r from %s", editor, ip)
+                return Login()
+            store.clear_login_failures(session, editor)
+            token = secrets.token_urlsafe(32)
+            session.add(
+                DeskSession(
+                    id=_digest(token),
+                    editor=editor,
+                    password_tag=self._tag(editor, known),
+                    created_at=now,
+                    last_seen_at=now,
+                    ip=ip,
+                )
+            )
+            log.info("desk login for %r from %s", editor, ip)
+            return Login(session_id=token)
+
+    def _throttled(self, session: Session, editor: str, ip: str) -> Refusal | None:
+        now = self.clock()
+        failures, last = store.login_failures(session, editor, ip, now - WINDOW)
+        if last is None or failures < FREE:
+            return None
+        if failures >= LOCK_AFTER:
+            wait = (last + LOCK - now).total_seconds()
+            return Refusal(wait, locked=True) if wait > 0 else None
+        wait = (last - now).total_seconds() + min(2.0 ** (failures - FREE + 1), MAX_WAIT)
+        return Refusal(wait, locked=False) if wait > 0 else None
+
+    def editor(self, token: str | None) -> str | None:
+        """The editor a session cookie belongs to, if it is still good."""
+        if not token:
+            return None
+        now = self.clock()
+        with transaction(self.factory) as session:
+            row = session.get(DeskSession, _digest(token))
+            if row is None or row.revoked_at is not None:
+                return None
+            password = self.accounts().get(row.editor)
+            expired = now - row.created_at > SESSION_LIFE or now - row.last_seen_at > SESSION_IDLE
+            if (
+                expired
+                or password is None
+                or not hmac.compare_digest(row.password_tag, self._tag(row.editor, password))
+            ):
+                row.revoked_at = row.revoked_at or now
+                return None
+            row.last_seen_at = now
+            return row.editor
+
+    def logout(self, token: str | None) -> None:
+        if not token:
+            return
+        with transaction(self.factory) as session:
+            row = session.get(DeskSession, _digest(token))
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = self.clock()
+
+    def _tag(self, editor: str, password: str) -> str:
+        text = f"{editor}\0{password}".encode()
+        return hmac.new(self.secret, b"desk-password:" + text, hashlib.sha256).hexdigest()
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,196 @@
+"""The editors' desk under ``/desk/``: login, the pages' plumbing, and the routes of
+``web.editions`` (the edition pages) and ``web.archive`` (the public archive).
+
+Thin: each handler checks the login (``web.auth.DeskAuth``: a session kept in
+the database, its random id in a signed cookie) and the form's CSRF token, then
+calls the desk's services. Editors come from DIGEST_EDITORS / DIGEST_EDITOR_PASSWORD;
+an anonymous visitor is sent to ``/desk/login``, where wrong passwords are
+throttled. Forms carry a per-session CSRF token (checked in constant time) and
+a POST whose Origin is another site is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from digest.errors import DigestError
+from digest.render import date_long
+from digest.web.archive import ArchivePages
+from digest.web.auth import DeskAuth
+from digest.web.editions import EditionPages
+from digest.wiring import Services
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def variant_label(key: str) -> str:
+    sections, _, fmt = key.partition("|")
+    what = sections.replace(",", ", ") if sections else "все разделы"
+    return what + (" · только текст" if fmt == "text" else "")
+
+
+class DeskApp:
+    def __init__(self, pipe: Services, auth: DeskAuth, run: Callable[..., Awaitable[Any]]) -> None:
+        self.pipe = pipe
+        self.auth = auth
+        self.run = run  # database work off the event loop
+        self.env = Environment(
+            loader=FileSystemLoader(pipe.settings.templates_dir),
+            autoescape=select_autoescape(enabled_extensions=("html", "html.j2")),
+        )
+        self.env.filters.update(
+            local=lambda t: t.astimezone(pipe.settings.zone).strftime("%d.%m %H:%M"),
+            date_long=date_long,
+        )
+        self.env.globals["variant_label"] = variant_label
+        self.env.filters["change"] = describe_change
+
+    # -- plumbing ------------------------------------------------------------------
+
+    @staticmethod
+    def editor(request: Request) -> str | None:
+        """The logged-in editor, as ``guarded`` found them for this request."""
+        name = getattr(request.state, "editor", None)
+        return name if isinstance(name, str) else None
+
+    @staticmethod
+    def csrf(request: Request) -> str:
+        token = request.session.get("csrf")
+        if not isinstance(token, str):
+            token = secrets.token_urlsafe(24)
+            request.session["csrf"] = token
+        return token
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        flash = request.session.pop("flash", None)
+        html = self.env.get_template(f"desk/{name}.html.j2").render(
+            site_name=self.pipe.settings.site_name,
+            editor=self.editor(request),
+            csrf=self.csrf(request),
+            flash=flash[0] if flash else None,
+            flash_error=bool(flash and flash[1]),
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    @staticmethod
+    def flash(request: Request, message: str, error: bool = False) -> None:
+        request.session["flash"] = [message, error]
+
+    def guarded(self, handler: Handler) -> Handler:
+        """Editors only; a POST also needs the session's CSRF token and our Origin."""
+
+        async def checked(request: Request) -> Response:
+            sid = request.session.get("sid")
+            request.state.editor = await self.run(
+                self.auth.editor, sid if isinstance(sid, str) else None
+            )
+            if self.editor(request) is None:
+                target = quote(request.url.path)
+                return RedirectResponse(f"/desk/login?next={target}", status_code=303)
+            if request.method == "POST" and not await self.form_ok(request):
+                return HTMLResponse("Форма устарела: обновите страницу.", status_code=403)
+            try:
+                return await handler(request)
+            except DigestError as exc:
+                if request.method == "POST":
+                    self.flash(request, str(exc), error=True)
+                    return RedirectResponse(self.back(request), status_code=303)
+                return HTMLResponse(str(exc), status_code=404)
+
+        return checked
+
+    async def form_ok(self, request: Request) -> bool:
+        form = await request.form()
+        sent = str(form.get("csrf") or "")
+        expected = request.session.get("csrf")
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+            return False
+        return isinstance(expected, str) and hmac.compare_digest(sent, expected)
+
+    @staticmethod
+    def back(request: Request) -> str:
+        edition = request.path_params.get("edition")
+        return f"/desk/editions/{edition}" if edition else "/desk/"
+
+    # -- pages ---------------------------------------------------------------------
+
+    async def login_page(self, request: Request) -> Response:
+        next_url = request.query_params.get("next", "/desk/")
+        return self.page(
+            request, "login", next=safe_next(next_url), username="", refused=False, throttled=""
+        )
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        if not await self.form_ok(request):
+            return HTMLResponse("Форма устарела: обновите страницу.", status_code=403)
+        username = str(form.get("username") or "")
+        password = str(form.get("password") or "")
+        next_url = safe_next(str(form.get("next") or "/desk/"))
+        ip = request.client.host if request.client else "?"
+        result = await self.run(self.auth.login, username, password, ip)
+        if result.refusal is not None:
+            wait = str(max(1, round(result.refusal.wait)))
+            response = self.page(
+                request,
+                "login",
+                status=429,
+                next=next_url,
+                username=username,
+                refused=False,
+                throttled=result.refusal.message,
+            )
+            response.headers["Retry-After"] = wait
+            return response
+        if result.session_id is None:
+            return self.page(
+                request,
+                "login",
+                status=401,
+                next=next_url,
+                username=username,
+                refused=True,
+                throttled="",
+            )
+        request.session.clear()
+        request.session["sid"] = result.session_id
+        self.csrf(request)
+        return RedirectResponse(next_url, status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        sid = request.session.get("sid")
+        await self.run(self.auth.logout, sid if isinstance(sid, str) else None)
+        request.session.clear()
+        return RedirectResponse("/desk/login", status_code=303)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/desk/login", self.login_page, methods=["GET"]),
+            Route("/desk/login", self.login, methods=["POST"]),
+            Route("/desk/logout", self.guarded(self.logout), methods=["POST"]),
+            *EditionPages(self).routes(),
+            *ArchivePages(self).routes(),
+        ]
+
+
+def describe_change(detail: dict[str, Any] | None) -> str:
+    """An edition_change's detail in words, for the «Изменения» list."""
+    if not detail:
+        return ""
+    return "; ".join(f"{k}: {v}" for k, v in detail.items() if v is not None)
+
+
+def safe_next(target: str) -> str:
+    """Only a path of the desk: a login link cannot send an editor elsewhere."""
+    return target if target.startswith("/desk/") and "//" not in target else "/desk/"

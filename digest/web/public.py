@@ -1,0 +1,226 @@
+"""The reader's pages: unsubscribe, preferences, confirm, and the tracked click
+and open. Thin: each handler checks a signed token and calls the subscriber book.
+
+- ``GET /u/TOKEN``: a page with a button; a GET never unsubscribes anyone (link
+  scanners fetch every URL in a message).
+- ``POST /u/TOKEN``: unsubscribes at once. RFC 8058 one-click: the mail client
+  posts ``List-Unsubscribe=One-Click``; the answer is 200, never a redirect.
+- ``GET/POST /p/TOKEN``: the reader's sections, frequency, format and time zone.
+- ``GET /confirm/TOKEN``: a page with a button (mail scanners GET every link);
+  ``POST /confirm/TOKEN`` activates and records when and from where.
+- ``GET /c/TOKEN[/READER]``: a tracked click, redirected only to a link of that
+  edition; ``GET /o/TOKEN[/READER]``: the open pixel (both only when a list tracks).
+
+The signed token is the credential: other sites cannot know it. The preferences
+form also carries a CSRF token bound to the link token and checked in constant
+time, and a POST whose Origin is another site is refused. The one-click POST
+needs neither (mail providers send it server-side, RFC 8058). A bad or expired
+token gets a clear page, never a 500, and no page says whether an address is
+subscribed. Every page comes from ``templates/reader/``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from digest.audience.rows import BadSubscriber
+from digest.audience.subscribers import Preferences
+from digest.tokens import (
+    BadToken,
+    CsrfGuard,
+    ExpiredToken,
+    LinkSigner,
+    preferences_key,
+    unsubscribe_key,
+)
+from digest.track.engagement import PIXEL, Engagement
+
+if TYPE_CHECKING:
+    from digest.web.app import WebContext
+
+
+def cross_site(request: Request) -> bool:
+    """A browser POST from another site's page (its Origin names another host)."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin == "null"
+    return origin.split("://", 1)[-1].rstrip("/") != request.headers.get("host", "")
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+class ReaderPages:
+    def __init__(self, context: WebContext, env: Environment) -> None:
+        self.context, self.env = context, env
+        lists = context.lists
+        self.signers = [context.keyring.for_list(key) for key in lists]
+        self.confirmers = [
+            (signer, lists[key].confirm_days)
+            for key, signer in zip(lists, self.signers, strict=True)
+        ]
+        self.csrf = CsrfGuard(context.secret)
+        self.engagement = Engagement(context.factory, lists, context.keyring, context.clock)
+
+    def page(self, name: str, title: str, status: int = 200, **values: Any) -> HTMLResponse:
+        html = self.env.get_template(f"reader/{name}.html.j2").render(
+            title=title, site_name=self.context.site_name, **values
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def bad_link(self) -> HTMLResponse:
+        text = (
+            "Эта ссылка повреждена или устарела. Откройте ссылку из последнего письма "
+            "рассылки целиком или напишите нам."
+        )
+        return self.page("layout", "Ссылка не работает", 400, text=text)
+
+    def expired_link(self, days: int) -> HTMLResponse:
+        text = (
+            f"Ссылка для подтверждения действует {days} дн. и уже не работает. "
+            "Подпишитесь на сайте ещё раз — мы пришлём новое письмо."
+        )
+        return self.page("layout", "Ссылка устарела", 410, text=text)
+
+    async def unsubscribe_page(self, request: Request) -> HTMLResponse:
+        token = request.path_params["token"]
+        key = unsubscribe_key(self.signers, token)
+        if key is None:
+            return self.bad_link()
+        preferences = self.signers[0].preferences(key)
+        return self.page(
+            "unsubscribe", "Отписаться от рассылки", token=token, preferences=preferences
+        )
+
+    async def unsubscribe(self, request: Request) -> HTMLResponse:
+        key = unsubscribe_key(self.signers, request.path_params["token"])
+        if key is None:
+            return self.bad_link()
+        form = await request.form()
+        one_click = form.get("via") != "page" and form.get("List-Unsubscribe") == "One-Click"
+        how = "one-click" if one_click else "web"
+        await self.context.run(lambda: self.context.book.unsubscribe_key(key, how))
+        # The same page whether or not the key was still subscribed: nothing to learn here.
+        text = "Больше писем рассылки не будет. Если это ошибка, подпишитесь снова на сайте."
+        return self.page("layout", "Вы отписаны", text=text)
+
+    def preferences_form(
+        self, token: str, prefs: Preferences, status: int = 200, **note: Any
+    ) -> HTMLResponse:
+        return self.page(
+            "preferences",
+            "Настройки рассылки",
+            status,
+            token=token,
+            prefs=prefs,
+            csrf=self.csrf.token(token),
+            **note,
+        )
+
+    async def preferences_page(self, request: Request) -> HTMLResponse:
+        token = request.path_params["token"]
+        key = preferences_key(self.signers, token)
+        book = self.context.book
+        prefs = await self.context.run(lambda: book.preferences(key)) if key else None
+        if prefs is None:
+            return self.bad_link()
+        return self.preferences_form(token, prefs)
+
+    async def save_preferences(self, request: Request) -> HTMLResponse:
+        token = request.path_params["token"]
+        key = preferences_key(self.signers, token)
+        if key is None:
+            return self.bad_link()
+        form = await request.form()
+        if cross_site(request) or not self.csrf.check(token, str(form.get("csrf") or "")):
+            text = "Откройте настройки по ссылке из письма ещё раз и сохраните снова."
+            return self.page("layout", "Форма устарела", 403, text=text)
+        sections = [str(v) for v in form.getlist("section")]
+        frequency = str(form.get("frequency") or "daily")
+        fmt = str(form.get("format") or "html")
+        zone = str(form.get("timezone") or "")
+        book = self.context.book
+        try:
+            saved = await self.context.run(
+                lambda: book.set_preferences(key, sections, frequency, zone, fmt)
+            )
+        except BadSubscriber as exc:
+            prefs = await self.context.run(lambda: book.preferences(key))
+            if prefs is None:
+                return self.bad_link()
+            return self.preferences_form(token, prefs, 422, error=str(exc))
+        prefs = await self.context.run(lambda: book.preferences(key)) if saved else None
+        if prefs is None:
+            return self.bad_link()
+        return self.preferences_form(token, prefs, saved=True)
+
+    def confirm_key(self, token: str) -> tuple[LinkSigner, str] | int | None:
+        """(signer, subscriber key); the link's lifetime in days when it expired."""
+        for signer, days in self.confirmers:
+            try:
+                return signer, signer.verify_confirm(token, days * 86400)
+            except ExpiredToken:
+                return days
+            except BadToken:
+                continue
+        return None
+
+    async def confirm_page(self, request: Request) -> HTMLResponse:
+        # MAIL-RULES 27: mail scanners GET (and HEAD) every link; only the button's
+        # POST confirms, so a scanner's visit is never taken for consent.
+        token = request.path_params["token"]
+        found = self.confirm_key(token)
+        if isinstance(found, int):
+            return self.expired_link(found)
+        if found is None:
+            return self.bad_link()
+        return self.page("confirm", "Подтвердите подписку", token=token)
+
+    async def confirm(self, request: Request) -> HTMLResponse:
+        found = self.confirm_key(request.path_params["token"])
+        if isinstance(found, int):
+            return self.expired_link(found)
+        if found is None:
+            return self.bad_link()
+        signer, key = found
+        ip, agent = client_ip(request), request.headers.get("user-agent")
+        if not await self.context.run(lambda: self.context.book.confirm(key, ip, agent)):
+            return self.bad_link()
+        preferences = signer.preferences(key)
+        return self.page("confirmed", "Подписка подтверждена", preferences=preferences)
+
+    async def click(self, request: Request) -> Response:
+        reader, token = request.path_params.get("reader"), request.path_params["token"]
+        hit = await self.context.run(lambda: self.engagement.click(token, reader))
+        if hit is None or hit.url is None:
+            return self.bad_link()
+        # 302 to a URL stored with the edition: the token cannot name any other.
+        return RedirectResponse(hit.url, status_code=302)
+
+    async def opened(self, request: Request) -> Response:
+        reader, token = request.path_params.get("reader"), request.path_params["token"]
+        await self.context.run(lambda: self.engagement.opened(token, reader))
+        # The same image whatever the token: a broken image says nothing either.
+        return Response(
+            PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store, private"}
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/confirm/{token}", self.confirm_page, methods=["GET"]),
+            Route("/confirm/{token}", self.confirm, methods=["POST"]),
+            Route("/c/{token}", self.click, methods=["GET"]),
+            Route("/c/{token}/{reader}", self.click, methods=["GET"]),
+            Route("/o/{token}", self.opened, methods=["GET"]),
+            Route("/o/{token}/{reader}", self.opened, methods=["GET"]),
+            Route("/p/{token}", self.preferences_page, methods=["GET"]),
+            Route("/p/{token}", self.save_preferences, methods=["POST"]),
+            Route("/u/{token}", self.unsubscribe_page, methods=["GET"]),
+            Route("/u/{token}", self.unsubscribe, methods=["POST"]),
+        ]

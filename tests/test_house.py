@@ -1,0 +1,240 @@
+"""The house rules, read from the code's syntax tree (docs/ARCHITECTURE.md draws the house).
+
+- SQL lives in ``store/``: nothing else imports SQLAlchemy but ``db`` (the engine and
+  the session types), ``models`` (the mappings) and the migrations.
+- Floors: doors → services → stages → store → models. A module imports from its own
+  floor or one below, never from above.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "digest"
+
+# The floor of each room, by module name (the longest matching prefix wins).
+FLOORS: dict[str, int] = {
+    # 0 — the data model and what everything may use
+    "errors": 0,
+    "models": 0,
+    "files": 0,
+    "config": 0,
+    "logs": 0,
+    "__init__": 0,
+    # 1 — the database
+    "db": 1,
+    "store": 1,
+    # 2 — the stages, each a room of its own
+    "ingest": 2,
+    "select": 2,
+    "render": 2,
+    "compose": 2,
+    "headers": 2,
+    "dkim": 2,
+    "tokens": 2,
+    "capture": 2,
+    "audience": 2,
+    "track": 2,
+    "schedule.files": 2,
+    "send": 2,
+    "web.auth": 2,  # the desk's login policy: throttle and sessions, no HTTP
+    "web.guard": 2,  # ASGI middleware: body cap and headers, no routes
+    # 3 — services: they wire the stages into what a person asks for
+    "wiring": 3,
+    "edition": 3,
+    "schedule": 3,
+    "send.service": 3,
+    "doctor": 3,
+    "demo": 3,
+    # 4 — the doors: parse, call one service, print
+    "cli": 4,
+    "web": 4,
+    "__main__": 4,
+}
+SQL_ALLOWED = ("store", "db", "models", "migrations")
+
+
+@functools.cache
+def modules() -> list[tuple[str, ast.Module]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        name = name.removesuffix(".__init__") if name != "__init__" else name
+        found.append((name, ast.parse(path.read_text(encoding="utf-8"))))
+    return found
+
+
+def imported(tree: ast.Module, here: str) -> Iterator[str]:
+    """Absolute module names a module imports (``from digest import store`` → digest.store)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if node.level:
+                parts = here.split(".")[: -node.level] if node.level else []
+                base = ".".join(["digest", *parts, node.module])
+            inner = [f"{base}.{alias.name}" for alias in node.names]
+            # `from digest.web import auth` depends on digest.web.auth, not the door.
+            if not all(name.removeprefix("digest.") in module_names() for name in inner):
+                yield base
+            if base == "digest" or base.startswith("digest."):
+                yield from inner
+
+
+def module_names() -> set[str]:
+    return {name for name, _ in modules()}
+
+
+def floor(name: str) -> int:
+    parts = name.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        if prefix in FLOORS:
+            return FLOORS[prefix]
+    raise AssertionError(f"digest.{name} has no floor: add it to FLOORS in tests/test_house.py")
+
+
+def inside(name: str, rooms: tuple[str, ...]) -> bool:
+    return any(name == r or name.startswith(r + ".") for r in rooms)
+
+
+def test_only_the_store_speaks_sql() -> None:
+    offenders = [
+        f"digest.{name} imports {target}"
+        for name, tree in modules()
+        if not inside(name, SQL_ALLOWED)
+        for target in imported(tree, name)
+        if target == "sqlalchemy" or target.startswith("sqlalchemy.")
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_every_module_has_a_floor() -> None:
+    for name, _ in modules():
+        if not inside(name, ("migrations",)):
+            floor(name)
+
+
+@pytest.mark.parametrize("name", [n for n, _ in modules() if not n.startswith("migrations")])
+def test_no_module_imports_from_a_floor_above(name: str) -> None:
+    tree = dict(modules())[name]
+    mine = floor(name)
+    above = []
+    for target in imported(tree, name):
+        if not target.startswith("digest."):
+            continue
+        other = target.removeprefix("digest.")
+        if other.split(".")[0] not in {n.split(".")[0] for n, _ in modules()}:
+            continue  # a name imported from a package, not a module
+        if floor(other) > mine:
+            above.append(f"{target} (floor {floor(other)})")
+    assert not above, f"digest.{name} (floor {mine}) imports from above: {above}"
+
+
+def test_the_checks_catch_what_they_look_for() -> None:
+    """The walker itself: a forged module that breaks both rules is caught."""
+    tree = ast.parse("from sqlalchemy import select\nfrom digest.cli import app\n")
+    names = set(imported(tree, "render"))
+    assert "sqlalchemy" in names and "digest.cli.app" in names
+    assert floor("cli.app") > floor("render")
+
+
+# -- sizes: small rooms, short functions, classes of one job ----------------------
+
+MAX_MODULE_LINES = 400
+MAX_MEDIAN_LINES = 200
+MAX_FUNCTION_LINES = 60
+MAX_METHODS = 15
+# Classes allowed more methods, and why.
+MANY_METHODS = {
+    "tokens.LinkSigner": "seven kinds of token, each signed and verified with its own salt",
+}
+
+
+def lines_of(name: str) -> int:
+    path = PACKAGE / (name.replace(".", "/") + ".py")
+    if not path.exists():
+        path = PACKAGE / name.replace(".", "/") / "__init__.py"
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def code_modules() -> list[str]:
+    """Every module but the migrations (a migration is a record, not a room)."""
+    return [n for n, _ in modules() if not inside(n, ("migrations",))]
+
+
+def code_trees() -> list[tuple[str, ast.Module]]:
+    return [(n, tree) for n, tree in modules() if not inside(n, ("migrations",))]
+
+
+def test_no_module_is_over_400_lines_and_the_median_is_under_200() -> None:
+    sizes = {name: lines_of(name) for name in code_modules()}
+    big = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not big, big
+    # Package markers (a docstring and re-exports) would flatter the median: not counted.
+    counted = sorted(n for name, n in sizes.items() if n > 20)
+    assert counted[len(counted) // 2] < MAX_MEDIAN_LINES, counted
+
+
+def test_no_function_is_over_60_lines() -> None:
+    long = [
+        f"digest.{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for name, tree in code_trees()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, long
+
+
+def test_no_class_has_more_than_15_methods() -> None:
+    crowded = []
+    for name, tree in code_trees():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef) or f"{name}.{node.name}" in MANY_METHODS:
+                continue
+            methods = [
+                n for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
+            if len(methods) > MAX_METHODS:
+                crowded.append(f"digest.{name}.{node.name}: {len(methods)} methods")
+    assert not crowded, crowded
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Module-level imports only (TYPE_CHECKING blocks are for types, not loading)."""
+    names = {n for n, _ in modules()}
+    graph: dict[str, set[str]] = {}
+    for name, tree in modules():
+        deps = set()
+        for node in tree.body:
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("digest")
+            ):
+                base = node.module.removeprefix("digest").removeprefix(".")
+                deps |= {f"{base}.{a.name}".strip(".") for a in node.names} | {base}
+        graph[name] = {d for d in deps if d in names and d != name}
+    seen: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        seen[node] = 1
+        for dep in sorted(graph[node]):
+            if seen.get(dep) == 1:
+                cycle = [*path[path.index(dep) :], dep]
+                raise AssertionError(" → ".join(f"digest.{m}" for m in cycle))
+            if dep not in seen:
+                visit(dep, [*path, dep])
+        seen[node] = 2
+
+    for name in sorted(graph):
+        if name not in seen:
+            visit(name, [name])
