@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from digest.compose import Message
-from digest.config import Settings
+from digest.config.parts import DkimPart
 from digest.errors import ConfigError
 
 # MAIL-RULES 10: what a receiver must be able to trust.
@@ -202,20 +202,20 @@ def keygen(path: Path, selector: str, domain: str, bits: int = 2048, kind: KeyTy
     return _record(key.public_key())
 
 
-def dkim_keys(cfg: Settings) -> list[DkimKey]:
+def dkim_keys(dkim: DkimPart) -> list[DkimKey]:
     """The keys the settings name: none, RSA, or RSA and Ed25519 (dual signatures;
     Ed25519 alone would go unverified at Gmail and Mail.ru, which do not know it)."""
-    if cfg.dkim_ed25519_key_file is not None and cfg.dkim_key_file is None:
+    if dkim.ed25519_key_file is not None and dkim.key_file is None:
         raise ConfigError("DIGEST_DKIM_ED25519_KEY_FILE needs DIGEST_DKIM_KEY_FILE (RSA) too")
     keys = []
-    if cfg.dkim_key_file is not None:
-        keys.append(DkimKey.load(cfg.dkim_key_file, cfg.dkim_selector, cfg.dkim_signing_domain))
+    if dkim.key_file is not None:
+        keys.append(DkimKey.load(dkim.key_file, dkim.selector, dkim.domain))
         if keys[0].type != "rsa":
-            raise ConfigError(f"DIGEST_DKIM_KEY_FILE: {cfg.dkim_key_file} is not an RSA key")
-    if cfg.dkim_ed25519_key_file is not None:
-        path = cfg.dkim_ed25519_key_file
+            raise ConfigError(f"DIGEST_DKIM_KEY_FILE: {dkim.key_file} is not an RSA key")
+    if dkim.ed25519_key_file is not None:
+        path = dkim.ed25519_key_file
         setting = "DIGEST_DKIM_ED25519_KEY_FILE"
-        keys.append(DkimKey.load(path, cfg.dkim_ed25519_selector, cfg.dkim_signing_domain, setting))
+        keys.append(DkimKey.load(path, dkim.ed25519_selector, dkim.domain, setting))
         if keys[-1].type != "ed25519":
             raise ConfigError(f"DIGEST_DKIM_ED25519_KEY_FILE: {path} is not an Ed25519 key")
     return keys

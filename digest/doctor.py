@@ -67,7 +67,7 @@ def _guard(name: str, check: Callable[[], Check]) -> Check:
 def _config(cfg: Settings) -> Check:
     problems = []
     try:
-        cfg.signing_key()
+        cfg.link_key()
     except DigestError as exc:
         problems.append(str(exc))
     if problems:
@@ -178,7 +178,7 @@ def _desk(cfg: Settings) -> Check:
 
 
 def _smtp(cfg: Settings, target: SmtpTarget) -> Check:
-    connection = connector(cfg)(target)
+    connection = connector(cfg.smtp)(target)
     return asyncio.run(_smtp_talk(connection, str(target)))
 
 
@@ -200,7 +200,7 @@ async def _smtp_talk(connection: SmtpConnection, label: str) -> Check:
 
 
 def _dkim(cfg: Settings) -> Check:
-    keys = dkim_keys(cfg)
+    keys = dkim_keys(cfg.dkim)
     if not keys:
         return Check("dkim", True, "not signing (DIGEST_DKIM_KEY_FILE unset: the MTA signs)")
     sample = (

@@ -52,7 +52,7 @@ class Services:
     def __post_init__(self) -> None:
         # One stem for every slot this installation renders and composes (the key is
         # read on first use, so commands that never render need none).
-        self.placeholders = Placeholders(self.settings.signing_key)
+        self.placeholders = Placeholders(self.settings.link_key)
         self.renderer = Renderer(self.settings.templates_dir, self.placeholders)
         self.editions = Editions(self)
         self.lifecycle = Lifecycle(self)
@@ -69,7 +69,7 @@ class Services:
         """The link key's signers, made on first use (commands that never sign a link
         need no key)."""
         if self._keyring is None:
-            self._keyring = Keyring(self.settings.signing_key())
+            self._keyring = Keyring(self.settings.link_key())
         return self._keyring
 
     def link_signer(self, mailing_list: MailingList) -> LinkSigner:
@@ -115,32 +115,32 @@ class Services:
         )
 
     def connector(self) -> Callable[[SmtpTarget], SmtpConnection]:
-        return connector(self.settings)
+        return connector(self.settings.smtp)
 
     def signing_step(self) -> Callable[[bytes], bytes] | None:
         """DKIM for the odd single message (test copy, confirmation), in process."""
-        keys = dkim_keys(self.settings)
+        keys = dkim_keys(self.settings.dkim)
         return Signer(keys).sign if keys else None
 
     def dkim_signer(self) -> DkimSigner:
         """One pool of signing threads per entry point, started on first use."""
         if self._dkim is None:
-            self._dkim = DkimSigner(dkim_keys(self.settings))
+            self._dkim = DkimSigner(dkim_keys(self.settings.dkim))
             atexit.register(self._dkim.close)
         return self._dkim
 
     def relay_pool(self, via: SmtpTarget | None = None) -> RelayPool:
         """The configured relays (or just ``via``), each resting after a failure."""
-        cfg = self.settings
-        relays = [via] if via is not None else cfg.relays
-        return RelayPool(relays, cooldown=cfg.relay_cooldown, outage_limit=cfg.relay_outage_limit)
+        smtp = self.settings.smtp
+        relays = [via] if via is not None else list(smtp.relays)
+        return RelayPool(relays, cooldown=smtp.relay_cooldown, outage_limit=smtp.relay_outage_limit)
 
     def domain_gate(self) -> DomainGate:
-        cfg = self.settings
+        smtp = self.settings.smtp
         return DomainGate(
-            pause=cfg.domain_pause,
-            max_pause=cfg.domain_max_pause,
-            cohort=cfg.domain_failed_cohort,
-            connections=cfg.smtp_connections,
-            caps=cfg.caps,
+            pause=smtp.domain_pause,
+            max_pause=smtp.domain_max_pause,
+            cohort=smtp.domain_failed_cohort,
+            connections=smtp.connections,
+            caps=dict(smtp.caps),
         )

@@ -152,7 +152,7 @@ def serve(
     with errors():
         cfg = settings()
         pipe = pipeline(cfg)
-        cfg.signing_key()  # a missing key is an error now, not on the first request
+        cfg.link_key()  # a missing key is an error now, not on the first request
         web = create_app(WebContext(cfg, pipe.factory))
         if not cfg.editor_accounts():
             log.warning("the editors' desk is closed: set DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD")
@@ -206,7 +206,7 @@ def bounces(
         cfg = settings()
         pipe = pipeline(cfg)
         reader = BounceReader(pipe.keyring().verp(), cfg.return_path)
-        policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
+        policy = SoftBouncePolicy(cfg.retry.soft_bounce_limit, cfg.retry.soft_bounce_days)
         report: ReturnsReport = process_returns(pipe.factory, Source(path), reader, policy, utcnow)
     for problem in report.problems[:20]:
         err.print(f"[yellow]left in place[/] {problem}", highlight=False)

@@ -8,18 +8,15 @@ one is refused, because config files end up in repositories.
 
 from __future__ import annotations
 
-import os
-import ssl
-import tomllib
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from digest.config.parts import DkimPart, RetryPart, SmtpPart
 from digest.config.values import (
     AbsoluteUrl,
     BounceAddress,
@@ -38,8 +35,8 @@ from digest.config.values import (
 from digest.errors import ConfigError
 
 ENV_PREFIX = "DIGEST_"
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
-SECRET_FIELDS = ("secret_key", "editor_password", "editors")
 
 
 class Settings(BaseSettings):
@@ -253,23 +250,49 @@ class Settings(BaseSettings):
         return dict(parse_domain_caps(self.domain_caps))
 
     @property
-    def dkim_signing_domain(self) -> str:
-        return self.dkim_domain or self.sender.domain
+    def smtp(self) -> SmtpPart:
+        return SmtpPart(
+            relays=tuple(self.relays),
+            connections=self.smtp_connections,
+            connect_timeout=self.smtp_connect_timeout,
+            command_timeout=self.smtp_command_timeout,
+            data_timeout=self.smtp_data_timeout,
+            rate=self.smtp_rate,
+            ca_file=self.smtp_ca_file,
+            relay_cooldown=self.relay_cooldown,
+            relay_outage_limit=self.relay_outage_limit,
+            domain_pause=self.domain_pause,
+            domain_max_pause=self.domain_max_pause,
+            domain_failed_cohort=self.domain_failed_cohort,
+            caps=parse_domain_caps(self.domain_caps),
+        )
+
+    @property
+    def retry(self) -> RetryPart:
+        return RetryPart(
+            steps=self.retry_steps,
+            jitter=self.retry_jitter,
+            give_up_after=self.give_up_after,
+            greylist_delay=self.greylist_delay,
+            soft_bounce_limit=self.soft_bounce_limit,
+            soft_bounce_days=self.soft_bounce_days,
+            claim_lease=self.claim_lease,
+        )
+
+    @property
+    def dkim(self) -> DkimPart:
+        return DkimPart(
+            key_file=self.dkim_key_file,
+            selector=self.dkim_selector,
+            domain=self.dkim_domain or self.sender.domain,
+            ed25519_key_file=self.dkim_ed25519_key_file,
+            ed25519_selector=self.dkim_ed25519_selector,
+        )
 
     @property
     def return_path(self) -> str:
         """The bounce mailbox: where DSNs and VERP addresses point."""
         return self.bounce_address or f"bounces@{self.sender.domain}"
-
-    def tls_context(self) -> ssl.SSLContext:
-        """The context TLS connections to the relay verify against."""
-        cafile = self.smtp_ca_file
-        if cafile is not None and not cafile.is_file():
-            raise ConfigError(f"DIGEST_SMTP_CA_FILE: no such file {cafile}")
-        try:
-            return ssl.create_default_context(cafile=str(cafile) if cafile else None)
-        except ssl.SSLError as exc:
-            raise ConfigError(f"DIGEST_SMTP_CA_FILE: not a CA bundle: {exc}") from None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -301,7 +324,7 @@ class Settings(BaseSettings):
             accounts["editor"] = password
         return accounts
 
-    def signing_key(self) -> bytes:
+    def link_key(self) -> bytes:
         """The key for signed links: DIGEST_SECRET_KEY, else the key file the demo wrote."""
         if self.secret_key is not None:
             key = self.secret_key.get_secret_value()
@@ -329,66 +352,3 @@ class Settings(BaseSettings):
         # The TOML layer is passed in by load_settings() as init kwargs under
         # the environment, so env wins over the file and both over defaults.
         return env_settings, init_settings
-
-
-def env_name(field: str) -> str:
-    """The environment variable that sets a field (``from_`` is ``DIGEST_FROM``)."""
-    info = Settings.model_fields[field]
-    return info.alias or ENV_PREFIX + field.upper()
-
-
-def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
-    if not path.is_file():
-        if explicit:
-            raise ConfigError(f"DIGEST_CONFIG: no such file {path}")
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        field = "from_" if key == "from" else key
-        if field not in Settings.model_fields:
-            raise ConfigError(f"{path}: unknown setting {key!r}")
-        if field in SECRET_FIELDS:
-            raise ConfigError(
-                f"{path}: {key} is a secret; set {env_name(field)} in the environment"
-            )
-        if (
-            field == "smtp_url"
-            and isinstance(value, str)
-            and any(t.password for t in parse_smtp_urls(value))
-        ):
-            raise ConfigError(
-                f"{path}: smtp_url holds a password; set DIGEST_SMTP_URL in the environment"
-            )
-        values[field] = value
-    return values
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Build the settings once, at an entry point. A wrong value raises ``ConfigError``
-    naming the setting (``DIGEST_SMTP_URL: scheme must be …``)."""
-    explicit = "DIGEST_CONFIG" in os.environ
-    config_path = Path(os.environ.get("DIGEST_CONFIG", "digest.toml"))
-    try:
-        file_values = _read_config_file(config_path, explicit)
-    except ValueError as exc:  # a bad smtp_url inside the file
-        raise ConfigError(f"{config_path}: smtp_url: {exc}") from None
-    file_values.update(overrides)
-    try:
-        return Settings(**file_values)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = str(error["loc"][0]) if error["loc"] else "settings"
-        field = "from_" if loc in ("from_", "DIGEST_FROM") else loc
-        name = env_name(field) if field in Settings.model_fields else loc
-        message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"{name}: {message}")
-    return "; ".join(lines)

@@ -100,7 +100,7 @@ class Previews:
             lambda _relay: capture,
             worker="dry-run",
             relays=RelayPool([DRY_RELAY]),
-            gate=DomainGate(connections=services.settings.smtp_connections),
+            gate=DomainGate(connections=services.settings.smtp.connections),
             limit=limit,
             ledger=ledger,
             paced=False,

@@ -111,8 +111,8 @@ class Sender:
             self.services.factory,
             edition.id,
             worker,
-            lease=timedelta(seconds=cfg.claim_lease),
-            soft_bounces=SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days),
+            lease=timedelta(seconds=cfg.retry.claim_lease),
+            soft_bounces=SoftBouncePolicy(cfg.retry.soft_bounce_limit, cfg.retry.soft_bounce_days),
         )
         return SendRun(
             ledger,
@@ -258,17 +258,18 @@ def send_options(
 ) -> SendOptions:
     """How a send of ``edition`` behaves, from the settings (``paced``: at
     DIGEST_SMTP_RATE; a dry run is not, it sends nothing)."""
+    smtp, retry = cfg.smtp, cfg.retry
     return SendOptions(
-        connections=cfg.smtp_connections,
+        connections=smtp.connections,
         batch_size=cfg.batch_size,
         limit=limit,
         wait=wait,
         retry=RetryPolicy(
-            cfg.retry_steps,
-            cfg.retry_jitter,
-            timedelta(seconds=cfg.give_up_after),
-            greylist=cfg.greylist_delay,
+            retry.steps,
+            retry.jitter,
+            timedelta(seconds=retry.give_up_after),
+            greylist=retry.greylist_delay,
         ),
         edition_deadline=give_up_deadline(edition),
-        rate=cfg.smtp_rate if paced else None,
+        rate=smtp.rate if paced else None,
     )

@@ -12,7 +12,8 @@ from typing import Protocol
 import aiosmtplib
 
 from digest.compose import Message
-from digest.config import Settings, SmtpTarget
+from digest.config import SmtpTarget
+from digest.config.parts import SmtpPart
 from digest.errors import (
     DeliveryError,
     Kind,
@@ -179,10 +180,10 @@ class SmtpConnection:
             self._drop()
 
 
-def connector(cfg: Settings) -> Callable[[SmtpTarget], SmtpConnection]:
+def connector(smtp: SmtpPart) -> Callable[[SmtpTarget], SmtpConnection]:
     """New connections to a relay, all with the settings' timeouts and TLS context."""
-    tls = cfg.tls_context()
-    timeouts = Timeouts(cfg.smtp_connect_timeout, cfg.smtp_command_timeout, cfg.smtp_data_timeout)
+    tls = smtp.tls_context()
+    timeouts = Timeouts(smtp.connect_timeout, smtp.command_timeout, smtp.data_timeout)
     return lambda target: SmtpConnection(target, timeouts, tls)
 
 

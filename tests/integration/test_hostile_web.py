@@ -37,7 +37,7 @@ def preferences_url(pipe: Services, who: str) -> str:
 
     with pipe.factory() as session:
         key = session.query(Subscriber.token_key).filter(Subscriber.email == who).scalar()
-    return f"/p/{LinkSigner(pipe.settings.signing_key(), 'daily').preferences(key)}"
+    return f"/p/{LinkSigner(pipe.settings.link_key(), 'daily').preferences(key)}"
 
 
 class Client:

@@ -127,7 +127,7 @@ def test_an_expired_or_forged_confirmation_link_gets_a_clear_page(
     pipe, base = served
     book(pipe).add(Row.parse({"email": NEWCOMER}))
     key = subscriber(pipe, NEWCOMER).token_key
-    signer = LinkSigner(pipe.settings.signing_key(), "daily")
+    signer = LinkSigner(pipe.settings.link_key(), "daily")
     days = pipe.mailing_list(pipe.schedule("daily")).confirm_days
     # A link signed confirm_days and a minute ago (the signer's clock, moved back).
     signer._confirm.get_timestamp = lambda: int(time.time()) - days * 86400 - 60  # type: ignore[method-assign]

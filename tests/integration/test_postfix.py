@@ -89,7 +89,7 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
         first = email.message_from_bytes(returned[0].read_bytes())
         assert str(first["Delivered-To"]).startswith("bounces+")  # Postfix's own, by VERP
         cfg = pipeline.settings
-        reader = BounceReader(LinkSigner(cfg.signing_key(), "verp"), cfg.return_path)
+        reader = BounceReader(LinkSigner(cfg.link_key(), "verp"), cfg.return_path)
         policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
         report = process_returns(
             pipeline.factory, Source(postfix.maildir), reader, policy, lambda: FIXED_NOW

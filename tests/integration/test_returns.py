@@ -73,7 +73,7 @@ def sent(
 
 def run(pipe: Services, box: Path) -> ReturnsReport:
     cfg = pipe.settings
-    reader = BounceReader(LinkSigner(cfg.signing_key(), "verp"), cfg.return_path)
+    reader = BounceReader(LinkSigner(cfg.link_key(), "verp"), cfg.return_path)
     policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
     return process_returns(pipe.factory, Source(box), reader, policy, lambda: FIXED_NOW)
 

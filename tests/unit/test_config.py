@@ -129,18 +129,18 @@ def test_the_password_never_prints() -> None:
 def test_signing_key_from_env_or_the_demo_file(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert load_settings().signing_key() == env["DIGEST_SECRET_KEY"].encode()
+    assert load_settings().link_key() == env["DIGEST_SECRET_KEY"].encode()
     monkeypatch.delenv("DIGEST_SECRET_KEY")
     with pytest.raises(ConfigError, match="DIGEST_SECRET_KEY is not set"):
-        load_settings().signing_key()
+        load_settings().link_key()
     key_file = tmp_path / "var" / "secret.key"
     key_file.parent.mkdir(parents=True)
     key_file.write_text("short\n")
     monkeypatch.setenv("DIGEST_SECRET_KEY_FILE", str(key_file))
     with pytest.raises(ConfigError, match="at least 16"):
-        load_settings().signing_key()
+        load_settings().link_key()
     key_file.write_text("a-long-enough-demo-key\n")
-    assert load_settings().signing_key() == b"a-long-enough-demo-key"
+    assert load_settings().link_key() == b"a-long-enough-demo-key"
 
 
 def test_every_setting_has_a_description_and_an_env_name() -> None:
