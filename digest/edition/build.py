@@ -45,8 +45,12 @@ class Editions:
     def _build(self, schedule: Schedule, edition_date: date) -> Edition:
         with transaction(self.services.factory) as session:
             edition = store.edition_for(session, schedule.name, edition_date, lock=True)
-            if edition is None or (
-                edition.status is EditionStatus.DRAFT and edition.shaped_at is None
+            # A missed edition was marked before anything was chosen: it is chosen now,
+            # like a draft (its view needs a lead; sending it by hand is allowed).
+            if (
+                edition is None
+                or (edition.status is EditionStatus.DRAFT and edition.shaped_at is None)
+                or (edition.status is EditionStatus.MISSED and not edition.items)
             ):
                 edition = self._select(session, schedule, edition_date, edition)
                 self.render_variants(session, schedule, edition, refresh=True)

@@ -40,7 +40,7 @@ class Step(enum.StrEnum):
     REOPEN = "reopen"  # ops run a missed edition by hand
 
 
-# step → {from: to}. A missed edition sent by hand (`digest send`) keeps its mark.
+# step → {from: to}. A missed edition sent by hand (`digest send`) is sent like any.
 MOVES: dict[Step, dict[EditionStatus, EditionStatus]] = {
     Step.APPROVE: {S.DRAFT: S.APPROVED, S.APPROVED: S.APPROVED},
     Step.UNAPPROVE: {S.DRAFT: S.DRAFT, S.APPROVED: S.DRAFT},
@@ -49,7 +49,7 @@ MOVES: dict[Step, dict[EditionStatus, EditionStatus]] = {
         S.APPROVED: S.SENDING,
         S.SENDING: S.SENDING,
         S.SENT: S.SENDING,
-        S.MISSED: S.MISSED,
+        S.MISSED: S.SENDING,
     },
     Step.FINISH: {S.SENDING: S.SENT},
     Step.PAUSE: {S.SENDING: S.SENDING, S.SENT: S.SENT, S.MISSED: S.MISSED},

@@ -38,7 +38,7 @@ class Fired(enum.StrEnum):
     QUEUED = "queued"  # deliveries made; senders take them (in waves with local_time)
     HELD = "held"  # approval needed and not given: left as a draft
     MISSED = "missed"  # past the grace time: marked, not sent
-    ALREADY = "already"  # this edition was sent, is sending, was cancelled or missed
+    ALREADY = "already"  # this edition was sent, is sending or was cancelled
     EMPTY = "empty"  # nothing was published in the window
     PREPARED = "prepared"  # the draft was made ahead of send time
     IDLE = "idle"  # nothing due
@@ -134,10 +134,12 @@ class Runner:
     ) -> FireReport:
         name = schedule.name
         existing = self._edition(name, day)
-        if existing is not None and (
-            existing.status in DONE or (existing.status is EditionStatus.MISSED and not by_hand)
-        ):
+        if existing is not None and existing.status in DONE:
             return FireReport(name, Fired.ALREADY, day, due_at, existing.id, note=existing.status)
+        if existing is not None and existing.status is EditionStatus.MISSED and not by_hand:
+            # Still missed, however often asked: the same outcome (and exit status).
+            note = f"missed earlier; run `digest run {name} --date {day}` to send it anyway"
+            return FireReport(name, Fired.MISSED, day, due_at, existing.id, note=note)
         late = now - due_at
         if not by_hand and late > timedelta(minutes=schedule.send.grace_minutes):
             edition_id = self.pipe.lifecycle.mark_missed(schedule, day)

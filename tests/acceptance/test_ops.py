@@ -291,3 +291,27 @@ def test_digest_serve_logs_requests_with_their_tokens_masked(workdir: Path) -> N
     logged = out + err
     assert "GET /u/… HTTP/1.1" in logged and "GET /archive/ HTTP/1.1" in logged, logged
     assert "SECRET" not in logged
+
+
+def test_a_missed_edition_previews_and_sends_by_hand_and_stays_missed_for_the_scheduler(
+    workdir: Path, ops: dict[str, str], relay: CaptureServer
+) -> None:
+    """Issue 14: `digest send` and `preview` on an edition the scheduler marked
+    missed once died with a StopIteration traceback, and a second `digest run`
+    said "already — missed" with exit status 0."""
+    minute = (datetime.now(UTC) - timedelta(minutes=30)).minute
+    folder = schedules_dir(workdir, f"{minute} * * * *", "grace_minutes = 1\n")
+    env = {**ops, "DIGEST_SCHEDULES_DIR": str(folder)}
+    code, report, err = run_json(workdir, env, "run", "daily")
+    assert code == 1 and isinstance(report, dict) and report["outcome"] == "missed", err
+    again = digest(workdir, "run", "daily", env=env)
+    assert again.returncode == 1 and "missed" in again.stdout, again.stdout + again.stderr
+    day = report["edition_date"]
+    preview = digest(workdir, "preview", "daily", "--date", day, "--out", "-", env=env)
+    assert preview.returncode == 0 and "Traceback" not in preview.stderr, preview.stderr
+    assert "<html" in preview.stdout
+    sent = digest(workdir, "send", "daily", "--date", day, env=env)
+    assert sent.returncode == 0 and "Traceback" not in sent.stderr, sent.stderr
+    assert len(relay.messages) == 10
+    code, status, _ = run_json(workdir, env, "status", f"daily/{day}")
+    assert isinstance(status, dict) and status["status"] == "sent", status

@@ -92,7 +92,8 @@ def test_after_the_grace_time_the_edition_is_missed_until_ops_run_it(
     report = Runner(loaded).fire("daily")
     assert report.outcome is Fired.MISSED and "digest run daily --date 2026-11-25" in report.note
     assert edition_status(loaded) is EditionStatus.MISSED and deliveries(loaded) == 0
-    assert Runner(loaded).fire("daily").outcome is Fired.ALREADY  # not sent later by itself
+    # Not sent later by itself, and still said to be missed (issue 14: it said "already").
+    assert Runner(loaded).fire("daily").outcome is Fired.MISSED and deliveries(loaded) == 0
     by_hand = Runner(loaded).fire("daily", edition_date=DAY)
     assert by_hand.outcome is Fired.QUEUED and deliveries(loaded) == READERS
     assert edition_status(loaded) is EditionStatus.SENDING
