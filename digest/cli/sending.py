@@ -311,8 +311,13 @@ def cancel(edition_ref: EditionArg) -> None:
     with errors():
         pipe = pipeline(settings())
         edition = find(pipe, edition_ref)
-        n = pipe.lifecycle.cancel(edition)
-    console.print(f"{edition.label} cancelled; {n} messages will not be sent")
+        now, held = pipe.lifecycle.cancel(edition)
+    console.print(f"{edition.label} cancelled; {now} messages will not be sent")
+    if held:
+        console.print(
+            f"a running send holds {held} more: it stops within a second, and what it "
+            "has not sent by then is not sent either"
+        )
 
 
 @app.command()

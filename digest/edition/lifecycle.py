@@ -155,12 +155,14 @@ class Lifecycle:
             move(current, Step.RESUME)
             current.paused_at = None
 
-    def cancel(self, edition: Edition) -> int:
-        """Stop the edition for good: running senders stop, what is not sent is
-        suppressed (as they hand back their claims, the rest follows)."""
+    def cancel(self, edition: Edition) -> tuple[int, int]:
+        """Stop the edition for good. Returns (suppressed now: the queue and the
+        retries; held by running senders: they stop within a heartbeat, about a
+        second, and what they have not sent by then is suppressed as they hand it back)."""
         with transaction(self.services.factory) as session:
             move(self._locked(session, edition), Step.CANCEL)
-            return store.cancel_pending(session, edition.id, self.services.clock())
+            held = store.delivery_counts(session, edition.id).get(DeliveryStatus.SENDING, 0)
+            return store.cancel_pending(session, edition.id, self.services.clock()), held
 
     def retry(self, edition: Edition, *, failed: bool = False) -> int:
         """Deferred (and with ``failed`` failed) deliveries go back to the queue, due

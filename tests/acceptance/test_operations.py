@@ -8,6 +8,7 @@ import email
 import json
 import mailbox
 import random
+import re
 import signal
 import subprocess
 import time
@@ -174,6 +175,12 @@ def test_pause_and_cancel_act_on_a_send_running_in_another_terminal(workdir: Pat
     assert set(received.values()) == {1}, [r for r, n in received.items() if n > 1]
     assert counts["sent"] == len(handler.messages) < 1000
     assert counts["sent"] + counts["suppressed"] == 1000
+    # What `digest cancel` said is what was suppressed (issue 14: it said 500 of 741):
+    # the queue at once, and of what the running send held, what it had not sent.
+    said = cancelled.stdout.replace("\n", " ")
+    now = int(re.search(r"(\d+) messages will not be sent", said)[1])  # type: ignore[index]
+    held = re.search(r"holds (\d+) more", said)
+    assert now <= counts["suppressed"] <= now + (int(held[1]) if held else 0), said
 
 
 @pytest.mark.postgres
