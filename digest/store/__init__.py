@@ -55,7 +55,10 @@ from digest.store.deliveries import (
     unsubscribes_since,
 )
 from digest.store.editions import (
+    ARCHIVED,
     MAX_ID,
+    archived_count,
+    archived_editions,
     clear_selection,
     edition_changes,
     edition_exists,
@@ -91,6 +94,7 @@ from digest.store.readers import (
 )
 
 __all__ = [
+    "ARCHIVED",
     "MAX_ID",
     "Claim",
     "active_subscribers",
@@ -99,6 +103,8 @@ __all__ = [
     "add_events",
     "add_subscribers",
     "already_sent",
+    "archived_count",
+    "archived_editions",
     "article_by_external_id",
     "articles_between",
     "audience_filter",

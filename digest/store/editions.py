@@ -158,3 +158,24 @@ def edition_changes(session: Session, edition_id: int) -> list[EditionChange]:
             .order_by(EditionChange.id.desc())
         )
     )
+
+
+ARCHIVED = (EditionStatus.SENDING, EditionStatus.SENT)
+
+
+def archived_editions(session: Session, limit: int, offset: int = 0) -> list[Edition]:
+    """Editions the public archive shows (sending or sent), newest first."""
+    return list(
+        session.scalars(
+            select(Edition)
+            .where(Edition.status.in_(ARCHIVED))
+            .order_by(Edition.edition_date.desc(), Edition.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+
+
+def archived_count(session: Session) -> int:
+    query = select(func.count()).select_from(Edition).where(Edition.status.in_(ARCHIVED))
+    return int(session.scalar(query) or 0)

@@ -1,5 +1,5 @@
 """The public archive under ``/archive/``: sent editions as web pages, with every
-section and nobody's links."""
+section and nobody's links, an index in pages of 30 and an Atom feed."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from starlette.routing import Route
 
 from digest import store
 from digest.edition.view import archive_page
-from digest.models import Edition, EditionStatus
+from digest.models import Edition
+from digest.web.feed import atom_feed
 
 if TYPE_CHECKING:
     from digest.web.desk import DeskApp
+
+
+PAGE = 30  # editions per index page
+FEED_ENTRIES = 50
 
 
 class ArchivePages:
@@ -23,8 +28,20 @@ class ArchivePages:
         self.app = app
 
     async def archive_index(self, request: Request) -> Response:
-        editions = await self.app.run(self.sent_editions)
-        return self.app.page(request, "archive", editions=editions)
+        page = store.row_id(request.query_params.get("page", "1"))
+        found = await self.app.run(self.listing, page) if page is not None else None
+        if found is None:
+            return HTMLResponse("Нет такой страницы архива.", status_code=404)
+        editions, pages = found
+        return self.app.page(request, "archive", editions=editions, page=page, pages=pages)
+
+    async def feed(self, request: Request) -> Response:
+        editions = await self.app.run(self.newest)
+        services = self.app.pipe
+        title = f"Архив рассылки «{services.settings.site_name}»"
+        base = services.settings.base_url
+        body = atom_feed(editions, base, title, f"{base}/archive/", services.clock())
+        return Response(body, media_type="application/atom+xml; charset=utf-8")
 
     async def archive_page(self, request: Request) -> Response:
         try:
@@ -36,23 +53,29 @@ class ArchivePages:
             return HTMLResponse("Нет такого выпуска.", status_code=404)
         return HTMLResponse(html)
 
-    def sent_editions(self) -> list[Edition]:
+    def listing(self, page: int) -> tuple[list[Edition], int] | None:
+        """The editions of index page ``page`` and how many pages there are; None
+        for a page past the last (the first page exists even when empty)."""
         with self.app.pipe.factory() as session:
-            return [
-                e
-                for e in store.recent_editions(session, 200)
-                if e.status in (EditionStatus.SENT, EditionStatus.SENDING)
-            ]
+            pages = max(1, -(-store.archived_count(session) // PAGE))
+            if page > pages:
+                return None
+            return store.archived_editions(session, PAGE, (page - 1) * PAGE), pages
+
+    def newest(self) -> list[Edition]:
+        with self.app.pipe.factory() as session:
+            return store.archived_editions(session, FEED_ENTRIES)
 
     def archived(self, schedule: str, day: date) -> str | None:
         with self.app.pipe.factory() as session:
             edition = store.edition_for(session, schedule, day)
-        if edition is None or edition.status not in (EditionStatus.SENT, EditionStatus.SENDING):
+        if edition is None or edition.status not in store.ARCHIVED:
             return None
         return archive_page(self.app.pipe, self.app.pipe.schedule(schedule), edition)
 
     def routes(self) -> list[Route]:
         return [
             Route("/archive/", self.archive_index, methods=["GET"]),
+            Route("/archive/feed.xml", self.feed, methods=["GET"]),
             Route("/archive/{schedule}/{day}", self.archive_page, methods=["GET"]),
         ]

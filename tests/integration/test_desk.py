@@ -242,3 +242,57 @@ def test_the_delivery_view_counts_live_and_charts_the_send(
     )
     assert page.locator('[data-count="sent"]').inner_text() == "4"
     page.close()
+
+
+def test_the_archive_has_a_feed_pages_a_title_and_a_canonical_link(
+    desk: tuple[Services, str],
+) -> None:
+    """Issue 14 §3: /archive/feed.xml (Atom) lists sent editions; the index pages;
+    an edition's page has a proper <title> and a canonical link, nobody's links."""
+    import urllib.request
+    import xml.etree.ElementTree as ET
+
+    pipe, base = desk
+    schedule = pipe.schedule("daily")
+    edition = pipe.editions.build(schedule, TOMORROW)
+    with pipe.factory.begin() as session:
+        stored = session.get(Edition, edition.id)
+        assert stored is not None
+        stored.status, stored.sent_at = EditionStatus.SENT, FIXED_NOW
+        for days in range(1, 36):  # 35 older sent editions (rows only: the index lists them)
+            day = TOMORROW - timedelta(days=days)
+            session.add(
+                Edition(
+                    schedule="daily",
+                    edition_date=day,
+                    window_start=FIXED_NOW - timedelta(days=days + 1),
+                    window_end=FIXED_NOW - timedelta(days=days),
+                    created_at=FIXED_NOW,
+                    sent_at=FIXED_NOW - timedelta(days=days),
+                    status=EditionStatus.SENT,
+                    subject=f"Выпуск <{day}> & Co",
+                )
+            )
+    with urllib.request.urlopen(f"{base}/archive/feed.xml", timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("application/atom+xml")
+        feed = answer.read()
+    atom = "{http://www.w3.org/2005/Atom}"
+    root = ET.fromstring(feed)
+    entries = root.findall(f"{atom}entry")
+    assert len(entries) == 36 and root.findtext(f"{atom}title")
+    first = entries[0]
+    assert first.findtext(f"{atom}id") == f"{base}/archive/daily/2026-11-26"
+    assert first.find(f"{atom}link").get("href") == f"{base}/archive/daily/2026-11-26"  # type: ignore[union-attr]
+    assert entries[1].findtext(f"{atom}title") == "Выпуск <2026-11-25> & Co"  # escaped, whole
+    status, _, page_one = fetch(f"{base}/archive/")
+    assert status == 200 and page_one.count('href="/archive/daily/') == 30
+    assert 'href="/archive/?page=2"' in page_one and 'href="/archive/feed.xml"' in page_one
+    status, _, page_two = fetch(f"{base}/archive/?page=2")
+    assert status == 200 and page_two.count('href="/archive/daily/') == 6
+    for bad in ("0", "3", "x", "99999999999999999999", "-1"):
+        assert fetch(f"{base}/archive/?page={bad}")[0] == 404, bad
+    status, _, page = fetch(f"{base}/archive/daily/2026-11-26")
+    title = re.search(r"<title>(.*?)</title>", page, re.S)
+    assert status == 200 and title and edition.subject in title[1] and "Архив" in title[1]
+    assert f'<link rel="canonical" href="{base}/archive/daily/2026-11-26">' in page
+    assert not re.search(r"/(u|p|c|o|confirm)/[A-Za-z0-9]", page)
