@@ -118,7 +118,10 @@ def run(
 @app.command()
 def scheduler(
     once: Annotated[
-        bool, typer.Option("--once", help="Catch up on every schedule once, then exit.")
+        bool,
+        typer.Option(
+            "--once", help="Catch up on every schedule, send what is due, then exit (for cron)."
+        ),
     ] = False,
     enqueue_only: Annotated[
         bool,
@@ -138,14 +141,22 @@ def scheduler(
         cfg = settings()
         pipe = pipeline(cfg)
         schedules = load_schedules(cfg.schedules_dir, cfg.timezone)
+        if not enqueue_only:
+            cfg.require_relays("say where to send (or run with --enqueue-only beside workers)")
         if once:
             for report in catch_up(pipe, schedules):
                 print_fire(report, False, "send ")
             for name in schedules:
                 print_fire(Runner(pipe).prepare(name), False, "prepare ")
+            if not enqueue_only:
+                # The cron line: what the send times queued goes now, as `worker --once`.
+                pipe.sender.reclaim()
+                work = run_async(pipe.sender.run_worker(worker_name(), once=True))
+                console.print(
+                    f"sent {work.sent}, deferred {work.deferred}, failed {work.failed}, "
+                    f"bounced {work.bounced} in {len(work.editions)} edition(s)"
+                )
             return
-        if not enqueue_only:
-            cfg.require_relays("say where to send (or run with --enqueue-only beside workers)")
         name = worker_name()
         log.info("scheduler %s started: %s", name, ", ".join(schedules))
         run_async(run_until_signalled(pipe, name, enqueue_only))

@@ -315,3 +315,20 @@ def test_a_missed_edition_previews_and_sends_by_hand_and_stays_missed_for_the_sc
     assert len(relay.messages) == 10
     code, status, _ = run_json(workdir, env, "status", f"daily/{day}")
     assert isinstance(status, dict) and status["status"] == "sent", status
+
+
+def test_scheduler_once_sends_what_it_queued_as_cron_would_want(
+    workdir: Path, ops: dict[str, str], relay: CaptureServer
+) -> None:
+    """Issue 14: `--once` is the cron line, so it sends what the send time queued
+    (it only queued, and the edition stayed `sending` until a worker ran);
+    `--once --enqueue-only` leaves the sending to workers."""
+    env = {**ops, "DIGEST_SCHEDULES_DIR": str(schedules_dir(workdir, "* * * * *"))}
+    queued = digest(workdir, "scheduler", "--once", "--enqueue-only", env=env)
+    assert queued.returncode == 0 and "queued" in queued.stdout, queued.stdout + queued.stderr
+    assert not relay.messages
+    sent = digest(workdir, "scheduler", "--once", env=env)
+    assert sent.returncode == 0, sent.stderr
+    assert len(relay.messages) == 10 and "sent 10" in sent.stdout, sent.stdout
+    code, rows, _ = run_json(workdir, env, "editions")
+    assert isinstance(rows, list) and rows[0]["status"] == "sent", rows
