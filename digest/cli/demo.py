@@ -62,7 +62,7 @@ def demo_cmd(
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_bytes(decoded(pipe.previews.preview(schedule, edition).data, Format.html))
         report_ = demo_send(pipe, schedule, edition)
-    print_report(report_)
+    print_report(report_, schedule.zone)
     console.print(f"preview: {page.resolve()}")
     finish_exit(report_)
 

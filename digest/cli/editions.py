@@ -33,7 +33,7 @@ from digest.cli.app import (
 )
 from digest.files import write_private
 from digest.models import Edition
-from digest.track.reports import EditionReport, edition_report
+from digest.track.reports import EditionReport, edition_report, progress_words
 from digest.wiring import Services
 
 
@@ -101,7 +101,7 @@ def status_of(pipe: Services, edition: Edition) -> EditionReport:
     with pipe.factory() as session:
         current = session.get(Edition, edition.id)
         assert current is not None
-        return edition_report(session, current)
+        return edition_report(session, current, pipe.clock())
 
 
 @app.command()
@@ -125,7 +125,7 @@ def status(
                 found = store.find_edition(session, checked_ref(edition_ref))
                 if found is None:
                     fail(f"no edition {edition_ref!r} (give an id or schedule/date)")
-                reports = [edition_report(session, found)]
+                reports = [edition_report(session, found, pipe.clock())]
     if as_json:
         data: Any = [r.as_json() for r in reports] if edition_ref is None else reports[0].as_json()
         console.print_json(json.dumps(data, ensure_ascii=False))
@@ -133,7 +133,7 @@ def status(
     if edition_ref is None:
         print_editions(reports)
     else:
-        print_report(reports[0])
+        print_report(reports[0], cfg.zone)
 
 
 def print_editions(reports: list[EditionReport]) -> None:
@@ -155,13 +155,7 @@ def print_editions(reports: list[EditionReport]) -> None:
     console.print(table)
 
 
-def duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
-
-
-def print_report(r: EditionReport) -> None:
+def print_report(r: EditionReport, zone: ZoneInfo) -> None:
     console.print(f"[bold]{r.label}[/] · {r.status} · «{r.subject}»", highlight=False)
     table = Table()
     table.add_column("state")
@@ -171,16 +165,15 @@ def print_report(r: EditionReport) -> None:
             table.add_row(state_name, str(n))
     table.add_row("total", str(r.total), style="bold")
     console.print(table)
-    rate = f"{r.rate:.0f} messages/s" if r.rate else "n/a"
-    eta = r.eta_seconds
-    eta_text = "n/a" if eta is None else "done" if not r.pending else duration(eta)
+    rate, eta_text = progress_words(r)
     paused = " · PAUSED" if r.paused else ""
     console.print(
         f"variants: {r.variants}; rate: {rate}; pending: {r.pending}; ETA: {eta_text}{paused}"
     )
-    if r.next_retry is not None:
-        when = r.next_retry.astimezone(ZoneInfo("Europe/Moscow"))
-        console.print(f"next retry: {when:%Y-%m-%d %H:%M:%S} Moscow time")
+    for what, when in (("next wave", r.next_wave), ("next retry", r.next_retry)):
+        if when is not None:
+            local = when.astimezone(zone)
+            console.print(f"{what}: {local:%Y-%m-%d %H:%M:%S} ({zone.key})")
     for f in r.failures:
         reason = " ".join(str(p) for p in (f["code"], f["enhanced"], f["reply"]) if p)
         console.print(f"  {f['count']} × {f['status']} {reason}", highlight=False)

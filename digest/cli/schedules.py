@@ -111,7 +111,7 @@ def run(
         explain_stop(edition, result)
         final = status_of(pipe, edition)
     if not as_json:
-        print_report(final)
+        print_report(final, schedule.zone)
     finish_exit(final)
 
 

@@ -115,7 +115,7 @@ def send(
             return
         deliver(pipe, schedule, edition, limit=limit, wait=not no_wait and limit is None)
         report = status_of(pipe, edition)
-    print_report(report)
+    print_report(report, schedule.zone)
     finish_exit(report)
 
 
@@ -297,7 +297,7 @@ def resume(
         schedule = pipe.schedule(edition.schedule)
         deliver(pipe, schedule, edition, wait=not no_wait)
         report = status_of(pipe, edition)
-    print_report(report)
+    print_report(report, schedule.zone)
     finish_exit(report)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from digest import store
 from digest.compose import Message
@@ -21,7 +22,7 @@ from digest.models import (
     EditionStatus,
 )
 from digest.schedule.files import Schedule, load_schedules
-from digest.track.reports import EditionReport, edition_report
+from digest.track.reports import EditionReport, edition_report, progress_words
 from digest.wiring import Services
 
 GMAIL_CLIP = 102 * 1024  # Gmail clips a message whose HTML is larger
@@ -73,13 +74,27 @@ class PreviewPage:
 @dataclass
 class DeliveryPage:
     edition: EditionReport
+    zone: ZoneInfo  # the schedule's: where the wave's hour is shown
     bounces: int = 0
     unsubscribes: int = 0
     per_minute: list[tuple[str, int]] = field(default_factory=list)
 
+    @property
+    def progress(self) -> tuple[str, str]:
+        return progress_words(self.edition)
+
+    @property
+    def next_wave_local(self) -> str | None:
+        wave = self.edition.next_wave
+        return wave.astimezone(self.zone).strftime("%d.%m %H:%M") if wave else None
+
     def as_json(self) -> dict[str, Any]:
+        rate, left = self.progress
         return {
             **self.edition.as_json(),
+            "rate_text": rate,
+            "eta_text": left,
+            "next_wave_local": self.next_wave_local,
             "bounces": self.bounces,
             "unsubscribes": self.unsubscribes,
             "per_minute": [{"minute": m, "sent": n} for m, n in self.per_minute],
@@ -149,7 +164,9 @@ class DeskView:
             current = session.get(Edition, edition_id)
             if current is None:
                 raise EditionError(f"no edition {edition_id}")
-            page = DeliveryPage(edition_report(session, current))
+            now = self.pipe.clock()
+            zone = self.pipe.schedule(current.schedule).zone
+            page = DeliveryPage(edition_report(session, current, now), zone=zone)
             page.bounces = store.bounced_count(session, edition_id)
             page.unsubscribes = store.unsubscribes_since(session, current.created_at)
             page.per_minute = list(_per_minute(session, edition_id))

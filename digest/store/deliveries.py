@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import (
     and_,
     func,
+    or_,
     select,
     update,
 )
@@ -183,3 +184,33 @@ def sent_times(session: Session, edition_id: int) -> list[datetime]:
         )
     )
     return sorted(t for t in rows if t is not None)
+
+
+def due_now(session: Session, edition_id: int, now: datetime) -> int:
+    """Deliveries to send now: queued and due (a wave's are not yet), or claimed."""
+    query = (
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            or_(
+                and_(
+                    Delivery.status == DeliveryStatus.QUEUED,
+                    or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                ),
+                Delivery.status == DeliveryStatus.SENDING,
+            ),
+        )
+    )
+    return int(session.scalar(query) or 0)
+
+
+def next_wave(session: Session, edition_id: int, now: datetime) -> datetime | None:
+    """When the next readers' wave is due (queued for a later hour: local_time)."""
+    return session.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.QUEUED,
+            Delivery.next_attempt_at > now,
+        )
+    )

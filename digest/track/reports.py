@@ -37,13 +37,18 @@ class EditionReport:
     more_failures_count: int = 0  # … and the messages in them
     paused: bool = False
     next_retry: datetime | None = None
+    next_wave: datetime | None = None  # readers queued for a later hour (local_time)
+    due_now: int | None = None  # queued and due, or claimed; None: not asked
     # Opens (approximate: clients prefetch or block images) and clicks, when tracked.
     engagement: dict[str, int] = field(default_factory=dict)
 
     @property
     def eta_seconds(self) -> float | None:
-        """Time to send what is due at the recent rate (retries come on their schedule)."""
-        due = self.counts.get("queued", 0) + self.counts.get("sending", 0)
+        """Time to send what is due at the recent rate (retries and later waves come on
+        their schedule: then there is no ETA, never a "0")."""
+        due = self.due_now
+        if due is None:
+            due = self.counts.get("queued", 0) + self.counts.get("sending", 0)
         if self.paused and due:
             return None
         if not due:
@@ -59,7 +64,14 @@ class EditionReport:
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("window_start", "window_end", "created_at", "sent_at", "next_retry"):
+        for key in (
+            "window_start",
+            "window_end",
+            "created_at",
+            "sent_at",
+            "next_retry",
+            "next_wave",
+        ):
             value = data[key]
             data[key] = value.isoformat() if value else None
         data["rate"] = round(self.rate, 1) if self.rate else None
@@ -67,6 +79,20 @@ class EditionReport:
         eta = self.eta_seconds
         data["eta_seconds"] = round(eta) if eta is not None else None
         return data
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def progress_words(report: EditionReport) -> tuple[str, str]:
+    """(rate, time left) as people read them: "n/a" where nothing says yet."""
+    rate = f"{report.rate:.0f} msg/s" if report.rate else "n/a"
+    eta = report.eta_seconds
+    left = "n/a" if eta is None else "done" if not report.pending else duration(eta)
+    return rate, left
 
 
 ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
@@ -101,7 +127,11 @@ def group_failures(
     }
 
 
-def edition_report(session: Session, edition: Edition) -> EditionReport:
+def edition_report(
+    session: Session, edition: Edition, now: datetime | None = None
+) -> EditionReport:
+    """The edition's counts, rate and reasons; with ``now``, also what is due now and
+    when the next wave goes."""
     counts = store.delivery_counts(session, edition.id)
     return EditionReport(
         id=edition.id,
@@ -119,5 +149,7 @@ def edition_report(session: Session, edition: Edition) -> EditionReport:
         **group_failures(store.failure_reasons(session, edition.id)),
         paused=edition.paused_at is not None,
         next_retry=store.next_retry(session, edition.id),
+        next_wave=store.next_wave(session, edition.id, now) if now else None,
+        due_now=store.due_now(session, edition.id, now) if now else None,
         engagement=store.engagement(session, edition.id),
     )

@@ -331,4 +331,4 @@ def test_scheduler_once_sends_what_it_queued_as_cron_would_want(
     assert sent.returncode == 0, sent.stderr
     assert len(relay.messages) == 10 and "sent 10" in sent.stdout, sent.stdout
     code, rows, _ = run_json(workdir, env, "editions")
-    assert isinstance(rows, list) and rows[0]["status"] == "sent", rows
+    assert code == 0 and isinstance(rows, list) and rows[0]["status"] == "sent", rows

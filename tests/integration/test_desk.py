@@ -296,3 +296,35 @@ def test_the_archive_has_a_feed_pages_a_title_and_a_canonical_link(
     assert status == 200 and title and edition.subject in title[1] and "Архив" in title[1]
     assert f'<link rel="canonical" href="{base}/archive/daily/2026-11-26">' in page
     assert not re.search(r"/(u|p|c|o|confirm)/[A-Za-z0-9]", page)
+
+
+def test_the_delivery_view_shows_rate_eta_and_the_next_wave_in_local_time(
+    desk: tuple[Services, str],
+) -> None:
+    """Issue 14: rate and ETA were only in delivery.json, and a wave due hours later
+    showed ETA «0m 00s». The wave is due at its hour: no ETA from a rate, its time
+    shown in the schedule's zone."""
+    pipe, base = desk
+    schedule = pipe.schedule("daily")
+    edition = pipe.editions.build(schedule, TOMORROW)
+    pipe.lifecycle.start_sending(schedule, edition)
+    wave = FIXED_NOW + timedelta(hours=5)
+    with pipe.factory.begin() as session:
+        rows = session.scalars(select(Delivery).where(Delivery.edition_id == edition.id)).all()
+        for row in rows[:3]:  # three readers far east wait for their hour
+            row.next_attempt_at = wave
+        for row in rows[3:]:  # two already went out a minute ago
+            row.status, row.sent_at = DeliveryStatus.SENT, FIXED_NOW - timedelta(seconds=30)
+    page = DeskView(pipe).delivery(edition.id)
+    assert page.edition.next_wave == wave and page.edition.eta_seconds != 0.0
+    local = wave.astimezone(schedule.zone).strftime("%d.%m %H:%M")
+    from tests.integration.test_hostile_web import Client
+
+    client = Client(base)
+    assert client.login("anna", PASSWORD) == 303
+    status, _, html = client.request(f"/desk/editions/{edition.id}/delivery")
+    progress = re.search(r'<p id="progress">.*?</p>', html, re.S)
+    assert status == 200 and progress and "0m 00s" not in html, html
+    words = re.sub(r"<[^>]+>", "", progress[0])
+    assert "Скорость" in words and "Осталось" in words, words
+    assert f"Следующая волна: {local}" in words, words
