@@ -89,7 +89,7 @@ def duration(seconds: float) -> str:
 
 def progress_words(report: EditionReport) -> tuple[str, str]:
     """(rate, time left) as people read them: "n/a" where nothing says yet."""
-    rate = f"{report.rate:.0f} msg/s" if report.rate else "n/a"
+    rate = f"{report.rate:.0f} messages/s" if report.rate else "n/a"
     eta = report.eta_seconds
     left = "n/a" if eta is None else "done" if not report.pending else duration(eta)
     return rate, left
