@@ -48,6 +48,7 @@ WORD_FORMS: dict[str, tuple[str, str, str]] = {
     "просмотр": ("просмотр", "просмотра", "просмотров"),
     "день": ("день", "дня", "дней"),
     "статья": ("статья", "статьи", "статей"),
+    "человек": ("человек", "человека", "человек"),
 }
 
 
@@ -106,6 +107,7 @@ class ArticleView:
     discussed: bool = False
     comments_in_window: int = 0
     comments_total: int = 0
+    commenters: int = 0  # people who commented in the window: what the rank counts
     top_comment: CommentView | None = None
 
 

@@ -10,6 +10,7 @@ from digest import store
 from digest.db import Session
 from digest.errors import RenderError
 from digest.models import Block, Edition, EditionItem
+from digest.models.tables import Comment
 from digest.render import (
     ArticleView,
     CommentView,
@@ -34,31 +35,10 @@ def edition_view(
     items = sorted(edition.items, key=lambda i: i.position)
     talked = [i.article_id for i in items if i.discussed or i.block is Block.DISCUSSED]
     top = store.top_comments(session, talked, edition.window_start, edition.window_end)
+    people = store.commenters(session, talked, edition.window_start, edition.window_end)
 
     def article(item: EditionItem) -> ArticleView:
-        a = item.article
-        c = top.get(a.id)
-        return ArticleView(
-            id=a.id,
-            title=a.title,
-            url=a.url,
-            lead=a.lead or "",
-            section=a.section.slug if a.section else "",
-            section_title=a.section.title if a.section else "Новости",
-            section_position=a.section.position if a.section else 10_000,
-            published_at=a.published_at,
-            views=a.views,
-            image_url=a.image_url,
-            image_caption=a.image_caption if a.image_caption else None,
-            discussed=item.discussed or item.block is Block.DISCUSSED,
-            comments_in_window=item.comments_in_window,
-            comments_total=item.comments_total,
-            top_comment=(
-                CommentView(c.author or "аноним", c.body, c.votes)
-                if c is not None and c.body
-                else None
-            ),
-        )
+        return article_view(item, top.get(item.article_id), people.get(item.article_id, 0))
 
     lead = next(article(i) for i in items if i.block is Block.LEAD)
     day = [article(i) for i in items if i.block is Block.DAY]
@@ -86,6 +66,33 @@ def edition_view(
         zone=schedule.zone,
         intro=edition.intro,
         archive_url=archive_url(services, edition),
+    )
+
+
+def article_view(item: EditionItem, top: Comment | None, commenters: int) -> ArticleView:
+    """One stored item as the templates see it (``top``: its most voted comment)."""
+    a = item.article
+    return ArticleView(
+        id=a.id,
+        title=a.title,
+        url=a.url,
+        lead=a.lead or "",
+        section=a.section.slug if a.section else "",
+        section_title=a.section.title if a.section else "Новости",
+        section_position=a.section.position if a.section else 10_000,
+        published_at=a.published_at,
+        views=a.views,
+        image_url=a.image_url,
+        image_caption=a.image_caption if a.image_caption else None,
+        discussed=item.discussed or item.block is Block.DISCUSSED,
+        comments_in_window=item.comments_in_window,
+        comments_total=item.comments_total,
+        commenters=commenters,
+        top_comment=(
+            CommentView(top.author or "аноним", top.body, top.votes)
+            if top is not None and top.body
+            else None
+        ),
     )
 
 

@@ -151,6 +151,23 @@ def already_sent(
     return since
 
 
+def commenters(
+    session: Session, article_ids: Iterable[int], start: datetime, end: datetime
+) -> dict[int, int]:
+    """People who commented in [start, end), per article, counted as selection counts
+    them: authors compared case-insensitively, the anonymous as one."""
+    ids = list(set(article_ids))
+    if not ids:
+        return {}
+    author = func.lower(func.trim(func.coalesce(Comment.author, "")))
+    rows = session.execute(
+        select(Comment.article_id, func.count(func.distinct(author)))
+        .where(Comment.article_id.in_(ids), Comment.posted_at >= start, Comment.posted_at < end)
+        .group_by(Comment.article_id)
+    )
+    return {article_id: int(n) for article_id, n in rows}
+
+
 def top_comments(
     session: Session, article_ids: Iterable[int], start: datetime, end: datetime
 ) -> dict[int, Comment]:

@@ -590,3 +590,28 @@ def test_a_dry_run_is_the_real_send_captured_and_writes_nothing(
     with loaded.factory() as session:
         assert session.scalar(select(Delivery).limit(1)) is None
         assert session.get(Edition, edition.id).status is EditionStatus.DRAFT  # type: ignore[union-attr]
+
+
+def test_the_discussed_block_counts_the_people_as_selection_does(
+    loaded: Services, schedule: Schedule, fixed_date: date
+) -> None:
+    """Each discussed item says how many people discussed it in the window: authors
+    compared case-insensitively, the anonymous as one (as the ranking counts them)."""
+    from digest.edition.view import edition_view
+
+    edition = loaded.editions.build(schedule, fixed_date)
+    with loaded.factory() as session:
+        current = session.get(Edition, edition.id)
+        assert current is not None
+        view = edition_view(loaded, session, schedule, current)
+        talk = store.discussions(
+            session, current.window_start, current.window_end, FIXED_NOW - timedelta(days=30)
+        )
+    people = {d.article.id: len(d.per_commenter) for d in talk}
+    assert view.discussed and all(a.commenters == people[a.id] for a in view.discussed)
+    assert all(1 <= a.commenters <= a.comments_in_window for a in view.discussed)
+    message = email.message_from_bytes(
+        loaded.previews.preview(schedule, edition).data, policy=email.policy.default
+    )
+    plain = message.get_body(("plain",))
+    assert plain is not None and "обсуждают" in plain.get_content()

@@ -226,3 +226,18 @@ def test_an_oversized_style_block_is_refused() -> None:
     rules = "".join(f"@media (max-width:{600 + i}px){{.c{i}{{color:red}}}}" for i in range(800))
     with pytest.raises(RenderError, match="over the"):
         inline_css(f"<html><head><style>{rules}</style></head><body>x</body></html>")
+
+
+def test_the_discussed_block_says_how_many_people_discuss_first(renderer: Renderer) -> None:
+    """Issue 14: «80 комментариев» printed below «8 комментариев» read as a wrong
+    order. The rank counts people (a flame war of two is capped), so each item
+    shows how many people discuss it, first, in both parts."""
+    flame = article(200, discussed=True, commenters=2, comments_in_window=80, comments_total=90)
+    broad = article(201, discussed=True, commenters=7, comments_in_window=8, comments_total=9)
+    view = replace(edition(day=3, discussed=0), discussed=[broad, flame])
+    out = renderer.render(view, "digest")
+    text = re.sub(r"<[^>]+>", " ", out.html)
+    assert re.search(r"обсуждают\s+7 человек\s.*?8 комментариев", text, re.S)
+    assert text.index("7 человек") < text.index("2 человека")
+    assert "обсуждают 7 человек · 8 комментариев" in out.text
+    assert "обсуждают 2 человека · 80 комментариев" in out.text
