@@ -82,6 +82,10 @@ def send(
     ] = None,
     no_wait: NoWaitOption = False,
     enqueue_only: EnqueueOnlyOption = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Send a draft the schedule wants approved (logged)."),
+    ] = False,
 ) -> None:
     """Build the edition (if needed) and send it to every active subscriber.
 
@@ -103,6 +107,7 @@ def send(
             do_dry_run(pipe, schedule, edition, limit)
             return
         if enqueue_only:
+            pipe.lifecycle.check_approval(schedule, edition, force=force)
             added = pipe.lifecycle.start_sending(schedule, edition)
             console.print(
                 f"{edition.label}: {added} deliveries queued for the workers "
@@ -113,6 +118,7 @@ def send(
         if test_to:
             do_test_send(pipe, schedule, edition, test_to)
             return
+        pipe.lifecycle.check_approval(schedule, edition, force=force)
         deliver(pipe, schedule, edition, limit=limit, wait=not no_wait and limit is None)
         report = status_of(pipe, edition)
     print_report(report, schedule.zone)

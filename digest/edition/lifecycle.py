@@ -11,6 +11,7 @@ which status it goes; a step from anywhere else is refused with a reason.
 from __future__ import annotations
 
 import enum
+import logging
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from digest.schedule.files import Schedule
 if TYPE_CHECKING:
     from digest.wiring import Services
 
+log = logging.getLogger(__name__)
 GIVE_UP_MARGIN = timedelta(minutes=5)
 S = EditionStatus
 
@@ -121,6 +123,21 @@ class Lifecycle:
                 store.set_waves(session, current.id, schedule.timezone, waves)
             edition.status = current.status
         return added
+
+    def check_approval(self, schedule: Schedule, edition: Edition, *, force: bool) -> None:
+        """A send by hand of a schedule that wants approval: only an approved edition
+        goes, unless forced (and then the log says so). The scheduler has its own rule
+        (``unapproved = hold | send``)."""
+        if not schedule.send.approval or edition.status is not S.DRAFT:
+            return
+        if not force:
+            raise EditionError(
+                f"{edition.label} is not approved and schedule {schedule.name} wants approval: "
+                f"`digest approve {edition.label}` first (or --force to send it anyway)"
+            )
+        log.warning(
+            "%s: not approved; sent anyway (--force)", edition.label, extra={"edition": edition.id}
+        )
 
     def finish(self, edition: Edition) -> EditionStatus:
         """Mark the edition sent once no delivery is left to try."""

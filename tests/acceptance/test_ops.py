@@ -332,3 +332,28 @@ def test_scheduler_once_sends_what_it_queued_as_cron_would_want(
     assert len(relay.messages) == 10 and "sent 10" in sent.stdout, sent.stdout
     code, rows, _ = run_json(workdir, env, "editions")
     assert code == 0 and isinstance(rows, list) and rows[0]["status"] == "sent", rows
+
+
+def test_send_refuses_an_unapproved_draft_when_the_schedule_wants_approval(
+    workdir: Path, ops: dict[str, str], relay: CaptureServer
+) -> None:
+    """Issue 14: `digest send` sent an unapproved draft without a word. It refuses
+    (exit 1, naming `digest approve`) unless --force, which is logged; a test copy
+    and a dry run still work on the draft."""
+    env = {
+        **ops,
+        "DIGEST_SCHEDULES_DIR": str(schedules_dir(workdir, "0 7 * * *", "approval = true\n")),
+    }
+    day = moscow_today()
+    refused = digest(workdir, "send", "daily", "--date", day, env=env)
+    assert refused.returncode == 1 and "digest approve daily/" in refused.stderr, refused.stderr
+    queued = digest(workdir, "send", "daily", "--date", day, "--enqueue-only", env=env)
+    assert queued.returncode == 1 and not relay.messages
+    assert digest(workdir, "send", "daily", "--date", day, "--dry-run", env=env).returncode == 0
+    test = digest(workdir, "send", "daily", "--date", day, "--test-to", "ed@example.ru", env=env)
+    assert test.returncode == 0 and len(relay.messages) == 1, test.stderr
+    forced = digest(workdir, "--log-json", "send", "daily", "--date", day, "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert len(relay.messages) == 11
+    lines = [json.loads(line) for line in forced.stderr.splitlines() if line.startswith("{")]
+    assert any("not approved" in line["msg"] and line["level"] == "warning" for line in lines)
