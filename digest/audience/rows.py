@@ -165,6 +165,8 @@ def describe(s: Subscriber) -> dict[str, Any]:
         "frequency": s.frequency,
         "format": s.format,
         "consent_source": s.consent_source,
+        "consent_version": s.consent_version,
+        "consent_page": s.consent_page,
         "consent_at": _iso(s.consent_at),
         "confirmed_at": _iso(s.confirmed_at),
         "invited_at": _iso(s.invited_at),

@@ -31,6 +31,7 @@ from digest.models.tables import (
     Forgotten,
     LoginFailure,
     Section,
+    SignupAttempt,
     Subscriber,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "Forgotten",
     "LoginFailure",
     "Section",
+    "SignupAttempt",
     "Subscriber",
     "SubscriberStatus",
     "UTCDateTime",

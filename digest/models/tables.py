@@ -101,6 +101,9 @@ class Subscriber(Base):
     token_key: Mapped[str] = mapped_column(String(32), unique=True)
     consent_at: Mapped[datetime | None]
     consent_source: Mapped[str | None] = mapped_column(String(200))
+    # What was agreed to and where: the consent text's version and the page it was on.
+    consent_version: Mapped[str | None] = mapped_column(String(40))
+    consent_page: Mapped[str | None] = mapped_column(String(500))
     confirmed_at: Mapped[datetime | None]
     # When the double opt-in mail went out: `subscribers invite` sends it once per link life.
     invited_at: Mapped[datetime | None]
@@ -286,6 +289,18 @@ class DeskSession(Base):
     last_seen_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class SignupAttempt(Base):
+    """A request to the subscription box, by (hashed) address of the asker: what
+    the per-IP limit counts."""
+
+    __tablename__ = "signup_attempt"
+    __table_args__ = (Index("ix_signup_attempt_ip_at", "ip", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    ip: Mapped[str] = mapped_column(String(64))
 
 
 class LoginFailure(Base):

@@ -77,10 +77,12 @@ from digest.store.editions import (
 )
 from digest.store.events import (
     add_events,
+    add_signup,
     clear_login_failures,
     engagement,
     failed_logins_since,
     login_failures,
+    signups_since,
     soft_bounce_days,
 )
 from digest.store.readers import (
@@ -104,6 +106,7 @@ __all__ = [
     "active_variant_keys",
     "add_comments",
     "add_events",
+    "add_signup",
     "add_subscribers",
     "already_sent",
     "archived_count",
@@ -162,6 +165,7 @@ __all__ = [
     "set_section_order",
     "set_subscriber_status",
     "set_waves",
+    "signups_since",
     "soft_bounce_days",
     "subscriber_by_email",
     "subscriber_by_token",

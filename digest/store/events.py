@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +21,7 @@ from digest.models import (
     EventKind,
     LoginFailure,
 )
+from digest.models.tables import SignupAttempt
 
 
 def engagement(session: Session, edition_id: int) -> dict[str, int]:
@@ -84,3 +85,15 @@ def failed_logins_since(session: Session, since: datetime) -> int:
 
 def clear_login_failures(session: Session, editor: str) -> None:
     session.execute(delete(LoginFailure).where(LoginFailure.editor == editor))
+
+
+def signups_since(session: Session, ip: str, since: datetime) -> int:
+    query = select(func.count()).where(SignupAttempt.ip == ip, SignupAttempt.at >= since)
+    return int(session.scalar(query) or 0)
+
+
+def add_signup(session: Session, ip: str, at: datetime) -> None:
+    """Count a request to the subscription box; rows older than a day go (the
+    limit looks back an hour)."""
+    session.execute(delete(SignupAttempt).where(SignupAttempt.at < at - timedelta(days=1)))
+    session.add(SignupAttempt(ip=ip, at=at))

@@ -28,6 +28,7 @@ from digest.web.auth import DeskAuth
 from digest.web.desk import DeskApp
 from digest.web.guard import Guard
 from digest.web.public import ReaderPages
+from digest.web.subscribe import SubscribeBox
 from digest.wiring import Services
 
 T = TypeVar("T")
@@ -81,6 +82,7 @@ def templates(settings: Settings) -> Environment:
 def create_app(context: WebContext) -> Starlette:
     env = templates(context.settings)
     readers = ReaderPages(context, env)
+    box = SubscribeBox(context, env)
     auth = DeskAuth(
         context.factory, context.settings.editor_accounts, context.secret, context.clock
     )
@@ -102,4 +104,5 @@ def create_app(context: WebContext) -> Starlette:
             https_only=context.settings.base_url.startswith("https://"),
         ),
     ]
-    return Starlette(routes=[*desk.routes(), *readers.routes()], middleware=middleware)
+    routes = [*desk.routes(), *readers.routes(), *box.routes()]
+    return Starlette(routes=routes, middleware=middleware)
