@@ -117,6 +117,13 @@ class Services:
     def connector(self) -> Callable[[SmtpTarget], SmtpConnection]:
         return connector(self.settings.smtp)
 
+    def single_connection(
+        self, why: str = "say where to send (smtp://host:port)"
+    ) -> SmtpConnection:
+        """A connection to the first relay for one-off mail (a test copy, confirmations);
+        ConfigError saying what waits when no relay is set."""
+        return self.connector()(self.settings.require_relays(why)[0])
+
     def signing_step(self) -> Callable[[bytes], bytes] | None:
         """DKIM for the odd single message (test copy, confirmation), in process."""
         keys = dkim_keys(self.settings.dkim)

@@ -152,10 +152,7 @@ def scheduler(
                 # The cron line: what the send times queued goes now, as `worker --once`.
                 pipe.sender.reclaim()
                 work = run_async(pipe.sender.run_worker(worker_name(), once=True))
-                console.print(
-                    f"sent {work.sent}, deferred {work.deferred}, failed {work.failed}, "
-                    f"bounced {work.bounced} in {len(work.editions)} edition(s)"
-                )
+                console.print(work.summary())
             return
         name = worker_name()
         log.info("scheduler %s started: %s", name, ", ".join(schedules))

@@ -257,10 +257,7 @@ def worker(
         log.info("worker %s started%s", name, " (once)" if once else "")
         pipe.sender.reclaim()
         report = run_async(pipe.sender.run_worker(name, once))
-    console.print(
-        f"worker {name}: sent {report.sent}, deferred {report.deferred}, failed "
-        f"{report.failed}, bounced {report.bounced} in {len(report.editions)} edition(s)"
-    )
+    console.print(f"worker {name}: {report.summary()}")
     if report.aborted:
         fail(f"{report.aborted}; claims handed back, start the worker again")
 

@@ -59,11 +59,10 @@ def send_invitations(
             console.print(f"would send to {s.email}: {invitations.link(s.token_key)}")
         console.print(f"{len(due)} confirmation mail(s) would go out (dry run)")
         return 0
-    relay = cfg.require_relays(
+    connection = pipe.single_connection(
         f"{len(due)} confirmation mail(s) not sent; "
         "send them with `digest subscribers invite` once it is"
-    )[0]
-    connection = pipe.connector()(relay)
+    )
     report = run_async(invitations.send(subscribers, due, connection, pipe.signing_step()))
     for problem in report.failed:
         err.print(f"[red]not sent[/] {problem}", highlight=False)

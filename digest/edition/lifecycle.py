@@ -94,7 +94,7 @@ class Lifecycle:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def _locked(self, session: Session, edition: Edition, *, lock: bool = False) -> Edition:
+    def _current(self, session: Session, edition: Edition, *, lock: bool = False) -> Edition:
         current = session.get(Edition, edition.id, with_for_update=lock)
         assert current is not None
         return current
@@ -109,7 +109,7 @@ class Lifecycle:
         with transaction(self.services.factory) as session:
             # Locked: a second scheduler starting the same edition waits, then finds
             # the rows made and adds none (the unique delivery key never fires).
-            current = self._locked(session, edition, lock=True)
+            current = self._current(session, edition, lock=True)
             move(current, Step.START)
             for _ in range(2):
                 added += store.enqueue_deliveries(session, current.id, now(), schedule.frequency)
@@ -142,7 +142,7 @@ class Lifecycle:
     def finish(self, edition: Edition) -> EditionStatus:
         """Mark the edition sent once no delivery is left to try."""
         with transaction(self.services.factory) as session:
-            current = self._locked(session, edition)
+            current = self._current(session, edition)
             counts = store.delivery_counts(session, edition.id)
             open_ = sum(counts.get(s, 0) for s in DeliveryStatus if not s.final)
             if open_ == 0 and current.status in MOVES[Step.FINISH]:
@@ -154,21 +154,21 @@ class Lifecycle:
     def approve(self, edition: Edition, approved: bool = True) -> EditionStatus:
         """Approve a draft, or take the approval back until sending starts."""
         with transaction(self.services.factory) as session:
-            current = self._locked(session, edition)
+            current = self._current(session, edition)
             edition.status = move(current, Step.APPROVE if approved else Step.UNAPPROVE)
             return edition.status
 
     def pause(self, edition: Edition) -> None:
         """Running senders stop claiming within a heartbeat (about a second)."""
         with transaction(self.services.factory) as session:
-            current = self._locked(session, edition)
+            current = self._current(session, edition)
             move(current, Step.PAUSE)
             if current.paused_at is None:
                 current.paused_at = self.services.clock()
 
     def resume(self, edition: Edition) -> None:
         with transaction(self.services.factory) as session:
-            current = self._locked(session, edition)
+            current = self._current(session, edition)
             move(current, Step.RESUME)
             current.paused_at = None
 
@@ -177,7 +177,7 @@ class Lifecycle:
         retries; held by running senders: they stop within a heartbeat, about a
         second, and what they have not sent by then is suppressed as they hand it back)."""
         with transaction(self.services.factory) as session:
-            move(self._locked(session, edition), Step.CANCEL)
+            move(self._current(session, edition), Step.CANCEL)
             held = store.delivery_counts(session, edition.id).get(DeliveryStatus.SENDING, 0)
             return store.cancel_pending(session, edition.id, self.services.clock()), held
 
@@ -186,7 +186,7 @@ class Lifecycle:
         now. Bounced ones never do: the address is dead."""
         states = [DeliveryStatus.DEFERRED] + ([DeliveryStatus.FAILED] if failed else [])
         with transaction(self.services.factory) as session:
-            current = self._locked(session, edition)
+            current = self._current(session, edition)
             before = current.status
             if before not in MOVES[Step.RETRY]:
                 raise EditionError(refusal(current, Step.RETRY))
@@ -211,4 +211,4 @@ class Lifecycle:
     def reopen(self, edition: Edition) -> None:
         """Ops run a missed edition by hand: it is a draft again."""
         with transaction(self.services.factory) as session:
-            edition.status = move(self._locked(session, edition), Step.REOPEN)
+            edition.status = move(self._current(session, edition), Step.REOPEN)

@@ -114,7 +114,6 @@ class Previews:
         """One copy to ``to``, «[ТЕСТ]» in the subject, signed like the real thing;
         not a delivery: no subscriber's counts change."""
         message = self.preview(schedule, edition, to, subject_prefix=TEST_PREFIX, copy=True)
-        relay = self.services.settings.require_relays()[0]
-        connection = self.services.connector()(relay)
+        connection = self.services.single_connection()
         (result,) = run_async(send_each(connection, [message], self.services.signing_step()))
         return result

@@ -54,6 +54,12 @@ class WorkReport:
         self.failed += result.failed
         self.bounced += result.bounced
 
+    def summary(self) -> str:
+        return (
+            f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
+            f"bounced {self.bounced} in {len(self.editions)} edition(s)"
+        )
+
 
 class Sender:
     """``Services.sender``."""

@@ -1,4 +1,5 @@
-"""Engagement events, soft-bounce history and the desk's failed logins."""
+"""Engagement events, soft-bounce history, the desk's failed logins and the
+subscription box's requests (what its limits count)."""
 
 from __future__ import annotations
 

@@ -90,6 +90,7 @@ def create_app(context: WebContext) -> Starlette:
         context.services,
         auth,
         run=lambda fn, *args: run_in_threadpool(fn, *args),
+        env=env,
     )
     session_key = hmac.new(context.secret, b"desk-session", hashlib.sha256).hexdigest()
     middleware = [

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -39,14 +39,17 @@ def variant_label(key: str) -> str:
 
 
 class DeskApp:
-    def __init__(self, pipe: Services, auth: DeskAuth, run: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        pipe: Services,
+        auth: DeskAuth,
+        run: Callable[..., Awaitable[Any]],
+        env: Environment,
+    ) -> None:
         self.pipe = pipe
         self.auth = auth
         self.run = run  # database work off the event loop
-        self.env = Environment(
-            loader=FileSystemLoader(pipe.settings.templates_dir),
-            autoescape=select_autoescape(enabled_extensions=("html", "html.j2")),
-        )
+        self.env = env  # the web app's one template environment, with the desk's filters
         self.env.filters.update(
             local=lambda t: t.astimezone(pipe.settings.zone).strftime("%d.%m %H:%M"),
             date_long=date_long,

@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from digest.audience.signup import CONSENT_VERSION, Answer, Decision, Signups
 from digest.audience.signup import Request as Asked
-from digest.audience.subscribers import SubscriberBook
 from digest.errors import DigestError
 
 if TYPE_CHECKING:
@@ -92,17 +91,13 @@ class SubscribeBox:
         """The confirmation mail, now; without a relay it waits for `subscribers invite`."""
         services, invite = self.context.services, decision.invite
         assert invite is not None
-        relays = services.settings.relays
-        if not relays:
-            log.warning("a web signup waits for its confirmation mail: DIGEST_SMTP_URL is not set")
-            return
-        mailing_list = self.context.lists[list_key]
-        book = SubscriberBook(self.context.factory, double_opt_in=True, clock=self.context.clock)
+        invitations = services.invitations(self.context.lists[list_key])
         try:
-            report = await services.invitations(mailing_list).send(
-                book, [invite], services.connector()(relays[0]), services.signing_step()
+            connection = services.single_connection("it waits for `subscribers invite`")
+            report = await invitations.send(
+                self.context.book, [invite], connection, services.signing_step()
             )
-        except DigestError as exc:  # the relay is down: the reader can ask again
+        except DigestError as exc:  # no relay, or it is down: the reader can ask again
             log.warning("confirmation mail not sent: %s", exc)
             return
         for problem in report.failed:
