@@ -20,6 +20,7 @@ from digest.config import Settings, SmtpTarget
 from digest.db import Factory
 from digest.dkim import DkimSigner, Signer, dkim_keys
 from digest.edition.build import Editions
+from digest.edition.corrections import Corrections
 from digest.edition.lifecycle import Lifecycle
 from digest.edition.preview import Previews
 from digest.models import Clock
@@ -46,6 +47,7 @@ class Services:
     lifecycle: Lifecycle = field(init=False)
     previews: Previews = field(init=False)
     sender: Sender = field(init=False)
+    corrections: Corrections = field(init=False)
     _dkim: DkimSigner | None = field(init=False, default=None)
     _keyring: Keyring | None = field(init=False, default=None)
 
@@ -58,6 +60,7 @@ class Services:
         self.lifecycle = Lifecycle(self)
         self.previews = Previews(self)
         self.sender = Sender(self)
+        self.corrections = Corrections(self)
 
     def schedule(self, name: str) -> Schedule:
         return load_schedule(self.settings.schedules_dir, name, self.settings.timezone)

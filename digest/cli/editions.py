@@ -1,9 +1,10 @@
-"""`digest preview`, `status`, `editions`, `approve`: looking at editions."""
+"""`digest preview`, `status`, `editions` (and `editions rebuild`), `approve`."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import getpass
 import json
 import sys
 from enum import StrEnum
@@ -167,6 +168,7 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
     console.print(table)
     rate, eta_text = progress_words(r)
     paused = " · PAUSED" if r.paused else ""
+    paused += " (articles corrected)" if r.paused and r.pause_reason == "correction" else ""
     console.print(
         f"variants: {r.variants}; rate: {rate}; pending: {r.pending}; ETA: {eta_text}{paused}"
     )
@@ -174,6 +176,15 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
         if when is not None:
             local = when.astimezone(zone)
             console.print(f"{what}: {local:%Y-%m-%d %H:%M:%S} ({zone.key})")
+    if r.corrections:
+        console.print(
+            f"[bold]changed since it was rendered[/] (`digest editions rebuild {r.label}` "
+            "sends the corrected text):"
+        )
+        for c in r.corrections:
+            console.print(
+                f"  {c.at.astimezone(zone):%H:%M} {c.describe()}", highlight=False, markup=False
+            )
     for f in r.failures:
         reason = " ".join(str(p) for p in (f["code"], f["enhanced"], f["reply"]) if p)
         console.print(f"  {f['count']} × {f['status']} {reason}", highlight=False)
@@ -195,8 +206,17 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
         )
 
 
-@app.command()
+editions_app = typer.Typer(
+    help="The editions, newest first (`digest editions`), and what is done to one.",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+app.add_typer(editions_app, name="editions")
+
+
+@editions_app.callback()
 def editions(
+    ctx: typer.Context,
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
@@ -204,6 +224,8 @@ def editions(
 
     Example: digest editions --json
     """
+    if ctx.invoked_subcommand is not None:
+        return
     with errors():
         pipe = pipeline(settings())
         with pipe.factory() as session:
@@ -212,6 +234,36 @@ def editions(
         console.print_json(json.dumps([r.as_json() for r in reports], ensure_ascii=False))
     else:
         print_editions(reports)
+
+
+@editions_app.command()
+def rebuild(edition_ref: EditionArg) -> None:
+    """Render an edition again from its articles as they are now (the site corrected
+    a headline or withdrew an article). Messages not yet sent take the new text
+    with their Message-IDs unchanged; sent ones stay recorded with the old. A send
+    paused for the correction goes on (the workers, or `digest resume`, send it).
+
+    Example: digest editions rebuild daily/2026-11-25
+    """
+    with errors():
+        pipe = pipeline(settings())
+        edition = find(pipe, edition_ref)
+        done = pipe.corrections.rebuild(edition, operator())
+    for revision in done.revisions:
+        console.print(f"  {revision.describe()}", highlight=False, markup=False)
+    console.print(
+        f"{done.label} rebuilt: {done.variants} variant(s), {done.repointed} message(s) "
+        f"not yet sent take the new text" + ("; the paused send may go on" if done.resumed else ""),
+        highlight=False,
+    )
+
+
+def operator() -> str:
+    """Who ops are in the change log: the login that ran the command."""
+    try:
+        return f"cli:{getpass.getuser()}"[:100]
+    except (KeyError, OSError):
+        return "cli"
 
 
 @app.command()

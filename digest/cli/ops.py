@@ -66,8 +66,10 @@ def ingest(
 
     JSON Lines: one article per line with id, url, title, published_at (ISO 8601
     with offset) and optionally lead, section, views, rating, image_url, source,
-    comments [{number, author, posted_at, body, votes}]. Re-loading an id updates
-    the article and adds only new comments. RSS 2.0 and Atom are read with
+    comments [{number, author, posted_at, body, votes}], withdrawn. Re-loading an id
+    updates the article and adds only new comments; a changed title, lead or URL is
+    a correction, and {"id": …, "withdrawn": true} withdraws an article (an article
+    missing from a file is not withdrawn). RSS 2.0 and Atom are read with
     feedparser. A bad line is reported with its number; the rest is loaded; the
     exit status is 3 when anything was rejected.
 
@@ -78,7 +80,7 @@ def ingest(
         pipe = pipeline(cfg)
         report = IngestReport()
         for path in paths:
-            report.merge(Ingester(pipe.factory).load(read_source(path)))
+            report.merge(Ingester(pipe.factory, clock=pipe.clock).load(read_source(path)))
     print_ingest(report)
     if report.rejected:
         raise typer.Exit(EXIT_PARTIAL)
@@ -88,12 +90,16 @@ def print_ingest(report: IngestReport) -> None:
     for problem in report.problems:
         err.print(f"[red]rejected[/] {problem}", highlight=False)
     for warning in report.warnings[:20]:
-        err.print(f"[yellow]skipped comment[/] {warning}", highlight=False)
+        err.print(f"[yellow]skipped[/] {warning}", highlight=False)
     if len(report.warnings) > 20:
-        err.print(f"… and {len(report.warnings) - 20} more skipped comments")
+        err.print(f"… and {len(report.warnings) - 20} more skipped")
+    corrected = (
+        f" ({report.corrected} corrected, {report.withdrawn} withdrawn)" if report.corrected else ""
+    )
     console.print(
-        f"loaded {report.loaded}, updated {report.updated}, rejected {report.rejected}; "
-        f"comments added {report.comments_added}, skipped {report.comments_rejected}"
+        f"loaded {report.loaded}, updated {report.updated}{corrected}, rejected "
+        f"{report.rejected}; comments added {report.comments_added}, skipped "
+        f"{report.comments_rejected}"
     )
 
 

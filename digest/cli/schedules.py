@@ -21,7 +21,7 @@ from digest.cli.app import (
     settings,
 )
 from digest.cli.editions import finish_exit, print_report, status_of
-from digest.cli.sending import deliver, explain_stop
+from digest.cli.sending import deliver
 from digest.models import utcnow
 from digest.schedule.files import load_schedules
 from digest.schedule.jobs import run_until_signalled
@@ -107,8 +107,7 @@ def run(
         cfg.require_relays("queued; `digest worker` sends once it is")
         schedule = pipe.schedule(schedule_name)
         edition = find(pipe, str(report.edition_id))
-        result = deliver(pipe, schedule, edition, wait=not schedule.send.local_time)
-        explain_stop(edition, result)
+        deliver(pipe, schedule, edition, wait=not schedule.send.local_time)  # says why it stopped
         final = status_of(pipe, edition)
     if not as_json:
         print_report(final, schedule.zone)

@@ -34,7 +34,7 @@ from digest.cli.app import (
     pipeline,
     settings,
 )
-from digest.cli.editions import finish_exit, print_report, status_of
+from digest.cli.editions import finish_exit, operator, print_report, status_of
 from digest.config.values import SmtpTarget
 from digest.errors import RelayUnavailable
 from digest.models import DeliveryStatus, Edition
@@ -204,7 +204,7 @@ def deliver(
     result = pipe.sender.deliver(
         schedule, edition, limit=limit, wait=wait, watch=progress_bar, via=via
     )
-    explain_stop(edition, result)
+    explain_stop(pipe, edition, result)
     return result
 
 
@@ -217,14 +217,20 @@ def progress_bar(label: str, total: int) -> Iterator[RichProgress]:
         yield RichProgress(bar, task)
 
 
-def explain_stop(edition: Edition, result: RunResult) -> None:
+def explain_stop(pipe: Services, edition: Edition, result: RunResult) -> None:
     """A stopped send says why and how to go on; an outage is an error (exit 1)."""
     if result.aborted:
         raise RelayUnavailable(
             f"{result.aborted}; sent {result.sent} before stopping — every claim was handed "
             f"back: run `digest resume {edition.label}` to send the rest"
         )
-    if result.stopped == "paused":
+    if result.stopped == "paused" and pipe.corrections.pending(edition):
+        err.print(
+            f"{edition.label} is paused: articles changed since it was approved "
+            f"(`digest status {edition.label}` shows them); `digest editions rebuild "
+            f"{edition.label}` sends the corrected text"
+        )
+    elif result.stopped == "paused":
         err.print(f"{edition.label} is paused; `digest resume {edition.label}` goes on")
     elif result.stopped == "cancelled":
         err.print(f"{edition.label} was cancelled; what was not sent is marked suppressed")
@@ -281,6 +287,13 @@ def resume(
     edition_ref: EditionArg,
     no_wait: NoWaitOption = False,
     enqueue_only: EnqueueOnlyOption = False,
+    as_approved: Annotated[
+        bool,
+        typer.Option(
+            "--as-approved",
+            help="Paused for a correction: send the rest as approved, not taking it in.",
+        ),
+    ] = False,
 ) -> None:
     """Resume a paused, stopped or crashed send and send what is left here (or,
     with --enqueue-only, leave it to the workers). Claims of a dead sender on this
@@ -292,6 +305,9 @@ def resume(
         cfg = settings()
         pipe = pipeline(cfg)
         edition = find(pipe, edition_ref)
+        if as_approved:
+            for passed in pipe.corrections.pass_by(edition, operator()):
+                err.print(f"not taken in: {passed.describe()}", highlight=False, markup=False)
         pipe.lifecycle.resume(edition)
         if enqueue_only:
             console.print(f"{edition.label} resumed; the workers send it")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr
@@ -166,6 +167,12 @@ class Settings(BaseSettings):
         default="digest-ed25519",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
         description="The Ed25519 key's selector: a TXT record of its own",
+    )
+    on_correction: Literal["pause", "rebuild", "ignore"] = Field(
+        default="pause",
+        description="An article of an edition being sent changed or was withdrawn: pause "
+        "the send until someone rebuilds it (`digest editions rebuild`), rebuild it and go "
+        "on, or ignore it (the rest goes out as approved; logged)",
     )
     worker_poll: float = Field(
         default=5.0, gt=0, description="Seconds an idle `digest worker` waits between looks"

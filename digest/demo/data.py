@@ -27,7 +27,7 @@ from digest.demo.words import (
     SITE,
 )
 from digest.ingest import Ingester, IngestReport
-from digest.models import SubscriberStatus
+from digest.models import Clock, SubscriberStatus, utcnow
 from digest.render import section_key
 from digest.schedule.files import Schedule
 from digest.tokens import new_token_key
@@ -199,8 +199,8 @@ def _filler(
         }
 
 
-def load(factory: Factory, data: DemoData) -> IngestReport:
-    report = Ingester(factory).load((f"demo:{r['id']}", r) for r in data.records)
+def load(factory: Factory, data: DemoData, clock: Clock = utcnow) -> IngestReport:
+    report = Ingester(factory, clock=clock).load((f"demo:{r['id']}", r) for r in data.records)
     with transaction(factory) as session:
         store.set_section_order(session, list(SECTIONS))
     return report

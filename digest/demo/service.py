@@ -38,7 +38,7 @@ class Loaded:
 
 def load_demo(services: Services, schedule: Schedule, on: date, readers: int) -> Loaded:
     """The seed-based articles of ``on``'s window and ``readers`` demo readers."""
-    report = load(services.factory, build(schedule, on))
+    report = load(services.factory, build(schedule, on), services.clock)
     total, added = add_subscribers(services.factory, readers, now=utcnow())
     return Loaded(report, total, added)
 

@@ -7,6 +7,7 @@ resumed send sends the same bytes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -16,9 +17,10 @@ from digest.db import Conflict, Session, transaction
 from digest.edition.view import edition_view
 from digest.errors import EmptyEdition
 from digest.models import Block, Edition, EditionItem, EditionStatus, EditionVariant
-from digest.render import Rendered, parse_section_key, parse_variant_key
+from digest.render import EditionView, Rendered, parse_section_key, parse_variant_key
 from digest.schedule.files import Schedule
 from digest.select import Pick, Selection, select_edition
+from digest.track.engagement import Tracker
 
 if TYPE_CHECKING:
     from digest.wiring import Services
@@ -131,24 +133,41 @@ class Editions:
         session.flush()
         session.refresh(edition, ["items"])
 
+    def _render(self, view: EditionView, schedule: Schedule) -> tuple[Rendered, int]:
+        return self.services.renderer.render(view, schedule.mail.template), view.articles
+
     def rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
         """Render every variant again from the stored items (an editor changed them)."""
         self.render_variants(session, schedule, edition, refresh=True)
 
     def render_variants(
-        self, session: Session, schedule: Schedule, edition: Edition, *, refresh: bool
+        self,
+        session: Session,
+        schedule: Schedule,
+        edition: Edition,
+        *,
+        refresh: bool,
+        extra: Iterable[str] = (),
+        version: int | None = None,
     ) -> None:
         """Render one variant per distinct (sections, format) choice of the active
-        subscribers (and the full edition, for previews). premailer runs once per
-        section choice: the text-only variant reuses the text of its HTML twin."""
+        subscribers (and the full edition, for previews; and the ``extra`` keys, which
+        a rebuild's retired variants had). premailer runs once per section choice:
+        the text-only variant reuses the text of its HTML twin. New rows get
+        ``version`` (default: the edition's current one)."""
         have = {v.key: v for v in store.variants(session, edition.id)}
-        wanted = {"", *store.active_variant_keys(session, schedule.frequency)}
+        wanted = {"", *store.active_variant_keys(session, schedule.frequency), *extra}
         missing = sorted(wanted if refresh else wanted - set(have))
         if not missing:
             return
+        if version is None:
+            version = max((v.version for v in have.values()), default=1)
+        # Read before rendering: a correction arriving meanwhile is newer, so it is seen.
+        mark = store.last_revision_id(session)
         full = edition_view(self.services, session, schedule, edition)
         if refresh:
             edition.subject, edition.preheader = full.subject, full.preheader
+            edition.revision_mark = mark
         else:
             # Frozen: a later variant keeps the subject the first messages went out with,
             # even if the schedule file's template changed since.
@@ -159,24 +178,11 @@ class Editions:
             sections, text_only = parse_variant_key(key)
             if sections not in rendered:
                 view = full.for_sections(parse_section_key(sections))
-                rendered[sections] = (
-                    None
-                    if view is None
-                    else (
-                        self.services.renderer.render(view, schedule.mail.template),
-                        view.articles,
-                    )
-                )
-            variant = have.get(key) or EditionVariant(edition_id=edition.id, key=key)
-            done = rendered[sections]
-            if done is None:
-                variant.html, variant.text, variant.articles, variant.render_ms = "", "", 0, 0.0
-            else:
-                result, variant.articles = done
-                links = store.link_ids(session, edition.id, tracker.links(result.html))
-                variant.html = "" if text_only else tracker.apply(result.html, edition.id, links)
-                variant.text = result.text
-                variant.render_ms = result.render_ms
+                rendered[sections] = None if view is None else self._render(view, schedule)
+            variant = have.get(key) or EditionVariant(
+                edition_id=edition.id, key=key, version=version
+            )
+            _fill(session, variant, rendered[sections], tracker, text_only)
             variant.preheader = full.preheader
             session.add(variant)
             log.info(
@@ -189,3 +195,21 @@ class Editions:
                 extra={"edition": edition.id},
             )
         session.flush()
+
+
+def _fill(
+    session: Session,
+    variant: EditionVariant,
+    done: tuple[Rendered, int] | None,
+    tracker: Tracker,
+    text_only: bool,
+) -> None:
+    """A variant's bodies from its sections' render (None: nothing in them)."""
+    if done is None:
+        variant.html, variant.text, variant.articles, variant.render_ms = "", "", 0, 0.0
+        return
+    result, variant.articles = done
+    links = store.link_ids(session, variant.edition_id, tracker.links(result.html))
+    variant.html = "" if text_only else tracker.apply(result.html, variant.edition_id, links)
+    variant.text = result.text
+    variant.render_ms = result.render_ms

@@ -167,10 +167,19 @@ class Lifecycle:
                 current.paused_at = self.services.clock()
 
     def resume(self, edition: Edition) -> None:
+        """Lift a pause. One a correction made is lifted by a rebuild, or once the
+        corrections are passed by (``Corrections.pass_by``)."""
         with transaction(self.services.factory) as session:
             current = self._current(session, edition)
             move(current, Step.RESUME)
-            current.paused_at = None
+            pending = store.revisions_since(session, current.id, current.revision_mark)
+            if pending and current.pause_reason == "correction":
+                raise EditionError(
+                    f"{current.label} was paused because {len(pending)} of its articles "
+                    f"changed: `digest editions rebuild {current.label}` sends the corrected "
+                    f"text (or `digest resume --as-approved {current.label}` the approved one)"
+                )
+            current.paused_at = current.pause_reason = None
 
     def cancel(self, edition: Edition) -> tuple[int, int]:
         """Stop the edition for good. Returns (suppressed now: the queue and the

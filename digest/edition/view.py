@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from digest import store
 from digest.db import Session
-from digest.errors import RenderError
+from digest.errors import EmptyEdition, RenderError
 from digest.models import Block, Edition, EditionItem
 from digest.models.tables import Comment
 from digest.render import (
@@ -31,8 +31,13 @@ PREHEADER_LIMIT = 100
 def edition_view(
     services: Services, session: Session, schedule: Schedule, edition: Edition
 ) -> EditionView:
-    """The edition as the templates see it, from its stored items."""
-    items = sorted(edition.items, key=lambda i: i.position)
+    """The edition as the templates see it, from its stored items: withdrawn
+    articles left out (the first of the day's list leads if the lead was)."""
+    items = [i for i in sorted(edition.items, key=lambda i: i.position) if live(i)]
+    if not items:
+        raise EmptyEdition(f"{edition.label}: every article in it was withdrawn")
+    first = next((i for i in items if i.block is Block.LEAD), None)
+    first = first or next((i for i in items if i.block is Block.DAY), items[0])
     talked = [i.article_id for i in items if i.discussed or i.block is Block.DISCUSSED]
     top = store.top_comments(session, talked, edition.window_start, edition.window_end)
     people = store.commenters(session, talked, edition.window_start, edition.window_end)
@@ -40,9 +45,9 @@ def edition_view(
     def article(item: EditionItem) -> ArticleView:
         return article_view(item, top.get(item.article_id), people.get(item.article_id, 0))
 
-    lead = next(article(i) for i in items if i.block is Block.LEAD)
-    day = [article(i) for i in items if i.block is Block.DAY]
-    discussed = [article(i) for i in items if i.block is Block.DISCUSSED]
+    lead = article(first)
+    day = [article(i) for i in items if i.block is Block.DAY and i is not first]
+    discussed = [article(i) for i in items if i.block is Block.DISCUSSED and i is not first]
     mailing_list = services.mailing_list(schedule)
     variables = {
         "date": date_plain(edition.edition_date),
@@ -67,6 +72,11 @@ def edition_view(
         intro=edition.intro,
         archive_url=archive_url(services, edition),
     )
+
+
+def live(item: EditionItem) -> bool:
+    """Not withdrawn by the site since it was chosen."""
+    return item.article.withdrawn_at is None
 
 
 def article_view(item: EditionItem, top: Comment | None, commenters: int) -> ArticleView:

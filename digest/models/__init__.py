@@ -18,6 +18,7 @@ from digest.models.kinds import (
 )
 from digest.models.tables import (
     Article,
+    ArticleRevision,
     Base,
     Comment,
     Delivery,
@@ -38,6 +39,7 @@ from digest.models.tables import (
 __all__ = [
     "FINAL_DELIVERY_STATES",
     "Article",
+    "ArticleRevision",
     "Base",
     "Block",
     "Candidate",

@@ -60,8 +60,28 @@ class Article(Base):
     rating: Mapped[int] = mapped_column(Integer, default=0)
     ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The site took it down (`"withdrawn": true`): never selected, dropped by a rebuild.
+    withdrawn_at: Mapped[datetime | None]
 
     section: Mapped[Section | None] = relationship(lazy="joined")
+
+
+class ArticleRevision(Base):
+    """A correction ingest saw: the title, lead or URL changed, or the article was
+    withdrawn (or put back). Editions compare their ``revision_mark`` with these ids."""
+
+    __tablename__ = "article_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("article.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    # "changed", "withdrawn" or "restored".
+    kind: Mapped[str] = mapped_column(String(16))
+    # field → value, of the fields that changed (title, lead, url).
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
 
 
 class Comment(Base):
@@ -137,6 +157,11 @@ class Edition(Base):
     shaped_at: Mapped[datetime | None]
     # The subject an editor wrote (else the schedule's template makes it).
     custom_subject: Mapped[str | None] = mapped_column(Text)
+    # The last article revision its variants took in (or that was ignored): a newer
+    # one of its articles is a correction the send must not pass by.
+    revision_mark: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Why it is paused, when not by ops: "correction".
+    pause_reason: Mapped[str | None] = mapped_column(String(32))
 
     items: Mapped[list[EditionItem]] = relationship(
         back_populates="edition", cascade="all, delete-orphan", order_by="EditionItem.position"
@@ -174,7 +199,9 @@ class EditionVariant(Base):
     every subscriber who shares that choice; only their links are spliced in."""
 
     __tablename__ = "edition_variant"
-    __table_args__ = (UniqueConstraint("edition_id", "key", name="uq_variant_edition_key"),)
+    __table_args__ = (
+        UniqueConstraint("edition_id", "key", "version", name="uq_variant_edition_key_version"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
@@ -186,6 +213,9 @@ class EditionVariant(Base):
     articles: Mapped[int] = mapped_column(Integer, default=0)
     render_ms: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A rebuild renders version n + 1 and retires n: what was sent keeps pointing at n.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    retired_at: Mapped[datetime | None]
 
     edition: Mapped[Edition] = relationship(back_populates="variants")
 

@@ -22,6 +22,12 @@ class RunResult:
     aborted: str | None = None  # no relay usable for too long
     domains: dict[str, DomainState] = field(default_factory=dict)
 
+    def then(self, later: RunResult) -> RunResult:
+        """This run's counts and a later run's, how the later one ended."""
+        for name in ("sent", "deferred", "failed", "bounced", "suppressed", "claimed"):
+            setattr(later, name, getattr(self, name) + getattr(later, name))
+        return later
+
     def add(self, status: DeliveryStatus) -> None:
         if status is DeliveryStatus.SENT:
             self.sent += 1

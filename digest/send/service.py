@@ -119,6 +119,7 @@ class Sender:
             worker,
             lease=timedelta(seconds=cfg.retry.claim_lease),
             soft_bounces=SoftBouncePolicy(cfg.retry.soft_bounce_limit, cfg.retry.soft_bounce_days),
+            between_batches=self.services.corrections.between_batches,
         )
         return SendRun(
             ledger,
@@ -165,6 +166,8 @@ class Sender:
                 on_run(None)
                 claimed += result.claimed
                 report.add(edition.label, result)
+                if result.stopped == "paused" and self.services.corrections.auto_rebuild(edition):
+                    claimed += 1  # rebuilt after a correction: look again at once
                 self.services.lifecycle.finish(edition)
                 if result.aborted:
                     report.aborted = result.aborted
@@ -211,17 +214,9 @@ class Sender:
         )
         total = min(due, limit) if limit else due
         with (watch or _unwatched)(edition.label, total) as progress:
-            run = self.send_run(
-                schedule,
-                edition,
-                connect,
-                worker=worker_name(),
-                relays=relays,
-                limit=limit,
-                wait=wait,
-                progress=progress,
+            result = self._until_done(
+                schedule, edition, connect, relays, limit=limit, wait=wait, progress=progress
             )
-            result = run_async(run_stoppable(run))
         services.lifecycle.finish(edition)
         log.info(
             "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the way",
@@ -234,6 +229,36 @@ class Sender:
             extra={"edition": edition.id},
         )
         return result
+
+    def _until_done(
+        self,
+        schedule: Schedule,
+        edition: Edition,
+        connect: Callable[[SmtpTarget], Connection],
+        relays: RelayPool,
+        *,
+        limit: int | None,
+        wait: bool,
+        progress: Progress | None,
+    ) -> RunResult:
+        """Send runs of the edition: one, or again after a correction paused it and
+        it was rebuilt (DIGEST_ON_CORRECTION=rebuild)."""
+        result = RunResult()
+        while True:
+            run = self.send_run(
+                schedule,
+                edition,
+                connect,
+                worker=worker_name(),
+                relays=relays,
+                limit=None if limit is None else limit - result.claimed,
+                wait=wait,
+                progress=progress,
+            )
+            result = result.then(run_async(run_stoppable(run)))
+            if result.stopped != "paused" or not self.services.corrections.auto_rebuild(edition):
+                return result
+            result.stopped = None
 
     def reclaim(self) -> int:
         """Claims of processes that died go back to the queue."""

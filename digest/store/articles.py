@@ -65,11 +65,15 @@ def _candidate(row: Sequence[Any]) -> Candidate:
 
 
 def day_candidates(session: Session, start: datetime, end: datetime) -> list[Candidate]:
-    """Articles published in [start, end)."""
+    """Articles published in [start, end), but not the withdrawn."""
     stmt = (
         select(*_candidate_columns())
         .outerjoin(Section, Section.id == Article.section_id)
-        .where(Article.published_at >= start, Article.published_at < end)
+        .where(
+            Article.published_at >= start,
+            Article.published_at < end,
+            Article.withdrawn_at.is_(None),
+        )
     )
     return [_candidate(row) for row in session.execute(stmt)]
 
@@ -89,6 +93,7 @@ def discussions(
             Comment.posted_at < end,
             Article.published_at >= published_since,
             Article.published_at < end,
+            Article.withdrawn_at.is_(None),
         )
         .group_by(Comment.article_id, author)
     ).all()
@@ -204,7 +209,11 @@ def articles_between(session: Session, start: datetime, end: datetime, limit: in
     return list(
         session.scalars(
             select(Article)
-            .where(Article.published_at >= start, Article.published_at < end)
+            .where(
+                Article.published_at >= start,
+                Article.published_at < end,
+                Article.withdrawn_at.is_(None),
+            )
             .order_by(Article.published_at.desc())
             .limit(limit)
         )

@@ -61,6 +61,7 @@ def enqueue_deliveries(
             and_(
                 EditionVariant.edition_id == edition_id,
                 EditionVariant.key == variant_key_column(),
+                EditionVariant.retired_at.is_(None),
             ),
         )
         .where(

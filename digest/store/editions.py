@@ -83,8 +83,13 @@ def recent_editions(session: Session, limit: int = 10) -> list[Edition]:
 
 
 def variants(session: Session, edition_id: int) -> list[EditionVariant]:
+    """The edition's current variants (a rebuild retires the ones it replaces)."""
     return list(
-        session.scalars(select(EditionVariant).where(EditionVariant.edition_id == edition_id))
+        session.scalars(
+            select(EditionVariant).where(
+                EditionVariant.edition_id == edition_id, EditionVariant.retired_at.is_(None)
+            )
+        )
     )
 
 

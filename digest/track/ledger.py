@@ -4,7 +4,7 @@ soft-bounce suppression), pause and cancel read back; and returned mail applied.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -87,7 +87,11 @@ class DeliveryStore:
         worker: str,
         lease: timedelta = timedelta(minutes=2),
         soft_bounces: SoftBouncePolicy | None = None,
+        between_batches: Callable[[Session, int], bool] | None = None,
     ) -> None:
+        """``between_batches(session, edition_id)``: asked before each claim; True
+        stops claiming (``edition.corrections``: an article changed, it paused)."""
+        self.between_batches = between_batches
         self.factory = factory
         self.edition_id = edition_id
         self.worker = worker
@@ -98,6 +102,8 @@ class DeliveryStore:
         self, limit: int, now: datetime, skip_domains: Sequence[str] = ()
     ) -> tuple[list[store.Claim], int]:
         with transaction(self.factory) as session:
+            if self.between_batches is not None and self.between_batches(session, self.edition_id):
+                return [], 0
             return store.claim_deliveries(
                 session, self.edition_id, self.worker, now, now + self.lease, limit, skip_domains
             )

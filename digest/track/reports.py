@@ -41,6 +41,9 @@ class EditionReport:
     due_now: int | None = None  # queued and due, or claimed; None: not asked
     # Opens (approximate: clients prefetch or block images) and clicks, when tracked.
     engagement: dict[str, int] = field(default_factory=dict)
+    pause_reason: str | None = None  # "correction", or None (ops paused it)
+    # Articles changed or withdrawn since the variants were rendered: old → new.
+    corrections: list[store.Revision] = field(default_factory=list)
 
     @property
     def eta_seconds(self) -> float | None:
@@ -76,6 +79,7 @@ class EditionReport:
             data[key] = value.isoformat() if value else None
         data["rate"] = round(self.rate, 1) if self.rate else None
         data["pending"] = self.pending
+        data["corrections"] = [r.as_json() for r in self.corrections]
         eta = self.eta_seconds
         data["eta_seconds"] = round(eta) if eta is not None else None
         return data
@@ -152,4 +156,6 @@ def edition_report(
         next_wave=store.next_wave(session, edition.id, now) if now else None,
         due_now=store.due_now(session, edition.id, now) if now else None,
         engagement=store.engagement(session, edition.id),
+        pause_reason=edition.pause_reason,
+        corrections=store.revisions_since(session, edition.id, edition.revision_mark),
     )

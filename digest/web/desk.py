@@ -191,7 +191,13 @@ def describe_change(detail: dict[str, Any] | None) -> str:
     """An edition_change's detail in words, for the «Изменения» list."""
     if not detail:
         return ""
-    return "; ".join(f"{k}: {v}" for k, v in detail.items() if v is not None)
+    if "changes" in detail:  # a correction: what changed says it (the ids do not)
+        detail = {k: v for k, v in detail.items() if k != "revisions"}
+    return "; ".join(
+        f"{k}: {'; '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in detail.items()
+        if v is not None
+    )
 
 
 def safe_next(target: str) -> str:

@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from digest import store
+from digest.edition.corrections import Rebuilt
 from digest.edition.desk import DeskView
 from digest.edition.shaping import Shaping
 from digest.errors import DigestError
@@ -106,6 +107,22 @@ class EditionPages:
             self.app.flash(request, f"Не отправлено на {to}: {result.code} {result.reply}", True)
         return RedirectResponse(f"/desk/editions/{edition_id}", status_code=303)
 
+    async def rebuild(self, request: Request) -> Response:
+        """The corrections an edition's articles had are taken in (``edition.corrections``)."""
+        edition_id = edition_of(request)
+        done = await self.app.run(self.rebuild_edition, edition_id, self.app.editor(request))
+        went_on = " Рассылка продолжается." if done.resumed else ""
+        self.app.flash(
+            request,
+            f"Пересобрано: {done.repointed} ещё не отправленных писем уйдут с исправлениями."
+            + went_on,
+        )
+        return RedirectResponse(f"/desk/editions/{edition_id}", status_code=303)
+
+    def rebuild_edition(self, edition_id: int, editor: str | None) -> Rebuilt:
+        _, edition = self.view.edition(edition_id)
+        return self.app.pipe.corrections.rebuild(edition, editor or "desk")
+
     async def delivery(self, request: Request) -> Response:
         page = await self.app.run(self.view.delivery, edition_of(request))
         return self.app.page(request, "delivery", d=page)
@@ -125,6 +142,7 @@ class EditionPages:
             Route("/desk/editions/{edition:int}/text", g(self.text), methods=["POST"]),
             Route("/desk/editions/{edition:int}/approve", g(self.approve), methods=["POST"]),
             Route("/desk/editions/{edition:int}/test", g(self.test), methods=["POST"]),
+            Route("/desk/editions/{edition:int}/rebuild", g(self.rebuild), methods=["POST"]),
             Route("/desk/editions/{edition:int}/delivery", g(self.delivery), methods=["GET"]),
             Route(
                 "/desk/editions/{edition:int}/delivery.json",

@@ -3,9 +3,12 @@ status (0 ok, 1 something failed, 2 bad usage) and its --json output."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -357,3 +360,66 @@ def test_send_refuses_an_unapproved_draft_when_the_schedule_wants_approval(
     assert len(relay.messages) == 11
     lines = [json.loads(line) for line in forced.stderr.splitlines() if line.startswith("{")]
     assert any("not approved" in line["msg"] and line["level"] == "warning" for line in lines)
+
+
+def lead_article(workdir: Path) -> tuple[str, str, str, str, str]:
+    """(external id, title, url, published_at, lead) of the lead of the only edition."""
+    with sqlite3.connect(workdir / "var" / "digest.sqlite3") as db:
+        row = db.execute(
+            "SELECT a.external_id, a.title, a.url, a.published_at, a.lead FROM article a "
+            "JOIN edition_item i ON i.article_id = a.id WHERE i.block = 'lead'"
+        ).fetchone()
+    return row[0], row[1], row[2], str(row[3]), row[4]
+
+
+def test_a_correction_pauses_the_send_status_shows_it_and_a_rebuild_sends_it_corrected(
+    workdir: Path, ops: dict[str, str], relay: CaptureServer
+) -> None:
+    """Issue 14 §2 from the command line: ingest a corrected headline while the
+    edition is queued; the send pauses before its first batch; `digest status`
+    shows old and new; a plain resume is refused; `digest editions rebuild` and a
+    resume send every message with the corrected headline."""
+    day = moscow_today()
+    label = f"daily/{day}"
+    queued = digest(workdir, "send", "daily", "--date", day, "--enqueue-only", env=ops)
+    assert queued.returncode == 0, queued.stderr
+    ident, title, url, published, lead = lead_article(workdir)
+    fixed = "Исправлено: заголовок главной новости"
+    lines = [
+        {"id": ident, "url": url, "title": fixed, "lead": lead, "published_at": published + "Z"},
+        {"id": "no-such-article", "withdrawn": True},
+    ]
+    (workdir / "fix.jsonl").write_text(
+        "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8"
+    )
+    ingested = digest(workdir, "ingest", "fix.jsonl", env=ops)
+    assert ingested.returncode == 0 and "(1 corrected, 0 withdrawn)" in ingested.stdout
+    assert "no such article to withdraw" in ingested.stderr, ingested.stderr
+
+    paused = digest(workdir, "resume", label, env=ops)
+    assert "articles changed since it was approved" in paused.stderr, paused.stderr
+    assert "Traceback" not in paused.stderr and not relay.messages
+    status = digest(workdir, "status", label, env=ops)
+    assert "PAUSED (articles corrected)" in status.stdout, status.stdout
+    assert f"title: '{title}' → '{fixed}'" in status.stdout, status.stdout
+    code, data, _ = run_json(workdir, ops, "status", label)
+    assert isinstance(data, dict) and data["corrections"][0]["after"] == {"title": fixed}
+    refused = digest(workdir, "resume", label, env=ops)
+    assert refused.returncode == 1 and f"digest editions rebuild {label}" in refused.stderr
+
+    rebuilt = digest(workdir, "editions", "rebuild", label, env=ops)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "10 message(s) not yet sent take the new text" in rebuilt.stdout, rebuilt.stdout
+    sent = digest(workdir, "resume", label, env=ops)
+    assert sent.returncode == 0, sent.stderr
+    assert len(relay.messages) == 10
+    assert all(fixed.encode() in decoded_text(m.data) for m in relay.messages)
+    code, rows, _ = run_json(workdir, ops, "editions")
+    assert code == 0 and isinstance(rows, list) and rows[0]["status"] == "sent"
+
+
+def decoded_text(data: bytes) -> bytes:
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content()).encode()

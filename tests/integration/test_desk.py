@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from digest import demo
 from digest.capture import CaptureServer, free_port
 from digest.config import parse_smtp_url
 from digest.edition.desk import DeskView, split_message
+from digest.ingest import Ingester, read_jsonl
 from digest.models import Delivery, DeliveryStatus, Edition, EditionChange, EditionStatus
 from digest.send import SmtpConnection, run_async
 from digest.web.app import WebContext, create_app
@@ -328,3 +330,74 @@ def test_the_delivery_view_shows_rate_eta_and_the_next_wave_in_local_time(
     words = re.sub(r"<[^>]+>", "", progress[0])
     assert "Скорость" in words and "Осталось" in words, words
     assert f"Следующая волна: {local}" in words, words
+
+
+def test_a_correction_pauses_the_send_and_the_editor_rebuilds_it_from_the_desk(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Services, str],
+    smtp_server: CaptureServer,
+    tmp_path: Path,
+) -> None:
+    pipe, base = desk
+    schedule = pipe.schedule("daily")
+    edition = pipe.editions.build(schedule, TOMORROW)
+    pipe.lifecycle.approve(edition)
+    pipe.lifecycle.start_sending(schedule, edition)
+    with pipe.factory() as session:
+        stored = session.get(Edition, edition.id)
+        assert stored is not None
+        lead = next(i.article for i in stored.items if i.block.value == "lead")
+    old_title = lead.title
+    correction = tmp_path / "correction.jsonl"
+    record = {
+        "id": lead.external_id,
+        "url": lead.url,
+        "title": "Исправленный заголовок",
+        "lead": lead.lead,
+        "published_at": lead.published_at.isoformat(),
+    }
+    correction.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    Ingester(pipe.factory, clock=pipe.clock).load(read_jsonl(correction))
+    connect = lambda target: SmtpConnection(parse_smtp_url(smtp_server.url), 10)  # noqa: E731
+    sender = threading.Thread(
+        target=lambda: run_async(
+            pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
+        )
+    )
+    sender.start()
+    sender.join(timeout=60)
+    assert smtp_server.messages == []  # the first claim batch saw the correction
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    log_in(page, base)
+    page.goto(f"{base}/desk/editions/{edition.id}/delivery")
+    assert "статьи изменились" in page.locator("#paused").inner_text()
+    page.get_by_role("link", name="посмотреть и пересобрать").click()
+    table = page.locator("#corrections table")
+    assert table.locator("del").first.inner_text() == old_title
+    assert table.locator("ins").first.inner_text() == "Исправленный заголовок"
+    with page.expect_navigation():
+        page.get_by_role("button", name="Пересобрать выпуск").click()
+    assert "Пересобрано: 5" in page.get_by_role("status").inner_text()
+    assert page.locator("#corrections").count() == 0
+    page.close()
+
+    sender = threading.Thread(
+        target=lambda: run_async(
+            pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
+        )
+    )
+    sender.start()
+    sender.join(timeout=60)
+    assert len(smtp_server.messages) == 5
+    for message in smtp_server.messages:
+        parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+        assert "Исправленный заголовок" in str(parsed.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    with pipe.factory() as session:
+        changes = session.scalars(
+            select(EditionChange).where(EditionChange.edition_id == edition.id)
+        ).all()
+        assert {(c.editor, c.action) for c in changes} >= {
+            ("digest", "correction-paused"),
+            ("anna", "rebuild"),
+        }

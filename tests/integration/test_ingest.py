@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.ingest import Ingester, read_source
-from digest.models import Article, Comment, Section
+from digest.models import Article, ArticleRevision, Comment, Section
 
 
 def line(**fields: Any) -> str:
@@ -212,3 +212,53 @@ def feed_url(tmp_path: Path) -> Iterator[str]:
 def test_a_feed_by_url(factory: sessionmaker[Session], feed_url: str) -> None:
     report = Ingester(factory).load(read_source(feed_url))
     assert report.loaded == 1
+
+
+def revisions(factory: sessionmaker[Session]) -> list[tuple[str, Any, Any]]:
+    with factory() as session:
+        return [
+            (r.kind, r.before, r.after)
+            for r in session.scalars(select(ArticleRevision).order_by(ArticleRevision.id))
+        ]
+
+
+def test_a_changed_title_lead_or_url_is_a_revision_and_nothing_else_is(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(line(lead="Текст", views=5) + "\n", encoding="utf-8")
+    ingest(factory, path)
+    path.write_text(line(lead="Текст", views=900, rating=3) + "\n", encoding="utf-8")
+    assert ingest(factory, path).corrected == 0  # views and rating are no correction
+    path.write_text(line(title="Новый заголовок", lead="Текст") + "\n", encoding="utf-8")
+    report = ingest(factory, path)
+    assert report.updated == 1 and report.corrected == 1 and report.withdrawn == 0
+    assert revisions(factory) == [("changed", {"title": "Заголовок"}, {"title": "Новый заголовок"})]
+
+
+def test_withdrawn_needs_saying_and_missing_is_not_withdrawn(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    first = tmp_path / "first.jsonl"
+    first.write_text(line() + "\n" + line(id="a2", url="https://vpk.example.ru/2") + "\n")
+    ingest(factory, first)
+    later = tmp_path / "later.jsonl"  # a2 is not in it: still published
+    later.write_text(
+        json.dumps({"id": "a1", "withdrawn": True})
+        + "\n"
+        + json.dumps({"id": "nope", "withdrawn": True})
+        + "\n",
+        encoding="utf-8",
+    )
+    report = ingest(factory, later)
+    assert report.withdrawn == 1 and report.rejected == 0
+    assert [str(w) for w in report.warnings] == [f"{later}:2: id nope: no such article to withdraw"]
+    with factory() as session:
+        gone = dict(session.execute(select(Article.external_id, Article.withdrawn_at)).all())
+    assert gone["a1"] is not None and gone["a2"] is None
+    # The old file read again (no "withdrawn" key) does not put it back; false does.
+    ingest(factory, first)
+    assert revisions(factory) == [("withdrawn", None, None)]
+    later.write_text(line(withdrawn=False) + "\n", encoding="utf-8")
+    ingest(factory, later)
+    assert [kind for kind, _, _ in revisions(factory)] == ["withdrawn", "restored"]

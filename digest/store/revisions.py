@@ -1,0 +1,169 @@
+"""Corrections: article revisions as ingest saw them, which of them an edition has
+not taken in, and what a rebuild changes (retired variants, repointed deliveries)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from digest.models import (
+    Article,
+    ArticleRevision,
+    Delivery,
+    DeliveryStatus,
+    EditionItem,
+    EditionVariant,
+)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One correction of an article an edition carries."""
+
+    id: int
+    article_id: int
+    at: datetime
+    kind: str  # changed, withdrawn, restored
+    before: dict[str, Any]
+    after: dict[str, Any]
+    title: str  # the article's title now
+
+    def describe(self) -> str:
+        """One line: «title» title: 'old' → 'new', or «title» withdrawn."""
+        if self.kind != "changed":
+            return f"«{self.title}» {self.kind}"
+        changes = "; ".join(
+            f"{key}: {_short(self.before.get(key))} → {_short(self.after.get(key))}"
+            for key in self.after
+        )
+        return f"«{self.title}» {changes}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "article_id": self.article_id,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "title": self.title,
+            "before": self.before,
+            "after": self.after,
+            "text": self.describe(),
+        }
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = "" if value is None else str(value)
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def add_revision(
+    session: Session,
+    article_id: int,
+    at: datetime,
+    kind: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    session.add(
+        ArticleRevision(article_id=article_id, at=at, kind=kind, before=before, after=after)
+    )
+
+
+def last_revision_id(session: Session) -> int:
+    """The newest revision's id (0 if none): what a fresh render has taken in."""
+    return int(session.scalar(select(func.max(ArticleRevision.id))) or 0)
+
+
+def revisions_since(session: Session, edition_id: int, mark: int) -> list[Revision]:
+    """Revisions newer than ``mark`` of the articles the edition carries, oldest first."""
+    rows = session.execute(
+        select(ArticleRevision, Article.title)
+        .join(Article, Article.id == ArticleRevision.article_id)
+        .join(EditionItem, EditionItem.article_id == ArticleRevision.article_id)
+        .where(EditionItem.edition_id == edition_id, ArticleRevision.id > mark)
+        .order_by(ArticleRevision.id)
+    )
+    return [
+        Revision(r.id, r.article_id, r.at, r.kind, r.before or {}, r.after or {}, title)
+        for r, title in rows
+    ]
+
+
+def has_revisions_since(session: Session, edition_id: int, mark: int) -> bool:
+    """The cheap form of ``revisions_since``: asked before every claim batch."""
+    found = session.scalar(
+        select(ArticleRevision.id)
+        .join(EditionItem, EditionItem.article_id == ArticleRevision.article_id)
+        .where(EditionItem.edition_id == edition_id, ArticleRevision.id > mark)
+        .limit(1)
+    )
+    return found is not None
+
+
+def retire_variants(session: Session, edition_id: int, at: datetime) -> tuple[list[str], int]:
+    """Retire the edition's current variants: (their keys, the next version number)."""
+    current = list(
+        session.scalars(
+            select(EditionVariant).where(
+                EditionVariant.edition_id == edition_id, EditionVariant.retired_at.is_(None)
+            )
+        )
+    )
+    version = session.scalar(
+        select(func.max(EditionVariant.version)).where(EditionVariant.edition_id == edition_id)
+    )
+    for variant in current:
+        variant.retired_at = at
+    session.flush()
+    return sorted(v.key for v in current), int(version or 0) + 1
+
+
+# Not yet sent: these take the new text. SENDING is a claim a stopped sender handed
+# back, or one a running sender holds (it composes from what it claimed).
+UNSENT = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
+
+
+def repoint_deliveries(session: Session, edition_id: int, new: dict[str, int]) -> int:
+    """Unsent deliveries follow their variant's key to its new version; sent ones keep
+    the version they went out with. Returns how many were repointed."""
+    old = dict(
+        session.execute(
+            select(EditionVariant.id, EditionVariant.key).where(
+                EditionVariant.edition_id == edition_id, EditionVariant.retired_at.is_not(None)
+            )
+        ).all()
+    )
+    moved = 0
+    for old_id, key in old.items():
+        if key not in new:
+            continue
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.variant_id == old_id,
+                Delivery.status.in_(UNSENT),
+            )
+            .values(variant_id=new[key])
+        )
+        moved += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # A reader whose sections are left empty (their one article was withdrawn).
+    empty = select(EditionVariant.id).where(
+        EditionVariant.edition_id == edition_id,
+        EditionVariant.retired_at.is_(None),
+        EditionVariant.articles == 0,
+    )
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.variant_id.in_(empty),
+            Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
+        )
+        .values(status=DeliveryStatus.SUPPRESSED, smtp_reply="nothing left in the chosen sections")
+    )
+    return moved

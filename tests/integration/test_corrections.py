@@ -1,0 +1,308 @@
+"""Corrections after approval, through a real SMTP server on both databases: the
+site corrects a headline (or withdraws an article) while the edition is being
+sent; the send pauses between claim batches, says what changed, and a rebuild
+sends the rest with the corrected text under the same Message-IDs."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import logging
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from digest import demo, store
+from digest.capture import Captured, CaptureServer
+from digest.config import parse_smtp_url
+from digest.edition.view import archive_page
+from digest.errors import EditionError
+from digest.ingest import Ingester, read_jsonl
+from digest.models import (
+    Article,
+    Block,
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    EditionVariant,
+)
+from digest.schedule.files import Schedule
+from digest.send import RelayPool, RunResult, SmtpConnection, run_async
+from digest.track.reports import edition_report
+from digest.wiring import Services
+from tests.conftest import FIXED_NOW, ScriptedHandler
+
+READERS = 30
+NEW_TITLE = "Исправлено: «Армата» прошла государственные испытания"
+
+
+def addr(i: int) -> str:
+    return f"reader{i:05d}@{demo.DOMAINS[i % len(demo.DOMAINS)]}"
+
+
+@pytest.fixture
+def schedule(pipeline: Services) -> Schedule:
+    return pipeline.schedule("daily")
+
+
+@pytest.fixture
+def approved(pipeline: Services, schedule: Schedule, fixed_date: date) -> Edition:
+    """The day's edition, approved, with its readers."""
+    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
+    edition = pipeline.editions.build(schedule, fixed_date)
+    pipeline.lifecycle.approve(edition)
+    return edition
+
+
+def item(pipe: Services, edition: Edition, block: Block, n: int = 0) -> Article:
+    with pipe.factory() as session:
+        current = session.get(Edition, edition.id)
+        assert current is not None
+        items = [i for i in sorted(current.items, key=lambda i: i.position) if i.block is block]
+        return items[n].article
+
+
+def correct(pipe: Services, tmp_path: Path, **record: Any) -> None:
+    """What the site's export says now, ingested from a real file."""
+    path = tmp_path / f"correction-{record['id']}.jsonl"
+    path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    report = Ingester(pipe.factory, clock=pipe.clock).load(read_jsonl(path))
+    assert not report.problems, report.problems
+
+
+def full_record(article: Article, **changes: Any) -> dict[str, Any]:
+    return {
+        "id": article.external_id,
+        "url": article.url,
+        "title": article.title,
+        "lead": article.lead,
+        "published_at": article.published_at.isoformat(),
+        "section": article.section.title if article.section else None,
+        "views": article.views,
+        **changes,
+    }
+
+
+def send(pipe: Services, schedule: Schedule, edition: Edition, server: CaptureServer) -> RunResult:
+    """One send run with small claim batches (the check runs between them)."""
+    pipe.lifecycle.start_sending(schedule, edition)
+    run = pipe.sender.send_run(
+        schedule,
+        edition,
+        lambda t: SmtpConnection(t, 5),
+        worker="test",
+        relays=RelayPool([parse_smtp_url(server.url)], cooldown=0.2, outage_limit=1.0),
+    )
+    run.claims.batch_size = run.writer.batch_size = 4
+    result = run_async(run.run())
+    pipe.lifecycle.finish(edition)
+    return result
+
+
+def text_of(message: Captured) -> str:
+    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def message_id(message: Captured) -> str:
+    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+    return str(parsed["Message-ID"])
+
+
+def rows(pipe: Services, edition: Edition) -> list[tuple[Delivery, EditionVariant]]:
+    with pipe.factory() as session:
+        return [
+            (d, v)
+            for d, v in session.execute(
+                select(Delivery, EditionVariant)
+                .join(EditionVariant, EditionVariant.id == Delivery.variant_id)
+                .where(Delivery.edition_id == edition.id)
+            )
+        ]
+
+
+def on_message(server: CaptureServer, n: int, action: Any) -> None:
+    """Run ``action`` once, when the relay receives its n-th message."""
+    handler = server.handler
+    assert isinstance(handler, ScriptedHandler)
+    seen = [0]
+
+    def hook(_envelope: object) -> None:
+        seen[0] += 1
+        if seen[0] == n:
+            action()
+
+    handler.on_data = hook
+
+
+def test_a_headline_corrected_mid_send_pauses_it_and_a_rebuild_sends_the_rest_corrected(
+    pipeline: Services,
+    schedule: Schedule,
+    approved: Edition,
+    smtp_server: CaptureServer,
+    tmp_path: Path,
+) -> None:
+    lead = item(pipeline, approved, Block.LEAD)
+    old_title = lead.title
+    handler = smtp_server.handler
+    assert isinstance(handler, ScriptedHandler)
+    # The first reader is greylisted: deferred, with the Message-ID it will keep.
+    handler.rules[addr(1)] = "451 4.7.1 greylisted, try again later"
+    on_message(
+        smtp_server,
+        3,
+        lambda: correct(pipeline, tmp_path, **full_record(lead, title=NEW_TITLE)),
+    )
+
+    first = send(pipeline, schedule, approved, smtp_server)
+
+    assert first.stopped == "paused"
+    before = list(smtp_server.messages)
+    assert 2 <= len(before) < READERS - 1  # stopped between batches, not at the end
+    assert all(old_title in text_of(m) and NEW_TITLE not in text_of(m) for m in before)
+    with pipeline.factory() as session:
+        current = session.get(Edition, approved.id)
+        assert current is not None and current.pause_reason == "correction"
+        report = edition_report(session, current, FIXED_NOW)
+    assert report.paused and report.pause_reason == "correction"
+    [change] = report.corrections
+    assert change["kind"] == "changed"
+    assert change["before"] == {"title": old_title} and change["after"] == {"title": NEW_TITLE}
+    # Resuming as if nothing happened is refused: the rest would go out uncorrected.
+    with pytest.raises(EditionError, match="editions rebuild"):
+        pipeline.lifecycle.resume(approved)
+
+    [greylisted_id] = [
+        d.message_id for d, _ in rows(pipeline, approved) if d.status is DeliveryStatus.DEFERRED
+    ]
+    assert greylisted_id
+
+    done = pipeline.corrections.rebuild(approved, "editor-anna")
+    assert done.resumed and done.repointed == READERS - len(before)
+    del handler.rules[addr(1)]
+    handler.on_data = None
+    pipeline.lifecycle.retry(approved)  # the greylisted one is due now
+    second = send(pipeline, schedule, approved, smtp_server)
+
+    assert second.stopped is None and second.sent == READERS - len(before)
+    after = smtp_server.messages[len(before) :]
+    assert all(NEW_TITLE in text_of(m) for m in after)
+    recipients = [m.rcpt_to[0] for m in smtp_server.messages]
+    assert sorted(recipients) == sorted(set(recipients)) and len(recipients) == READERS
+    # The greylisted reader's message: the corrected text, the Message-ID it had.
+    [retried] = [m for m in after if m.rcpt_to[0] == addr(1)]
+    assert message_id(retried) == greylisted_id
+    # What went out before stays recorded with the version it went out with.
+    versions = {
+        (d.status, v.version, v.retired_at is not None) for d, v in rows(pipeline, approved)
+    }
+    assert versions == {(DeliveryStatus.SENT, 1, True), (DeliveryStatus.SENT, 2, False)}
+    with pipeline.factory() as session:
+        changes = [(c.editor, c.action) for c in store.edition_changes(session, approved.id)]
+        status = session.get(Edition, approved.id)
+        assert status is not None and status.status is EditionStatus.SENT
+    assert ("digest", "correction-paused") in changes and ("editor-anna", "rebuild") in changes
+
+
+def test_a_withdrawn_article_leaves_the_rest_of_the_send_and_the_archive(
+    pipeline: Services,
+    schedule: Schedule,
+    approved: Edition,
+    smtp_server: CaptureServer,
+    tmp_path: Path,
+) -> None:
+    gone = item(pipeline, approved, Block.DAY, 1)
+    on_message(
+        smtp_server, 2, lambda: correct(pipeline, tmp_path, id=gone.external_id, withdrawn=True)
+    )
+
+    assert send(pipeline, schedule, approved, smtp_server).stopped == "paused"
+    sent_before = len(smtp_server.messages)
+    assert all(gone.title in text_of(m) for m in smtp_server.messages)
+    with pipeline.factory() as session:
+        current = session.get(Edition, approved.id)
+        assert current is not None
+        [change] = edition_report(session, current).corrections
+    assert change["kind"] == "withdrawn" and change["title"] == gone.title
+
+    pipeline.corrections.rebuild(approved, "editor-anna")
+    smtp_server.handler.on_data = None  # type: ignore[attr-defined]
+    assert send(pipeline, schedule, approved, smtp_server).sent == READERS - sent_before
+    assert all(gone.title not in text_of(m) for m in smtp_server.messages[sent_before:])
+    # The archive shows the edition as it is now.
+    assert gone.title not in archive_page(pipeline, schedule, approved)
+
+
+def test_a_missing_article_is_not_a_withdrawal_and_an_unchanged_one_is_no_correction(
+    pipeline: Services, schedule: Schedule, approved: Edition, tmp_path: Path
+) -> None:
+    lead = item(pipeline, approved, Block.LEAD)
+    # The export of a later hour: other articles, the lead re-sent unchanged but for views.
+    correct(pipeline, tmp_path, **full_record(lead, views=lead.views + 100))
+    other = tmp_path / "other.jsonl"
+    other.write_text(
+        json.dumps(
+            {
+                "id": "elsewhere-1",
+                "url": "https://vpk.example.ru/news/elsewhere.html",
+                "title": "Другая новость",
+                "published_at": "2026-11-25T05:00:00+03:00",
+            },
+            ensure_ascii=False,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    Ingester(pipeline.factory).load(read_jsonl(other))
+    assert pipeline.corrections.pending(approved) == []
+    with pipeline.factory() as session:
+        assert session.scalar(select(Article.withdrawn_at).where(Article.id == lead.id)) is None
+
+
+@pytest.mark.parametrize("mode", ["rebuild", "ignore"])
+def test_without_a_person_the_setting_says_what_a_correction_does(
+    pipeline: Services,
+    schedule: Schedule,
+    approved: Edition,
+    smtp_server: CaptureServer,
+    tmp_path: Path,
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`digest send` (Sender.deliver) with DIGEST_ON_CORRECTION=rebuild sends the rest
+    corrected; with ignore, as approved, and the log and change log say so."""
+    pipeline.settings = pipeline.settings.model_copy(
+        update={"on_correction": mode, "batch_size": 4}
+    )
+    lead = item(pipeline, approved, Block.LEAD)
+    old_title = lead.title
+    on_message(
+        smtp_server, 3, lambda: correct(pipeline, tmp_path, **full_record(lead, title=NEW_TITLE))
+    )
+    with caplog.at_level(logging.INFO):
+        result = pipeline.sender.deliver(
+            schedule, approved, wait=False, via=parse_smtp_url(smtp_server.url)
+        )
+
+    assert result.stopped is None and result.sent == READERS
+    texts = [text_of(m) for m in smtp_server.messages]
+    assert old_title in texts[0]
+    corrected = [t for t in texts if NEW_TITLE in t]
+    with pipeline.factory() as session:
+        changes = [(c.editor, c.action) for c in store.edition_changes(session, approved.id)]
+    if mode == "rebuild":
+        assert corrected and NEW_TITLE in texts[-1]
+        assert ("digest", "rebuild") in changes
+    else:
+        assert not corrected
+        assert ("digest", "correction-ignored") in changes
+        assert "DIGEST_ON_CORRECTION=ignore" in caplog.text
+    assert pipeline.corrections.pending(approved) == []
