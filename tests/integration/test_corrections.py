@@ -174,8 +174,8 @@ def test_a_headline_corrected_mid_send_pauses_it_and_a_rebuild_sends_the_rest_co
         report = edition_report(session, current, FIXED_NOW)
     assert report.paused and report.pause_reason == "correction"
     [change] = report.corrections
-    assert change["kind"] == "changed"
-    assert change["before"] == {"title": old_title} and change["after"] == {"title": NEW_TITLE}
+    assert change.kind == "changed"
+    assert change.before == {"title": old_title} and change.after == {"title": NEW_TITLE}
     # Resuming as if nothing happened is refused: the rest would go out uncorrected.
     with pytest.raises(EditionError, match="editions rebuild"):
         pipeline.lifecycle.resume(approved)
@@ -231,7 +231,7 @@ def test_a_withdrawn_article_leaves_the_rest_of_the_send_and_the_archive(
         current = session.get(Edition, approved.id)
         assert current is not None
         [change] = edition_report(session, current).corrections
-    assert change["kind"] == "withdrawn" and change["title"] == gone.title
+    assert change.kind == "withdrawn" and change.title == gone.title
 
     pipeline.corrections.rebuild(approved, "editor-anna")
     smtp_server.handler.on_data = None  # type: ignore[attr-defined]
