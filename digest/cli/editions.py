@@ -207,7 +207,6 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
 
 
 editions_app = typer.Typer(
-    help="The editions, newest first (`digest editions`), and what is done to one.",
     invoke_without_command=True,
     rich_markup_mode=None,
 )
@@ -220,7 +219,8 @@ def editions(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """The editions, newest first, with their state and delivery counts.
+    """The editions, newest first, with their state and delivery counts; `digest
+    editions rebuild EDITION` takes in the site's corrections.
 
     Example: digest editions --json
     """

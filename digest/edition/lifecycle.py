@@ -175,8 +175,8 @@ class Lifecycle:
             pending = store.revisions_since(session, current.id, current.revision_mark)
             if pending and current.pause_reason == "correction":
                 raise EditionError(
-                    f"{current.label} was paused because {len(pending)} of its articles "
-                    f"changed: `digest editions rebuild {current.label}` sends the corrected "
+                    f"{current.label} was paused for {len(pending)} correction(s) of its "
+                    f"articles: `digest editions rebuild {current.label}` sends the corrected "
                     f"text (or `digest resume --as-approved {current.label}` the approved one)"
                 )
             current.paused_at = current.pause_reason = None

@@ -30,7 +30,8 @@ class IngestReport:
     rejected: int = 0
     comments_added: int = 0
     comments_rejected: int = 0
-    # Of the updated: how many had their title, lead or URL changed, or were withdrawn.
+    # Of the updated: how many had their title, lead or URL changed; how many were
+    # withdrawn (or put back).
     corrected: int = 0
     withdrawn: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -187,7 +188,7 @@ def _store(session: Session, data: ArticleIn, comments: list[CommentIn], now: da
         and _withdrawal(session, article, data.withdrawn, now)
     )
     added = _add_comments(session, article.id, comments, created)
-    return Stored(created, added, corrected or withdrawn, withdrawn)
+    return Stored(created, added, corrected, withdrawn)
 
 
 def _withdrawal(session: Session, article: Article, withdrawn: bool, now: datetime) -> bool:
