@@ -54,10 +54,21 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"DIGEST_DATABASE_URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
+def _sqlite_begin(conn: Any) -> None:
+    # Every transaction takes the write lock when it begins, waiting busy_timeout for
+    # it. A deferred one reads a snapshot first and, when it then writes after
+    # another process committed, fails at once with "database is locked" (no wait):
+    # an ingest while a send ran lost records that way. SQLAlchemy's recipe: the
+    # driver's own BEGIN is off (isolation_level None), this one is ours.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # see _sqlite_begin
     cursor = dbapi_connection.cursor()
     # WAL lets `digest status` read while a send writes; NORMAL sync is safe
     # under WAL (a power cut may lose the last commits, never corrupt).

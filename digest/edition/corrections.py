@@ -79,11 +79,12 @@ class Corrections:
                 extra={"edition": edition.id},
             )
             return False
-        if edition.status in MOVES[Step.PAUSE]:
-            move(edition, Step.PAUSE)
-        edition.paused_at = edition.paused_at or self.services.clock()
-        edition.pause_reason = CORRECTION
-        self._record(session, edition, SYSTEM, "correction-paused", _detail(revisions))
+        if edition.pause_reason != CORRECTION:  # once, not at every try to send it
+            if edition.status in MOVES[Step.PAUSE]:
+                move(edition, Step.PAUSE)
+            edition.paused_at = edition.paused_at or self.services.clock()
+            edition.pause_reason = CORRECTION
+            self._record(session, edition, SYSTEM, "correction-paused", _detail(revisions))
         log.warning(
             "%s: paused: %d correction(s) since it was rendered: %s — "
             "`digest editions rebuild %s` sends the corrected text",
@@ -104,7 +105,7 @@ class Corrections:
             current = session.get(Edition, edition.id)
             if current is None or current.pause_reason != CORRECTION:
                 return False
-        return self.rebuild(edition, SYSTEM).resumed
+        return self.rebuild(edition, SYSTEM, only_if_paused=True).resumed
 
     def pass_by(self, edition: Edition, editor: str) -> list[Revision]:
         """The corrections pending are let be: the send goes on with the approved
@@ -119,9 +120,11 @@ class Corrections:
                 self._record(session, current, editor, "correction-ignored", _detail(revisions))
             return revisions
 
-    def rebuild(self, edition: Edition, editor: str) -> Rebuilt:
+    def rebuild(self, edition: Edition, editor: str, *, only_if_paused: bool = False) -> Rebuilt:
         """Render the edition's variants again from the articles as they are now
-        (withdrawn ones left out); unsent deliveries take the new version."""
+        (withdrawn ones left out); unsent deliveries take the new version.
+        ``only_if_paused``: unless another worker already did (their rebuild lifted
+        the pause): then nothing is done, and the send may go on."""
         services = self.services
         schedule = services.schedule(edition.schedule)
         with transaction(services.factory) as session:
@@ -130,13 +133,15 @@ class Corrections:
                 raise EditionError(f"no edition {edition.id}")
             if current.status is EditionStatus.CANCELLED or not current.items:
                 raise EditionError(f"{current.label} is {current.status}: nothing to rebuild")
+            if only_if_paused and current.pause_reason != CORRECTION:
+                return Rebuilt(current.label, [], 0, 0, resumed=True)
             revisions = store.revisions_since(session, current.id, current.revision_mark)
             keys, version = store.retire_variants(session, current.id, services.clock())
             services.editions.render_variants(
                 session, schedule, current, refresh=True, extra=keys, version=version
             )
             new = {v.key: v.id for v in store.variants(session, current.id)}
-            repointed = store.repoint_deliveries(session, current.id, new)
+            repointed = store.repoint_deliveries(session, current.id, new, services.clock())
             resumed = current.pause_reason == CORRECTION
             if resumed:
                 move(current, Step.RESUME)

@@ -71,7 +71,7 @@ class Sender:
         self, schedule: Schedule, edition: Edition, composer: Composer, subject_prefix: str = ""
     ) -> dict[int, MessageTemplate]:
         with self.services.factory() as session:
-            stored = store.variants(session, edition.id)
+            stored = store.variants(session, edition.id, retired=True)
             subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
         mail = EditionMail(edition.id, schedule.name, edition.edition_date, subject)
         return {
@@ -104,6 +104,11 @@ class Sender:
 
         def compose(claim: store.Claim) -> Message:
             template = templates.get(claim.variant_id or -1)
+            if template is None:
+                # A rebuild (a correction) made new variants since the run began: a
+                # rare, one-off read on the loop, and every later claim finds its own.
+                templates.update(self.templates(schedule, edition, composer))
+                template = templates.get(claim.variant_id or -1)
             if template is None:
                 raise ComposeError(f"delivery {claim.delivery_id}: no rendered variant")
             return composer.message(

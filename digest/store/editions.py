@@ -82,15 +82,13 @@ def recent_editions(session: Session, limit: int = 10) -> list[Edition]:
     )
 
 
-def variants(session: Session, edition_id: int) -> list[EditionVariant]:
-    """The edition's current variants (a rebuild retires the ones it replaces)."""
-    return list(
-        session.scalars(
-            select(EditionVariant).where(
-                EditionVariant.edition_id == edition_id, EditionVariant.retired_at.is_(None)
-            )
-        )
-    )
+def variants(session: Session, edition_id: int, *, retired: bool = False) -> list[EditionVariant]:
+    """The edition's current variants (a rebuild retires the ones it replaces; with
+    ``retired``, those too: a sender may hold claims that point at them)."""
+    query = select(EditionVariant).where(EditionVariant.edition_id == edition_id)
+    if not retired:
+        query = query.where(EditionVariant.retired_at.is_(None))
+    return list(session.scalars(query))
 
 
 def set_waves(

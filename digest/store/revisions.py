@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.models import (
@@ -122,14 +122,13 @@ def retire_variants(session: Session, edition_id: int, at: datetime) -> tuple[li
     return sorted(v.key for v in current), int(version or 0) + 1
 
 
-# Not yet sent: these take the new text. SENDING is a claim a stopped sender handed
-# back, or one a running sender holds (it composes from what it claimed).
-UNSENT = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
-
-
-def repoint_deliveries(session: Session, edition_id: int, new: dict[str, int]) -> int:
+def repoint_deliveries(
+    session: Session, edition_id: int, new: dict[str, int], now: datetime
+) -> int:
     """Unsent deliveries follow their variant's key to its new version; sent ones keep
-    the version they went out with. Returns how many were repointed."""
+    the version they went out with, and so do the ones a live sender holds (it is
+    sending them from what it claimed; a dead sender's, whose lease ran out, move).
+    Returns how many were repointed."""
     old = dict(
         session.execute(
             select(EditionVariant.id, EditionVariant.key).where(
@@ -137,17 +136,20 @@ def repoint_deliveries(session: Session, edition_id: int, new: dict[str, int]) -
             )
         ).all()
     )
+    unsent = or_(
+        Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
+        and_(
+            Delivery.status == DeliveryStatus.SENDING,
+            or_(Delivery.claimed_until.is_(None), Delivery.claimed_until < now),
+        ),
+    )
     moved = 0
     for old_id, key in old.items():
         if key not in new:
             continue
         result = session.execute(
             update(Delivery)
-            .where(
-                Delivery.edition_id == edition_id,
-                Delivery.variant_id == old_id,
-                Delivery.status.in_(UNSENT),
-            )
+            .where(Delivery.edition_id == edition_id, Delivery.variant_id == old_id, unsent)
             .values(variant_id=new[key])
         )
         moved += int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -30,6 +30,7 @@ from digest.models import (
     Edition,
     EditionStatus,
     EditionVariant,
+    Subscriber,
 )
 from digest.schedule.files import Schedule
 from digest.send import RelayPool, RunResult, SmtpConnection, run_async
@@ -73,7 +74,7 @@ def correct(pipe: Services, tmp_path: Path, **record: Any) -> None:
     path = tmp_path / f"correction-{record['id']}.jsonl"
     path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     report = Ingester(pipe.factory, clock=pipe.clock).load(read_jsonl(path))
-    assert not report.problems, report.problems
+    assert not report.problems, [p.reason[:300] for p in report.problems]
 
 
 def full_record(article: Article, **changes: Any) -> dict[str, Any]:
@@ -306,3 +307,40 @@ def test_without_a_person_the_setting_says_what_a_correction_does(
         assert ("digest", "correction-ignored") in changes
         assert "DIGEST_ON_CORRECTION=ignore" in caplog.text
     assert pipeline.corrections.pending(approved) == []
+
+
+def test_a_rebuild_while_a_send_runs_fails_nothing_and_records_what_each_reader_got(
+    pipeline: Services,
+    schedule: Schedule,
+    approved: Edition,
+    smtp_server: CaptureServer,
+    tmp_path: Path,
+) -> None:
+    """An editor rebuilds before the send reached a batch boundary: the claims in
+    flight go out as claimed (and are recorded with the old version), every later
+    one with the new text; none fails for want of its new variant."""
+    lead = item(pipeline, approved, Block.LEAD)
+    old_title = lead.title
+
+    def correct_and_rebuild() -> None:
+        correct(pipeline, tmp_path, **full_record(lead, title=NEW_TITLE))
+        pipeline.corrections.rebuild(approved, "editor-anna")
+
+    on_message(smtp_server, 3, correct_and_rebuild)
+    result = send(pipeline, schedule, approved, smtp_server)
+
+    assert result.stopped is None and result.failed == 0 and result.sent == READERS
+    with pipeline.factory() as session:
+        version = dict(
+            session.execute(
+                select(Subscriber.email, EditionVariant.version)
+                .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+                .join(EditionVariant, EditionVariant.id == Delivery.variant_id)
+                .where(Delivery.edition_id == approved.id)
+            ).all()
+        )
+    got = {m.rcpt_to[0]: text_of(m) for m in smtp_server.messages}
+    assert {version[r] for r in got} == {1, 2}
+    for reader, text in got.items():
+        assert (old_title in text) == (version[reader] == 1), reader
+        assert (NEW_TITLE in text) == (version[reader] == 2), reader

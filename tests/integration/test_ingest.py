@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest import db
 from digest.ingest import Ingester, read_source
 from digest.models import Article, ArticleRevision, Comment, Section
 
@@ -262,3 +263,40 @@ def test_withdrawn_needs_saying_and_missing_is_not_withdrawn(
     later.write_text(line(withdrawn=False) + "\n", encoding="utf-8")
     ingest(factory, later)
     assert [kind for kind, _, _ in revisions(factory)] == ["withdrawn", "restored"]
+
+
+def test_an_ingest_while_another_process_writes_keeps_every_record(
+    database_url: str, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The site's export is ingested while a send records outcomes. On SQLite a
+    transaction that read first and wrote after the other committed failed at
+    once with "database is locked" (no busy wait): records were rejected."""
+    path = tmp_path / "many.jsonl"
+    path.write_text(
+        "".join(
+            line(id=f"m{n}", url=f"https://vpk.example.ru/{n}", comments=[comment(1)]) + "\n"
+            for n in range(400)
+        ),
+        encoding="utf-8",
+    )
+    other = db.make_engine(database_url)  # another process's connection
+    done = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not done.is_set():
+            with other.begin() as conn:
+                conn.execute(
+                    insert(Section).values(slug=f"busy-{n}", title=f"busy {n}", position=n)
+                )
+            n += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        report = Ingester(factory, commit_every=1).load(read_source(str(path)))
+    finally:
+        done.set()
+        thread.join()
+        other.dispose()
+    assert report.problems == [] and report.loaded == 400
