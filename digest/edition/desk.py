@@ -36,6 +36,7 @@ class ItemRow:
     block: str
     section: str
     published_at: datetime
+    withdrawn: bool = False  # the site took it down: the letter leaves it out
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def _row(article: Article, block: str) -> ItemRow:
         block=block,
         section=article.section.title if article.section else "",
         published_at=article.published_at,
+        withdrawn=article.withdrawn_at is not None,
     )
 
 

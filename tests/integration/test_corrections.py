@@ -19,6 +19,7 @@ from sqlalchemy import select
 from digest import demo, store
 from digest.capture import Captured, CaptureServer
 from digest.config import parse_smtp_url
+from digest.edition.desk import DeskView
 from digest.edition.view import archive_page
 from digest.errors import EditionError
 from digest.ingest import Ingester, read_jsonl
@@ -233,6 +234,9 @@ def test_a_withdrawn_article_leaves_the_rest_of_the_send_and_the_archive(
         assert current is not None
         [change] = edition_report(session, current).corrections
     assert change.kind == "withdrawn" and change.title == gone.title
+    # The desk marks it in the edition's list.
+    items = DeskView(pipeline).preview(approved.id).items
+    assert [i.title for i in items if i.withdrawn] == [gone.title]
 
     pipeline.corrections.rebuild(approved, "editor-anna")
     smtp_server.handler.on_data = None  # type: ignore[attr-defined]
