@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import dkim
@@ -19,49 +17,33 @@ from digest import db, store
 from digest.audience.lists import load_lists
 from digest.compose import Placeholders
 from digest.config import Settings, SmtpTarget
-from digest.db import DatabaseError
 from digest.dkim import Signer, dkim_keys
 from digest.errors import DigestError
 from digest.models import Clock, utcnow
+from digest.observe import health
+from digest.observe.health import Check, guard
 from digest.render import ArticleView, EditionView, Renderer
 from digest.schedule.files import load_schedules
 from digest.send import SmtpConnection, connector
 from digest.web import auth as deskauth
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    warning: bool = False  # works, but worth a look
-
-    def as_json(self) -> dict[str, object]:
-        return {"check": self.name, "ok": self.ok, "warning": self.warning, "detail": self.detail}
-
-
 def run_checks(cfg: Settings, smtp: bool = True, clock: Clock = utcnow) -> list[Check]:
     checks: list[Check] = [_config(cfg)]
-    checks.append(_guard("database", lambda: _database(cfg)))
-    checks.append(_guard("lists", lambda: _lists(cfg)))
-    checks.append(_guard("schedules", lambda: _schedules(cfg)))
-    checks.append(_guard("templates", lambda: _templates(cfg, clock())))
-    checks.append(_guard("desk", lambda: _desk(cfg)))
+    checks.append(guard("database", lambda: _database(cfg)))
+    if checks[-1].ok:
+        checks.append(guard("scheduler", lambda: _scheduler(cfg, clock())))
+    checks.append(guard("lists", lambda: _lists(cfg)))
+    checks.append(guard("schedules", lambda: _schedules(cfg)))
+    checks.append(guard("templates", lambda: _templates(cfg, clock())))
+    checks.append(guard("desk", lambda: _desk(cfg)))
     if smtp:
         if not cfg.relays:
             checks.append(Check("smtp", False, "DIGEST_SMTP_URL is not set"))
         for target in cfg.relays:
-            checks.append(_guard(f"smtp {target}", lambda t=target: _smtp(cfg, t)))  # type: ignore[misc]
-    checks.append(_guard("dkim", lambda: _dkim(cfg)))
+            checks.append(guard(f"smtp {target}", lambda t=target: _smtp(cfg, t)))  # type: ignore[misc]
+    checks.append(guard("dkim", lambda: _dkim(cfg)))
     return checks
-
-
-def _guard(name: str, check: Callable[[], Check]) -> Check:
-    """A check that raises is a failed check with the reason, never a traceback."""
-    try:
-        return check()
-    except (DigestError, OSError, DatabaseError, ValueError) as exc:
-        return Check(name, False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _config(cfg: Settings) -> Check:
@@ -85,11 +67,17 @@ def _config(cfg: Settings) -> Check:
 def _database(cfg: Settings) -> Check:
     engine = db.make_engine(cfg.database)
     try:
-        db.check_schema(engine)
-        revision = db.current_revision(engine)
+        return health.database(engine)
     finally:
         engine.dispose()
-    return Check("database", True, f"{engine.url.render_as_string()} at revision {revision}")
+
+
+def _scheduler(cfg: Settings, now: datetime) -> Check:
+    engine = db.make_engine(cfg.database)
+    try:
+        return health.scheduler(db.session_factory(engine), now)
+    finally:
+        engine.dispose()
 
 
 def _lists(cfg: Settings) -> Check:

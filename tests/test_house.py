@@ -40,6 +40,7 @@ FLOORS: dict[str, int] = {
     "capture": 2,
     "audience": 2,
     "track": 2,
+    "observe": 2,  # health checks and metrics: read by doctor, the web, workers
     "schedule.files": 2,
     "send": 2,
     "web.auth": 2,  # the desk's login policy: throttle and sessions, no HTTP

@@ -23,6 +23,7 @@ from digest import __version__, db, logs, store
 from digest.config import Settings, load_settings
 from digest.errors import DigestError, EmptyEdition
 from digest.models import Edition, utcnow
+from digest.observe.serve import serve_metrics
 from digest.schedule.files import Schedule
 from digest.wiring import Services
 
@@ -159,6 +160,26 @@ def build_or_say(pipe: Services, schedule: Schedule, on: date) -> Edition:
 
 
 EditionArg = Annotated[str, typer.Argument(metavar="EDITION", help="An id or schedule/date.")]
+
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on http://HOST:PORT/metrics (DIGEST_METRICS_ALLOW applies).",
+    ),
+]
+MetricsHostOption = Annotated[
+    str, typer.Option("--metrics-host", help="Where --metrics-port listens.")
+]
+
+
+def expose_metrics(pipe: Services, port: int | None, host: str) -> None:
+    """A worker's or scheduler's own /metrics (they are processes of their own)."""
+    if port is not None:
+        serve_metrics(host, port, pipe.settings.metrics_networks(), pipe.factory, pipe.clock)
+
 
 EDITION_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}/\d{4}-\d{2}-\d{2}")
 

@@ -26,10 +26,11 @@ from digest.cli.app import (
     settings,
 )
 from digest.dkim import keygen
-from digest.doctor import Check, run_checks
+from digest.doctor import run_checks
 from digest.errors import DigestError
 from digest.ingest import Ingester, IngestReport, read_source
 from digest.models import utcnow
+from digest.observe.health import Check
 from digest.track.bounces import (
     BounceReader,
     ReturnsReport,

@@ -11,10 +11,13 @@ from rich.table import Table
 
 from digest.cli.app import (
     DateOption,
+    MetricsHostOption,
+    MetricsPortOption,
     ScheduleArg,
     app,
     console,
     errors,
+    expose_metrics,
     find,
     parse_date,
     pipeline,
@@ -126,6 +129,8 @@ def scheduler(
         bool,
         typer.Option("--enqueue-only", help="Only queue deliveries; `digest worker`s send them."),
     ] = False,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = "127.0.0.1",
 ) -> None:
     """Run the schedules: APScheduler with its jobs in the database, one send job
     and one prepare job per schedules/*.toml. At start it catches up: an edition
@@ -154,5 +159,6 @@ def scheduler(
                 console.print(work.summary())
             return
         name = worker_name()
+        expose_metrics(pipe, metrics_port, metrics_host)
         log.info("scheduler %s started: %s", name, ", ".join(schedules))
         run_async(run_until_signalled(pipe, name, enqueue_only))

@@ -21,12 +21,15 @@ from rich.progress import (
 from digest.cli.app import (
     DateOption,
     EditionArg,
+    MetricsHostOption,
+    MetricsPortOption,
     ScheduleArg,
     app,
     build_or_say,
     console,
     err,
     errors,
+    expose_metrics,
     fail,
     find,
     options,
@@ -245,6 +248,8 @@ def explain_stop(pipe: Services, edition: Edition, result: RunResult) -> None:
 @app.command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Send what is due now, then exit.")] = False,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = "127.0.0.1",
 ) -> None:
     """Send every edition that is being sent, sharing the work with other workers.
 
@@ -260,6 +265,7 @@ def worker(
         pipe = pipeline(cfg)
         cfg.require_relays()
         name = worker_name()
+        expose_metrics(pipe, metrics_port, metrics_host)
         log.info("worker %s started%s", name, " (once)" if once else "")
         pipe.sender.reclaim()
         report = run_async(pipe.sender.run_worker(name, once))

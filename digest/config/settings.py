@@ -25,11 +25,14 @@ from digest.config.values import (
     DomainCaps,
     FromAddress,
     LogLevel,
+    Network,
+    Networks,
     SecondsList,
     SmtpTarget,
     SmtpUrls,
     ZoneName,
     parse_domain_caps,
+    parse_networks,
     parse_seconds_list,
     parse_smtp_urls,
 )
@@ -168,6 +171,12 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
         description="The Ed25519 key's selector: a TXT record of its own",
     )
+    metrics_allow: Networks = Field(
+        default="",
+        description="Who may read /metrics and /healthz (and a worker's or scheduler's "
+        "--metrics-port): addresses or networks, comma-separated; empty: anyone who "
+        "reaches them",
+    )
     on_correction: Literal["pause", "rebuild", "ignore"] = Field(
         default="pause",
         description="An article of an edition being sent changed or was withdrawn: pause "
@@ -237,6 +246,9 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'digest.sqlite3'}"
+
+    def metrics_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.metrics_allow)
 
     @property
     def relays(self) -> list[SmtpTarget]:

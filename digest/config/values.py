@@ -6,6 +6,7 @@ another value parses that one)."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 from dataclasses import dataclass
 from email.utils import parseaddr
 from types import MappingProxyType
@@ -116,6 +117,23 @@ def parse_domain_caps(value: str) -> MappingProxyType[str, int]:
     return MappingProxyType(caps)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@functools.cache
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """``127.0.0.1/32, 10.0.0.0/8, ::1`` → the networks (a bare address is one host)."""
+    networks: list[Network] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r}: write an address or a network, e.g. 10.0.0.0/8") from None
+    return tuple(networks)
+
+
 @functools.cache
 def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones())
@@ -183,6 +201,11 @@ def absolute_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def networks(value: str) -> str:
+    parse_networks(value)
+    return value
+
+
 def log_level(value: str) -> str:
     value = value.upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -198,3 +221,4 @@ BounceAddress = Annotated[str, AfterValidator(bounce_address)]
 FromAddress = Annotated[str, AfterValidator(from_address)]
 AbsoluteUrl = Annotated[str, AfterValidator(absolute_url)]
 LogLevel = Annotated[str, AfterValidator(log_level)]
+Networks = Annotated[str, AfterValidator(networks)]

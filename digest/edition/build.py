@@ -17,6 +17,7 @@ from digest.db import Conflict, Session, transaction
 from digest.edition.view import edition_view
 from digest.errors import EmptyEdition
 from digest.models import Block, Edition, EditionItem, EditionStatus, EditionVariant
+from digest.observe import metrics
 from digest.render import EditionView, Rendered, parse_section_key, parse_variant_key
 from digest.schedule.files import Schedule
 from digest.select import Pick, Selection, select_edition
@@ -134,7 +135,9 @@ class Editions:
         session.refresh(edition, ["items"])
 
     def _render(self, view: EditionView, schedule: Schedule) -> tuple[Rendered, int]:
-        return self.services.renderer.render(view, schedule.mail.template), view.articles
+        rendered = self.services.renderer.render(view, schedule.mail.template)
+        metrics.RENDER_SECONDS.observe(rendered.render_ms / 1000)
+        return rendered, view.articles
 
     def rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
         """Render every variant again from the stored items (an editor changed them)."""

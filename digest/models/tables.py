@@ -342,3 +342,14 @@ class LoginFailure(Base):
     at: Mapped[datetime] = mapped_column(index=True)
     editor: Mapped[str] = mapped_column(String(100), index=True)
     ip: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Heartbeat(Base):
+    """A long-running process says it is alive (the scheduler, every 30 s):
+    `/healthz` and `digest doctor` call one that stopped beating stale."""
+
+    __tablename__ = "heartbeat"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # kind:host:pid
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    at: Mapped[datetime]

@@ -7,6 +7,7 @@ name the schedule only; the file is read again at every fire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from digest import store
+from digest.db import DatabaseError, transaction
+from digest.observe.health import HEARTBEAT_EVERY
 from digest.schedule.files import Schedule, load_schedules
 from digest.schedule.runner import Runner, catch_up
 from digest.send.process import Stopper, stop_on_signals
+from digest.send.workers import worker_name
 from digest.wiring import Services
 
 log = logging.getLogger(__name__)
@@ -137,6 +142,8 @@ async def run_scheduler(
     scheduler.start()
     for job in scheduler.get_jobs():
         log.info("job %s: next at %s", job.id, job.next_run_time)
+    beat_name = f"scheduler:{worker_name()}"
+    beating = asyncio.ensure_future(_beat(pipe, beat_name, stop))
     try:
         if send is not None:
             await send(stop)
@@ -144,6 +151,27 @@ async def run_scheduler(
             await stop.wait()
     finally:
         scheduler.shutdown(wait=False)
+        beating.cancel()
+        await asyncio.to_thread(_beat_once, pipe, beat_name, False)
+
+
+async def _beat(pipe: Services, name: str, stop: asyncio.Event) -> None:
+    """Every HEARTBEAT_EVERY seconds: alive (`/healthz` and doctor read it)."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(_beat_once, pipe, name, True)
+        except DatabaseError as exc:  # the database went away: health says so
+            log.warning("heartbeat not written: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_EVERY)
+
+
+def _beat_once(pipe: Services, name: str, alive: bool) -> None:
+    with transaction(pipe.factory) as session:
+        if alive:
+            store.beat(session, name, "scheduler", pipe.clock())
+        else:
+            store.stop_beating(session, name)
 
 
 async def run_until_signalled(services: Services, name: str, enqueue_only: bool) -> None:

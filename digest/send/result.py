@@ -54,3 +54,4 @@ class SendOptions:
     rate: float | None = None
     heartbeat: float = 1.0
     max_idle_sleep: float = 30.0
+    kind: str = ""  # the edition's schedule, as metrics label it; "": not counted (dry run)

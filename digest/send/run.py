@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -27,6 +28,7 @@ from digest.errors import (
     TemporaryFailure,
 )
 from digest.models import DeliveryStatus
+from digest.observe import metrics
 from digest.send.pacing import DomainGate, Pacer
 from digest.send.queue import ClaimQueue
 from digest.send.relays import RelayPool, RelayState
@@ -138,6 +140,9 @@ class SendRun:
             await asyncio.sleep(self.options.heartbeat)
             control = await self.writer.call(self.writer.store.heartbeat, self.clock())
             self._gone = control.gone
+            if self.options.kind:
+                now = self._now()
+                metrics.show_paused(d for d, s in self.gate.domains.items() if s.paused_until > now)
             if control.stop:
                 self.stop(control.stop)
 
@@ -274,14 +279,15 @@ class SendRun:
         if claim.delivery_id in self._gone:
             # Unsubscribed (or bounced) since it was claimed: the next heartbeat said so.
             self.gate.done(claim.domain, Kind.TEMPORARY, self._now())  # frees the slot only
-            self.writer.record(
+            self._record(
+                claim,
                 Outcome(
                     claim.delivery_id,
                     DeliveryStatus.SUPPRESSED,
                     claim.attempts,
                     self.clock(),
                     reply="subscriber left during the send",
-                )
+                ),
             )
             return None
         try:
@@ -289,16 +295,25 @@ class SendRun:
         except ComposeError as exc:
             self.gate.done(claim.domain, Kind.PERMANENT, self._now())
             error = PermanentFailure(str(exc), kind=Kind.PERMANENT)
-            self.writer.record(self._failed(claim, error, claim.attempts + 1, None))
+            self._record(claim, self._failed(claim, error, claim.attempts + 1, None))
             return None
         if self.sign is not None:
+            started = time.perf_counter()
             message = await self.sign(message)  # DKIM, in a process pool
+            if self.options.kind:
+                metrics.DKIM_SECONDS.observe(time.perf_counter() - started)
         wait = self._pacer.reserve(self._now())
         if wait > 0:
             await asyncio.sleep(wait)
-        return self.writer.record(
-            await self._deliver(connection, relay, claim, message, before_data)
+        return self._record(
+            claim, await self._deliver(connection, relay, claim, message, before_data)
         )
+
+    def _record(self, claim: Claim, outcome: Outcome) -> asyncio.Future[None] | None:
+        """To the writer; counted in the metrics when this is a real send."""
+        if self.options.kind:
+            metrics.count_outcome(self.options.kind, claim.domain, outcome.status.value)
+        return self.writer.record(outcome)
 
     async def _deliver(
         self,

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -118,24 +118,32 @@ class Sender:
                 ),
             )
 
-        ledger = ledger or DeliveryStore(
-            self.services.factory,
-            edition.id,
-            worker,
-            lease=timedelta(seconds=cfg.retry.claim_lease),
-            soft_bounces=SoftBouncePolicy(cfg.retry.soft_bounce_limit, cfg.retry.soft_bounce_days),
-            between_batches=self.services.corrections.between_batches,
-        )
+        real = ledger is None  # a dry run brings its own ledger: nothing is counted
         return SendRun(
-            ledger,
+            ledger or self._ledger(edition, worker),
             compose,
             connect,
             relays or self.services.relay_pool(),
             clock=self.services.clock,
-            options=send_options(cfg, edition, limit=limit, wait=wait, paced=paced),
+            options=replace(
+                send_options(cfg, edition, limit=limit, wait=wait, paced=paced),
+                kind=schedule.name if real else "",
+            ),
             gate=gate or self.services.domain_gate(),
             progress=progress,
             sign=self.services.dkim_signer().sign if cfg.dkim_key_file else None,
+        )
+
+    def _ledger(self, edition: Edition, worker: str) -> DeliveryStore:
+        """The database's ledger of a send, asking about corrections between batches."""
+        retry = self.services.settings.retry
+        return DeliveryStore(
+            self.services.factory,
+            edition.id,
+            worker,
+            lease=timedelta(seconds=retry.claim_lease),
+            soft_bounces=SoftBouncePolicy(retry.soft_bounce_limit, retry.soft_bounce_days),
+            between_batches=self.services.corrections.between_batches,
         )
 
     async def work(

@@ -27,6 +27,7 @@ from digest.tokens import Keyring
 from digest.web.auth import DeskAuth
 from digest.web.desk import DeskApp
 from digest.web.guard import Guard
+from digest.web.health import HealthPages
 from digest.web.public import ReaderPages
 from digest.web.subscribe import SubscribeBox
 from digest.wiring import Services
@@ -105,5 +106,5 @@ def create_app(context: WebContext) -> Starlette:
             https_only=context.settings.base_url.startswith("https://"),
         ),
     ]
-    routes = [*desk.routes(), *readers.routes(), *box.routes()]
+    routes = [*desk.routes(), *readers.routes(), *box.routes(), *HealthPages(context).routes()]
     return Starlette(routes=routes, middleware=middleware)

@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -205,11 +206,26 @@ def test_the_scheduler_runs_until_sigterm(workdir: Path, ops: dict[str, str]) ->
                 if "job send:daily: next at" in line or not line:
                     break
             assert "job send:daily: next at" in seen, seen
+            # Issue 15: a running scheduler beats; doctor (and /healthz) see it.
+            assert "beat" in str(scheduler_check(workdir, env)["detail"])
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0
         finally:
             if process.poll() is None:
                 process.kill()
+    # A clean stop is not a dead scheduler.
+    assert str(scheduler_check(workdir, env, running=False)["detail"]).startswith("none running")
+
+
+def scheduler_check(workdir: Path, env: dict[str, str], running: bool = True) -> dict[str, object]:
+    deadline = time.monotonic() + 20
+    while True:
+        _, checks, err = run_json(workdir, env, "doctor", "--no-smtp")
+        assert isinstance(checks, list), err
+        found = next(c for c in checks if c["check"] == "scheduler")
+        if ("none running" not in found["detail"]) == running or time.monotonic() > deadline:
+            return dict(found)
+        time.sleep(0.3)  # the first beat is written just after the jobs are listed
 
 
 @pytest.mark.postgres
@@ -423,3 +439,58 @@ def decoded_text(data: bytes) -> bytes:
     body = parsed.get_body(("plain",))
     assert body is not None
     return str(body.get_content()).encode()
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def sent_count(body: str) -> float:
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in body.splitlines()
+        if line.startswith("digest_messages_total{") and 'outcome="sent"' in line
+    )
+
+
+def test_a_worker_exposes_its_metrics_and_they_count_the_send_as_it_goes(
+    workdir: Path, ops: dict[str, str], relay: CaptureServer
+) -> None:
+    """Issue 15: `digest worker --metrics-port` serves Prometheus text while it
+    sends; scraped during the send the count is partial, at the end it is exact."""
+    day = moscow_today()
+    env = {**ops, "DIGEST_SMTP_RATE": "5"}  # 10 messages in about two seconds
+    assert (
+        digest(workdir, "send", "daily", "--date", day, "--enqueue-only", env=env).returncode == 0
+    )
+    port = free_port()
+    worker = subprocess.Popen(
+        [DIGEST, "worker", "--metrics-port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen: list[float] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                seen.append(sent_count(scrape(f"http://127.0.0.1:{port}/metrics")))
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if seen[-1] >= 10:
+                break
+            time.sleep(0.2)
+        body = scrape(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert any(0 < n < 10 for n in seen), seen  # it moved during the send
+    assert sent_count(body) == 10 == len(relay.messages)
+    assert 'digest_queue_depth{state="due"} 0.0' in body
+    assert "digest_dkim_sign_seconds_count" in body and "process_resident_memory_bytes" in body

@@ -1,0 +1,150 @@
+"""`/healthz` and `/metrics` over HTTP (uvicorn on 127.0.0.1), on both databases:
+the checks `digest doctor` shares, the counters a real send moves, the networks
+DIGEST_METRICS_ALLOW lets in."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from digest import db, demo, store
+from digest.capture import CaptureServer
+from digest.db import transaction
+from digest.doctor import run_checks
+from digest.observe.health import STALE_AFTER
+from digest.web.app import WebContext, create_app
+from digest.wiring import Services
+from tests.conftest import FIXED_NOW, ScriptedHandler
+from tests.integration.conftest import send_through
+from tests.integration.test_web import fetch
+from tests.serving import serving
+
+READERS = 12
+
+
+@pytest.fixture
+def served(pipeline: Services) -> Iterator[tuple[Services, str]]:
+    app = create_app(WebContext(pipeline.settings, pipeline.factory, pipeline.clock))
+    with serving(app) as base:
+        yield pipeline, base
+
+
+def sample(body: str, name: str, **labels: str) -> float:
+    """One sample of the exposition (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in body.splitlines():
+        if line.startswith("#"):
+            continue
+        metric, _, value = line.rpartition(" ")
+        found = re.fullmatch(r"([a-zA-Z_:]+)(?:\{(.*)\})?", metric)
+        if found and found.group(1) == name:
+            given = ",".join(sorted(p for p in (found.group(2) or "").split(",") if p))
+            if given == want:
+                return float(value)
+    return 0.0
+
+
+def beat(pipe: Services, age: float) -> None:
+    with transaction(pipe.factory) as session:
+        store.beat(session, "scheduler:host:1", "scheduler", FIXED_NOW - timedelta(seconds=age))
+
+
+def test_healthz_is_ok_and_names_a_scheduler_that_stopped_beating(
+    served: tuple[Services, str],
+) -> None:
+    pipe, base = served
+    status, _, body = fetch(f"{base}/healthz")
+    data = json.loads(body)
+    assert status == 200 and data["status"] == "ok" and data["failing"] == []
+    assert [c["check"] for c in data["checks"]] == ["database", "scheduler"]
+    beat(pipe, 5)
+    assert fetch(f"{base}/healthz")[0] == 200
+    beat(pipe, STALE_AFTER + 60)
+    status, _, body = fetch(f"{base}/healthz")
+    data = json.loads(body)
+    assert status == 503 and data["failing"] == ["scheduler"]
+    assert "last beat" in data["checks"][1]["detail"]
+
+
+def test_healthz_names_a_database_the_code_does_not_match(
+    pipeline: Services, tmp_path: Path
+) -> None:
+    """An empty database (nobody ran `digest db upgrade`): 503, "database"."""
+    empty = tmp_path / "empty.sqlite3"
+    create_engine(f"sqlite:///{empty}").dispose()
+    engine = db.make_engine(f"sqlite:///{empty}")
+    context = WebContext(pipeline.settings, db.session_factory(engine), pipeline.clock)
+    with serving(create_app(context)) as base:
+        status, _, body = fetch(f"{base}/healthz")
+    engine.dispose()
+    data = json.loads(body)
+    assert status == 503 and data["failing"] == ["database"]
+    assert "digest db upgrade" in data["checks"][0]["detail"]
+
+
+def test_metrics_move_by_what_a_real_send_did(
+    served: tuple[Services, str], smtp_server: CaptureServer, fixed_date: date
+) -> None:
+    pipe, base = served
+    schedule = pipe.schedule("daily")
+    demo.load(pipe.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipe.factory, READERS, now=FIXED_NOW)
+    handler = smtp_server.handler
+    assert isinstance(handler, ScriptedHandler)
+    handler.rules["reader00001@example.com"] = "451 4.7.1 greylisted, try later"
+    handler.rules["reader00006@example.com"] = "550 5.1.1 no such user"
+    edition = pipe.editions.build(schedule, fixed_date)
+    pipe.lifecycle.start_sending(schedule, edition)
+
+    status, _, before = fetch(f"{base}/metrics")
+    assert status == 200 and sample(before, "digest_queue_depth", state="due") == READERS
+    send_through(pipe, edition, smtp_server.url)
+    _, _, after = fetch(f"{base}/metrics")
+
+    def moved(outcome: str, domain: str = "example.com") -> float:
+        labels = {"kind": "daily", "domain": domain, "outcome": outcome}
+        return sample(after, "digest_messages_total", **labels) - sample(
+            before, "digest_messages_total", **labels
+        )
+
+    sent_com = sum(1 for m in smtp_server.messages if m.rcpt_to[0].endswith("@example.com"))
+    assert moved("sent") == sent_com
+    assert moved("deferred") == 1 and moved("bounced") == 1
+    total = sum(
+        sample(after, "digest_messages_total", kind="daily", domain=d, outcome="sent")
+        - sample(before, "digest_messages_total", kind="daily", domain=d, outcome="sent")
+        for d in {m.rcpt_to[0].rpartition("@")[2] for m in smtp_server.messages}
+    )
+    assert total == len(smtp_server.messages) == READERS - 2
+    assert sample(after, "digest_queue_depth", state="due") == 0
+    assert sample(after, "digest_queue_depth", state="deferred") == 1
+    assert sample(after, "digest_render_seconds_count") >= 1
+    assert "# TYPE digest_send_rate gauge" in after
+
+
+@pytest.mark.parametrize("allow, expected", [("10.0.0.0/8", 403), ("127.0.0.1, ::1", 200)])
+def test_metrics_and_health_answer_only_the_listed_networks(
+    pipeline: Services, allow: str, expected: int
+) -> None:
+    cfg = pipeline.settings.model_copy(update={"metrics_allow": allow})
+    with serving(create_app(WebContext(cfg, pipeline.factory, pipeline.clock))) as base:
+        assert fetch(f"{base}/metrics")[0] == expected
+        assert fetch(f"{base}/healthz")[0] == expected
+        assert fetch(f"{base}/archive/")[0] == 200  # the rest of the site is everyone's
+
+
+def test_doctor_and_healthz_share_the_scheduler_check(pipeline: Services) -> None:
+    beat(pipeline, STALE_AFTER + 60)
+    checks = {c.name: c for c in run_checks(pipeline.settings, smtp=False, clock=pipeline.clock)}
+    assert not checks["scheduler"].ok and "last beat" in checks["scheduler"].detail
+    with pipeline.factory() as session:
+        session.execute(text("DELETE FROM heartbeat"))
+        session.commit()
+    checks = {c.name: c for c in run_checks(pipeline.settings, smtp=False, clock=pipeline.clock)}
+    assert checks["scheduler"].ok
