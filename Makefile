@@ -2,20 +2,30 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+LOCK   := requirements.lock
+UV     := uv==0.13.9
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: demo test lint typecheck pytest browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss services smtp-sink clean
+.PHONY: lock venv demo test lint typecheck pytest browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss services smtp-sink clean
 
-$(STAMP): pyproject.toml
+# Exactly the versions in requirements.lock, each checked against its hash; the
+# project itself without resolving anything (its build backend is in the lock).
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 venv: $(STAMP)
+
+## make lock: resolve pyproject.toml's ranges afresh into requirements.lock (then run make test)
+lock:
+	@test -x .venv-lock/bin/uv || { $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet '$(UV)'; }
+	.venv-lock/bin/uv pip compile pyproject.toml --extra test requirements-build.in \
+		--generate-hashes --python-version 3.11 --quiet -o $(LOCK)
 
 ## make demo: set up, load the demo data and send a digest through a local SMTP capture server
 demo: $(STAMP)
@@ -95,4 +105,4 @@ postfix:
 smtp-sink: postfix
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock var .pytest_cache .mypy_cache .ruff_cache
