@@ -51,6 +51,7 @@ FLOORS: dict[str, int] = {
     "schedule": 3,
     "send.service": 3,
     "doctor": 3,
+    "support": 3,  # the Readers page's service: reader care, audited
     "demo": 3,
     # 4 — the doors: parse, call one service, print
     "cli": 4,

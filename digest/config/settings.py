@@ -171,6 +171,11 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
         description="The Ed25519 key's selector: a TXT record of its own",
     )
+    desk_admins: str = Field(
+        default="",
+        description="Desk accounts that are also admins (the Readers page: search, "
+        "unsubscribe, export, forget, import), names separated by commas",
+    )
     metrics_allow: Networks = Field(
         default="",
         description="Who may read /metrics and /healthz (and a worker's or scheduler's "

@@ -135,6 +135,12 @@ def parse_networks(value: str) -> tuple[Network, ...]:
 
 
 @functools.cache
+def parse_names(value: str) -> frozenset[str]:
+    """``anna, boris`` → the names (DIGEST_DESK_ADMINS)."""
+    return frozenset(n.strip() for n in value.split(",") if n.strip())
+
+
+@functools.cache
 def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones())
 

@@ -19,6 +19,7 @@ from digest.models.kinds import (
 from digest.models.tables import (
     Article,
     ArticleRevision,
+    AuditEntry,
     Base,
     Comment,
     Delivery,
@@ -41,6 +42,7 @@ __all__ = [
     "FINAL_DELIVERY_STATES",
     "Article",
     "ArticleRevision",
+    "AuditEntry",
     "Base",
     "Block",
     "Candidate",

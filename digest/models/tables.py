@@ -353,3 +353,18 @@ class Heartbeat(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)  # kind:host:pid
     kind: Mapped[str] = mapped_column(String(32), index=True)
     at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """What a person did to a reader from the desk, by whom and when. The reader is
+    named by the hash of the address (as ``Forgotten`` keeps it), so the log
+    outlives a `forget` without keeping the address."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    editor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(64), index=True)  # address hash
+    detail: Mapped[dict[str, Any] | None]

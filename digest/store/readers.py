@@ -10,7 +10,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, insert, or_, select
 from sqlalchemy.orm import Session
 
-from digest.models import Delivery, Edition, Event, Section, Subscriber, SubscriberStatus
+from digest.models import (
+    AuditEntry,
+    Delivery,
+    Edition,
+    Event,
+    Section,
+    Subscriber,
+    SubscriberStatus,
+)
 
 
 def subscriber_by_token(session: Session, token_key: str) -> Subscriber | None:
@@ -85,3 +93,38 @@ def add_subscribers(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk insert (the demo's and the benches' readers)."""
     if rows:
         session.execute(insert(Subscriber), rows)
+
+
+def search_subscribers(session: Session, fragment: str, limit: int) -> list[Subscriber]:
+    """Readers whose address contains ``fragment`` (case-insensitive), by address."""
+    escaped = fragment.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return list(
+        session.scalars(
+            select(Subscriber)
+            .where(Subscriber.email.like(f"%{escaped}%", escape="\\"))
+            .order_by(Subscriber.email)
+            .limit(limit)
+        )
+    )
+
+
+def add_audit(
+    session: Session,
+    at: datetime,
+    editor: str,
+    action: str,
+    subject: str | None,
+    detail: dict[str, Any] | None,
+) -> None:
+    session.add(AuditEntry(at=at, editor=editor, action=action, subject=subject, detail=detail))
+
+
+def audit_of(session: Session, subject: str, limit: int = 50) -> list[AuditEntry]:
+    return list(
+        session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.subject == subject)
+            .order_by(AuditEntry.id.desc())
+            .limit(limit)
+        )
+    )

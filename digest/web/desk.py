@@ -22,11 +22,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from digest.config.values import parse_names
 from digest.errors import DigestError
 from digest.render import date_long
 from digest.web.archive import ArchivePages
 from digest.web.auth import DeskAuth
 from digest.web.editions import EditionPages
+from digest.web.readers import ReaderDesk
 from digest.wiring import Services
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -78,6 +80,7 @@ class DeskApp:
         html = self.env.get_template(f"desk/{name}.html.j2").render(
             site_name=self.pipe.settings.site_name,
             editor=self.editor(request),
+            admin=self.is_admin(request),
             csrf=self.csrf(request),
             flash=flash[0] if flash else None,
             flash_error=bool(flash and flash[1]),
@@ -89,8 +92,12 @@ class DeskApp:
     def flash(request: Request, message: str, error: bool = False) -> None:
         request.session["flash"] = [message, error]
 
-    def guarded(self, handler: Handler) -> Handler:
-        """Editors only; a POST also needs the session's CSRF token and our Origin."""
+    def is_admin(self, request: Request) -> bool:
+        return self.editor(request) in parse_names(self.pipe.settings.desk_admins)
+
+    def guarded(self, handler: Handler, *, admin: bool = False) -> Handler:
+        """Editors only (``admin``: those DIGEST_DESK_ADMINS names); a POST also
+        needs the session's CSRF token and our Origin."""
 
         async def checked(request: Request) -> Response:
             sid = request.session.get("sid")
@@ -100,6 +107,8 @@ class DeskApp:
             if self.editor(request) is None:
                 target = quote(request.url.path)
                 return RedirectResponse(f"/desk/login?next={target}", status_code=303)
+            if admin and not self.is_admin(request):
+                return self.page(request, "refused", status=403)
             if request.method == "POST" and not await self.form_ok(request):
                 return HTMLResponse("Форма устарела: обновите страницу.", status_code=403)
             try:
@@ -124,6 +133,9 @@ class DeskApp:
     @staticmethod
     def back(request: Request) -> str:
         edition = request.path_params.get("edition")
+        reader = request.path_params.get("reader")
+        if reader:
+            return f"/desk/readers/{reader}"
         return f"/desk/editions/{edition}" if edition else "/desk/"
 
     # -- pages ---------------------------------------------------------------------
@@ -184,6 +196,7 @@ class DeskApp:
             Route("/desk/logout", self.guarded(self.logout), methods=["POST"]),
             *EditionPages(self).routes(),
             *ArchivePages(self).routes(),
+            *ReaderDesk(self).routes(),
         ]
 
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from digest.audience.signup import CONSENT_VERSION, Answer, Decision, Signups
 from digest.audience.signup import Request as Asked
-from digest.errors import DigestError
+from digest.support import Support
 
 if TYPE_CHECKING:
     from digest.web.app import WebContext
@@ -89,19 +89,9 @@ class SubscribeBox:
 
     async def _invite(self, list_key: str, decision: Decision) -> None:
         """The confirmation mail, now; without a relay it waits for `subscribers invite`."""
-        services, invite = self.context.services, decision.invite
-        assert invite is not None
-        invitations = services.invitations(self.context.lists[list_key])
-        try:
-            connection = services.single_connection("it waits for `subscribers invite`")
-            report = await invitations.send(
-                self.context.book, [invite], connection, services.signing_step()
-            )
-        except DigestError as exc:  # no relay, or it is down: the reader can ask again
-            log.warning("confirmation mail not sent: %s", exc)
-            return
-        for problem in report.failed:
-            log.warning("confirmation mail not sent: %s", problem)
+        assert decision.invite is not None
+        support = Support(self.context.services, list_key)
+        await support.send_confirmation(self.context.lists[list_key], decision.invite)
 
     def _answer(self, wants_json: bool, answer: Answer, email: str, problem: str = "") -> Response:
         words = WORDS[answer] + (f" ({problem})" if problem else "")

@@ -1,0 +1,183 @@
+"""The desk's Readers page in real Chromium against uvicorn on 127.0.0.1, on both
+databases: an admin finds a reader by part of the address, reads their file
+(deliveries with the server's replies), exports, unsubscribes and forgets them
+(after a confirmation), imports a CSV; every action is in the audit log; an
+editor who is not an admin is refused."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import threading
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from digest import demo
+from digest.audience.rows import address_hash
+from digest.capture import CaptureServer, free_port
+from digest.models import AuditEntry, Forgotten, Subscriber, SubscriberStatus
+from digest.web.app import WebContext, create_app
+from digest.wiring import Services
+from tests.conftest import FIXED_NOW, ScriptedHandler
+from tests.integration.conftest import send_through
+from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
+from tests.integration.test_desk import PASSWORD, log_in
+from tests.serving import serving
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+READER = "reader00002@mail.example.ru"
+
+
+@pytest.fixture
+def desk(
+    pipeline: Services, smtp_server: CaptureServer, fixed_date: date
+) -> Iterator[tuple[Services, str]]:
+    """Six demo readers who got the day's edition (one refused by its server);
+    anna is an admin, boris an editor."""
+    port = free_port()
+    cfg = pipeline.settings.model_copy(
+        update={
+            "base_url": f"http://127.0.0.1:{port}",
+            "smtp_url": smtp_server.url,
+            "editors": SecretStr(f"anna:{PASSWORD},boris:{PASSWORD}"),
+            "desk_admins": "anna",
+        }
+    )
+    pipe = Services(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
+    schedule = pipe.schedule("daily")
+    demo.load(pipe.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(pipe.factory, 6, now=FIXED_NOW)
+    handler = smtp_server.handler
+    assert isinstance(handler, ScriptedHandler)
+    handler.rules[READER] = "550 5.2.2 mailbox full"
+    edition = pipe.editions.build(schedule, fixed_date)
+    # In a thread of its own: Playwright's sync API keeps an event loop in this one.
+    sender = threading.Thread(target=send_through, args=(pipe, edition, smtp_server.url))
+    sender.start()
+    sender.join(timeout=60)
+    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as base:
+        yield pipe, base
+
+
+def audit(pipe: Services, email: str) -> list[tuple[str, str]]:
+    with pipe.factory() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.subject == address_hash(email)))
+        return [(a.editor, a.action) for a in rows]
+
+
+def open_reader(page: Page, base: str, fragment: str) -> None:
+    page.goto(f"{base}/desk/readers")
+    page.get_by_label("Адрес или его часть").fill(fragment)
+    page.get_by_role("button", name="Найти").click()
+    page.locator("#found a", has_text=READER).click()
+    page.wait_for_url(re.compile(r"/desk/readers/\d+$"))
+
+
+def test_an_admin_finds_a_reader_reads_the_file_exports_and_forgets_them(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Services, str],
+) -> None:
+    pipe, base = desk
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    log_in(page, base)
+    page.get_by_role("link", name="Читатели").click()
+    open_reader(page, base, "00002@MAIL")  # a part, any case
+    assert page.locator("h1").inner_text().startswith(READER)
+    replies = page.locator("#deliveries").inner_text()
+    assert "daily/2026-11-25" in replies and "550 5.2.2 mailbox full" in replies
+
+    exported = page.request.get(page.url + "/export.csv")
+    assert exported.ok and "attachment" in exported.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(exported.text())))
+    assert rows[0]["kind"] == "subscriber" and rows[0]["email"] == READER
+    assert any(r["kind"] == "delivery" and r["smtp_code"] == "550" for r in rows)
+
+    page.get_by_role("link", name="Забыть…").click()
+    assert page.get_by_role("heading", name=f"Забыть {READER}?").is_visible()
+    with pytest.raises(AssertionError):  # nothing is gone before the confirmation
+        assert audit(pipe, READER)[-1][1] == "forget"
+    with page.expect_navigation():
+        page.get_by_role("button", name="Да, забыть навсегда").click()
+    assert page.url == f"{base}/desk/readers"
+    assert "удалены" in page.get_by_role("status").inner_text()
+    with pipe.factory() as session:
+        assert session.scalar(select(Subscriber).where(Subscriber.email == READER)) is None
+        assert session.get(Forgotten, address_hash(READER)) is not None
+    assert audit(pipe, READER) == [("anna", "export"), ("anna", "forget")]
+    page.close()
+
+
+def test_an_admin_unsubscribes_a_reader_and_the_log_says_who(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Services, str],
+) -> None:
+    pipe, base = desk
+    page = browser.new_page()
+    log_in(page, base)
+    open_reader(page, base, "reader00002")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Отписать").click()
+    assert "отписан" in page.get_by_role("status").inner_text()
+    assert page.locator("#audit").inner_text().split()[-2:] == ["anna", "unsubscribe"]
+    with pipe.factory() as session:
+        found = session.scalar(select(Subscriber).where(Subscriber.email == READER))
+        assert found is not None and found.status is SubscriberStatus.UNSUBSCRIBED
+    page.close()
+
+
+def test_a_csv_upload_runs_the_import_and_reports_each_line(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Services, str],
+    tmp_path: Path,
+) -> None:
+    pipe, base = desk
+    upload = tmp_path / "new-readers.csv"
+    upload.write_text(
+        "email,name\nnew.one@example.ru,Новый\nnot-an-address,Плохой\nnew.two@example.ru,\n",
+        encoding="utf-8",
+    )
+    page = browser.new_page()
+    log_in(page, base)
+    page.goto(f"{base}/desk/readers")
+    page.get_by_label("Файл").set_input_files(str(upload))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Загрузить").click()
+    assert "Добавлено 2" in page.locator("#summary").inner_text()
+    assert "отклонено 1" in page.locator("#summary").inner_text()
+    assert page.locator("#problems li").first.inner_text().startswith("new-readers.csv:3:")
+    with pipe.factory() as session:
+        added = session.scalars(select(Subscriber.email).where(Subscriber.email.like("new.%")))
+        assert sorted(added) == ["new.one@example.ru", "new.two@example.ru"]
+        entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "import"))
+        assert entry is not None and entry.editor == "anna" and entry.detail is not None
+        assert entry.detail["rejected"] == 1
+    page.close()
+
+
+def test_an_editor_who_is_not_an_admin_is_refused(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Services, str],
+) -> None:
+    _, base = desk
+    page = browser.new_page()
+    page.goto(f"{base}/desk/login")
+    page.get_by_label("Имя").fill("boris")
+    page.get_by_label("Пароль").fill(PASSWORD)
+    page.get_by_role("button", name="Войти").click()
+    page.wait_for_url(f"{base}/desk/")
+    assert page.get_by_role("link", name="Читатели").count() == 0
+    response = page.goto(f"{base}/desk/readers?q=reader")
+    assert response is not None and response.status == 403
+    assert READER not in page.content()
+    denied = page.request.post(f"{base}/desk/readers/1", form={"action": "forget"})
+    assert denied.status == 403  # no CSRF token, and no right: nothing happens
+    page.close()
