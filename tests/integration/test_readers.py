@@ -7,6 +7,8 @@ editor who is not an admin is refused."""
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import io
 import re
 import threading
@@ -23,6 +25,7 @@ from digest import demo
 from digest.audience.rows import address_hash
 from digest.capture import CaptureServer, free_port
 from digest.models import AuditEntry, Forgotten, Subscriber, SubscriberStatus
+from digest.support import Support
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.conftest import FIXED_NOW, ScriptedHandler
@@ -180,4 +183,32 @@ def test_an_editor_who_is_not_an_admin_is_refused(
     assert READER not in page.content()
     denied = page.request.post(f"{base}/desk/readers/1", form={"action": "forget"})
     assert denied.status == 403  # no CSRF token, and no right: nothing happens
+    page.close()
+
+
+def test_a_pending_reader_gets_the_confirmation_again_from_the_desk(
+    browser: Browser,  # noqa: F811
+    desk: tuple[Services, str],
+    smtp_server: CaptureServer,
+    tmp_path: Path,
+) -> None:
+    pipe, base = desk
+    upload = tmp_path / "one.csv"
+    upload.write_text("email\nwaiting@example.ru\n", encoding="utf-8")
+    Support(pipe).import_csv(upload.read_bytes(), "one.csv", "anna")
+    before = len(smtp_server.messages)
+    page = browser.new_page()
+    log_in(page, base)
+    page.goto(f"{base}/desk/readers?q=waiting@")
+    page.locator("#found a").first.click()
+    assert "pending" in page.locator("h1").inner_text()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Отправить подтверждение ещё раз").click()
+    assert "отправлено на waiting@example.ru" in page.get_by_role("status").inner_text()
+    [mail] = smtp_server.messages[before:]
+    parsed = email.message_from_bytes(mail.data, policy=email.policy.default)
+    body = parsed.get_body(("plain",))
+    assert mail.rcpt_to == ("waiting@example.ru",) and body is not None
+    assert "/confirm/" in str(body.get_content())
+    assert audit(pipe, "waiting@example.ru") == [("anna", "resend")]
     page.close()
