@@ -19,7 +19,7 @@ from digest import store
 from digest.db import Session, transaction
 from digest.edition.lifecycle import MOVES, Step, move
 from digest.errors import EditionError
-from digest.models import Edition, EditionChange, EditionStatus
+from digest.models import Edition, EditionStatus
 from digest.store import Revision
 
 if TYPE_CHECKING:
@@ -164,12 +164,4 @@ class Corrections:
     def _record(
         self, session: Session, edition: Edition, editor: str, action: str, detail: dict[str, Any]
     ) -> None:
-        session.add(
-            EditionChange(
-                edition_id=edition.id,
-                editor=editor,
-                at=self.services.clock(),
-                action=action,
-                detail=detail,
-            )
-        )
+        store.add_change(session, edition.id, editor, self.services.clock(), action, detail)

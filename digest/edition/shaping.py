@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from digest import store
 from digest.db import Session, transaction
 from digest.edition.desk import _BLOCKS, DeskView
 from digest.errors import EditionError, EmptyEdition
@@ -19,7 +20,6 @@ from digest.models import (
     Article,
     Block,
     Edition,
-    EditionChange,
     EditionItem,
     EditionStatus,
 )
@@ -184,15 +184,7 @@ class Shaping:
         action: str,
         detail: dict[str, Any] | None,
     ) -> None:
-        session.add(
-            EditionChange(
-                edition_id=edition.id,
-                editor=editor,
-                at=self.pipe.clock(),
-                action=action,
-                detail=detail,
-            )
-        )
+        store.add_change(session, edition.id, editor, self.pipe.clock(), action, detail)
 
     def _rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
         edition.shaped_at = edition.shaped_at or self.pipe.clock()

@@ -60,6 +60,7 @@ from digest.store.deliveries import (
 from digest.store.editions import (
     ARCHIVED,
     MAX_ID,
+    add_change,
     archived_count,
     archived_editions,
     clear_selection,
@@ -127,6 +128,7 @@ __all__ = [
     "active_subscribers",
     "active_variant_keys",
     "add_audit",
+    "add_change",
     "add_comments",
     "add_events",
     "add_revision",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     delete,
@@ -150,6 +151,20 @@ def clear_selection(session: Session, edition: Edition) -> None:
     session.execute(delete(EditionItem).where(EditionItem.edition_id == edition.id))
     session.execute(delete(EditionVariant).where(EditionVariant.edition_id == edition.id))
     session.expire(edition, ["items", "variants"])
+
+
+def add_change(
+    session: Session,
+    edition_id: int,
+    editor: str,
+    at: datetime,
+    action: str,
+    detail: dict[str, Any] | None,
+) -> None:
+    """The edition's change log: who did what, when (the desk lists it)."""
+    session.add(
+        EditionChange(edition_id=edition_id, editor=editor, at=at, action=action, detail=detail)
+    )
 
 
 def edition_changes(session: Session, edition_id: int) -> list[EditionChange]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -75,3 +76,12 @@ def send_through(pipe: Services, edition: Edition, url: str, worker: str = "test
         relays=RelayPool([parse_smtp_url(url)]),
     )
     return run_async(run.run())
+
+
+def in_thread(fn: Callable[[], object], timeout: float = 60) -> None:
+    """``fn()`` in a thread of its own, waited for: Playwright's sync API keeps an
+    event loop in the test's thread, so a send cannot run its own there."""
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join(timeout=timeout)
+    assert not thread.is_alive(), "it did not finish in time"

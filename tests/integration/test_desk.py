@@ -9,7 +9,6 @@ import email
 import email.policy
 import json
 import re
-import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from digest.send import SmtpConnection, run_async
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.conftest import FIXED_NOW, PROJECT_ROOT
+from tests.integration.conftest import in_thread
 from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
 from tests.integration.test_web import fetch
 from tests.serving import serving
@@ -216,13 +216,9 @@ def test_the_delivery_view_counts_live_and_charts_the_send(
     pipe.lifecycle.start_sending(schedule, edition)
     connect = lambda target: SmtpConnection(parse_smtp_url(smtp_server.url), 10)  # noqa: E731
     # In a thread of its own: Playwright's sync API keeps an event loop in this one.
-    sender = threading.Thread(
-        target=lambda: run_async(
-            pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
-        )
+    in_thread(
+        lambda: run_async(pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
     )
-    sender.start()
-    sender.join(timeout=60)
     assert len(smtp_server.messages) == 5
 
     page = browser.new_page()
@@ -359,13 +355,9 @@ def test_a_correction_pauses_the_send_and_the_editor_rebuilds_it_from_the_desk(
     correction.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     Ingester(pipe.factory, clock=pipe.clock).load(read_jsonl(correction))
     connect = lambda target: SmtpConnection(parse_smtp_url(smtp_server.url), 10)  # noqa: E731
-    sender = threading.Thread(
-        target=lambda: run_async(
-            pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
-        )
+    in_thread(
+        lambda: run_async(pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
     )
-    sender.start()
-    sender.join(timeout=60)
     assert smtp_server.messages == []  # the first claim batch saw the correction
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -382,13 +374,9 @@ def test_a_correction_pauses_the_send_and_the_editor_rebuilds_it_from_the_desk(
     assert page.locator("#corrections").count() == 0
     page.close()
 
-    sender = threading.Thread(
-        target=lambda: run_async(
-            pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
-        )
+    in_thread(
+        lambda: run_async(pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
     )
-    sender.start()
-    sender.join(timeout=60)
     assert len(smtp_server.messages) == 5
     for message in smtp_server.messages:
         parsed = email.message_from_bytes(message.data, policy=email.policy.default)

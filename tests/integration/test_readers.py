@@ -11,7 +11,6 @@ import email
 import email.policy
 import io
 import re
-import threading
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -29,7 +28,7 @@ from digest.support import Support
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.conftest import FIXED_NOW, ScriptedHandler
-from tests.integration.conftest import send_through
+from tests.integration.conftest import in_thread, send_through
 from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
 from tests.integration.test_desk import PASSWORD, log_in
 from tests.serving import serving
@@ -63,10 +62,7 @@ def desk(
     assert isinstance(handler, ScriptedHandler)
     handler.rules[READER] = "550 5.2.2 mailbox full"
     edition = pipe.editions.build(schedule, fixed_date)
-    # In a thread of its own: Playwright's sync API keeps an event loop in this one.
-    sender = threading.Thread(target=send_through, args=(pipe, edition, smtp_server.url))
-    sender.start()
-    sender.join(timeout=60)
+    in_thread(lambda: send_through(pipe, edition, smtp_server.url))
     with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as base:
         yield pipe, base
 
