@@ -159,7 +159,7 @@ def test_doctor_says_what_is_wrong_one_line_each(
     assert code == 0, (checks, err)
     assert isinstance(checks, list)
     names = [c["check"] for c in checks]
-    assert names[:5] == ["config", "database", "lists", "schedules", "templates"]
+    assert names[:6] == ["config", "database", "scheduler", "lists", "schedules", "templates"]
     assert any(n.startswith("smtp ") for n in names) and names[-1] == "dkim"
     assert all(c["ok"] for c in checks)
 
