@@ -197,6 +197,21 @@ def sample_messages(pipe: Services, count: int = 50) -> list[bytes]:
     ]
 
 
+def smtp_source(url: str, size: int, total: int, sessions: int) -> float | None:
+    """Postfix's own client into the same sink (the machine's ceiling here): messages
+    of digest's size, ``sessions`` connections each kept open (-d); msg/s, or None
+    when smtp-source is not installed."""
+    binary = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    if not Path(binary).exists():
+        return None
+    host = url.removeprefix("smtp://")
+    command = [binary, "-d", "-s", str(sessions), "-l", str(size), "-m", str(total)]
+    command += ["-f", "bench@example.ru", "-t", "sink@example.ru", host]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return total / (time.perf_counter() - started)
+
+
 def main_figures(args: argparse.Namespace) -> None:
     print(
         f"digest send benchmark: {args.subscribers} subscribers, {args.connections} connections,"
@@ -216,17 +231,26 @@ def main_figures(args: argparse.Namespace) -> None:
         us, size = measure_compose(pipe, min(args.subscribers, 20000))
         print(f"personalise+compose: {us:.1f} µs per subscriber ({size / 1024:.0f} KB message)")
         messages = sample_messages(pipe)
+        size = round(mean(len(m) for m in messages))
         with smtp_sink() as url:
+            ceiling = smtp_source(url, size, args.subscribers, args.connections)
             before = run_async(baseline(url, messages, args.subscribers, args.connections))
             ours, sent = end_to_end(pipe, url)
             after = run_async(baseline(url, messages, args.subscribers, args.connections))
         base = mean([before, after])
+        if ceiling is not None:
+            print(
+                f"Postfix smtp-source, {args.connections} sessions, {size / 1024:.0f} KB: "
+                f"{ceiling:,.0f} msg/s (this machine's ceiling into the sink)"
+            )
         print(
             f"baseline aiosmtplib sendmail(bytes): {base:,.0f} msg/s "
             f"(before {before:,.0f}, after {after:,.0f})"
         )
         print(f"end to end with delivery tracking: {ours:,.0f} msg/s ({sent} sent)")
         print(f"ratio end to end / baseline: {ours / base:.0%}")
+        if ceiling is not None:
+            print(f"ratio end to end / smtp-source: {ours / ceiling:.0%} (issue 16's target: 40 %)")
         print(f"peak RSS: {peak_rss_mb():.0f} MB")
     dkim_rate(args, min(args.subscribers, 5000))
 
