@@ -13,7 +13,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import ConfigError, DigestError
@@ -109,8 +115,10 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     before = current_revision(engine)
     try:
         command.upgrade(_alembic_config(engine), revision)
-    except OperationalError as exc:
-        raise DigestError(f"database upgrade failed: {exc.orig}") from None
+    except (SQLAlchemyError, RuntimeError) as exc:
+        # One line, never a traceback: the migration's transaction was rolled back.
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        raise DigestError(f"database upgrade failed: {reason}") from None
     return before, current_revision(engine)
 
 

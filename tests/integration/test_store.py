@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -186,3 +186,51 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
     with factory() as session:
         assert store.recent_rate(session, edition_id) == pytest.approx(4.0)
         assert store.recent_rate(session, edition_id + 1) is None
+
+
+def test_a_database_with_sent_editions_upgrades_across_the_versioned_variants(
+    database_url: str,
+) -> None:
+    """Migration 0009 rebuilds edition_variant (SQLite's batch mode), which sent
+    deliveries point at: with foreign keys enforced the rebuild failed
+    ("FOREIGN KEY constraint failed", a traceback from `digest db upgrade`)."""
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0008")
+    at = datetime(2026, 11, 25, 4, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO edition (id, schedule, edition_date, window_start, window_end, "
+                "status, subject, preheader, created_at) VALUES (1, 'daily', '2026-11-25', "
+                ":at, :at, 'sent', 's', 'p', :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO edition_variant (id, edition_id, key, html, text, preheader, "
+                "articles, render_ms, created_at) VALUES (1, 1, '', 'h', 't', 'p', 1, 1.0, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO subscriber (id, email, status, locale, frequency, format, "
+                "token_key, created_at) VALUES (1, 'a@example.ru', 'active', 'ru', 'daily', "
+                "'html', 'k1', :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO delivery (edition_id, subscriber_id, variant_id, status, attempts) "
+                "VALUES (1, 1, 1, 'sent', 1)"
+            )
+        )
+    assert db.upgrade(engine) == ("0008", db.head_revision())
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM edition_variant")).scalar() == 1
+        assert conn.execute(text("SELECT variant_id FROM delivery")).scalar() == 1
+        if engine.dialect.name == "sqlite":  # enforced again on the connections after it
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
