@@ -30,9 +30,7 @@ from digest.web import auth as deskauth
 
 def run_checks(cfg: Settings, smtp: bool = True, clock: Clock = utcnow) -> list[Check]:
     checks: list[Check] = [_config(cfg)]
-    checks.append(guard("database", lambda: _database(cfg)))
-    if checks[-1].ok:
-        checks.append(guard("scheduler", lambda: _scheduler(cfg, clock())))
+    checks.extend(_health(cfg, clock()))
     checks.append(guard("lists", lambda: _lists(cfg)))
     checks.append(guard("schedules", lambda: _schedules(cfg)))
     checks.append(guard("templates", lambda: _templates(cfg, clock())))
@@ -64,18 +62,15 @@ def _config(cfg: Settings) -> Check:
     return Check("config", True, f"from {cfg.sender.addr_spec}, links at {cfg.base_url}")
 
 
-def _database(cfg: Settings) -> Check:
-    engine = db.make_engine(cfg.database)
+def _health(cfg: Settings, now: datetime) -> list[Check]:
+    """What `/healthz` checks (the database, the scheduler's heartbeat), here on an
+    engine of their own."""
     try:
-        return health.database(engine)
-    finally:
-        engine.dispose()
-
-
-def _scheduler(cfg: Settings, now: datetime) -> Check:
-    engine = db.make_engine(cfg.database)
+        engine = db.make_engine(cfg.database)
+    except DigestError as exc:
+        return [Check("database", False, str(exc))]
     try:
-        return health.scheduler(db.session_factory(engine), now)
+        return health.health(db.session_factory(engine), now)
     finally:
         engine.dispose()
 

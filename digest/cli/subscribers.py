@@ -29,14 +29,13 @@ from digest.models import SubscriberStatus
 from digest.send import (
     run_async,
 )
+from digest.support import Support
 
 ListOption = Annotated[str, typer.Option("--list", help="A list of subscribers/lists.toml.")]
 
 
 def book(cfg: Settings, list_name: str) -> SubscriberBook:
-    pipe = pipeline(cfg)
-    mailing_list = get_list(cfg.subscribers_dir, list_name)
-    return SubscriberBook(pipe.factory, mailing_list.double_opt_in, mailing_list.default_sections)
+    return Support(pipeline(cfg), list_name).book()
 
 
 def send_invitations(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -38,12 +38,12 @@ class IngestReport:
     warnings: list[Problem] = field(default_factory=list)
 
     def merge(self, other: IngestReport) -> None:
-        for name in ("loaded", "updated", "rejected", "comments_added", "comments_rejected"):
+        for name in (f.name for f in fields(self)):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.corrected += other.corrected
-        self.withdrawn += other.withdrawn
-        self.problems += other.problems
-        self.warnings += other.warnings
+
+    def reject(self, where: str, reason: str) -> None:
+        self.rejected += 1
+        self.problems.append(Problem(where, reason))
 
 
 @dataclass
@@ -69,8 +69,7 @@ class Ingester:
             pending = 0
             for where, raw in records:
                 if isinstance(raw, Problem):
-                    report.rejected += 1
-                    report.problems.append(raw)
+                    report.reject(raw.where, raw.reason)
                     continue
                 self._load_one(session, where, raw, report)
                 pending += 1
@@ -89,20 +88,17 @@ class Ingester:
         try:
             article = ArticleIn.model_validate(raw)
         except ValidationError as exc:
-            report.rejected += 1
-            report.problems.append(Problem(where, describe(exc)))
+            report.reject(where, describe(exc))
             return
         except RecursionError:
-            report.rejected += 1
-            report.problems.append(Problem(where, "nested too deeply"))
+            report.reject(where, "nested too deeply")
             return
         comments = _comments(where, article, report)
         try:
             with session.begin_nested():
                 stored = _store(session, article, comments, self.clock())
         except DatabaseError as exc:
-            report.rejected += 1
-            report.problems.append(Problem(where, f"id {article.id}: database refused it: {exc}"))
+            report.reject(where, f"id {article.id}: database refused it: {exc}")
             return
         report.loaded += stored.created
         report.updated += not stored.created
@@ -117,8 +113,7 @@ class Ingester:
         try:
             short = WithdrawalIn.model_validate(raw)
         except ValidationError as exc:
-            report.rejected += 1
-            report.problems.append(Problem(where, describe(exc)))
+            report.reject(where, describe(exc))
             return
         article = store.article_by_external_id(session, short.id)
         if article is None:

@@ -75,18 +75,17 @@ def count_outcome(kind: str, domain: str, outcome: str) -> None:
 
 
 def show_paused(domains: Iterable[str]) -> None:
-    """The domains held back now; the ones no longer held are removed."""
-    now = set(domains)
-    for labels in list(_paused_shown):
-        if labels not in now:
-            PAUSED.remove(labels)
-            _paused_shown.discard(labels)
-    for domain in now - _paused_shown:
-        PAUSED.labels(domain_label(domain)).set(1)
-        _paused_shown.add(domain)
+    """The domains held back now: 1 each; the ones no longer held are removed."""
+    now = {domain_label(d) for d in domains}
+    for label in _paused_shown - now:
+        PAUSED.remove(label)
+    for label in now - _paused_shown:
+        PAUSED.labels(label).set(1)
+    _paused_shown.clear()
+    _paused_shown.update(now)
 
 
-_paused_shown: set[str] = set()
+_paused_shown: set[str] = set()  # the label values PAUSED holds now
 
 
 class DatabaseCollector(Collector):

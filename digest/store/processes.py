@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, case, delete, func, or_, select
+from sqlalchemy import case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Heartbeat
@@ -62,11 +62,9 @@ def sent_per_minute(session: Session, now: datetime, since: datetime) -> int:
     return int(
         session.scalar(
             select(func.count()).where(
-                and_(
-                    Delivery.status == DeliveryStatus.SENT,
-                    Delivery.sent_at >= since,
-                    Delivery.sent_at < now,
-                )
+                Delivery.status == DeliveryStatus.SENT,
+                Delivery.sent_at >= since,
+                Delivery.sent_at < now,
             )
         )
         or 0
