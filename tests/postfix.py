@@ -134,6 +134,18 @@ maximal_backoff_time = 2s
 maximal_queue_lifetime = {self.lifetime}s
 bounce_queue_lifetime = {self.lifetime}s
 delay_warning_time = 0h
+# A receiver or client that goes quiet costs seconds and is logged, never the
+# test's whole wait (the defaults are 5 to 10 minutes).
+smtpd_timeout = 30s
+smtp_connect_timeout = 5s
+smtp_helo_timeout = 10s
+smtp_mail_timeout = 10s
+smtp_rcpt_timeout = 10s
+smtp_data_init_timeout = 10s
+smtp_data_xfer_timeout = 10s
+smtp_data_done_timeout = 10s
+smtp_rset_timeout = 10s
+smtp_quit_timeout = 10s
 smtputf8_enable = yes
 maillog_file = {self.root}/maillog
 maillog_file_prefixes = {self.root}
@@ -171,16 +183,34 @@ biff = no
 
     def queued(self) -> int:
         """Messages still in Postfix's queues."""
+        return len(self._queue_files())
+
+    def _queue_files(self) -> list[Path]:
         queue = self.root / "queue"
-        return sum(1 for q in QUEUES for p in (queue / q).rglob("*") if p.is_file())
+        return [p for q in QUEUES for p in (queue / q).rglob("*") if p.is_file()]
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Until every message is delivered or returned (DSNs included)."""
         deadline = time.monotonic() + timeout
         while self.queued():
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.queued()} messages still queued:\n{self.log()}")
+                raise AssertionError(self._stuck())
             time.sleep(0.2)
+
+    def _stuck(self) -> str:
+        """What is still queued and everything the log says of it (the tail of the
+        log alone once hid the one message that stayed)."""
+        files = self._queue_files()
+        path = self.root / "maillog"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        parts = [f"{len(files)} messages still queued:"]
+        for file in files:
+            mode = oct(file.stat().st_mode & 0o777) if file.exists() else "gone"
+            parts.append(f"-- {file.relative_to(self.root)} (mode {mode})")
+            parts.extend(line for line in lines if file.name in line)
+        parts.append("-- the log's tail:")
+        parts.extend(lines[-15:])
+        return "\n".join(parts)
 
     def log(self) -> str:
         path = self.root / "maillog"
