@@ -73,7 +73,7 @@ bench-rate: $(STAMP)
 	$(BIN)/python bench/delivery.py --rate 80 --subscribers 2000
 
 bench-workers: $(STAMP) smtp-sink services
-	$(BIN)/python bench/delivery.py --workers --subscribers 20000
+	$(BIN)/python bench/scale.py --subscribers 20000
 
 ## make bench-rss: peak memory for 10 000 and 100 000 subscribers
 bench-rss: $(STAMP) smtp-sink

@@ -1,4 +1,4 @@
-"""Delivery benchmarks: a send through a faulty relay, and workers on PostgreSQL.
+"""Delivery benchmarks: a send through a faulty relay, greylisting, the global rate.
 
     python bench/delivery.py --faults --subscribers 5000
         20 % temporary failures, 5 % permanent, 2 % dropped connections (aiosmtpd
@@ -9,9 +9,7 @@
         greylisted once at RCPT (451 4.7.1) and DIGEST_GREYLIST_DELAY=2; prints
         the first pass's rate against the plain run's, the retry wave, and the
         total time (MAIL-RULES 23: greylisting defers one reader, never a domain).
-    python bench/delivery.py --workers --subscribers 20000
-        one, then two `digest worker --once` processes on one PostgreSQL
-        edition, into Postfix's smtp-sink; prints messages/s for each.
+    (workers on PostgreSQL: bench/scale.py)
 
 Figures are printed, never asserted.
 """
@@ -22,8 +20,6 @@ import argparse
 import logging
 import os
 import random
-import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +27,10 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.send import DAY, find_sink, setup, smtp_sink  # noqa: E402
+from bench.send import DAY, setup  # noqa: E402
 from digest.capture import CaptureServer  # noqa: E402
 from digest.send import RunResult, SmtpConnection, Timeouts, run_async  # noqa: E402
 from digest.wiring import Services  # noqa: E402
@@ -245,55 +239,6 @@ def rate(args: argparse.Namespace) -> None:
     )
 
 
-def workers(args: argparse.Namespace) -> None:
-    name = f"digest_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    print(
-        f"workers run: {args.subscribers} subscribers on PostgreSQL, {args.connections} "
-        f"connections per worker, sink: {find_sink()}"
-    )
-    try:
-        with tempfile.TemporaryDirectory(prefix="digest-workers-") as tmp, smtp_sink() as sink:
-            env = environment(
-                Path(tmp),
-                DIGEST_DATABASE_URL=url,
-                DIGEST_SMTP_URL=sink,
-                DIGEST_SMTP_CONNECTIONS=str(args.connections),
-            )
-            pipe = pipeline(env, args.subscribers)
-            schedule = pipe.schedule("daily")
-            edition = pipe.editions.build(schedule, DAY)
-            pipe.lifecycle.start_sending(schedule, edition)
-            rates = {}
-            for count in (1, 2):
-                reset(pipe, edition.id)
-                procs = [
-                    subprocess.Popen(
-                        [DIGEST, "worker", "--once"],
-                        env=env,
-                        cwd=tmp,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                    )
-                    for _ in range(count)
-                ]
-                outs = [p.communicate() for p in procs]
-                if any(p.returncode for p in procs):
-                    sys.exit(f"a worker failed: {outs}")
-                sent, seconds = sending_span(pipe, edition.id)
-                rates[count] = sent / seconds
-                print(
-                    f"{count} worker(s): {sent} sent in {seconds:.1f} s = {rates[count]:,.0f} msg/s"
-                )
-            print(f"two workers / one: {rates[2] / rates[1]:.2f}×")
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def reset(pipe: Services, edition_id: int) -> None:
     from sqlalchemy import update
 
@@ -331,7 +276,6 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--faults", action="store_true")
-    parser.add_argument("--workers", action="store_true")
     parser.add_argument("--greylist", action="store_true")
     parser.add_argument("--rate", type=float, help="measure DIGEST_SMTP_RATE=R at the relay")
     parser.add_argument("--subscribers", type=int, default=5000)
@@ -343,14 +287,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.faults:
         faults(args)
-    if args.workers:
-        workers(args)
     if args.rate:
         rate(args)
     if args.greylist:
         greylist(args)
-    if not (args.faults or args.workers or args.rate or args.greylist):
-        parser.error("say --faults, --workers, --greylist and/or --rate R")
+    if not (args.faults or args.rate or args.greylist):
+        parser.error("say --faults, --greylist and/or --rate R")
 
 
 if __name__ == "__main__":

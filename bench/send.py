@@ -38,7 +38,7 @@ from digest.compose import Recipient  # noqa: E402
 from digest.config import load_settings, parse_smtp_url  # noqa: E402
 from digest.edition.view import edition_view  # noqa: E402
 from digest.models import utcnow  # noqa: E402
-from digest.send import RelayPool, SmtpConnection, run_async  # noqa: E402
+from digest.send import run_async  # noqa: E402
 from digest.wiring import Services  # noqa: E402
 
 # Today's edition: retries of an older one would already be past its give-up time.
@@ -168,22 +168,36 @@ async def baseline(url: str, messages: list[bytes], total: int, connections: int
 
 
 def end_to_end(pipe: Services, url: str) -> tuple[float, int]:
+    """What `digest send` runs (``Sender.deliver``), DIGEST_SENDERS processes and all."""
     schedule = pipe.schedule("daily")
     edition = pipe.editions.build(schedule, DAY)
-    target = parse_smtp_url(url)
     started = time.perf_counter()
-    pipe.lifecycle.start_sending(schedule, edition)
-    run = pipe.sender.send_run(
-        schedule,
-        edition,
-        lambda t: SmtpConnection(t, 30),
-        worker="bench",
-        relays=RelayPool([target]),
-    )
-    result = run_async(run.run())
-    pipe.lifecycle.finish(edition)
+    result = pipe.sender.deliver(schedule, edition, wait=False, via=parse_smtp_url(url))
     elapsed = time.perf_counter() - started
     return result.sent / elapsed, result.sent
+
+
+@contextmanager
+def environment(extra: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def fresh_send(
+    args: argparse.Namespace, url: str, extra: dict[str, str], subscribers: int
+) -> tuple[float, int]:
+    """A send of a new database's edition with ``extra`` settings: (msg/s, sent)."""
+    with environment(extra), tempfile.TemporaryDirectory(prefix="digest-bench-") as work:
+        pipe = setup(Path(work), subscribers, args.database_url, args.connections)
+        return end_to_end(pipe, url)
 
 
 def sample_messages(pipe: Services, count: int = 50) -> list[bytes]:
@@ -232,26 +246,39 @@ def main_figures(args: argparse.Namespace) -> None:
         print(f"personalise+compose: {us:.1f} µs per subscriber ({size / 1024:.0f} KB message)")
         messages = sample_messages(pipe)
         size = round(mean(len(m) for m in messages))
-        with smtp_sink() as url:
-            ceiling = smtp_source(url, size, args.subscribers, args.connections)
-            before = run_async(baseline(url, messages, args.subscribers, args.connections))
-            ours, sent = end_to_end(pipe, url)
-            after = run_async(baseline(url, messages, args.subscribers, args.connections))
-        base = mean([before, after])
-        if ceiling is not None:
-            print(
-                f"Postfix smtp-source, {args.connections} sessions, {size / 1024:.0f} KB: "
-                f"{ceiling:,.0f} msg/s (this machine's ceiling into the sink)"
-            )
+    cores = os.cpu_count() or 1
+    ways = {
+        "1 sender, one command at a time (before)": {
+            "DIGEST_SENDERS": "1",
+            "DIGEST_SMTP_PIPELINING": "0",
+        },
+        "1 sender, pipelining": {"DIGEST_SENDERS": "1", "DIGEST_SMTP_PIPELINING": "1"},
+        f"{cores} senders, pipelining": {"DIGEST_SENDERS": str(cores)},
+    }
+    with smtp_sink() as url:
+        ceiling = smtp_source(url, size, args.subscribers, args.connections)
+        before = run_async(baseline(url, messages, args.subscribers, args.connections))
+        rates = {way: fresh_send(args, url, extra, args.subscribers) for way, extra in ways.items()}
+        after = run_async(baseline(url, messages, args.subscribers, args.connections))
+    base = mean([before, after])
+    if ceiling is not None:
         print(
-            f"baseline aiosmtplib sendmail(bytes): {base:,.0f} msg/s "
-            f"(before {before:,.0f}, after {after:,.0f})"
+            f"Postfix smtp-source, {args.connections} sessions, {size / 1024:.0f} KB: "
+            f"{ceiling:,.0f} msg/s (this machine's ceiling into the sink)"
         )
-        print(f"end to end with delivery tracking: {ours:,.0f} msg/s ({sent} sent)")
-        print(f"ratio end to end / baseline: {ours / base:.0%}")
-        if ceiling is not None:
-            print(f"ratio end to end / smtp-source: {ours / ceiling:.0%} (issue 16's target: 40 %)")
-        print(f"peak RSS: {peak_rss_mb():.0f} MB")
+    print(
+        f"baseline aiosmtplib sendmail(bytes): {base:,.0f} msg/s "
+        f"(before {before:,.0f}, after {after:,.0f})"
+    )
+    for way, (rate, sent) in rates.items():
+        share = f", {rate / ceiling:.0%} of smtp-source" if ceiling else ""
+        print(f"end to end with delivery tracking, {way}: {rate:,.0f} msg/s ({sent} sent{share})")
+    single, multi = (rates[w][0] for w in list(ways)[1:])
+    print(f"ratio {cores} senders / 1 sender: {multi / single:.2f}× (issue 16's target: 1.6×)")
+    print(f"ratio end to end / baseline: {multi / base:.0%}")
+    if ceiling is not None:
+        print(f"ratio end to end / smtp-source: {multi / ceiling:.0%} (issue 16's target: 40 %)")
+    print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
     dkim_rate(args, min(args.subscribers, 5000))
 
 
@@ -273,17 +300,17 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
                 "DIGEST_DKIM_ED25519_KEY_FILE": str(ed_key),
             },
         }
-        for name, extra in runs.items():
-            os.environ.update(extra)
-            try:
-                with tempfile.TemporaryDirectory(prefix=f"digest-dkim-{name}-") as work:
-                    pipe = setup(Path(work), subscribers, args.database_url, args.connections)
-                    with smtp_sink() as url:
-                        rates[name], sent = end_to_end(pipe, url)
-            finally:
-                for key in extra:
-                    del os.environ[key]
-            print(f"end to end, DKIM {name}: {rates[name]:,.0f} msg/s ({sent} sent)")
+        cores = str(os.cpu_count() or 1)
+        with smtp_sink() as url:
+            for name, extra in runs.items():
+                rates[name], sent = fresh_send(
+                    args, url, {**extra, "DIGEST_SENDERS": cores}, subscribers
+                )
+                print(
+                    f"end to end, {cores} senders, DKIM {name}: "
+                    f"{rates[name]:,.0f} msg/s ({sent} sent)"
+                )
+        pipe = setup(Path(tmp), 200, None, args.connections)
         messages = sample_messages(pipe, 200)
         for name, keys in (
             ("rsa", [DkimKey.load(rsa_key, "bench", "vpk.example.ru")]),

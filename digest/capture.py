@@ -47,6 +47,14 @@ class CaptureHandler:
         else:
             self._seq = 0
 
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """As Postfix does, offer RFC 2920 PIPELINING (aiosmtpd reads commands one by
+        one from its buffer, so a pipelined group is answered in order)."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     def verdict(self, envelope: Any) -> str | None:
         """A reply to give instead of accepting (e.g. ``"451 4.3.0 try later"``)."""
         return None

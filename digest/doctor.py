@@ -168,15 +168,15 @@ def _smtp(cfg: Settings, target: SmtpTarget) -> Check:
 async def _smtp_talk(connection: SmtpConnection, label: str) -> Check:
     await connection.open()
     try:
-        smtp = connection.smtp
-        assert smtp is not None
         said = ["EHLO ok"]
         if connection.target.starttls or connection.target.implicit_tls:
             said.append("TLS ok")
         if connection.target.username:
             said.append("AUTH ok")
-        if smtp.supports_extension("size"):
-            said.append(f"SIZE {smtp.esmtp_extensions.get('size', '?')}")
+        if "size" in connection.extensions:
+            said.append(f"SIZE {connection.extensions['size'] or '?'}")
+        if connection.line is not None:
+            said.append("PIPELINING used")
         return Check(f"smtp {label}", True, ", ".join(said))
     finally:
         await connection.close()

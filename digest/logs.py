@@ -51,6 +51,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+def current() -> tuple[str, bool]:
+    """The level and whether lines are JSON, as ``setup`` left them (for a child
+    process that logs as its parent does)."""
+    root = logging.getLogger()
+    json_lines = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    return logging.getLevelName(root.level), json_lines
+
+
 def setup(level: str = "INFO", json_lines: bool = False, console: Console | None = None) -> None:
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -50,6 +50,7 @@ FLOORS: dict[str, int] = {
     "edition": 3,
     "schedule": 3,
     "send.service": 3,
+    "send.senders": 3,  # a sender process wires its own services
     "doctor": 3,
     "support": 3,  # the Readers page's service: reader care, audited
     "demo": 3,

@@ -31,6 +31,7 @@ class SmtpPart:
     domain_max_pause: float
     domain_failed_cohort: float
     caps: Mapping[str, int]
+    pipelining: bool = True
 
     def tls_context(self) -> ssl.SSLContext:
         """The context TLS connections to the relay verify against."""

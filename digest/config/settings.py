@@ -8,6 +8,7 @@ one is refused, because config files end up in repositories.
 
 from __future__ import annotations
 
+import os
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
@@ -65,6 +66,19 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(
         default=8, ge=1, le=256, description="SMTP connections kept open during a send"
     )
+    senders: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=64,
+        description="Processes that send one edition together in `digest send` "
+        "(default: the machine's cores); DIGEST_SMTP_RATE and domain pauses are shared by "
+        "all, each keeps its share of each domain's cap",
+    )
+    smtp_pipelining: bool = Field(
+        default=True,
+        description="RFC 2920: MAIL, RCPT and DATA in one write when the relay offers "
+        "PIPELINING; 0: plain aiosmtplib, one command at a time",
+    )
     smtp_ca_file: Path | None = Field(
         default=None,
         description="CA bundle that signs the relay's certificate (default: the system's); "
@@ -82,7 +96,8 @@ class Settings(BaseSettings):
     smtp_rate: float | None = Field(
         default=None,
         gt=0,
-        description="Messages per second across all connections of one process (unset: no limit)",
+        description="Messages per second across every sender process on every machine "
+        "(one token bucket in the database; unset: no limit)",
     )
     relay_cooldown: float = Field(
         default=30.0,
@@ -289,6 +304,7 @@ class Settings(BaseSettings):
             domain_max_pause=self.domain_max_pause,
             domain_failed_cohort=self.domain_failed_cohort,
             caps=parse_domain_caps(self.domain_caps),
+            pipelining=self.smtp_pipelining,
         )
 
     @property

@@ -355,6 +355,28 @@ class Heartbeat(Base):
     at: Mapped[datetime]
 
 
+class RateBucket(Base):
+    """A limit shared by every sender on every machine (issue 16): a token bucket,
+    refilled at the limit's rate and taken from in small grants. ``global`` is
+    DIGEST_SMTP_RATE; ``cap:DOMAIN`` a domain's DIGEST_DOMAIN_CAPS."""
+
+    __tablename__ = "rate_bucket"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    tokens: Mapped[float]
+    at: Mapped[datetime]  # when ``tokens`` was counted
+
+
+class DomainPause(Base):
+    """A recipient domain paused by one sender is paused for all until ``until``."""
+
+    __tablename__ = "domain_pause"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(300), default="")
+
+
 class AuditEntry(Base):
     """What a person did to a reader from the desk, by whom and when. The reader is
     named by the hash of the address (as ``Forgotten`` keeps it), so the log

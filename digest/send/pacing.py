@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from digest.errors import (
@@ -69,6 +70,9 @@ class DomainGate:
         self.horizon = horizon  # a capped message waits this long at most; later ones defer
         self.domains: dict[str, DomainState] = {}
         self.freed = asyncio.Event()
+        # Told of each pause this gate decides (domain, seconds, why): a send with a
+        # database shares it with every other sender, which ``hold`` it in turn.
+        self.on_pause: Callable[[str, float, str], object] | None = None
 
     def state(self, domain: str) -> DomainState:
         st = self.domains.get(domain)
@@ -119,6 +123,8 @@ class DomainGate:
         st.pauses += 1
         st.paused_until = now + pause
         st.concurrency, st.failed_cohorts = 1.0, 0.0
+        if self.on_pause is not None:
+            self.on_pause(domain, pause, f"{kind.value} from {domain}")
         log.warning(
             "%s failed a cohort of deliveries (last: %s): pausing it for %.0f s, "
             "then one connection",
@@ -126,6 +132,14 @@ class DomainGate:
             kind,
             pause,
         )
+
+    def hold(self, domain: str, seconds: float, now: float) -> None:
+        """Another sender paused ``domain``: this one holds it for as long."""
+        st = self.state(domain)
+        if st.paused_until < now + seconds - 0.5:  # half a second: not our own echo
+            st.paused_until = now + seconds
+            st.concurrency, st.failed_cohorts = 1.0, 0.0
+            log.info("%s is paused by another sender for %.0f s", domain, seconds)
 
     def paused(self, now: float) -> tuple[str, ...]:
         return tuple(sorted(d for d, st in self.domains.items() if st.paused_until > now))

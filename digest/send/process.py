@@ -36,9 +36,16 @@ def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def run_stoppable(run: SendRun) -> RunResult:
-    """Run a send that SIGINT or SIGTERM stop cleanly."""
-    with stop_on_signals(run.stop):
+async def run_stoppable(run: SendRun, also: Callable[[str], None] | None = None) -> RunResult:
+    """Run a send that SIGINT or SIGTERM stop cleanly; the stop is passed to
+    ``also`` too (the other sender processes)."""
+
+    def stop(reason: str) -> None:
+        run.stop(reason)
+        if also is not None:
+            also(reason)
+
+    with stop_on_signals(stop):
         return await run.run()
 
 

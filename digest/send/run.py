@@ -29,6 +29,7 @@ from digest.errors import (
 )
 from digest.models import DeliveryStatus
 from digest.observe import metrics
+from digest.send.limits import SharedRate
 from digest.send.pacing import DomainGate, Pacer
 from digest.send.queue import ClaimQueue
 from digest.send.relays import RelayPool, RelayState
@@ -36,6 +37,7 @@ from digest.send.result import RunResult, SendOptions
 from digest.send.smtp import Connection, Progress, probe
 from digest.send.writer import Ledger, Writer
 from digest.store import Claim
+from digest.track.limits import GLOBAL, SharedLimits
 from digest.track.outcomes import Outcome
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class SendRun:
         gate: DomainGate | None = None,
         progress: Progress | None = None,
         sign: Callable[[Message], Awaitable[Message]] | None = None,
+        limits: SharedLimits | None = None,
     ) -> None:
         self.sign = sign
         self.compose = compose
@@ -88,7 +91,20 @@ class SendRun:
             busy=lambda: self._in_flight > 0 or self.writer.pending,
             result=self.result,
         )
-        self._pacer = Pacer(self.options.rate)
+        # The rate and the domains' pauses are the fleet's when there is a database
+        # to share them through (every real send); a dry run paces alone.
+        self.limits = limits
+        rate = self.options.rate
+        self._pacer = Pacer(None if limits is not None else rate)
+        self._rate = None
+        if limits is not None and rate:
+            self._rate = SharedRate(
+                lambda want: self.writer.call(limits.take, GLOBAL, rate, want, self.clock), rate
+            )
+        if limits is not None:
+            self.gate.on_pause = lambda domain, seconds, why: self.writer.call_soon(
+                limits.pause, domain, seconds, why, self.clock()
+            )
         self._in_flight = 0
         self._gone: frozenset[int] = frozenset()
 
@@ -117,6 +133,7 @@ class SendRun:
         beat = asyncio.ensure_future(self._heartbeat())
         store = self.writer.store
         try:
+            await self._hold_shared_pauses()
             await asyncio.gather(*(self._worker() for _ in range(self.connections)))
             if not self.result.stopped:
                 # A pause or cancel may have emptied the queue before a heartbeat saw it.
@@ -140,11 +157,20 @@ class SendRun:
             await asyncio.sleep(self.options.heartbeat)
             control = await self.writer.call(self.writer.store.heartbeat, self.clock())
             self._gone = control.gone
+            await self._hold_shared_pauses()
             if self.options.kind:
                 now = self._now()
                 metrics.show_paused(d for d, s in self.gate.domains.items() if s.paused_until > now)
             if control.stop:
                 self.stop(control.stop)
+
+    async def _hold_shared_pauses(self) -> None:
+        """The domains other senders paused are paused here too (at the start and
+        at every heartbeat)."""
+        if self.limits is not None:
+            paused = await self.writer.call(self.limits.pauses, self.clock())
+            for domain, seconds in paused.items():
+                self.gate.hold(domain, seconds, self._now())
 
     def _held_back(self, claim: Claim, delay: float) -> None:
         """A paused or capped domain: back to the queue for later, not held against
@@ -302,6 +328,8 @@ class SendRun:
             message = await self.sign(message)  # DKIM, in a process pool
             if self.options.kind:
                 metrics.DKIM_SECONDS.observe(time.perf_counter() - started)
+        if self._rate is not None:
+            await self._rate.acquire()
         wait = self._pacer.reserve(self._now())
         if wait > 0:
             await asyncio.sleep(wait)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from digest import store
+from digest import logs, store
 from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
 from digest.config import SmtpTarget
 from digest.config.settings import Settings
@@ -25,10 +26,12 @@ from digest.send.process import Stopper, run_async, run_stoppable, stop_on_signa
 from digest.send.relays import RelayPool, probe_relays
 from digest.send.result import RunResult, SendOptions
 from digest.send.run import SendRun
+from digest.send.senders import Job, senders
 from digest.send.smtp import Connection, Progress
 from digest.send.workers import reclaim_dead, worker_name
 from digest.send.writer import Ledger
 from digest.track.ledger import DeliveryStore
+from digest.track.limits import SharedLimits
 from digest.track.outcomes import RetryPolicy, SoftBouncePolicy
 
 if TYPE_CHECKING:
@@ -66,6 +69,9 @@ class Sender:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        # How many processes send this edition together (DIGEST_SENDERS): each keeps
+        # its share of the pace and of each domain's cap.
+        self.share = 1
 
     def templates(
         self, schedule: Schedule, edition: Edition, composer: Composer, subject_prefix: str = ""
@@ -126,12 +132,13 @@ class Sender:
             relays or self.services.relay_pool(),
             clock=self.services.clock,
             options=replace(
-                send_options(cfg, edition, limit=limit, wait=wait, paced=paced),
+                send_options(cfg, edition, limit=limit, wait=wait, paced=paced, share=self.share),
                 kind=schedule.name if real else "",
             ),
-            gate=gate or self.services.domain_gate(),
+            gate=gate or self.services.domain_gate(self.share),
             progress=progress,
             sign=self.services.dkim_signer().sign if cfg.dkim_key_file else None,
+            limits=SharedLimits(self.services.factory) if real else None,
         )
 
     def _ledger(self, edition: Edition, worker: str) -> DeliveryStore:
@@ -227,8 +234,8 @@ class Sender:
         )
         total = min(due, limit) if limit else due
         with (watch or _unwatched)(edition.label, total) as progress:
-            result = self._until_done(
-                schedule, edition, connect, relays, limit=limit, wait=wait, progress=progress
+            result = self._together(
+                schedule, edition, connect, relays, via, limit=limit, wait=wait, progress=progress
             )
         services.lifecycle.finish(edition)
         log.info(
@@ -243,7 +250,62 @@ class Sender:
         )
         return result
 
-    def _until_done(
+    def _together(
+        self,
+        schedule: Schedule,
+        edition: Edition,
+        connect: Callable[[SmtpTarget], Connection],
+        relays: RelayPool,
+        via: SmtpTarget | None,
+        *,
+        limit: int | None,
+        wait: bool,
+        progress: Progress | None,
+    ) -> RunResult:
+        """This process's runs beside DIGEST_SENDERS - 1 sender processes (one alone
+        with ``limit``): their counts added up."""
+        jobs = self._jobs(schedule, edition, via, wait) if limit is None else []
+        self.share = len(jobs) + 1
+        with senders(jobs, progress) as others:
+            result = self.until_done(
+                schedule,
+                edition,
+                connect,
+                relays,
+                limit=limit,
+                wait=wait,
+                progress=progress,
+                on_stop=others.stop,
+            )
+            own = result.sent
+            result = others.join().then(result)
+        if jobs:
+            shares = " + ".join(str(n) for n in [own, *others.sent_by])
+            log.info("sent by %d sender processes: %s", len(jobs) + 1, shares)
+        return result
+
+    def _jobs(
+        self, schedule: Schedule, edition: Edition, via: SmtpTarget | None, wait: bool
+    ) -> list[Job]:
+        """One job for each sender process beside this one (DIGEST_SENDERS - 1)."""
+        cfg = self.services.settings
+        level, json_lines = logs.current()
+        return [
+            Job(
+                cfg,
+                edition.id,
+                schedule.name,
+                via,
+                wait,
+                cfg.senders,
+                level,
+                json_lines,
+                os.getpid(),
+            )
+            for _ in range(cfg.senders - 1)
+        ]
+
+    def until_done(
         self,
         schedule: Schedule,
         edition: Edition,
@@ -253,9 +315,11 @@ class Sender:
         limit: int | None,
         wait: bool,
         progress: Progress | None,
+        on_stop: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Send runs of the edition: one, or again after a correction paused it and
-        it was rebuilt (DIGEST_ON_CORRECTION=rebuild)."""
+        it was rebuilt (DIGEST_ON_CORRECTION=rebuild). A signal stops the run and is
+        passed to ``on_stop`` (the other senders)."""
         result = RunResult()
         while True:
             run = self.send_run(
@@ -268,7 +332,7 @@ class Sender:
                 wait=wait,
                 progress=progress,
             )
-            result = result.then(run_async(run_stoppable(run)))
+            result = result.then(run_async(run_stoppable(run, on_stop)))
             if result.stopped != "paused" or not self.services.corrections.auto_rebuild(edition):
                 return result
             result.stopped = None
@@ -298,10 +362,17 @@ def _unwatched(_label: str, _total: int) -> contextlib.AbstractContextManager[Pr
 
 
 def send_options(
-    cfg: Settings, edition: Edition, *, limit: int | None, wait: bool, paced: bool = True
+    cfg: Settings,
+    edition: Edition,
+    *,
+    limit: int | None,
+    wait: bool,
+    paced: bool = True,
+    share: int = 1,
 ) -> SendOptions:
     """How a send of ``edition`` behaves, from the settings (``paced``: at
-    DIGEST_SMTP_RATE; a dry run is not, it sends nothing)."""
+    DIGEST_SMTP_RATE; a dry run is not, it sends nothing). ``share``: how many
+    senders work together."""
     smtp, retry = cfg.smtp, cfg.retry
     return SendOptions(
         connections=smtp.connections,
@@ -315,5 +386,7 @@ def send_options(
             greylist=retry.greylist_delay,
         ),
         edition_deadline=give_up_deadline(edition),
-        rate=smtp.rate if paced else None,
+        rate=smtp.rate if paced else None,  # one bucket for every sender
+        # The other senders' claims end in seconds, not at their lease: look often.
+        max_idle_sleep=1.0 if share > 1 else SendOptions.max_idle_sleep,
     )

@@ -5,6 +5,7 @@ the next), so the event loop never waits on SQL."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -16,6 +17,7 @@ from digest.track.ledger import Control
 from digest.track.outcomes import Outcome
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Ledger(Protocol):
@@ -50,6 +52,11 @@ class Writer:
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` on the database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def call_soon(self, fn: Callable[..., object], *args: object) -> None:
+        """``fn(*args)`` on the database thread, not waited for (done before
+        ``shutdown`` returns; a failure is logged, not raised)."""
+        self._thread.submit(_logged, fn, *args)
 
     @property
     def pending(self) -> bool:
@@ -100,3 +107,11 @@ class Writer:
             for _, future in batch:
                 if future is not None and not future.done():
                     future.set_result(None)
+
+
+def _logged(fn: Callable[..., object], *args: object) -> None:
+    try:
+        fn(*args)
+    # Any failure (the database away): the shared pause is lost, this sender keeps it.
+    except Exception as exc:  # noqa: BLE001
+        log.error("%s failed on the database thread: %s", getattr(fn, "__name__", fn), exc)

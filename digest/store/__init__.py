@@ -86,6 +86,7 @@ from digest.store.events import (
     signups_since,
     soft_bounce_days,
 )
+from digest.store.limits import domain_pauses, pause_domain, take_tokens
 from digest.store.processes import (
     beat,
     heartbeats,
@@ -159,6 +160,7 @@ __all__ = [
     "delivery_counts",
     "delivery_id_for",
     "discussions",
+    "domain_pauses",
     "due_now",
     "edition_changes",
     "edition_exists",
@@ -182,6 +184,7 @@ __all__ = [
     "next_due",
     "next_retry",
     "next_wave",
+    "pause_domain",
     "pending_to_invite",
     "queue_depth",
     "recent_editions",
@@ -211,6 +214,7 @@ __all__ = [
     "subscriber_by_token",
     "subscriber_id_by_token",
     "subscribers",
+    "take_tokens",
     "top_comments",
     "unqueued_active_subscribers",
     "unsubscribes_since",

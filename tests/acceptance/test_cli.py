@@ -26,6 +26,9 @@ def base_env(workdir: Path, **extra: str) -> dict[str, str]:
             "COLUMNS": "200",
             "DIGEST_CONFIG": str(workdir / "none.toml"),
             "DIGEST_SECRET_KEY": "cli-test-secret-key-0123456789",
+            # One sender process unless a test asks for more (tests/acceptance
+            # /test_operations.py runs the crash and stop tests with two).
+            "DIGEST_SENDERS": "1",
         }
     )
     (workdir / "none.toml").write_text("", encoding="utf-8")

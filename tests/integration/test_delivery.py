@@ -6,6 +6,7 @@ retry steps from the settings, never sleeps in the test)."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 
@@ -37,6 +38,7 @@ from tests.faults import (
     GREYLIST,
     HARD,
     POSTGREY,
+    RATE_LIMIT,
     SPAM,
     FaultHandler,
     mixed_faults,
@@ -446,3 +448,37 @@ def test_an_unsubscribe_in_the_middle_of_a_send_stops_mail_to_that_address(
     delivery, status = rows(live.factory, edition)[email_]
     assert delivery.status is DeliveryStatus.SUPPRESSED and status is SubscriberStatus.UNSUBSCRIBED
     assert delivery.smtp_reply == "subscriber left during the send"  # skipped while claimed
+
+
+def test_a_domain_one_sender_paused_is_paused_for_every_other(live: Services) -> None:
+    """Issue 16: pauses live in the database. A sender that meets a domain's rate
+    limit pauses it; a second sender (another worker, another machine) started
+    while the pause runs does not try that domain at all."""
+    schedule, edition = today_edition(live, 150)
+    handler = FaultHandler()
+    cfg = live.settings.model_copy(update={"domain_pause": 60.0, "domain_failed_cohort": 0.3})
+    with live.factory() as session:
+        slow = [
+            e for e in session.scalars(select(Subscriber.email)) if e.endswith("@mail.example.ru")
+        ]
+    for rcpt in slow:
+        handler.script(rcpt, [RATE_LIMIT] * 5)
+    with CaptureServer(handler) as server:
+        cfg = cfg.model_copy(update={"smtp_url": server.url})
+        services = Services(cfg, live.factory, live.clock)
+        live.lifecycle.start_sending(schedule, edition)
+
+        def run(worker: str) -> RunResult:
+            connect = services.connector()
+            send = services.sender.send_run(schedule, edition, connect, worker=worker)
+            return run_async(send.run())
+
+        first = run("machine-a:1")
+        assert first.domains["mail.example.ru"].pauses == 1
+        with live.factory() as session:
+            assert "mail.example.ru" in store.domain_pauses(session, utcnow())
+        tried = sum(handler.attempts[r] for r in slow)
+        time.sleep(1.5)  # the deferred ones are due again (retry steps of 0.5 s)
+        second = run("machine-b:2")
+    assert sum(handler.attempts[r] for r in slow) == tried  # not one more try
+    assert second.sent == 0 and second.claimed == 0

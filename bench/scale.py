@@ -1,0 +1,172 @@
+"""Scaling figures for docs/SCALING.md: what one PostgreSQL sustains for many senders.
+
+    python bench/scale.py --subscribers 20000
+        1, 2 and 4 `digest worker --once` processes on one PostgreSQL edition, into
+        Postfix's smtp-sink (messages/s, sending span); then the database alone:
+        1, 2 and 4 processes that only claim deliveries in batches and write
+        their outcomes (no SMTP), the ceiling of the coordination point.
+
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.delivery import (  # noqa: E402
+    DIGEST,
+    PG_ADMIN,
+    environment,
+    pipeline,
+    reset,
+    sending_span,
+)
+from bench.send import DAY, find_sink, smtp_sink  # noqa: E402
+
+COUNTS = (1, 2, 4)
+
+
+def workers(url: str, args: argparse.Namespace) -> dict[int, float]:
+    """msg/s of 1, 2, 4 workers sending one edition into smtp-sink."""
+    rates = {}
+    with tempfile.TemporaryDirectory(prefix="digest-scale-") as tmp, smtp_sink() as sink:
+        env = environment(
+            Path(tmp),
+            DIGEST_DATABASE_URL=url,
+            DIGEST_SMTP_URL=sink,
+            DIGEST_SMTP_CONNECTIONS=str(args.connections),
+        )
+        pipe = pipeline(env, args.subscribers)
+        schedule = pipe.schedule("daily")
+        edition = pipe.editions.build(schedule, DAY)
+        pipe.lifecycle.start_sending(schedule, edition)
+        for count in COUNTS:
+            reset(pipe, edition.id)
+            procs = [
+                subprocess.Popen(
+                    [DIGEST, "worker", "--once"],
+                    env=env,
+                    cwd=tmp,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(count)
+            ]
+            errors = [p.communicate()[1] for p in procs]
+            if any(p.returncode for p in procs):
+                sys.exit(f"a worker failed: {errors}")
+            sent, seconds = sending_span(pipe, edition.id)
+            rates[count] = sent / seconds
+            print(
+                f"{count} worker(s) sending: {sent} in {seconds:.1f} s = {rates[count]:,.0f} msg/s"
+            )
+    return rates
+
+
+def claimer(url: str, edition_id: int, batch: int, out: multiprocessing.Queue[int]) -> None:
+    """One process that claims and records until nothing is left: no SMTP at all."""
+    from digest import db
+    from digest.config import load_settings
+    from digest.models import utcnow
+    from digest.send.workers import worker_name
+    from digest.track.ledger import DeliveryStore
+    from digest.track.outcomes import Outcome
+
+    cfg = load_settings().model_copy(update={"database_url": url})
+    ledger = DeliveryStore(
+        db.session_factory(db.make_engine(cfg.database)),
+        edition_id,
+        worker_name(),
+        lease=timedelta(seconds=60),
+    )
+    done = 0
+    while True:
+        claims, _ = ledger.claim(batch, utcnow())
+        if not claims:
+            break
+        now = utcnow()
+        ledger.record(
+            [
+                Outcome.sent(
+                    c.delivery_id, c.attempts + 1, now, 250, "2.0.0 ok", f"<{c.delivery_id}@b>"
+                )
+                for c in claims
+            ]
+        )
+        done += len(claims)
+    out.put(done)
+
+
+def claims(url: str, args: argparse.Namespace) -> dict[int, float]:
+    """Deliveries claimed and recorded per second by 1, 2, 4 processes."""
+    with tempfile.TemporaryDirectory(prefix="digest-claims-") as tmp:
+        env = environment(Path(tmp), DIGEST_DATABASE_URL=url)
+        pipe = pipeline(env, args.subscribers)
+        schedule = pipe.schedule("daily")
+        edition = pipe.editions.build(schedule, DAY)
+        pipe.lifecycle.start_sending(schedule, edition)
+        context = multiprocessing.get_context("spawn")
+        rates = {}
+        for count in COUNTS:
+            reset(pipe, edition.id)
+            out: multiprocessing.Queue[int] = context.Queue()
+            procs = [
+                context.Process(target=claimer, args=(url, edition.id, args.batch, out))
+                for _ in range(count)
+            ]
+            started = time.perf_counter()
+            for p in procs:
+                p.start()
+            done = sum(out.get(timeout=600) for _ in procs)
+            for p in procs:
+                p.join()
+            rates[count] = done / (time.perf_counter() - started)
+            print(
+                f"{count} process(es) claiming and recording, batches of {args.batch}: "
+                f"{done} in all, {rates[count]:,.0f} deliveries/s (process start-up included)"
+            )
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--subscribers", type=int, default=20000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    name = f"digest_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    print(f"scale run: {args.subscribers} subscribers on PostgreSQL, sink: {find_sink()}")
+    try:
+        sending = workers(url, args)
+        print(f"workers 2/1: {sending[2] / sending[1]:.2f}×, 4/1: {sending[4] / sending[1]:.2f}×")
+        database = claims(url, args)
+        print(
+            f"database alone 2/1: {database[2] / database[1]:.2f}×, "
+            f"4/1: {database[4] / database[1]:.2f}×"
+        )
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

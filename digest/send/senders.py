@@ -1,0 +1,174 @@
+"""More sender processes for one send (DIGEST_SENDERS): both cores of a machine
+on one edition.
+
+Each sender is a process of its own (``spawn``: nothing of the parent's engine,
+threads or sockets is inherited) that claims from the same edition as the
+parent, so the exact-once rule, pause and cancel, and ``kill -9`` safety are the
+claims' (one writer at a time on SQLite, ``SKIP LOCKED`` on PostgreSQL), as
+between two ``digest worker`` processes. A sender reports each outcome to the
+parent's progress and its counts at the end; a signal to the parent is passed on
+(each stops cleanly). The pace and the per-domain caps are split between them
+(``share``) until they are shared through the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from digest import db, logs
+from digest.config import SmtpTarget
+from digest.config.settings import Settings
+from digest.models import DeliveryStatus, Edition, utcnow
+from digest.send.result import RunResult
+from digest.send.smtp import Progress
+from digest.track.outcomes import Outcome
+
+log = logging.getLogger(__name__)
+COUNTS = ("sent", "deferred", "failed", "bounced", "suppressed", "claimed")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a sender process is told: everything it needs, picklable."""
+
+    settings: Settings
+    edition_id: int
+    schedule: str
+    via: SmtpTarget | None
+    wait: bool
+    share: int
+    log_level: str
+    log_json: bool
+    parent: int = 0  # the pid of `digest send`: a sender does not outlive it
+
+
+def sender_main(job: Job, reports: Any) -> None:
+    """A sender process: wire the services once, send its share, report."""
+    from digest.wiring import Services  # the services floor wires a process
+
+    logs.setup(job.log_level, job.log_json)
+    _stop_with(job.parent)
+    engine = db.make_engine(job.settings.database)
+    services = Services(job.settings, db.session_factory(engine), clock=utcnow)
+    services.sender.share = job.share
+    with services.factory() as session:
+        edition = session.get(Edition, job.edition_id)
+    assert edition is not None
+    result = services.sender.until_done(
+        services.schedule(job.schedule),
+        edition,
+        services.connector(),
+        services.relay_pool(job.via),
+        limit=None,
+        wait=job.wait,
+        progress=Reporter(reports),
+    )
+    reports.put(("done", {name: getattr(result, name) for name in COUNTS}, result.stopped))
+
+
+def _stop_with(parent: int) -> None:
+    """SIGTERM (a clean stop) when the parent dies, even by ``kill -9``: a send is
+    its parent's, never left running alone (Linux's PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if parent and os.getppid() != parent:
+        raise SystemExit(0)  # it died before the line above
+
+
+class Reporter:
+    """A sender's progress: each outcome to the parent, as (delivery, status)."""
+
+    def __init__(self, reports: Any) -> None:
+        self.reports = reports
+
+    def advance(self, outcome: Outcome) -> None:
+        self.reports.put(("outcome", outcome.delivery_id, outcome.status.value))
+
+
+class Senders:
+    """The extra sender processes of one send, started beside the parent's own run."""
+
+    def __init__(self, jobs: list[Job], progress: Progress | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.reports = context.Queue()
+        self.progress = progress
+        self.processes: list[BaseProcess] = [
+            context.Process(target=sender_main, args=(job, self.reports), name=f"sender-{n}")
+            for n, job in enumerate(jobs, 2)
+        ]
+        self.results: list[tuple[dict[str, int], str | None]] = []
+        self.sent_by: list[int] = []  # what each sender process sent
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+        self._reader.start()
+
+    def stop(self, _reason: str = "") -> None:
+        """Pass a stop on (SIGTERM, each sender's clean stop): what is in flight
+        finishes and is recorded, the rest is handed back."""
+        for process in self.processes:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+
+    def join(self) -> RunResult:
+        """Wait for every sender; their counts added up."""
+        for process in self.processes:
+            process.join()
+        self._reader.join(timeout=30)
+        total = RunResult()
+        for counts, stopped in self.results:
+            for name, value in counts.items():
+                setattr(total, name, getattr(total, name) + value)
+            total.stopped = total.stopped or stopped
+        self.sent_by = [counts["sent"] for counts, _ in self.results]
+        lost = len(self.processes) - len(self.results)
+        if lost:
+            log.error("%d sender process(es) ended without a report (their claims go back)", lost)
+        return total
+
+    def _read(self) -> None:
+        finished = 0
+        while finished < len(self.processes):
+            try:
+                report = self.reports.get(timeout=1)
+            except queue.Empty:
+                if not any(p.is_alive() for p in self.processes):
+                    return
+                continue
+            if report[0] == "done":
+                finished += 1
+                self.results.append((report[1], report[2]))
+            elif self.progress is not None:
+                self.progress.advance(_outcome(report[1], report[2]))
+
+
+def _outcome(delivery_id: int, status: str) -> Outcome:
+    return Outcome(delivery_id, DeliveryStatus(status), 0, utcnow())
+
+
+@contextlib.contextmanager
+def senders(jobs: list[Job], progress: Progress | None) -> Iterator[Senders]:
+    """Run ``jobs`` in sender processes for the block (``join`` waits for them);
+    an error in the parent stops them and waits."""
+    group = Senders(jobs, progress)
+    group.start()
+    try:
+        yield group
+    except BaseException:
+        group.stop()
+        group.join()
+        raise

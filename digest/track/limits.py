@@ -1,0 +1,39 @@
+"""The limits a send shares with every other sender, read and written in the
+database (``store.limits``): grants from the global rate's bucket, and the
+domains' pauses. Synchronous: a send's database thread calls it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from digest import store
+from digest.db import Factory, transaction
+
+GLOBAL = "global"  # the bucket of DIGEST_SMTP_RATE
+
+
+class SharedLimits:
+    def __init__(self, factory: Factory) -> None:
+        self.factory = factory
+
+    def take(
+        self, name: str, rate: float, want: int, clock: Callable[[], datetime]
+    ) -> tuple[int, float]:
+        """Up to ``want`` tokens of the bucket ``name`` at ``rate`` per second; the
+        bucket holds a tenth of a second's worth at most, so what a fleet sends in
+        any window stays within a few tokens of rate × window. The time is read
+        inside the transaction, once the bucket is ours."""
+        burst = max(1.0, rate / 10)
+        with transaction(self.factory) as session:
+            return store.take_tokens(session, name, rate, burst, want, clock)
+
+    def pause(self, domain: str, seconds: float, reason: str, now: datetime) -> None:
+        with transaction(self.factory) as session:
+            store.pause_domain(session, domain, now + timedelta(seconds=seconds), reason)
+
+    def pauses(self, now: datetime) -> dict[str, float]:
+        """Each paused domain and the seconds its pause has to run."""
+        with transaction(self.factory) as session:
+            found = store.domain_pauses(session, now)
+        return {domain: (until - now).total_seconds() for domain, until in found.items()}
