@@ -330,6 +330,7 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
 
 
 def rss_child(args: argparse.Namespace) -> None:
+    os.environ["DIGEST_SENDERS"] = "1"  # one process: its own peak is the figure
     with tempfile.TemporaryDirectory(prefix="digest-rss-") as tmp:
         pipe = setup(Path(tmp), args.subscribers, args.database_url, args.connections)
         with smtp_sink() as url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -158,8 +159,14 @@ class RichProgress:
         self.task = task
         self.counts = {"sent": 0, "failed": 0}
         self.waiting: set[int] = set()
+        # The sender processes' outcomes arrive on a thread of their own.
+        self._lock = threading.Lock()
 
     def advance(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._advance(outcome)
+
+    def _advance(self, outcome: Outcome) -> None:
         if outcome.status is DeliveryStatus.DEFERRED:
             self.waiting.add(outcome.delivery_id)
             step = 0
