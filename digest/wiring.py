@@ -146,15 +146,13 @@ class Services:
         return RelayPool(relays, cooldown=smtp.relay_cooldown, outage_limit=smtp.relay_outage_limit)
 
     def domain_gate(self, share: int = 1) -> DomainGate:
-        """Each domain's pauses and caps; a process that starts with ``share`` - 1
-        others keeps 1/share of each cap until its heartbeat counts the senders."""
+        """Each domain's pauses and caps; a process that sends with others keeps
+        its ``share`` of each cap (at least one connection)."""
         smtp = self.settings.smtp
-        gate = DomainGate(
+        return DomainGate(
             pause=smtp.domain_pause,
             max_pause=smtp.domain_max_pause,
             cohort=smtp.domain_failed_cohort,
             connections=smtp.connections,
-            caps=dict(smtp.caps),
+            caps={d: max(1, cap // share) for d, cap in smtp.caps.items()},
         )
-        gate.senders = share
-        return gate

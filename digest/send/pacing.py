@@ -67,10 +67,6 @@ class DomainGate:
         self.cohort = cohort
         self.connections = connections
         self.caps = caps or {}
-        # Senders of the edition now (this one included): a domain's window and cap
-        # are theirs together, so each keeps 1/senders of them (``share``, from
-        # every heartbeat).
-        self.senders = 1
         self.horizon = horizon  # a capped message waits this long at most; later ones defer
         self.domains: dict[str, DomainState] = {}
         self.freed = asyncio.Event()
@@ -83,7 +79,7 @@ class DomainGate:
         if st is None:
             cap = self.caps.get(domain)
             st = self.domains[domain] = DomainState(
-                float(self.connections), cap=Pacer(cap / 60.0 / self.senders) if cap else None
+                float(self.connections), cap=Pacer(cap / 60.0) if cap else None
             )
         return st
 
@@ -93,7 +89,7 @@ class DomainGate:
         if st.paused_until > now:
             st.deferred += 1
             return Decision.DEFER, st.paused_until - now
-        if st.in_flight >= max(1, st.limit // self.senders):  # the fleet's window, shared
+        if st.in_flight >= st.limit:
             return Decision.WAIT, 0.0
         delay = st.cap.reserve(now) if st.cap is not None else 0.0
         if delay > self.horizon:
@@ -136,15 +132,6 @@ class DomainGate:
             kind,
             pause,
         )
-
-    def share(self, senders: int) -> None:
-        """``senders`` processes send now: each keeps that share of every domain's
-        window, and each capped domain's slots spread out."""
-        if senders != self.senders:
-            self.senders = senders
-            for domain, st in self.domains.items():
-                if st.cap is not None:
-                    st.cap.interval = 60.0 * senders / self.caps[domain]
 
     def hold(self, domain: str, seconds: float, now: float) -> None:
         """Another sender paused ``domain``: this one holds it for as long."""

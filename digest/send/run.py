@@ -157,7 +157,6 @@ class SendRun:
             await asyncio.sleep(self.options.heartbeat)
             control = await self.writer.call(self.writer.store.heartbeat, self.clock())
             self._gone = control.gone
-            self.gate.share(control.senders)
             await self._hold_shared_pauses()
             if self.options.kind:
                 now = self._now()

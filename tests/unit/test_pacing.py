@@ -92,22 +92,3 @@ def test_domain_caps_space_messages_and_defer_beyond_the_horizon() -> None:
     assert [w for _, w in waits] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert gate.admit("gmail.com", 0.0) == (Decision.DEFER, 6.0)
     assert gate.admit("example.ru", 0.0) == (Decision.SEND, 0.0)
-
-
-def test_senders_share_each_domains_window_and_cap() -> None:
-    """Issue 16: with three senders of one edition (counted at each heartbeat),
-    each keeps a third of a domain's window and paces at a third of its cap."""
-    gate = DomainGate(connections=6, caps={"gmail.com": 600})
-    assert gate.admit("gmail.com", 0.0) == (Decision.SEND, 0.0)
-    gate.share(3)
-    # The slot already booked at the old pace stands; the next ones are 0.3 s apart.
-    assert gate.admit("gmail.com", 0.0) == (Decision.SEND, pytest.approx(0.1))
-    assert gate.state("gmail.com").cap.next_slot == pytest.approx(0.4)  # type: ignore[union-attr]
-    assert gate.admit("gmail.com", 0.0)[0] is Decision.WAIT  # 2 in flight of a window of 6 / 3
-    gate.done("gmail.com", None, 0.0)
-    gate.done("gmail.com", None, 0.0)
-    gate.share(1)
-    assert gate.admit("example.ru", 0.0) == (Decision.SEND, 0.0)
-    for _ in range(5):
-        assert gate.admit("example.ru", 0.0)[0] is Decision.SEND
-    assert gate.admit("example.ru", 0.0)[0] is Decision.WAIT  # the whole window again
