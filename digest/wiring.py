@@ -146,8 +146,8 @@ class Services:
         return RelayPool(relays, cooldown=smtp.relay_cooldown, outage_limit=smtp.relay_outage_limit)
 
     def domain_gate(self, share: int = 1) -> DomainGate:
-        """Each domain's pauses and caps; a process that sends with others keeps
-        its ``share`` of each cap (at least one connection)."""
+        """Each domain's pauses and caps; a process that sends with ``share`` - 1
+        others keeps 1/share of each cap (at least one message a minute)."""
         smtp = self.settings.smtp
         return DomainGate(
             pause=smtp.domain_pause,

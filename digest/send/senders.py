@@ -7,8 +7,8 @@ parent, so the exact-once rule, pause and cancel, and ``kill -9`` safety are the
 claims' (one writer at a time on SQLite, ``SKIP LOCKED`` on PostgreSQL), as
 between two ``digest worker`` processes. A sender reports each outcome to the
 parent's progress and its counts at the end; a signal to the parent is passed on
-(each stops cleanly). The pace and the per-domain caps are split between them
-(``share``) until they are shared through the database.
+(each stops cleanly). The rate and the domains' pauses are shared through the
+database; each domain's fixed cap is split between them (``share``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import queue
 import signal
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -35,7 +35,6 @@ from digest.send.smtp import Progress
 from digest.track.outcomes import Outcome
 
 log = logging.getLogger(__name__)
-COUNTS = ("sent", "deferred", "failed", "bounced", "suppressed", "claimed")
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,8 @@ def sender_main(job: Job, reports: Any) -> None:
         wait=job.wait,
         progress=Reporter(reports),
     )
-    reports.put(("done", {name: getattr(result, name) for name in COUNTS}, result.stopped))
+    # Counts and how it ended; what it learned of the domains stays here.
+    reports.put(("done", replace(result, domains={})))
 
 
 def _stop_with(parent: int) -> None:
@@ -101,17 +101,20 @@ class Senders:
 
     def __init__(self, jobs: list[Job], progress: Progress | None) -> None:
         context = multiprocessing.get_context("spawn")
-        self.reports = context.Queue()
+        # A send alone (DIGEST_SENDERS=1, --limit) starts nothing: no queue, no thread.
+        self.reports = context.Queue() if jobs else None
         self.progress = progress
         self.processes: list[BaseProcess] = [
             context.Process(target=sender_main, args=(job, self.reports), name=f"sender-{n}")
             for n, job in enumerate(jobs, 2)
         ]
-        self.results: list[tuple[dict[str, int], str | None]] = []
+        self.results: list[RunResult] = []
         self.sent_by: list[int] = []  # what each sender process sent
         self._reader = threading.Thread(target=self._read, daemon=True)
 
     def start(self) -> None:
+        if not self.processes:
+            return
         for process in self.processes:
             process.start()
         self._reader.start()
@@ -126,21 +129,23 @@ class Senders:
 
     def join(self) -> RunResult:
         """Wait for every sender; their counts added up."""
+        if not self.processes:
+            return RunResult()
         for process in self.processes:
             process.join()
         self._reader.join(timeout=30)
         total = RunResult()
-        for counts, stopped in self.results:
-            for name, value in counts.items():
-                setattr(total, name, getattr(total, name) + value)
-            total.stopped = total.stopped or stopped
-        self.sent_by = [counts["sent"] for counts, _ in self.results]
+        for result in self.results:
+            result.stopped = total.stopped or result.stopped
+            total = total.then(result)
+        self.sent_by = [result.sent for result in self.results]
         lost = len(self.processes) - len(self.results)
         if lost:
             log.error("%d sender process(es) ended without a report (their claims go back)", lost)
         return total
 
     def _read(self) -> None:
+        assert self.reports is not None
         finished = 0
         while finished < len(self.processes):
             try:
@@ -151,7 +156,7 @@ class Senders:
                 continue
             if report[0] == "done":
                 finished += 1
-                self.results.append((report[1], report[2]))
+                self.results.append(report[1])
             elif self.progress is not None:
                 self.progress.advance(_outcome(report[1], report[2]))
 

@@ -70,7 +70,7 @@ class Sender:
     def __init__(self, services: Services) -> None:
         self.services = services
         # How many processes send this edition together (DIGEST_SENDERS): each keeps
-        # its share of the pace and of each domain's cap.
+        # its share of each domain's cap (the rate is one bucket for all).
         self.share = 1
 
     def templates(

@@ -54,8 +54,12 @@ def _bucket(session: Session, name: str, now: datetime) -> RateBucket:
     return found
 
 
-def pause_domain(session: Session, domain: str, until: datetime, reason: str) -> None:
-    """Pause ``domain`` for every sender until ``until`` (a later pause wins)."""
+def pause_domain(
+    session: Session, domain: str, until: datetime, reason: str, now: datetime
+) -> None:
+    """Pause ``domain`` for every sender until ``until`` (a later pause wins); pauses
+    that have ended are cleared here, where pauses are written, not at each read."""
+    session.execute(delete(DomainPause).where(DomainPause.until <= now))
     found = session.get(DomainPause, domain, with_for_update=True)
     if found is None:
         session.add(DomainPause(domain=domain, until=until, reason=reason[:300]))
@@ -64,8 +68,9 @@ def pause_domain(session: Session, domain: str, until: datetime, reason: str) ->
 
 
 def domain_pauses(session: Session, now: datetime) -> dict[str, datetime]:
-    """The domains paused now, each with when its pause ends; ended ones are
-    forgotten."""
-    session.execute(delete(DomainPause).where(DomainPause.until <= now))
-    rows = session.execute(select(DomainPause.domain, DomainPause.until))
+    """The domains paused now, each with when its pause ends (a read: every sender
+    asks at every heartbeat)."""
+    rows = session.execute(
+        select(DomainPause.domain, DomainPause.until).where(DomainPause.until > now)
+    )
     return {domain: until for domain, until in rows}

@@ -30,10 +30,10 @@ class SharedLimits:
 
     def pause(self, domain: str, seconds: float, reason: str, now: datetime) -> None:
         with transaction(self.factory) as session:
-            store.pause_domain(session, domain, now + timedelta(seconds=seconds), reason)
+            store.pause_domain(session, domain, now + timedelta(seconds=seconds), reason, now)
 
     def pauses(self, now: datetime) -> dict[str, float]:
         """Each paused domain and the seconds its pause has to run."""
-        with transaction(self.factory) as session:
+        with self.factory() as session:
             found = store.domain_pauses(session, now)
         return {domain: (until - now).total_seconds() for domain, until in found.items()}
