@@ -104,9 +104,12 @@ class ClaimQueue:
             return False
         if self._idle_until is None or self._now() >= self._idle_until:
             self._idle_until = None
+            # An outcome in flight or being committed while the database is asked is
+            # not in its answer: "nothing due" then means "ask again", not "done".
+            settled = not self.busy()
             due = await self.writer.call(self.writer.store.next_due)
             if due is None:
-                if not self.busy():
+                if settled and not self.busy():
                     return False  # every delivery is final
                 await asyncio.sleep(0.05)  # an outcome still on its way may defer
                 return True

@@ -45,6 +45,7 @@ class Writer:
         self.batch_size = batch_size
         self.on_outcome = on_outcome
         self._pending: list[tuple[Outcome, asyncio.Future[None] | None]] = []
+        self._writing = False  # a batch taken from _pending is on its way to the database
         self._wake = asyncio.Event()
         self._closing = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
@@ -60,7 +61,9 @@ class Writer:
 
     @property
     def pending(self) -> bool:
-        return bool(self._pending)
+        """Outcomes recorded and not yet committed (a batch being written included:
+        a reader of the database does not see it yet)."""
+        return bool(self._pending) or self._writing
 
     def record(self, outcome: Outcome) -> asyncio.Future[None] | None:
         """Queue an outcome for the next commit; a sent one returns a future that
@@ -97,6 +100,7 @@ class Writer:
                 self._pending[: self.batch_size],
                 self._pending[self.batch_size :],
             )
+            self._writing = True
             try:
                 await self.call(self.store.record, [o for o, _ in batch])
             except BaseException as exc:
@@ -104,6 +108,8 @@ class Writer:
                     if future is not None and not future.done():
                         future.set_exception(exc)
                 raise
+            finally:
+                self._writing = False
             for _, future in batch:
                 if future is not None and not future.done():
                     future.set_result(None)

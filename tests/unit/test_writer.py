@@ -1,0 +1,114 @@
+"""The send's database thread and the claim queue's idle wait: an outcome on its
+way to the database is not yet in what the database answers, so "nothing due"
+read meanwhile must not end the run (a deferred message then stayed deferred and
+never gave up: CI, test_a_message_that_keeps_failing_gives_up_and_says_why)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from digest.models import DeliveryStatus
+from digest.send.pacing import DomainGate
+from digest.send.queue import ClaimQueue
+from digest.send.result import RunResult
+from digest.send.writer import Writer
+from digest.store import Claim
+from digest.track.ledger import Control
+from digest.track.outcomes import Outcome
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SlowLedger:
+    """Commits take until ``go`` is set, the first question of what is due takes
+    ``asking`` seconds; nothing is due until a deferral is committed."""
+
+    def __init__(self, asking: float = 0.0) -> None:
+        self.go = threading.Event()
+        self.asking = asking
+        self.due: datetime | None = None
+
+    def claim(
+        self, limit: int, now: datetime, skip_domains: Sequence[str] = ()
+    ) -> tuple[list[Claim], int]:
+        return [], 0
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        self.go.wait(5)
+        self.due = now() + timedelta(hours=1)  # the deferral's retry
+
+    def release(self, now: datetime) -> int:
+        return 0
+
+    def heartbeat(self, now: datetime) -> Control:
+        return Control()
+
+    def next_due(self) -> datetime | None:
+        answer = self.due
+        threading.Event().wait(self.asking)  # the answer is read, then travels back
+        self.asking = 0.0
+        return answer
+
+
+def deferral() -> Outcome:
+    return Outcome(1, DeliveryStatus.DEFERRED, 1, now(), next_attempt_at=now())
+
+
+def test_a_batch_being_written_is_still_pending() -> None:
+    async def main() -> list[bool]:
+        ledger = SlowLedger()
+        writer = Writer(ledger, 10, lambda _o: None)
+        task = asyncio.ensure_future(writer.run())
+        writer.record(deferral())
+        await asyncio.sleep(0.05)  # the writer has taken the batch to the thread
+        seen = [writer.pending]
+        ledger.go.set()
+        writer.close()
+        await task
+        writer.shutdown()
+        return [*seen, writer.pending]
+
+    assert asyncio.run(main()) == [True, False]
+
+
+def test_the_queue_waits_for_an_outcome_being_written_before_it_says_done() -> None:
+    """The last delivery's deferral is recorded while the queue asks what is due:
+    the answer (nothing) is stale, and the run goes on waiting for the retry; it
+    ends here only because it is stopped."""
+
+    async def main() -> tuple[bool, datetime | None]:
+        ledger = SlowLedger(asking=0.3)
+        ledger.go.set()
+        writer = Writer(ledger, 10, lambda _o: None)
+        task = asyncio.ensure_future(writer.run())
+        stop = asyncio.Event()
+        queue = ClaimQueue(
+            writer,
+            DomainGate(),
+            batch_size=10,
+            limit=None,
+            wait=True,
+            max_idle_sleep=30.0,
+            clock=now,
+            stop=stop,
+            held_back=lambda _c, _d: None,
+            busy=lambda: writer.pending,
+            result=RunResult(),
+        )
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, writer.record, deferral())  # while next_due is asked
+        loop.call_later(1.5, stop.set)
+        claim = await queue.next()
+        assert claim is None
+        writer.close()
+        await task
+        writer.shutdown()
+        return stop.is_set(), ledger.due
+
+    stopped, due = asyncio.run(main())
+    assert due is not None and stopped
