@@ -58,7 +58,7 @@ services:
 		if [ "$$CI" = "true" ]; then exit 1; fi; }
 
 ## make bench: send rate against Postfix's smtp-sink, a faults run, one vs two workers
-bench: bench-send bench-faults bench-greylist bench-workers bench-rate
+bench: bench-send bench-rss bench-faults bench-greylist bench-workers bench-rate
 
 bench-send: $(STAMP) smtp-sink
 	$(BIN)/python bench/send.py --subscribers 20000

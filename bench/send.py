@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from statistics import mean
@@ -167,14 +168,46 @@ async def baseline(url: str, messages: list[bytes], total: int, connections: int
     return total / (time.perf_counter() - started)
 
 
-def end_to_end(pipe: Services, url: str) -> tuple[float, int]:
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children already waited for (the sender
+    processes of a send; the sink runs on and is not counted)."""
+    own, done = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + done.ru_utime + done.ru_stime
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+@dataclass
+class Send:
+    rate: float  # messages a second
+    sent: int
+    cpu_us: float  # CPU of digest's processes per message sent
+    busy: float  # the share of the whole machine in use meanwhile (the sink too)
+
+
+def end_to_end(pipe: Services, url: str) -> Send:
     """What `digest send` runs (``Sender.deliver``), DIGEST_SENDERS processes and all."""
     schedule = pipe.schedule("daily")
     edition = pipe.editions.build(schedule, DAY)
-    started = time.perf_counter()
+    cpu, ticks, started = cpu_seconds(), machine_ticks(), time.perf_counter()
     result = pipe.sender.deliver(schedule, edition, wait=False, via=parse_smtp_url(url))
     elapsed = time.perf_counter() - started
-    return result.sent / elapsed, result.sent
+    busy = [b - a for a, b in zip(ticks, machine_ticks(), strict=True)]
+    sent = max(result.sent, 1)
+    return Send(
+        result.sent / elapsed,
+        result.sent,
+        (cpu_seconds() - cpu) / sent * 1e6,
+        busy[0] / max(busy[1], 1),
+    )
 
 
 @contextmanager
@@ -191,10 +224,8 @@ def environment(extra: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def fresh_send(
-    args: argparse.Namespace, url: str, extra: dict[str, str], subscribers: int
-) -> tuple[float, int]:
-    """A send of a new database's edition with ``extra`` settings: (msg/s, sent)."""
+def fresh_send(args: argparse.Namespace, url: str, extra: dict[str, str], subscribers: int) -> Send:
+    """A send of a new database's edition with ``extra`` settings."""
     with environment(extra), tempfile.TemporaryDirectory(prefix="digest-bench-") as work:
         pipe = setup(Path(work), subscribers, args.database_url, args.connections)
         return end_to_end(pipe, url)
@@ -270,11 +301,21 @@ def main_figures(args: argparse.Namespace) -> None:
         f"baseline aiosmtplib sendmail(bytes): {base:,.0f} msg/s "
         f"(before {before:,.0f}, after {after:,.0f})"
     )
-    for way, (rate, sent) in rates.items():
-        share = f", {rate / ceiling:.0%} of smtp-source" if ceiling else ""
-        print(f"end to end with delivery tracking, {way}: {rate:,.0f} msg/s ({sent} sent{share})")
-    single, multi = (rates[w][0] for w in list(ways)[1:])
+    for way, run in rates.items():
+        share = f", {run.rate / ceiling:.0%} of smtp-source" if ceiling else ""
+        print(
+            f"end to end with delivery tracking, {way}: {run.rate:,.0f} msg/s ({run.sent} sent"
+            f"{share}); digest's CPU {run.cpu_us:,.0f} µs per message, machine {run.busy:.0%} busy"
+        )
+    one, many = (rates[w] for w in list(ways)[1:])
+    single, multi = one.rate, many.rate
     print(f"ratio {cores} senders / 1 sender: {multi / single:.2f}× (issue 16's target: 1.6×)")
+    # What the senders cost per message, with one and with several: equal costs
+    # mean nothing is lost to sharing, and the speed-up is bounded by free cores.
+    print(
+        f"CPU per message, {cores} senders / 1 sender: {many.cpu_us / one.cpu_us:.2f}× "
+        f"(1 sender leaves {1 - one.busy:.0%} of the machine idle for the others)"
+    )
     print(f"ratio end to end / baseline: {multi / base:.0%}")
     if ceiling is not None:
         print(f"ratio end to end / smtp-source: {multi / ceiling:.0%} (issue 16's target: 40 %)")
@@ -303,12 +344,11 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
         cores = str(os.cpu_count() or 1)
         with smtp_sink() as url:
             for name, extra in runs.items():
-                rates[name], sent = fresh_send(
-                    args, url, {**extra, "DIGEST_SENDERS": cores}, subscribers
-                )
+                run = fresh_send(args, url, {**extra, "DIGEST_SENDERS": cores}, subscribers)
+                rates[name] = run.rate
                 print(
-                    f"end to end, {cores} senders, DKIM {name}: "
-                    f"{rates[name]:,.0f} msg/s ({sent} sent)"
+                    f"end to end, {cores} senders, DKIM {name}: {run.rate:,.0f} msg/s "
+                    f"({run.sent} sent; digest's CPU {run.cpu_us:,.0f} µs per message)"
                 )
         pipe = setup(Path(tmp), 200, None, args.connections)
         messages = sample_messages(pipe, 200)
@@ -334,13 +374,13 @@ def rss_child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="digest-rss-") as tmp:
         pipe = setup(Path(tmp), args.subscribers, args.database_url, args.connections)
         with smtp_sink() as url:
-            rate, sent = end_to_end(pipe, url)
+            run = end_to_end(pipe, url)
     print(
         json.dumps(
             {
                 "subscribers": args.subscribers,
-                "sent": sent,
-                "rate": rate,
+                "sent": run.sent,
+                "rate": run.rate,
                 "peak_rss_mb": peak_rss_mb(),
             }
         )

@@ -146,13 +146,16 @@ class Services:
         return RelayPool(relays, cooldown=smtp.relay_cooldown, outage_limit=smtp.relay_outage_limit)
 
     def domain_gate(self, share: int = 1) -> DomainGate:
-        """Each domain's pauses and caps; a process that sends with ``share`` - 1
-        others keeps 1/share of each cap (at least one message a minute)."""
+        """Each domain's pauses and caps; a process that starts with ``share`` - 1
+        others keeps 1/share of each domain's window until its heartbeat counts the
+        senders (the caps are one schedule for all: ``SendRun``)."""
         smtp = self.settings.smtp
-        return DomainGate(
+        gate = DomainGate(
             pause=smtp.domain_pause,
             max_pause=smtp.domain_max_pause,
             cohort=smtp.domain_failed_cohort,
             connections=smtp.connections,
-            caps={d: max(1, cap // share) for d, cap in smtp.caps.items()},
+            caps=dict(smtp.caps),
         )
+        gate.senders = share
+        return gate

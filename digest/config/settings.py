@@ -71,8 +71,8 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Processes that send one edition together in `digest send` "
-        "(default: the machine's cores); DIGEST_SMTP_RATE and domain pauses are shared by "
-        "all, each keeps its share of each domain's cap",
+        "(default: the machine's cores); DIGEST_SMTP_RATE, domain caps and pauses are "
+        "shared by all, each keeps its share of each domain's window",
     )
     smtp_pipelining: bool = Field(
         default=True,

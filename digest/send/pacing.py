@@ -11,6 +11,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from digest.errors import (
     Kind,
@@ -26,6 +27,17 @@ class Decision(enum.Enum):
     DEFER = "defer"  # the domain is paused or capped: back to the queue, due later
 
 
+class Slots(Protocol):
+    """A domain's cap: when its next message may start."""
+
+    def ahead(self, now: float) -> float | None:
+        """Seconds from ``now`` to the next slot (not taken); None while slots are
+        being fetched."""
+
+    def take(self, now: float) -> None:
+        """The next slot is used."""
+
+
 @dataclass
 class DomainState:
     concurrency: float  # messages in flight allowed (Postfix's destination window)
@@ -33,7 +45,7 @@ class DomainState:
     failed_cohorts: float = 0.0  # negative feedback since the last success, in cohorts
     paused_until: float = 0.0
     pauses: int = 0
-    cap: Pacer | None = None  # DIGEST_DOMAIN_CAPS: this domain's own slots
+    cap: Slots | None = None  # DIGEST_DOMAIN_CAPS: this domain's own slots
     deferred: int = 0  # messages held back while paused or capped
     slowed: int = 0  # negative feedback received
 
@@ -67,6 +79,12 @@ class DomainGate:
         self.cohort = cohort
         self.connections = connections
         self.caps = caps or {}
+        # Senders of the edition now (this one included, from every heartbeat): a
+        # domain's window is the fleet's, each keeps 1/senders of it.
+        self.senders = 1
+        # Where a capped domain's slots come from: its own Pacer, or (a real send)
+        # one schedule in the database every sender leases from.
+        self.cap_slots: Callable[[str, int], Slots] = lambda _domain, cap: Pacer(cap / 60.0)
         self.horizon = horizon  # a capped message waits this long at most; later ones defer
         self.domains: dict[str, DomainState] = {}
         self.freed = asyncio.Event()
@@ -79,7 +97,7 @@ class DomainGate:
         if st is None:
             cap = self.caps.get(domain)
             st = self.domains[domain] = DomainState(
-                float(self.connections), cap=Pacer(cap / 60.0) if cap else None
+                float(self.connections), cap=self.cap_slots(domain, cap) if cap else None
             )
         return st
 
@@ -89,12 +107,18 @@ class DomainGate:
         if st.paused_until > now:
             st.deferred += 1
             return Decision.DEFER, st.paused_until - now
-        if st.in_flight >= st.limit:
+        if st.in_flight >= max(1, st.limit // self.senders):
             return Decision.WAIT, 0.0
-        delay = st.cap.reserve(now) if st.cap is not None else 0.0
-        if delay > self.horizon:
-            st.deferred += 1
-            return Decision.DEFER, delay
+        delay = 0.0
+        if st.cap is not None:
+            ahead = st.cap.ahead(now)
+            if ahead is None:
+                return Decision.WAIT, 0.0  # its slots are on their way
+            if ahead > self.horizon:
+                st.deferred += 1  # the slot stays for a message that comes back then
+                return Decision.DEFER, ahead
+            st.cap.take(now)
+            delay = ahead
         st.in_flight += 1
         return Decision.SEND, delay
 
@@ -157,10 +181,16 @@ class Pacer:
         self.interval = 1.0 / rate if rate else 0.0
         self.next_slot = 0.0
 
+    def ahead(self, now: float) -> float:
+        """Seconds from ``now`` to the next slot, not taken."""
+        return max(now, self.next_slot) - now if self.interval else 0.0
+
+    def take(self, now: float) -> None:
+        if self.interval:
+            self.next_slot = max(now, self.next_slot) + self.interval
+
     def reserve(self, now: float) -> float:
-        """Seconds from ``now`` to wait before the next message may start."""
-        if not self.interval:
-            return 0.0
-        slot = max(now, self.next_slot)
-        self.next_slot = slot + self.interval
-        return slot - now
+        """Seconds from ``now`` to wait before the next message may start (taken)."""
+        delay = self.ahead(now)
+        self.take(now)
+        return delay

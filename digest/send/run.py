@@ -29,7 +29,7 @@ from digest.errors import (
 )
 from digest.models import DeliveryStatus
 from digest.observe import metrics
-from digest.send.limits import SharedRate
+from digest.send.limits import SharedRate, share_gate
 from digest.send.pacing import DomainGate, Pacer
 from digest.send.queue import ClaimQueue
 from digest.send.relays import RelayPool, RelayState
@@ -102,9 +102,7 @@ class SendRun:
                 lambda want: self.writer.call(limits.take, GLOBAL, rate, want, self.clock), rate
             )
         if limits is not None:
-            self.gate.on_pause = lambda domain, seconds, why: self.writer.call_soon(
-                limits.pause, domain, seconds, why, self.clock()
-            )
+            share_gate(self.gate, self.writer, limits, clock)
         self._in_flight = 0
         self._gone: frozenset[int] = frozenset()
 
@@ -157,6 +155,7 @@ class SendRun:
             await asyncio.sleep(self.options.heartbeat)
             control = await self.writer.call(self.writer.store.heartbeat, self.clock())
             self._gone = control.gone
+            self.gate.senders = control.senders
             await self._hold_shared_pauses()
             if self.options.kind:
                 now = self._now()

@@ -69,8 +69,8 @@ class Sender:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        # How many processes send this edition together (DIGEST_SENDERS): each keeps
-        # its share of each domain's cap (the rate is one bucket for all).
+        # How many processes send this edition together (DIGEST_SENDERS): each starts
+        # with its share of each domain's window (the rate and caps are one for all).
         self.share = 1
 
     def templates(

@@ -86,7 +86,7 @@ from digest.store.events import (
     signups_since,
     soft_bounce_days,
 )
-from digest.store.limits import domain_pauses, pause_domain, take_tokens
+from digest.store.limits import domain_pauses, pause_domain, reserve_slots, take_tokens
 from digest.store.processes import (
     beat,
     heartbeats,
@@ -194,6 +194,7 @@ __all__ = [
     "release_claims_of",
     "repoint_deliveries",
     "requeue",
+    "reserve_slots",
     "retire_variants",
     "revisions_since",
     "row_id",

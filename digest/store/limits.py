@@ -5,7 +5,7 @@ one coordination point; each call is one short transaction on one row."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +37,18 @@ def take_tokens(
     bucket.tokens, bucket.at = tokens - granted, max(bucket.at, now)
     wait = 0.0 if granted else (1.0 - tokens) / rate
     return granted, wait
+
+
+def reserve_slots(
+    session: Session, name: str, interval: float, count: int, clock: Callable[[], datetime]
+) -> datetime:
+    """The next ``count`` slots, ``interval`` seconds apart, of the schedule ``name``
+    (one capped domain's, every sender's): when the first is. The bucket's time is
+    where the schedule has got to; its tokens are not used."""
+    bucket = _bucket(session, name, clock())
+    start = max(clock(), bucket.at)  # the clock read after the lock, as in take_tokens
+    bucket.at = start + timedelta(seconds=interval * count)
+    return start
 
 
 def _bucket(session: Session, name: str, now: datetime) -> RateBucket:

@@ -30,6 +30,9 @@ class Control:
     cancelled: bool = False
     # Claimed deliveries whose subscriber has since unsubscribed, bounced or complained.
     gone: frozenset[int] = frozenset()
+    # Processes holding claims of the edition now, this one included: each keeps
+    # 1/senders of every domain's window.
+    senders: int = 1
 
     @property
     def stop(self) -> str | None:
@@ -134,6 +137,7 @@ class DeliveryStore:
                 paused=edition.paused_at is not None,
                 cancelled=edition.status is EditionStatus.CANCELLED,
                 gone=frozenset(store.claims_gone(session, self.edition_id, self.worker)),
+                senders=len(set(store.claimers(session, self.edition_id)) | {self.worker}),
             )
 
     def next_due(self) -> datetime | None:

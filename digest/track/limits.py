@@ -11,6 +11,7 @@ from digest import store
 from digest.db import Factory, transaction
 
 GLOBAL = "global"  # the bucket of DIGEST_SMTP_RATE
+CAP = "cap:"  # and a capped domain's schedule: CAP + domain
 
 
 class SharedLimits:
@@ -27,6 +28,13 @@ class SharedLimits:
         burst = max(1.0, rate / 10)
         with transaction(self.factory) as session:
             return store.take_tokens(session, name, rate, burst, want, clock)
+
+    def slots(
+        self, name: str, interval: float, count: int, clock: Callable[[], datetime]
+    ) -> datetime:
+        """``count`` slots of the schedule ``name``: when the first is."""
+        with transaction(self.factory) as session:
+            return store.reserve_slots(session, name, interval, count, clock)
 
     def pause(self, domain: str, seconds: float, reason: str, now: datetime) -> None:
         with transaction(self.factory) as session:

@@ -269,6 +269,37 @@ def test_three_workers_keep_one_rate_together(workdir: Path, postgres_url: str) 
     assert status(workdir, label, env)["status"] == "sent"
 
 
+@pytest.mark.postgres
+def test_a_domain_cap_is_the_fleets_not_each_workers(workdir: Path, postgres_url: str) -> None:
+    """DIGEST_DOMAIN_CAPS=mail.example.ru=600 (one message every 0.1 s) with three
+    workers: the domain's slots are one schedule in the database, so the relay sees
+    the capped domain at 10 a second, not 30, in every window, from the start."""
+    readers, cap = 900, 600  # 180 to the capped domain: 18 s at the cap
+    setup_demo(workdir, readers, DIGEST_DATABASE_URL=postgres_url)
+    handler = FaultHandler()
+    with CaptureServer(handler) as server:
+        env = env_for(
+            workdir,
+            server,
+            DIGEST_DATABASE_URL=postgres_url,
+            DIGEST_DOMAIN_CAPS=f"mail.example.ru={cap}",
+        )
+        assert digest(workdir, "send", "--enqueue-only", env=env).returncode == 0
+        workers = [start(workdir, env, "worker", "--once") for _ in range(3)]
+        outputs = [w.communicate(timeout=300) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    capped = sorted(
+        t for r, seen in handler.seen.items() if r.endswith("@mail.example.ru") for t in seen
+    )
+    assert len(capped) >= 150, len(capped)
+    # Slots 0.1 s apart for the fleet: n messages span (n - 1) slots (a message
+    # arrives up to a slot late, and a late one's slot is dropped, not made up).
+    span = capped[-1] - capped[0]
+    assert span >= (len(capped) - 3) * 60 / cap * 0.95, span
+    per_5s = Counter(int((t - capped[0]) // 5) for t in capped)
+    assert max(per_5s.values()) <= 5 * cap / 60 + 3, per_5s
+
+
 def test_a_worker_without_once_keeps_serving_until_stopped(workdir: Path) -> None:
     label = setup_demo(workdir, 40)
     handler = FaultHandler()

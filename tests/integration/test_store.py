@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -234,3 +235,40 @@ def test_a_database_with_sent_editions_upgrades_across_the_versioned_variants(
         if engine.dialect.name == "sqlite":  # enforced again on the connections after it
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_a_capped_domains_slots_are_one_schedule_for_every_sender(
+    factory: sessionmaker[Session],
+) -> None:
+    """Issue 16: two senders leasing a capped domain's slots at once from one
+    database get slots that never coincide, each ``interval`` after the last."""
+    import threading
+
+    from digest.track.limits import CAP, SharedLimits
+
+    interval, leases = 0.05, 40
+    clock = utcnow_for_tests
+    starts: list[datetime] = []
+    lock = threading.Lock()
+
+    def sender() -> None:
+        limits = SharedLimits(factory)
+        for _ in range(leases):
+            start = limits.slots(CAP + "mail.ru", interval, 2, clock)
+            with lock:
+                starts.append(start)
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    starts.sort()
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    # Each lease is two slots: the next lease starts two intervals on at the earliest
+    # (to the microsecond: the database keeps microseconds).
+    assert len(starts) == 2 * leases and min(gaps) >= 2 * interval - 1e-6, min(gaps)
+
+
+def utcnow_for_tests() -> datetime:
+    return datetime.now(UTC)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from digest.errors import Kind
 from digest.send import Decision, DomainGate, Pacer
+from digest.send.limits import LeasedCap
 
 
 def test_the_pacer_holds_the_rate_within_5_percent_over_any_10_seconds() -> None:
@@ -92,3 +96,75 @@ def test_domain_caps_space_messages_and_defer_beyond_the_horizon() -> None:
     assert [w for _, w in waits] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert gate.admit("gmail.com", 0.0) == (Decision.DEFER, 6.0)
     assert gate.admit("example.ru", 0.0) == (Decision.SEND, 0.0)
+
+
+def test_a_deferred_message_leaves_its_capped_slot_for_the_next() -> None:
+    gate = DomainGate(caps={"gmail.com": 60}, horizon=0.5)
+    assert gate.admit("gmail.com", 0.0) == (Decision.SEND, 0.0)
+    # The next slot is a second away: beyond the horizon, deferred, and still free.
+    assert gate.admit("gmail.com", 0.0) == (Decision.DEFER, 1.0)
+    assert gate.admit("gmail.com", 0.0) == (Decision.DEFER, 1.0)
+    assert gate.admit("gmail.com", 0.6) == (Decision.SEND, pytest.approx(0.4))
+
+
+def test_senders_share_each_domains_window() -> None:
+    """Issue 16: with three senders of one edition (counted at each heartbeat),
+    each keeps a third of a domain's window (at least one message)."""
+    gate = DomainGate(connections=6)
+    gate.senders = 3
+    assert [gate.admit("gmail.com", 0.0)[0] for _ in range(3)] == [
+        Decision.SEND,
+        Decision.SEND,
+        Decision.WAIT,
+    ]
+    gate.senders = 10
+    gate.done("gmail.com", None, 0.0)
+    gate.done("gmail.com", None, 0.0)
+    assert [gate.admit("gmail.com", 0.0)[0] for _ in range(2)] == [Decision.SEND, Decision.WAIT]
+
+
+def test_two_senders_leasing_one_caps_schedule_send_it_once() -> None:
+    """The gate's slots come from a lease (the database's schedule, here a list):
+    a claim waits while its slots are on their way, then goes in its slot; two
+    senders' slots never coincide."""
+    schedule = [0.0]  # where the shared schedule has got to, in loop time
+    interval = 60.0 / 600
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+
+        def gate() -> DomainGate:
+            g = DomainGate(caps={"mail.ru": 600}, horizon=5.0)
+
+            async def lease(n: int) -> datetime:
+                await asyncio.sleep(0.001)  # a round trip
+                start = max(loop.time(), schedule[0])
+                schedule[0] = start + n * interval
+                return clock() + timedelta(seconds=start - loop.time())
+
+            g.cap_slots = lambda _d, cap: LeasedCap(lease, cap, g.freed.set, clock)
+            return g
+
+        async def sender(g: DomainGate) -> None:
+            while len(sent) < 30:
+                decision, delay = g.admit("mail.ru", loop.time())
+                if decision is Decision.WAIT:
+                    g.freed.clear()
+                    await g.freed.wait()
+                    continue
+                assert decision is Decision.SEND
+                await asyncio.sleep(delay)
+                sent.append(loop.time())
+                g.done("mail.ru", None, loop.time())
+
+        await asyncio.gather(sender(gate()), sender(gate()))
+        return sorted(sent)
+
+    sent = asyncio.run(main())
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) >= interval * 0.9, gaps  # the loop wakes a hair early at most
+    assert sent[-1] - sent[0] >= (len(sent) - 1) * interval * 0.9
