@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut 
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: lock venv demo test lint typecheck pytest browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss services smtp-sink clean
+.PHONY: lock venv demo test lint typecheck pytest a11y axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss services smtp-sink clean
 
 # Exactly the versions in requirements.lock, each checked against its hash; the
 # project itself without resolving anything (its build backend is in the lock).
@@ -41,8 +41,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) services browser postfix
+pytest: $(STAMP) services browser postfix axe
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make a11y: the accessibility audit alone (axe-core in Chromium, the keyboard walk)
+a11y: $(STAMP) services browser axe
+	$(BIN)/pytest tests/integration/test_accessibility.py $(PYTEST_ARGS)
+
+# axe-core for the accessibility tests, exactly as tests/axe/package-lock.json
+# pins it (npm ci checks its integrity hash). Under CI=true no npm is an error.
+AXE := tests/axe/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tests/axe && npm ci --no-audit --no-fund --silent && touch node_modules/axe-core/axe.min.js; \
+	else echo "no npm: the accessibility tests need it (Debian's npm package)"; \
+		if [ "$$CI" = "true" ]; then exit 1; fi; fi
 
 # PostgreSQL on 127.0.0.1:5432 (trust auth): start it when it is down. Under
 # CI=true a missing server is an error, never a silent skip.
@@ -105,4 +119,4 @@ postfix:
 smtp-sink: postfix
 
 clean:
-	rm -rf $(VENV) .venv-lock var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock var .pytest_cache .mypy_cache .ruff_cache tests/axe/node_modules

@@ -218,8 +218,9 @@ class Renderer:
 
 def inline_css(html: str) -> str:
     """premailer: every rule into style attributes; @media stays in a <style> block
-    (the phone layout needs it). premailer drops the doctype, so it is put back."""
-    doctype = "<!DOCTYPE html>\n" if html.lstrip().lower().startswith("<!doctype") else ""
+    (the phone layout needs it). premailer keeps the doctype or drops it, by the
+    lxml underneath: it is put back only when missing (issue 17: it was doubled)."""
+    wanted = html.lstrip().lower().startswith("<!doctype")
     try:
         inlined = premailer.Premailer(
             html,
@@ -236,7 +237,9 @@ def inline_css(html: str) -> str:
     style = sum(len(m.encode("utf-8")) for m in _STYLE_BLOCK.findall(inlined))
     if style > STYLE_LIMIT:
         raise RenderError(f"the head <style> is {style} bytes, over the {STYLE_LIMIT} limit")
-    return doctype + inlined
+    if wanted and not inlined.lstrip().lower().startswith("<!doctype"):
+        inlined = "<!DOCTYPE html>\n" + inlined
+    return inlined
 
 
 def render_subject(template: str, variables: dict[str, Any]) -> str:

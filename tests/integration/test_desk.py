@@ -156,7 +156,7 @@ def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
     assert screenshot.stat().st_size > 10_000
 
     # Approve, then send a test.
-    page.get_by_role("button", name="Утвердить").click()
+    page.get_by_role("button", name="Утвердить", exact=True).click()
     page.wait_for_selector("text=Утверждено.")
     page.get_by_label("Тестовое письмо на").fill("redaktor@example.ru")
     page.get_by_role("button", name="Отправить тест").click()

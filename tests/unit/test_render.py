@@ -108,7 +108,7 @@ def test_html_follows_the_body_rules(renderer: Renderer) -> None:
     html = renderer.render(edition()).html
     doc = parse(html)
     tags = [t for t, _ in doc.tags]
-    assert html.startswith("<!DOCTYPE html>")
+    assert html.startswith("<!DOCTYPE html>") and html.lower().count("<!doctype") == 1
     assert ("html", {"lang": "ru", "xmlns": "http://www.w3.org/1999/xhtml"}) in doc.tags
     assert any(t == "meta" and a.get("charset") == "utf-8" for t, a in doc.tags)
     assert all(a.get("role") == "presentation" for t, a in doc.tags if t == "table")
@@ -138,7 +138,7 @@ def test_the_page_shows_what_a_reader_needs(renderer: Renderer) -> None:
     view = edition(day=4, discussed=2)
     html = renderer.render(view).html
     assert "Новости ВПК" in html and "25 ноября 2026\xa0г." in html
-    assert "Подпись к фото" in html and 'alt="Подпись к фото' in html
+    assert "Подпись к фото" in html and 'alt="Подпись к фото' not in html  # alt: the title
     assert "Обсуждаемое" in html
     assert "2 комментария за сутки" in html and "всего 11 комментариев" in html
     for name in ("UNSUB_URL", "PREFS_URL", "EMAIL"):
@@ -241,3 +241,19 @@ def test_the_discussed_block_says_how_many_people_discuss_first(renderer: Render
     assert text.index("7 человек") < text.index("2 человека")
     assert "обсуждают 7 человек · 8 комментариев" in out.text
     assert "обсуждают 2 человека · 80 комментариев" in out.text
+
+
+def test_the_mail_speaks_russian_and_names_itself_where_webmail_keeps_it(
+    renderer: Renderer,
+) -> None:
+    """Issue 17: Gmail and Outlook drop <html>; the wrapper keeps the language, is
+    an article named by the subject, and the lead image's link is named by the
+    article it opens (its alt once repeated the caption printed under it)."""
+    view = edition()
+    doc = parse(renderer.render(view).html)
+    wrapper = next(a for t, a in doc.tags if t == "div" and a.get("class") == "container")
+    assert wrapper.get("lang") == "ru" and wrapper.get("role") == "article"
+    assert wrapper.get("aria-label") == view.subject
+    image = next(a for t, a in doc.tags if t == "img")
+    assert view.lead.image_caption and image.get("alt") == view.lead.title
+    assert ("main", {}) not in doc.tags  # the archive page's landmark only
