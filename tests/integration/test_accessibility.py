@@ -233,6 +233,10 @@ def test_an_editor_approves_the_draft_with_the_keyboard_alone(
     """Tab from the top of the edition page to «Утвердить», each stop with a
     visible focus ring, and Enter approves."""
     pipe, base = desk
+    with pipe.factory.begin() as session:  # a reader of two sections: a second variant
+        reader = session.scalars(select(Subscriber).order_by(Subscriber.id)).first()
+        assert reader is not None
+        reader.sections = "армия,флот"
     draft = tomorrows_draft(pipe)
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     page.goto(f"{base}/desk/login")
@@ -262,6 +266,20 @@ def test_an_editor_approves_the_draft_with_the_keyboard_alone(
     assert stops[-1] == "Утвердить", stops
     page.keyboard.press("Enter")
     page.wait_for_selector("text=Снять утверждение")
+    # Another variant of the preview, by keyboard: the arrow key changes the option
+    # and nothing else (WCAG 3.2.2); «Показать» shows it.
+    url = page.url
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.tagName") == "SELECT":
+            break
+    assert page.evaluate("document.activeElement.tagName") == "SELECT"
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(300)  # a submit on change would be on its way by now
+    assert page.url == url
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"variant="))
     with pipe.factory() as session:
         stored = session.get(Edition, draft.id)
         assert stored is not None and stored.status is EditionStatus.APPROVED
