@@ -17,12 +17,13 @@ from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
     IntegrityError,
+    InterfaceError,
     OperationalError,
     SQLAlchemyError,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, DatabaseAway, DigestError
 from digest.files import touch_private
 
 # The names the rest of the code types its sessions with: they import these, not
@@ -33,6 +34,23 @@ Conflict = IntegrityError  # a unique key fired: another process made the row fi
 __all__ = ["Conflict", "DatabaseError", "Engine", "Factory", "Session"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+# SQLite's words for "not now": another process holds the write lock past the
+# busy timeout, or the file cannot be reached. Anything else it says is a bug.
+_SQLITE_AWAY = ("database is locked", "database table is locked", "unable to open", "disk i/o")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The database is away (a restart, a failover, a network cut, a lock held
+    too long), not wrong: the same statement may work in a moment."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    driver = type(exc.orig).__module__ if exc.orig is not None else ""
+    if driver.startswith("psycopg"):
+        return True  # an OperationalError of PostgreSQL's: the connection or server
+    return any(words in str(exc.orig).lower() for words in _SQLITE_AWAY)
 
 
 class SchemaOutOfDate(DigestError):
@@ -136,6 +154,8 @@ def check_schema(engine: Engine) -> None:
     try:
         current = current_revision(engine)
     except OperationalError as exc:
+        if is_unavailable(exc):  # down or locked: a later run may find it (exit 75)
+            raise DatabaseAway(f"cannot reach the database: {exc.orig}") from None
         raise DigestError(f"cannot open the database: {exc.orig}") from None
     if current != head_revision():
         raise SchemaOutOfDate(

@@ -44,6 +44,14 @@ class ComposeError(DigestError):
     """A message could not be composed for this subscriber."""
 
 
+class DatabaseAway(DigestError):
+    """The database was unreachable for longer than DIGEST_DB_OUTAGE_LIMIT."""
+
+    # EX_TEMPFAIL (sysexits.h): try again later; the outcomes kept in the journal
+    # are written by the next run before it claims anything.
+    exit_code = 75
+
+
 class RelayUnavailable(DigestError):
     """The SMTP relay cannot be reached; nothing was sent and every claim was released."""
 

@@ -29,6 +29,7 @@ FLOORS: dict[str, int] = {
     # 1 — the database
     "db": 1,
     "store": 1,
+    "outage": 1,  # the database away: waited out with back-off, then DatabaseAway
     # 2 — the stages, each a room of its own
     "ingest": 2,
     "select": 2,
@@ -50,6 +51,7 @@ FLOORS: dict[str, int] = {
     "edition": 3,
     "schedule": 3,
     "send.service": 3,
+    "send.options": 3,  # a send's options: the edition's give-up deadline
     "send.senders": 3,  # a sender process wires its own services
     "doctor": 3,
     "support": 3,  # the Readers page's service: reader care, audited

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -154,21 +154,25 @@ class SubscriberBook:
             found.unsubscribed_at = self.clock()
             return True
 
-    def unsubscribe_key(self, token_key: str, how: str) -> bool:
+    def unsubscribe_key(self, token_key: str, how: str, at: datetime | None = None) -> bool:
         """An unsubscribe from a signed link or mailto (the token names the key, never
-        the address). Takes effect for the very next claim, also mid-send."""
+        the address). Takes effect for the very next claim, also mid-send. ``at``:
+        when the reader asked (a request queued while the database was away)."""
+        when = at or self.clock()
         with transaction(self.factory) as session:
             found = store.subscriber_by_token(session, token_key)
             if found is None:
                 return False
             if found.status not in CLOSED:
                 found.status = SubscriberStatus.UNSUBSCRIBED
-                found.unsubscribed_at = self.clock()
+                found.unsubscribed_at = when
+            elif at is not None:
+                return True  # a queued request applied again: said once already
             session.add(
                 Event(
                     subscriber_id=found.id,
                     kind=EventKind.UNSUBSCRIBE,
-                    at=self.clock(),
+                    at=when,
                     detail={"how": how},
                 )
             )

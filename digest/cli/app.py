@@ -89,7 +89,8 @@ def errors() -> Iterator[None]:
     try:
         yield
     except DigestError as exc:
-        fail(str(exc))
+        # DatabaseAway says 75 (EX_TEMPFAIL: run again later); the rest say 1.
+        fail(str(exc), getattr(exc, "exit_code", 1))
 
 
 def settings() -> Settings:

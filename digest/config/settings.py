@@ -154,6 +154,12 @@ class Settings(BaseSettings):
         default="",
         description="Fixed caps in messages per minute, e.g. gmail.com=600,mail.ru=300",
     )
+    db_outage_limit: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds a send or worker waits for a database gone away before it "
+        "stops with exit 75 (accepted messages wait in var/outcomes.journal)",
+    )
     claim_lease: float = Field(
         default=120.0,
         ge=5,

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from digest import db, store
 from digest.db import DatabaseError, Engine, Factory
-from digest.errors import DigestError
+from digest.errors import DatabaseAway, DigestError
 
 HEARTBEAT_EVERY = 30.0  # seconds between a scheduler's beats
 STALE_AFTER = 3 * HEARTBEAT_EVERY + 10  # three beats missed: it is gone
@@ -35,7 +35,10 @@ def guard(name: str, check: Callable[[], Check]) -> Check:
 
 
 def database(engine: Engine) -> Check:
-    db.check_schema(engine)
+    try:
+        db.check_schema(engine)
+    except DatabaseAway as exc:  # issue 18: say it plainly, the page is 503 meanwhile
+        return Check("database", False, f"down: {exc}")
     revision = db.current_revision(engine)
     return Check("database", True, f"{engine.url.render_as_string()} at revision {revision}")
 

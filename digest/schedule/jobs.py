@@ -22,6 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 from digest import store
 from digest.db import DatabaseError, transaction
 from digest.observe.health import HEARTBEAT_EVERY
+from digest.outage import Outage
 from digest.schedule.files import Schedule, load_schedules
 from digest.schedule.runner import Runner, catch_up
 from digest.send.process import Stopper, stop_on_signals
@@ -36,13 +37,18 @@ _RUNNER: Runner | None = None
 
 
 def fire_job(name: str) -> None:
-    assert _RUNNER is not None, "the scheduler sets the runner before it starts"
-    _RUNNER.fire(name)
+    runner = _RUNNER
+    assert runner is not None, "the scheduler sets the runner before it starts"
+    # A fire that meets the database away is tried again until it is back (issue
+    # 18); the grace rule then decides on the clock of that moment, as for a late
+    # fire. APScheduler itself retries its job store every 10 s meanwhile.
+    Outage(runner.pipe.settings.db_outage_limit).wait_sync(lambda: runner.fire(name))
 
 
 def prepare_job(name: str) -> None:
-    assert _RUNNER is not None, "the scheduler sets the runner before it starts"
-    _RUNNER.prepare(name)
+    runner = _RUNNER
+    assert runner is not None, "the scheduler sets the runner before it starts"
+    Outage(runner.pipe.settings.db_outage_limit).wait_sync(lambda: runner.prepare(name))
 
 
 class ShiftedTrigger(BaseTrigger):  # type: ignore[misc]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from digest.models import DeliveryStatus
 from digest.send.pacing import DomainState
@@ -55,3 +56,7 @@ class SendOptions:
     heartbeat: float = 1.0
     max_idle_sleep: float = 30.0
     kind: str = ""  # the edition's schedule, as metrics label it; "": not counted (dry run)
+    # Issue 18: how long the database may be away before the send gives up (None:
+    # at once, as a dry run), and where accepted messages are journaled meanwhile.
+    outage_limit: float | None = None
+    journal: Path | None = None

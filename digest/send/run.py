@@ -29,6 +29,8 @@ from digest.errors import (
 )
 from digest.models import DeliveryStatus
 from digest.observe import metrics
+from digest.outage import Outage
+from digest.send.journal import Journal
 from digest.send.limits import SharedRate, share_gate
 from digest.send.pacing import DomainGate, Pacer
 from digest.send.queue import ClaimQueue
@@ -77,7 +79,14 @@ class SendRun:
         self.progress = progress
         self.result = RunResult(domains=self.gate.domains)
         self._stop = asyncio.Event()
-        self.writer = Writer(store, self.options.batch_size, self._counted)
+        o = self.options
+        self.writer = Writer(
+            store,
+            o.batch_size,
+            self._counted,
+            outage=Outage(o.outage_limit) if o.outage_limit is not None else None,
+            journal=Journal(o.journal) if o.journal is not None else None,
+        )
         self.claims = ClaimQueue(
             self.writer,
             self.gate,
@@ -139,14 +148,19 @@ class SendRun:
                 self.result.stopped = control.stop
         finally:
             beat.cancel()
-            # Claims taken but never tried go back as they were (the release below).
-            await self.claims.drain()
-            self.writer.close()
-            await writer
-            released = await self.writer.call(store.release, self.clock())
-            if released:
-                log.info("handed back %d claimed but unsent deliveries", released)
-            self.writer.shutdown()
+            await asyncio.gather(beat, return_exceptions=True)
+            try:  # each step even when one before it met the database gone (DatabaseAway)
+                # Claims taken but never tried go back as they were (the release below).
+                await self.claims.drain()
+            finally:
+                self.writer.close()
+                try:
+                    await writer
+                    released = await self.writer.call(store.release, self.clock())
+                    if released:
+                        log.info("handed back %d claimed but unsent deliveries", released)
+                finally:
+                    self.writer.shutdown()
         return self.result
 
     async def _heartbeat(self) -> None:

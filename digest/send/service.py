@@ -14,25 +14,28 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from digest import logs, store
+from digest.audience.queued import UnsubscribeQueue
+from digest.audience.subscribers import SubscriberBook
 from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
 from digest.config import SmtpTarget
-from digest.config.settings import Settings
-from digest.edition.lifecycle import give_up_deadline
+from digest.db import DatabaseError, is_unavailable
 from digest.errors import ComposeError
 from digest.models import DeliveryStatus, Edition, utcnow
+from digest.outage import Outage
 from digest.schedule.files import Schedule
+from digest.send.options import journal_folder, send_options
 from digest.send.pacing import DomainGate
 from digest.send.process import Stopper, run_async, run_stoppable, stop_on_signals
 from digest.send.relays import RelayPool, probe_relays
-from digest.send.result import RunResult, SendOptions
+from digest.send.result import RunResult
 from digest.send.run import SendRun
 from digest.send.senders import Job, senders
 from digest.send.smtp import Connection, Progress
-from digest.send.workers import reclaim_dead, worker_name
+from digest.send.workers import reclaim_dead, settle_journals, worker_name
 from digest.send.writer import Ledger
 from digest.track.ledger import DeliveryStore
 from digest.track.limits import SharedLimits
-from digest.track.outcomes import RetryPolicy, SoftBouncePolicy
+from digest.track.outcomes import SoftBouncePolicy
 
 if TYPE_CHECKING:
     from digest.wiring import Services
@@ -134,6 +137,9 @@ class Sender:
             options=replace(
                 send_options(cfg, edition, limit=limit, wait=wait, paced=paced, share=self.share),
                 kind=schedule.name if real else "",
+                # A dry run's "sent" must never reach the journal: it would be replayed.
+                outage_limit=cfg.db_outage_limit if real else None,
+                journal=journal_folder(cfg) if real else None,
             ),
             gate=gate or self.services.domain_gate(self.share),
             progress=progress,
@@ -168,19 +174,21 @@ class Sender:
         relays, gate = self.services.relay_pool(), self.services.domain_gate()
         report = WorkReport()
         schedules: dict[str, Schedule] = {}
-        while not stop.is_set():
+
+        async def one_round() -> int:
+            """Every sending edition's due deliveries, once: how many were claimed."""
             with self.services.factory() as session:
                 editions = store.sending_editions(session)
             claimed = 0
             for edition in editions:
-                if stop.is_set():
+                if stop.is_set() or report.aborted:
                     break
                 if edition.schedule not in schedules:
                     schedules[edition.schedule] = self.services.schedule(edition.schedule)
-                schedule = schedules[edition.schedule]
                 run = self.send_run(
-                    schedule, edition, connect, worker=worker, relays=relays, gate=gate
-                )
+                    schedules[edition.schedule], edition, connect, worker=worker,
+                    relays=relays, gate=gate,
+                )  # fmt: skip
                 on_run(run)
                 result = await run.run()
                 on_run(None)
@@ -189,15 +197,27 @@ class Sender:
                 if result.stopped == "paused" and self.services.corrections.auto_rebuild(edition):
                     claimed += 1  # rebuilt after a correction: look again at once
                 self.services.lifecycle.finish(edition)
-                if result.aborted:
-                    report.aborted = result.aborted
-                    return report
-            if claimed:
+                report.aborted = report.aborted or result.aborted
+            return claimed
+
+        # Between runs too, a database that went away is waited for (a run waits
+        # for it on its own): past DIGEST_DB_OUTAGE_LIMIT, DatabaseAway.
+        outage = Outage(self.services.settings.db_outage_limit)
+        while not stop.is_set() and not report.aborted:
+            try:
+                claimed = await one_round()
+                outage.recovered()
+            except DatabaseError as exc:
+                if not is_unavailable(exc):
+                    raise
+                outage.failed(exc)
+                await asyncio.sleep(Outage.LONGEST)
                 continue
-            if once:
+            if once and not claimed:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.services.settings.worker_poll)
+            if not claimed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.services.settings.worker_poll)
         return report
 
     def deliver(
@@ -338,7 +358,15 @@ class Sender:
             result.stopped = None
 
     def reclaim(self) -> int:
-        """Claims of processes that died go back to the queue."""
+        """What processes that died left: the messages their journals say the relay
+        accepted are written as sent (issue 18), then their claims go back to the
+        queue. Before anything is claimed."""
+        cfg, factory = self.services.settings, self.services.factory
+        settle_journals(factory, journal_folder(cfg))
+        # Unsubscribes `digest serve` kept while the database was away (same var/):
+        # applied before anything is claimed, so none of them is sent to.
+        book = SubscriberBook(factory, double_opt_in=True, clock=self.services.clock)
+        UnsubscribeQueue(cfg.var_dir / "unsubscribes.queue").apply(book.unsubscribe_key)
         reclaimed = reclaim_dead(self.services.factory, utcnow())
         if reclaimed:
             log.info("took back %d deliveries claimed by processes that died", reclaimed)
@@ -359,34 +387,3 @@ class Sender:
 
 def _unwatched(_label: str, _total: int) -> contextlib.AbstractContextManager[Progress | None]:
     return contextlib.nullcontext(None)
-
-
-def send_options(
-    cfg: Settings,
-    edition: Edition,
-    *,
-    limit: int | None,
-    wait: bool,
-    paced: bool = True,
-    share: int = 1,
-) -> SendOptions:
-    """How a send of ``edition`` behaves, from the settings (``paced``: at
-    DIGEST_SMTP_RATE; a dry run is not, it sends nothing). ``share``: how many
-    senders work together."""
-    smtp, retry = cfg.smtp, cfg.retry
-    return SendOptions(
-        connections=smtp.connections,
-        batch_size=cfg.batch_size,
-        limit=limit,
-        wait=wait,
-        retry=RetryPolicy(
-            retry.steps,
-            retry.jitter,
-            timedelta(seconds=retry.give_up_after),
-            greylist=retry.greylist_delay,
-        ),
-        edition_deadline=give_up_deadline(edition),
-        rate=smtp.rate if paced else None,  # one bucket for every sender
-        # The other senders' claims end in seconds, not at their lease: look often.
-        max_idle_sleep=1.0 if share > 1 else SendOptions.max_idle_sleep,
-    )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 from datetime import datetime
+from pathlib import Path
 
 from digest import store
 from digest.db import Factory, transaction
+from digest.send.journal import replay
 
 
 def worker_name() -> str:
@@ -34,3 +36,14 @@ def _alive_here(worker: str, host: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def settle_journals(factory: Factory, folder: Path) -> int:
+    """The messages the relay accepted for processes of this machine that died
+    before their outcomes reached the database (issue 18), written as sent."""
+
+    def settle(rows: list[tuple[object, ...]]) -> int:
+        with transaction(factory) as session:
+            return store.settle_sent(session, rows)
+
+    return replay(folder, settle)

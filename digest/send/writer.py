@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from digest.models import DeliveryStatus
+from digest.outage import Outage
+from digest.send.journal import Journal
 from digest.store.claims import Claim
 from digest.track.ledger import Control
 from digest.track.outcomes import Outcome
@@ -39,9 +41,19 @@ class Ledger(Protocol):
 
 class Writer:
     def __init__(
-        self, store: Ledger, batch_size: int, on_outcome: Callable[[Outcome], None]
+        self,
+        store: Ledger,
+        batch_size: int,
+        on_outcome: Callable[[Outcome], None],
+        *,
+        outage: Outage | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.store = store
+        # The database may go away (issue 18): calls wait it out, and every message
+        # the relay accepted is journaled before its outcome reaches the database.
+        self.outage = outage
+        self.journal = journal
         self.batch_size = batch_size
         self.on_outcome = on_outcome
         self._pending: list[tuple[Outcome, asyncio.Future[None] | None]] = []
@@ -51,8 +63,12 @@ class Writer:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` on the database thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        """``fn(*args)`` on the database thread; while the database is away, tried
+        again until it is back or the outage limit has passed (DatabaseAway)."""
+        loop = asyncio.get_running_loop()
+        if self.outage is None:
+            return await loop.run_in_executor(self._thread, fn, *args)
+        return await self.outage.call(lambda: loop.run_in_executor(self._thread, fn, *args))
 
     def call_soon(self, fn: Callable[..., object], *args: object) -> None:
         """``fn(*args)`` on the database thread, not waited for (done before
@@ -69,6 +85,8 @@ class Writer:
         """Queue an outcome for the next commit; a sent one returns a future that
         resolves once it is durable."""
         self.on_outcome(outcome)
+        if self.journal is not None:
+            self.journal.write(outcome)
         future: asyncio.Future[None] | None = None
         if outcome.status is DeliveryStatus.SENT:
             future = asyncio.get_running_loop().create_future()
@@ -93,6 +111,8 @@ class Writer:
 
     def shutdown(self) -> None:
         self._thread.shutdown(wait=True)
+        if self.journal is not None:
+            self.journal.close(all_committed=not self.pending)
 
     async def _flush(self) -> None:
         while self._pending:
@@ -104,6 +124,8 @@ class Writer:
             try:
                 await self.call(self.store.record, [o for o, _ in batch])
             except BaseException as exc:
+                # Not written: still pending, so the journal keeps them for the next run.
+                self._pending[:0] = batch
                 for _, future in batch:
                     if future is not None and not future.done():
                         future.set_exception(exc)
@@ -113,6 +135,8 @@ class Writer:
             for _, future in batch:
                 if future is not None and not future.done():
                     future.set_result(None)
+            if self.journal is not None and not self._pending:
+                self.journal.committed()
 
 
 def _logged(fn: Callable[..., object], *args: object) -> None:

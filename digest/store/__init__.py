@@ -39,6 +39,7 @@ from digest.store.claims import (
     record_outcomes,
     release_claims,
     release_claims_of,
+    settle_sent,
 )
 from digest.store.deliveries import (
     bounced_count,
@@ -208,6 +209,7 @@ __all__ = [
     "set_section_order",
     "set_subscriber_status",
     "set_waves",
+    "settle_sent",
     "signups_since",
     "soft_bounce_days",
     "stop_beating",

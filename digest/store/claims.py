@@ -278,6 +278,20 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     connection.exec_driver_sql(sql, params)
 
 
+def settle_sent(session: Session, rows: Sequence[Sequence[Any]]) -> int:
+    """Outcomes of messages the relay accepted, from the journal of a process that
+    could not write them (issue 18): written as ``record_outcomes`` would have,
+    except over a delivery already final (a bounce that came since stays)."""
+    open_ = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+    ids = [row[-1] for row in rows]
+    still = set(
+        session.scalars(select(Delivery.id).where(Delivery.id.in_(ids), Delivery.status.in_(open_)))
+    )
+    wanted = [row for row in rows if row[-1] in still]
+    record_outcomes(session, wanted)
+    return len(wanted)
+
+
 def _claimed_by(edition_id: int, worker: str) -> tuple[Any, ...]:
     return (
         Delivery.edition_id == edition_id,

@@ -5,9 +5,11 @@ uvicorn (``server``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TypeVar
@@ -17,11 +19,14 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 
 from digest.audience.lists import MailingList, load_lists
+from digest.audience.queued import UnsubscribeQueue
 from digest.audience.subscribers import SubscriberBook
 from digest.config import Settings
-from digest.db import Factory
+from digest.db import DatabaseError, Factory, is_unavailable
 from digest.models import Clock, utcnow
 from digest.tokens import Keyring
 from digest.web.auth import DeskAuth
@@ -33,6 +38,7 @@ from digest.web.subscribe import SubscribeBox
 from digest.wiring import Services
 
 T = TypeVar("T")
+UNSUBSCRIBES = "unsubscribes.queue"
 
 
 @dataclass
@@ -67,6 +73,12 @@ class WebContext:
     @property
     def book(self) -> SubscriberBook:
         return SubscriberBook(self.factory, double_opt_in=True, clock=self.clock)
+
+    @cached_property
+    def unsubscribes(self) -> UnsubscribeQueue:
+        """Unsubscribes kept while the database was away (issue 18); every send
+        applies them too, before it claims."""
+        return UnsubscribeQueue(self.settings.var_dir / UNSUBSCRIBES)
 
     async def run(self, fn: Callable[[], T]) -> T:
         # Database work off the event loop.
@@ -107,4 +119,47 @@ def create_app(context: WebContext) -> Starlette:
         ),
     ]
     routes = [*desk.routes(), *readers.routes(), *box.routes(), *HealthPages(context).routes()]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={DatabaseError: database_away},
+        lifespan=lambda _app: apply_queued(context),
+    )
+
+
+async def database_away(request: Request, exc: Exception) -> Response:
+    """The database is away (issue 18): a short page that says so, 503 with a time
+    to come back, never a traceback or a 500. Any other database error is one."""
+    if not is_unavailable(exc):
+        raise exc
+    return HTMLResponse(AWAY, status_code=503, headers={"Retry-After": "30"})
+
+
+AWAY = (
+    '<!doctype html><html lang="ru"><head><meta charset="utf-8"><title>Ненадолго недоступно'
+    "</title></head><body><main><h1>Ненадолго недоступно</h1><p>Сайт рассылки обновляется. "
+    "Попробуйте через минуту.</p></main></body></html>"
+)
+
+
+@contextlib.asynccontextmanager
+async def apply_queued(context: WebContext) -> AsyncIterator[None]:
+    """While the app serves: unsubscribes queued during an outage are applied as soon
+    as the database is back (every few seconds while any wait)."""
+
+    async def loop() -> None:
+        queue = context.unsubscribes
+        while True:
+            await asyncio.sleep(QUEUE_POLL)
+            if queue.waiting():
+                with contextlib.suppress(DatabaseError):  # still away: next time
+                    await context.run(lambda: queue.apply(context.book.unsubscribe_key))
+
+    task = asyncio.ensure_future(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+QUEUE_POLL = 3.0  # seconds

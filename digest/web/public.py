@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from digest.audience.rows import BadSubscriber
 from digest.audience.subscribers import Preferences
+from digest.db import DatabaseError, is_unavailable
 from digest.tokens import (
     BadToken,
     CsrfGuard,
@@ -105,7 +106,13 @@ class ReaderPages:
         form = await request.form()
         one_click = form.get("via") != "page" and form.get("List-Unsubscribe") == "One-Click"
         how = "one-click" if one_click else "web"
-        await self.context.run(lambda: self.context.book.unsubscribe_key(key, how))
+        try:
+            await self.context.run(lambda: self.context.book.unsubscribe_key(key, how))
+        except DatabaseError as exc:
+            if not is_unavailable(exc):
+                raise
+            # The database is away: this one request is kept, not refused (issue 18).
+            self.context.unsubscribes.add(key, how, self.context.clock())
         # The same page whether or not the key was still subscribed: nothing to learn here.
         text = "Больше писем рассылки не будет. Если это ошибка, подпишитесь снова на сайте."
         return self.page("layout", "Вы отписаны", text=text)

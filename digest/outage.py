@@ -1,0 +1,95 @@
+"""The database going away (issue 18): a restart, a failover, a lock held too
+long. A send, a worker or the scheduler waits it out instead of dying: each call
+that meets the outage is tried again with back-off, the outage is logged once
+when it starts and once when it ends, and past DIGEST_DB_OUTAGE_LIMIT the
+process stops cleanly with DatabaseAway (exit 75)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from digest import db
+from digest.errors import DatabaseAway
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Outage:
+    """One process's view of the database's absence, shared by all its calls."""
+
+    FIRST, LONGEST = 0.2, 5.0  # seconds between tries: doubled from the first
+
+    def __init__(self, limit: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.since: float | None = None  # when the current outage began
+        self.gone = False  # past the limit: every later call fails at once
+
+    def failed(self, exc: BaseException) -> None:
+        """A call met the outage: note it (logged once) or give up past the limit."""
+        now = self.clock()
+        if self.since is None:
+            self.since = now
+            log.warning(
+                "the database is unreachable (%s): holding outcomes, trying again for up to %.0f s",
+                _short(exc),
+                self.limit,
+            )
+        if now - self.since > self.limit:
+            self.gone = True
+            raise DatabaseAway(
+                f"the database was unreachable for {now - self.since:.0f} s "
+                f"(DIGEST_DB_OUTAGE_LIMIT={self.limit:.0f}): {_short(exc)}"
+            ) from None
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.warning("the database is back after %.1f s", self.clock() - self.since)
+            self.since = None
+
+    async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` until it works, waiting out the database's absence."""
+        wait = self.FIRST
+        while True:
+            if self.gone:
+                raise DatabaseAway("the database is unreachable: given up")
+            try:
+                result = await attempt()
+            except db.DatabaseError as exc:
+                if not db.is_unavailable(exc):
+                    raise
+                self.failed(exc)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, self.LONGEST)
+                continue
+            self.recovered()
+            return result
+
+    def wait_sync(self, attempt: Callable[[], T]) -> T:
+        """The same for a process without an event loop (the scheduler's jobs)."""
+        wait = self.FIRST
+        while True:
+            if self.gone:
+                raise DatabaseAway("the database is unreachable: given up")
+            try:
+                result = attempt()
+            except db.DatabaseError as exc:
+                if not db.is_unavailable(exc):
+                    raise
+                self.failed(exc)
+                time.sleep(wait)
+                wait = min(wait * 2, self.LONGEST)
+                continue
+            self.recovered()
+            return result
+
+
+def _short(exc: BaseException) -> str:
+    """The driver's first line, not SQLAlchemy's paragraph with the statement."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]

@@ -1,0 +1,74 @@
+"""A private PostgreSQL for the tests that stop and start the database (issue 18):
+initdb in a temporary folder, its own port on 127.0.0.1, its own socket folder,
+stopped with ``pg_ctl -m fast`` as ops would, and started again on the same data.
+
+It runs as the ``postgres`` user when the tests run as root (PostgreSQL refuses
+root). Under CI=true missing binaries are an error, never a skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from digest.capture import free_port
+from tests.conftest import IN_CI
+
+
+def _binaries() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+class PrivatePostgres:
+    def __init__(self, root: Path) -> None:
+        binaries = _binaries()
+        if binaries is None:
+            message = "no PostgreSQL server binaries in /usr/lib/postgresql (Debian's postgresql)"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        self.bin = binaries
+        self.root = root
+        self.data, self.sockets = root / "data", root / "sockets"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run(
+            [*prefix, *command], capture_output=True, text=True, check=check, timeout=60
+        )
+
+    def init(self) -> PrivatePostgres:
+        for folder in (self.root, self.data, self.sockets):
+            folder.mkdir(exist_ok=True, mode=0o700)
+            if os.geteuid() == 0:
+                shutil.chown(folder, "postgres", "postgres")
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+            "-E", "UTF8", "--no-sync",
+        )  # fmt: skip
+        return self.start()
+
+    def start(self) -> PrivatePostgres:
+        options = (
+            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        log = self.root / "server.log"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(log),
+                  "-w", "start")  # fmt: skip
+        return self
+
+    def stop(self, check: bool = True) -> None:
+        """As ops would for a restart: fast shutdown, every session cut."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop",
+                  check=check)  # fmt: skip
+
+    def log(self) -> str:
+        path = self.root / "server.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
