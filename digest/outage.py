@@ -29,10 +29,15 @@ class Outage:
         self.clock = clock
         self.since: float | None = None  # when the current outage began
         self.gone = False  # past the limit: every later call fails at once
+        # Set while the database answers: a send starts no new message meanwhile
+        # (its claims' leases are not renewed while it is away).
+        self.up = asyncio.Event()
+        self.up.set()
 
     def failed(self, exc: BaseException) -> None:
         """A call met the outage: note it (logged once) or give up past the limit."""
         now = self.clock()
+        self.up.clear()
         if self.since is None:
             self.since = now
             log.warning(
@@ -42,15 +47,23 @@ class Outage:
             )
         if now - self.since > self.limit:
             self.gone = True
+            self.up.set()  # whoever waits for it learns it is gone
             raise DatabaseAway(
                 f"the database was unreachable for {now - self.since:.0f} s "
                 f"(DIGEST_DB_OUTAGE_LIMIT={self.limit:.0f}): {_short(exc)}"
             ) from None
 
     def recovered(self) -> None:
+        self.up.set()
         if self.since is not None:
             log.warning("the database is back after %.1f s", self.clock() - self.since)
             self.since = None
+
+    async def until_up(self) -> None:
+        """Return when the database answers; DatabaseAway once it is given up."""
+        await self.up.wait()
+        if self.gone:
+            raise DatabaseAway("the database is unreachable: given up")
 
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()`` until it works, waiting out the database's absence."""

@@ -291,6 +291,8 @@ class SendRun:
                     # The relay has likely dropped a line idle this long (waiting for
                     # retries); a fresh one avoids charging it a connection failure.
                     await connection.close()
+                if self.writer.outage is not None:
+                    await self.writer.outage.until_up()  # no new message while it is away
                 self._in_flight += 1
                 try:
                     durable = await self._one(connection, relay, claim, pending)

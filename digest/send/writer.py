@@ -129,6 +129,7 @@ class Writer:
                 for _, future in batch:
                     if future is not None and not future.done():
                         future.set_exception(exc)
+                        future.exception()  # the run reports it; no "never retrieved"
                 raise
             finally:
                 self._writing = False

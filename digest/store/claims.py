@@ -284,9 +284,11 @@ def settle_sent(session: Session, rows: Sequence[Sequence[Any]]) -> int:
     except over a delivery already final (a bounce that came since stays)."""
     open_ = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
     ids = [row[-1] for row in rows]
-    still = set(
-        session.scalars(select(Delivery.id).where(Delivery.id.in_(ids), Delivery.status.in_(open_)))
-    )
+    still: set[int] = set()
+    for at in range(0, len(ids), 500):  # a bounded IN list on either database
+        chunk = ids[at : at + 500]
+        query = select(Delivery.id).where(Delivery.id.in_(chunk), Delivery.status.in_(open_))
+        still.update(session.scalars(query))
     wanted = [row for row in rows if row[-1] in still]
     record_outcomes(session, wanted)
     return len(wanted)

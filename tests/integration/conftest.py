@@ -85,3 +85,13 @@ def in_thread(fn: Callable[[], object], timeout: float = 60) -> None:
     thread.start()
     thread.join(timeout=timeout)
     assert not thread.is_alive(), "it did not finish in time"
+
+
+def together(fn: Callable[[], object], threads: int = 2, timeout: float = 60) -> None:
+    """``fn()`` in ``threads`` threads at once (two processes racing), all waited for."""
+    started = [threading.Thread(target=fn) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(timeout=timeout)
+        assert not thread.is_alive(), "it did not finish in time"

@@ -31,6 +31,7 @@ from digest.schedule.files import Schedule
 from digest.send import RelayPool, RunResult, SmtpConnection, probe, run_async
 from digest.wiring import Services
 from tests.conftest import FIXED_NOW, ScriptedHandler, count_commits
+from tests.integration.conftest import together
 
 READERS = 40
 
@@ -461,11 +462,7 @@ def test_two_builders_of_one_edition_end_with_one(
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=build) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(build)
     assert not errors and len(results) == 2 and results[0] == results[1]
     with loaded.factory() as session:
         assert len(store.recent_editions(session)) == 1

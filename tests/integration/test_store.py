@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
 from digest.models import Article, Base, Delivery, Edition, Subscriber, SubscriberStatus
+from tests.integration.conftest import together
 
 
 def test_upgrade_creates_every_table_and_is_idempotent(engine: Engine) -> None:
@@ -258,11 +259,7 @@ def test_a_capped_domains_slots_are_one_schedule_for_every_sender(
             with lock:
                 starts.append(start)
 
-    threads = [threading.Thread(target=sender) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    together(sender)
     starts.sort()
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     # Each lease is two slots: the next lease starts two intervals on at the earliest
