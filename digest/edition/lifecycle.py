@@ -151,6 +151,12 @@ class Lifecycle:
             edition.status, edition.sent_at = current.status, current.sent_at
             return current.status
 
+    def is_sending(self, edition: Edition) -> bool:
+        """Sending and not paused now (a pause may have been lifted since a run saw it)."""
+        with self.services.factory() as session:
+            current = self._current(session, edition)
+            return current.status is EditionStatus.SENDING and current.paused_at is None
+
     def approve(self, edition: Edition, approved: bool = True) -> EditionStatus:
         """Approve a draft, or take the approval back until sending starts."""
         with transaction(self.services.factory) as session:

@@ -337,9 +337,9 @@ class Sender:
         progress: Progress | None,
         on_stop: Callable[[str], None] | None = None,
     ) -> RunResult:
-        """Send runs of the edition: one, or again after a correction paused it and
-        it was rebuilt (DIGEST_ON_CORRECTION=rebuild). A signal stops the run and is
-        passed to ``on_stop`` (the other senders)."""
+        """Send runs of the edition: one, or again after a pause that is lifted (a
+        correction rebuilt, DIGEST_ON_CORRECTION=rebuild, or by someone). A signal
+        stops the run and is passed to ``on_stop`` (the other senders)."""
         result = RunResult()
         while True:
             run = self.send_run(
@@ -353,7 +353,14 @@ class Sender:
                 progress=progress,
             )
             result = result.then(run_async(run_stoppable(run, on_stop)))
-            if result.stopped != "paused" or not self.services.corrections.auto_rebuild(edition):
+            if result.stopped != "paused":
+                return result
+            # Paused: go on when a rebuild lifts it here, or someone lifted it already
+            # (an editor's rebuild, a `digest resume`, moments after the run saw it).
+            services = self.services
+            if not (
+                services.corrections.auto_rebuild(edition) or services.lifecycle.is_sending(edition)
+            ):
                 return result
             result.stopped = None
 

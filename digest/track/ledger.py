@@ -95,6 +95,10 @@ class DeliveryStore:
         """``between_batches(session, edition_id)``: asked before each claim; True
         stops claiming (``edition.corrections``: an article changed, it paused)."""
         self.between_batches = between_batches
+        # The check between batches paused the edition for this run: the run stops
+        # for that pause even if a rebuild lifts it before the run's last heartbeat
+        # (the run ended its claiming; `digest send` then starts the next one).
+        self.held = False
         self.factory = factory
         self.edition_id = edition_id
         self.worker = worker
@@ -106,6 +110,7 @@ class DeliveryStore:
     ) -> tuple[list[store.Claim], int]:
         with transaction(self.factory) as session:
             if self.between_batches is not None and self.between_batches(session, self.edition_id):
+                self.held = True
                 return [], 0
             return store.claim_deliveries(
                 session, self.edition_id, self.worker, now, now + self.lease, limit, skip_domains
@@ -134,7 +139,7 @@ class DeliveryStore:
             if edition is None:
                 return Control(cancelled=True)
             return Control(
-                paused=edition.paused_at is not None,
+                paused=edition.paused_at is not None or self.held,
                 cancelled=edition.status is EditionStatus.CANCELLED,
                 gone=frozenset(store.claims_gone(session, self.edition_id, self.worker)),
                 senders=len(set(store.claimers(session, self.edition_id)) | {self.worker}),
