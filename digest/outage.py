@@ -28,7 +28,8 @@ class Outage:
         self.limit = limit
         self.clock = clock
         self.since: float | None = None  # when the current outage began
-        self.gone = False  # past the limit: every later call fails at once
+        self.gone = False  # past the limit: every later call fails at once, saying why
+        self.why = ""
         # Set while the database answers: a send starts no new message meanwhile
         # (its claims' leases are not renewed while it is away).
         self.up = asyncio.Event()
@@ -47,11 +48,12 @@ class Outage:
             )
         if now - self.since > self.limit:
             self.gone = True
-            self.up.set()  # whoever waits for it learns it is gone
-            raise DatabaseAway(
+            self.why = (
                 f"the database was unreachable for {now - self.since:.0f} s "
                 f"(DIGEST_DB_OUTAGE_LIMIT={self.limit:.0f}): {_short(exc)}"
-            ) from None
+            )
+            self.up.set()  # whoever waits for it learns it is gone
+            raise DatabaseAway(self.why) from None
 
     def recovered(self) -> None:
         self.up.set()
@@ -63,14 +65,14 @@ class Outage:
         """Return when the database answers; DatabaseAway once it is given up."""
         await self.up.wait()
         if self.gone:
-            raise DatabaseAway("the database is unreachable: given up")
+            raise DatabaseAway(self.why)
 
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()`` until it works, waiting out the database's absence."""
         wait = self.FIRST
         while True:
             if self.gone:
-                raise DatabaseAway("the database is unreachable: given up")
+                raise DatabaseAway(self.why)
             try:
                 result = await attempt()
             except db.DatabaseError as exc:
@@ -88,7 +90,7 @@ class Outage:
         wait = self.FIRST
         while True:
             if self.gone:
-                raise DatabaseAway("the database is unreachable: given up")
+                raise DatabaseAway(self.why)
             try:
                 result = attempt()
             except db.DatabaseError as exc:
