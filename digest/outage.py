@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from digest import db
@@ -67,41 +67,46 @@ class Outage:
         if self.gone:
             raise DatabaseAway(self.why)
 
+    def met(self, exc: db.DatabaseError) -> None:
+        """A call failed: not an outage is raised again; an outage is noted (or,
+        past the limit, given up: DatabaseAway)."""
+        if not db.is_unavailable(exc):
+            raise exc
+        self.failed(exc)
+
+    def _waits(self) -> Iterator[float]:
+        """The back-off between tries, until the outage is given up."""
+        wait = self.FIRST
+        while not self.gone:
+            yield wait
+            wait = min(wait * 2, self.LONGEST)
+        raise DatabaseAway(self.why)
+
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()`` until it works, waiting out the database's absence."""
-        wait = self.FIRST
-        while True:
-            if self.gone:
-                raise DatabaseAway(self.why)
+        for wait in self._waits():
             try:
                 result = await attempt()
             except db.DatabaseError as exc:
-                if not db.is_unavailable(exc):
-                    raise
-                self.failed(exc)
+                self.met(exc)
                 await asyncio.sleep(wait)
-                wait = min(wait * 2, self.LONGEST)
                 continue
             self.recovered()
             return result
+        raise AssertionError("unreachable: _waits ends by raising")
 
     def wait_sync(self, attempt: Callable[[], T]) -> T:
         """The same for a process without an event loop (the scheduler's jobs)."""
-        wait = self.FIRST
-        while True:
-            if self.gone:
-                raise DatabaseAway(self.why)
+        for wait in self._waits():
             try:
                 result = attempt()
             except db.DatabaseError as exc:
-                if not db.is_unavailable(exc):
-                    raise
-                self.failed(exc)
+                self.met(exc)
                 time.sleep(wait)
-                wait = min(wait * 2, self.LONGEST)
                 continue
             self.recovered()
             return result
+        raise AssertionError("unreachable: _waits ends by raising")
 
 
 def _short(exc: BaseException) -> str:

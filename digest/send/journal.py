@@ -71,26 +71,13 @@ def _row(values: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
-def gone(stem: str) -> bool:
-    """The process that wrote ``HOST-PID.jsonl`` is no longer running here."""
-    host, _, pid = stem.rpartition("-")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # not this machine's (a shared folder): its own machine replays it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def replay(
     folder: Path,
     settle: Callable[[list[tuple[Any, ...]]], int],
-    gone: Callable[[str], bool] = gone,
+    gone: Callable[[str], bool],
 ) -> int:
-    """Write the accepted messages of every process that is gone into the database
+    """Write the accepted messages of every process that is ``gone`` (by its file's
+    name, ``HOST-PID``) into the database
     (``settle`` skips deliveries already final) and delete their files; how many
     were settled. A torn or foreign line is named and skipped."""
     if not folder.is_dir():

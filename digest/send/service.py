@@ -18,7 +18,7 @@ from digest.audience.queued import UnsubscribeQueue
 from digest.audience.subscribers import SubscriberBook
 from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
 from digest.config import SmtpTarget
-from digest.db import DatabaseError, is_unavailable
+from digest.db import DatabaseError
 from digest.errors import ComposeError
 from digest.models import DeliveryStatus, Edition, utcnow
 from digest.outage import Outage
@@ -208,9 +208,7 @@ class Sender:
                 claimed = await one_round()
                 outage.recovered()
             except DatabaseError as exc:
-                if not is_unavailable(exc):
-                    raise
-                outage.failed(exc)
+                outage.met(exc)
                 await asyncio.sleep(Outage.LONGEST)
                 continue
             if once and not claimed:

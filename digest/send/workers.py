@@ -46,4 +46,6 @@ def settle_journals(factory: Factory, folder: Path) -> int:
         with transaction(factory) as session:
             return store.settle_sent(session, rows)
 
-    return replay(folder, settle)
+    host = socket.gethostname()
+    # A journal is named HOST-PID, a worker HOST:PID: one liveness rule for both.
+    return replay(folder, settle, lambda stem: not _alive_here(":".join(stem.rsplit("-", 1)), host))

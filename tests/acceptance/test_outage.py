@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from digest.capture import CaptureServer
+from tests.acceptance.test_cli import digest
 from tests.acceptance.test_operations import env_for, message_ids, setup_demo, start, status
 from tests.acceptance.test_operations import wait_until as wait_for
 from tests.faults import FaultHandler
@@ -76,8 +77,6 @@ def test_a_database_restart_mid_send_is_a_pause(
     with CaptureServer(handler) as server:
         env = env_for(workdir, server, DIGEST_DATABASE_URL=url, DIGEST_SMTP_RATE="200")
         if command == "worker":
-            from tests.acceptance.test_cli import digest
-
             assert digest(workdir, "send", "--enqueue-only", env=env).returncode == 0
             proc = start(workdir, env, "worker", "--once")
         else:
@@ -114,8 +113,6 @@ def test_a_kill_9_during_the_outage_then_a_new_run_replays_the_journal(
         proc.kill()
         proc.communicate(timeout=30)
         private_pg.start()
-        from tests.acceptance.test_cli import digest
-
         resumed = digest(workdir, "resume", label, env=env, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert held > 0  # the journal held what the database could not take
@@ -212,8 +209,6 @@ def test_a_sqlite_database_locked_for_10_s_by_another_process_makes_the_send_wai
 def test_past_the_outage_limit_the_send_stops_with_75_and_the_next_run_finishes(
     workdir: Path, private_pg: PrivatePostgres
 ) -> None:
-    from tests.acceptance.test_cli import digest
-
     url = private_pg.url
     label = setup_demo(workdir, READERS, DIGEST_DATABASE_URL=url)
     handler = FaultHandler()
