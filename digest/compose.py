@@ -302,11 +302,20 @@ class Composer:
             b.add(b"Content-Type: text/plain; charset=utf-8\r\n")
             b.add(b"Content-Transfer-Encoding: base64\r\n\r\n")
             b.body("text", text_body)
-        tag = self.signer.message_id_tag(edition.edition_id, edition.schedule)
-        prefix = f"{edition.schedule}.{edition.edition_date:%Y%m%d}.{tag}"
+        prefix = self.message_id_prefix(edition.edition_id, edition.schedule, edition.edition_date)
         slot = self.placeholders.mark("READER")
         reader = slot in html_body or slot in text_body
         return MessageTemplate(tuple(b.pieces), prefix, reader)
+
+    def message_id_prefix(self, edition_id: int, schedule: str, edition_date: date) -> str:
+        """What every Message-ID of an edition begins with."""
+        tag = self.signer.message_id_tag(edition_id, schedule)
+        return f"{schedule}.{edition_date:%Y%m%d}.{tag}"
+
+    def message_id(self, prefix: str, ident: object) -> str:
+        """A reader's Message-ID (MAIL-RULES 2): unique per copy, stable for one
+        (edition, reader), so a resend after a crash reuses it."""
+        return f"<{prefix}.{ident}@{self.domain}>"
 
     @staticmethod
     def _alternative(b: _Builder, html_body: str, text_body: str) -> None:
@@ -349,7 +358,7 @@ class Composer:
         unsub_url = f"{self.base_url}/u/{unsub_token}"
         prefs_url = f"{self.base_url}/p/{self.signer.preferences(recipient.token_key)}"
         ident = f"copy.{secrets.token_hex(8)}" if recipient.copy else recipient.subscriber_id
-        message_id = f"<{template.message_id_prefix}.{ident}@{self.domain}>"
+        message_id = self.message_id(template.message_id_prefix, ident)
         values = {
             Slot.DATE: self._date(),
             Slot.TO: headers.mailbox(recipient.name, recipient.email, "To"),

@@ -390,3 +390,15 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str | None] = mapped_column(String(64), index=True)  # address hash
     detail: Mapped[dict[str, Any] | None]
+
+
+class DatabaseIdentity(Base):
+    """Which database this is (issue 32): made with the schema, one row. What a
+    process writes outside the database about it (the outcomes journal) names
+    it, so it is never applied to another database."""
+
+    __tablename__ = "database_identity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1: one row
+    identity: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime]

@@ -1,19 +1,27 @@
-"""The outcomes journal (issue 18): every message the relay accepted is written
-here the moment it is accepted, before its outcome reaches the database, so an
-outage followed by a crash never sends it again.
+"""The outcomes journal (issues 18, 32): every message the relay accepted is
+written here the moment it is accepted, before its outcome reaches the database,
+so an outage followed by a crash never sends it again.
 
-One file per process (``var/outcomes.journal/HOST-PID.jsonl``, 0600): a process
-empties its own file whenever all it wrote is committed, and the next run on the
-machine writes the files of processes that are gone into the database before it
-claims anything (``replay``), then deletes them."""
+A journal belongs to one database: it lives in
+``var/outcomes.journal/DATABASE/HOST-PID-EDITION.jsonl`` (0600), DATABASE being
+the identity made with the schema, and every line names the database, the
+edition, the delivery, its reader and its Message-ID. A process keeps in its file
+only what is not yet committed (rewritten after each commit). The next run
+against the same database writes the files of processes that are gone into it
+before it claims anything (``replay``), where all of a line matches, then deletes
+them; a file of no database or of another one is never applied: it is set aside
+in ``set-aside/`` and said once with its path."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +31,76 @@ from digest.track.outcomes import Outcome
 
 log = logging.getLogger(__name__)
 
-SETTLE_AT = 1 << 20  # bytes: a file this long is emptied once all of it is committed
+SET_ASIDE = "set-aside"
+
+
+@dataclass(frozen=True)
+class JournalPlace:
+    """Where one send's journal goes: the journals' folder, the database's identity
+    and the edition."""
+
+    root: Path
+    database: str
+    edition: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One accepted message, as a journal line names it."""
+
+    database: str
+    edition: int
+    delivery: int
+    subscriber: int
+    message_id: str
+    attempts: int
+    code: int | None
+    reply: str
+    at: datetime
+    first_attempt_at: datetime | None
+
+    @classmethod
+    def parse(cls, line: str) -> Entry:
+        data = json.loads(line)
+        if not isinstance(data, dict):
+            raise ValueError("not a journal line")
+        try:
+            first = data["first_attempt_at"]
+            return cls(
+                str(data["database"]),
+                int(data["edition"]),
+                int(data["delivery"]),
+                int(data["subscriber"]),
+                str(data["message_id"]),
+                int(data["attempts"]),
+                None if data["code"] is None else int(data["code"]),
+                str(data["reply"]),
+                _utc(data["at"]),
+                None if first is None else _utc(first),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a journal line ({exc})") from exc
+
+    def line(self) -> bytes:
+        data = {k: _plain(v) for k, v in self.__dict__.items()}
+        return (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8")
+
+    def row(self) -> tuple[Any, ...]:
+        """The values ``store.record_outcomes`` writes, as ``Outcome.row`` gives them."""
+        sent = DeliveryStatus.SENT.value
+        return (sent, self.attempts, self.code, self.reply, self.message_id, self.at, None,
+                self.at, self.first_attempt_at, self.delivery)  # fmt: skip
 
 
 class Journal:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.path = folder / f"{socket.gethostname()}-{os.getpid()}.jsonl"
+    """One process's journal of one edition's send."""
+
+    def __init__(self, place: JournalPlace) -> None:
+        self.place = place
+        self.path = place.root / place.database / f"{_owner()}-{place.edition}.jsonl"
         self._fd: int | None = None
-        self._size = 0
+        self._open: dict[int, bytes] = {}  # delivery id → its line, not yet committed
+        self._kept = b""  # lines an earlier run of this process left uncommitted
 
     def write(self, outcome: Outcome) -> None:
         """One accepted message, appended with one write (kill -9 leaves whole lines
@@ -39,66 +108,147 @@ class Journal:
         if outcome.status is not DeliveryStatus.SENT:
             return  # only a sent message would be sent twice if its outcome were lost
         if self._fd is None:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        line = json.dumps([_plain(v) for v in outcome.row()], ensure_ascii=False) + "\n"
-        self._size += os.write(self._fd, line.encode("utf-8"))
+            self._fd = self._open_file()
+        line = self._entry(outcome).line()
+        os.write(self._fd, line)
+        self._open[outcome.delivery_id] = line
 
-    def committed(self) -> None:
-        """Everything written so far is in the database: a long file starts again."""
-        if self._fd is not None and self._size >= SETTLE_AT:
+    def committed(self, outcomes: list[Outcome]) -> None:
+        """These outcomes are in the database: the file keeps only the rest (none
+        of a committed line is replayed later). Replaced whole, never half-written."""
+        for outcome in outcomes:
+            self._open.pop(outcome.delivery_id, None)
+        if self._fd is None:
+            return
+        if not self._open and not self._kept:
             os.ftruncate(self._fd, 0)
-            self._size = 0
+            return
+        spare = self.path.with_suffix(".tmp")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, self._kept + b"".join(self._open.values()))
+        finally:
+            os.close(fd)
+        os.replace(spare, self.path)
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def close(self, all_committed: bool) -> None:
         if self._fd is None:
             return
+        if all_committed:
+            self._open.clear()
+            self.committed([])  # what an earlier run left stays; nothing else
         os.close(self._fd)
         self._fd = None
-        if all_committed:
+        if all_committed and not self._kept:
             self.path.unlink(missing_ok=True)
+
+    def _open_file(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        # An earlier run of this process that could not commit: its lines stay.
+        self._kept = self.path.read_bytes()
+        return fd
+
+    def _entry(self, outcome: Outcome) -> Entry:
+        return Entry(
+            self.place.database,
+            self.place.edition,
+            outcome.delivery_id,
+            outcome.subscriber_id or 0,
+            outcome.message_id or "",
+            outcome.attempts,
+            outcome.code,
+            outcome.reply[:2000],
+            outcome.at,
+            outcome.first_attempt_at,
+        )
+
+
+def replay(
+    root: Path,
+    database: str,
+    settle: Callable[[list[Entry]], int],
+    gone: Callable[[str], bool],
+) -> int:
+    """Write the accepted messages of every process that is ``gone`` (its file's
+    owner, ``HOST-PID``) into ``database`` (``settle`` applies what matches) and
+    delete their files; how many were settled. A torn line is named and skipped; a
+    file of another database or of none is set aside, never applied. One replay at
+    a time on a machine: two workers starting together do not read one file twice."""
+    if not root.is_dir():
+        return 0
+    settled = 0
+    with _locked(root):
+        for path in sorted(root.glob("*.jsonl")):  # written before journals named a database
+            if gone(path.stem):
+                _set_aside(root, path, "it names no database")
+        for path in sorted((root / database).glob("*.jsonl")):
+            if gone(_owner_of(path)):
+                settled += _replay_file(root, path, database, settle)
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            if folder.name not in (database, SET_ASIDE) and any(folder.glob("*.jsonl")):
+                log.info("%s: journals of another database, kept for it", folder)
+    if settled:
+        log.warning("the outcomes journal held %d sent messages: written now", settled)
+    return settled
+
+
+def _replay_file(
+    root: Path, path: Path, database: str, settle: Callable[[list[Entry]], int]
+) -> int:
+    entries = []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            entries.append(Entry.parse(line))
+        except ValueError as exc:
+            log.warning("%s:%d: skipped (%s)", path, number, exc)
+    others = {e.database for e in entries} - {database}
+    if others:
+        _set_aside(root, path, f"it names another database ({', '.join(sorted(others))})")
+        return 0
+    settled = settle(entries) if entries else 0
+    path.unlink()
+    path.with_suffix(".tmp").unlink(missing_ok=True)
+    return settled
+
+
+def _set_aside(root: Path, path: Path, why: str) -> None:
+    """Kept, never applied: said once, as it moves."""
+    aside = root / SET_ASIDE
+    aside.mkdir(mode=0o700, exist_ok=True)
+    target = aside / f"{path.parent.name}-{path.name}" if path.parent != root else aside / path.name
+    os.replace(path, target)
+    log.warning("%s: not applied to this database, %s; kept as %s", path, why, target)
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    fd = os.open(root / ".replay.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we die
+        yield
+    finally:
+        os.close(fd)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _owner_of(path: Path) -> str:
+    """``HOST-PID`` of ``HOST-PID-EDITION.jsonl``."""
+    return path.stem.rpartition("-")[0]
 
 
 def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _row(values: Sequence[Any]) -> tuple[Any, ...]:
-    # record_outcomes' columns: sent_at, next_attempt_at, at, first_attempt_at are times
-    return tuple(
-        datetime.fromisoformat(v) if i in (5, 6, 7, 8) and isinstance(v, str) else v
-        for i, v in enumerate(values)
-    )
-
-
-def replay(
-    folder: Path,
-    settle: Callable[[list[tuple[Any, ...]]], int],
-    gone: Callable[[str], bool],
-) -> int:
-    """Write the accepted messages of every process that is ``gone`` (by its file's
-    name, ``HOST-PID``) into the database
-    (``settle`` skips deliveries already final) and delete their files; how many
-    were settled. A torn or foreign line is named and skipped."""
-    if not folder.is_dir():
-        return 0
-    settled = 0
-    for path in sorted(folder.glob("*.jsonl")):
-        if not gone(path.stem):
-            continue
-        rows = []
-        text = path.read_text(encoding="utf-8", errors="replace")
-        for number, line in enumerate(text.splitlines(), 1):
-            try:
-                values = json.loads(line)
-                if not isinstance(values, list) or len(values) != 10:
-                    raise ValueError("not an outcome")
-                rows.append(_row(values))
-            except ValueError as exc:
-                log.warning("%s:%d: skipped (%s)", path, number, exc)
-        if rows:
-            settled += settle(rows)
-        path.unlink()
-    if settled:
-        log.warning("the outcomes journal held %d sent messages: written now", settled)
-    return settled
+def _utc(value: Any) -> datetime:
+    at = datetime.fromisoformat(str(value))
+    if at.tzinfo is None:
+        raise ValueError(f"a time without its zone: {value!r}")
+    return at

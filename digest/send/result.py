@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from digest.models import DeliveryStatus
+from digest.send.journal import JournalPlace
 from digest.send.pacing import DomainState
 from digest.track.outcomes import RetryPolicy
 
@@ -59,4 +59,4 @@ class SendOptions:
     # Issue 18: how long the database may be away before the send gives up (None:
     # at once, as a dry run), and where accepted messages are journaled meanwhile.
     outage_limit: float | None = None
-    journal: Path | None = None
+    journal: JournalPlace | None = None

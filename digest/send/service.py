@@ -18,11 +18,12 @@ from digest.audience.queued import UnsubscribeQueue
 from digest.audience.subscribers import SubscriberBook
 from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
 from digest.config import SmtpTarget
-from digest.db import DatabaseError
-from digest.errors import ComposeError
+from digest.db import DatabaseError, transaction
+from digest.errors import ComposeError, DigestError
 from digest.models import DeliveryStatus, Edition, utcnow
 from digest.outage import Outage
 from digest.schedule.files import Schedule
+from digest.send.journal import JournalPlace
 from digest.send.options import journal_folder, send_options
 from digest.send.pacing import DomainGate
 from digest.send.process import Stopper, run_async, run_stoppable, stop_on_signals
@@ -75,6 +76,38 @@ class Sender:
         # How many processes send this edition together (DIGEST_SENDERS): each starts
         # with its share of each domain's window (the rate and caps are one for all).
         self.share = 1
+        self._database: str | None = None
+
+    @property
+    def database(self) -> str:
+        """The database's identity, which its outcomes journals name (issue 32)."""
+        if self._database is None:
+            with transaction(self.services.factory) as session:
+                self._database = store.database_identity(session)
+        return self._database
+
+    def _message_id_of(self) -> Callable[[store.Settled], str | None]:
+        """The Message-ID a delivery's message carries, by the composer's rule; None
+        if its schedule is gone (a journal line for it is then not applied)."""
+        composers: dict[str, Composer | None] = {}
+
+        def message_id(found: store.Settled) -> str | None:
+            if found.schedule not in composers:
+                try:
+                    schedule = self.services.schedule(found.schedule)
+                    composers[found.schedule] = self.services.composer(schedule)
+                except DigestError as exc:
+                    log.warning("schedule %s: %s", found.schedule, exc)
+                    composers[found.schedule] = None
+            composer = composers[found.schedule]
+            if composer is None:
+                return None
+            return composer.message_id(
+                composer.message_id_prefix(found.edition_id, found.schedule, found.edition_date),
+                found.subscriber_id,
+            )
+
+        return message_id
 
     def templates(
         self, schedule: Schedule, edition: Edition, composer: Composer, subject_prefix: str = ""
@@ -139,7 +172,9 @@ class Sender:
                 kind=schedule.name if real else "",
                 # A dry run's "sent" must never reach the journal: it would be replayed.
                 outage_limit=cfg.db_outage_limit if real else None,
-                journal=journal_folder(cfg) if real else None,
+                journal=JournalPlace(journal_folder(cfg), self.database, edition.id)
+                if real
+                else None,
             ),
             gate=gate or self.services.domain_gate(self.share),
             progress=progress,
@@ -367,7 +402,7 @@ class Sender:
         accepted are written as sent (issue 18), then their claims go back to the
         queue. Before anything is claimed."""
         cfg, factory = self.services.settings, self.services.factory
-        settle_journals(factory, journal_folder(cfg))
+        settle_journals(factory, journal_folder(cfg), self.database, self._message_id_of())
         # Unsubscribes `digest serve` kept while the database was away (same var/):
         # applied before anything is claimed, so none of them is sent to.
         book = SubscriberBook(factory, double_opt_in=True, clock=self.services.clock)

@@ -136,8 +136,8 @@ class Writer:
             for _, future in batch:
                 if future is not None and not future.done():
                     future.set_result(None)
-            if self.journal is not None and not self._pending:
-                self.journal.committed()
+            if self.journal is not None:
+                self.journal.committed([o for o, _ in batch])
 
 
 def _logged(fn: Callable[..., object], *args: object) -> None:

@@ -31,15 +31,16 @@ from digest.store.audience import (
 )
 from digest.store.claims import (
     Claim,
+    Settled,
     claim_deliveries,
     claimers,
     claims_gone,
     enqueue_deliveries,
     extend_claims,
+    open_deliveries,
     record_outcomes,
     release_claims,
     release_claims_of,
-    settle_sent,
 )
 from digest.store.deliveries import (
     bounced_count,
@@ -87,6 +88,7 @@ from digest.store.events import (
     signups_since,
     soft_bounce_days,
 )
+from digest.store.identity import database_identity
 from digest.store.limits import domain_pauses, pause_domain, reserve_slots, take_tokens
 from digest.store.processes import (
     beat,
@@ -127,6 +129,7 @@ __all__ = [
     "MAX_ID",
     "Claim",
     "Revision",
+    "Settled",
     "active_subscribers",
     "active_variant_keys",
     "add_audit",
@@ -154,6 +157,7 @@ __all__ = [
     "clear_selection",
     "comment_numbers",
     "commenters",
+    "database_identity",
     "day_candidates",
     "deliveries_of",
     "delivery_by_id",
@@ -185,6 +189,7 @@ __all__ = [
     "next_due",
     "next_retry",
     "next_wave",
+    "open_deliveries",
     "pause_domain",
     "pending_to_invite",
     "queue_depth",
@@ -209,7 +214,6 @@ __all__ = [
     "set_section_order",
     "set_subscriber_status",
     "set_waves",
-    "settle_sent",
     "signups_since",
     "soft_bounce_days",
     "stop_beating",

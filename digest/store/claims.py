@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -278,20 +278,37 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     connection.exec_driver_sql(sql, params)
 
 
-def settle_sent(session: Session, rows: Sequence[Sequence[Any]]) -> int:
-    """Outcomes of messages the relay accepted, from the journal of a process that
-    could not write them (issue 18): written as ``record_outcomes`` would have,
-    except over a delivery already final (a bounce that came since stays)."""
+@dataclass(frozen=True)
+class Settled:
+    """What the database holds of a delivery a journal line names (issue 32): the
+    line is applied only where all of it matches."""
+
+    edition_id: int
+    subscriber_id: int
+    schedule: str
+    edition_date: date
+
+
+def open_deliveries(session: Session, ids: Sequence[int]) -> dict[int, Settled]:
+    """The deliveries among ``ids`` that are still open (queued, sending or
+    deferred: a bounce that came since stays), with what a journal line must match."""
     open_ = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
-    ids = [row[-1] for row in rows]
-    still: set[int] = set()
+    found: dict[int, Settled] = {}
     for at in range(0, len(ids), 500):  # a bounded IN list on either database
-        chunk = ids[at : at + 500]
-        query = select(Delivery.id).where(Delivery.id.in_(chunk), Delivery.status.in_(open_))
-        still.update(session.scalars(query))
-    wanted = [row for row in rows if row[-1] in still]
-    record_outcomes(session, wanted)
-    return len(wanted)
+        query = (
+            select(
+                Delivery.id,
+                Delivery.edition_id,
+                Delivery.subscriber_id,
+                Edition.schedule,
+                Edition.edition_date,
+            )
+            .join(Edition, Edition.id == Delivery.edition_id)
+            .where(Delivery.id.in_(ids[at : at + 500]), Delivery.status.in_(open_))
+        )
+        for id_, edition_id, subscriber_id, schedule, day in session.execute(query):
+            found[id_] = Settled(edition_id, subscriber_id, schedule, day)
+    return found
 
 
 def _claimed_by(edition_id: int, worker: str) -> tuple[Any, ...]:
