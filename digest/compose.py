@@ -308,14 +308,13 @@ class Composer:
         return MessageTemplate(tuple(b.pieces), prefix, reader)
 
     def message_id_prefix(self, edition_id: int, schedule: str, edition_date: date) -> str:
-        """What every Message-ID of an edition begins with."""
         tag = self.signer.message_id_tag(edition_id, schedule)
         return f"{schedule}.{edition_date:%Y%m%d}.{tag}"
 
     def message_id(self, prefix: str, ident: object) -> str:
-        """A reader's Message-ID (MAIL-RULES 2): unique per copy, stable for one
-        (edition, reader), so a resend after a crash reuses it."""
-        return f"<{prefix}.{ident}@{self.domain}>"
+        """MAIL-RULES 2: unique per copy, stable for one (edition, reader); its MAC
+        ties a returned report to it (issue 24)."""
+        return f"<{self.signer.message_id(f'{prefix}.{ident}')}@{self.domain}>"
 
     @staticmethod
     def _alternative(b: _Builder, html_body: str, text_body: str) -> None:

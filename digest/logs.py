@@ -82,3 +82,6 @@ def setup(level: str = "INFO", json_lines: bool = False, console: Console | None
     # Library chatter (aiosmtpd logs every connection) stays out unless asked for.
     for noisy in ("mail.log", "aiosmtpd", "asyncio", "alembic", "premailer", "CSSUTILS", "flufl"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # flufl.bounce logs each detector a stranger's message breaks, with its traceback;
+    # track.intake says once why the message was set aside.
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)

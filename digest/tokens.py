@@ -144,6 +144,22 @@ class LinkSigner:
         digest = hmac.new(self._secret, b"verp:" + ident.encode("ascii"), hashlib.sha256).digest()
         return base64.b32encode(digest[:10]).decode("ascii").lower()[:10]
 
+    def message_id(self, local: str) -> str:
+        """``local`` with a keyed MAC appended (issue 24): a returned report is tied
+        to a delivery by its Message-ID only when the MAC verifies, so a reader who
+        knows their own id cannot write another reader's."""
+        return f"{local}.{self._id_mac(local)}"
+
+    def verify_message_id(self, message_id: str) -> bool:
+        local = message_id.strip().strip("<>").rpartition("@")[0]
+        head, _, mac = local.rpartition(".")
+        return bool(head) and hmac.compare_digest(mac.encode(), self._id_mac(head).encode())
+
+    def _id_mac(self, local: str) -> str:
+        text = local.encode("utf-8", "replace")
+        digest = hmac.new(self._secret, b"message-id-mac:" + text, hashlib.sha256).digest()
+        return base64.b32encode(digest[:10]).decode("ascii").lower()  # 80 bits
+
     def message_id_tag(self, *parts: Any) -> str:
         """A short keyed hash: Message-IDs stay unique across installations sharing ids."""
         text = ":".join(str(p) for p in parts).encode("utf-8")

@@ -53,6 +53,7 @@ FLOORS: dict[str, int] = {
     "send.service": 3,
     "send.options": 3,  # a send's options: the edition's give-up deadline
     "send.senders": 3,  # a sender process wires its own services
+    "send.recovery": 3,  # what dead processes left: journals, queued unsubscribes, claims
     "doctor": 3,
     "support": 3,  # the Readers page's service: reader care, audited
     "demo": 3,

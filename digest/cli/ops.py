@@ -31,13 +31,8 @@ from digest.errors import DigestError
 from digest.ingest import Ingester, IngestReport, read_source
 from digest.models import utcnow
 from digest.observe.health import Check
-from digest.track.bounces import (
-    BounceReader,
-    ReturnsReport,
-    Source,
-    process_returns,
-    process_unsubscribes,
-)
+from digest.track.bounces import BounceReader
+from digest.track.intake import ReturnsReport, Source, process_returns, process_unsubscribes
 from digest.track.outcomes import SoftBouncePolicy
 
 log = logging.getLogger("digest")

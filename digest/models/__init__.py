@@ -16,16 +16,15 @@ from digest.models.kinds import (
     SubscriberStatus,
     utcnow,
 )
+from digest.models.machinery import DatabaseIdentity, DomainPause, Heartbeat, RateBucket
 from digest.models.tables import (
     Article,
     ArticleRevision,
     AuditEntry,
     Base,
     Comment,
-    DatabaseIdentity,
     Delivery,
     DeskSession,
-    DomainPause,
     Edition,
     EditionChange,
     EditionItem,
@@ -33,9 +32,7 @@ from digest.models.tables import (
     EditionVariant,
     Event,
     Forgotten,
-    Heartbeat,
     LoginFailure,
-    RateBucket,
     Section,
     SignupAttempt,
     Subscriber,

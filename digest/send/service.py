@@ -14,25 +14,24 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from digest import logs, store
-from digest.audience.queued import UnsubscribeQueue
-from digest.audience.subscribers import SubscriberBook
 from digest.compose import Composer, EditionMail, Message, MessageTemplate, Recipient
 from digest.config import SmtpTarget
-from digest.db import DatabaseError, transaction
-from digest.errors import ComposeError, DigestError
-from digest.models import DeliveryStatus, Edition, utcnow
+from digest.db import DatabaseError
+from digest.errors import ComposeError
+from digest.models import DeliveryStatus, Edition
 from digest.outage import Outage
 from digest.schedule.files import Schedule
 from digest.send.journal import JournalPlace
 from digest.send.options import journal_folder, send_options
 from digest.send.pacing import DomainGate
 from digest.send.process import Stopper, run_async, run_stoppable, stop_on_signals
+from digest.send.recovery import Recovery
 from digest.send.relays import RelayPool, probe_relays
 from digest.send.result import RunResult
 from digest.send.run import SendRun
 from digest.send.senders import Job, senders
 from digest.send.smtp import Connection, Progress
-from digest.send.workers import reclaim_dead, settle_journals, worker_name
+from digest.send.workers import worker_name
 from digest.send.writer import Ledger
 from digest.track.ledger import DeliveryStore
 from digest.track.limits import SharedLimits
@@ -76,38 +75,7 @@ class Sender:
         # How many processes send this edition together (DIGEST_SENDERS): each starts
         # with its share of each domain's window (the rate and caps are one for all).
         self.share = 1
-        self._database: str | None = None
-
-    @property
-    def database(self) -> str:
-        """The database's identity, which its outcomes journals name (issue 32)."""
-        if self._database is None:
-            with transaction(self.services.factory) as session:
-                self._database = store.database_identity(session)
-        return self._database
-
-    def _message_id_of(self) -> Callable[[store.Settled], str | None]:
-        """The Message-ID a delivery's message carries, by the composer's rule; None
-        if its schedule is gone (a journal line for it is then not applied)."""
-        composers: dict[str, Composer | None] = {}
-
-        def message_id(found: store.Settled) -> str | None:
-            if found.schedule not in composers:
-                try:
-                    schedule = self.services.schedule(found.schedule)
-                    composers[found.schedule] = self.services.composer(schedule)
-                except DigestError as exc:
-                    log.warning("schedule %s: %s", found.schedule, exc)
-                    composers[found.schedule] = None
-            composer = composers[found.schedule]
-            if composer is None:
-                return None
-            return composer.message_id(
-                composer.message_id_prefix(found.edition_id, found.schedule, found.edition_date),
-                found.subscriber_id,
-            )
-
-        return message_id
+        self.recovery = Recovery(services)
 
     def templates(
         self, schedule: Schedule, edition: Edition, composer: Composer, subject_prefix: str = ""
@@ -172,7 +140,7 @@ class Sender:
                 kind=schedule.name if real else "",
                 # A dry run's "sent" must never reach the journal: it would be replayed.
                 outage_limit=cfg.db_outage_limit if real else None,
-                journal=JournalPlace(journal_folder(cfg), self.database, edition.id)
+                journal=JournalPlace(journal_folder(cfg), self.recovery.database, edition.id)
                 if real
                 else None,
             ),
@@ -398,19 +366,8 @@ class Sender:
             result.stopped = None
 
     def reclaim(self) -> int:
-        """What processes that died left: the messages their journals say the relay
-        accepted are written as sent (issue 18), then their claims go back to the
-        queue. Before anything is claimed."""
-        cfg, factory = self.services.settings, self.services.factory
-        settle_journals(factory, journal_folder(cfg), self.database, self._message_id_of())
-        # Unsubscribes `digest serve` kept while the database was away (same var/):
-        # applied before anything is claimed, so none of them is sent to.
-        book = SubscriberBook(factory, double_opt_in=True, clock=self.services.clock)
-        UnsubscribeQueue(cfg.var_dir / "unsubscribes.queue").apply(book.unsubscribe_key)
-        reclaimed = reclaim_dead(self.services.factory, utcnow())
-        if reclaimed:
-            log.info("took back %d deliveries claimed by processes that died", reclaimed)
-        return reclaimed
+        """What processes that died left (``send.recovery``), before anything is claimed."""
+        return self.recovery.run()
 
     async def run_worker(self, name: str, once: bool) -> WorkReport:
         """`digest worker`: ``work`` until done (``once``) or a signal stops it cleanly."""

@@ -1,44 +1,39 @@
 """Returned mail: DSNs (RFC 3464), complaints (ARF, RFC 5965) and the bounces in
-other formats that flufl.bounce knows, read from a Maildir or an mbox.
+other formats that flufl.bounce knows. Pure: no database, no mailbox
+(``track.intake`` reads the mailboxes and applies what this finds).
 
-A report is tied to its delivery by the VERP return path (``bounces+TOKEN@``,
-checked by its keyed hash) or, failing that, by the Message-ID of the returned
-original when it is ours and names one delivery. ``Final-Recipient``,
-``Original-Recipient`` and ``To:`` alone never change anyone: anyone can forge
-them (MAIL-RULES 26). ``Action: failed`` is a failed delivery (5.x.x by the reply
-rules, 4.x.x a soft failure: the MTA gave up after retrying); ``delayed``,
-``relayed`` and ``expanded`` change nothing. What cannot be understood or
-attributed is counted and left in place, marked as seen.
+Returned mail is written by strangers (issue 24): a report reaches a delivery
+only by what an outsider cannot compute, the VERP return path (``bounces+TOKEN@``,
+checked by its keyed hash) or the Message-ID of the returned original, which
+carries a keyed MAC of its own (``tokens.LinkSigner.message_id``). Everything
+else a report says (``Final-Recipient``, ``Original-Rcpt-To``, ``To:``, the
+shape of our ids) is known to anyone who received one edition and never changes
+anyone (MAIL-RULES 26). ``Action: failed`` is a failed delivery (5.x.x by the
+reply rules, 4.x.x a soft failure: the MTA gave up after retrying); ``delayed``,
+``relayed`` and ``expanded`` change nothing. What matched is kept as the
+finding's evidence.
 """
 
 from __future__ import annotations
 
 import email
 import logging
-import mailbox
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, replace
 from email.message import Message
-from pathlib import Path
-from typing import Any
 
 from flufl.bounce import all_failures
 
-from digest.audience.subscribers import SubscriberBook
-from digest.db import Factory, transaction
 from digest.errors import DigestError, Kind
-from digest.tokens import BadToken, LinkSigner, unsubscribe_key
-from digest.track.ledger import apply_return
-from digest.track.outcomes import SoftBouncePolicy
+from digest.headers import clean_text
+from digest.tokens import BadToken, LinkSigner
 from digest.track.replies import enhanced_code, kind_of
 
 log = logging.getLogger(__name__)
 RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
 SMTP_CODE = re.compile(r"([245]\d\d)\b")
 SMTP_REPLY_CODE = re.compile(r"^[245]\d\d[ -]")
-PROCESSED_FOLDER = "processed"
+MAX_DEPTH = 30  # MIME levels: real reports have 3 or 4; Python's parsers recurse
 
 
 @dataclass(frozen=True)
@@ -54,6 +49,8 @@ class Finding:
     diagnostic: str = ""
     bounce_kind: Kind | None = None  # hard, soft, policy, permanent (for bounces)
     feedback_type: str | None = None
+    matched: str = ""  # what tied it to its delivery: "VERP …" or "Message-ID …"
+    report: str = ""  # which report said it: its file, sender and date (track.intake)
 
 
 class Unparseable(DigestError):
@@ -71,9 +68,16 @@ class BounceReader:
         )
 
     def read(self, data: bytes) -> list[Finding]:
+        """What one returned message says; ``Unparseable`` when nothing of it can be
+        acted on (a message nested past ``MAX_DEPTH`` included)."""
+        if data.lower().count(b"multipart/") > 4 * MAX_DEPTH:
+            # Python's MIME parser recurses once a level: refuse before parsing.
+            raise Unparseable(f"MIME nested deeper than {MAX_DEPTH} levels (or as many parts)")
         msg = email.message_from_bytes(data)
-        delivery_id = self._verp_delivery(msg)
-        original_id = _original_message_id(msg)
+        if _depth(msg) > MAX_DEPTH:
+            raise Unparseable(f"MIME nested deeper than {MAX_DEPTH} levels")
+        delivery_id, token = self._verp_delivery(msg)
+        original_id = self._original_id(msg)
         report_type = (msg.get_param("report-type") or "") if msg.is_multipart() else ""
         report_type = str(report_type).lower()
         if report_type == "feedback-report":
@@ -84,25 +88,24 @@ class BounceReader:
             findings = self._heuristic(msg)
         if not findings:
             raise Unparseable("no delivery status, complaint or bounce format recognised")
+        matched = f"VERP {token}" if token else f"Message-ID {original_id}" if original_id else ""
         findings = [
-            Finding(
-                f.kind,
-                delivery_id,
-                original_id,
-                f.recipient,
-                f.status,
-                f.code,
-                f.diagnostic,
-                f.bounce_kind,
-                f.feedback_type,
-            )
+            replace(f, delivery_id=delivery_id, message_id=original_id, matched=matched)
             for f in findings
         ]
         if delivery_id is None and original_id is None and not any(f.recipient for f in findings):
             raise Unparseable("it names no delivery (VERP), Message-ID or recipient")
         return findings
 
-    def _verp_delivery(self, msg: Message) -> int | None:
+    def _original_id(self, msg: Message) -> str | None:
+        """The quoted original's Message-ID, when its MAC says we wrote it."""
+        value = _original_message_id(msg)
+        if value is None or self.signer.verify_message_id(value):
+            return value
+        log.warning("a quoted Message-ID without a valid MAC of ours, ignored: %s", value[:200])
+        return None
+
+    def _verp_delivery(self, msg: Message) -> tuple[int | None, str | None]:
         # The report's own recipient, else the Return-Path of the original it quotes
         # (feedback loops write to their own address). The token's keyed hash is
         # what makes either trustworthy.
@@ -114,10 +117,10 @@ class BounceReader:
             match = self.verp.search(str(value))
             if match:
                 try:
-                    return self.signer.verify_verp(match.group(1))
+                    return self.signer.verify_verp(match.group(1)), match.group(1).lower()
                 except BadToken:
                     log.warning("a return path with a forged or foreign token: %s", value)
-        return None
+        return None, None
 
     @staticmethod
     def _dsn(msg: Message) -> list[Finding]:
@@ -143,7 +146,7 @@ class BounceReader:
             for block in blocks if isinstance(blocks, list) else []:
                 if isinstance(block, Message):
                     fields.update({k.lower(): str(v) for k, v in block.items()})
-            feedback = fields.get("feedback-type", "").strip().lower()
+            feedback = clean_text(fields.get("feedback-type", ""), 40).lower()
             if not feedback:
                 return []
             recipient = _address(fields.get("original-rcpt-to", ""))
@@ -167,9 +170,9 @@ class BounceReader:
 
 def _recipient_finding(block: Message) -> list[Finding]:
     action = str(block.get("Action", "")).strip().lower()
-    status = str(block.get("Status", "")).strip()
+    status = clean_text(str(block.get("Status", "")), 20)
     recipient = _address(str(block.get("Final-Recipient") or block.get("Original-Recipient") or ""))
-    diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
+    diagnostic = clean_text(str(block.get("Diagnostic-Code", "")), 2000)
     diagnostic = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic else diagnostic
     if action == "delayed":
         return [Finding("delayed", recipient=recipient, status=status, diagnostic=diagnostic)]
@@ -231,141 +234,15 @@ def _original_message_id(msg: Message) -> str | None:
     return str(value).strip() if value else None
 
 
-# -- mailboxes -----------------------------------------------------------------------
-
-
-@dataclass
-class Source:
-    """A Maildir or an mbox.
-
-    Maildir: only unseen messages are read. An applied one moves to the
-    ``.processed`` folder; one that could not be understood or attributed stays
-    for a person to read, moved from ``new/`` to ``cur/`` with the ``S`` (seen)
-    flag, as a mail client would, so a cron run does not report it again.
-    mbox: read whole and left as it is (it may be appended to while we read);
-    applying a report twice changes nothing more."""
-
-    path: Path
-    box: mailbox.Mailbox[Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        if self.path.is_dir():
-            if not (self.path / "cur").is_dir() and not (self.path / "new").is_dir():
-                raise DigestError(f"{self.path}: a folder but not a Maildir (no cur/ or new/)")
-            self.box = mailbox.Maildir(self.path, factory=None, create=False)
-        elif self.path.is_file():
-            self.box = mailbox.mbox(self.path, create=False)
-        else:
-            raise DigestError(f"{self.path}: no such Maildir or mbox")
-
-    @property
-    def keeps_track(self) -> bool:
-        return isinstance(self.box, mailbox.Maildir)
-
-    def messages(self) -> Iterator[tuple[str, bytes]]:
-        for key in list(self.box.keys()):
-            try:
-                if self.keeps_track and "S" in self.box.get_message(key).get_flags():
-                    continue
-                yield key, self.box.get_bytes(key)
-            except KeyError:  # removed meanwhile by another reader
-                continue
-
-    def where(self, key: str) -> str:
-        """The message's file, as a person would look for it."""
-        if not isinstance(self.box, mailbox.Maildir):
-            return f"{self.path} (message {key})"
-        found = self.box.get_message(key)
-        info = found.get_info()
-        name = key + (self.box.colon + info if info else "")
-        return f"{self.path}/{found.get_subdir()}/{name}"
-
-    def keep(self, key: str) -> None:
-        """Leave it in place, marked as seen."""
-        if not isinstance(self.box, mailbox.Maildir):
-            return
-        found = self.box.get_message(key)
-        found.set_subdir("cur")
-        found.add_flag("S")
-        self.box[key] = found
-
-    def done(self, key: str) -> None:
-        if not isinstance(self.box, mailbox.Maildir):
-            return
-        folder = (
-            self.box.get_folder(PROCESSED_FOLDER)
-            if PROCESSED_FOLDER in self.box.list_folders()
-            else self.box.add_folder(PROCESSED_FOLDER)
-        )
-        folder.add(self.box.get_message(key))
-        self.box.remove(key)
-
-
-@dataclass
-class ReturnsReport:
-    messages: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    def count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
-
-
-def process_returns(
-    factory: Factory,
-    source: Source,
-    reader: BounceReader,
-    policy: SoftBouncePolicy,
-    clock: Callable[[], datetime],
-) -> ReturnsReport:
-    """Read every message of ``source`` and apply what it says, one transaction per
-    message: a bad one is counted and left in place; the rest go on."""
-    report = ReturnsReport()
-    for key, data in source.messages():
-        report.messages += 1
-        try:
-            findings = reader.read(data)
-        except Unparseable as exc:
-            report.count("unparseable")
-            report.problems.append(f"{source.where(key)}: {exc}")
-            source.keep(key)
-            continue
-        with transaction(factory) as session:
-            done = [apply_return(session, finding, clock(), policy) for finding in findings]
-        for what in done:
-            report.count(what)
-        if "unattributed" in done:
-            # Counted, logged, never applied: no token of ours and no Message-ID of ours.
-            where = source.where(key)
-            log.warning("returned mail names no delivery of ours, not applied: %s", where)
-            report.problems.append(f"{where}: no VERP token or Message-ID of ours; not applied")
-            source.keep(key)
-            continue
-        source.done(key)
-    return report
-
-
-def process_unsubscribes(
-    source: Source, signers: list[LinkSigner], book: SubscriberBook, domain: str
-) -> ReturnsReport:
-    """Mail sent to ``unsubscribe+TOKEN@domain`` (the List-Unsubscribe mailto):
-    a valid token unsubscribes its subscriber; anything else stays in place."""
-    pattern = re.compile(rf"unsubscribe\+([A-Za-z0-9._-]+)@{re.escape(domain)}", re.I)
-    report = ReturnsReport()
-    for key, data in source.messages():
-        report.messages += 1
-        msg = email.message_from_bytes(data)
-        token_key = None
-        for name in RECIPIENT_HEADERS:
-            for value in msg.get_all(name) or []:
-                match = pattern.search(str(value))
-                if match and token_key is None:
-                    token_key = unsubscribe_key(signers, match.group(1))
-        if token_key is None:
-            report.count("unreadable")
-            report.problems.append(f"{source.path}/{key}: no valid unsubscribe+TOKEN address")
-            continue
-        book.unsubscribe_key(token_key, "mailto")
-        report.count("unsubscribed")
-        source.done(key)
-    return report
+def _depth(msg: Message) -> int:
+    """How deep its MIME parts nest, counted without recursion."""
+    deepest, stack = 0, [(msg, 1)]
+    while stack:
+        part, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend((p, level + 1) for p in payload if isinstance(p, Message))
+    return deepest

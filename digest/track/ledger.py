@@ -45,9 +45,11 @@ def record_bounces(
     policy: SoftBouncePolicy,
     *,
     source: str,
+    evidence: dict[str, str] | None = None,
 ) -> None:
     """A hard bounce suppresses the address at once; soft ones are counted and
-    suppress after ``policy.limit`` distinct days within ``policy.days``."""
+    suppress after ``policy.limit`` distinct days within ``policy.days``. The
+    ``evidence`` (which report, what matched) is kept with each event."""
     store.add_events(
         session,
         [
@@ -61,6 +63,7 @@ def record_bounces(
                     "code": o.code,
                     "reply": o.reply[:500],
                     "source": source,
+                    **(evidence or {}),
                 },
             }
             for o in outcomes
@@ -189,7 +192,7 @@ def apply_return(
         kind=kind,
     )
     if kind in (Kind.HARD_BOUNCE, Kind.SOFT_BOUNCE):
-        record_bounces(session, [outcome], soft_bounces, source="dsn")
+        record_bounces(session, [outcome], soft_bounces, source="dsn", evidence=_evidence(finding))
         return "bounced" if kind is Kind.HARD_BOUNCE else "soft"
     return "failed"
 
@@ -203,7 +206,7 @@ def _complaint(
         "subscriber_id": subscriber_id,
         "kind": EventKind.COMPLAINT,
         "at": now,
-        "detail": {"feedback_type": finding.feedback_type},
+        "detail": {"feedback_type": finding.feedback_type, **_evidence(finding)},
     }
     store.add_events(session, [event])
     if finding.feedback_type != "abuse":
@@ -213,3 +216,8 @@ def _complaint(
         session, [subscriber_id], SubscriberStatus.COMPLAINED, now, also_unsubscribed=True
     )
     return "complained"
+
+
+def _evidence(finding: Any) -> dict[str, str]:
+    """Why a report reached this reader (issue 24): shown on the desk's reader page."""
+    return {"report": finding.report, "matched": finding.matched}

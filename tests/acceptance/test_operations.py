@@ -408,18 +408,28 @@ def test_bounces_and_complaints_from_a_maildir(workdir: Path) -> None:
             "<nothing@here>",
         ),
         "junk": b"From: someone@example.org\r\nSubject: hello\r\n\r\nJust saying hi.\r\n",
+        # Issue 24: a stranger's message that breaks a parser is set aside, alone.
+        "no-from": b"To: bounces@vpk.example.ru\r\nSubject: x\r\n\r\nhello\r\n",
+        "deep": b"From: x@example.org\r\nMIME-Version: 1.0\r\n"
+        + b"".join(
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+            for i in range(3000)
+        ),
     }
     keys = {name: box.add(data) for name, data in samples.items()}
     result = digest(workdir, "bounces", str(workdir / "returns"), env=env)
-    assert result.returncode == 3, result.stderr  # two could not be understood or attributed
-    assert "9 messages" in result.stdout and "unparseable 1" in result.stdout
+    assert result.returncode == 3, result.stderr  # four could not be understood or attributed
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "11 messages" in result.stdout and "unparseable 2" in result.stdout
+    assert "unreadable 1" in result.stdout, result.stdout
     assert "bounced 3" in result.stdout and "complained 1" in result.stdout
     assert "delayed 1" in result.stdout and "soft 1" in result.stdout
     assert "unattributed 1" in result.stdout  # the forged token reaches nobody
     assert "left in place" in result.stderr and "/new/" in result.stderr
     # The junk and the forgery stay for a person, marked seen; the rest moved to .processed.
-    assert set(box.keys()) == {keys["junk"], keys["forged"]}
-    assert all("S" in box.get_message(keys[k]).get_flags() for k in ("junk", "forged"))
+    aside = ("junk", "forged", "no-from", "deep")
+    assert set(box.keys()) == {keys[k] for k in aside}
+    assert all("S" in box.get_message(keys[k]).get_flags() for k in aside[:3])
     assert len(box.get_folder("processed")) == 7
     listing = json.loads(digest(workdir, "status", label, "--json", env=env).stdout)
     assert listing["counts"]["bounced"] == 3 and listing["counts"]["failed"] == 2

@@ -40,7 +40,7 @@ def test_only_a_line_that_matches_its_delivery_in_every_part_is_applied(
 
     (d1, s1), (d2, _s2), (d3, s3), (d4, s4), (d5, s5), (d6, s6) = rows
     root = journal_folder(pipeline.settings)
-    ours = JournalPlace(root, pipeline.sender.database, edition.id)
+    ours = JournalPlace(root, pipeline.sender.recovery.database, edition.id)
     lines = {
         ours: [
             accepted(d1, s1),  # every part matches: applied

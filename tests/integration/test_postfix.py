@@ -20,7 +20,8 @@ from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
 from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from digest.tokens import LinkSigner
-from digest.track.bounces import BounceReader, Source, process_returns
+from digest.track.bounces import BounceReader
+from digest.track.intake import Source, process_returns
 from digest.track.outcomes import SoftBouncePolicy
 from digest.wiring import Services
 from tests.conftest import FIXED_NOW

@@ -17,7 +17,8 @@ from digest import demo, store
 from digest.capture import CaptureServer
 from digest.models import Delivery, DeliveryStatus, Edition, Event, EventKind, Subscriber
 from digest.tokens import LinkSigner
-from digest.track.bounces import BounceReader, ReturnsReport, Source, process_returns
+from digest.track.bounces import BounceReader
+from digest.track.intake import ReturnsReport, Source, process_returns
 from digest.track.outcomes import SoftBouncePolicy
 from digest.track.reports import edition_report
 from digest.wiring import Services

@@ -1,0 +1,56 @@
+"""The tables of the machinery rather than of the newsletter: processes'
+heartbeats, the limits every sender shares, and which database this is."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from digest.models.tables import Base
+
+
+class Heartbeat(Base):
+    """A long-running process says it is alive (the scheduler, every 30 s):
+    `/healthz` and `digest doctor` call one that stopped beating stale."""
+
+    __tablename__ = "heartbeat"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # kind:host:pid
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    at: Mapped[datetime]
+
+
+class RateBucket(Base):
+    """A limit shared by every sender on every machine (issue 16): a token bucket,
+    refilled at the limit's rate and taken from in small grants. ``global`` is
+    DIGEST_SMTP_RATE; ``cap:DOMAIN`` a domain's DIGEST_DOMAIN_CAPS."""
+
+    __tablename__ = "rate_bucket"
+
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    tokens: Mapped[float]
+    at: Mapped[datetime]  # when ``tokens`` was counted
+
+
+class DomainPause(Base):
+    """A recipient domain paused by one sender is paused for all until ``until``."""
+
+    __tablename__ = "domain_pause"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(300), default="")
+
+
+class DatabaseIdentity(Base):
+    """Which database this is (issue 32): made with the schema, one row. What a
+    process writes outside the database about it (the outcomes journal) names
+    it, so it is never applied to another database."""
+
+    __tablename__ = "database_identity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1: one row
+    identity: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime]
