@@ -23,6 +23,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.config.values import mask_url_in
 from digest.errors import ConfigError, DatabaseAway, DigestError
 from digest.files import touch_private
 
@@ -61,8 +62,8 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get WAL and foreign keys, their folder is made."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(f"DIGEST_DATABASE_URL: {exc}") from None
+    except (ArgumentError, ValueError) as exc:  # its text may quote the URL, password and all
+        raise ConfigError(f"DIGEST_DATABASE_URL: {mask_url_in(str(exc), url)}") from None
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -75,7 +76,7 @@ def make_engine(url: str) -> Engine:
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
-        raise ConfigError(f"DIGEST_DATABASE_URL: {exc}") from None
+        raise ConfigError(f"DIGEST_DATABASE_URL: {mask_url_in(str(exc), url)}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)

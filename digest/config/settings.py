@@ -199,9 +199,10 @@ class Settings(BaseSettings):
     )
     metrics_allow: Networks = Field(
         default="",
-        description="Who may read /metrics and /healthz (and a worker's or scheduler's "
-        "--metrics-port): addresses or networks, comma-separated; empty: anyone who "
-        "reaches them",
+        description="Who may read /metrics (and a worker's or scheduler's "
+        "--metrics-port) and what /healthz's checks found: addresses or networks, "
+        "comma-separated; empty: /metrics to anyone who reaches it, /healthz's details "
+        "to nobody (it says ok or fail per part to anyone)",
     )
     on_correction: Literal["pause", "rebuild", "ignore"] = Field(
         default="pause",

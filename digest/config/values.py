@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from types import MappingProxyType
 from typing import Annotated
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator
@@ -228,3 +228,35 @@ FromAddress = Annotated[str, AfterValidator(from_address)]
 AbsoluteUrl = Annotated[str, AfterValidator(absolute_url)]
 LogLevel = Annotated[str, AfterValidator(log_level)]
 Networks = Annotated[str, AfterValidator(networks)]
+
+
+# Query parameters that carry a credential in a database or relay URL (libpq's
+# password and sslpassword, tokens, keys): their values are never shown.
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
+
+
+def masked_url(url: str) -> str:
+    """A URL fit to show in a log line, an error, doctor or /healthz (issue 24):
+    the password of ``user:password@`` and every credential-like query value
+    (``?password=``, ``sslpassword=``) become ``***``. SQLAlchemy masks only the
+    first."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that does not parse)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}{':***' if colon else ''}@{host}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = "&".join(
+        f"{quote(k)}={'***' if any(w in k.lower() for w in _SECRET_WORDS) else quote(v)}"
+        for k, v in pairs
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def mask_url_in(text: str, url: str) -> str:
+    """``text`` (an error message that may quote ``url``) with the URL masked."""
+    return text.replace(url, masked_url(url)) if url else text

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest import db, store
+from digest.config.values import masked_url
 from digest.db import DatabaseError, Engine, Factory
 from digest.errors import DatabaseAway, DigestError
 
@@ -40,7 +41,8 @@ def database(engine: Engine) -> Check:
     except DatabaseAway as exc:  # issue 18: say it plainly, the page is 503 meanwhile
         return Check("database", False, f"down: {exc}")
     revision = db.current_revision(engine)
-    return Check("database", True, f"{engine.url.render_as_string()} at revision {revision}")
+    shown = masked_url(engine.url.render_as_string(hide_password=False))
+    return Check("database", True, f"{shown} at revision {revision}")
 
 
 def scheduler(factory: Factory, now: datetime) -> Check:

@@ -1,5 +1,8 @@
-"""`/healthz` and `/metrics`: for the load balancer and Prometheus, optionally only
-to the networks DIGEST_METRICS_ALLOW lists (403 to anyone else)."""
+"""`/healthz` and `/metrics`: for the load balancer and Prometheus. `/metrics` only
+to the networks DIGEST_METRICS_ALLOW lists when it lists any (403 to anyone
+else). `/healthz` answers everyone, but says only ok or fail per part; what
+each check found (database URL, scheduler host and pid) only to a listed
+network (issue 24), and to `digest doctor`."""
 
 from __future__ import annotations
 
@@ -30,18 +33,20 @@ class HealthPages:
 
     async def healthz(self, request: Request) -> Response:
         """200 when every check passes; 503 naming the parts that fail."""
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
         context = self.context
         checks = await context.run(lambda: health(context.factory, context.clock()))
         failing = [c.name for c in checks if not c.ok]
-        body = {
-            "status": "fail" if failing else "ok",
-            "failing": failing,
-            "checks": [c.as_json() for c in checks],
-        }
+        body: dict[str, object] = {"status": "fail" if failing else "ok", "failing": failing}
+        if self._listed(request):
+            body["checks"] = [c.as_json() for c in checks]
+        else:
+            body["checks"] = [{"check": c.name, "ok": c.ok} for c in checks]
         return JSONResponse(body, status_code=503 if failing else 200)
+
+    def _listed(self, request: Request) -> bool:
+        networks = self.context.settings.metrics_networks()
+        host = request.client.host if request.client else None
+        return bool(networks) and allowed(host, networks)
 
     async def metrics(self, request: Request) -> Response:
         refused = self._refused(request)

@@ -17,7 +17,9 @@ from digest import db, demo, store
 from digest.capture import CaptureServer
 from digest.db import transaction
 from digest.doctor import run_checks
+from digest.errors import DigestError
 from digest.observe.health import STALE_AFTER
+from digest.observe.health import database as database_check
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.conftest import FIXED_NOW, ScriptedHandler
@@ -30,7 +32,9 @@ READERS = 12
 
 @pytest.fixture
 def served(pipeline: Services) -> Iterator[tuple[Services, str]]:
-    app = create_app(WebContext(pipeline.settings, pipeline.factory, pipeline.clock))
+    """The web app, with this machine a listed network: /healthz says what it found."""
+    cfg = pipeline.settings.model_copy(update={"metrics_allow": "127.0.0.1, ::1"})
+    app = create_app(WebContext(cfg, pipeline.factory, pipeline.clock))
     with serving(app) as base:
         yield pipeline, base
 
@@ -79,7 +83,8 @@ def test_healthz_names_a_database_the_code_does_not_match(
     empty = tmp_path / "empty.sqlite3"
     create_engine(f"sqlite:///{empty}").dispose()
     engine = db.make_engine(f"sqlite:///{empty}")
-    context = WebContext(pipeline.settings, db.session_factory(engine), pipeline.clock)
+    cfg = pipeline.settings.model_copy(update={"metrics_allow": "127.0.0.1"})
+    context = WebContext(cfg, db.session_factory(engine), pipeline.clock)
     with serving(create_app(context)) as base:
         status, _, body = fetch(f"{base}/healthz")
     engine.dispose()
@@ -129,14 +134,55 @@ def test_metrics_move_by_what_a_real_send_did(
 
 
 @pytest.mark.parametrize("allow, expected", [("10.0.0.0/8", 403), ("127.0.0.1, ::1", 200)])
-def test_metrics_and_health_answer_only_the_listed_networks(
+def test_metrics_answer_only_the_listed_networks_and_healthz_tells_them_more(
     pipeline: Services, allow: str, expected: int
 ) -> None:
     cfg = pipeline.settings.model_copy(update={"metrics_allow": allow})
     with serving(create_app(WebContext(cfg, pipeline.factory, pipeline.clock))) as base:
         assert fetch(f"{base}/metrics")[0] == expected
-        assert fetch(f"{base}/healthz")[0] == expected
+        status, _, body = fetch(f"{base}/healthz")
         assert fetch(f"{base}/archive/")[0] == 200  # the rest of the site is everyone's
+    assert status == 200  # a load balancer anywhere may ask
+    checks = json.loads(body)["checks"]
+    assert all(("detail" in c) is (expected == 200) for c in checks), checks
+
+
+@pytest.mark.parametrize("allow", ["", "10.0.0.0/8"])
+def test_healthz_tells_a_stranger_ok_or_fail_and_nothing_else(
+    pipeline: Services, database_url: str, allow: str
+) -> None:
+    """Issue 24 §5: it named the database URL (a ?password= in clear), the SQLite
+    path, the scheduler's host and pid, to anyone."""
+    url = f"{database_url}?password=hunter2-secret" if "postgresql" in database_url else ""
+    engine = db.make_engine(url or database_url)
+    beat(pipeline, 5)
+    cfg = pipeline.settings.model_copy(update={"metrics_allow": allow})
+    with serving(create_app(WebContext(cfg, db.session_factory(engine), pipeline.clock))) as base:
+        status, _, body = fetch(f"{base}/healthz")
+    engine.dispose()
+    assert status == 200
+    assert json.loads(body) == {
+        "status": "ok",
+        "failing": [],
+        "checks": [{"check": "database", "ok": True}, {"check": "scheduler", "ok": True}],
+    }
+
+
+def test_doctor_masks_every_credential_in_a_database_url(postgres_url: str) -> None:
+    from digest.config.values import masked_url
+
+    url = f"{postgres_url.replace('postgres@', 'postgres:pw-in-netloc@')}?password=pw-in-query"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    detail = database_check(engine).detail
+    engine.dispose()
+    assert "pw-in" not in detail and "***" in detail, detail
+    assert masked_url("postgresql://u:p@h/d?sslpassword=s&sslmode=require") == (
+        "postgresql://u:***@h/d?sslpassword=***&sslmode=require"
+    )
+    with pytest.raises(DigestError) as failed:
+        db.make_engine("postgresql+psycopg://u:pw-in-netloc@h:notaport/d?password=pw-in-query")
+    assert "pw-in" not in str(failed.value), failed.value
 
 
 def test_doctor_and_healthz_share_the_scheduler_check(pipeline: Services) -> None:
