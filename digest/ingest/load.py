@@ -16,7 +16,14 @@ from pydantic import ValidationError
 
 from digest import store
 from digest.db import DatabaseError, Factory, Session
-from digest.ingest.records import ArticleIn, CommentIn, Problem, WithdrawalIn, describe
+from digest.ingest.records import (
+    MAX_COMMENTS,
+    ArticleIn,
+    CommentIn,
+    Problem,
+    WithdrawalIn,
+    describe,
+)
 from digest.models import Article, Clock, utcnow
 
 # What a correction is: the fields a reader sees of an article in the mail.
@@ -125,6 +132,17 @@ class Ingester:
 
 def _comments(where: str, article: ArticleIn, report: IngestReport) -> list[CommentIn]:
     comments = []
+    if len(article.comments) > MAX_COMMENTS:
+        dropped = len(article.comments) - MAX_COMMENTS
+        report.comments_rejected += dropped
+        report.warnings.append(
+            Problem(
+                f"{where} (id {article.id})",
+                f"{len(article.comments)} comments: the first {MAX_COMMENTS} kept, "
+                f"{dropped} dropped",
+            )
+        )
+        del article.comments[MAX_COMMENTS:]
     for index, item in enumerate(article.comments):
         try:
             comments.append(CommentIn.model_validate(item))

@@ -22,7 +22,12 @@ from digest.headers import clean_text
 MAX_TITLE = 1000
 MAX_LEAD = 20_000
 MAX_COMMENT = 50_000
-MAX_LINE = 50 * 1024 * 1024  # one article with its comments; far over any real one
+# One article with its comments. A line is parsed whole, and tiny comments cost
+# ~30 bytes of memory a byte of JSON: 16 MB (20 000 comments of 800 bytes) keeps a
+# hostile line under a few hundred MB; a longer one is skipped in chunks, never held.
+MAX_LINE = 16 * 1024 * 1024
+MAX_COMMENTS = 20_000  # a line's comments past this are dropped, said once (issue 24)
+MAX_FEED = 20 * 1024 * 1024  # a feed's bytes once uncompressed
 
 
 def _one_line(value: Any) -> Any:

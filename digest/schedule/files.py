@@ -25,6 +25,7 @@ from pydantic import (
 
 from digest.config import ZoneName
 from digest.errors import ScheduleError
+from digest.headers import clean_text
 
 
 class _Strict(BaseModel):
@@ -162,11 +163,16 @@ class Schedule(_Strict):
 
 
 def load_schedule(directory: Path, name: str, default_timezone: str = "Europe/Moscow") -> Schedule:
-    """``directory/name.toml``; a file that names no time zone uses the site's."""
-    path = directory / f"{name}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in directory.glob("*.toml"))) or "none"
-        raise ScheduleError(f"no schedule {name!r} in {directory} (known: {known})")
+    """``directory/name.toml``; a file that names no time zone uses the site's.
+
+    ``name`` may come from outside (the desk's form, a URL): it is looked up among
+    the schedules that exist, never joined to a path (issue 24: ``../pyproject``
+    read the project's own TOML and showed its keys and the install path)."""
+    known = {p.stem: p for p in directory.glob("*.toml")}
+    path = known.get(name)
+    if path is None or not path.is_file():
+        listed = ", ".join(sorted(known)) or "none"
+        raise ScheduleError(f"no schedule {clean_text(name, 60)!r} (known: {listed})")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

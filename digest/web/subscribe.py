@@ -79,8 +79,8 @@ class SubscribeBox:
         if wants_json:
             try:
                 body = json.loads(await request.body())
-            except (ValueError, UnicodeDecodeError):
-                return None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                return None  # not JSON, or nested past what the parser recurses to
             return body if isinstance(body, dict) else None
         form = await request.form()
         values: dict[str, Any] = {k: form.get(k) for k in ("email", "list", "page", "website")}

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from digest import demo
+from digest.capture import free_port
 from digest.config import parse_smtp_url
 from digest.models import Edition
 from digest.send import RelayPool, RunResult, SmtpConnection, run_async
@@ -19,6 +21,27 @@ from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.conftest import FIXED_NOW
 from tests.serving import serving
+
+PASSWORD = "правильный-пароль"
+
+
+@pytest.fixture
+def site(pipeline: Services) -> Iterator[tuple[Services, str]]:
+    """The app with three readers and one editor, anna (an admin), on either database."""
+    port = free_port()
+    cfg = pipeline.settings.model_copy(
+        update={
+            "base_url": f"http://127.0.0.1:{port}",
+            "editors": SecretStr(f"anna:{PASSWORD}"),
+            "desk_admins": "anna",
+        }
+    )
+    pipe = Services(cfg, pipeline.factory, clock=pipeline.clock)
+    schedule = pipe.schedule("daily")
+    demo.load(pipe.factory, demo.build(schedule, FIXED_NOW.date()))
+    demo.add_subscribers(pipe.factory, 3, now=FIXED_NOW)
+    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as base:
+        yield pipe, base
 
 
 @pytest.fixture
