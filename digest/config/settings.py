@@ -199,10 +199,9 @@ class Settings(BaseSettings):
     )
     metrics_allow: Networks = Field(
         default="",
-        description="Who may read /metrics (and a worker's or scheduler's "
-        "--metrics-port) and what /healthz's checks found: addresses or networks, "
-        "comma-separated; empty: /metrics to anyone who reaches it, /healthz's details "
-        "to nobody (it says ok or fail per part to anyone)",
+        description="Who may read /metrics (and --metrics-port) and what /healthz's checks "
+        "found: addresses or networks, comma-separated; empty: /metrics to anyone, "
+        "/healthz's details to nobody (it says ok or fail per part to anyone)",
     )
     on_correction: Literal["pause", "rebuild", "ignore"] = Field(
         default="pause",

@@ -35,6 +35,7 @@ from digest.models.tables import (
     LoginFailure,
     Section,
     SignupAttempt,
+    SignupRequest,
     Subscriber,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "RateBucket",
     "Section",
     "SignupAttempt",
+    "SignupRequest",
     "Subscriber",
     "SubscriberStatus",
     "UTCDateTime",

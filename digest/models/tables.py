@@ -333,6 +333,21 @@ class SignupAttempt(Base):
     ip: Mapped[str] = mapped_column(String(64))
 
 
+class SignupRequest(Base):
+    """A request to the subscription box waiting to be acted on (issue 24): the box
+    answers at once, the same for every address, and a background drain decides
+    and sends the confirmation, so neither the answer nor its time says who reads."""
+
+    __tablename__ = "signup_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    sections: Mapped[str | None] = mapped_column(Text)
+    page: Mapped[str | None] = mapped_column(String(500))
+    list_key: Mapped[str] = mapped_column(String(64))
+    asked_at: Mapped[datetime]
+
+
 class LoginFailure(Base):
     """A wrong desk password, by name and address: what the throttle counts."""
 

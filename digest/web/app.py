@@ -123,7 +123,7 @@ def create_app(context: WebContext) -> Starlette:
         routes=routes,
         middleware=middleware,
         exception_handlers={DatabaseError: database_away},
-        lifespan=lambda _app: apply_queued(context),
+        lifespan=lambda _app: background(context, box),
     )
 
 
@@ -143,9 +143,10 @@ AWAY = (
 
 
 @contextlib.asynccontextmanager
-async def apply_queued(context: WebContext) -> AsyncIterator[None]:
+async def background(context: WebContext, box: SubscribeBox) -> AsyncIterator[None]:
     """While the app serves: unsubscribes queued during an outage are applied as soon
-    as the database is back (every few seconds while any wait)."""
+    as the database is back (every few seconds while any wait), and the
+    subscription box's confirmations go out (``SubscribeBox.drain``)."""
 
     async def loop() -> None:
         queue = context.unsubscribes
@@ -155,11 +156,17 @@ async def apply_queued(context: WebContext) -> AsyncIterator[None]:
                 with contextlib.suppress(DatabaseError):  # still away: next time
                     await context.run(lambda: queue.apply(context.book.unsubscribe_key))
 
-    task = asyncio.ensure_future(loop())
+    queued = asyncio.ensure_future(loop())
+    drain = asyncio.ensure_future(box.drain_forever())
     try:
         yield
     finally:
-        task.cancel()
+        queued.cancel()
+        box.stop()  # a confirmation being sent is finished, not cut off mid-session
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(drain), DRAIN_STOP)
+        drain.cancel()
 
 
 QUEUE_POLL = 3.0  # seconds
+DRAIN_STOP = 10.0  # seconds a stopping server gives the confirmation in hand
