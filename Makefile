@@ -37,6 +37,7 @@ test: $(STAMP) services lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check digest tests bench
 	$(BIN)/ruff format --check digest tests bench
+	$(BIN)/bandit -q -c pyproject.toml -r digest
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

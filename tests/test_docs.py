@@ -50,7 +50,7 @@ def test_the_delivery_rules_table_is_the_codes_own(rule: Rule) -> None:
 def test_the_readme_links_to_the_docs_and_to_nothing_outside_the_repository() -> None:
     root = Path(__file__).resolve().parents[1]
     targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", README)]
-    assert {"docs/ARCHITECTURE.md", "docs/MAIL-RULES.md"} <= set(targets)
+    assert {"docs/ARCHITECTURE.md", "docs/MAIL-RULES.md", "docs/SECURITY.md"} <= set(targets)
     for target in targets:
         assert "://" not in target and not target.startswith(".."), target
         assert (root / target).exists(), target
@@ -74,3 +74,22 @@ def test_every_path_the_docs_name_exists() -> None:
         text = page.read_text(encoding="utf-8")
         for path in re.findall(r"`((?:digest|tests|bench|templates|docs)/[\w/.-]*\w)`", text):
             assert (root / path).exists(), f"{page.name} names {path}, which is not there"
+
+
+def test_every_test_the_threat_model_names_exists() -> None:
+    """docs/SECURITY.md proves each control by a test: that test must be there."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "SECURITY.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(?:((?:unit|integration|acceptance)/test_\w+\.py))?::(test_\w+)`", page)
+    files = re.findall(r"`((?:unit|integration|acceptance)/test_\w+\.py)(?:::test_\w+)?`", page)
+    assert len(named) >= 30
+    current = ""
+    for line in page.splitlines():
+        for file, test in re.findall(
+            r"`(?:((?:unit|integration|acceptance)/test_\w+\.py))?::(test_\w+)`", line
+        ):
+            current = file or current
+            source = (root / "tests" / current).read_text(encoding="utf-8")
+            assert f"def {test}(" in source, f"{current}::{test} is not there"
+    for file in files:
+        assert (root / "tests" / file).exists(), file

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 TEST_PREFIX = "[ТЕСТ] "
 DRY_RELAY = SmtpTarget("dry-run.invalid", 25)  # never connected to: the capture takes it
-SAMPLE = Recipient(subscriber_id=0, email="reader@example.ru", name="Читатель", token_key="preview")
+SAMPLE = Recipient(subscriber_id=0, email="reader@example.ru", name="Читатель", token_key="preview")  # nosec B106  # a sample reader's link key for the preview, not a password
 
 
 @dataclass

@@ -256,7 +256,7 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     assignments = ", ".join(f"{column} = {mark}" for column in _RECORD_COLUMNS)
     sql = (
-        f"UPDATE delivery SET {assignments}, claimed_by = NULL, claimed_until = NULL, "
+        f"UPDATE delivery SET {assignments}, claimed_by = NULL, claimed_until = NULL, "  # nosec B608  # constant column names, bound values
         f"first_attempt_at = COALESCE(first_attempt_at, {mark}) WHERE id = {mark}"
     )
     name = dialect.name

@@ -32,7 +32,7 @@ class RetryPolicy:
         step = self.steps[min(max(attempts, 1), len(self.steps)) - 1]
         if kind is Kind.GREYLIST:
             step = max(step, self.greylist)
-        return timedelta(seconds=step * (1 + random.uniform(0, self.jitter)))
+        return timedelta(seconds=step * (1 + random.uniform(0, self.jitter)))  # nosec B311  # retry jitter spreads load, it guards nothing
 
     def deadline(self, first_attempt: datetime, edition_deadline: datetime | None) -> datetime:
         """MAIL-RULES 25: a daily edition gives up before the next one is built."""

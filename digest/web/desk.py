@@ -189,8 +189,20 @@ class DeskApp:
         request.session.clear()
         return RedirectResponse("/desk/login", status_code=303)
 
+    async def static(self, request: Request) -> Response:
+        """The desk's scripts (templates/desk/static/): a file that is there, by its
+        name, never a path joined from the URL."""
+        folder = self.pipe.settings.templates_dir / "desk" / "static"
+        known = {p.name: p for p in folder.glob("*.js")}
+        found = known.get(str(request.path_params["name"]))
+        if found is None:
+            return HTMLResponse("Нет такого файла.", status_code=404)
+        body = await self.run(found.read_bytes)
+        return Response(body, media_type="text/javascript; charset=utf-8")
+
     def routes(self) -> list[Route]:
         return [
+            Route("/desk/static/{name}", self.static, methods=["GET"]),
             Route("/desk/login", self.login_page, methods=["GET"]),
             Route("/desk/login", self.login, methods=["POST"]),
             Route("/desk/logout", self.guarded(self.logout), methods=["POST"]),

@@ -122,7 +122,15 @@ def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
     iframe = page.locator("#preview")
     assert iframe.evaluate("f => f.clientWidth") == 600
     page.get_by_role("button", name="Телефон (375 px)").click()
-    page.wait_for_function("document.getElementById('preview').clientWidth == 375")
+    # Polled from here: the desk's policy allows no eval, which wait_for_function uses.
+    from playwright.sync_api import expect
+
+    expect(page.locator("#preview")).to_have_attribute("style", "width: 375px;")
+    for _ in range(100):  # its width eases to the new one
+        if iframe.evaluate("f => f.clientWidth") == 375:
+            break
+        page.wait_for_timeout(50)
+    assert iframe.evaluate("f => f.clientWidth") == 375
     page.get_by_role("button", name="Компьютер (600 px)").click()
 
     # Pin the last article of the day: it leads the preview.
@@ -235,9 +243,9 @@ def test_the_delivery_view_counts_live_and_charts_the_send(
         first = session.scalars(select(Delivery).where(Delivery.edition_id == edition.id)).first()
         assert first is not None
         first.status = DeliveryStatus.BOUNCED
-    page.wait_for_function(
-        "document.querySelector('[data-count=\"bounces\"]').textContent === '1'", timeout=10_000
-    )
+    from playwright.sync_api import expect
+
+    expect(page.locator('[data-count="bounces"]')).to_have_text("1", timeout=10_000)
     assert page.locator('[data-count="sent"]').inner_text() == "4"
     page.close()
 

@@ -101,3 +101,37 @@ def test_a_schedule_named_from_outside_is_one_of_the_known_never_a_path(
         assert "нет такого расписания" in page or "no schedule" in page, name
         for leak in (str(PROJECT_ROOT), "build-system", "setuptools", "schedules/"):
             assert leak not in page, (name, leak)
+
+
+def test_every_page_runs_only_scripts_of_its_own_origin(site: tuple[Services, str]) -> None:
+    """§7: a Content-Security-Policy with script-src on the desk and the archive,
+    which shows feed-derived HTML on the desk's origin; no inline script anywhere."""
+    import re
+
+    pipe, base = site
+    client = Client(base)
+    assert client.login() == 303
+    edition = pipe.editions.build(pipe.schedule("daily"), pipe.clock().date())
+    paths = [
+        "/desk/login",
+        "/desk/",
+        f"/desk/editions/{edition.id}",
+        f"/desk/editions/{edition.id}/delivery",
+        "/desk/readers",
+        "/archive/",
+        "/subscribe",
+    ]
+    for path in paths:
+        status, headers, page = client.request(path)
+        assert status == 200, path
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "object-src 'none'" in policy, (path, policy)
+        assert "base-uri 'none'" in policy and "frame-ancestors 'none'" in policy, path
+        inline = [s for s in re.findall(r"<script[^>]*>", page) if "src=" not in s]
+        assert inline == [], (path, inline)
+    status, headers, script = client.request("/desk/static/delivery.js")
+    assert status == 200 and "javascript" in headers["Content-Type"] and "fetch(" in script
+    for name in ("..%2F..%2Fpyproject.toml", "layout.html.j2", "nothing.js"):
+        assert client.request(f"/desk/static/{name}")[0] == 404, name
+    _, headers, _ = client.request(f"/desk/editions/{edition.id}/frame")
+    assert "script-src 'none'" in headers["Content-Security-Policy"]  # the letter: none
