@@ -109,14 +109,14 @@ def test_a_kill_9_during_the_outage_then_a_new_run_replays_the_journal(
         private_pg.stop()
         time.sleep(2)  # messages in flight finish; their outcomes have nowhere to go
         journal = workdir / "var" / "outcomes.journal"
-        held = sum(len(p.read_text().splitlines()) for p in journal.glob("*.jsonl"))
+        held = sum(len(p.read_text().splitlines()) for p in journal.rglob("*.jsonl"))
         proc.kill()
         proc.communicate(timeout=30)
         private_pg.start()
         resumed = digest(workdir, "resume", label, env=env, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert held > 0  # the journal held what the database could not take
-    assert not list(journal.glob("*.jsonl"))  # replayed and removed
+    assert not list(journal.rglob("*.jsonl"))  # replayed and removed
     everyone_once(handler)
     assert status(workdir, label, env)["counts"]["sent"] == READERS  # type: ignore[index]
 
