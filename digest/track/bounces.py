@@ -190,9 +190,13 @@ def _recipient_finding(block: Message) -> list[Finding]:
     if not enhanced_code(reply):
         reply = f"{status} {reply}".strip()
     if status.startswith("4."):
-        # MAIL-RULES 26: the MTA gave up after retrying (Postfix's queue expiry):
-        # a failed delivery, counted like a full mailbox, never a hard bounce.
-        kind = Kind.SOFT_BOUNCE
+        # MAIL-RULES 26: the MTA gave up after retrying (Postfix's queue expiry): a
+        # failed delivery, never a hard bounce. Counted against the reader like a
+        # full mailbox only when its status is about the mailbox or address (4.1.x,
+        # 4.2.x); about the destination (4.4.x routing and connections, 4.3.x its
+        # mail system, 4.7.0 greetings refused) it is the provider's trouble: three
+        # days of an outage must not suppress its readership (issue 25).
+        kind = Kind.SOFT_BOUNCE if status[:4] in ("4.1.", "4.2.") else Kind.UNREACHABLE
     else:
         # The Status field decides the class: a 5.7.x is policy whatever the text.
         judged = kind_of(code, f"{status} {reply}")

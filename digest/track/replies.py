@@ -162,13 +162,31 @@ RULES: tuple[Rule, ...] = (
         lambda r: r.code < 500,
     ),
     Rule(
+        "no such mailbox, said under a policy code",
+        Kind.HARD_BOUNCE,
+        "bounced; the address is suppressed at once, the words stored",
+        KEEP,
+        (
+            "550 5.7.1 No such user!",  # yandex, for a mailbox that does not exist
+            "550 5.7.1 <x@example.ru>: User unknown",
+            "550 5.7.1 Requested action not taken: mailbox unavailable",
+        ),
+        # Issue 25: Yandex answers 5.7.1 for a dead mailbox; taken for policy, its
+        # dead addresses were mailed every day and paused the whole domain. Only
+        # when the text says so, and says nothing of spam or reputation.
+        lambda r: (
+            r.enhanced.startswith("5.7.")
+            and bool(HARD_TEXT.search(r.text))
+            and not POLICY_TEXT.search(r.text)
+        ),
+    ),
+    Rule(
         "policy: spam, reputation, authentication",
         Kind.POLICY,
         "failed; never a bounce, the address stays",
         SLOWER,
         (
             "550 5.7.1 Message rejected as spam",
-            "550 5.7.1 <x@gmail.com>: User unknown",  # 5.7.x is policy, whatever the text
             "550 5.7.26 Unauthenticated email from example.ru is not accepted due to "
             "domain's DMARC policy",
             "554 5.7.1 [2] Message rejected under suspicion of SPAM",  # yandex
@@ -182,7 +200,12 @@ RULES: tuple[Rule, ...] = (
         KEEP,
         (
             "550 5.1.1 The email account that you tried to reach does not exist",
+            # gmail's three lines, as the client joins them
+            "550 5.1.1 The email account that you tried to reach does not exist. Please try "
+            "5.1.1 double-checking the recipient's email address for typos or "
+            "5.1.1 unnecessary spaces.",
             "550 Message was not accepted -- invalid mailbox",  # mail.ru, no enhanced code
+            "550 5.5.0 Requested action not taken: mailbox unavailable",  # outlook.com
             "553 5.1.3 Invalid address",
             "550 5.2.1 The email account that you tried to reach is disabled",
         ),

@@ -68,9 +68,14 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
     unknown = [e for e in emails if e.endswith("@example.com")][:3]
     full_for_good = [e for e in emails if e.endswith("@example.com")][3:4]
     full_for_now = [e for e in emails if e.endswith("@example.org")][:1]
+    # Yandex's word for a dead mailbox, under a policy code (issue 25): a hard bounce.
+    dead_at_yandex = [e for e in emails if e.endswith("@example.org")][1:2]
+    unknown += dead_at_yandex
     greylisted = [e for e in emails if e.endswith("example.ru")][:6]
     for rcpt in unknown:
-        server_of[rcpt].script(rcpt, [f"rcpt:550 5.1.1 <{rcpt}>: Recipient address rejected"])
+        reply = "550 5.7.1 No such user!" if rcpt in dead_at_yandex else None
+        reply = reply or f"550 5.1.1 <{rcpt}>: Recipient address rejected"
+        server_of[rcpt].script(rcpt, [f"rcpt:{reply}"])
     for rcpt in full_for_good:
         server_of[rcpt].script(rcpt, ["rcpt:552 5.2.2 Mailbox full, over quota"])
     for rcpt in full_for_now:
@@ -95,7 +100,7 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
         report = process_returns(
             pipeline.factory, Source(postfix.maildir), reader, policy, lambda: FIXED_NOW
         )
-        assert report.counts == {"bounced": 3, "soft": 2}, (report.counts, report.problems)
+        assert report.counts == {"bounced": 4, "soft": 2}, (report.counts, report.problems)
         assert not list((postfix.maildir / "new").iterdir())  # read: not read again
 
     received = {name: h.received() for name, (_, h) in receivers.items()}
@@ -111,7 +116,8 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
     state = {e: (s, d, reply) for e, s, d, reply in rows}
     for rcpt in unknown:
         assert state[rcpt][:2] == (SubscriberStatus.BOUNCED, DeliveryStatus.BOUNCED)
-        assert state[rcpt][2] == f"5.1.1 <{rcpt}>: Recipient address rejected"
+        words = "5.7.1 No such user!" if rcpt in dead_at_yandex else None
+        assert state[rcpt][2] == (words or f"5.1.1 <{rcpt}>: Recipient address rejected")
     for rcpt in full_for_good + full_for_now:
         assert state[rcpt][:2] == (SubscriberStatus.ACTIVE, DeliveryStatus.FAILED)
     assert state[full_for_now[0]][2] == "4.2.2 Mailbox full"

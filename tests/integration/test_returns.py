@@ -120,8 +120,9 @@ def test_verp_and_our_message_id_attribute_and_the_reason_is_stored_once(
     box = mailbox.Maildir(tmp_path / "returns", create=True)
     hard_reply = f"550 5.1.1 <{hard}>: Recipient address rejected: User unknown"
     box.add(dsn(hard, to=found[hard][0], diagnostic=hard_reply))
-    # 5.7.x is policy whatever the words: never a hard bounce.
-    box.add(dsn(policy, to=found[policy][0], status="5.7.1", diagnostic="550 5.7.1 User unknown"))
+    # 5.7.x is policy (never a hard bounce) unless its words say the mailbox is gone.
+    spam = "554 5.7.1 Message rejected as spam"
+    box.add(dsn(policy, to=found[policy][0], status="5.7.1", diagnostic=spam))
     # Postfix gave up after its queue lifetime: failed with a 4.x.x status.
     box.add(
         dsn(
@@ -224,3 +225,32 @@ def test_status_groups_failure_reasons_and_says_how_many_more(
     assert first["count"] == 3 and first["code"] == 550 and first["enhanced"] == "5.1.1"
     assert first["reply"] == "<…>: Recipient address rejected: User unknown"
     assert sum(f["count"] for f in shown) + report.more_failures_count == 16
+
+
+def test_a_providers_outage_expiring_in_the_queue_suppresses_nobody(
+    sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
+) -> None:
+    """Issue 25 §4: Postfix's queue-expiry DSN for a destination that was down
+    (4.4.1 connection refused, 4.7.0 greeting refused) counted as a soft bounce
+    against each of its readers: three days of a provider outage would suppress its
+    readership. One about the mailbox (4.2.2 full) still counts."""
+    pipe, _, found = sent
+    down, greeting, full = sorted(found)[:3]
+    box = mailbox.Maildir(tmp_path / "returns", create=True)
+    for _ in range(pipe.settings.soft_bounce_limit + 1):
+        refused = "connect to mx.example.ru[192.0.2.1]:25: Connection refused"
+        box.add(dsn(down, to=found[down][0], status="4.4.1", diagnostic=refused))
+        box.add(
+            dsn(greeting, to=found[greeting][0], status="4.7.0", diagnostic="421 4.7.0 Try later")
+        )
+    box.add(dsn(full, to=found[full][0], status="4.2.2", diagnostic="452 4.2.2 Mailbox full"))
+    report = run(pipe, tmp_path / "returns")
+    assert report.counts == {"failed": 2 * (pipe.settings.soft_bounce_limit + 1), "soft": 1}
+    for reader in (down, greeting):
+        status, delivery = state(pipe, reader)
+        assert status == "active" and delivery.status is DeliveryStatus.FAILED
+    with pipe.factory() as session:
+        counted = session.scalar(
+            select(func.count()).select_from(Event).where(Event.kind == EventKind.BOUNCE)
+        )
+    assert counted == 1  # the full mailbox alone

@@ -47,11 +47,13 @@ from digest.track.replies import NEGATIVE_FEEDBACK, RULES, Rule, classify, kind_
         # … soft ones are counted
         (452, "4.2.2 Mailbox full", Kind.SOFT_BOUNCE),
         (552, "5.2.2 Mailbox full, over quota", Kind.SOFT_BOUNCE),
-        # … and 5.7.x is ours, never the address's, whatever the text says
+        # … and 5.7.x is ours, never the address's
         (554, "5.7.1 Message rejected as spam", Kind.POLICY),
         (550, "5.7.1 Email rejected per DMARC policy", Kind.POLICY),
-        (550, "5.7.1 no such user here", Kind.POLICY),
-        (550, "5.7.1 <x@example.ru>... User unknown", Kind.POLICY),
+        # … unless its words say the mailbox does not exist (Yandex: issue 25)
+        (550, "5.7.1 No such user!", Kind.HARD_BOUNCE),
+        (550, "5.7.1 <x@example.ru>... User unknown", Kind.HARD_BOUNCE),
+        (550, "5.7.1 User unknown or blocked as spam", Kind.POLICY),
         (550, "no such user here", Kind.HARD_BOUNCE),
         (550, "Message blocked by reputation", Kind.POLICY),
         (552, "5.3.4 Message size exceeds fixed limit", Kind.PERMANENT),
