@@ -18,6 +18,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from digest import __version__, db, logs, store
 from digest.config import Settings, load_settings
@@ -79,7 +80,8 @@ def options() -> State:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # The message may quote a server or a file: never read as Rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from digest import store
@@ -147,7 +148,7 @@ def print_editions(reports: list[EditionReport]) -> None:
             str(r.id),
             r.label,
             r.status,
-            r.subject,
+            escape(r.subject),
             str(r.total),
             str(r.counts.get("sent", 0)),
             str(r.counts.get("failed", 0) + r.counts.get("bounced", 0)),
@@ -157,7 +158,9 @@ def print_editions(reports: list[EditionReport]) -> None:
 
 
 def print_report(r: EditionReport, zone: ZoneInfo) -> None:
-    console.print(f"[bold]{r.label}[/] · {r.status} · «{r.subject}»", highlight=False)
+    # A subject, a reply, a reason: text from outside is never read as Rich markup
+    # (issue 25: "[/policy]" in a reply ended `digest status` with a MarkupError).
+    console.print(f"[bold]{r.label}[/] · {r.status} · «{escape(r.subject)}»", highlight=False)
     table = Table()
     table.add_column("state")
     table.add_column("deliveries", justify="right")
@@ -187,7 +190,7 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
             )
     for f in r.failures:
         reason = " ".join(str(p) for p in (f["code"], f["enhanced"], f["reply"]) if p)
-        console.print(f"  {f['count']} × {f['status']} {reason}", highlight=False)
+        console.print(f"  {f['count']} × {f['status']} {reason}", highlight=False, markup=False)
     if r.more_failures:
         console.print(
             f"  … and {r.more_failures} more reason(s), {r.more_failures_count} message(s)",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from digest import db
 from digest.audience.lists import load_lists
@@ -84,9 +85,9 @@ def ingest(
 
 def print_ingest(report: IngestReport) -> None:
     for problem in report.problems:
-        err.print(f"[red]rejected[/] {problem}", highlight=False)
+        err.print(f"[red]rejected[/] {escape(str(problem))}", highlight=False)
     for warning in report.warnings[:20]:
-        err.print(f"[yellow]skipped[/] {warning}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(str(warning))}", highlight=False)
     if len(report.warnings) > 20:
         err.print(f"… and {len(report.warnings) - 20} more skipped")
     corrected = (
@@ -183,7 +184,7 @@ def inbound(
             cfg.sender.domain,
         )
     for problem in report.problems[:20]:
-        err.print(f"[yellow]left in place[/] {problem}", highlight=False)
+        err.print(f"[yellow]left in place[/] {escape(problem)}", highlight=False)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing"
     console.print(f"{path}: {report.messages} messages: {summary}")
     if report.counts.get("unreadable"):
@@ -211,7 +212,7 @@ def bounces(
         policy = SoftBouncePolicy(cfg.retry.soft_bounce_limit, cfg.retry.soft_bounce_days)
         report: ReturnsReport = process_returns(pipe.factory, Source(path), reader, policy, utcnow)
     for problem in report.problems[:20]:
-        err.print(f"[yellow]left in place[/] {problem}", highlight=False)
+        err.print(f"[yellow]left in place[/] {escape(problem)}", highlight=False)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing"
     console.print(f"{path}: {report.messages} messages: {summary}")
     if report.problems:
@@ -247,6 +248,6 @@ def doctor(
                 if c.ok
                 else "[red]FAIL[/]"
             )
-            console.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+            console.print(f"{mark} {c.name}: {escape(c.detail)}", highlight=False)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -137,7 +138,7 @@ def do_dry_run(pipe: Services, schedule: Schedule, edition: Edition, limit: int 
         f"{result.skipped} subscribers have nothing in their sections"
     )
     for problem in result.problems:
-        err.print(f"[red]cannot compose[/] {problem}", highlight=False)
+        err.print(f"[red]cannot compose[/] {escape(str(problem))}", highlight=False)
 
 
 def do_test_send(pipe: Services, schedule: Schedule, edition: Edition, to: str) -> None:

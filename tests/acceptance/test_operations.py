@@ -450,3 +450,20 @@ def subscriber_states(workdir: Path, env: dict[str, str]) -> dict[str, str]:
 
     with sqlite3.connect(workdir / "var" / "digest.sqlite3") as conn:
         return dict(conn.execute("SELECT email, status FROM subscriber").fetchall())
+
+
+def test_a_servers_words_are_shown_as_they_are_never_as_markup(workdir: Path) -> None:
+    """Issue 25 §2: `digest status` read replies as Rich markup: a bracketed name
+    vanished, and "[/policy]" ended it with a MarkupError traceback."""
+    label = setup_demo(workdir, 6)
+    handler = FaultHandler()
+    words = "550 5.7.1 SPF check for [vpk.example.ru] did not pass [/policy] [bold]"
+    with CaptureServer(handler) as server:
+        env = env_for(workdir, server)
+        handler.script("reader00002@mail.example.ru", [f"rcpt:{words}"])
+        sent = digest(workdir, "send", env=env)
+        assert sent.returncode == 3, sent.stderr  # one failed: said by the exit status
+    shown = digest(workdir, "status", label, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "Traceback" not in shown.stderr
+    assert "SPF check for [vpk.example.ru] did not pass [/policy] [bold]" in shown.stdout
