@@ -179,7 +179,7 @@ class SmtpConnection:
         timeouts = self.timeouts
         try:
             line.write(envelope(message, "size" in self.extensions))
-            mail, rcpt, data = [await line.reply(timeouts.command) for _ in range(3)]
+            mail, rcpt, data = await self._group_replies(line, message)
             refused = next((r for r in (mail, rcpt) if r[0] >= 300), None)
             if refused is not None or data[0] != 354:
                 if data[0] == 354:  # DATA taken in spite of a refusal: end it empty
@@ -196,6 +196,27 @@ class SmtpConnection:
         if not 200 <= code < 300:
             await self._refused(code, text, message)
         return code, text
+
+    async def _group_replies(
+        self, line: Line, message: Message
+    ) -> tuple[tuple[int, str], tuple[int, str], tuple[int, str]]:
+        """The three replies to MAIL, RCPT and DATA. A server that refuses and then
+        closes the line (``421 4.7.0 … closing connection`` at RCPT) has said why:
+        that reply is the reason, not the closed line (issue 25)."""
+        replies: list[tuple[int, str]] = []
+        try:
+            while len(replies) < 3:
+                replies.append(await line.reply(self.timeouts.command))
+        except LineLost:
+            said = next((r for r in replies if r[0] >= 400), None)
+            if said is None:
+                raise
+            self._drop()
+            code, text = said
+            raise classify(code, text, message.envelope_to) or TemporaryFailure(
+                text, code=code
+            ) from None
+        return replies[0], replies[1], replies[2]
 
     async def _refused(self, code: int, text: str, message: Message) -> NoReturn:
         """Raise what a refusal means, the line made ready for the next message."""

@@ -35,6 +35,7 @@ class Relay:
     groups: list[bytes]
     finals: list[bytes] = field(default_factory=list)
     split: bool = False
+    hang_up: bool = False  # close the connection after the first group's replies
     chunks: list[bytes] = field(default_factory=list)  # each group's commands
     bodies: list[bytes] = field(default_factory=list)
     commands: list[bytes] = field(default_factory=list)
@@ -64,6 +65,9 @@ class Relay:
             chunk = b""
             group, final = next(script)
             await say(group)
+            if self.hang_up:
+                writer.close()
+                return
             if b"354" in group:
                 lines = [await reader.readuntil(b"\r\n")]
                 while lines[-1] != b".\r\n":
@@ -155,6 +159,18 @@ def test_a_reply_that_is_not_smtp_loses_the_line_not_the_send() -> None:
     (out,) = run_async(talk(relay, [message()]))
     assert isinstance(out, TemporaryFailure) and out.kind is Kind.CONNECTION
     assert "not an SMTP reply" in str(out)
+
+
+def test_a_421_then_a_closed_line_is_judged_by_the_421_in_its_own_words() -> None:
+    """Issue 25 §2: a 421 at RCPT followed by the connection closing was recorded
+    as "connection lost: connection closed by the relay": the reply that was read
+    is the reason."""
+    relay = Relay([b"250 2.1.0 Ok\r\n421 4.7.0 Try again later, closing connection\r\n"])
+    relay.hang_up = True
+    (out,) = run_async(talk(relay, [message()]))
+    assert isinstance(out, TemporaryFailure), out
+    assert out.code == 421 and out.kind is Kind.RATE_LIMIT, (out.code, out.kind)
+    assert "Try again later, closing connection" in str(out) and "lost" not in str(out)
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
