@@ -102,8 +102,11 @@ class DeliveryError(DigestError):
         enhanced_code: str | None = None,
         recipient: str | None = None,
         kind: Kind | None = None,
+        ambiguous: bool = False,
     ) -> None:
         self.code = code
+        # The line dropped after the end of data: it may have been delivered.
+        self.ambiguous = ambiguous
         self.enhanced_code = enhanced_code
         self.recipient = recipient
         self.reply = reply

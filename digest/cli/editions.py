@@ -179,6 +179,11 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
         if when is not None:
             local = when.astimezone(zone)
             console.print(f"{what}: {local:%Y-%m-%d %H:%M:%S} ({zone.key})")
+    if r.ambiguous:
+        console.print(
+            f"ambiguous: {r.ambiguous} (the line dropped after the end of data: retried with "
+            "the same Message-ID, they may have arrived twice)"
+        )
     if r.corrections:
         console.print(
             f"[bold]changed since it was rendered[/] (`digest editions rebuild {r.label}` "

@@ -247,6 +247,8 @@ class Delivery(Base):
     updated_at: Mapped[datetime | None]
     # The give-up age counts from here (DIGEST_GIVE_UP_AFTER).
     first_attempt_at: Mapped[datetime | None]
+    # Times the line dropped after the end of data (issue 25): it may have arrived twice.
+    ambiguous: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class EditionChange(Base):

@@ -41,6 +41,12 @@ RENDER_SECONDS = Histogram(
     "Time to render one variant of an edition (Jinja and premailer)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+AMBIGUOUS = Counter(
+    "digest_ambiguous_deliveries",
+    "Messages whose line dropped after the end of data, before the final reply: they "
+    "may have been delivered, are retried with the same Message-ID, and may arrive twice",
+    ["kind"],
+)
 PAUSED = Gauge(
     "digest_domain_paused",
     "1 while a send of this process holds a destination domain back (it deferred a cohort)",

@@ -89,7 +89,7 @@ class Entry:
         """The values ``store.record_outcomes`` writes, as ``Outcome.row`` gives them."""
         sent = DeliveryStatus.SENT.value
         return (sent, self.attempts, self.code, self.reply, self.message_id, self.at, None,
-                self.at, self.first_attempt_at, self.delivery)  # fmt: skip
+                self.at, self.first_attempt_at, 0, self.delivery)  # fmt: skip
 
 
 class Journal:

@@ -19,13 +19,14 @@ class RunResult:
     bounced: int = 0
     suppressed: int = 0
     claimed: int = 0
+    ambiguous: int = 0  # lines that dropped after the end of data: may have arrived twice
     stopped: str | None = None  # paused, cancelled, stopped (a signal)
     aborted: str | None = None  # no relay usable for too long
     domains: dict[str, DomainState] = field(default_factory=dict)
 
     def then(self, later: RunResult) -> RunResult:
         """This run's counts and a later run's, how the later one ended."""
-        for name in ("sent", "deferred", "failed", "bounced", "suppressed", "claimed"):
+        for name in ("sent", "deferred", "failed", "bounced", "suppressed", "claimed", "ambiguous"):
             setattr(later, name, getattr(self, name) + getattr(later, name))
         return later
 

@@ -132,6 +132,11 @@ class SendRun:
 
     def _counted(self, outcome: Outcome) -> None:
         self.result.add(outcome.status)
+        if outcome.ambiguous:  # said per message, as Postfix does
+            self.result.ambiguous += 1
+            metrics.AMBIGUOUS.labels(self.options.kind or "none").inc()
+            log.warning("delivery %d: %s; retried with the same Message-ID %s",
+                        outcome.delivery_id, outcome.reply, outcome.message_id)  # fmt: skip
         if self.progress is not None:
             self.progress.advance(outcome)
 

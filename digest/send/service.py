@@ -49,6 +49,7 @@ class WorkReport:
     deferred: int = 0
     failed: int = 0
     bounced: int = 0
+    ambiguous: int = 0
     editions: set[str] = field(default_factory=set)
     aborted: str | None = None
 
@@ -59,11 +60,13 @@ class WorkReport:
         self.deferred += result.deferred
         self.failed += result.failed
         self.bounced += result.bounced
+        self.ambiguous += result.ambiguous
 
     def summary(self) -> str:
         return (
             f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
             f"bounced {self.bounced} in {len(self.editions)} edition(s)"
+            + (f"; {self.ambiguous} ambiguous (may arrive twice)" if self.ambiguous else "")
         )
 
 
@@ -260,13 +263,15 @@ class Sender:
             )
         services.lifecycle.finish(edition)
         log.info(
-            "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the way",
+            "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the "
+            "way; %d ambiguous (the line dropped after the end of data: may arrive twice)",
             edition.label,
             result.sent,
             result.failed,
             result.bounced,
             result.suppressed,
             result.deferred,
+            result.ambiguous,
             extra={"edition": edition.id},
         )
         return result

@@ -141,6 +141,7 @@ class SmtpConnection:
         assert smtp is not None
         command = self.timeouts.command
         encoding = "utf-8" if message.smtputf8 else "ascii"
+        in_data = False
         try:
             options = [f"SIZE={len(message.data)}"] if "size" in self.extensions else []
             if message.smtputf8:
@@ -153,6 +154,7 @@ class SmtpConnection:
             await smtp.rcpt(message.envelope_to, encoding=encoding, timeout=command)
             if before_data is not None:
                 await before_data
+            in_data = True
             response = await smtp.data(message.data, timeout=self.timeouts.data)
             return response.code, response.message
         except aiosmtplib.SMTPResponseException as exc:
@@ -160,6 +162,8 @@ class SmtpConnection:
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Disconnected, timed out, reset: the line is gone; the next send reconnects.
             self._drop()
+            if in_data:  # the body may have gone: aiosmtplib does not say how far
+                raise ambiguous(exc) from None
             raise TemporaryFailure(
                 f"connection lost: {exc or type(exc).__name__}", kind=Kind.CONNECTION
             ) from None
@@ -189,7 +193,11 @@ class SmtpConnection:
             if before_data is not None:
                 await before_data
             line.write(body(message.data))
-            code, text = await line.reply(timeouts.data)
+            try:
+                code, text = await line.reply(timeouts.data)
+            except LineLost as exc:
+                self._drop()
+                raise ambiguous(exc) from None
         except LineLost as exc:
             self._drop()
             raise TemporaryFailure(f"connection lost: {exc}", kind=Kind.CONNECTION) from None
@@ -310,3 +318,15 @@ async def probe(connection: Connection) -> None:
         raise RelayUnavailable(str(exc)) from None
     finally:
         await connection.close()
+
+
+def ambiguous(exc: BaseException) -> TemporaryFailure:
+    """The line dropped after the message's data went and before its final reply
+    (Postfix: "while sending end of data -- message may be sent more than once"):
+    retried, with the same Message-ID, and said (issue 25)."""
+    return TemporaryFailure(
+        f"connection lost after the end of data ({exc or type(exc).__name__}): "
+        "the message may have been delivered and may arrive twice",
+        kind=Kind.CONNECTION,
+        ambiguous=True,
+    )

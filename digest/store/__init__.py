@@ -43,6 +43,7 @@ from digest.store.claims import (
     release_claims_of,
 )
 from digest.store.deliveries import (
+    ambiguous_count,
     bounced_count,
     cancel_pending,
     delivery_by_id,
@@ -148,6 +149,7 @@ __all__ = [
     "add_subscriber",
     "add_subscribers",
     "already_sent",
+    "ambiguous_count",
     "archived_count",
     "archived_editions",
     "article_by_external_id",

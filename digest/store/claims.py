@@ -239,7 +239,9 @@ def _claimed_rows(session: Session, claimed: list[int]) -> Sequence[Any]:
 def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     """Write a batch of outcomes in one executemany, not one statement per message.
 
-    Each row holds the values of ``_RECORD_COLUMNS`` and then the delivery id.
+    Each row holds the values of ``_RECORD_COLUMNS``, the first attempt's time, 1
+    if the line dropped after the end of data (an ambiguous delivery, counted on
+    the row), and then the delivery id.
     This is the hottest statement of a send, so it goes to the driver directly:
     SQLAlchemy's per-row type processing cost more than SQLite's own work;
     datetimes are converted by ``stored_utc``, the same rule ``UTCDateTime`` uses."""
@@ -257,24 +259,13 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     assignments = ", ".join(f"{column} = {mark}" for column in _RECORD_COLUMNS)
     sql = (
         f"UPDATE delivery SET {assignments}, claimed_by = NULL, claimed_until = NULL, "  # nosec B608  # constant column names, bound values
-        f"first_attempt_at = COALESCE(first_attempt_at, {mark}) WHERE id = {mark}"
+        f"first_attempt_at = COALESCE(first_attempt_at, {mark}), "
+        f"ambiguous = ambiguous + {mark} WHERE id = {mark}"
     )
     name = dialect.name
     params = [
-        (
-            status,
-            attempts,
-            code,
-            reply,
-            message_id,
-            stored_utc(sent_at, name),
-            stored_utc(next_at, name),
-            stored_utc(at, name),
-            stored_utc(first_at, name),
-            id_,
-        )
-        for status, attempts, code, reply, message_id, sent_at, next_at, at, first_at, id_ in rows
-    ]
+        (*row[:5], *(stored_utc(t, name) for t in row[5:9]), row[9], row[10]) for row in rows
+    ]  # status, attempts, code, reply, message id; four times; ambiguous; delivery id
     connection.exec_driver_sql(sql, params)
 
 

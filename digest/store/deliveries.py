@@ -158,6 +158,16 @@ def delivery_by_message_id(session: Session, message_id: str) -> Delivery | None
     return rows[0] if len(rows) == 1 else None
 
 
+def ambiguous_count(session: Session, edition_id: int) -> int:
+    """Deliveries whose line dropped at least once after the end of data."""
+    query = (
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.edition_id == edition_id, Delivery.ambiguous > 0)
+    )
+    return int(session.scalar(query) or 0)
+
+
 def bounced_count(session: Session, edition_id: int) -> int:
     query = (
         select(func.count())

@@ -53,6 +53,9 @@ class Outcome:
     first_attempt_at: datetime | None = None
     subscriber_id: int | None = None
     kind: Kind | None = None
+    # The line dropped after the end of data: the message may have been delivered
+    # and may arrive twice (Postfix: "message may be sent more than once").
+    ambiguous: bool = False
 
     @classmethod
     def sent(
@@ -109,6 +112,7 @@ class Outcome:
             first_attempt_at=first,
             subscriber_id=subscriber_id,
             kind=kind,
+            ambiguous=error.ambiguous,
         )
         if isinstance(error, PermanentFailure):
             return (
@@ -139,6 +143,7 @@ class Outcome:
             self.next_attempt_at,
             self.at,
             self.first_attempt_at,
+            int(self.ambiguous),
             self.delivery_id,
         )
 

@@ -44,6 +44,8 @@ class EditionReport:
     pause_reason: str | None = None  # "correction", or None (ops paused it)
     # Articles changed or withdrawn since the variants were rendered: old → new.
     corrections: list[store.Revision] = field(default_factory=list)
+    # Deliveries whose line dropped after the end of data (issue 25): may arrive twice.
+    ambiguous: int = 0
 
     @property
     def eta_seconds(self) -> float | None:
@@ -158,4 +160,5 @@ def edition_report(
         engagement=store.engagement(session, edition.id),
         pause_reason=edition.pause_reason,
         corrections=store.revisions_since(session, edition.id, edition.revision_mark),
+        ambiguous=store.ambiguous_count(session, edition.id),
     )

@@ -467,3 +467,29 @@ def test_a_servers_words_are_shown_as_they_are_never_as_markup(workdir: Path) ->
     assert shown.returncode == 0, shown.stderr
     assert "Traceback" not in shown.stderr
     assert "SPF check for [vpk.example.ru] did not pass [/policy] [bold]" in shown.stdout
+
+
+@pytest.mark.parametrize("pipelining", ["1", "0"])
+def test_a_line_dropped_after_the_end_of_data_is_said_and_counted(
+    workdir: Path, pipelining: str
+) -> None:
+    """Issue 25 §2: a connection that drops after the message's data went and before
+    its final reply is an ambiguous delivery (Postfix: "message may be sent more than
+    once"). digest retried it and said nothing; now it is logged for that message,
+    counted in the run's summary and in `digest status`."""
+    label = setup_demo(workdir, 6)
+    handler = FaultHandler()
+    reader = "reader00003@yandex.example.ru"
+    with CaptureServer(handler) as server:
+        env = env_for(workdir, server, DIGEST_SMTP_PIPELINING=pipelining)
+        handler.script(reader, ["drop"])
+        sent = digest(workdir, "send", env=env)
+    assert sent.returncode == 0, sent.stderr[-3000:]
+    said = [line for line in sent.stderr.splitlines() if "may arrive twice" in line]
+    assert len(said) == 2, sent.stderr[-3000:]  # the message's own line, and the summary
+    assert "retried with the same Message-ID" in said[0] and "1 ambiguous" in said[1]
+    assert handler.attempts[reader] == 2  # the relay had the whole message both times
+    assert len(message_ids(handler)[reader]) == 1
+    shown = digest(workdir, "status", label, env=env)
+    assert "ambiguous: 1" in shown.stdout, shown.stdout
+    assert status(workdir, label, env)["ambiguous"] == 1

@@ -143,7 +143,9 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
         fast = Delivery(edition_id=edition.id, subscriber_id=readers[1].id)
         session.add_all([orm, fast])
         session.flush()
-        store.record_outcomes(session, [("sent", 1, 250, "ok", "<m>", at, None, at, at, fast.id)])
+        store.record_outcomes(
+            session, [("sent", 1, 250, "ok", "<m>", at, None, at, at, 0, fast.id)]
+        )
         ids = orm.id, fast.id
     with factory() as session:
         raw = dict(session.execute(text("SELECT id, CAST(sent_at AS TEXT) FROM delivery")).all())

@@ -47,7 +47,7 @@ def test_a_line_names_the_database_the_edition_the_delivery_its_reader_and_messa
     (entry,) = [Entry.parse(line) for line in j.path.read_text().splitlines()]
     assert (entry.database, entry.edition, entry.delivery, entry.subscriber) == (DB_A, 5, 1, 7)
     assert entry.message_id == "<m1@x>"
-    assert entry.row() == ("sent", 1, 250, "2.0.0 Ok", "<m1@x>", AT, None, AT, AT, 1)
+    assert entry.row() == ("sent", 1, 250, "2.0.0 Ok", "<m1@x>", AT, None, AT, AT, 0, 1)
     assert entry.row() == sent(1).row()  # what the writer would have recorded
 
 

@@ -9,7 +9,7 @@
         var cell = document.querySelector('[data-count="' + state + '"]');
         if (cell) { cell.textContent = data.counts[state]; }
       });
-      ["total", "bounces", "unsubscribes"].forEach(function (key) {
+      ["total", "bounces", "unsubscribes", "ambiguous"].forEach(function (key) {
         document.querySelector('[data-count="' + key + '"]').textContent = data[key];
       });
       document.getElementById("status").textContent = data.status;
