@@ -179,6 +179,14 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
         if when is not None:
             local = when.astimezone(zone)
             console.print(f"{what}: {local:%Y-%m-%d %H:%M:%S} ({zone.key})")
+    for h in r.holds:
+        since = f"since {h['since'].astimezone(zone):%H:%M:%S} " if h["since"] else ""
+        console.print(
+            f"held: {h['domain']} {since}until {h['until'].astimezone(zone):%H:%M:%S} "
+            f"({zone.key}), {h['waiting']} waiting: {h['reason']}",
+            highlight=False,
+            markup=False,
+        )
     if r.ambiguous:
         console.print(
             f"ambiguous: {r.ambiguous} (the line dropped after the end of data: retried with "

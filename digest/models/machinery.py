@@ -41,7 +41,8 @@ class DomainPause(Base):
 
     domain: Mapped[str] = mapped_column(String(255), primary_key=True)
     until: Mapped[datetime]
-    reason: Mapped[str] = mapped_column(String(300), default="")
+    reason: Mapped[str] = mapped_column(String(300), default="")  # the reply that decided it
+    since: Mapped[datetime | None]  # when the hold began (kept while it is extended)
 
 
 class DatabaseIdentity(Base):

@@ -9,7 +9,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from digest.send.pacing import Decision, DomainGate
 from digest.send.result import RunResult
@@ -113,12 +113,18 @@ class ClaimQueue:
                     return False  # every delivery is final
                 await asyncio.sleep(0.05)  # an outcome still on its way may defer
                 return True
-            seconds = max(0.05, (due - self.clock()).total_seconds())
-            seconds = min(seconds, self.max_idle_sleep)
-            self._idle_until = self._now() + seconds
-            if due != self._announced:
+            left = max(0.05, (due - self.clock()).total_seconds())
+            # Asked again every max_idle_sleep (other senders' claims end meanwhile),
+            # but said once per retry time, with the real wait (issue 25: "the next is
+            # due in 1 s" 886 times while it was 300 s away).
+            self._idle_until = self._now() + min(left, self.max_idle_sleep)
+            if self._announced is None or abs((due - self._announced).total_seconds()) >= 1:
                 self._announced = due
-                log.info("waiting for retries: the next is due in %.0f s", seconds)
+                log.info(
+                    "waiting for retries: the next is due at %s UTC, in %.0f s",
+                    f"{due.astimezone(UTC):%H:%M:%S}",
+                    left,
+                )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), max(0.0, self._idle_until - self._now()))
         if self._idle_until is not None and self._now() >= self._idle_until:

@@ -263,15 +263,17 @@ class Sender:
             )
         services.lifecycle.finish(edition)
         log.info(
-            "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the "
-            "way; %d ambiguous (the line dropped after the end of data: may arrive twice)",
+            "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the way%s",
             edition.label,
             result.sent,
             result.failed,
             result.bounced,
             result.suppressed,
             result.deferred,
-            result.ambiguous,
+            f"; {result.ambiguous} ambiguous (the line dropped after the end of data: may "
+            "arrive twice)"
+            if result.ambiguous
+            else "",
             extra={"edition": edition.id},
         )
         return result

@@ -59,6 +59,7 @@ from digest.store.deliveries import (
     requeue,
     sent_times,
     unsubscribes_since,
+    waiting_in,
 )
 from digest.store.editions import (
     ARCHIVED,
@@ -97,7 +98,14 @@ from digest.store.events import (
     waiting_signups,
 )
 from digest.store.identity import database_identity
-from digest.store.limits import domain_pauses, pause_domain, reserve_slots, take_tokens
+from digest.store.limits import (
+    Hold,
+    domain_pauses,
+    holds,
+    pause_domain,
+    reserve_slots,
+    take_tokens,
+)
 from digest.store.processes import (
     beat,
     heartbeats,
@@ -136,6 +144,7 @@ __all__ = [
     "ARCHIVED",
     "MAX_ID",
     "Claim",
+    "Hold",
     "Revision",
     "Settled",
     "active_subscribers",
@@ -189,6 +198,7 @@ __all__ = [
     "find_edition",
     "has_revisions_since",
     "heartbeats",
+    "holds",
     "is_forgotten",
     "known_emails",
     "last_edition",
@@ -242,5 +252,6 @@ __all__ = [
     "unsubscribes_since",
     "variant_key_column",
     "variants",
+    "waiting_in",
     "waiting_signups",
 ]

@@ -19,6 +19,7 @@ from digest.models import (
     DeliveryStatus,
     Event,
     EventKind,
+    Subscriber,
 )
 
 
@@ -156,6 +157,26 @@ def delivery_by_message_id(session: Session, message_id: str) -> Delivery | None
     found = session.scalars(select(Delivery).where(Delivery.message_id == message_id).limit(2))
     rows = list(found)
     return rows[0] if len(rows) == 1 else None
+
+
+def waiting_in(session: Session, edition_id: int, domains: list[str]) -> dict[str, int]:
+    """The edition's deliveries not yet final whose reader is at each domain."""
+    found = {}
+    for domain in domains:
+        query = (
+            select(func.count())
+            .select_from(Delivery)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status.in_(
+                    (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
+                ),
+                func.lower(Subscriber.email).like(f"%@{domain.lower()}"),
+            )
+        )
+        found[domain] = int(session.scalar(query) or 0)
+    return found
 
 
 def ambiguous_count(session: Session, edition_id: int) -> int:

@@ -5,6 +5,7 @@ one coordination point; each call is one short transaction on one row."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
@@ -74,7 +75,7 @@ def pause_domain(
     session.execute(delete(DomainPause).where(DomainPause.until <= now))
     found = session.get(DomainPause, domain, with_for_update=True)
     if found is None:
-        session.add(DomainPause(domain=domain, until=until, reason=reason[:300]))
+        session.add(DomainPause(domain=domain, until=until, reason=reason[:300], since=now))
     elif found.until < until:
         found.until, found.reason = until, reason[:300]
 
@@ -86,3 +87,20 @@ def domain_pauses(session: Session, now: datetime) -> dict[str, datetime]:
         select(DomainPause.domain, DomainPause.until).where(DomainPause.until > now)
     )
     return {domain: until for domain, until in rows}
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A domain held back for every sender, as `digest status` and the desk show it."""
+
+    domain: str
+    reason: str
+    since: datetime | None
+    until: datetime
+
+
+def holds(session: Session, now: datetime) -> list[Hold]:
+    rows = session.scalars(
+        select(DomainPause).where(DomainPause.until > now).order_by(DomainPause.domain)
+    )
+    return [Hold(p.domain, p.reason, p.since, p.until) for p in rows]

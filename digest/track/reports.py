@@ -46,6 +46,10 @@ class EditionReport:
     corrections: list[store.Revision] = field(default_factory=list)
     # Deliveries whose line dropped after the end of data (issue 25): may arrive twice.
     ambiguous: int = 0
+    # Domains held back now (a failed cohort, a provider's rate limit), with this
+    # edition's deliveries waiting for each: domain, reason, since, until, waiting.
+    holds: list[dict[str, Any]] = field(default_factory=list)
+    held_for: float | None = None  # seconds until the last hold with waiting mail ends
 
     @property
     def eta_seconds(self) -> float | None:
@@ -56,6 +60,9 @@ class EditionReport:
             due = self.counts.get("queued", 0) + self.counts.get("sending", 0)
         if self.paused and due:
             return None
+        if self.held_for and self.pending:
+            # Held mail goes when its hold ends, however fast the rest goes.
+            return max(self.held_for, due / self.rate if self.rate and due else 0.0)
         if not due:
             return 0.0 if not self.pending else None
         return due / self.rate if self.rate else None
@@ -82,6 +89,10 @@ class EditionReport:
         data["rate"] = round(self.rate, 1) if self.rate else None
         data["pending"] = self.pending
         data["corrections"] = [r.as_json() for r in self.corrections]
+        data["holds"] = [
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in h.items()}
+            for h in self.holds
+        ]
         eta = self.eta_seconds
         data["eta_seconds"] = round(eta) if eta is not None else None
         return data
@@ -161,4 +172,19 @@ def edition_report(
         pause_reason=edition.pause_reason,
         corrections=store.revisions_since(session, edition.id, edition.revision_mark),
         ambiguous=store.ambiguous_count(session, edition.id),
+        **_holds(session, edition.id, now),
     )
+
+
+def _holds(session: Session, edition_id: int, now: datetime | None) -> dict[str, Any]:
+    if now is None:
+        return {}
+    held = store.holds(session, now)
+    waiting = store.waiting_in(session, edition_id, [h.domain for h in held])
+    holds = [
+        {"domain": h.domain, "reason": h.reason, "since": h.since, "until": h.until,
+         "waiting": waiting[h.domain]}
+        for h in held
+    ]  # fmt: skip
+    ends = [h.until for h in held if waiting[h.domain]]
+    return {"holds": holds, "held_for": (max(ends) - now).total_seconds() if ends else None}

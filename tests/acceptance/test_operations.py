@@ -493,3 +493,36 @@ def test_a_line_dropped_after_the_end_of_data_is_said_and_counted(
     shown = digest(workdir, "status", label, env=env)
     assert "ambiguous: 1" in shown.stdout, shown.stdout
     assert status(workdir, label, env)["ambiguous"] == 1
+
+
+def test_status_names_each_held_domain_with_its_reason_and_its_end(workdir: Path) -> None:
+    """Issue 25 §3: during a 10-minute hold status said `pending: 400; ETA: 0m 02s`
+    and named no domain. Each held domain is shown with the reply that decided it,
+    since when and until when, and the ETA waits for it."""
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    label = setup_demo(workdir, 10)
+    env = env_for(workdir)
+    assert digest(workdir, "send", "--enqueue-only", env=env).returncode == 0
+    now = datetime.now(UTC)
+    with sqlite3.connect(workdir / "var" / "digest.sqlite3") as conn:
+        conn.execute(
+            "INSERT INTO domain_pause (domain, until, reason, since) VALUES (?, ?, ?, ?)",
+            (
+                "mail.example.ru",
+                (now + timedelta(minutes=10)).strftime("%Y-%m-%d %H:%M:%S.%f"),
+                "421 4.7.0 [mxs] Try again later, closing connection",
+                now.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            ),
+        )
+    shown = digest(workdir, "status", label, env=env)
+    assert shown.returncode == 0, shown.stderr
+    held = [line for line in shown.stdout.splitlines() if line.startswith("held:")]
+    assert len(held) == 1 and "mail.example.ru" in held[0], shown.stdout
+    assert "421 4.7.0 [mxs] Try again later, closing connection" in held[0]
+    assert "waiting" in held[0] and "until" in held[0]
+    report = status(workdir, label, env)
+    (hold,) = report["holds"]  # type: ignore[misc]
+    assert hold["domain"] == "mail.example.ru" and hold["waiting"] > 0
+    assert report["eta_seconds"] is not None and report["eta_seconds"] > 500

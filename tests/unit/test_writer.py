@@ -6,9 +6,12 @@ never gave up: CI, test_a_message_that_keeps_failing_gives_up_and_says_why)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from digest.models import DeliveryStatus
 from digest.send.pacing import DomainGate
@@ -112,3 +115,43 @@ def test_the_queue_waits_for_an_outcome_being_written_before_it_says_done() -> N
 
     stopped, due = asyncio.run(main())
     assert due is not None and stopped
+
+
+def test_the_wait_is_said_once_with_its_real_length(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 25 §3: with two senders the queue asks every second and said "the next
+    is due in 1 s" each time, while the retry was 300 s away."""
+
+    class Later(SlowLedger):
+        def next_due(self) -> datetime | None:
+            return self.due
+
+    async def main() -> None:
+        ledger = Later()
+        ledger.due = now() + timedelta(seconds=300)
+        writer = Writer(ledger, 10, lambda _o: None)
+        task = asyncio.ensure_future(writer.run())
+        stop = asyncio.Event()
+        queue = ClaimQueue(
+            writer,
+            DomainGate(),
+            batch_size=10,
+            limit=None,
+            wait=True,
+            max_idle_sleep=0.05,  # another sender's claims may end: ask often
+            clock=now,
+            stop=stop,
+            held_back=lambda _c, _d: None,
+            busy=lambda: False,
+            result=RunResult(),
+        )
+        asyncio.get_running_loop().call_later(0.6, stop.set)
+        assert await queue.next() is None
+        writer.close()
+        await task
+        writer.shutdown()
+
+    with caplog.at_level(logging.INFO, logger="digest.send.queue"):
+        asyncio.run(main())
+    said = [r.getMessage() for r in caplog.records if "waiting for retries" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].endswith(("in 300 s", "in 299 s")), said
