@@ -179,14 +179,7 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
         if when is not None:
             local = when.astimezone(zone)
             console.print(f"{what}: {local:%Y-%m-%d %H:%M:%S} ({zone.key})")
-    for h in r.holds:
-        since = f"since {h['since'].astimezone(zone):%H:%M:%S} " if h["since"] else ""
-        console.print(
-            f"held: {h['domain']} {since}until {h['until'].astimezone(zone):%H:%M:%S} "
-            f"({zone.key}), {h['waiting']} waiting: {h['reason']}",
-            highlight=False,
-            markup=False,
-        )
+    print_holds(r, zone)
     if r.ambiguous:
         console.print(
             f"ambiguous: {r.ambiguous} (the line dropped after the end of data: retried with "
@@ -219,6 +212,18 @@ def print_report(r: EditionReport, zone: ZoneInfo) -> None:
         console.print(
             f"opens ≈ {e['opens']} (approximate: mail clients fetch or block images), "
             f"clicks {e['clicks']}{readers}"
+        )
+
+
+def print_holds(r: EditionReport, zone: ZoneInfo) -> None:
+    """Each held domain: since and until when, what waits, the reply that decided it."""
+    for h in r.holds:
+        since = f"since {h['since'].astimezone(zone):%H:%M:%S} " if h["since"] else ""
+        console.print(
+            f"held: {h['domain']} {since}until {h['until'].astimezone(zone):%H:%M:%S} "
+            f"({zone.key}), {h['waiting']} waiting: {h['reason']}",
+            highlight=False,
+            markup=False,
         )
 
 
