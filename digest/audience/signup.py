@@ -141,8 +141,14 @@ class Signups:
         """The drain: the oldest waiting requests decided (a new pending reader, a
         confirmation again, or nothing), and the confirmations to send now."""
         with transaction(self.factory) as session:
-            invites = [self._decide(session, r) for r in store.take_signups(session, limit)]
-            return [i for i in invites if i is not None]
+            invites: dict[str, Invite] = {}
+            for asked in store.take_signups(session, limit):
+                if asked.email in invites:
+                    continue  # asked twice before the drain came: one confirmation
+                invite = self._decide(session, asked)
+                if invite is not None:
+                    invites[asked.email] = invite
+            return list(invites.values())
 
     def _decide(self, session: Session, asked: SignupRequest) -> Invite | None:
         if store.is_forgotten(session, address_hash(asked.email)):

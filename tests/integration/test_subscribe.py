@@ -323,3 +323,19 @@ def test_a_network_and_everyone_have_their_limits(
     monkeypatch.setattr(signup, "PER_HOUR", PER_NETWORK_PER_HOUR + 1)
     late = box.request(signup.Request("y@example.ru", [], "192.0.2.9", "p"))
     assert late.answer is signup.Answer.LIMITED  # everyone together, past the hour's cap
+
+
+def test_an_address_asked_twice_before_the_drain_gets_one_confirmation(
+    pipeline: Services,
+) -> None:
+    """Both requests wait in the queue when the drain comes: one mail, not two (CI
+    met it: the second was decided before the first's mail marked the reader)."""
+    import digest.audience.signup as signup
+
+    box = signup.Signups(pipeline.factory, pipeline.clock, b"k" * 32)
+    for _ in range(2):
+        asked = signup.Request("twice@example.ru", [], "192.0.2.1", "p")
+        assert box.request(asked).answer is signup.Answer.ACCEPTED
+    invites = box.take()
+    assert [i.subscriber.email for i in invites] == ["twice@example.ru"]
+    assert box.take() == []
