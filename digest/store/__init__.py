@@ -83,11 +83,9 @@ from digest.store.editions import (
 from digest.store.events import (
     add_events,
     add_signup,
-    add_subscriber,
     clear_login_failures,
     engagement,
     failed_logins_since,
-    is_forgotten,
     latest_login_failure,
     login_failures,
     queue_signup,
@@ -117,10 +115,12 @@ from digest.store.processes import (
 )
 from digest.store.readers import (
     add_audit,
+    add_subscriber,
     add_subscribers,
     audit_of,
     deliveries_of,
     events_of,
+    is_forgotten,
     known_emails,
     pending_to_invite,
     search_subscribers,

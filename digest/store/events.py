@@ -21,9 +21,7 @@ from digest.models import (
     DeliveryStatus,
     Event,
     EventKind,
-    Forgotten,
     LoginFailure,
-    Subscriber,
 )
 from digest.models.tables import SignupAttempt, SignupRequest
 
@@ -142,13 +140,3 @@ def take_signups(session: Session, limit: int) -> list[SignupRequest]:
 
 def waiting_signups(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(SignupRequest)) or 0)
-
-
-def add_subscriber(session: Session, subscriber: Subscriber) -> Subscriber:
-    session.add(subscriber)
-    session.flush()
-    return subscriber
-
-
-def is_forgotten(session: Session, address_hash: str) -> bool:
-    return session.get(Forgotten, address_hash) is not None

@@ -15,6 +15,7 @@ from digest.models import (
     Delivery,
     Edition,
     Event,
+    Forgotten,
     Section,
     Subscriber,
     SubscriberStatus,
@@ -128,3 +129,13 @@ def audit_of(session: Session, subject: str, limit: int = 50) -> list[AuditEntry
             .limit(limit)
         )
     )
+
+
+def add_subscriber(session: Session, subscriber: Subscriber) -> Subscriber:
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+def is_forgotten(session: Session, address_hash: str) -> bool:
+    return session.get(Forgotten, address_hash) is not None

@@ -42,7 +42,7 @@ class Guard:
         cap = UPLOAD_BODY if scope.get("path") in UPLOADS else self.max_body
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > cap):
-            await _too_large(send)
+            await _refuse(send, 413, "Слишком большой запрос.")
             return
         if _has_nul(scope.get("query_string", b"")):
             await _refuse(send, 400, NUL_WORDS)
@@ -209,10 +209,6 @@ async def _read(receive: Receive, cap: int) -> bytes | None:
         chunks.append(body)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def _too_large(send: Send) -> None:
-    await _refuse(send, 413, "Слишком большой запрос.")
 
 
 async def _refuse(send: Send, status: int, words: str) -> None:

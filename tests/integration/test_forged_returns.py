@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import mailbox
 import re
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,33 +14,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from digest import demo
-from digest.capture import CaptureServer
 from digest.models import Delivery, Edition, Event, Subscriber
 from digest.track.intake import ReturnsReport
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW
-from tests.integration.test_returns import run
-from tests.integration.test_send import READERS, send
+from tests.integration.test_returns import run, sent  # noqa: F401 (the fixture)
+from tests.integration.test_send import READERS
 
 Sent = tuple[Services, Edition, dict[str, tuple[str, str]]]
 DOMAIN = "vpk.example.ru"
-
-
-@pytest.fixture
-def sent(pipeline: Services, fixed_date: date, smtp_server: CaptureServer) -> Sent:
-    """An edition sent to every reader: address → (VERP return path, Message-ID)."""
-    import email
-
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
-    edition = pipeline.editions.build(schedule, fixed_date)
-    send(pipeline, schedule, edition, smtp_server)
-    found = {}
-    for m in smtp_server.messages:
-        found[m.rcpt_to[0]] = (m.mail_from, str(email.message_from_bytes(m.data)["Message-ID"]))
-    return pipeline, edition, found
 
 
 def snapshot(pipe: Services) -> tuple[object, ...]:
@@ -157,7 +137,8 @@ def drop(folder: Path, *messages: bytes) -> Path:
 
 
 def test_a_reader_cannot_write_another_readers_report_in_any_providers_format(
-    sent: Sent, tmp_path: Path
+    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    tmp_path: Path,
 ) -> None:
     """The attack of the issue: the attacker's own Message-ID with the victim's id
     in it, in a Postfix or Gmail DSN and a Yahoo or Mail.ru complaint."""
@@ -184,7 +165,9 @@ def test_a_reader_cannot_write_another_readers_report_in_any_providers_format(
 )
 @given(data=st.data())
 def test_no_report_built_from_what_is_public_changes_any_reader(
-    sent: Sent, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
 ) -> None:
     pipe, _, found = sent
     attacker, *victims = sorted(found)
@@ -225,7 +208,10 @@ def test_no_report_built_from_what_is_public_changes_any_reader(
     assert snapshot(pipe) == before
 
 
-def test_ones_own_report_still_counts(sent: Sent, tmp_path: Path) -> None:
+def test_ones_own_report_still_counts(
+    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    tmp_path: Path,
+) -> None:
     """The guard is no wall: a real report through the VERP path or the real
     Message-ID of a delivery still bounces and complains."""
     pipe, _, found = sent
@@ -254,7 +240,8 @@ def nested(depth: int) -> bytes:
 
 
 def test_a_message_that_breaks_a_parser_is_set_aside_and_the_rest_applied(
-    sent: Sent, tmp_path: Path
+    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    tmp_path: Path,
 ) -> None:
     pipe, _, found = sent
     reader = sorted(found)[0]
@@ -278,7 +265,10 @@ def test_a_message_that_breaks_a_parser_is_set_aside_and_the_rest_applied(
     assert (again.messages, again.problems) == (0, [])
 
 
-def test_a_suppression_keeps_its_evidence_and_the_desk_shows_it(sent: Sent, tmp_path: Path) -> None:
+def test_a_suppression_keeps_its_evidence_and_the_desk_shows_it(
+    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    tmp_path: Path,
+) -> None:
     """Which report, received when, from whom, and the token it matched: on the
     reader's file in the desk, so an admin sees why mail stopped."""
     from pydantic import SecretStr

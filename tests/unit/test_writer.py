@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -58,6 +58,25 @@ class SlowLedger:
         return answer
 
 
+def waiting_queue(
+    writer: Writer, stop: asyncio.Event, busy: Callable[[], bool], poll: float
+) -> ClaimQueue:
+    """A queue that waits for retries, asking what is due every ``poll`` s."""
+    return ClaimQueue(
+        writer,
+        DomainGate(),
+        batch_size=10,
+        limit=None,
+        wait=True,
+        max_idle_sleep=poll,
+        clock=now,
+        stop=stop,
+        held_back=lambda _c, _d: None,
+        busy=busy,
+        result=RunResult(),
+    )
+
+
 def deferral() -> Outcome:
     return Outcome(1, DeliveryStatus.DEFERRED, 1, now(), next_attempt_at=now())
 
@@ -90,19 +109,7 @@ def test_the_queue_waits_for_an_outcome_being_written_before_it_says_done() -> N
         writer = Writer(ledger, 10, lambda _o: None)
         task = asyncio.ensure_future(writer.run())
         stop = asyncio.Event()
-        queue = ClaimQueue(
-            writer,
-            DomainGate(),
-            batch_size=10,
-            limit=None,
-            wait=True,
-            max_idle_sleep=30.0,
-            clock=now,
-            stop=stop,
-            held_back=lambda _c, _d: None,
-            busy=lambda: writer.pending,
-            result=RunResult(),
-        )
+        queue = waiting_queue(writer, stop, busy=lambda: writer.pending, poll=30.0)
         loop = asyncio.get_running_loop()
         loop.call_later(0.1, writer.record, deferral())  # while next_due is asked
         loop.call_later(1.5, stop.set)
@@ -131,19 +138,8 @@ def test_the_wait_is_said_once_with_its_real_length(caplog: pytest.LogCaptureFix
         writer = Writer(ledger, 10, lambda _o: None)
         task = asyncio.ensure_future(writer.run())
         stop = asyncio.Event()
-        queue = ClaimQueue(
-            writer,
-            DomainGate(),
-            batch_size=10,
-            limit=None,
-            wait=True,
-            max_idle_sleep=0.05,  # another sender's claims may end: ask often
-            clock=now,
-            stop=stop,
-            held_back=lambda _c, _d: None,
-            busy=lambda: False,
-            result=RunResult(),
-        )
+        # Asked every 0.05 s: another sender's claims may end.
+        queue = waiting_queue(writer, stop, busy=lambda: False, poll=0.05)
         asyncio.get_running_loop().call_later(0.6, stop.set)
         assert await queue.next() is None
         writer.close()
