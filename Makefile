@@ -80,6 +80,7 @@ bench-send: $(STAMP) smtp-sink
 
 bench-faults: $(STAMP)
 	$(BIN)/python bench/delivery.py --faults --subscribers 5000
+	$(BIN)/python bench/delivery.py --outage 30 --subscribers 2000
 
 bench-greylist: $(STAMP)
 	$(BIN)/python bench/delivery.py --greylist --subscribers 5000

@@ -9,6 +9,12 @@
         greylisted once at RCPT (451 4.7.1) and DIGEST_GREYLIST_DELAY=2; prints
         the first pass's rate against the plain run's, the retry wave, and the
         total time (MAIL-RULES 23: greylisting defers one reader, never a domain).
+    python bench/delivery.py --outage 30 --subscribers 2000
+        a provider down for 30 s (every RCPT for mail.example.ru answered
+        `421 4.7.0 Try again later, closing connection` from its first attempt),
+        the default settings: prints when the last reader of that domain and of
+        the others arrived, against the outage's length and the same send with
+        no outage (issue 25: it was 603 s for a 30 s outage).
     (workers on PostgreSQL: bench/scale.py)
 
 Figures are printed, never asserted.
@@ -34,7 +40,7 @@ from bench.send import DAY, setup  # noqa: E402
 from digest.capture import CaptureServer  # noqa: E402
 from digest.send import RunResult, SmtpConnection, Timeouts, run_async  # noqa: E402
 from digest.wiring import Services  # noqa: E402
-from tests.faults import GREYLIST, FaultHandler, mixed_faults  # noqa: E402
+from tests.faults import GREYLIST, FaultHandler, OutageHandler, mixed_faults  # noqa: E402
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -143,6 +149,59 @@ def faults(args: argparse.Namespace) -> None:
     held = sum(d.deferred for d in result.domains.values())
     print(f"domain pauses (failed cohorts): {pauses}; messages held back: {held}")
     print(f"time: {elapsed:.1f} s to every delivery final")
+
+
+def outage_send(args: argparse.Namespace, seconds: float) -> dict[str, float]:
+    """One send of ``args.subscribers`` with mail.example.ru down for ``seconds``."""
+    domain = "mail.example.ru"
+    with tempfile.TemporaryDirectory(prefix="digest-outage-") as tmp:
+        env = environment(Path(tmp), DIGEST_SMTP_CONNECTIONS=str(args.connections))
+        pipe = pipeline(env, args.subscribers)
+        handler = OutageHandler(domain, seconds)
+        arrived: dict[str, float] = {}
+        accept = handler.verdict
+
+        def stamp(envelope: object) -> str | None:
+            arrived[envelope.rcpt_tos[0]] = time.monotonic()  # type: ignore[attr-defined]
+            return accept(envelope)
+
+        handler.verdict = stamp  # type: ignore[method-assign]
+        result, started, total = send_waiting(pipe, handler)
+    at = {r: t - started for r, t in arrived.items()}
+    own = [t for r, t in at.items() if r.endswith("@" + domain)]
+    rest = [t for r, t in at.items() if not r.endswith("@" + domain)]
+    return {
+        "readers": len(at),
+        "domain_readers": len(own),
+        "domain_last": max(own),
+        "others_last": max(rest),
+        "refused": len(handler.refused),
+        "total": total,
+        "probes": sum(d.probes for d in result.domains.values()),
+        "duplicates": len(handler.messages) - len(at),
+    }
+
+
+def outage(args: argparse.Namespace) -> None:
+    print(
+        f"provider outage run: {args.subscribers} subscribers over five domains; "
+        f"mail.example.ru answers 421 4.7.0 for {args.outage:g} s; default settings "
+        "(DIGEST_DOMAIN_PAUSE 5 s, doubling while probes fail)"
+    )
+    plain = outage_send(args, 0.0)
+    down = outage_send(args, args.outage)
+    for name, r in (("no outage", plain), (f"{args.outage:g} s outage", down)):
+        print(
+            f"{name:>14}: {r['readers']:.0f} readers, {r['duplicates']:.0f} twice; last of "
+            f"mail.example.ru ({r['domain_readers']:.0f}) at {r['domain_last']:.1f} s, last of "
+            f"the others at {r['others_last']:.1f} s; {r['refused']:.0f} refusals, "
+            f"{r['probes']:.0f} probes"
+        )
+    print(
+        f"time to the domain's last reader / outage length: {down['domain_last']:.1f} / "
+        f"{args.outage:g} s = {down['domain_last'] / args.outage:.2f}×; "
+        f"other domains: {down['others_last'] / plain['others_last']:.2f}× the plain send"
+    )
 
 
 def greylist_send(args: argparse.Namespace, share: float) -> dict[str, float]:
@@ -278,6 +337,7 @@ def main() -> None:
     parser.add_argument("--faults", action="store_true")
     parser.add_argument("--greylist", action="store_true")
     parser.add_argument("--rate", type=float, help="measure DIGEST_SMTP_RATE=R at the relay")
+    parser.add_argument("--outage", type=float, help="a provider down for S seconds")
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--temporary", type=float, default=0.20, help="share of 451/452 replies")
@@ -291,8 +351,10 @@ def main() -> None:
         rate(args)
     if args.greylist:
         greylist(args)
-    if not (args.faults or args.rate or args.greylist):
-        parser.error("say --faults, --greylist and/or --rate R")
+    if args.outage:
+        outage(args)
+    if not (args.faults or args.rate or args.greylist or args.outage):
+        parser.error("say --faults, --greylist, --outage S and/or --rate R")
 
 
 if __name__ == "__main__":

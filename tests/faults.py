@@ -124,3 +124,32 @@ def mixed_faults(
             handler.script(rcpt, ["stall"])
         expected[rcpt] = "sent"
     return expected
+
+
+OUTAGE = "421 4.7.0 Try again later, closing connection"
+
+
+class OutageHandler(FaultHandler):
+    """A provider down for ``seconds`` from the first attempt to its ``domain``:
+    every RCPT for it meets ``OUTAGE`` meanwhile (issue 25). ``refused`` and
+    ``accepted`` say when each attempt for the domain came (monotonic seconds)."""
+
+    def __init__(self, domain: str, seconds: float) -> None:
+        super().__init__()
+        self.domain, self.seconds = domain, seconds
+        self.began: float | None = None
+        self.refused: list[float] = []
+        self.accepted: list[float] = []
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.endswith("@" + self.domain):
+            now = time.monotonic()
+            with self._script_lock:
+                self.began = now if self.began is None else self.began
+                down = now - self.began < self.seconds
+                (self.refused if down else self.accepted).append(now)
+            if down:
+                return OUTAGE
+        return await super().handle_RCPT(server, session, envelope, address, options)

@@ -141,14 +141,14 @@ class Settings(BaseSettings):
         "rate limit, policy) that pause a domain (Postfix's failed_cohort_limit)",
     )
     domain_pause: float = Field(
-        default=600.0,
+        default=5.0,
         gt=0,
-        description="Seconds a domain pauses after a failed cohort; doubles on repeat",
+        description="Seconds a domain is held after a failed cohort, then one probe; doubles",
     )
     domain_max_pause: float = Field(
-        default=3600.0,
+        default=600.0,
         gt=0,
-        description="The longest a domain pause grows to",
+        description="The longest a domain's back-off grows to",
     )
     domain_caps: DomainCaps = Field(
         default="",

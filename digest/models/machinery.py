@@ -35,7 +35,10 @@ class RateBucket(Base):
 
 
 class DomainPause(Base):
-    """A recipient domain paused by one sender is paused for all until ``until``."""
+    """A recipient domain held for every sender (issue 25, Postfix's dead
+    destination): paused until ``until``, then one probe delivery (``probe_at``:
+    when a sender took it); a probe that succeeds reopens it (``opened_at``), one
+    that fails pauses it again for twice ``backoff``."""
 
     __tablename__ = "domain_pause"
 
@@ -43,6 +46,9 @@ class DomainPause(Base):
     until: Mapped[datetime]
     reason: Mapped[str] = mapped_column(String(300), default="")  # the reply that decided it
     since: Mapped[datetime | None]  # when the hold began (kept while it is extended)
+    backoff: Mapped[float] = mapped_column(default=0.0, server_default="0")  # this pause, in s
+    probe_at: Mapped[datetime | None]  # a sender took the probe then (a lease)
+    opened_at: Mapped[datetime | None]  # the probe succeeded then: open again
 
 
 class DatabaseIdentity(Base):

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class Journal:
 
     def __init__(self, place: JournalPlace) -> None:
         self.place = place
-        self.path = place.root / place.database / f"{_owner()}-{place.edition}.jsonl"
+        self.path = _own_path(place.root / place.database, place.edition)
         self._fd: int | None = None
         self._open: dict[int, bytes] = {}  # delivery id → its line, not yet committed
         self._kept = b""  # lines an earlier run of this process left uncommitted
@@ -134,6 +135,8 @@ class Journal:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def close(self, all_committed: bool) -> None:
+        with _in_use_lock:  # the send is over: its file's name is free again
+            _in_use.discard(self.path)
         if self._fd is None:
             return
         if all_committed:
@@ -232,6 +235,22 @@ def _locked(root: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+_in_use: set[Path] = set()  # the journal files of this process's running sends
+_in_use_lock = threading.Lock()
+
+
+def _own_path(folder: Path, edition: int) -> Path:
+    """``HOST-PID-EDITION.jsonl``, or ``….2.jsonl``, ``….3.jsonl`` while another
+    send of the same edition runs in this process: two senders in one process
+    replaced each other's file and stopped each other's writer (issue 25's test)."""
+    with _in_use_lock:
+        n = 1
+        while (path := folder / f"{_owner()}-{edition}{f'.{n}' if n > 1 else ''}.jsonl") in _in_use:
+            n += 1
+        _in_use.add(path)
+        return path
 
 
 def _owner() -> str:

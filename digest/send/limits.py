@@ -5,7 +5,8 @@ The database is the one coordination point: the rate is a token bucket there,
 leased in grants of a twentieth of a second's worth (so the fleet's total in any
 10-second window is within a few messages of rate × 10); each capped domain's
 slots are one schedule there, leased a quarter second's worth at a time; a pause
-one sender decides is written there and read by every other at its next heartbeat.
+one sender decides is written there and kept by every other (read at its next
+heartbeat), and when it ends one sender takes the domain's one probe.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime
 
 from digest.send.pacing import DomainGate
 from digest.send.writer import Writer
+from digest.store import DomainHold
 from digest.track.limits import CAP, SharedLimits
 
 log = logging.getLogger(__name__)
@@ -90,14 +92,49 @@ class LeasedCap:
         self.arrived()
 
 
+class SharedPauses:
+    """``pacing.Fleet`` through the database: one pause and one probe per domain
+    for every sender (issue 25: two senders had logged 240 s and 120 s for the
+    same domain in the same second)."""
+
+    def __init__(
+        self, gate: DomainGate, writer: Writer, limits: SharedLimits, clock: Callable[[], datetime]
+    ) -> None:
+        self.gate, self.writer, self.limits, self.clock = gate, writer, limits, clock
+
+    def pause(self, domain: str, why: str) -> None:
+        asked = asyncio.ensure_future(
+            self.writer.call(
+                self.limits.pause, domain, self.gate.pause, self.gate.max_pause, why, self.clock()
+            )
+        )
+
+        def answered(done: asyncio.Future[DomainHold]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                log.warning("could not share the pause of %s: %s", domain, done.exception())
+                return  # this sender keeps its own
+            hold = done.result()
+            left = (hold.until - self.clock()).total_seconds()
+            self.gate.decided(domain, left, hold.reason, asyncio.get_running_loop().time())
+
+        asked.add_done_callback(answered)
+
+    def take_probe(self, domain: str) -> asyncio.Future[bool]:
+        return asyncio.ensure_future(self.writer.call(self.limits.take_probe, domain, self.clock()))
+
+    def reopened(self, domain: str) -> None:
+        self.writer.call_soon(self.limits.reopen, domain, self.clock())
+
+    def cleared(self, domain: str) -> None:
+        self.writer.call_soon(self.limits.clear, domain)
+
+
 def share_gate(
     gate: DomainGate, writer: Writer, limits: SharedLimits, clock: Callable[[], datetime]
 ) -> None:
-    """The gate's pauses are written for every other sender to hold, and its caps'
-    slots leased from the schedules every sender shares."""
-    gate.on_pause = lambda domain, seconds, why: writer.call_soon(
-        limits.pause, domain, seconds, why, clock()
-    )
+    """The gate's pauses and probes are the fleet's, and its caps' slots leased
+    from the schedules every sender shares."""
+    gate.fleet = SharedPauses(gate, writer, limits, clock)
     gate.cap_slots = lambda domain, cap: LeasedCap(
         lambda n: writer.call(limits.slots, CAP + domain, 60.0 / cap, n, clock),
         cap,

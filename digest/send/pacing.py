@@ -48,10 +48,33 @@ class DomainState:
     cap: Slots | None = None  # DIGEST_DOMAIN_CAPS: this domain's own slots
     deferred: int = 0  # messages held back while paused or capped
     slowed: int = 0  # negative feedback received
+    probing: bool = False  # the pause is over: one probe delivery decides
+    probe_out: bool = False  # this sender's probe is in flight
+    probes: int = 0  # probes sent
+    asking: bool = False  # asking the fleet for the probe
+    granted: bool = False  # the fleet gave this sender the probe
+    ask_after: float = 0.0  # another sender's probe is out: ask again then
 
     @property
     def limit(self) -> int:
         return max(1, int(self.concurrency))
+
+
+class Fleet(Protocol):
+    """The other senders of the edition, through the database (``send.limits``)."""
+
+    def pause(self, domain: str, why: str) -> None:
+        """Ask for a pause of ``domain``; the fleet's answer (the pause in force, or
+        a new one at its back-off) comes back through ``DomainGate.decided``."""
+
+    def take_probe(self, domain: str) -> asyncio.Future[bool]:
+        """Whether this sender may send the domain's one probe."""
+
+    def reopened(self, domain: str) -> None:
+        """The probe succeeded: open for every sender."""
+
+    def cleared(self, domain: str) -> None:
+        """Back to full speed: the next pause starts short again."""
 
 
 class DomainGate:
@@ -59,16 +82,20 @@ class DomainGate:
     MAIL-RULES 23): a success adds 1/concurrency, negative feedback (a 421, a line
     lost mid-session, a provider's rate limit, a policy refusal) takes 1/concurrency
     away, never below one. After a failed cohort (``cohort`` × concurrency
-    negative replies in a row) the domain pauses: ``pause`` seconds, doubled on
-    every repeat up to ``max_pause``, then it starts again at one connection.
+    negative replies in a row) the domain is dead for a back-off (``pause``
+    seconds, doubled on every repeat up to ``max_pause``); when it ends, **one
+    probe** delivery goes: an answer reopens the domain at one connection (then
+    the usual ramp), negative feedback holds it again for twice as long. With a
+    ``fleet`` the pause and the probe are the fleet's: one sender decides, every
+    sender keeps it, one probe goes for all of them.
     A reply about one recipient (greylisting, no such user) changes nothing here.
     Fixed caps in messages per minute apply besides."""
 
     def __init__(
         self,
         *,
-        pause: float = 600.0,
-        max_pause: float = 3600.0,
+        pause: float = 5.0,
+        max_pause: float = 600.0,
         cohort: float = 1.0,
         connections: int = 8,
         caps: dict[str, int] | None = None,
@@ -88,9 +115,8 @@ class DomainGate:
         self.horizon = horizon  # a capped message waits this long at most; later ones defer
         self.domains: dict[str, DomainState] = {}
         self.freed = asyncio.Event()
-        # Told of each pause this gate decides (domain, seconds, why): a send with a
-        # database shares it with every other sender, which ``hold`` it in turn.
-        self.on_pause: Callable[[str, float, str], object] | None = None
+        self.fleet: Fleet | None = None  # a real send: the pauses and probes are shared
+        self._now = 0.0  # the last time admit was asked (for the fleet's answers)
 
     def state(self, domain: str) -> DomainState:
         st = self.domains.get(domain)
@@ -103,6 +129,7 @@ class DomainGate:
 
     def admit(self, domain: str, now: float) -> tuple[Decision, float]:
         """SEND (after the returned delay), WAIT, or DEFER (for the returned seconds)."""
+        self._now = now
         st = self.state(domain)
         if st.paused_until > now:
             st.deferred += 1
@@ -117,59 +144,149 @@ class DomainGate:
             if ahead > self.horizon:
                 st.deferred += 1  # the slot stays for a message that comes back then
                 return Decision.DEFER, ahead
-            st.cap.take(now)
             delay = ahead
+        if st.probing and not self._may_probe(domain, st, now):
+            return Decision.WAIT, 0.0
+        if st.cap is not None:
+            st.cap.take(now)
         st.in_flight += 1
+        if st.probing:
+            st.probe_out, st.probes = True, st.probes + 1
+            log.info("%s: its back-off is over, one probe delivery goes", domain)
         return Decision.SEND, delay
 
-    def done(self, domain: str, kind: Kind | None, now: float) -> None:
-        """One message to ``domain`` is over: accepted (``kind`` None) or not."""
+    def _may_probe(self, domain: str, st: DomainState, now: float) -> bool:
+        """This sender's turn to probe: at once alone; with a fleet, when the
+        database gives it the probe (asked in the background, WAIT meanwhile)."""
+        if self.fleet is None or st.granted:
+            st.granted = False
+            return True
+        if st.asking or now < st.ask_after:
+            return False
+        st.asking = True
+        self.fleet.take_probe(domain).add_done_callback(
+            lambda answer: self._answered(domain, answer)
+        )
+        return False
+
+    def _answered(self, domain: str, answer: asyncio.Future[bool]) -> None:
         st = self.state(domain)
-        st.in_flight -= 1
-        if kind is None:
-            st.failed_cohorts = 0.0
-            if st.concurrency < self.connections:
-                st.concurrency = min(self.connections, st.concurrency + 1 / st.concurrency)
-                if st.concurrency >= self.connections and st.pauses:
-                    st.pauses = 0  # back to full speed: the next pause starts short again
-                    log.info("%s is back to full speed", domain)
-        elif kind in NEGATIVE_FEEDBACK and st.paused_until <= now:
-            self._slow(domain, st, kind, now)
+        st.asking = False
+        if not answer.cancelled() and answer.exception() is None and answer.result():
+            st.granted = st.probing
+        else:  # another sender's probe is out (or the database away): ask again soon
+            st.ask_after = self._now + 1.0
         self.freed.set()
 
-    def _slow(self, domain: str, st: DomainState, kind: Kind, now: float) -> None:
+    def done(self, domain: str, kind: Kind | None, now: float, reply: str = "") -> None:
+        """One message to ``domain`` is over: accepted (``kind`` None) or not (the
+        server's ``reply`` is what a pause it decides is said with)."""
+        st = self.state(domain)
+        st.in_flight -= 1
+        probe, st.probe_out = st.probe_out, False
+        if kind is None or (probe and kind not in NEGATIVE_FEEDBACK):
+            self._succeeded(domain, st)  # a probe the domain answered at all reopens it
+        elif probe:
+            self._dead(domain, st, f"the probe met: {reply or kind.value}", now)
+        elif kind in NEGATIVE_FEEDBACK and st.paused_until <= now and not st.probing:
+            self._slow(domain, st, reply or kind.value, now)
+        self.freed.set()
+
+    def release(self, domain: str) -> None:
+        """A slot admitted but no message sent (the reader left; the letter did
+        not compose): no feedback either way."""
+        st = self.state(domain)
+        st.in_flight -= 1
+        st.probe_out = False
+        self.freed.set()
+
+    def _succeeded(self, domain: str, st: DomainState) -> None:
+        st.failed_cohorts = 0.0
+        if st.probing:
+            st.probing = False
+            log.info("%s answered the probe: open again at one connection", domain)
+            if self.fleet is not None:
+                self.fleet.reopened(domain)
+            return
+        if st.concurrency < self.connections:
+            st.concurrency = min(self.connections, st.concurrency + 1 / st.concurrency)
+            if st.concurrency >= self.connections and st.pauses:
+                st.pauses = 0  # back to full speed: the next pause starts short again
+                log.info("%s is back to full speed", domain)
+                if self.fleet is not None:
+                    self.fleet.cleared(domain)
+
+    def _slow(self, domain: str, st: DomainState, reply: str, now: float) -> None:
         st.slowed += 1
         st.failed_cohorts += 1 / st.concurrency
         st.concurrency = max(1.0, st.concurrency - 1 / st.concurrency)
-        if st.failed_cohorts < self.cohort:
-            return
+        if st.failed_cohorts >= self.cohort:
+            self._dead(domain, st, f"a failed cohort, the last: {reply}", now)
+
+    def _dead(self, domain: str, st: DomainState, why: str, now: float) -> None:
+        """Hold the domain for its back-off, then one probe (Postfix's dead site)."""
         pause = min(self.pause * 2**st.pauses, self.max_pause)
         st.pauses += 1
         st.paused_until = now + pause
         st.concurrency, st.failed_cohorts = 1.0, 0.0
-        if self.on_pause is not None:
-            self.on_pause(domain, pause, f"{kind.value} from {domain}")
-        log.warning(
-            "%s failed a cohort of deliveries (last: %s): pausing it for %.0f s, "
-            "then one connection",
-            domain,
-            kind,
-            pause,
-        )
+        st.probing, st.granted = True, False
+        if self.fleet is not None:
+            self.fleet.pause(domain, why)  # its answer is the pause
+        else:
+            _say_held(domain, why, pause)
 
-    def hold(self, domain: str, seconds: float, now: float) -> None:
-        """Another sender paused ``domain``: this one holds it for as long."""
+    def decided(self, domain: str, left: float, why: str, now: float) -> None:
+        """The fleet's answer to this sender's pause: the pause every sender keeps."""
         st = self.state(domain)
-        if st.paused_until < now + seconds - 0.5:  # half a second: not our own echo
-            st.paused_until = now + seconds
-            st.concurrency, st.failed_cohorts = 1.0, 0.0
-            log.info("%s is paused by another sender for %.0f s", domain, seconds)
+        st.paused_until = now + left
+        _say_held(domain, why, left)
+
+    def hold(self, domain: str, left: float, now: float) -> None:
+        """The fleet holds ``domain``: paused ``left`` more seconds, or (``left`` ≤ 0)
+        its pause is over and one probe decides."""
+        st = self.state(domain)
+        if left > 0:
+            if abs(st.paused_until - (now + left)) > 0.5:  # not what this sender knows
+                if st.paused_until <= now:
+                    log.info("%s is held by another sender for %.0f s", domain, left)
+                st.paused_until = now + left
+                st.concurrency, st.failed_cohorts = 1.0, 0.0
+                st.probing, st.granted = True, False
+        elif not st.probing:
+            st.paused_until = min(st.paused_until, now)
+            st.concurrency, st.failed_cohorts, st.probing = 1.0, 0.0, True
+
+    def hold_all(self, held: dict[str, float], now: float) -> None:
+        """What the fleet holds (each domain with its seconds left, ≤ 0 when its
+        probe is due) is held here; what this sender holds and the fleet no longer
+        does is open: another sender's probe succeeded (a pause this sender wrote
+        is in the database long before it ends, so a running one is never taken
+        for that)."""
+        for domain, left in held.items():
+            self.hold(domain, left, now)
+        for domain, st in self.domains.items():
+            if st.probing and domain not in held and st.paused_until <= now and not st.probe_out:
+                st.probing = st.granted = False
+                log.info("%s is open again (another sender's probe succeeded)", domain)
+                self.freed.set()
 
     def paused(self, now: float) -> tuple[str, ...]:
-        return tuple(sorted(d for d, st in self.domains.items() if st.paused_until > now))
+        """Domains not to claim for now: paused, or probing with the probe out."""
+        return tuple(
+            sorted(
+                d
+                for d, st in self.domains.items()
+                if st.paused_until > now
+                or (st.probing and (st.probe_out or st.asking or now < st.ask_after))
+            )
+        )
 
     def resume_at(self, domain: str) -> float:
         return self.state(domain).paused_until
+
+
+def _say_held(domain: str, why: str, seconds: float) -> None:
+    log.warning("%s: %s; held for %.1f s, then one probe delivery", domain, why, seconds)
 
 
 class Pacer:

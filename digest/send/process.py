@@ -18,9 +18,13 @@ T = TypeVar("T")
 def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
     """The first SIGINT or SIGTERM calls ``stop("signal SIGTERM")`` (a clean stop:
     in-flight messages finish and are recorded, claims go back); a second one
-    acts as usual. Call inside the running loop."""
+    acts as usual. A signal the process was told to ignore stays ignored (a
+    sender process hears the stop from its parent only). Call inside the
+    running loop."""
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = tuple(
+        s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN
+    )
 
     def on_signal(sig: signal.Signals) -> None:
         stop(f"signal {sig.name}")
@@ -29,11 +33,27 @@ def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
 
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)
+    if _heard:  # a stop that came before this loop was listening
+        on_signal(_heard[0])
     try:
         yield
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+_heard: list[signal.Signals] = []
+
+
+def sender_signals() -> None:
+    """A sender process (``send.senders``) hears its stop from the parent only,
+    as SIGTERM: Ctrl-C, which the terminal sends to the whole group, is ignored
+    (heard twice, the terminal's and the parent's, a sender died without its
+    report, its claims left ``sending``: issue 25). A SIGTERM that comes before
+    the send listens is kept for it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: _heard.append(signal.Signals(signum)))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held since its start
 
 
 async def run_stoppable(run: SendRun, also: Callable[[str], None] | None = None) -> RunResult:

@@ -183,12 +183,12 @@ class SendRun:
                 self.stop(control.stop)
 
     async def _hold_shared_pauses(self) -> None:
-        """The domains other senders paused are paused here too (at the start and
-        at every heartbeat)."""
+        """The domains the fleet holds are held here too, and the ones it reopened
+        are open (at the start and at every heartbeat)."""
         if self.limits is not None:
-            paused = await self.writer.call(self.limits.pauses, self.clock())
-            for domain, seconds in paused.items():
-                self.gate.hold(domain, seconds, self._now())
+            held, wall = await self.writer.call(self.limits.pauses, self.clock()), self.clock()
+            left = {domain: (h.until - wall).total_seconds() for domain, h in held.items()}
+            self.gate.hold_all(left, self._now())
 
     def _held_back(self, claim: Claim, delay: float) -> None:
         """A paused or capped domain: back to the queue for later, not held against
@@ -324,7 +324,7 @@ class SendRun:
         """Compose and send one claim; the future of its outcome's commit when sent."""
         if claim.delivery_id in self._gone:
             # Unsubscribed (or bounced) since it was claimed: the next heartbeat said so.
-            self.gate.done(claim.domain, Kind.TEMPORARY, self._now())  # frees the slot only
+            self.gate.release(claim.domain)
             self._record(
                 claim,
                 Outcome(
@@ -339,7 +339,7 @@ class SendRun:
         try:
             message = self.compose(claim)
         except ComposeError as exc:
-            self.gate.done(claim.domain, Kind.PERMANENT, self._now())
+            self.gate.release(claim.domain)
             error = PermanentFailure(str(exc), kind=Kind.PERMANENT)
             self._record(claim, self._failed(claim, error, claim.attempts + 1, None))
             return None
@@ -375,17 +375,16 @@ class SendRun:
             code, reply = await connection.send(message, before_data)
         except DeliveryError as error:
             now = self._now()
-            self.gate.done(claim.domain, error.kind, now)
+            self.gate.done(claim.domain, error.kind, now, str(error))
             if error.kind in (Kind.UNREACHABLE, Kind.CONNECTION, Kind.RELAY):
                 self._last_relay_error = str(error)
                 self.relays.failed(relay, error, now)
             if error.kind is Kind.RATE_LIMIT:
                 # The sender's pace, never the address's fault: due when the domain
-                # resumes if it paused, else after the first retry step.
+                # resumes, or after its first back-off (not the reader's retry step).
                 resume = self.gate.resume_at(claim.domain) - now
-                return self._failed(
-                    claim, error, claim.attempts, message.message_id, resume if resume > 0 else None
-                )
+                resume = resume if resume > 0 else self.gate.pause
+                return self._failed(claim, error, claim.attempts, message.message_id, resume)
             return self._failed(claim, error, claim.attempts + 1, message.message_id)
         self.gate.done(claim.domain, None, self._now())
         self.relays.succeeded(relay)

@@ -30,6 +30,7 @@ from digest import db, logs
 from digest.config import SmtpTarget
 from digest.config.settings import Settings
 from digest.models import DeliveryStatus, Edition, utcnow
+from digest.send.process import sender_signals
 from digest.send.result import RunResult
 from digest.send.smtp import Progress
 from digest.track.outcomes import Outcome
@@ -56,6 +57,7 @@ def sender_main(job: Job, reports: Any) -> None:
     """A sender process: wire the services once, send its share, report."""
     from digest.wiring import Services  # the services floor wires a process
 
+    sender_signals()  # the parent's stop only, never lost while starting
     logs.setup(job.log_level, job.log_json)
     _stop_with(job.parent)
     engine = db.make_engine(job.settings.database)
@@ -75,6 +77,24 @@ def sender_main(job: Job, reports: Any) -> None:
     )
     # Counts and how it ended; what it learned of the domains stays here.
     reports.put(("done", replace(result, domains={})))
+
+
+@contextlib.contextmanager
+def _as_a_sender() -> Iterator[None]:
+    """Start processes the way a sender lives (``process.sender_signals``) from
+    their first instruction: Ctrl-C ignored, SIGTERM held (both are inherited
+    across exec), so one that comes while a sender still imports neither kills
+    it nor is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are the main thread's (a test's thread: none come)
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, before)
 
 
 def _stop_with(parent: int) -> None:
@@ -115,8 +135,9 @@ class Senders:
     def start(self) -> None:
         if not self.processes:
             return
-        for process in self.processes:
-            process.start()
+        with _as_a_sender():
+            for process in self.processes:
+                process.start()
         self._reader.start()
 
     def stop(self, _reason: str = "") -> None:

@@ -97,11 +97,16 @@ from digest.store.events import (
 )
 from digest.store.identity import database_identity
 from digest.store.limits import (
+    PROBE_LEASE,
+    DomainHold,
     Hold,
+    clear_domain,
     domain_pauses,
     holds,
     pause_domain,
+    reopen_domain,
     reserve_slots,
+    take_probe,
     take_tokens,
 )
 from digest.store.processes import (
@@ -143,7 +148,9 @@ from digest.store.revisions import (
 __all__ = [
     "ARCHIVED",
     "MAX_ID",
+    "PROBE_LEASE",
     "Claim",
+    "DomainHold",
     "Hold",
     "Revision",
     "Settled",
@@ -172,6 +179,7 @@ __all__ = [
     "claim_deliveries",
     "claimers",
     "claims_gone",
+    "clear_domain",
     "clear_login_failures",
     "clear_selection",
     "comment_numbers",
@@ -221,6 +229,7 @@ __all__ = [
     "record_outcomes",
     "release_claims",
     "release_claims_of",
+    "reopen_domain",
     "repoint_deliveries",
     "requeue",
     "reserve_slots",
@@ -245,6 +254,7 @@ __all__ = [
     "subscriber_by_token",
     "subscriber_id_by_token",
     "subscribers",
+    "take_probe",
     "take_signups",
     "take_tokens",
     "top_comments",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     and_,
@@ -48,12 +49,28 @@ def next_due(
     return min(times) if times else None
 
 
-def next_retry(session: Session, edition_id: int) -> datetime | None:
-    return session.scalar(
-        select(func.min(Delivery.next_attempt_at)).where(
-            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.DEFERRED
+def next_retry(
+    session: Session, edition_id: int, held: Mapping[str, datetime] | None = None
+) -> datetime | None:
+    """When the edition's next deferred delivery is tried: a reader at a domain
+    ``held`` (domain → when its hold ends) waits for the end of the hold."""
+    held = held or {}
+
+    def first(*where: Any) -> datetime | None:
+        return session.scalar(
+            select(func.min(Delivery.next_attempt_at))
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status == DeliveryStatus.DEFERRED,
+                *where,
+            )
         )
-    )
+
+    at_domain = {d: func.lower(Subscriber.email).like(f"%@{d.lower()}") for d in held}
+    found = [first(*(~c for c in at_domain.values()))]
+    found += [max(at, held[d]) if (at := first(c)) else None for d, c in at_domain.items()]
+    return min((at for at in found if at is not None), default=None)
 
 
 def requeue(

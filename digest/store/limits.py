@@ -67,26 +67,104 @@ def _bucket(session: Session, name: str, now: datetime) -> RateBucket:
     return found
 
 
+@dataclass(frozen=True)
+class DomainHold:
+    """A domain held for the fleet: paused until ``until``, then one probe decides."""
+
+    until: datetime
+    backoff: float  # the seconds of the pause in force (or the last one)
+    reason: str
+
+    def probing(self, now: datetime) -> bool:
+        return self.until <= now
+
+
+STALE = timedelta(days=1)  # a hold's row that ended longer ago is only history
+
+
 def pause_domain(
-    session: Session, domain: str, until: datetime, reason: str, now: datetime
-) -> None:
-    """Pause ``domain`` for every sender until ``until`` (a later pause wins); pauses
-    that have ended are cleared here, where pauses are written, not at each read."""
-    session.execute(delete(DomainPause).where(DomainPause.until <= now))
+    session: Session, domain: str, first: float, longest: float, reason: str, now: datetime
+) -> DomainHold:
+    """The fleet's pause of ``domain`` after a failed cohort (or a failed probe).
+    A pause in force stands: every sender keeps the one decided first, whatever
+    its own count. Otherwise the back-off doubles the last one, from ``first`` up
+    to ``longest``; a domain open again for longer than ``longest`` starts short."""
+    session.execute(delete(DomainPause).where(DomainPause.until <= now - STALE))
     found = session.get(DomainPause, domain, with_for_update=True)
     if found is None:
-        session.add(DomainPause(domain=domain, until=until, reason=reason[:300], since=now))
-    elif found.until < until:
-        found.until, found.reason = until, reason[:300]
+        try:
+            with session.begin_nested():
+                session.add(
+                    DomainPause(
+                        domain=domain,
+                        until=now + timedelta(seconds=first),
+                        reason=reason[:300],
+                        since=now,
+                        backoff=first,
+                    )
+                )
+            return DomainHold(now + timedelta(seconds=first), first, reason[:300])
+        except IntegrityError:  # another sender paused it in the same instant: theirs
+            found = session.get(DomainPause, domain, with_for_update=True, populate_existing=True)
+            assert found is not None
+    if found.until <= now:
+        opened = found.opened_at
+        rested = (
+            opened is not None
+            and opened >= found.until
+            and now - opened > timedelta(seconds=longest)
+        )
+        backoff = first if rested or not found.backoff else min(found.backoff * 2, longest)
+        if opened is not None and opened >= found.until:
+            found.since = now  # a new hold; a failed probe continues the old one
+        found.until, found.backoff = now + timedelta(seconds=backoff), backoff
+        found.reason, found.probe_at, found.opened_at = reason[:300], None, None
+    return DomainHold(found.until, found.backoff, found.reason)
 
 
-def domain_pauses(session: Session, now: datetime) -> dict[str, datetime]:
-    """The domains paused now, each with when its pause ends (a read: every sender
-    asks at every heartbeat)."""
-    rows = session.execute(
-        select(DomainPause.domain, DomainPause.until).where(DomainPause.until > now)
+PROBE_LEASE = timedelta(seconds=180)  # a sender that took the probe and died frees it then
+
+
+def take_probe(session: Session, domain: str, now: datetime) -> bool:
+    """May this sender send the one probe of a held domain whose pause is over?
+    Yes when nobody holds it (or its holder's lease ran out), or the domain is
+    open; no while the pause runs or another sender's probe is out."""
+    found = session.get(DomainPause, domain, with_for_update=True)
+    if found is None or _open(found):
+        return True
+    if found.until > now or (found.probe_at is not None and found.probe_at > now - PROBE_LEASE):
+        return False
+    found.probe_at = now
+    return True
+
+
+def reopen_domain(session: Session, domain: str, now: datetime) -> None:
+    """The probe succeeded: the domain is open again, for every sender."""
+    found = session.get(DomainPause, domain, with_for_update=True)
+    if found is not None and found.until <= now:
+        found.opened_at, found.probe_at = now, None
+
+
+def clear_domain(session: Session, domain: str) -> None:
+    """Back to full speed after a reopen: the next pause starts short again."""
+    session.execute(
+        delete(DomainPause).where(
+            DomainPause.domain == domain,
+            DomainPause.opened_at.is_not(None),
+            DomainPause.opened_at >= DomainPause.until,
+        )
     )
-    return {domain: until for domain, until in rows}
+
+
+def _open(row: DomainPause) -> bool:
+    return row.opened_at is not None and row.opened_at >= row.until
+
+
+def domain_pauses(session: Session, now: datetime) -> dict[str, DomainHold]:
+    """The domains held now (paused, or waiting for their probe), each with its
+    hold (a read: every sender asks at every heartbeat)."""
+    rows = session.scalars(select(DomainPause).where(DomainPause.until > now - STALE))
+    return {r.domain: DomainHold(r.until, r.backoff, r.reason) for r in rows if not _open(r)}
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ domains' pauses. Synchronous: a send's database thread calls it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from digest import store
 from digest.db import Factory, transaction
@@ -36,12 +36,26 @@ class SharedLimits:
         with transaction(self.factory) as session:
             return store.reserve_slots(session, name, interval, count, clock)
 
-    def pause(self, domain: str, seconds: float, reason: str, now: datetime) -> None:
+    def pause(
+        self, domain: str, first: float, longest: float, reason: str, now: datetime
+    ) -> store.DomainHold:
+        """The fleet's pause of ``domain`` (the one in force, or a new one)."""
         with transaction(self.factory) as session:
-            store.pause_domain(session, domain, now + timedelta(seconds=seconds), reason, now)
+            return store.pause_domain(session, domain, first, longest, reason, now)
 
-    def pauses(self, now: datetime) -> dict[str, float]:
-        """Each paused domain and the seconds its pause has to run."""
+    def take_probe(self, domain: str, now: datetime) -> bool:
+        with transaction(self.factory) as session:
+            return store.take_probe(session, domain, now)
+
+    def reopen(self, domain: str, now: datetime) -> None:
+        with transaction(self.factory) as session:
+            store.reopen_domain(session, domain, now)
+
+    def clear(self, domain: str) -> None:
+        with transaction(self.factory) as session:
+            store.clear_domain(session, domain)
+
+    def pauses(self, now: datetime) -> dict[str, store.DomainHold]:
+        """Each held domain: paused (``until`` ahead) or waiting for its probe."""
         with self.factory() as session:
-            found = store.domain_pauses(session, now)
-        return {domain: (until - now).total_seconds() for domain, until in found.items()}
+            return store.domain_pauses(session, now)

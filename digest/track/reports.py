@@ -165,7 +165,11 @@ def edition_report(
         rate=store.recent_rate(session, edition.id),
         **group_failures(store.failure_reasons(session, edition.id)),
         paused=edition.paused_at is not None,
-        next_retry=store.next_retry(session, edition.id),
+        next_retry=store.next_retry(
+            session,
+            edition.id,
+            {h.domain: h.until for h in store.holds(session, now)} if now else None,
+        ),
         next_wave=store.next_wave(session, edition.id, now) if now else None,
         due_now=store.due_now(session, edition.id, now) if now else None,
         engagement=store.engagement(session, edition.id),
@@ -174,6 +178,10 @@ def edition_report(
         ambiguous=store.ambiguous_count(session, edition.id),
         **_holds(session, edition.id, now),
     )
+
+
+def _hold_ends(session: Session, now: datetime | None) -> dict[str, datetime]:
+    return {h.domain: h.until for h in store.holds(session, now)} if now else {}
 
 
 def _holds(session: Session, edition_id: int, now: datetime | None) -> dict[str, Any]:

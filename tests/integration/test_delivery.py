@@ -5,6 +5,7 @@ retry steps from the settings, never sleeps in the test)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from digest.errors import Kind
 from digest.models import (
     Delivery,
     DeliveryStatus,
+    DomainPause,
     Edition,
     EditionStatus,
     Event,
@@ -41,8 +43,10 @@ from tests.faults import (
     RATE_LIMIT,
     SPAM,
     FaultHandler,
+    OutageHandler,
     mixed_faults,
 )
+from tests.integration.conftest import together
 
 FAST = {
     "DIGEST_RETRY_SCHEDULE": "0.5,1,2",
@@ -482,3 +486,54 @@ def test_a_domain_one_sender_paused_is_paused_for_every_other(live: Services) ->
         second = run("machine-b:2")
     assert sum(handler.attempts[r] for r in slow) == tried  # not one more try
     assert second.sent == 0 and second.claimed == 0
+
+
+def test_a_provider_outage_holds_its_domain_briefly_with_one_probe_for_every_sender(
+    live: Services,
+) -> None:
+    """Issue 25: a provider answers 421 for a second. Two senders of the edition
+    hold its domain for the fleet's one back-off (0.3 s, doubling) and, each time
+    it ends, one probe goes — from one of them, not one each — until it is
+    answered; then the rest of its readers arrive. Nothing of the other domains
+    waits, nobody gets two copies."""
+    schedule, edition = today_edition(live, 300)
+    domain = "mail.example.ru"
+    handler = OutageHandler(domain, seconds=1.0)
+    cfg = live.settings.model_copy(update={"domain_pause": 0.3, "domain_max_pause": 5.0})
+    with CaptureServer(handler) as server:
+        services = Services(
+            cfg.model_copy(update={"smtp_url": server.url}), live.factory, live.clock
+        )
+        live.lifecycle.start_sending(schedule, edition)
+        results: list[RunResult] = []
+        names = iter(["machine-a:1", "machine-b:2"])
+
+        def sender() -> None:
+            send = services.sender.send_run(
+                schedule, edition, services.connector(), worker=next(names), wait=True
+            )
+            send.options.heartbeat = 0.2
+            send.claims.max_idle_sleep = 0.5  # as DIGEST_SENDERS' own senders ask
+            results.append(run_async(send.run()))
+
+        together(sender)
+    received = handler.received()
+    state = rows(live.factory, edition)
+    missing = {r: received[r] for r in state if received[r] != 1}
+    assert not missing and len(received) == len(state), (missing, [r.stopped for r in results])
+    assert sum(r.sent for r in results) == len(state)
+    # After the first burst (the failed cohort), refused attempts come one at a time:
+    # each is a probe, at least one back-off after the one before.
+    refused = handler.refused
+    bursts = [[refused[0]]]
+    for before, at in itertools.pairwise(refused):
+        if at - before > 0.15:
+            bursts.append([])
+        bursts[-1].append(at)
+    probes = bursts[1:]
+    assert probes and all(len(b) == 1 for b in probes), bursts
+    assert sum(r.domains[domain].probes for r in results) >= 1
+    with live.factory() as session:
+        row = session.get(DomainPause, domain)
+    # Open for every sender (or gone: back to full speed, the next pause starts short).
+    assert row is None or (row.opened_at is not None and row.opened_at >= row.until)

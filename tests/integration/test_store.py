@@ -271,3 +271,59 @@ def test_a_capped_domains_slots_are_one_schedule_for_every_sender(
 
 def utcnow_for_tests() -> datetime:
     return datetime.now(UTC)
+
+
+def test_a_domains_hold_is_the_fleets_one_pause_one_probe(
+    factory: sessionmaker[Session],
+) -> None:
+    """Issue 25: a pause in force stands whoever asks next (two senders had held
+    one domain for 240 s and 120 s); when it ends one sender gets the probe; a
+    failed probe doubles the back-off up to the cap; a success opens the domain
+    for every sender, and full speed lets the next pause start short."""
+    from digest.track.limits import SharedLimits
+
+    a, b = SharedLimits(factory), SharedLimits(factory)
+    t0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    first = a.pause("mail.ru", 5, 60, "421 4.7.0 Try again later", t0)
+    second = b.pause("mail.ru", 5, 60, "421 4.7.0 from b", t0 + timedelta(seconds=1))
+    assert first.until == second.until == t0 + timedelta(seconds=5)
+    assert second.reason == "421 4.7.0 Try again later"  # the reply that decided it
+    assert list(a.pauses(t0 + timedelta(seconds=2))) == ["mail.ru"]
+    assert not a.take_probe("mail.ru", t0 + timedelta(seconds=4))  # still paused
+    t1 = t0 + timedelta(seconds=5)
+    assert a.take_probe("mail.ru", t1) and not b.take_probe("mail.ru", t1)
+    assert "mail.ru" in b.pauses(t1)  # held until the probe says
+    again = a.pause("mail.ru", 5, 60, "the probe met connection", t1)  # the probe failed
+    assert again.until == t1 + timedelta(seconds=10)
+    t2 = again.until
+    backoffs = []
+    for _ in range(4):
+        assert b.take_probe("mail.ru", t2)
+        hold = b.pause("mail.ru", 5, 60, "the probe met connection", t2)
+        backoffs.append(hold.backoff)
+        t2 = hold.until
+    assert backoffs == [20, 40, 60, 60]
+    assert a.take_probe("mail.ru", t2)
+    a.reopen("mail.ru", t2)
+    assert b.pauses(t2) == {} and b.take_probe("mail.ru", t2)  # open: nothing to probe
+    soon = a.pause("mail.ru", 5, 60, "421 again", t2 + timedelta(seconds=1))
+    assert soon.backoff == 60  # open for a second: still the long back-off
+    assert a.take_probe("mail.ru", soon.until)
+    a.reopen("mail.ru", soon.until)
+    a.clear("mail.ru")  # back to full speed
+    fresh = b.pause("mail.ru", 5, 60, "421", soon.until + timedelta(seconds=2))
+    assert fresh.backoff == 5
+
+
+def test_a_probe_whose_sender_died_is_taken_again_after_its_lease(
+    factory: sessionmaker[Session],
+) -> None:
+    from digest.store import PROBE_LEASE
+    from digest.track.limits import SharedLimits
+
+    limits = SharedLimits(factory)
+    t0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    hold = limits.pause("mail.ru", 5, 60, "421", t0)
+    assert limits.take_probe("mail.ru", hold.until)
+    assert not limits.take_probe("mail.ru", hold.until + PROBE_LEASE - timedelta(seconds=1))
+    assert limits.take_probe("mail.ru", hold.until + PROBE_LEASE + timedelta(seconds=1))

@@ -57,25 +57,109 @@ def test_one_negative_reply_slows_a_domain_and_a_failed_cohort_pauses_it() -> No
     assert decision is Decision.DEFER and wait == pytest.approx(599)
     assert gate.admit("gmail.com", t + 1)[0] is Decision.SEND  # other domains flow
     t = 601.0
-    assert gate.admit("mail.ru", t)[0] is Decision.SEND
-    assert gate.admit("mail.ru", t)[0] is Decision.WAIT  # one connection after a pause
+    assert gate.admit("mail.ru", t)[0] is Decision.SEND  # the probe
+    assert gate.admit("mail.ru", t)[0] is Decision.WAIT  # one probe, nothing beside it
+    assert gate.paused(t) == ("mail.ru",)  # not claimed while its probe is out
+    gate.done("mail.ru", None, t)  # the probe is accepted: open at one connection
+    assert st.limit == 1 and not st.probing and st.probes == 1
     limits = []
     for _ in range(8):
+        gate.admit("mail.ru", t)
         gate.done("mail.ru", None, t)
         limits.append(gate.state("mail.ru").limit)
-        gate.admit("mail.ru", t)
     assert limits == [2, 2, 2, 3, 3, 3, 4, 4]  # +1/concurrency per success, up to all
 
 
-def test_a_domain_that_pauses_again_pauses_longer_up_to_an_hour() -> None:
-    gate = DomainGate(pause=600, max_pause=3600, cohort=1, connections=1)
+def test_a_domain_whose_probes_fail_is_held_longer_up_to_the_cap() -> None:
+    gate = DomainGate(pause=5, max_pause=60, cohort=1, connections=1)
     t, pauses = 0.0, []
-    for _ in range(5):
-        gate.admit("mail.ru", t)
+    for _ in range(6):
+        assert gate.admit("mail.ru", t)[0] is Decision.SEND  # the first, then probes
         gate.done("mail.ru", Kind.CONNECTION, t)
         pauses.append(gate.resume_at("mail.ru") - t)
         t = gate.resume_at("mail.ru")
-    assert pauses == [600, 1200, 2400, 3600, 3600]
+    assert pauses == [5, 10, 20, 40, 60, 60]
+    assert gate.state("mail.ru").probes == 5
+
+
+def test_a_probe_the_domain_answers_about_its_reader_reopens_it() -> None:
+    """Postfix counts any reply of a live site as the site being up: a probe
+    greylisted or refused for its one mailbox reopens the domain."""
+    gate = DomainGate(pause=5, cohort=1, connections=2)
+    for _ in range(2):
+        gate.admit("mail.ru", 0.0)
+    for _ in range(2):
+        gate.done("mail.ru", Kind.RATE_LIMIT, 0.0)
+    assert gate.admit("mail.ru", 5.0)[0] is Decision.SEND
+    gate.done("mail.ru", Kind.GREYLIST, 5.0)
+    st = gate.state("mail.ru")
+    assert not st.probing and st.limit == 1 and gate.admit("mail.ru", 5.0)[0] is Decision.SEND
+
+
+def test_a_probe_that_was_never_sent_leaves_the_domain_waiting_for_one() -> None:
+    gate = DomainGate(pause=5, cohort=1, connections=1)
+    gate.admit("mail.ru", 0.0)
+    gate.done("mail.ru", Kind.CONNECTION, 0.0)
+    assert gate.admit("mail.ru", 5.0)[0] is Decision.SEND
+    gate.release("mail.ru")  # the reader left while claimed: nothing was sent
+    st = gate.state("mail.ru")
+    assert st.probing and not st.probe_out and gate.admit("mail.ru", 5.0)[0] is Decision.SEND
+
+
+class FakeFleet:
+    """``pacing.Fleet`` as the database answers it, in the test's hands."""
+
+    def __init__(self) -> None:
+        self.asked: list[asyncio.Future[bool]] = []
+        self.said: list[tuple[str, str]] = []
+
+    def pause(self, domain: str, why: str) -> None:
+        self.said.append(("pause", domain))
+
+    def take_probe(self, domain: str) -> asyncio.Future[bool]:
+        self.asked.append(asyncio.get_running_loop().create_future())
+        return self.asked[-1]
+
+    def reopened(self, domain: str) -> None:
+        self.said.append(("reopened", domain))
+
+    def cleared(self, domain: str) -> None:
+        self.said.append(("cleared", domain))
+
+
+def test_with_a_fleet_the_pause_is_the_fleets_and_one_sender_probes() -> None:
+    """Issue 25: a sender asks the fleet to pause and keeps the pause the fleet
+    answers with (not its own count); when it ends the database gives the one
+    probe to one sender; another sender's success reopens the domain here."""
+
+    async def main() -> None:
+        gate, fleet = DomainGate(pause=5, cohort=1, connections=1), FakeFleet()
+        gate.fleet = fleet
+        gate.admit("mail.ru", 0.0)
+        gate.done("mail.ru", Kind.RATE_LIMIT, 0.0)
+        assert fleet.said == [("pause", "mail.ru")]
+        gate.decided("mail.ru", 40.0, "421 from mail.ru", 0.0)  # another decided first
+        assert gate.admit("mail.ru", 39.0) == (Decision.DEFER, pytest.approx(1.0))
+        assert gate.admit("mail.ru", 40.0)[0] is Decision.WAIT  # asking for the probe
+        assert gate.admit("mail.ru", 40.0)[0] is Decision.WAIT and len(fleet.asked) == 1
+        fleet.asked[0].set_result(False)  # another sender's probe is out
+        await asyncio.sleep(0)
+        assert gate.admit("mail.ru", 40.5)[0] is Decision.WAIT and len(fleet.asked) == 1
+        assert gate.admit("mail.ru", 41.0)[0] is Decision.WAIT and len(fleet.asked) == 2
+        fleet.asked[1].set_result(True)
+        await asyncio.sleep(0)
+        assert gate.admit("mail.ru", 41.0)[0] is Decision.SEND  # this sender's probe
+        gate.done("mail.ru", None, 41.0)
+        assert fleet.said[-1] == ("reopened", "mail.ru")
+        # Held again by the fleet (read at a heartbeat), then reopened by another sender.
+        gate.hold_all({"mail.ru": 10.0}, 50.0)
+        assert gate.admit("mail.ru", 55.0)[0] is Decision.DEFER
+        gate.hold_all({"mail.ru": 0.0}, 60.0)
+        assert gate.paused(60.0) == ()  # claimable: one of its claims may be the probe
+        gate.hold_all({}, 61.0)
+        assert gate.admit("mail.ru", 61.0)[0] is Decision.SEND and len(fleet.asked) == 2
+
+    asyncio.run(main())
 
 
 def test_replies_about_one_recipient_leave_the_domain_alone() -> None:
