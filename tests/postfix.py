@@ -66,7 +66,16 @@ class Postfix:
     ``lifetime``: seconds a deferred message stays queued before Postfix gives up
     and returns it (its queue-expiry DSN)."""
 
-    def __init__(self, routes: dict[str, int], bounce_domain: str, lifetime: int = 6) -> None:
+    def __init__(
+        self,
+        routes: dict[str, int],
+        bounce_domain: str,
+        lifetime: int = 6,
+        refusals: dict[str, str] | None = None,
+    ) -> None:
+        # ``refusals``: domain → the reply its recipients get at RCPT (access(5):
+        # a 421 answers and then closes the connection, as a provider does).
+        self.refusals = refusals or {}
         self.routes = routes
         self.bounce_domain = bounce_domain
         self.lifetime = lifetime
@@ -93,6 +102,7 @@ class Postfix:
         routes = "".join(f"{d} smtp:[127.0.0.1]:{p}\n" for d, p in self.routes.items())
         (self.config / "transport").write_text(routes)
         (self.config / "mailboxes").write_text(f"bounces@{self.bounce_domain} bounces/\n")
+        self._write_refusals()
         (self.config / "master.cf").write_text(SERVICES.format(listen=f"127.0.0.1:{self.port}"))
         (self.config / "main.cf").write_text(
             f"""\
@@ -108,6 +118,7 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = check_recipient_access texthash:{self.config}/refusals
 alias_maps =
 alias_database =
 local_transport = error:5.1.1 local delivery is off in the test relay
@@ -152,6 +163,23 @@ maillog_file_prefixes = {self.root}
 biff = no
 """
         )
+
+    def _write_refusals(self) -> None:
+        lines = "".join(f"{d} {reply}\n" for d, reply in self.refusals.items())
+        (self.config / "refusals").write_text(lines)
+
+    def refuse(self, refusals: dict[str, str]) -> None:
+        """From now on these domains' recipients get these replies (none: all
+        accepted again); ``postfix reload`` restarts smtpd with the new map."""
+        self.refusals = refusals
+        self._write_refusals()
+        self._postfix("reload")
+
+    def refused(self) -> int:
+        """RCPTs refused by the ``refusals`` map so far (its log lines)."""
+        path = self.root / "maillog"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return sum(1 for line in text.splitlines() if "NOQUEUE: reject: RCPT" in line)
 
     def start(self) -> Postfix:
         require_postfix()

@@ -248,7 +248,7 @@ class DomainGate:
         if left > 0:
             if abs(st.paused_until - (now + left)) > 0.5:  # not what this sender knows
                 if st.paused_until <= now:
-                    log.info("%s is held by another sender for %.0f s", domain, left)
+                    log.info("%s is held by another sender for %.1f s", domain, left)
                 st.paused_until = now + left
                 st.concurrency, st.failed_cohorts = 1.0, 0.0
                 st.probing, st.granted = True, False

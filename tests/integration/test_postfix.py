@@ -7,6 +7,7 @@ returns its own DSNs to the VERP address, and delivers them into a Maildir that
 from __future__ import annotations
 
 import email
+import time
 from collections.abc import Iterator
 from datetime import date
 
@@ -18,7 +19,8 @@ from digest.audience.rows import Row
 from digest.audience.subscribers import SubscriberBook
 from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
-from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
+from digest.send import run_async
 from digest.tokens import LinkSigner
 from digest.track.bounces import BounceReader
 from digest.track.intake import Source, process_returns
@@ -154,3 +156,64 @@ def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
     assert utf8.rcpt_to == ("иван@xn--e1afmkfd.xn--p1ai",)
     assert "иван@пример.рф".encode() in utf8.data.split(b"\r\n\r\n", 1)[0]
     assert all(m.data.isascii() for m in handler.messages if m is not utf8)
+
+
+def test_a_provider_that_answers_421_and_closes_is_held_briefly_then_probed(
+    pipeline: Services,
+    fixed_date: date,
+    receivers: dict[str, tuple[CaptureServer, FaultHandler]],
+) -> None:
+    """Issue 25 §1 against a real MTA playing the provider: Postfix answers every
+    RCPT for mail.example.ru with `421 4.7.0 Try again later, closing connection`
+    and hangs up (access(5)), until the test lifts it after a dozen refusals.
+    digest holds the domain for a short back-off, sends one probe at a time
+    while it is down, and delivers the rest once a probe is answered; the other
+    domains never wait and nobody gets two copies."""
+    import threading
+
+    schedule = pipeline.schedule("daily")
+    today = schedule.today(utcnow())  # the real clock's: holds end on it
+    demo.load(pipeline.factory, demo.build(schedule, today))
+    demo.add_subscribers(pipeline.factory, 100, now=utcnow())
+    server, handler = receivers["mailru"]
+    domains = ("example.ru", "mail.example.ru", "example.com", "yandex.example.ru", "example.org")
+    down = "421 4.7.0 Try again later, closing connection"
+    bounce_domain = pipeline.settings.return_path.split("@")[1]
+    cfg = pipeline.settings.model_copy(update={"domain_pause": 0.3, "domain_max_pause": 2.0})
+    fast = Services(cfg, pipeline.factory, utcnow)
+    with Postfix(
+        {d: port(server) for d in domains}, bounce_domain, refusals={"mail.example.ru": down}
+    ) as postfix:
+        lifted = threading.Event()
+
+        def lift_after_a_dozen() -> None:
+            while postfix.refused() < 12 and not lifted.wait(0.05):
+                pass
+            postfix.refuse({})  # the provider is back
+            lifted.set()
+
+        lifter = threading.Thread(target=lift_after_a_dozen, daemon=True)
+        lifter.start()
+        edition = fast.editions.build(schedule, today)
+        fast.lifecycle.start_sending(schedule, edition)
+        relays = fast.relay_pool(parse_smtp_url(postfix.url))
+        run = fast.sender.send_run(
+            schedule, edition, fast.connector(), worker="t", wait=True, relays=relays
+        )
+        result = run_async(run.run())
+        lifted.set()
+        with pipeline.factory() as session:
+            emails = list(session.scalars(select(Subscriber.email)))
+        # Not Postfix's queue: its reload leaves delivered files for its next scan.
+        deadline = time.monotonic() + 60
+        while set(handler.received()) != set(emails) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        refused = postfix.refused()
+    received = handler.received()
+    assert set(received) == set(emails) and set(received.values()) == {1}
+    held = result.domains["mail.example.ru"]
+    # The cohort's refusals (and what was in flight with them), then one probe per
+    # back-off, never the domain's window of connections again.
+    assert held.pauses >= 1 and held.probes >= 1 and refused >= 12
+    assert refused - held.probes <= 2 * cfg.smtp_connections, (refused, held.probes)
+    assert all(st.pauses == 0 for d, st in result.domains.items() if d != "mail.example.ru")
