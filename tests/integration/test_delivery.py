@@ -491,15 +491,15 @@ def test_a_domain_one_sender_paused_is_paused_for_every_other(live: Services) ->
 def test_a_provider_outage_holds_its_domain_briefly_with_one_probe_for_every_sender(
     live: Services,
 ) -> None:
-    """Issue 25: a provider answers 421 for a second. Two senders of the edition
-    hold its domain for the fleet's one back-off (0.3 s, doubling) and, each time
+    """Issue 25: a provider answers 421 for 2.5 s. Two senders of the edition
+    hold its domain for the fleet's one back-off (1 s, doubling) and, each time
     it ends, one probe goes — from one of them, not one each — until it is
     answered; then the rest of its readers arrive. Nothing of the other domains
     waits, nobody gets two copies."""
     schedule, edition = today_edition(live, 300)
     domain = "mail.example.ru"
-    handler = OutageHandler(domain, seconds=1.0)
-    cfg = live.settings.model_copy(update={"domain_pause": 0.3, "domain_max_pause": 5.0})
+    handler = OutageHandler(domain, seconds=2.5)
+    cfg = live.settings.model_copy(update={"domain_pause": 1.0, "domain_max_pause": 5.0})
     with CaptureServer(handler) as server:
         services = Services(
             cfg.model_copy(update={"smtp_url": server.url}), live.factory, live.clock
@@ -522,12 +522,13 @@ def test_a_provider_outage_holds_its_domain_briefly_with_one_probe_for_every_sen
     missing = {r: received[r] for r in state if received[r] != 1}
     assert not missing and len(received) == len(state), (missing, [r.stopped for r in results])
     assert sum(r.sent for r in results) == len(state)
-    # After the first burst (the failed cohort), refused attempts come one at a time:
-    # each is a probe, at least one back-off after the one before.
+    # After the first burst (the failed cohort, and what the other sender had in
+    # flight before its heartbeat told it), refused attempts come one at a time:
+    # each is a probe, at least one back-off (1 s, then 2 s) after the one before.
     refused = handler.refused
     bursts = [[refused[0]]]
     for before, at in itertools.pairwise(refused):
-        if at - before > 0.15:
+        if at - before > 0.6:
             bursts.append([])
         bursts[-1].append(at)
     probes = bursts[1:]
