@@ -241,7 +241,7 @@ class DomainGate:
         st.paused_until = now + left
         _say_held(domain, why, left)
 
-    def hold(self, domain: str, left: float, now: float) -> None:
+    def _hold(self, domain: str, left: float, now: float) -> None:
         """The fleet holds ``domain``: paused ``left`` more seconds, or (``left`` ≤ 0)
         its pause is over and one probe decides."""
         st = self.state(domain)
@@ -263,7 +263,7 @@ class DomainGate:
         is in the database long before it ends, so a running one is never taken
         for that)."""
         for domain, left in held.items():
-            self.hold(domain, left, now)
+            self._hold(domain, left, now)
         for domain, st in self.domains.items():
             if st.probing and domain not in held and st.paused_until <= now and not st.probe_out:
                 st.probing = st.granted = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -54,6 +55,24 @@ def sender_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, _frame: _heard.append(signal.Signals(signum)))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held since its start
+
+
+@contextlib.contextmanager
+def started_as_senders() -> Iterator[None]:
+    """Start processes the way a sender lives (``sender_signals``) from
+    their first instruction: Ctrl-C ignored, SIGTERM held (both are inherited
+    across exec), so one that comes while a sender still imports neither kills
+    it nor is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are the main thread's (a test's thread: none come)
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, before)
 
 
 async def run_stoppable(run: SendRun, also: Callable[[str], None] | None = None) -> RunResult:

@@ -186,9 +186,8 @@ class SendRun:
         """The domains the fleet holds are held here too, and the ones it reopened
         are open (at the start and at every heartbeat)."""
         if self.limits is not None:
-            held, wall = await self.writer.call(self.limits.pauses, self.clock()), self.clock()
-            left = {domain: (h.until - wall).total_seconds() for domain, h in held.items()}
-            self.gate.hold_all(left, self._now())
+            held = await self.writer.call(self.limits.pauses, self.clock())
+            self.gate.hold_all(held, self._now())
 
     def _held_back(self, claim: Claim, delay: float) -> None:
         """A paused or capped domain: back to the queue for later, not held against

@@ -30,7 +30,7 @@ from digest import db, logs
 from digest.config import SmtpTarget
 from digest.config.settings import Settings
 from digest.models import DeliveryStatus, Edition, utcnow
-from digest.send.process import sender_signals
+from digest.send.process import sender_signals, started_as_senders
 from digest.send.result import RunResult
 from digest.send.smtp import Progress
 from digest.track.outcomes import Outcome
@@ -79,24 +79,6 @@ def sender_main(job: Job, reports: Any) -> None:
     reports.put(("done", replace(result, domains={})))
 
 
-@contextlib.contextmanager
-def _as_a_sender() -> Iterator[None]:
-    """Start processes the way a sender lives (``process.sender_signals``) from
-    their first instruction: Ctrl-C ignored, SIGTERM held (both are inherited
-    across exec), so one that comes while a sender still imports neither kills
-    it nor is lost."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals are the main thread's (a test's thread: none come)
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        signal.signal(signal.SIGINT, before)
-
-
 def _stop_with(parent: int) -> None:
     """SIGTERM (a clean stop) when the parent dies, even by ``kill -9``: a send is
     its parent's, never left running alone (Linux's PR_SET_PDEATHSIG)."""
@@ -135,7 +117,7 @@ class Senders:
     def start(self) -> None:
         if not self.processes:
             return
-        with _as_a_sender():
+        with started_as_senders():
             for process in self.processes:
                 process.start()
         self._reader.start()

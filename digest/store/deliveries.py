@@ -67,7 +67,7 @@ def next_retry(
             )
         )
 
-    at_domain = {d: func.lower(Subscriber.email).like(f"%@{d.lower()}") for d in held}
+    at_domain = {d: _at_domain(d) for d in held}
     found = [first(*(~c for c in at_domain.values()))]
     found += [max(at, held[d]) if (at := first(c)) else None for d, c in at_domain.items()]
     return min((at for at in found if at is not None), default=None)
@@ -189,11 +189,16 @@ def waiting_in(session: Session, edition_id: int, domains: list[str]) -> dict[st
                 Delivery.status.in_(
                     (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
                 ),
-                func.lower(Subscriber.email).like(f"%@{domain.lower()}"),
+                _at_domain(domain),
             )
         )
         found[domain] = int(session.scalar(query) or 0)
     return found
+
+
+def _at_domain(domain: str) -> Any:
+    """The reader's address is at ``domain`` (join ``Subscriber``)."""
+    return func.lower(Subscriber.email).like(f"%@{domain.lower()}")
 
 
 def ambiguous_count(session: Session, edition_id: int) -> int:

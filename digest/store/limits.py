@@ -75,9 +75,6 @@ class DomainHold:
     backoff: float  # the seconds of the pause in force (or the last one)
     reason: str
 
-    def probing(self, now: datetime) -> bool:
-        return self.until <= now
-
 
 STALE = timedelta(days=1)  # a hold's row that ended longer ago is only history
 
@@ -108,14 +105,10 @@ def pause_domain(
             found = session.get(DomainPause, domain, with_for_update=True, populate_existing=True)
             assert found is not None
     if found.until <= now:
-        opened = found.opened_at
-        rested = (
-            opened is not None
-            and opened >= found.until
-            and now - opened > timedelta(seconds=longest)
-        )
+        reopened = _open(found)
+        rested = reopened and now - (found.opened_at or now) > timedelta(seconds=longest)
         backoff = first if rested or not found.backoff else min(found.backoff * 2, longest)
-        if opened is not None and opened >= found.until:
+        if reopened:
             found.since = now  # a new hold; a failed probe continues the old one
         found.until, found.backoff = now + timedelta(seconds=backoff), backoff
         found.reason, found.probe_at, found.opened_at = reason[:300], None, None

@@ -55,7 +55,9 @@ class SharedLimits:
         with transaction(self.factory) as session:
             store.clear_domain(session, domain)
 
-    def pauses(self, now: datetime) -> dict[str, store.DomainHold]:
-        """Each held domain: paused (``until`` ahead) or waiting for its probe."""
+    def pauses(self, now: datetime) -> dict[str, float]:
+        """Each held domain and the seconds its pause has to run (≤ 0: its probe
+        is due)."""
         with self.factory() as session:
-            return store.domain_pauses(session, now)
+            found = store.domain_pauses(session, now)
+        return {domain: (h.until - now).total_seconds() for domain, h in found.items()}

@@ -165,11 +165,6 @@ def edition_report(
         rate=store.recent_rate(session, edition.id),
         **group_failures(store.failure_reasons(session, edition.id)),
         paused=edition.paused_at is not None,
-        next_retry=store.next_retry(
-            session,
-            edition.id,
-            {h.domain: h.until for h in store.holds(session, now)} if now else None,
-        ),
         next_wave=store.next_wave(session, edition.id, now) if now else None,
         due_now=store.due_now(session, edition.id, now) if now else None,
         engagement=store.engagement(session, edition.id),
@@ -180,13 +175,10 @@ def edition_report(
     )
 
 
-def _hold_ends(session: Session, now: datetime | None) -> dict[str, datetime]:
-    return {h.domain: h.until for h in store.holds(session, now)} if now else {}
-
-
 def _holds(session: Session, edition_id: int, now: datetime | None) -> dict[str, Any]:
+    """The domains held now, and the next retry, which waits for their holds."""
     if now is None:
-        return {}
+        return {"next_retry": store.next_retry(session, edition_id)}
     held = store.holds(session, now)
     waiting = store.waiting_in(session, edition_id, [h.domain for h in held])
     holds = [
@@ -195,4 +187,8 @@ def _holds(session: Session, edition_id: int, now: datetime | None) -> dict[str,
         for h in held
     ]  # fmt: skip
     ends = [h.until for h in held if waiting[h.domain]]
-    return {"holds": holds, "held_for": (max(ends) - now).total_seconds() if ends else None}
+    return {
+        "holds": holds,
+        "held_for": (max(ends) - now).total_seconds() if ends else None,
+        "next_retry": store.next_retry(session, edition_id, {h.domain: h.until for h in held}),
+    }
