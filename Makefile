@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut 
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: lock venv demo test lint typecheck pytest a11y axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup services smtp-sink clean
+.PHONY: lock venv demo test lint typecheck pytest a11y axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
 
 # Exactly the versions in requirements.lock, each checked against its hash; the
 # project itself without resolving anything (its build backend is in the lock).
@@ -73,7 +73,7 @@ services:
 		if [ "$$CI" = "true" ]; then exit 1; fi; }
 
 ## make bench: send rate against Postfix's smtp-sink, a faults run, one vs two workers
-bench: bench-send bench-rss bench-faults bench-greylist bench-workers bench-rate bench-ingest bench-signup
+bench: bench-send bench-rss bench-faults bench-greylist bench-workers bench-rate bench-ingest bench-signup bench-startup
 
 bench-send: $(STAMP) smtp-sink
 	$(BIN)/python bench/send.py --subscribers 20000
@@ -98,6 +98,10 @@ bench-ingest: $(STAMP)
 ## make bench-signup: the subscription box's answer time, a new address against a known one
 bench-signup: $(STAMP)
 	$(BIN)/python bench/signup.py --requests 100
+
+## make bench-startup: how long `digest --version`, `--help` and `status` take to answer
+bench-startup: $(STAMP)
+	$(BIN)/python bench/startup.py --runs 20
 
 ## make bench-rss: peak memory for 10 000 and 100 000 subscribers
 bench-rss: $(STAMP) smtp-sink

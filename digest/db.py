@@ -5,13 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -26,6 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config.values import mask_url_in
 from digest.errors import ConfigError, DatabaseAway, DigestError
 from digest.files import touch_private
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 # The names the rest of the code types its sessions with: they import these, not
 # SQLAlchemy (the house rule "SQL lives in store/" is checked on imports).
@@ -123,6 +122,10 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:
+    # Alembic is imported by the upgrade alone: every command checks the schema,
+    # and its import is a third of a `digest status` (issue 26).
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -131,6 +134,8 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Create or upgrade the schema; returns (revision before, revision after)."""
+    from alembic import command
+
     before = current_revision(engine)
     try:
         command.upgrade(_alembic_config(engine), revision)
@@ -142,12 +147,17 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision Alembic recorded, or None for a database it never touched."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not engine.dialect.has_table(conn, "alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+def head_revision() -> str:
+    """The newest migration: revisions are numbered as their files are named
+    (NNNN_what.py, one chain; tests/integration/test_store.py holds Alembic to it)."""
+    return max(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def check_schema(engine: Engine) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ FLOORS: dict[str, int] = {
     # 0 — the data model and what everything may use
     "errors": 0,
     "models": 0,
+    "kinds": 0,  # the model's plain values: statuses, the clock (no SQLAlchemy)
     "files": 0,
     "config": 0,
     "logs": 0,
@@ -244,3 +247,20 @@ def test_no_import_cycle_between_modules() -> None:
     for name in sorted(graph):
         if name not in seen:
             visit(name, [name])
+
+
+# -- a command answers at once -------------------------------------------------------
+
+# What `digest --help`, `--version` and every command pay before they parse their
+# arguments (issue 26 §3): none of these. A command imports what it uses when it runs.
+HEAVY_AT_START = ("alembic", "premailer", "uvicorn", "apscheduler", "sqlalchemy", "jinja2")
+
+
+def test_importing_the_cli_loads_no_heavy_library() -> None:
+    probe = "import sys, digest.cli; print('\\n'.join(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = {name.split(".")[0] for name in done.stdout.split()}
+    assert "typer" in loaded  # the probe ran
+    assert not loaded & set(HEAVY_AT_START), sorted(loaded & set(HEAVY_AT_START))

@@ -14,19 +14,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from digest import __version__, db, logs, store
-from digest.config import Settings, load_settings
+from digest import __version__
 from digest.errors import DigestError, EmptyEdition
-from digest.models import Edition, utcnow
-from digest.observe.serve import serve_metrics
-from digest.schedule.files import Schedule
-from digest.wiring import Services
+from digest.kinds import utcnow
+
+# A command imports what it uses when it runs: `digest --help` and `--version`
+# answer without SQLAlchemy, Alembic or premailer (issue 26).
+if TYPE_CHECKING:
+    from digest.config import Settings
+    from digest.db import Factory
+    from digest.models import Edition
+    from digest.schedule.files import Schedule
+    from digest.track.reports import Reports
+    from digest.wiring import Services
 
 log = logging.getLogger("digest")
 
@@ -96,6 +102,9 @@ def errors() -> Iterator[None]:
 
 
 def settings() -> Settings:
+    from digest import logs
+    from digest.config import load_settings
+
     loaded = load_settings()
     given = options()
     level = "DEBUG" if given.verbose else loaded.log_level
@@ -103,13 +112,29 @@ def settings() -> Settings:
     return loaded
 
 
-def pipeline(cfg: Settings, *, upgrade: bool = False) -> Services:
+def database(cfg: Settings, *, upgrade: bool = False) -> Factory:
+    """The database's sessions, its schema checked (or brought up to date)."""
+    from digest import db
+
     engine = db.make_engine(cfg.database)
     if upgrade:
         db.upgrade(engine)
     else:
         db.check_schema(engine)
-    return Services(cfg, db.session_factory(engine), clock=utcnow)
+    return db.session_factory(engine)
+
+
+def pipeline(cfg: Settings, *, upgrade: bool = False) -> Services:
+    from digest.wiring import Services
+
+    return Services(cfg, database(cfg, upgrade=upgrade), clock=utcnow)
+
+
+def reports(cfg: Settings) -> Reports:
+    """The reports alone: `digest status` needs no renderer, signer or relay."""
+    from digest.track.reports import Reports
+
+    return Reports(database(cfg), utcnow)
 
 
 def parse_date(value: str | None, schedule: Schedule) -> date:
@@ -181,6 +206,8 @@ MetricsHostOption = Annotated[
 def expose_metrics(pipe: Services, port: int | None, host: str) -> None:
     """A worker's or scheduler's own /metrics (they are processes of their own)."""
     if port is not None:
+        from digest.observe.serve import serve_metrics
+
         serve_metrics(host, port, pipe.settings.metrics_networks(), pipe.factory, pipe.clock)
 
 
@@ -189,12 +216,16 @@ EDITION_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}/\d{4}-\d{2}-\d{2}")
 
 def checked_ref(ref: str) -> str:
     """An edition reference as typed: an id or schedule/date, else bad usage (2)."""
+    from digest import store
+
     if store.row_id(ref) is None and not EDITION_LABEL.fullmatch(ref):
         fail(f"{ref[:40]!r} is not an edition: give an id or schedule/date", EXIT_USAGE)
     return ref
 
 
 def find(pipe: Services, ref: str) -> Edition:
+    from digest import store
+
     with pipe.factory() as session:
         found = store.find_edition(session, checked_ref(ref))
     if found is None:

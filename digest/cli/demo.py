@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,11 +19,12 @@ from digest.cli.app import (
 from digest.cli.editions import Format, decoded, finish_exit, print_report, status_of
 from digest.cli.ops import print_ingest
 from digest.cli.sending import deliver
-from digest.demo import service
-from digest.models import Edition
-from digest.schedule.files import Schedule
-from digest.track.reports import EditionReport
-from digest.wiring import Services
+
+if TYPE_CHECKING:
+    from digest.models import Edition
+    from digest.schedule.files import Schedule
+    from digest.track.reports import EditionReport
+    from digest.wiring import Services
 
 
 @app.command("demo")
@@ -43,6 +44,8 @@ def demo_cmd(
 
     Example: digest demo --subscribers 1000
     """
+    from digest.demo import service
+
     with errors():
         cfg = settings()
         made = service.ensure_key(cfg)
@@ -68,6 +71,8 @@ def demo_cmd(
 
 
 def demo_send(pipe: Services, schedule: Schedule, edition: Edition) -> EditionReport:
+    from digest.demo import service
+
     cfg = pipe.settings
     if cfg.relays:
         console.print(f"sending through {', '.join(str(r) for r in cfg.relays)}")

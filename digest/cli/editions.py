@@ -9,14 +9,13 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from digest import store
 from digest.cli.app import (
     EXIT_PARTIAL,
     DateOption,
@@ -31,12 +30,15 @@ from digest.cli.app import (
     find,
     parse_date,
     pipeline,
+    reports,
     settings,
 )
 from digest.files import write_private
-from digest.models import Edition
-from digest.track.reports import EditionReport, edition_report, progress_words
-from digest.wiring import Services
+
+if TYPE_CHECKING:
+    from digest.models import Edition
+    from digest.track.reports import EditionReport
+    from digest.wiring import Services
 
 
 class Format(StrEnum):
@@ -100,6 +102,9 @@ def finish_exit(report: EditionReport) -> None:
 
 
 def status_of(pipe: Services, edition: Edition) -> EditionReport:
+    from digest.models import Edition
+    from digest.track.reports import edition_report
+
     with pipe.factory() as session:
         current = session.get(Edition, edition.id)
         assert current is not None
@@ -119,23 +124,22 @@ def status(
     """
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
-        with pipe.factory() as session:
-            if edition_ref is None:
-                reports = [edition_report(session, e) for e in store.recent_editions(session)]
-            else:
-                found = store.find_edition(session, checked_ref(edition_ref))
-                if found is None:
-                    fail(f"no edition {edition_ref!r} (give an id or schedule/date)")
-                reports = [edition_report(session, found, pipe.clock())]
+        book = reports(cfg)
+        if edition_ref is None:
+            found = book.recent()
+        else:
+            one = book.of(checked_ref(edition_ref))
+            if one is None:
+                fail(f"no edition {edition_ref!r} (give an id or schedule/date)")
+            found = [one]
     if as_json:
-        data: Any = [r.as_json() for r in reports] if edition_ref is None else reports[0].as_json()
+        data: Any = [r.as_json() for r in found] if edition_ref is None else found[0].as_json()
         console.print_json(json.dumps(data, ensure_ascii=False))
         return
     if edition_ref is None:
-        print_editions(reports)
+        print_editions(found)
     else:
-        print_report(reports[0], cfg.zone)
+        print_report(found[0], cfg.zone)
 
 
 def print_editions(reports: list[EditionReport]) -> None:
@@ -160,6 +164,8 @@ def print_editions(reports: list[EditionReport]) -> None:
 def print_report(r: EditionReport, zone: ZoneInfo) -> None:
     # A subject, a reply, a reason: text from outside is never read as Rich markup
     # (issue 25: "[/policy]" in a reply ended `digest status` with a MarkupError).
+    from digest.track.reports import progress_words
+
     console.print(f"[bold]{r.label}[/] · {r.status} · «{escape(r.subject)}»", highlight=False)
     table = Table()
     table.add_column("state")
@@ -248,13 +254,11 @@ def editions(
     if ctx.invoked_subcommand is not None:
         return
     with errors():
-        pipe = pipeline(settings())
-        with pipe.factory() as session:
-            reports = [edition_report(session, e) for e in store.recent_editions(session, limit)]
+        found = reports(settings()).recent(limit)
     if as_json:
-        console.print_json(json.dumps([r.as_json() for r in reports], ensure_ascii=False))
+        console.print_json(json.dumps([r.as_json() for r in found], ensure_ascii=False))
     else:
-        print_editions(reports)
+        print_editions(found)
 
 
 @editions_app.command()

@@ -6,14 +6,11 @@ import json
 import logging
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from digest import db
-from digest.audience.lists import load_lists
-from digest.audience.subscribers import SubscriberBook
 from digest.cli.app import (
     EXIT_PARTIAL,
     app,
@@ -26,15 +23,11 @@ from digest.cli.app import (
     pipeline,
     settings,
 )
-from digest.dkim import keygen
-from digest.doctor import run_checks
 from digest.errors import DigestError
-from digest.ingest import Ingester, IngestReport, read_source
-from digest.models import utcnow
-from digest.observe.health import Check
-from digest.track.bounces import BounceReader
-from digest.track.intake import ReturnsReport, Source, process_returns, process_unsubscribes
-from digest.track.outcomes import SoftBouncePolicy
+from digest.kinds import utcnow
+
+if TYPE_CHECKING:
+    from digest.ingest import IngestReport
 
 log = logging.getLogger("digest")
 
@@ -46,6 +39,8 @@ def db_upgrade() -> None:
 
     Example: digest db upgrade
     """
+    from digest import db
+
     with errors():
         cfg = settings()
         before, after = db.upgrade(db.make_engine(cfg.database))
@@ -72,6 +67,8 @@ def ingest(
 
     Example: digest ingest articles.jsonl https://vpk.example.ru/rss.xml
     """
+    from digest.ingest import Ingester, IngestReport, read_source
+
     with errors():
         cfg = settings()
         pipe = pipeline(cfg)
@@ -122,6 +119,8 @@ def dkim_keygen(
 
     Example: digest dkim keygen --selector digest2026 --domain vpk.ru --out /etc/digest/dkim.pem
     """
+    from digest.dkim import keygen
+
     if out.exists():
         fail(f"{out} exists; choose another path (a key in use must not be replaced silently)")
     try:
@@ -173,6 +172,10 @@ def inbound(
 
     Example: digest inbound /var/mail/unsubscribe/Maildir
     """
+    from digest.audience.lists import load_lists
+    from digest.audience.subscribers import SubscriberBook
+    from digest.track.intake import Source, process_unsubscribes
+
     with errors():
         cfg = settings()
         pipe = pipeline(cfg)
@@ -205,6 +208,10 @@ def bounces(
 
     Example: digest bounces /var/mail/bounces/Maildir
     """
+    from digest.track.bounces import BounceReader
+    from digest.track.intake import ReturnsReport, Source, process_returns
+    from digest.track.outcomes import SoftBouncePolicy
+
     with errors():
         cfg = settings()
         pipe = pipeline(cfg)
@@ -231,6 +238,9 @@ def doctor(
 
     Example: digest doctor
     """
+    from digest.doctor import run_checks
+    from digest.observe.health import Check
+
     try:
         cfg = settings()
     except DigestError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -25,14 +25,10 @@ from digest.cli.app import (
 )
 from digest.cli.editions import finish_exit, print_report, status_of
 from digest.cli.sending import deliver
-from digest.models import utcnow
-from digest.schedule.files import load_schedules
-from digest.schedule.jobs import run_until_signalled
-from digest.schedule.runner import Fired, FireReport, Runner, catch_up, overview
-from digest.send import (
-    run_async,
-    worker_name,
-)
+from digest.kinds import utcnow
+
+if TYPE_CHECKING:
+    from digest.schedule.runner import FireReport
 
 log = logging.getLogger("digest")
 
@@ -48,6 +44,8 @@ def schedules_cmd(
 
     Example: digest schedules --json
     """
+    from digest.schedule.runner import overview
+
     with errors():
         pipe = pipeline(settings())
         rows = overview(pipe, count, utcnow())
@@ -70,6 +68,8 @@ def schedules_cmd(
 
 
 def print_fire(report: FireReport, as_json: bool, step: str = "") -> None:
+    from digest.schedule.runner import Fired
+
     if as_json:
         console.print_json(json.dumps(report.as_json(), ensure_ascii=False))
         return
@@ -97,6 +97,8 @@ def run(
 
     Example: digest run daily --date 2026-11-25
     """
+    from digest.schedule.runner import Fired, Runner
+
     with errors():
         cfg = settings()
         pipe = pipeline(cfg)
@@ -141,6 +143,11 @@ def scheduler(
 
     Example: digest scheduler --enqueue-only
     """
+    from digest.schedule.files import load_schedules
+    from digest.schedule.jobs import run_until_signalled
+    from digest.schedule.runner import Runner, catch_up
+    from digest.send import run_async, worker_name
+
     with errors():
         cfg = settings()
         pipe = pipeline(cfg)

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -40,17 +40,16 @@ from digest.cli.app import (
     settings,
 )
 from digest.cli.editions import finish_exit, operator, print_report, status_of
-from digest.config.values import SmtpTarget
 from digest.errors import RelayUnavailable
-from digest.models import DeliveryStatus, Edition
-from digest.schedule.files import Schedule
-from digest.send import (
-    RunResult,
-    run_async,
-    worker_name,
-)
-from digest.track.outcomes import Outcome
-from digest.wiring import Services
+from digest.kinds import DeliveryStatus
+
+if TYPE_CHECKING:
+    from digest.config.values import SmtpTarget
+    from digest.models import Edition
+    from digest.schedule.files import Schedule
+    from digest.send import RunResult
+    from digest.track.outcomes import Outcome
+    from digest.wiring import Services
 
 log = logging.getLogger("digest")
 
@@ -268,6 +267,8 @@ def worker(
 
     Example: digest worker --once
     """
+    from digest.send import run_async, worker_name
+
     with errors():
         cfg = settings()
         pipe = pipeline(cfg)

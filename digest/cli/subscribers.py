@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from digest.audience.lists import get_list
-from digest.audience.rows import Row, write_export
-from digest.audience.subscribers import SubscriberBook
 from digest.cli.app import (
     EXIT_PARTIAL,
     console,
@@ -23,18 +20,19 @@ from digest.cli.app import (
     settings,
     subscribers_app,
 )
-from digest.config import Settings
 from digest.files import open_private
-from digest.models import SubscriberStatus
-from digest.send import (
-    run_async,
-)
-from digest.support import Support
+from digest.kinds import SubscriberStatus
+
+if TYPE_CHECKING:
+    from digest.audience.subscribers import SubscriberBook
+    from digest.config import Settings
 
 ListOption = Annotated[str, typer.Option("--list", help="A list of subscribers/lists.toml.")]
 
 
 def book(cfg: Settings, list_name: str) -> SubscriberBook:
+    from digest.support import Support
+
     return Support(pipeline(cfg), list_name).book()
 
 
@@ -48,6 +46,9 @@ def send_invitations(
     only: str | None = None,
 ) -> int:
     """Confirmation mail to pending subscribers; returns how many could not be sent."""
+    from digest.audience.lists import get_list
+    from digest.send import run_async
+
     pipe = pipeline(cfg)
     mailing_list = get_list(cfg.subscribers_dir, list_name)
     subscribers = book(cfg, list_name)
@@ -123,6 +124,8 @@ def subscribers_import(
         f"added {report.added}, updated {report.updated}, duplicates merged {report.merged}, "
         f"kept unsubscribed/bounced/forgotten {report.kept_closed}, rejected {report.rejected}"
     )
+    from digest.audience.lists import get_list
+
     with errors():
         cfg = settings()
         days = get_list(cfg.subscribers_dir, list_name).confirm_days
@@ -164,6 +167,8 @@ def subscribers_add(
 
     Example: digest subscribers add ivan@example.ru --name "Иван" --sections армия,флот
     """
+    from digest.audience.rows import Row
+
     with errors():
         cfg = settings()
         row = Row.parse(
@@ -258,6 +263,8 @@ def subscribers_export(
 
     Example: digest subscribers export ivan@example.ru --out ivan.csv
     """
+    from digest.audience.rows import write_export
+
     with errors():
         rows = book(settings(), "daily").export(email_)
     if not rows:

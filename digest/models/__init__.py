@@ -3,8 +3,7 @@ tables (``tables``, SQLAlchemy 2 typed mappings). Queries live in ``store``."""
 
 from __future__ import annotations
 
-from digest.models.columns import UTCDateTime, stored_utc
-from digest.models.kinds import (
+from digest.kinds import (
     FINAL_DELIVERY_STATES,
     Block,
     Candidate,
@@ -16,6 +15,7 @@ from digest.models.kinds import (
     SubscriberStatus,
     utcnow,
 )
+from digest.models.columns import UTCDateTime, stored_utc
 from digest.models.machinery import DatabaseIdentity, DomainPause, Heartbeat, RateBucket
 from digest.models.tables import (
     Article,

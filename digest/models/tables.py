@@ -19,8 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from digest.models.columns import UTCDateTime, _enum
-from digest.models.kinds import (
+from digest.kinds import (
     Block,
     DeliveryStatus,
     EditionStatus,
@@ -28,6 +27,7 @@ from digest.models.kinds import (
     SubscriberStatus,
     utcnow,
 )
+from digest.models.columns import UTCDateTime, _enum
 
 
 class Base(DeclarativeBase):

@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from digest import store
-from digest.db import Session
+from digest.db import Factory, Session
 from digest.models import (
+    Clock,
     DeliveryStatus,
     Edition,
 )
@@ -192,3 +193,22 @@ def _holds(session: Session, edition_id: int, now: datetime | None) -> dict[str,
         "held_for": (max(ends) - now).total_seconds() if ends else None,
         "next_retry": store.next_retry(session, edition_id, {h.domain: h.until for h in held}),
     }
+
+
+class Reports:
+    """What `digest status` and `digest editions` read: the recent editions' reports,
+    or one edition's with what is due now (the door asks; the store is read here)."""
+
+    def __init__(self, factory: Factory, clock: Clock) -> None:
+        self.factory = factory
+        self.clock = clock
+
+    def recent(self, limit: int = 10) -> list[EditionReport]:
+        with self.factory() as session:
+            return [edition_report(session, e) for e in store.recent_editions(session, limit)]
+
+    def of(self, ref: str) -> EditionReport | None:
+        """An edition by id or schedule/date, as of now; None when there is none."""
+        with self.factory() as session:
+            found = store.find_edition(session, ref)
+            return None if found is None else edition_report(session, found, self.clock())

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +34,15 @@ def test_upgrade_creates_every_table_and_is_idempotent(engine: Engine) -> None:
     } <= tables
     assert db.upgrade(engine) == (db.head_revision(), db.head_revision())
     db.check_schema(engine)
+
+
+def test_the_head_and_current_revision_are_alembics_own(engine: Engine) -> None:
+    # digest reads both without importing Alembic (a command starts at once): the
+    # file names and the version table must say what Alembic says.
+    assert db.head_revision() == ScriptDirectory(str(db.MIGRATIONS)).get_current_head()
+    with engine.connect() as conn:
+        alembic_says = MigrationContext.configure(conn).get_current_revision()
+    assert db.current_revision(engine) == alembic_says == db.head_revision()
 
 
 def test_the_migration_matches_the_models(engine: Engine) -> None:
