@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut 
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: lock venv demo test lint typecheck pytest a11y axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
+.PHONY: lock venv demo test test-fast lint typecheck pytest a11y axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
 
 # Exactly the versions in requirements.lock, each checked against its hash; the
 # project itself without resolving anything (its build backend is in the lock).
@@ -31,8 +31,22 @@ lock:
 demo: $(STAMP)
 	$(BIN)/digest demo
 
-## make test: lint, type-check and the whole suite (real SMTP, SQLite and PostgreSQL)
-test: $(STAMP) services lint typecheck pytest
+# The suite runs on every core (pytest-xdist); the tests of rates, caps and outages
+# share one group so they never run beside each other (tests/support/tiers.py).
+PYTEST_WORKERS ?= 4
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+
+## make test: lint, type-check and the whole suite (real SMTP, SQLite and PostgreSQL), side by side
+# Lint and type-check run beside pytest; their output comes as one block when done.
+test: $(STAMP) services browser postfix axe
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck & checks=$$!; \
+	$(MAKE) --no-print-directory pytest; tests=$$?; \
+	wait $$checks; checked=$$?; \
+	if [ $$tests -ne 0 ] || [ $$checked -ne 0 ]; then echo "make test: failed (pytest $$tests, lint/typecheck $$checked)"; exit 1; fi
+
+## make test-fast: the inner loop on SQLite: no PostgreSQL, browser, Postfix, outages or `digest` processes
+test-fast: $(STAMP) services
+	$(BIN)/pytest $(XDIST) -m "not postgres and not browser and not postfix and not outage and not timing and not acceptance" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest tests bench
@@ -43,7 +57,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) services browser postfix axe
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 ## make a11y: the accessibility audit alone (axe-core in Chromium, the keyboard walk)
 a11y: $(STAMP) services browser axe

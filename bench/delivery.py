@@ -40,7 +40,7 @@ from bench.send import DAY, setup  # noqa: E402
 from digest.capture import CaptureServer  # noqa: E402
 from digest.send import RunResult, SmtpConnection, Timeouts, run_async  # noqa: E402
 from digest.wiring import Services  # noqa: E402
-from tests.faults import GREYLIST, FaultHandler, OutageHandler, mixed_faults  # noqa: E402
+from tests.support.faults import GREYLIST, FaultHandler, OutageHandler, mixed_faults  # noqa: E402
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"

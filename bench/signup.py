@@ -30,7 +30,7 @@ from digest import db, demo  # noqa: E402
 from digest.capture import CaptureHandler, CaptureServer  # noqa: E402
 from digest.config import load_settings  # noqa: E402
 from digest.web.app import WebContext, create_app  # noqa: E402
-from tests.serving import serving  # noqa: E402
+from tests.support.serving import serving  # noqa: E402
 
 
 class SlowRelay(CaptureHandler):

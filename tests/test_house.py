@@ -264,3 +264,22 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
     loaded = {name.split(".")[0] for name in done.stdout.split()}
     assert "typer" in loaded  # the probe ran
     assert not loaded & set(HEAVY_AT_START), sorted(loaded & set(HEAVY_AT_START))
+
+
+# -- the tests' own house ------------------------------------------------------------
+
+TESTS = PACKAGE.parent / "tests"
+
+
+def test_a_test_module_imports_helpers_from_support_never_from_another_test() -> None:
+    """Shared helpers live in tests/support/ (issue 26: 26 imports from one test
+    module into another, with noqa for the fixtures they dragged along)."""
+    offenders = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for target in imported(ast.parse(path.read_text(encoding="utf-8")), "tests"):
+            parts = target.split(".")
+            if parts[0] == "tests" and (
+                "conftest" in parts or any(p.startswith("test_") for p in parts[1:])
+            ):
+                offenders.append(f"{path.relative_to(TESTS)} imports {target}")
+    assert not offenders, "\n".join(offenders)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_cli import DIGEST
+from tests.support.cli import DIGEST
 
 PROJECT = Path(__file__).resolve().parents[2]
 UNITS = sorted((PROJECT / "deploy" / "systemd").glob("*.service"))

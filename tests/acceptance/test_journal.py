@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from digest.capture import CaptureServer
-from tests.acceptance.test_cli import digest
-from tests.acceptance.test_operations import (
+from tests.support.cli import (
     CONNECTIONS,
+    digest,
     env_for,
     message_ids,
     setup_demo,
@@ -25,7 +25,7 @@ from tests.acceptance.test_operations import (
     status,
     wait_until,
 )
-from tests.faults import FaultHandler
+from tests.support.faults import FaultHandler
 
 READERS_A = 1500
 READERS_B = 1200

@@ -14,74 +14,24 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from digest.capture import CaptureServer
-from tests.acceptance.test_cli import DIGEST, base_env, digest
-from tests.faults import FaultHandler
+from tests.support.cli import (
+    DIGEST,
+    digest,
+    env_for,
+    message_ids,
+    setup_demo,
+    start,
+    status,
+    wait_until,
+)
+from tests.support.faults import FaultHandler
 
 CONNECTIONS = 4
-FAST = {
-    "DIGEST_SMTP_CONNECTIONS": str(CONNECTIONS),
-    "DIGEST_RETRY_SCHEDULE": "0.5,1,2",
-    "DIGEST_DOMAIN_PAUSE": "0.5",
-    "DIGEST_BATCH_SIZE": "100",
-}
-
-
-def env_for(workdir: Path, server: CaptureServer | None = None, **extra: str) -> dict[str, str]:
-    values = dict(FAST, **extra)
-    if server is not None:
-        values["DIGEST_SMTP_URL"] = server.url
-    return base_env(workdir, **values)
-
-
-def setup_demo(workdir: Path, readers: int, **extra: str) -> str:
-    """Demo data for today and `readers` subscribers, nothing sent; the edition's label."""
-    result = digest(
-        workdir, "demo", "--subscribers", str(readers), "--no-send", env=env_for(workdir, **extra)
-    )
-    assert result.returncode == 0, result.stderr
-    preview = digest(workdir, "preview", "--format", "text", env=env_for(workdir, **extra))
-    assert preview.returncode == 0, preview.stderr
-    return preview.stdout.split(" ", 1)[0]  # "daily/2026-11-25 (draft) for …"
-
-
-def start(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [DIGEST, *args],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
-
-
-def status(workdir: Path, label: str, env: dict[str, str]) -> dict[str, object]:
-    result = digest(workdir, "status", label, "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    data: dict[str, object] = json.loads(result.stdout)
-    return data
-
-
-def message_ids(handler: FaultHandler) -> dict[str, set[str]]:
-    ids: dict[str, set[str]] = {}
-    for m in handler.messages:
-        parsed = email.message_from_bytes(m.data)
-        ids.setdefault(m.rcpt_to[0], set()).add(str(parsed["Message-ID"]))
-    return ids
 
 
 # Issue 16: `digest send` on both cores keeps every promise of one process.
@@ -275,6 +225,7 @@ def test_two_workers_share_one_edition_on_postgresql(workdir: Path, postgres_url
 
 
 @pytest.mark.postgres
+@pytest.mark.timing
 def test_three_workers_keep_one_rate_together(workdir: Path, postgres_url: str) -> None:
     """DIGEST_SMTP_RATE=60 is the fleet's, not each worker's: three `digest worker`
     processes on one PostgreSQL send 600 ± 5 % in every full 10-second window."""
@@ -300,6 +251,7 @@ def test_three_workers_keep_one_rate_together(workdir: Path, postgres_url: str) 
 
 
 @pytest.mark.postgres
+@pytest.mark.timing
 def test_a_domain_cap_is_the_fleets_not_each_workers(workdir: Path, postgres_url: str) -> None:
     """DIGEST_DOMAIN_CAPS=mail.example.ru=600 (one message every 0.1 s) with three
     workers: the domain's slots are one schedule in the database, so the relay sees
@@ -525,6 +477,7 @@ def test_a_line_dropped_after_the_end_of_data_is_said_and_counted(
     assert status(workdir, label, env)["ambiguous"] == 1
 
 
+@pytest.mark.timing
 def test_status_names_each_held_domain_with_its_reason_and_its_end(workdir: Path) -> None:
     """Issue 25 §3: during a 10-minute hold status said `pending: 400; ETA: 0m 02s`
     and named no domain. Each held domain is shown with the reply that decided it,

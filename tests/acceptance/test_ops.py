@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from digest.capture import CaptureServer, free_port
-from tests.acceptance.test_cli import DIGEST, base_env, digest
+from tests.support.cli import DIGEST, base_env, digest
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -18,15 +18,18 @@ from typing import TYPE_CHECKING
 import pytest
 
 from digest.capture import CaptureServer
-from tests.acceptance.test_cli import digest
-from tests.acceptance.test_operations import env_for, message_ids, setup_demo, start, status
-from tests.acceptance.test_operations import wait_until as wait_for
-from tests.faults import FaultHandler
-from tests.pgserver import PrivatePostgres
+from tests.support.cli import digest, env_for, message_ids, setup_demo, start, status
+from tests.support.cli import wait_until as wait_for
+from tests.support.faults import FaultHandler
+from tests.support.pgserver import PrivatePostgres
 
 if TYPE_CHECKING:
     from digest.models import SubscriberStatus
     from digest.wiring import Services
+
+# A database stopped and started under a running send: seconds matter, so these
+# share the timing group (never beside each other under pytest-xdist).
+pytestmark = [pytest.mark.outage, pytest.mark.timing]
 
 READERS = 3000
 DOWN = 10.0  # seconds, a failover's or a restart's order of magnitude
@@ -132,9 +135,9 @@ def test_serve_answers_503_and_keeps_a_one_click_unsubscribe_while_the_database_
     from digest.models import Subscriber, SubscriberStatus
     from digest.web.app import WebContext, create_app
     from digest.wiring import Services
-    from tests.conftest import FIXED_NOW
-    from tests.integration.test_web import fetch, preferences_path, unsubscribe_url
-    from tests.serving import serving
+    from tests.support.common import FIXED_NOW
+    from tests.support.serving import serving
+    from tests.support.web import fetch, preferences_path, unsubscribe_url
 
     monkeypatch.setenv("DIGEST_DATABASE_URL", private_pg.url)
     cfg = load_settings()
@@ -250,7 +253,7 @@ def test_a_scheduled_fire_that_meets_the_outage_goes_when_the_database_is_back(
     from digest.models import Edition, EditionStatus, utcnow
     from digest.schedule import jobs
     from digest.wiring import Services
-    from tests.integration.test_scheduler import with_cron_hours_ago
+    from tests.support.mail import with_cron_hours_ago
 
     monkeypatch.setenv("DIGEST_DATABASE_URL", private_pg.url)
     cfg = load_settings()

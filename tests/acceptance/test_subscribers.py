@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from digest.capture import CaptureServer
-from tests.acceptance.test_cli import base_env, digest
+from tests.support.cli import base_env, digest
 
 HOSTILE = (
     "email,name,sections,timezone,consent_source,consent_at\r\n"

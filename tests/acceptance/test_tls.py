@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from digest.capture import CaptureServer
-from tests.acceptance.test_cli import DAY, base_env, digest
+from tests.support.cli import DAY, base_env, digest
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 

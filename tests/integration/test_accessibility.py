@@ -21,11 +21,8 @@ from digest import demo
 from digest.edition.desk import split_message
 from digest.models import Edition, EditionStatus, Subscriber
 from digest.wiring import Services
-from tests.conftest import IN_CI, PROJECT_ROOT
-from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
-from tests.integration.test_desk import PASSWORD, log_in
-from tests.integration.test_readers import desk  # noqa: F401 (the fixture)
-from tests.integration.test_web import preferences_path, unsubscribe_url
+from tests.support.common import IN_CI, PROJECT_ROOT
+from tests.support.web import PASSWORD, log_in, preferences_path, unsubscribe_url
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Response
@@ -140,8 +137,8 @@ def reader_pages(pipe: Services, base: str) -> dict[str, str]:
 
 
 def test_every_page_a_reader_meets_passes_axe(
-    browser: Browser,  # noqa: F811
-    desk: tuple[Services, str],  # noqa: F811
+    browser: Browser,
+    desk: tuple[Services, str],
 ) -> None:
     pipe, base = desk
     edition = sent(pipe, pipe.clock().date())
@@ -170,8 +167,8 @@ def test_every_page_a_reader_meets_passes_axe(
 
 
 def test_every_desk_page_passes_axe(
-    browser: Browser,  # noqa: F811
-    desk: tuple[Services, str],  # noqa: F811
+    browser: Browser,
+    desk: tuple[Services, str],
 ) -> None:
     pipe, base = desk
     schedule = pipe.schedule("daily")
@@ -210,8 +207,8 @@ def test_every_desk_page_passes_axe(
 
 @pytest.mark.parametrize("width", [600, 375])
 def test_the_emails_html_passes_axe_at_desktop_and_phone_width(
-    browser: Browser,  # noqa: F811
-    desk: tuple[Services, str],  # noqa: F811
+    browser: Browser,
+    desk: tuple[Services, str],
     width: int,
 ) -> None:
     pipe, _ = desk
@@ -228,8 +225,8 @@ def test_the_emails_html_passes_axe_at_desktop_and_phone_width(
 
 
 def test_an_editor_approves_the_draft_with_the_keyboard_alone(
-    browser: Browser,  # noqa: F811
-    desk: tuple[Services, str],  # noqa: F811
+    browser: Browser,
+    desk: tuple[Services, str],
 ) -> None:
     """Tab from the top of the edition page to «Утвердить», each stop with a
     visible focus ring, and Enter approves."""

@@ -3,50 +3,16 @@ what a reader does with the links in their mail."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import pytest
 from sqlalchemy import select
 
 from digest.models import Event, EventKind, SubscriberStatus
 from digest.wiring import Services
-from tests.conftest import IN_CI
-from tests.integration.test_web import preferences_path, status_of, unsubscribe_url
+from tests.support.web import preferences_path, status_of, unsubscribe_url
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Without the background-networking flags Chromium keeps dialling Google's hosts,
-# which this sandbox refuses; tests talk to 127.0.0.1 only.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        message = f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium package"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def test_a_reader_clicks_the_unsubscribe_button(

@@ -38,7 +38,8 @@ from digest.schedule.files import Schedule
 from digest.send import RelayPool, RunResult, SmtpConnection, run_async
 from digest.track.reports import edition_report
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW, ScriptedHandler
+from tests.support.common import FIXED_NOW
+from tests.support.smtp import ScriptedHandler
 
 READERS = 30
 NEW_TITLE = "Исправлено: «Армата» прошла государственные испытания"

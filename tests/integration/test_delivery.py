@@ -35,7 +35,8 @@ from digest.send import RunResult, SmtpConnection, Timeouts, run_async
 from digest.track.ledger import record_bounces
 from digest.track.outcomes import Outcome, SoftBouncePolicy
 from digest.wiring import Services
-from tests.faults import (
+from tests.support.common import together
+from tests.support.faults import (
     FULL_PERMANENT,
     GREYLIST,
     HARD,
@@ -46,7 +47,6 @@ from tests.faults import (
     OutageHandler,
     mixed_faults,
 )
-from tests.integration.conftest import together
 
 FAST = {
     "DIGEST_RETRY_SCHEDULE": "0.5,1,2",
@@ -251,6 +251,7 @@ def test_a_relay_that_never_greets_costs_a_timeout_not_the_send(live: Services) 
     assert result.sent == 30 and not result.aborted
 
 
+@pytest.mark.timing
 def test_pausing_stops_a_running_send_within_seconds(live: Services) -> None:
     schedule, edition = today_edition(live, 600)
     handler = FaultHandler(delay=0.01)
@@ -488,6 +489,7 @@ def test_a_domain_one_sender_paused_is_paused_for_every_other(live: Services) ->
     assert second.sent == 0 and second.claimed == 0
 
 
+@pytest.mark.timing
 def test_a_provider_outage_holds_its_domain_briefly_with_one_probe_for_every_sender(
     live: Services,
 ) -> None:

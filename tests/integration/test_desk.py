@@ -27,16 +27,13 @@ from digest.models import Delivery, DeliveryStatus, Edition, EditionChange, Edit
 from digest.send import SmtpConnection, run_async
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW, PROJECT_ROOT
-from tests.integration.conftest import in_thread
-from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
-from tests.integration.test_web import fetch
-from tests.serving import serving
+from tests.support.common import FIXED_NOW, PROJECT_ROOT, in_thread
+from tests.support.serving import serving
+from tests.support.web import PASSWORD, fetch, log_in
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, FrameLocator, Page
+    from playwright.sync_api import Browser, FrameLocator
 
-PASSWORD = "правильный-пароль"
 TOMORROW = date(2026, 11, 26)
 
 
@@ -62,13 +59,6 @@ def desk(
         yield pipe, base
 
 
-def log_in(page: Page, base: str, password: str = PASSWORD) -> None:
-    page.goto(f"{base}/desk/login")
-    page.get_by_label("Имя").fill("anna")
-    page.get_by_label("Пароль").fill(password)
-    page.get_by_role("button", name="Войти").click()
-
-
 def lead_title(frame: FrameLocator) -> str:
     return frame.locator(".lead-title").inner_text().strip()
 
@@ -78,7 +68,7 @@ def day_titles(frame: FrameLocator) -> list[str]:
 
 
 def test_an_anonymous_visitor_is_sent_to_the_login_page(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
 ) -> None:
     _, base = desk
@@ -94,7 +84,7 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(
     page.close()
 
 
-def test_a_wrong_password_is_refused(browser: Browser, desk: tuple[Services, str]) -> None:  # noqa: F811
+def test_a_wrong_password_is_refused(browser: Browser, desk: tuple[Services, str]) -> None:
     _, base = desk
     page = browser.new_page()
     log_in(page, base, password="неправильный")
@@ -105,7 +95,7 @@ def test_a_wrong_password_is_refused(browser: Browser, desk: tuple[Services, str
 
 
 def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
     smtp_server: CaptureServer,
 ) -> None:
@@ -214,7 +204,7 @@ def test_the_archive_shows_a_sent_edition_without_anyones_links(
 
 
 def test_the_delivery_view_counts_live_and_charts_the_send(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
     smtp_server: CaptureServer,
 ) -> None:
@@ -324,7 +314,7 @@ def test_the_delivery_view_shows_rate_eta_and_the_next_wave_in_local_time(
     page = DeskView(pipe).delivery(edition.id)
     assert page.edition.next_wave == wave and page.edition.eta_seconds != 0.0
     local = wave.astimezone(schedule.zone).strftime("%d.%m %H:%M")
-    from tests.integration.test_hostile_web import Client
+    from tests.support.web import Client
 
     client = Client(base)
     assert client.login("anna", PASSWORD) == 303
@@ -337,7 +327,7 @@ def test_the_delivery_view_shows_rate_eta_and_the_next_wave_in_local_time(
 
 
 def test_a_correction_pauses_the_send_and_the_editor_rebuilds_it_from_the_desk(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
     smtp_server: CaptureServer,
     tmp_path: Path,

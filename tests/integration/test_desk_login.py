@@ -19,10 +19,8 @@ from digest.models import LoginFailure
 from digest.web.app import WebContext, create_app
 from digest.web.auth import FREE, LOCK_AFTER, DeskAuth
 from digest.wiring import Services
-from tests.integration.conftest import PASSWORD
-from tests.integration.test_hostile_web import Client, Clock
-from tests.integration.test_web import NoRedirects
-from tests.serving import serving
+from tests.support.serving import serving
+from tests.support.web import PASSWORD, Client, Clock, NoRedirects
 
 
 class FromAddress(urllib.request.HTTPHandler):

@@ -15,9 +15,9 @@ from digest import demo
 from digest.capture import CaptureServer
 from digest.dkim import SIGNED_HEADERS, DkimKey, keygen
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW
-from tests.faults import FaultHandler
-from tests.integration.conftest import send_through
+from tests.support.common import FIXED_NOW
+from tests.support.faults import FaultHandler
+from tests.support.smtp import send_through
 
 
 def dns_for(selector: str, domain: str, record: str) -> Callable[..., bytes]:

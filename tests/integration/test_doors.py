@@ -12,8 +12,7 @@ import pytest
 
 from digest.config import PROJECT_ROOT
 from digest.wiring import Services
-from tests.integration.test_hostile_web import Client
-from tests.integration.test_web import fetch
+from tests.support.web import Client, fetch
 
 
 def connect(base: str) -> socket.socket:

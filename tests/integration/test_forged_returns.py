@@ -17,8 +17,7 @@ from sqlalchemy import func, select
 from digest.models import Delivery, Edition, Event, Subscriber
 from digest.track.intake import ReturnsReport
 from digest.wiring import Services
-from tests.integration.test_returns import run, sent  # noqa: F401 (the fixture)
-from tests.integration.test_send import READERS
+from tests.support.mail import READERS, run
 
 Sent = tuple[Services, Edition, dict[str, tuple[str, str]]]
 DOMAIN = "vpk.example.ru"
@@ -137,7 +136,7 @@ def drop(folder: Path, *messages: bytes) -> Path:
 
 
 def test_a_reader_cannot_write_another_readers_report_in_any_providers_format(
-    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    sent: Sent,
     tmp_path: Path,
 ) -> None:
     """The attack of the issue: the attacker's own Message-ID with the victim's id
@@ -165,7 +164,7 @@ def test_a_reader_cannot_write_another_readers_report_in_any_providers_format(
 )
 @given(data=st.data())
 def test_no_report_built_from_what_is_public_changes_any_reader(
-    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    sent: Sent,
     tmp_path_factory: pytest.TempPathFactory,
     data: st.DataObject,
 ) -> None:
@@ -209,7 +208,7 @@ def test_no_report_built_from_what_is_public_changes_any_reader(
 
 
 def test_ones_own_report_still_counts(
-    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    sent: Sent,
     tmp_path: Path,
 ) -> None:
     """The guard is no wall: a real report through the VERP path or the real
@@ -240,7 +239,7 @@ def nested(depth: int) -> bytes:
 
 
 def test_a_message_that_breaks_a_parser_is_set_aside_and_the_rest_applied(
-    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    sent: Sent,
     tmp_path: Path,
 ) -> None:
     pipe, _, found = sent
@@ -266,7 +265,7 @@ def test_a_message_that_breaks_a_parser_is_set_aside_and_the_rest_applied(
 
 
 def test_a_suppression_keeps_its_evidence_and_the_desk_shows_it(
-    sent: Sent,  # noqa: F811 (test_returns' fixture)
+    sent: Sent,
     tmp_path: Path,
 ) -> None:
     """Which report, received when, from whom, and the token it matched: on the
@@ -275,8 +274,8 @@ def test_a_suppression_keeps_its_evidence_and_the_desk_shows_it(
 
     from digest.capture import free_port
     from digest.web.app import WebContext, create_app
-    from tests.integration.test_hostile_web import PASSWORD, Client
-    from tests.serving import serving
+    from tests.support.serving import serving
+    from tests.support.web import PASSWORD, Client
 
     pipe, _, found = sent
     bounced = sorted(found)[0]

@@ -22,10 +22,10 @@ from digest.observe.health import STALE_AFTER
 from digest.observe.health import database as database_check
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW, ScriptedHandler
-from tests.integration.conftest import send_through
-from tests.integration.test_web import fetch
-from tests.serving import serving
+from tests.support.common import FIXED_NOW
+from tests.support.serving import serving
+from tests.support.smtp import ScriptedHandler, send_through
+from tests.support.web import fetch
 
 READERS = 12
 

@@ -5,15 +5,9 @@ change end a session for good."""
 
 from __future__ import annotations
 
-import http.client
-import http.cookiejar
 import logging
-import re
 import socket
-import urllib.error
-import urllib.parse
-import urllib.request
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,10 +15,9 @@ from pydantic import SecretStr
 
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW
-from tests.integration.conftest import PASSWORD
-from tests.integration.test_web import NoRedirects
-from tests.serving import serving
+from tests.support.common import FIXED_NOW
+from tests.support.serving import serving
+from tests.support.web import PASSWORD, Client, Clock
 
 
 def preferences_url(pipe: Services, who: str) -> str:
@@ -34,40 +27,6 @@ def preferences_url(pipe: Services, who: str) -> str:
     with pipe.factory() as session:
         key = session.query(Subscriber.token_key).filter(Subscriber.email == who).scalar()
     return f"/p/{LinkSigner(pipe.settings.link_key(), 'daily').preferences(key)}"
-
-
-class Client:
-    """A browser without a browser: cookies kept, redirects not followed."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(
-            NoRedirects, urllib.request.HTTPCookieProcessor(self.jar)
-        )
-
-    def request(
-        self, path: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, http.client.HTTPMessage, str]:
-        data = urllib.parse.urlencode(form).encode() if form is not None else None
-        url = self.base + urllib.parse.quote(path, safe="/%?=&")
-        req = urllib.request.Request(url, data=data, headers=headers or {})
-        try:
-            with self.opener.open(req, timeout=10) as response:
-                return response.status, response.headers, response.read().decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.headers, exc.read().decode(errors="replace")
-
-    def csrf(self, path: str) -> str:
-        _, _, body = self.request(path)
-        match = re.search(r'name="csrf" value="([^"]+)"', body)
-        assert match, f"no CSRF token on {path}"
-        return match.group(1)
-
-    def login(self, user: str = "anna", password: str = PASSWORD) -> int:
-        token = self.csrf("/desk/login")
-        form = {"csrf": token, "username": user, "password": password, "next": "/desk/"}
-        return self.request("/desk/login", form)[0]
 
 
 def test_hostile_values_get_a_4xx_never_a_500(site: tuple[Services, str]) -> None:
@@ -175,14 +134,6 @@ def test_tokens_never_reach_the_log() -> None:
 
     line = '127.0.0.1:5 - "GET /u/abc.DEF-1 HTTP/1.1" 200 and /c/tok/reader /p/x?y=1'
     assert mask_tokens(line) == '127.0.0.1:5 - "GET /u/… HTTP/1.1" 200 and /c/…/… /p/…?y=1'
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = FIXED_NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_wrong_passwords_are_throttled_then_locked_and_logged_without_the_password(

@@ -16,7 +16,7 @@ from digest.send.journal import Journal, JournalPlace
 from digest.send.options import journal_folder
 from digest.track.outcomes import Outcome
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW
+from tests.support.common import FIXED_NOW
 
 DEAD_PID = 4_999_999  # above Linux's largest pid: never a live process
 

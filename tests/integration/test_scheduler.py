@@ -6,7 +6,6 @@ job store and misfire event."""
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +25,8 @@ from digest.schedule.jobs import build_scheduler
 from digest.schedule.runner import Fired, Runner
 from digest.send import SmtpConnection, run_async
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW
+from tests.support.common import FIXED_NOW
+from tests.support.mail import with_cron_hours_ago
 
 DAY = date(2026, 11, 25)
 SEND_AT = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 07:00 Moscow
@@ -221,21 +221,6 @@ def test_two_schedulers_on_one_postgresql_database_make_one_edition(
     assert sum(r.deliveries for r in reports) == 200
     for e in engines:
         e.dispose()
-
-
-def with_cron_hours_ago(pipe: Services, tmp_path: Path, hours: int) -> tuple[Services, datetime]:
-    """The daily schedule moved to fire ``hours`` before the real now (APScheduler
-    reads the wall clock to find missed runs, so this test's data follows it), and
-    that fire time."""
-    fired = (datetime.now(UTC) - timedelta(hours=hours)).replace(second=0, microsecond=0)
-    local = fired.astimezone(pipe.settings.zone)
-    source = (pipe.settings.schedules_dir / "daily.toml").read_text(encoding="utf-8")
-    folder = tmp_path / "schedules"
-    folder.mkdir(exist_ok=True)
-    cron = f'cron = "{local.minute} {local.hour} * * *"'
-    (folder / "daily.toml").write_text(re.sub(r"^cron = .*$", cron, source, flags=re.M), "utf-8")
-    cfg = pipe.settings.model_copy(update={"schedules_dir": folder})
-    return Services(cfg, pipe.factory, clock=pipe.clock), fired
 
 
 def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(

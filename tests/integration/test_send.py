@@ -28,12 +28,12 @@ from digest.models import (
     SubscriberStatus,
 )
 from digest.schedule.files import Schedule
-from digest.send import RelayPool, RunResult, SmtpConnection, probe, run_async
+from digest.send import SmtpConnection, probe, run_async
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW, ScriptedHandler, count_commits
-from tests.integration.conftest import together
-
-READERS = 40
+from tests.support.common import FIXED_NOW, together
+from tests.support.databases import count_commits
+from tests.support.mail import READERS, send
+from tests.support.smtp import ScriptedHandler
 
 
 def addr(i: int) -> str:
@@ -51,31 +51,6 @@ def loaded(pipeline: Services, schedule: Schedule, fixed_date: date) -> Services
     demo.load(pipeline.factory, demo.build(schedule, fixed_date))
     demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
     return pipeline
-
-
-def send(
-    pipeline: Services,
-    schedule: Schedule,
-    edition: Edition,
-    server: CaptureServer,
-    limit: int | None = None,
-    batch: int | None = None,
-) -> RunResult:
-    target = parse_smtp_url(server.url)
-    pipeline.lifecycle.start_sending(schedule, edition)
-    run = pipeline.sender.send_run(
-        schedule,
-        edition,
-        lambda t: SmtpConnection(t, 5),
-        worker="test",
-        relays=RelayPool([target], cooldown=0.2, outage_limit=1.0),
-        limit=limit,
-    )
-    if batch:
-        run.claims.batch_size = run.writer.batch_size = batch
-    result = run_async(run.run())
-    pipeline.lifecycle.finish(edition)
-    return result
 
 
 def deliveries(factory: sessionmaker[Session], edition: Edition) -> dict[str, Delivery]:

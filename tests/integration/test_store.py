@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -15,7 +16,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
 from digest.models import Article, Base, Delivery, Edition, Subscriber, SubscriberStatus
-from tests.integration.conftest import together
+from tests.support.common import together
+
+
+@pytest.fixture
+def engine(empty_database_url: str) -> Iterator[Engine]:
+    """This file's databases are migrated here, from empty, through the whole chain
+    (elsewhere a test gets a copy of one migrated template)."""
+    engine = db.make_engine(empty_database_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 def test_upgrade_creates_every_table_and_is_idempotent(engine: Engine) -> None:
@@ -51,8 +62,8 @@ def test_the_migration_matches_the_models(engine: Engine) -> None:
     assert diff == []
 
 
-def test_an_old_schema_is_refused_until_upgraded(database_url: str) -> None:
-    engine = db.make_engine(database_url)
+def test_an_old_schema_is_refused_until_upgraded(empty_database_url: str) -> None:
+    engine = db.make_engine(empty_database_url)
     with pytest.raises(db.SchemaOutOfDate, match="digest db upgrade"):
         db.check_schema(engine)
     assert db.upgrade(engine)[0] is None
@@ -203,12 +214,12 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
 
 
 def test_a_database_with_sent_editions_upgrades_across_the_versioned_variants(
-    database_url: str,
+    empty_database_url: str,
 ) -> None:
     """Migration 0009 rebuilds edition_variant (SQLite's batch mode), which sent
     deliveries point at: with foreign keys enforced the rebuild failed
     ("FOREIGN KEY constraint failed", a traceback from `digest db upgrade`)."""
-    engine = db.make_engine(database_url)
+    engine = db.make_engine(empty_database_url)
     db.upgrade(engine, "0008")
     at = datetime(2026, 11, 25, 4, tzinfo=UTC)
     with engine.begin() as conn:

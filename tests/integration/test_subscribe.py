@@ -29,10 +29,10 @@ from digest.capture import CaptureServer, free_port
 from digest.models import Subscriber, SubscriberStatus
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
-from tests.conftest import FIXED_NOW, ScriptedHandler
-from tests.integration.test_browser import browser  # noqa: F401 (the fixture)
-from tests.integration.test_optin import confirm_link
-from tests.serving import serving
+from tests.support.common import FIXED_NOW
+from tests.support.serving import serving
+from tests.support.smtp import ScriptedHandler
+from tests.support.web import confirm_link
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -199,7 +199,7 @@ def test_the_standalone_page_has_the_form_the_site_embeds(box: tuple[Services, s
 
 
 def test_a_reader_subscribes_in_chromium_and_confirms_from_the_mail(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     box: tuple[Services, str],
     smtp_server: CaptureServer,
 ) -> None:
@@ -279,7 +279,7 @@ def test_one_mailbox_gets_three_confirmations_a_day_however_it_is_written(
 
 
 def fetch_metrics(base: str) -> tuple[int, str, str]:
-    from tests.integration.test_web import fetch
+    from tests.support.web import fetch
 
     return fetch(f"{base}/metrics")
 

@@ -3,67 +3,14 @@ Starlette app, spoken to with urllib like a mail client or a browser would."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
-import urllib.error
-import urllib.request
-from datetime import date
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import select
 
 from digest.models import Event, Section, Subscriber, SubscriberStatus
 from digest.wiring import Services
-
-
-def unsubscribe_url(pipe: Services, who: str) -> str:
-    """The https link of the List-Unsubscribe header of the subscriber's real message."""
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, date(2026, 11, 25))
-    message = email.message_from_bytes(
-        pipe.previews.preview(schedule, edition, who).data, policy=email.policy.default
-    )
-    header = str(message["List-Unsubscribe"])
-    return header.split("<", 1)[1].split(">", 1)[0]
-
-
-def status_of(pipe: Services, who: str) -> SubscriberStatus:
-    with pipe.factory() as session:
-        found = session.scalar(select(Subscriber).where(Subscriber.email == who))
-        assert found is not None
-        return found.status
-
-
-class NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect comes back as it is; tests never leave 127.0.0.1
-
-
-OPENER = urllib.request.build_opener(NoRedirects)
-
-
-def fetch(
-    url: str,
-    data: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    method: str | None = None,
-) -> tuple[int, str, str]:
-    """(status, URL, body); a redirect is not followed: its Location is the URL."""
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method=method or ("POST" if data is not None else "GET"),
-        headers=headers or {},
-    )
-    if data is not None:
-        request.add_header("Content-Type", "application/x-www-form-urlencoded")
-    try:
-        with OPENER.open(request, timeout=10) as response:
-            return response.status, response.geturl(), response.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Location") or url, exc.read().decode(errors="replace")
+from tests.support.web import fetch, preferences_path, status_of, unsubscribe_url
 
 
 def test_a_get_shows_a_button_and_unsubscribes_nobody(served: tuple[Services, str]) -> None:
@@ -99,29 +46,6 @@ def test_a_broken_or_forged_token_gets_a_clear_page(served: tuple[Services, str]
         status, _, body = fetch(base + bad, b"List-Unsubscribe=One-Click")
         assert status == 400
     assert status_of(pipe, "reader00003@yandex.example.ru") is SubscriberStatus.ACTIVE
-
-
-def html_of(pipe: Services, who: str) -> str:
-    """The HTML part of the subscriber's real message for today's edition."""
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, date(2026, 11, 25))
-    message = email.message_from_bytes(
-        pipe.previews.preview(schedule, edition, who).data, policy=email.policy.default
-    )
-    body = message.get_body(("html",))
-    assert body is not None
-    return str(body.get_content())
-
-
-def preferences_path(pipe: Services, who: str) -> str:
-    """The preferences link of the subscriber's real message (its HTML part)."""
-    links = [
-        part.split('"', 1)[0]
-        for part in html_of(pipe, who).split('href="')[1:]
-        if "/p/" in part.split('"', 1)[0]
-    ]
-    assert links
-    return urlsplit(links[0].replace("&amp;", "&")).path
 
 
 def test_preferences_are_shown_and_saved(served: tuple[Services, str]) -> None:

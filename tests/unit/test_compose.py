@@ -31,7 +31,7 @@ from digest.compose import (
 from digest.errors import ComposeError
 from digest.render import Renderer
 from digest.tokens import LinkSigner
-from tests.factories import edition
+from tests.support.factories import edition
 
 NOW = datetime(2026, 11, 25, 4, 0, 7, tzinfo=UTC)
 LIST = MailingList(

@@ -14,6 +14,7 @@ from digest.send import Decision, DomainGate, Pacer
 from digest.send.limits import LeasedCap
 
 
+@pytest.mark.timing
 def test_the_pacer_holds_the_rate_within_5_percent_over_any_10_seconds() -> None:
     now = 1000.0  # a controlled clock: the loop's time, advanced by hand
     pacer = Pacer(50.0)
@@ -207,6 +208,7 @@ def test_senders_share_each_domains_window() -> None:
     assert [gate.admit("gmail.com", 0.0)[0] for _ in range(2)] == [Decision.SEND, Decision.WAIT]
 
 
+@pytest.mark.timing
 def test_two_senders_leasing_one_caps_schedule_send_it_once() -> None:
     """The gate's slots come from a lease (the database's schedule, here a list):
     a claim waits while its slots are on their way, then goes in its slot; two

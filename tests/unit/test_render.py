@@ -21,7 +21,7 @@ from digest.render import (
     render_subject,
     section_key,
 )
-from tests.factories import article, edition, with_lead
+from tests.support.factories import article, edition, with_lead
 
 SLOTS = Placeholders(b"k" * 32)
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

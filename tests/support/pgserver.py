@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from digest.capture import free_port
-from tests.conftest import IN_CI
+from tests.support.common import IN_CI
 
 
 def _binaries() -> Path | None:

@@ -1,0 +1,160 @@
+"""The `digest` command for the tests: run as a subprocess wherever the process is
+under test (exit codes, signals, kill -9, output), and the demo data it works on
+built in this process (what `digest demo --no-send` does, without a Python start
+per test: issue 26)."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from digest import db
+from digest.capture import CaptureServer
+from digest.config import load_settings
+from digest.demo import service
+from digest.models import utcnow
+from digest.wiring import Services
+from tests.support.faults import FaultHandler
+
+DIGEST = str(Path(sys.executable).parent / "digest")
+DAY = "2026-11-25"
+CONNECTIONS = 4
+FAST = {
+    "DIGEST_SMTP_CONNECTIONS": str(CONNECTIONS),
+    "DIGEST_RETRY_SCHEDULE": "0.5,1,2",
+    "DIGEST_DOMAIN_PAUSE": "0.5",
+    "DIGEST_BATCH_SIZE": "100",
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """The folder a `digest` subprocess runs in (its var/ and database live here)."""
+    return tmp_path
+
+
+def base_env(workdir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        {
+            "COLUMNS": "200",
+            "DIGEST_CONFIG": str(workdir / "none.toml"),
+            "DIGEST_SECRET_KEY": "cli-test-secret-key-0123456789",
+            # One sender process unless a test asks for more (tests/acceptance
+            # /test_operations.py runs the crash and stop tests with two).
+            "DIGEST_SENDERS": "1",
+        }
+    )
+    (workdir / "none.toml").write_text("", encoding="utf-8")
+    env.update(extra)
+    return env
+
+
+def env_for(workdir: Path, server: CaptureServer | None = None, **extra: str) -> dict[str, str]:
+    values = dict(FAST, **extra)
+    if server is not None:
+        values["DIGEST_SMTP_URL"] = server.url
+    return base_env(workdir, **values)
+
+
+def digest(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DIGEST, *args],
+        cwd=workdir,
+        env=env or base_env(workdir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [DIGEST, *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@contextmanager
+def environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """This process's environment and folder as a `digest` process would have them."""
+    saved, here = dict(os.environ), Path.cwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir(here)
+
+
+def load_demo(workdir: Path, env: dict[str, str], readers: int, on: date | None = None) -> str:
+    """The demo's articles and ``readers`` subscribers in the database ``env`` names,
+    and the day's edition drafted, as `digest demo --no-send` and `digest preview`
+    leave them; the edition's label."""
+    with environment(env, workdir):
+        cfg = load_settings()
+        engine = db.make_engine(cfg.database)
+        try:
+            db.upgrade(engine)
+            pipe = Services(cfg, db.session_factory(engine), clock=utcnow)
+            schedule = pipe.schedule("daily")
+            day = on or schedule.today(utcnow())
+            service.load_demo(pipe, schedule, day, readers)
+            return pipe.editions.build(schedule, day).label
+        finally:
+            engine.dispose()
+
+
+def setup_demo(workdir: Path, readers: int, **extra: str) -> str:
+    """Demo data for today and ``readers`` subscribers, nothing sent; the edition's label."""
+    return load_demo(workdir, env_for(workdir, **extra), readers)
+
+
+@pytest.fixture
+def demo_db(workdir: Path) -> Path:
+    """A working folder with the demo data and 20 subscribers loaded (no send)."""
+    load_demo(workdir, base_env(workdir), 20, date.fromisoformat(DAY))
+    return workdir
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def status(workdir: Path, label: str, env: dict[str, str]) -> dict[str, object]:
+    result = digest(workdir, "status", label, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def message_ids(handler: FaultHandler) -> dict[str, set[str]]:
+    ids: dict[str, set[str]] = {}
+    for m in handler.messages:
+        parsed = email.message_from_bytes(m.data)
+        ids.setdefault(m.rcpt_to[0], set()).add(str(parsed["Message-ID"]))
+    return ids

@@ -1,0 +1,38 @@
+"""The suite's tiers, named with markers, and the order it runs in (issue 26).
+
+- ``unit``, ``integration``, ``acceptance``: by folder.
+- ``browser`` (Chromium), ``postfix`` (the private Postfix), ``outage`` (a database
+  stopped and started), ``postgres``: the real parts a test needs.
+- ``timing``: rates, caps, holds and outages measured in seconds. Under pytest-xdist
+  (``--dist loadgroup``) they share one group, so they never run beside each other.
+
+The slow tiers go first, so the last minutes of a parallel run are not one worker
+finishing a long test while the others wait."""
+
+from __future__ import annotations
+
+import pytest
+
+FOLDERS = ("unit", "integration", "acceptance")
+FIRST = ("timing", "acceptance", "postfix", "browser", "integration")
+
+
+def _tier(item: pytest.Item) -> int:
+    for rank, name in enumerate(FIRST):
+        if item.get_closest_marker(name):
+            return rank
+    return len(FIRST)
+
+
+# Before pytest-xdist reads the groups off the markers.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder in FOLDERS:
+            item.add_marker(folder)
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker("browser")
+        if item.get_closest_marker("timing"):
+            item.add_marker(pytest.mark.xdist_group("timing"))
+    items.sort(key=_tier)  # stable: the files' own order within a tier
