@@ -62,7 +62,7 @@ def environment(workdir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def pipeline(env: dict[str, str], subscribers: int) -> Services:
+def wired(env: dict[str, str], subscribers: int) -> Services:
     """bench/send.py's set-up, with this run's extra settings in the environment."""
     os.environ.update(env)
     return setup(
@@ -73,26 +73,26 @@ def pipeline(env: dict[str, str], subscribers: int) -> Services:
     )
 
 
-def readers(pipe: Services) -> list[str]:
+def readers(services: Services) -> list[str]:
     from sqlalchemy import select
 
     from digest.models import Subscriber
 
-    with pipe.factory() as session:
+    with services.factory() as session:
         return list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
 
 
-def send_waiting(pipe: Services, handler: FaultHandler) -> tuple[RunResult, float, float]:
+def send_waiting(services: Services, handler: FaultHandler) -> tuple[RunResult, float, float]:
     """Today's edition through the fault server, retries awaited: (result, the
     loop time it started, seconds until every delivery was final)."""
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, DAY)
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, DAY)
     with CaptureServer(handler) as server:
-        cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
-        pipe = Services(cfg, pipe.factory, pipe.clock)
+        cfg = services.settings.model_copy(update={"smtp_url": server.url})
+        services = Services(cfg, services.factory, services.clock)
         started = time.monotonic()
-        pipe.lifecycle.start_sending(schedule, edition)
-        run = pipe.sender.send_run(
+        services.lifecycle.start_sending(schedule, edition)
+        run = services.sender.send_run(
             schedule,
             edition,
             lambda t: SmtpConnection(t, Timeouts(10, 10, 10)),
@@ -100,7 +100,7 @@ def send_waiting(pipe: Services, handler: FaultHandler) -> tuple[RunResult, floa
             wait=True,
         )
         result = run_async(run.run())
-        pipe.lifecycle.finish(edition)
+        services.lifecycle.finish(edition)
         return result, started, time.monotonic() - started
 
 
@@ -118,18 +118,18 @@ def faults(args: argparse.Namespace) -> None:
             DIGEST_DOMAIN_PAUSE="1",
             DIGEST_SMTP_CONNECTIONS=str(args.connections),
         )
-        pipe = pipeline(env, args.subscribers)
+        services = wired(env, args.subscribers)
         logging.getLogger("digest").setLevel(logging.ERROR)  # pauses are counted below
         handler = FaultHandler()
         expected = mixed_faults(
-            readers(pipe),
+            readers(services),
             handler,
             temporary=args.temporary,
             permanent=args.permanent,
             dropped=args.dropped,
             rate_limited=args.rate_limited,
         )
-        result, _, elapsed = send_waiting(pipe, handler)
+        result, _, elapsed = send_waiting(services, handler)
     received = Counter(m.rcpt_to[0] for m in handler.messages)
     deliverable = [r for r, end in expected.items() if end == "sent"]
     delivered = sum(1 for r in deliverable if received[r])
@@ -156,7 +156,7 @@ def outage_send(args: argparse.Namespace, seconds: float) -> dict[str, float]:
     domain = "mail.example.ru"
     with tempfile.TemporaryDirectory(prefix="digest-outage-") as tmp:
         env = environment(Path(tmp), DIGEST_SMTP_CONNECTIONS=str(args.connections))
-        pipe = pipeline(env, args.subscribers)
+        services = wired(env, args.subscribers)
         handler = OutageHandler(domain, seconds)
         arrived: dict[str, float] = {}
         accept = handler.verdict
@@ -166,7 +166,7 @@ def outage_send(args: argparse.Namespace, seconds: float) -> dict[str, float]:
             return accept(envelope)
 
         handler.verdict = stamp  # type: ignore[method-assign]
-        result, started, total = send_waiting(pipe, handler)
+        result, started, total = send_waiting(services, handler)
     at = {r: t - started for r, t in arrived.items()}
     own = [t for r, t in at.items() if r.endswith("@" + domain)]
     rest = [t for r, t in at.items() if not r.endswith("@" + domain)]
@@ -214,13 +214,13 @@ def greylist_send(args: argparse.Namespace, share: float) -> dict[str, float]:
             DIGEST_RETRY_JITTER="0.1",
             DIGEST_SMTP_CONNECTIONS=str(args.connections),
         )
-        pipe = pipeline(env, args.subscribers)
+        services = wired(env, args.subscribers)
         handler = FaultHandler()
-        emails = readers(pipe)
+        emails = readers(services)
         greylisted = set(random.Random(11).sample(emails, round(len(emails) * share)))
         for rcpt in greylisted:
             handler.script(rcpt, [GREYLIST])
-        result, started, total = send_waiting(pipe, handler)
+        result, started, total = send_waiting(services, handler)
     received = Counter(m.rcpt_to[0] for m in handler.messages)
     first_tries = sorted(times[0] for times in handler.seen.values())
     first_pass = first_tries[-1] - started
@@ -264,9 +264,9 @@ def rate(args: argparse.Namespace) -> None:
     print(f"rate run: {args.subscribers} subscribers at DIGEST_SMTP_RATE={args.rate:g}")
     with tempfile.TemporaryDirectory(prefix="digest-rate-") as tmp:
         env = environment(Path(tmp), DIGEST_SMTP_RATE=str(args.rate), DIGEST_SMTP_CONNECTIONS="8")
-        pipe = pipeline(env, args.subscribers)
-        schedule = pipe.schedule("daily")
-        edition = pipe.editions.build(schedule, DAY)
+        services = wired(env, args.subscribers)
+        schedule = services.schedule("daily")
+        edition = services.editions.build(schedule, DAY)
         handler = FaultHandler()
         arrivals: list[float] = []
         accept = handler.verdict
@@ -277,10 +277,10 @@ def rate(args: argparse.Namespace) -> None:
 
         handler.verdict = stamp  # type: ignore[method-assign]
         with CaptureServer(handler) as server:
-            cfg = pipe.settings.model_copy(update={"smtp_url": server.url})
-            pipe = Services(cfg, pipe.factory, pipe.clock)
-            pipe.lifecycle.start_sending(schedule, edition)
-            run = pipe.sender.send_run(
+            cfg = services.settings.model_copy(update={"smtp_url": server.url})
+            services = Services(cfg, services.factory, services.clock)
+            services.lifecycle.start_sending(schedule, edition)
+            run = services.sender.send_run(
                 schedule, edition, lambda t: SmtpConnection(t, 10), worker="bench"
             )
             run_async(run.run())
@@ -298,12 +298,12 @@ def rate(args: argparse.Namespace) -> None:
     )
 
 
-def reset(pipe: Services, edition_id: int) -> None:
+def reset(services: Services, edition_id: int) -> None:
     from sqlalchemy import update
 
     from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus
 
-    with pipe.factory() as session, session.begin():
+    with services.factory() as session, session.begin():
         session.execute(
             update(Delivery)
             .where(Delivery.edition_id == edition_id)
@@ -314,13 +314,13 @@ def reset(pipe: Services, edition_id: int) -> None:
         )
 
 
-def sending_span(pipe: Services, edition_id: int) -> tuple[int, float]:
+def sending_span(services: Services, edition_id: int) -> tuple[int, float]:
     """Messages sent and the seconds from the first to the last (process start-up excluded)."""
     from sqlalchemy import func, select
 
     from digest.models import Delivery, DeliveryStatus
 
-    with pipe.factory() as session:
+    with services.factory() as session:
         first, last, count = session.execute(
             select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count()).where(
                 Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT

@@ -32,9 +32,9 @@ from bench.delivery import (  # noqa: E402
     DIGEST,
     PG_ADMIN,
     environment,
-    pipeline,
     reset,
     sending_span,
+    wired,
 )
 from bench.send import DAY, find_sink, smtp_sink  # noqa: E402
 
@@ -51,12 +51,12 @@ def workers(url: str, args: argparse.Namespace) -> dict[int, float]:
             DIGEST_SMTP_URL=sink,
             DIGEST_SMTP_CONNECTIONS=str(args.connections),
         )
-        pipe = pipeline(env, args.subscribers)
-        schedule = pipe.schedule("daily")
-        edition = pipe.editions.build(schedule, DAY)
-        pipe.lifecycle.start_sending(schedule, edition)
+        services = wired(env, args.subscribers)
+        schedule = services.schedule("daily")
+        edition = services.editions.build(schedule, DAY)
+        services.lifecycle.start_sending(schedule, edition)
         for count in COUNTS:
-            reset(pipe, edition.id)
+            reset(services, edition.id)
             procs = [
                 subprocess.Popen(
                     [DIGEST, "worker", "--once"],
@@ -71,7 +71,7 @@ def workers(url: str, args: argparse.Namespace) -> dict[int, float]:
             errors = [p.communicate()[1] for p in procs]
             if any(p.returncode for p in procs):
                 sys.exit(f"a worker failed: {errors}")
-            sent, seconds = sending_span(pipe, edition.id)
+            sent, seconds = sending_span(services, edition.id)
             rates[count] = sent / seconds
             print(
                 f"{count} worker(s) sending: {sent} in {seconds:.1f} s = {rates[count]:,.0f} msg/s"
@@ -119,14 +119,14 @@ def claims(url: str, args: argparse.Namespace) -> dict[int, float]:
     """Deliveries claimed and recorded per second by 1, 2, 4 processes."""
     with tempfile.TemporaryDirectory(prefix="digest-claims-") as tmp:
         env = environment(Path(tmp), DIGEST_DATABASE_URL=url)
-        pipe = pipeline(env, args.claims_subscribers)
-        schedule = pipe.schedule("daily")
-        edition = pipe.editions.build(schedule, DAY)
-        pipe.lifecycle.start_sending(schedule, edition)
+        services = wired(env, args.claims_subscribers)
+        schedule = services.schedule("daily")
+        edition = services.editions.build(schedule, DAY)
+        services.lifecycle.start_sending(schedule, edition)
         context = multiprocessing.get_context("spawn")
         rates = {}
         for count in COUNTS:
-            reset(pipe, edition.id)
+            reset(services, edition.id)
             out: multiprocessing.Queue[tuple[int, float, float]] = context.Queue()
             procs = [
                 context.Process(target=claimer, args=(url, edition.id, args.batch, out))

@@ -100,27 +100,27 @@ def setup(workdir: Path, subscribers: int, database_url: str | None, connections
     cfg = load_settings()
     engine = db.make_engine(cfg.database)
     db.upgrade(engine)
-    pipe = Services(cfg, db.session_factory(engine), clock=utcnow)
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, DAY))
-    demo.add_subscribers(pipe.factory, subscribers, now=datetime.now(UTC))
-    return pipe
+    services = Services(cfg, db.session_factory(engine), clock=utcnow)
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, DAY))
+    demo.add_subscribers(services.factory, subscribers, now=datetime.now(UTC))
+    return services
 
 
-def measure_render(pipe: Services, repeat: int = 5) -> dict[str, tuple[float, float]]:
+def measure_render(services: Services, repeat: int = 5) -> dict[str, tuple[float, float]]:
     """Per variant: the render+inline time of the build (what a send pays, with
     premailer's CSS cache cold for the first variant) and the best of a few more."""
     from digest import store
     from digest.models import Edition
     from digest.render import parse_section_key
 
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, DAY)
-    with pipe.factory() as session:
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, DAY)
+    with services.factory() as session:
         stored = {v.key: v.render_ms for v in store.variants(session, edition.id)}
         current = session.get(Edition, edition.id)
         assert current is not None
-        view = edition_view(pipe, session, schedule, current)
+        view = edition_view(services.tools, session, schedule, current)
     figures = {}
     for key in sorted(stored):
         variant = view.for_sections(parse_section_key(key))
@@ -128,17 +128,17 @@ def measure_render(pipe: Services, repeat: int = 5) -> dict[str, tuple[float, fl
         times = []
         for _ in range(repeat):
             started = time.perf_counter()
-            pipe.renderer.render(variant)
+            services.tools.renderer.render(variant)
             times.append((time.perf_counter() - started) * 1000)
         figures[key or "all sections"] = (stored[key], min(times))
     return figures
 
 
-def measure_compose(pipe: Services, count: int) -> tuple[float, int]:
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, DAY)
-    composer = pipe.composer(schedule)
-    template = next(iter(pipe.sender.templates(schedule, edition, composer).values()))
+def measure_compose(services: Services, count: int) -> tuple[float, int]:
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, DAY)
+    composer = services.tools.composer(schedule)
+    template = next(iter(services.sender.templates(schedule, edition, composer).values()))
     people = [
         Recipient(i, f"reader{i:05d}@example.ru", "Иван Петров" if i % 3 else None, f"key{i:013d}")
         for i in range(count)
@@ -193,12 +193,12 @@ class Send:
     busy: float  # the share of the whole machine in use meanwhile (the sink too)
 
 
-def end_to_end(pipe: Services, url: str) -> Send:
+def end_to_end(services: Services, url: str) -> Send:
     """What `digest send` runs (``Sender.deliver``), DIGEST_SENDERS processes and all."""
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, DAY)
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, DAY)
     cpu, ticks, started = cpu_seconds(), machine_ticks(), time.perf_counter()
-    result = pipe.sender.deliver(schedule, edition, wait=False, via=parse_smtp_url(url))
+    result = services.sender.deliver(schedule, edition, wait=False, via=parse_smtp_url(url))
     elapsed = time.perf_counter() - started
     busy = [b - a for a, b in zip(ticks, machine_ticks(), strict=True)]
     sent = max(result.sent, 1)
@@ -227,15 +227,15 @@ def environment(extra: dict[str, str]) -> Iterator[None]:
 def fresh_send(args: argparse.Namespace, url: str, extra: dict[str, str], subscribers: int) -> Send:
     """A send of a new database's edition with ``extra`` settings."""
     with environment(extra), tempfile.TemporaryDirectory(prefix="digest-bench-") as work:
-        pipe = setup(Path(work), subscribers, args.database_url, args.connections)
-        return end_to_end(pipe, url)
+        services = setup(Path(work), subscribers, args.database_url, args.connections)
+        return end_to_end(services, url)
 
 
-def sample_messages(pipe: Services, count: int = 50) -> list[bytes]:
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, DAY)
-    composer = pipe.composer(schedule)
-    template = next(iter(pipe.sender.templates(schedule, edition, composer).values()))
+def sample_messages(services: Services, count: int = 50) -> list[bytes]:
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, DAY)
+    composer = services.tools.composer(schedule)
+    template = next(iter(services.sender.templates(schedule, edition, composer).values()))
     return [
         composer.message(template, Recipient(i, f"r{i}@example.ru", None, f"k{i:015d}")).data
         for i in range(count)
@@ -264,18 +264,18 @@ def main_figures(args: argparse.Namespace) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
         started = time.perf_counter()
-        pipe = setup(Path(tmp), args.subscribers, args.database_url, args.connections)
+        services = setup(Path(tmp), args.subscribers, args.database_url, args.connections)
         print(
             f"set-up (demo data, {args.subscribers} subscribers): "
-            f"{time.perf_counter() - started:.1f} s on {pipe.settings.database.split(':')[0]}"
+            f"{time.perf_counter() - started:.1f} s on {services.settings.database.split(':')[0]}"
         )
-        for key, (first, warm) in measure_render(pipe).items():
+        for key, (first, warm) in measure_render(services).items():
             print(
                 f"render+inline, variant {key!r}: {first:.1f} ms in the build, {warm:.1f} ms again"
             )
-        us, size = measure_compose(pipe, min(args.subscribers, 20000))
+        us, size = measure_compose(services, min(args.subscribers, 20000))
         print(f"personalise+compose: {us:.1f} µs per subscriber ({size / 1024:.0f} KB message)")
-        messages = sample_messages(pipe)
+        messages = sample_messages(services)
         size = round(mean(len(m) for m in messages))
     cores = os.cpu_count() or 1
     ways = {
@@ -350,8 +350,8 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
                     f"end to end, {cores} senders, DKIM {name}: {run.rate:,.0f} msg/s "
                     f"({run.sent} sent; digest's CPU {run.cpu_us:,.0f} µs per message)"
                 )
-        pipe = setup(Path(tmp), 200, None, args.connections)
-        messages = sample_messages(pipe, 200)
+        services = setup(Path(tmp), 200, None, args.connections)
+        messages = sample_messages(services, 200)
         for name, keys in (
             ("rsa", [DkimKey.load(rsa_key, "bench", "vpk.example.ru")]),
             ("ed25519", [DkimKey.load(ed_key, "bench-ed", "vpk.example.ru")]),
@@ -372,9 +372,9 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
 def rss_child(args: argparse.Namespace) -> None:
     os.environ["DIGEST_SENDERS"] = "1"  # one process: its own peak is the figure
     with tempfile.TemporaryDirectory(prefix="digest-rss-") as tmp:
-        pipe = setup(Path(tmp), args.subscribers, args.database_url, args.connections)
+        services = setup(Path(tmp), args.subscribers, args.database_url, args.connections)
         with smtp_sink() as url:
-            run = end_to_end(pipe, url)
+            run = end_to_end(services, url)
     print(
         json.dumps(
             {

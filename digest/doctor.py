@@ -17,6 +17,7 @@ from digest import db, store
 from digest.audience.lists import load_lists
 from digest.compose import Placeholders
 from digest.config import Settings, SmtpTarget
+from digest.config.values import is_https
 from digest.dkim import Signer, dkim_keys
 from digest.errors import DigestError
 from digest.models import Clock, utcnow
@@ -52,7 +53,7 @@ def _config(cfg: Settings) -> Check:
         problems.append(str(exc))
     if problems:
         return Check("config", False, "; ".join(problems))
-    if not cfg.base_url.startswith("https://"):
+    if not is_https(cfg.base_url):
         return Check(
             "config",
             True,
@@ -203,13 +204,3 @@ def _dkim(cfg: Settings) -> Check:
             )
     names = ", ".join(f"{k.type} as {k.selector}._domainkey.{k.domain}" for k in keys)
     return Check("dkim", True, f"signs: {names}")
-
-
-def edition_count(cfg: Settings) -> int:
-    engine = db.make_engine(cfg.database)
-    try:
-        factory = db.session_factory(engine)
-        with factory() as session:
-            return len(store.recent_editions(session))
-    finally:
-        engine.dispose()

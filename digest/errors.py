@@ -70,22 +70,6 @@ class Kind(enum.StrEnum):
     POLICY = "policy"  # 5.7.x spam/auth/policy: our problem, never the address's
     PERMANENT = "permanent"  # any other 5xx (message too big, …)
 
-    @property
-    def temporary(self) -> bool:
-        return self in TEMPORARY_KINDS
-
-
-TEMPORARY_KINDS = frozenset(
-    {
-        Kind.TEMPORARY,
-        Kind.GREYLIST,
-        Kind.UNREACHABLE,
-        Kind.CONNECTION,
-        Kind.RELAY,
-        Kind.RATE_LIMIT,
-    }
-)
-
 
 class DeliveryError(DigestError):
     """The relay refused a message.

@@ -23,7 +23,9 @@ from digest.errors import DigestError
 from digest.models import EventKind, Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
-    from digest.wiring import Services
+    from digest.db import Factory
+    from digest.models import Clock
+    from digest.toolkit import Toolkit
 
 log = logging.getLogger(__name__)
 SEARCH_LIMIT = 50
@@ -56,32 +58,38 @@ class ReaderFile:
 
 
 class Support:
-    def __init__(self, services: Services, list_name: str = "daily") -> None:
-        self.services = services
+    """``Services.support(list)``: reader care for one list's readers."""
+
+    def __init__(
+        self, factory: Factory, clock: Clock, tools: Toolkit, list_name: str = "daily"
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools
         self.list_name = list_name
 
     def mailing_list(self) -> MailingList:
-        return get_list(self.services.settings.subscribers_dir, self.list_name)
+        return get_list(self.tools.settings.subscribers_dir, self.list_name)
 
     def book(self) -> SubscriberBook:
         mailing_list = self.mailing_list()
         return SubscriberBook(
-            self.services.factory,
+            self.factory,
             mailing_list.double_opt_in,
             mailing_list.default_sections,
-            clock=self.services.clock,
+            clock=self.clock,
         )
 
     def search(self, query: str) -> list[ReaderRow]:
         fragment = query.strip()[:320]
         if not fragment:
             return []
-        with self.services.factory() as session:
+        with self.factory() as session:
             found = store.search_subscribers(session, fragment, SEARCH_LIMIT)
             return [ReaderRow(s.id, s.email, s.name, str(s.status), s.created_at) for s in found]
 
     def reader(self, reader_id: int) -> ReaderFile:
-        with self.services.factory() as session:
+        with self.factory() as session:
             found = self._get(session, reader_id)
             file = ReaderFile(found.id, found.email, describe(found))
             for delivery, edition in store.deliveries_of(session, found.id)[-SHOWN_DELIVERIES:]:
@@ -113,7 +121,7 @@ class Support:
 
     async def resend(self, reader_id: int, editor: str) -> str:
         """The confirmation mail again, to a pending reader (a sentence for the page)."""
-        with self.services.factory() as session:
+        with self.factory() as session:
             found = self._get(session, reader_id)
             if found.status is not SubscriberStatus.PENDING:
                 raise DigestError(
@@ -129,11 +137,10 @@ class Support:
     async def send_confirmation(self, mailing_list: MailingList, reader: Subscriber) -> str | None:
         """The double opt-in mail to one reader now; None when the relay took it,
         else why not (no relay: it waits for `digest subscribers invite`)."""
-        services = self.services
         try:
-            connection = services.single_connection("it waits for `subscribers invite`")
-            report = await services.invitations(mailing_list).send(
-                self.book(), [reader], connection, services.signing_step()
+            connection = self.tools.single_connection("it waits for `subscribers invite`")
+            report = await self.tools.invitations(mailing_list).send(
+                self.book(), [reader], connection, self.tools.signing_step()
             )
         except DigestError as exc:
             log.warning("confirmation mail not sent: %s", exc)
@@ -177,13 +184,13 @@ class Support:
         return found  # type: ignore[no-any-return]
 
     def _email(self, reader_id: int) -> str:
-        with self.services.factory() as session:
+        with self.factory() as session:
             return self._get(session, reader_id).email
 
     def _audit(
         self, editor: str, action: str, email: str | None, detail: dict[str, Any] | None = None
     ) -> None:
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             subject = address_hash(email) if email is not None else None
-            store.add_audit(session, self.services.clock(), editor, action, subject, detail)
+            store.add_audit(session, self.clock(), editor, action, subject, detail)
         log.info("desk: %s by %s", action, editor)

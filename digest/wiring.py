@@ -1,161 +1,64 @@
-"""The services of one entry point, built once: settings, the database, the clock,
-the renderer, the signers and the relays, and the rooms that use them.
+"""The composition root: the services of one entry point, built once, in order,
+each with exactly the collaborators it uses.
 
-``digest`` commands, the web app, the scheduler and the tests each build one
-``Services`` and hand it (or the room they need) on; nothing else builds a
-composer, a link signer, a relay pool or a DKIM signer.
+    editions → lifecycle → corrections → sender → previews → runner → scheduling
+    → desk → shaping
+
+``digest`` commands, the web app, the scheduler, a sender process and the tests
+each build one ``Services`` and call the service they need. Nothing below the
+doors imports this module: a service is handed what it uses, never the whole.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from digest.audience.confirm import Invitations
-from digest.audience.lists import MailingList, get_list
-from digest.compose import Composer, Placeholders
-from digest.config import Settings, SmtpTarget
+from digest.config import Settings
 from digest.db import Factory
-from digest.dkim import DkimSigner, Signer, dkim_keys
 from digest.edition.build import Editions
 from digest.edition.corrections import Corrections
+from digest.edition.desk import DeskView
 from digest.edition.lifecycle import Lifecycle
 from digest.edition.preview import Previews
+from digest.edition.sending import Sender
+from digest.edition.shaping import Shaping
 from digest.models import Clock
-from digest.render import Renderer
-from digest.schedule.files import Schedule, load_schedule
-from digest.send import DomainGate, RelayPool, SmtpConnection, connector
-from digest.send.service import Sender
-from digest.tokens import Keyring, LinkSigner
-from digest.track.engagement import Tracker
-
-log = logging.getLogger(__name__)
+from digest.schedule.files import Schedule
+from digest.schedule.jobs import Scheduling
+from digest.schedule.runner import Runner
+from digest.send.senders import Entry
+from digest.support import Support
+from digest.toolkit import Toolkit
 
 
-@dataclass
 class Services:
-    """Everything the stages need, built once at an entry point."""
+    """Everything an entry point calls, built once. ``sender_entry``: what the extra
+    sender processes of a `digest send` run (the CLI gives its own; without one a
+    send runs in its process alone)."""
 
-    settings: Settings
-    factory: Factory
-    clock: Clock
-    renderer: Renderer = field(init=False)
-    placeholders: Placeholders = field(init=False)
-    editions: Editions = field(init=False)
-    lifecycle: Lifecycle = field(init=False)
-    previews: Previews = field(init=False)
-    sender: Sender = field(init=False)
-    corrections: Corrections = field(init=False)
-    _dkim: DkimSigner | None = field(init=False, default=None)
-    _keyring: Keyring | None = field(init=False, default=None)
+    def __init__(
+        self, settings: Settings, factory: Factory, clock: Clock, sender_entry: Entry | None = None
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools = Toolkit(settings, clock)
+        self.editions = Editions(factory, clock, tools)
+        self.lifecycle = Lifecycle(factory, clock, self.editions)
+        self.corrections = Corrections(factory, clock, tools, self.editions)
+        self.sender = Sender(
+            factory, clock, tools, self.lifecycle, self.corrections, entry=sender_entry
+        )
+        self.previews = Previews(factory, tools, self.sender)
+        self.runner = Runner(factory, clock, tools, self.editions, self.lifecycle)
+        self.scheduling = Scheduling(settings, factory, clock, self.runner, self.sender)
+        self.desk = DeskView(factory, clock, tools, self.previews)
+        self.shaping = Shaping(
+            factory, clock, tools, self.editions, self.lifecycle, self.previews, self.desk
+        )
 
-    def __post_init__(self) -> None:
-        # One stem for every slot this installation renders and composes (the key is
-        # read on first use, so commands that never render need none).
-        self.placeholders = Placeholders(self.settings.link_key)
-        self.renderer = Renderer(self.settings.templates_dir, self.placeholders)
-        self.editions = Editions(self)
-        self.lifecycle = Lifecycle(self)
-        self.previews = Previews(self)
-        self.sender = Sender(self)
-        self.corrections = Corrections(self)
+    def support(self, list_name: str = "daily") -> Support:
+        """Reader care for one list (the desk's Readers page, the subscription box)."""
+        return Support(self.factory, self.clock, self.tools, list_name)
 
     def schedule(self, name: str) -> Schedule:
-        return load_schedule(self.settings.schedules_dir, name, self.settings.timezone)
-
-    def mailing_list(self, schedule: Schedule) -> MailingList:
-        return get_list(self.settings.subscribers_dir, schedule.list)
-
-    def keyring(self) -> Keyring:
-        """The link key's signers, made on first use (commands that never sign a link
-        need no key)."""
-        if self._keyring is None:
-            self._keyring = Keyring(self.settings.link_key())
-        return self._keyring
-
-    def link_signer(self, mailing_list: MailingList) -> LinkSigner:
-        """The signer of a list's personal links (its own key, from the installation's)."""
-        return self.keyring().for_list(mailing_list.key)
-
-    def tracker(self, schedule: Schedule) -> Tracker:
-        mailing_list = self.mailing_list(schedule)
-        return Tracker(
-            mailing_list, self.link_signer(mailing_list), self.settings.base_url, self.placeholders
-        )
-
-    def composer(self, schedule: Schedule) -> Composer:
-        return self.list_composer(self.mailing_list(schedule))
-
-    def list_composer(self, mailing_list: MailingList) -> Composer:
-        if not self.settings.base_url.startswith("https://"):
-            log.warning(
-                "DIGEST_BASE_URL %s is not https: Gmail and Yahoo will not offer one-click "
-                "unsubscribe (RFC 8058)",
-                self.settings.base_url,
-            )
-        return Composer(
-            sender=self.settings.sender,
-            mailing_list=mailing_list,
-            signer=self.link_signer(mailing_list),
-            base_url=self.settings.base_url,
-            feedback_sender_id=self.settings.feedback_sender_id,
-            clock=self.clock,
-            placeholders=self.placeholders,
-            envelope_from=self.settings.return_path,
-            verp=self.settings.verp,
-        )
-
-    def invitations(self, mailing_list: MailingList) -> Invitations:
-        return Invitations(
-            self.settings,
-            mailing_list,
-            self.renderer,
-            self.list_composer(mailing_list),
-            self.clock,
-            self.link_signer(mailing_list),
-        )
-
-    def connector(self) -> Callable[[SmtpTarget], SmtpConnection]:
-        return connector(self.settings.smtp)
-
-    def single_connection(
-        self, why: str = "say where to send (smtp://host:port)"
-    ) -> SmtpConnection:
-        """A connection to the first relay for one-off mail (a test copy, confirmations);
-        ConfigError saying what waits when no relay is set."""
-        return self.connector()(self.settings.require_relays(why)[0])
-
-    def signing_step(self) -> Callable[[bytes], bytes] | None:
-        """DKIM for the odd single message (test copy, confirmation), in process."""
-        keys = dkim_keys(self.settings.dkim)
-        return Signer(keys).sign if keys else None
-
-    def dkim_signer(self) -> DkimSigner:
-        """One pool of signing threads per entry point, started on first use."""
-        if self._dkim is None:
-            self._dkim = DkimSigner(dkim_keys(self.settings.dkim))
-            atexit.register(self._dkim.close)
-        return self._dkim
-
-    def relay_pool(self, via: SmtpTarget | None = None) -> RelayPool:
-        """The configured relays (or just ``via``), each resting after a failure."""
-        smtp = self.settings.smtp
-        relays = [via] if via is not None else list(smtp.relays)
-        return RelayPool(relays, cooldown=smtp.relay_cooldown, outage_limit=smtp.relay_outage_limit)
-
-    def domain_gate(self, share: int = 1) -> DomainGate:
-        """Each domain's pauses and caps; a process that starts with ``share`` - 1
-        others keeps 1/share of each domain's window until its heartbeat counts the
-        senders (the caps are one schedule for all: ``SendRun``)."""
-        smtp = self.settings.smtp
-        gate = DomainGate(
-            pause=smtp.domain_pause,
-            max_pause=smtp.domain_max_pause,
-            cohort=smtp.domain_failed_cohort,
-            connections=smtp.connections,
-            caps=dict(smtp.caps),
-        )
-        gate.senders = share
-        return gate
+        """A schedule file by name (what every door asks first)."""
+        return self.tools.schedule(name)

@@ -1,4 +1,4 @@
-"""The suite's root: isolated settings and a pipeline on either database. The
+"""The suite's root: isolated settings and a services on either database. The
 shared parts are plugins in tests/support/ (databases, SMTP, the web app, the
 browser, the `digest` command)."""
 
@@ -56,10 +56,10 @@ def settings(env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def pipeline(
+def services(
     env: dict[str, str], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Services]:
-    """A pipeline on either backend (a migrated copy), with the clock fixed to FIXED_NOW."""
+    """A services on either backend (a migrated copy), with the clock fixed to FIXED_NOW."""
     monkeypatch.setenv("DIGEST_DATABASE_URL", database_url)
     cfg = load_settings()
     engine = db.make_engine(cfg.database)

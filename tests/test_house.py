@@ -49,21 +49,19 @@ FLOORS: dict[str, int] = {
     "send": 2,
     "web.auth": 2,  # the desk's login policy: throttle and sessions, no HTTP
     "web.guard": 2,  # ASGI middleware: body cap and headers, no routes
+    "toolkit": 2,  # what the services make mail with: composers, signers, relays, DKIM
     # 3 — services: they wire the stages into what a person asks for
-    "wiring": 3,
     "edition": 3,
     "schedule": 3,
-    "send.service": 3,
-    "send.options": 3,  # a send's options: the edition's give-up deadline
-    "send.senders": 3,  # a sender process wires its own services
-    "send.recovery": 3,  # what dead processes left: journals, queued unsubscribes, claims
     "doctor": 3,
     "support": 3,  # the Readers page's service: reader care, audited
     "demo": 3,
-    # 4 — the doors: parse, call one service, print
-    "cli": 4,
-    "web": 4,
-    "__main__": 4,
+    # 4 — the composition root: builds every service; nothing below imports it
+    "wiring": 4,
+    # 5 — the doors: parse, call one service, print
+    "cli": 5,
+    "web": 5,
+    "__main__": 5,
 }
 SQL_ALLOWED = ("store", "db", "models", "migrations")
 
@@ -152,6 +150,26 @@ def test_the_checks_catch_what_they_look_for() -> None:
     names = set(imported(tree, "render"))
     assert "sqlalchemy" in names and "digest.cli.app" in names
     assert floor("cli.app") > floor("render")
+    # An import inside a function or under TYPE_CHECKING runs upward all the same
+    # (issue 26: the sender process wired its services from a function).
+    hidden = ast.parse(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from digest.wiring import Services\n"
+        "def main() -> None:\n    from digest.edition.build import Editions\n"
+    )
+    names = set(imported(hidden, "send.senders"))
+    assert {"digest.wiring.Services", "digest.edition.build.Editions"} <= names
+    assert floor("wiring") > floor("edition.build") > floor("send.senders")
+
+
+def test_nothing_below_the_doors_imports_the_composition_root() -> None:
+    importers = sorted(
+        name
+        for name, tree in modules()
+        if any(t == "digest.wiring" or t.startswith("digest.wiring.") for t in imported(tree, name))
+    )
+    assert importers, "the doors build the services from wiring"
+    assert all(floor(name) > floor("wiring") for name in importers), importers
 
 
 # -- sizes: small rooms, short functions, classes of one job ----------------------

@@ -16,7 +16,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+QUEUE_FILE = "unsubscribes.queue"
+
+
 class UnsubscribeQueue:
+    @classmethod
+    def of(cls, var_dir: Path) -> UnsubscribeQueue:
+        """The installation's queue: `digest serve` adds, every send applies."""
+        return cls(var_dir / QUEUE_FILE)
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.applying = path.with_name(path.name + ".applying")

@@ -319,3 +319,9 @@ def _find(session: Session, email: str) -> Subscriber | None:
     except BadSubscriber:
         address = email.strip().lower()
     return store.subscriber_by_email(session, address)
+
+
+def reader_book(factory: Factory, clock: Clock) -> SubscriberBook:
+    """The book as readers' own signed links and mails use it (unsubscribe,
+    preferences, confirm, mailto): no list's import rules apply."""
+    return SubscriberBook(factory, double_opt_in=True, clock=clock)

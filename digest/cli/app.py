@@ -124,10 +124,13 @@ def database(cfg: Settings, *, upgrade: bool = False) -> Factory:
     return db.session_factory(engine)
 
 
-def pipeline(cfg: Settings, *, upgrade: bool = False) -> Services:
+def wire(cfg: Settings, *, upgrade: bool = False) -> Services:
+    """The services, wired once for this command; a send's extra sender processes
+    run ``cli.senders.sender_main``."""
+    from digest.cli.senders import sender_main
     from digest.wiring import Services
 
-    return Services(cfg, database(cfg, upgrade=upgrade), clock=utcnow)
+    return Services(cfg, database(cfg, upgrade=upgrade), utcnow, sender_entry=sender_main)
 
 
 def reports(cfg: Settings) -> Reports:
@@ -179,9 +182,9 @@ DateOption = Annotated[
 ]
 
 
-def build_or_say(pipe: Services, schedule: Schedule, on: date) -> Edition:
+def build_or_say(services: Services, schedule: Schedule, on: date) -> Edition:
     try:
-        return pipe.editions.build(schedule, on)
+        return services.editions.build(schedule, on)
     except EmptyEdition as exc:
         console.print(f"nothing to send: {exc}")
         raise typer.Exit(0) from None
@@ -203,12 +206,14 @@ MetricsHostOption = Annotated[
 ]
 
 
-def expose_metrics(pipe: Services, port: int | None, host: str) -> None:
+def expose_metrics(services: Services, port: int | None, host: str) -> None:
     """A worker's or scheduler's own /metrics (they are processes of their own)."""
     if port is not None:
         from digest.observe.serve import serve_metrics
 
-        serve_metrics(host, port, pipe.settings.metrics_networks(), pipe.factory, pipe.clock)
+        serve_metrics(
+            host, port, services.settings.metrics_networks(), services.factory, services.clock
+        )
 
 
 EDITION_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}/\d{4}-\d{2}-\d{2}")
@@ -223,10 +228,10 @@ def checked_ref(ref: str) -> str:
     return ref
 
 
-def find(pipe: Services, ref: str) -> Edition:
+def find(services: Services, ref: str) -> Edition:
     from digest import store
 
-    with pipe.factory() as session:
+    with services.factory() as session:
         found = store.find_edition(session, checked_ref(ref))
     if found is None:
         fail(f"no edition {ref!r} (give an id or schedule/date)")

@@ -13,8 +13,8 @@ from digest.cli.app import (
     console,
     errors,
     parse_date,
-    pipeline,
     settings,
+    wire,
 )
 from digest.cli.editions import Format, decoded, finish_exit, print_report, status_of
 from digest.cli.ops import print_ingest
@@ -49,10 +49,10 @@ def demo_cmd(
     with errors():
         cfg = settings()
         made = service.ensure_key(cfg)
-        pipe = pipeline(cfg, upgrade=True)
-        schedule = pipe.schedule("daily")
+        services = wire(cfg, upgrade=True)
+        schedule = services.schedule("daily")
         on_date = parse_date(on, schedule)
-        loaded = service.load_demo(pipe, schedule, on_date, subscribers)
+        loaded = service.load_demo(services.factory, services.clock, schedule, on_date, subscribers)
         console.print(f"demo data for {on_date} (window {schedule.describe_window(on_date)}):")
         print_ingest(loaded.report)
         console.print(f"subscribers: {loaded.readers} demo readers ({loaded.new_readers} new)")
@@ -60,28 +60,28 @@ def demo_cmd(
             console.print(f"made a signing key for the demo: {cfg.secret_key_file}")
         if no_send:
             return
-        edition = build_or_say(pipe, schedule, on_date)
+        edition = build_or_say(services, schedule, on_date)
         page = cfg.var_dir / "preview" / f"{edition.schedule}-{edition.edition_date}.html"
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_bytes(decoded(pipe.previews.preview(schedule, edition).data, Format.html))
-        report_ = demo_send(pipe, schedule, edition)
+        page.write_bytes(decoded(services.previews.preview(schedule, edition).data, Format.html))
+        report_ = demo_send(services, schedule, edition)
     print_report(report_, schedule.zone)
     console.print(f"preview: {page.resolve()}")
     finish_exit(report_)
 
 
-def demo_send(pipe: Services, schedule: Schedule, edition: Edition) -> EditionReport:
+def demo_send(services: Services, schedule: Schedule, edition: Edition) -> EditionReport:
     from digest.demo import service
 
-    cfg = pipe.settings
+    cfg = services.settings
     if cfg.relays:
         console.print(f"sending through {', '.join(str(r) for r in cfg.relays)}")
-        deliver(pipe, schedule, edition)
-        return status_of(pipe, edition)
+        deliver(services, schedule, edition)
+        return status_of(services, edition)
     with service.capture_outbox(cfg) as outbox:
         console.print(
             f"sending through the capture server at {outbox.relay}; messages go to {outbox.folder}/"
         )
-        deliver(pipe, schedule, edition, via=outbox.relay)
+        deliver(services, schedule, edition, via=outbox.relay)
     console.print(f"the capture server received {outbox.received} messages in this run")
-    return status_of(pipe, edition)
+    return status_of(services, edition)

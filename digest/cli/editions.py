@@ -29,9 +29,9 @@ from digest.cli.app import (
     fail,
     find,
     parse_date,
-    pipeline,
     reports,
     settings,
+    wire,
 )
 from digest.files import write_private
 
@@ -66,10 +66,10 @@ def preview(
     """
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
-        schedule = pipe.schedule(schedule_name)
-        edition = build_or_say(pipe, schedule, parse_date(on, schedule))
-        message = pipe.previews.preview(schedule, edition, subscriber)
+        services = wire(cfg)
+        schedule = services.schedule(schedule_name)
+        edition = build_or_say(services, schedule, parse_date(on, schedule))
+        message = services.previews.preview(schedule, edition, subscriber)
     content = decoded(message.data, fmt)
     if out is not None and str(out) == "-":
         sys.stdout.buffer.write(content)
@@ -101,14 +101,14 @@ def finish_exit(report: EditionReport) -> None:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def status_of(pipe: Services, edition: Edition) -> EditionReport:
+def status_of(services: Services, edition: Edition) -> EditionReport:
     from digest.models import Edition
     from digest.track.reports import edition_report
 
-    with pipe.factory() as session:
+    with services.factory() as session:
         current = session.get(Edition, edition.id)
         assert current is not None
-        return edition_report(session, current, pipe.clock())
+        return edition_report(session, current, services.clock())
 
 
 @app.command()
@@ -271,9 +271,9 @@ def rebuild(edition_ref: EditionArg) -> None:
     Example: digest editions rebuild daily/2026-11-25
     """
     with errors():
-        pipe = pipeline(settings())
-        edition = find(pipe, edition_ref)
-        done = pipe.corrections.rebuild(edition, operator())
+        services = wire(settings())
+        edition = find(services, edition_ref)
+        done = services.corrections.rebuild(edition, operator())
     for revision in done.revisions:
         console.print(f"  {revision.describe()}", highlight=False, markup=False)
     console.print(
@@ -301,7 +301,7 @@ def approve(
     Example: digest approve weekly/2026-11-30
     """
     with errors():
-        pipe = pipeline(settings())
-        edition = find(pipe, edition_ref)
-        status_now = pipe.lifecycle.approve(edition, approved=not undo)
+        services = wire(settings())
+        edition = find(services, edition_ref)
+        status_now = services.lifecycle.approve(edition, approved=not undo)
     console.print(f"{edition.label}: {status_now}")

@@ -20,8 +20,8 @@ from digest.cli.app import (
     err,
     errors,
     fail,
-    pipeline,
     settings,
+    wire,
 )
 from digest.errors import DigestError
 from digest.kinds import utcnow
@@ -71,10 +71,10 @@ def ingest(
 
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
+        services = wire(cfg)
         report = IngestReport()
         for path in paths:
-            report.merge(Ingester(pipe.factory, clock=pipe.clock).load(read_source(path)))
+            report.merge(Ingester(services.factory, clock=services.clock).load(read_source(path)))
     print_ingest(report)
     if report.rejected:
         raise typer.Exit(EXIT_PARTIAL)
@@ -153,9 +153,9 @@ def serve(
 
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
+        services = wire(cfg)
         cfg.link_key()  # a missing key is an error now, not on the first request
-        web = create_app(WebContext(cfg, pipe.factory))
+        web = create_app(WebContext(cfg, services.factory))
         if not cfg.editor_accounts():
             log.warning("the editors' desk is closed: set DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD")
     uvicorn.Server(server.config(web, host, port, cfg.log_level)).run()
@@ -173,17 +173,17 @@ def inbound(
     Example: digest inbound /var/mail/unsubscribe/Maildir
     """
     from digest.audience.lists import load_lists
-    from digest.audience.subscribers import SubscriberBook
+    from digest.audience.subscribers import reader_book
     from digest.track.intake import Source, process_unsubscribes
 
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
-        signers = pipe.keyring().for_lists(load_lists(cfg.subscribers_dir))
+        services = wire(cfg)
+        signers = services.tools.keyring().for_lists(load_lists(cfg.subscribers_dir))
         report = process_unsubscribes(
             Source(path),
             signers,
-            SubscriberBook(pipe.factory, double_opt_in=True),
+            reader_book(services.factory, services.clock),
             cfg.sender.domain,
         )
     for problem in report.problems[:20]:
@@ -214,10 +214,12 @@ def bounces(
 
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
-        reader = BounceReader(pipe.keyring().verp(), cfg.return_path)
+        services = wire(cfg)
+        reader = BounceReader(services.tools.keyring().verp(), cfg.return_path)
         policy = SoftBouncePolicy(cfg.retry.soft_bounce_limit, cfg.retry.soft_bounce_days)
-        report: ReturnsReport = process_returns(pipe.factory, Source(path), reader, policy, utcnow)
+        report: ReturnsReport = process_returns(
+            services.factory, Source(path), reader, policy, utcnow
+        )
     for problem in report.problems[:20]:
         err.print(f"[yellow]left in place[/] {escape(problem)}", highlight=False)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing"

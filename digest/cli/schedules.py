@@ -20,8 +20,8 @@ from digest.cli.app import (
     expose_metrics,
     find,
     parse_date,
-    pipeline,
     settings,
+    wire,
 )
 from digest.cli.editions import finish_exit, print_report, status_of
 from digest.cli.sending import deliver
@@ -44,11 +44,9 @@ def schedules_cmd(
 
     Example: digest schedules --json
     """
-    from digest.schedule.runner import overview
-
     with errors():
-        pipe = pipeline(settings())
-        rows = overview(pipe, count, utcnow())
+        services = wire(settings())
+        rows = services.runner.overview(count, utcnow())
     if as_json:
         console.print_json(json.dumps(rows, ensure_ascii=False))
         return
@@ -97,23 +95,25 @@ def run(
 
     Example: digest run daily --date 2026-11-25
     """
-    from digest.schedule.runner import Fired, Runner
+    from digest.schedule.runner import Fired
 
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
-        day = parse_date(on, pipe.schedule(schedule_name)) if on else None
-        report = Runner(pipe).fire(schedule_name, edition_date=day)
+        services = wire(cfg)
+        day = parse_date(on, services.schedule(schedule_name)) if on else None
+        report = services.runner.fire(schedule_name, edition_date=day)
         print_fire(report, as_json)
         if report.outcome in (Fired.MISSED, Fired.HELD):
             raise typer.Exit(1)
         if report.outcome is not Fired.QUEUED or enqueue_only or report.edition_id is None:
             return
         cfg.require_relays("queued; `digest worker` sends once it is")
-        schedule = pipe.schedule(schedule_name)
-        edition = find(pipe, str(report.edition_id))
-        deliver(pipe, schedule, edition, wait=not schedule.send.local_time)  # says why it stopped
-        final = status_of(pipe, edition)
+        schedule = services.schedule(schedule_name)
+        edition = find(services, str(report.edition_id))
+        deliver(
+            services, schedule, edition, wait=not schedule.send.local_time
+        )  # says why it stopped
+        final = status_of(services, edition)
     if not as_json:
         print_report(final, schedule.zone)
     finish_exit(final)
@@ -144,28 +144,26 @@ def scheduler(
     Example: digest scheduler --enqueue-only
     """
     from digest.schedule.files import load_schedules
-    from digest.schedule.jobs import run_until_signalled
-    from digest.schedule.runner import Runner, catch_up
     from digest.send import run_async, worker_name
 
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
+        services = wire(cfg)
         schedules = load_schedules(cfg.schedules_dir, cfg.timezone)
         if not enqueue_only:
             cfg.require_relays("say where to send (or run with --enqueue-only beside workers)")
         if once:
-            for report in catch_up(pipe, schedules):
+            for report in services.runner.catch_up(schedules):
                 print_fire(report, False, "send ")
             for name in schedules:
-                print_fire(Runner(pipe).prepare(name), False, "prepare ")
+                print_fire(services.runner.prepare(name), False, "prepare ")
             if not enqueue_only:
                 # The cron line: what the send times queued goes now, as `worker --once`.
-                pipe.sender.reclaim()
-                work = run_async(pipe.sender.run_worker(worker_name(), once=True))
+                services.sender.reclaim()
+                work = run_async(services.sender.run_worker(worker_name(), once=True))
                 console.print(work.summary())
             return
         name = worker_name()
-        expose_metrics(pipe, metrics_port, metrics_host)
+        expose_metrics(services, metrics_port, metrics_host)
         log.info("scheduler %s started: %s", name, ", ".join(schedules))
-        run_async(run_until_signalled(pipe, name, enqueue_only))
+        run_async(services.scheduling.run_until_signalled(name, enqueue_only))

@@ -36,8 +36,8 @@ from digest.cli.app import (
     find,
     options,
     parse_date,
-    pipeline,
     settings,
+    wire,
 )
 from digest.cli.editions import finish_exit, operator, print_report, status_of
 from digest.errors import RelayUnavailable
@@ -104,15 +104,15 @@ def send(
     """
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
-        schedule = pipe.schedule(schedule_name)
-        edition = build_or_say(pipe, schedule, parse_date(on, schedule))
+        services = wire(cfg)
+        schedule = services.schedule(schedule_name)
+        edition = build_or_say(services, schedule, parse_date(on, schedule))
         if dry_run:
-            do_dry_run(pipe, schedule, edition, limit)
+            do_dry_run(services, schedule, edition, limit)
             return
         if enqueue_only:
-            pipe.lifecycle.check_approval(schedule, edition, force=force)
-            added = pipe.lifecycle.start_sending(schedule, edition)
+            services.lifecycle.check_approval(schedule, edition, force=force)
+            added = services.lifecycle.start_sending(schedule, edition)
             console.print(
                 f"{edition.label}: {added} deliveries queued for the workers "
                 "(`digest worker`); follow them with `digest status`"
@@ -120,17 +120,17 @@ def send(
             return
         cfg.require_relays()
         if test_to:
-            do_test_send(pipe, schedule, edition, test_to)
+            do_test_send(services, schedule, edition, test_to)
             return
-        pipe.lifecycle.check_approval(schedule, edition, force=force)
-        deliver(pipe, schedule, edition, limit=limit, wait=not no_wait and limit is None)
-        report = status_of(pipe, edition)
+        services.lifecycle.check_approval(schedule, edition, force=force)
+        deliver(services, schedule, edition, limit=limit, wait=not no_wait and limit is None)
+        report = status_of(services, edition)
     print_report(report, schedule.zone)
     finish_exit(report)
 
 
-def do_dry_run(pipe: Services, schedule: Schedule, edition: Edition, limit: int | None) -> None:
-    result = pipe.previews.dry_run(schedule, edition, limit)
+def do_dry_run(services: Services, schedule: Schedule, edition: Edition, limit: int | None) -> None:
+    result = services.previews.dry_run(schedule, edition, limit)
     console.print(
         f"dry run of {edition.label} «{edition.subject}»: would send {result.messages} messages "
         f"({result.bytes / 1e6:.1f} MB) in {result.variants} variant(s); "
@@ -140,8 +140,8 @@ def do_dry_run(pipe: Services, schedule: Schedule, edition: Edition, limit: int 
         err.print(f"[red]cannot compose[/] {escape(str(problem))}", highlight=False)
 
 
-def do_test_send(pipe: Services, schedule: Schedule, edition: Edition, to: str) -> None:
-    result = pipe.previews.send_test(schedule, edition, to)
+def do_test_send(services: Services, schedule: Schedule, edition: Edition, to: str) -> None:
+    result = services.previews.send_test(schedule, edition, to)
     console.print(
         f"test copy of {edition.label} sent to {result.message.envelope_to}: "
         f"{result.code} {result.reply}"
@@ -202,7 +202,7 @@ PROGRESS_COLUMNS = (
 
 
 def deliver(
-    pipe: Services,
+    services: Services,
     schedule: Schedule,
     edition: Edition,
     *,
@@ -211,10 +211,10 @@ def deliver(
     via: SmtpTarget | None = None,
 ) -> RunResult:
     """The send service with a progress bar; a stop says why and how to go on."""
-    result = pipe.sender.deliver(
+    result = services.sender.deliver(
         schedule, edition, limit=limit, wait=wait, watch=progress_bar, via=via
     )
-    explain_stop(pipe, edition, result)
+    explain_stop(services, edition, result)
     return result
 
 
@@ -227,14 +227,14 @@ def progress_bar(label: str, total: int) -> Iterator[RichProgress]:
         yield RichProgress(bar, task)
 
 
-def explain_stop(pipe: Services, edition: Edition, result: RunResult) -> None:
+def explain_stop(services: Services, edition: Edition, result: RunResult) -> None:
     """A stopped send says why and how to go on; an outage is an error (exit 1)."""
     if result.aborted:
         raise RelayUnavailable(
             f"{result.aborted}; sent {result.sent} before stopping — every claim was handed "
             f"back: run `digest resume {edition.label}` to send the rest"
         )
-    if result.stopped == "paused" and pipe.corrections.pending(edition):
+    if result.stopped == "paused" and services.corrections.pending(edition):
         err.print(
             f"{edition.label} is paused: articles changed since it was approved "
             f"(`digest status {edition.label}` shows them); `digest editions rebuild "
@@ -271,13 +271,13 @@ def worker(
 
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
+        services = wire(cfg)
         cfg.require_relays()
         name = worker_name()
-        expose_metrics(pipe, metrics_port, metrics_host)
+        expose_metrics(services, metrics_port, metrics_host)
         log.info("worker %s started%s", name, " (once)" if once else "")
-        pipe.sender.reclaim()
-        report = run_async(pipe.sender.run_worker(name, once))
+        services.sender.reclaim()
+        report = run_async(services.sender.run_worker(name, once))
     console.print(f"worker {name}: {report.summary()}")
     if report.aborted:
         fail(f"{report.aborted}; claims handed back, start the worker again")
@@ -291,9 +291,9 @@ def pause(edition_ref: EditionArg) -> None:
     Example: digest pause daily/2026-11-25
     """
     with errors():
-        pipe = pipeline(settings())
-        edition = find(pipe, edition_ref)
-        pipe.lifecycle.pause(edition)
+        services = wire(settings())
+        edition = find(services, edition_ref)
+        services.lifecycle.pause(edition)
     console.print(f"{edition.label} paused; `digest resume {edition.label}` goes on")
 
 
@@ -318,19 +318,19 @@ def resume(
     """
     with errors():
         cfg = settings()
-        pipe = pipeline(cfg)
-        edition = find(pipe, edition_ref)
+        services = wire(cfg)
+        edition = find(services, edition_ref)
         if as_approved:
-            for passed in pipe.corrections.pass_by(edition, operator()):
+            for passed in services.corrections.pass_by(edition, operator()):
                 err.print(f"not taken in: {passed.describe()}", highlight=False, markup=False)
-        pipe.lifecycle.resume(edition)
+        services.lifecycle.resume(edition)
         if enqueue_only:
             console.print(f"{edition.label} resumed; the workers send it")
             return
         cfg.require_relays()
-        schedule = pipe.schedule(edition.schedule)
-        deliver(pipe, schedule, edition, wait=not no_wait)
-        report = status_of(pipe, edition)
+        schedule = services.schedule(edition.schedule)
+        deliver(services, schedule, edition, wait=not no_wait)
+        report = status_of(services, edition)
     print_report(report, schedule.zone)
     finish_exit(report)
 
@@ -343,9 +343,9 @@ def cancel(edition_ref: EditionArg) -> None:
     Example: digest cancel daily/2026-11-25
     """
     with errors():
-        pipe = pipeline(settings())
-        edition = find(pipe, edition_ref)
-        now, held = pipe.lifecycle.cancel(edition)
+        services = wire(settings())
+        edition = find(services, edition_ref)
+        now, held = services.lifecycle.cancel(edition)
     console.print(f"{edition.label} cancelled; {now} messages will not be sent")
     if held:
         console.print(
@@ -368,7 +368,7 @@ def retry(
     Example: digest retry daily/2026-11-25 --failed
     """
     with errors():
-        pipe = pipeline(settings())
-        edition = find(pipe, edition_ref)
-        n = pipe.lifecycle.retry(edition, failed=failed)
+        services = wire(settings())
+        edition = find(services, edition_ref)
+        n = services.lifecycle.retry(edition, failed=failed)
     console.print(f"{edition.label}: {n} deliveries queued again")

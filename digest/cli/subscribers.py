@@ -16,9 +16,9 @@ from digest.cli.app import (
     err,
     errors,
     fail,
-    pipeline,
     settings,
     subscribers_app,
+    wire,
 )
 from digest.files import open_private
 from digest.kinds import SubscriberStatus
@@ -31,9 +31,7 @@ ListOption = Annotated[str, typer.Option("--list", help="A list of subscribers/l
 
 
 def book(cfg: Settings, list_name: str) -> SubscriberBook:
-    from digest.support import Support
-
-    return Support(pipeline(cfg), list_name).book()
+    return wire(cfg).support(list_name).book()
 
 
 def send_invitations(
@@ -49,21 +47,23 @@ def send_invitations(
     from digest.audience.lists import get_list
     from digest.send import run_async
 
-    pipe = pipeline(cfg)
+    services = wire(cfg)
     mailing_list = get_list(cfg.subscribers_dir, list_name)
     subscribers = book(cfg, list_name)
     due = subscribers.to_invite(mailing_list.confirm_days, again, limit, only)
-    invitations = pipe.invitations(mailing_list)
+    invitations = services.tools.invitations(mailing_list)
     if dry_run:
         for s in due:
             console.print(f"would send to {s.email}: {invitations.link(s.token_key)}")
         console.print(f"{len(due)} confirmation mail(s) would go out (dry run)")
         return 0
-    connection = pipe.single_connection(
+    connection = services.tools.single_connection(
         f"{len(due)} confirmation mail(s) not sent; "
         "send them with `digest subscribers invite` once it is"
     )
-    report = run_async(invitations.send(subscribers, due, connection, pipe.signing_step()))
+    report = run_async(
+        invitations.send(subscribers, due, connection, services.tools.signing_step())
+    )
     for problem in report.failed:
         err.print(f"[red]not sent[/] {problem}", highlight=False)
     console.print(

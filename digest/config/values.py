@@ -200,6 +200,11 @@ def from_address(value: str) -> str:
     return value
 
 
+def is_https(url: str) -> bool:
+    """RFC 8058's one-click unsubscribe and the desk's secure cookies need it."""
+    return url.startswith("https://")
+
+
 def absolute_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from digest.capture import CaptureHandler, CaptureServer
 from digest.config import Settings, SmtpTarget, parse_smtp_url
+from digest.db import Factory
 from digest.demo.data import add_subscribers, build, load
 from digest.files import write_private
 from digest.ingest import IngestReport
-from digest.models import utcnow
+from digest.models import Clock, utcnow
 from digest.schedule.files import Schedule
-from digest.wiring import Services
 
 
 def ensure_key(cfg: Settings) -> bool:
@@ -36,10 +36,10 @@ class Loaded:
     new_readers: int
 
 
-def load_demo(services: Services, schedule: Schedule, on: date, readers: int) -> Loaded:
+def load_demo(factory: Factory, clock: Clock, schedule: Schedule, on: date, readers: int) -> Loaded:
     """The seed-based articles of ``on``'s window and ``readers`` demo readers."""
-    report = load(services.factory, build(schedule, on), services.clock)
-    total, added = add_subscribers(services.factory, readers, now=utcnow())
+    report = load(factory, build(schedule, on), clock)
+    total, added = add_subscribers(factory, readers, now=utcnow())
     return Loaded(report, total, added)
 
 

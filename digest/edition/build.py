@@ -24,7 +24,9 @@ from digest.select import Pick, Selection, select_edition
 from digest.track.engagement import Tracker
 
 if TYPE_CHECKING:
-    from digest.wiring import Services
+    from digest.db import Factory
+    from digest.models import Clock
+    from digest.toolkit import Toolkit
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,10 @@ log = logging.getLogger(__name__)
 class Editions:
     """Builds editions and their variants (``Services.editions``)."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, factory: Factory, clock: Clock, tools: Toolkit) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools
 
     def build(self, schedule: Schedule, edition_date: date) -> Edition:
         """The edition for (schedule, date): created or refreshed while a draft,
@@ -46,7 +50,7 @@ class Editions:
             return self._build(schedule, edition_date)
 
     def _build(self, schedule: Schedule, edition_date: date) -> Edition:
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             edition = store.edition_for(session, schedule.name, edition_date, lock=True)
             # A missed edition was marked before anything was chosen: it is chosen now,
             # like a draft (its view needs a lead; sending it by hand is allowed).
@@ -107,7 +111,7 @@ class Editions:
             edition_date=edition_date,
             window_start=start,
             window_end=end,
-            created_at=self.services.clock(),
+            created_at=self.clock(),
             status=status,
         )
         session.add(edition)
@@ -135,7 +139,7 @@ class Editions:
         session.refresh(edition, ["items"])
 
     def _render(self, view: EditionView, schedule: Schedule) -> tuple[Rendered, int]:
-        rendered = self.services.renderer.render(view, schedule.mail.template)
+        rendered = self.tools.renderer.render(view, schedule.mail.template)
         metrics.RENDER_SECONDS.observe(rendered.render_ms / 1000)
         return rendered, view.articles
 
@@ -167,7 +171,7 @@ class Editions:
             version = max((v.version for v in have.values()), default=1)
         # Read before rendering: a correction arriving meanwhile is newer, so it is seen.
         mark = store.last_revision_id(session)
-        full = edition_view(self.services, session, schedule, edition)
+        full = edition_view(self.tools, session, schedule, edition)
         if refresh:
             edition.subject, edition.preheader = full.subject, full.preheader
             edition.revision_mark = mark
@@ -175,7 +179,7 @@ class Editions:
             # Frozen: a later variant keeps the subject the first messages went out with,
             # even if the schedule file's template changed since.
             full = replace(full, subject=edition.subject, preheader=edition.preheader)
-        tracker = self.services.tracker(schedule)
+        tracker = self.tools.tracker(schedule)
         rendered: dict[str, tuple[Rendered, int] | None] = {}
         for key in missing:
             sections, text_only = parse_variant_key(key)

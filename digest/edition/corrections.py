@@ -23,7 +23,10 @@ from digest.models import Edition, EditionStatus
 from digest.store import Revision
 
 if TYPE_CHECKING:
-    from digest.wiring import Services
+    from digest.db import Factory
+    from digest.edition.build import Editions
+    from digest.models import Clock
+    from digest.toolkit import Toolkit
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,15 @@ def _detail(revisions: list[Revision]) -> dict[str, Any]:
 class Corrections:
     """``Services.corrections``."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, factory: Factory, clock: Clock, tools: Toolkit, editions: Editions) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools
+        self.editions = editions
 
     def pending(self, edition: Edition) -> list[Revision]:
         """Corrections of the edition's articles its variants have not taken in."""
-        with self.services.factory() as session:
+        with self.factory() as session:
             current = session.get(Edition, edition.id)
             if current is None:
                 return []
@@ -68,7 +74,7 @@ class Corrections:
             return False
         revisions = store.revisions_since(session, edition_id, edition.revision_mark)
         changes = "; ".join(r.describe() for r in revisions)
-        if self.services.settings.on_correction == "ignore":
+        if self.tools.settings.on_correction == "ignore":
             edition.revision_mark = revisions[-1].id
             self._record(session, edition, SYSTEM, "correction-ignored", _detail(revisions))
             log.warning(
@@ -82,7 +88,7 @@ class Corrections:
         if edition.pause_reason != CORRECTION:  # once, not at every try to send it
             if edition.status in MOVES[Step.PAUSE]:
                 move(edition, Step.PAUSE)
-            edition.paused_at = edition.paused_at or self.services.clock()
+            edition.paused_at = edition.paused_at or self.clock()
             edition.pause_reason = CORRECTION
             self._record(session, edition, SYSTEM, "correction-paused", _detail(revisions))
         log.warning(
@@ -99,9 +105,9 @@ class Corrections:
     def auto_rebuild(self, edition: Edition) -> bool:
         """After a send stopped: with ``DIGEST_ON_CORRECTION=rebuild``, rebuild an
         edition a correction paused. True if the send should go on."""
-        if self.services.settings.on_correction != "rebuild":
+        if self.tools.settings.on_correction != "rebuild":
             return False
-        with self.services.factory() as session:
+        with self.factory() as session:
             current = session.get(Edition, edition.id)
             if current is None or current.pause_reason != CORRECTION:
                 return False
@@ -110,7 +116,7 @@ class Corrections:
     def pass_by(self, edition: Edition, editor: str) -> list[Revision]:
         """The corrections pending are let be: the send goes on with the approved
         text (``digest resume --as-approved``). Returns them."""
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             current = session.get(Edition, edition.id, with_for_update=True)
             if current is None:
                 raise EditionError(f"no edition {edition.id}")
@@ -125,9 +131,8 @@ class Corrections:
         (withdrawn ones left out); unsent deliveries take the new version.
         ``only_if_paused``: unless another worker already did (their rebuild lifted
         the pause): then nothing is done, and the send may go on."""
-        services = self.services
-        schedule = services.schedule(edition.schedule)
-        with transaction(services.factory) as session:
+        schedule = self.tools.schedule(edition.schedule)
+        with transaction(self.factory) as session:
             current = session.get(Edition, edition.id, with_for_update=True)
             if current is None:
                 raise EditionError(f"no edition {edition.id}")
@@ -136,12 +141,12 @@ class Corrections:
             if only_if_paused and current.pause_reason != CORRECTION:
                 return Rebuilt(current.label, [], 0, 0, resumed=True)
             revisions = store.revisions_since(session, current.id, current.revision_mark)
-            keys, version = store.retire_variants(session, current.id, services.clock())
-            services.editions.render_variants(
+            keys, version = store.retire_variants(session, current.id, self.clock())
+            self.editions.render_variants(
                 session, schedule, current, refresh=True, extra=keys, version=version
             )
             new = {v.key: v.id for v in store.variants(session, current.id)}
-            repointed = store.repoint_deliveries(session, current.id, new, services.clock())
+            repointed = store.repoint_deliveries(session, current.id, new, self.clock())
             resumed = current.pause_reason == CORRECTION
             if resumed:
                 move(current, Step.RESUME)
@@ -164,4 +169,4 @@ class Corrections:
     def _record(
         self, session: Session, edition: Edition, editor: str, action: str, detail: dict[str, Any]
     ) -> None:
-        store.add_change(session, edition.id, editor, self.services.clock(), action, detail)
+        store.add_change(session, edition.id, editor, self.clock(), action, detail)

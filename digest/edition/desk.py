@@ -8,7 +8,7 @@ import email.policy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from digest import store
@@ -23,7 +23,12 @@ from digest.models import (
 )
 from digest.schedule.files import Schedule, load_schedules
 from digest.track.reports import EditionReport, edition_report, progress_words
-from digest.wiring import Services
+
+if TYPE_CHECKING:
+    from digest.db import Factory
+    from digest.edition.preview import Previews
+    from digest.models import Clock
+    from digest.toolkit import Toolkit
 
 GMAIL_CLIP = 102 * 1024  # Gmail clips a message whose HTML is larger
 
@@ -105,34 +110,37 @@ class DeliveryPage:
 class DeskView:
     """What the desk shows of editions: lists, a preview, the delivery page."""
 
-    def __init__(self, pipe: Services) -> None:
-        self.pipe = pipe
+    def __init__(self, factory: Factory, clock: Clock, tools: Toolkit, previews: Previews) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools
+        self.previews = previews
 
     def schedules(self) -> dict[str, Schedule]:
-        return load_schedules(self.pipe.settings.schedules_dir, self.pipe.settings.timezone)
+        return load_schedules(self.tools.settings.schedules_dir, self.tools.settings.timezone)
 
     def editions(self, limit: int = 60) -> tuple[list[EditionReport], list[EditionReport]]:
         """(upcoming drafts and today's, newest first; then the archive of the rest)."""
-        today = self.pipe.clock().astimezone(self.pipe.settings.zone).date()
+        today = self.clock().astimezone(self.tools.settings.zone).date()
         open_ = (EditionStatus.DRAFT, EditionStatus.APPROVED, EditionStatus.SENDING)
         current: list[EditionReport] = []
         archive: list[EditionReport] = []
-        with self.pipe.factory() as session:
+        with self.factory() as session:
             for e in store.recent_editions(session, limit):
                 upcoming = e.edition_date >= today or e.status in open_
                 (current if upcoming else archive).append(edition_report(session, e))
         return current, archive
 
     def edition(self, edition_id: int) -> tuple[Schedule, Edition]:
-        with self.pipe.factory() as session:
+        with self.factory() as session:
             found = session.get(Edition, edition_id)
         if found is None:
             raise EditionError(f"no edition {edition_id}")
-        return self.pipe.schedule(found.schedule), found
+        return self.tools.schedule(found.schedule), found
 
     def preview(self, edition_id: int, variant: str = "") -> PreviewPage:
         schedule, edition = self.edition(edition_id)
-        with self.pipe.factory() as session:
+        with self.factory() as session:
             current = session.get(Edition, edition_id)
             assert current is not None
             report = edition_report(session, current)
@@ -142,7 +150,7 @@ class DeskView:
             changes = self._changes(session, edition_id)
         if variant not in {k for k, _ in variants}:
             variant = ""
-        message = self.pipe.previews.preview(schedule, edition, variant_key_=variant)
+        message = self.previews.preview(schedule, edition, variant_key_=variant)
         html, text, headers = split_message(message.data)
         return PreviewPage(
             edition=report,
@@ -161,12 +169,12 @@ class DeskView:
         )
 
     def delivery(self, edition_id: int) -> DeliveryPage:
-        with self.pipe.factory() as session:
+        with self.factory() as session:
             current = session.get(Edition, edition_id)
             if current is None:
                 raise EditionError(f"no edition {edition_id}")
-            now = self.pipe.clock()
-            zone = self.pipe.schedule(current.schedule).zone
+            now = self.clock()
+            zone = self.tools.schedule(current.schedule).zone
             page = DeliveryPage(edition_report(session, current, now), zone=zone)
             page.bounces = store.bounced_count(session, edition_id)
             page.unsubscribes = store.unsubscribes_since(session, current.created_at)
@@ -180,7 +188,7 @@ class DeskView:
     def _candidates(self, session: Session, edition: Edition) -> list[ItemRow]:
         """Articles of the window (and since: late arrivals) not in the edition."""
         chosen = {i.article_id for i in edition.items}
-        until = max(edition.window_end, self.pipe.clock())
+        until = max(edition.window_end, self.clock())
         articles = store.articles_between(session, edition.window_start, until, 60)
         return [_row(a, "") for a in articles if a.id not in chosen]
 

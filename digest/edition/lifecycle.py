@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import TYPE_CHECKING
 
 from digest import store
@@ -22,10 +22,11 @@ from digest.models import DeliveryStatus, Edition, EditionStatus
 from digest.schedule.files import Schedule
 
 if TYPE_CHECKING:
-    from digest.wiring import Services
+    from digest.db import Factory
+    from digest.edition.build import Editions
+    from digest.models import Clock
 
 log = logging.getLogger(__name__)
-GIVE_UP_MARGIN = timedelta(minutes=5)
 S = EditionStatus
 
 
@@ -82,17 +83,13 @@ def refusal(edition: Edition, step: Step) -> str:
     return f"{edition.label} is a {edition.status}: nothing is being sent"
 
 
-def give_up_deadline(edition: Edition) -> datetime:
-    """MAIL-RULES 25: retries of an edition end before the next one is built
-    (one window after this one's end), whatever DIGEST_GIVE_UP_AFTER says."""
-    return edition.window_end + (edition.window_end - edition.window_start) - GIVE_UP_MARGIN
-
-
 class Lifecycle:
     """Every status change of an edition (``Services.lifecycle``)."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, factory: Factory, clock: Clock, editions: Editions) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.editions = editions
 
     def _current(self, session: Session, edition: Edition, *, lock: bool = False) -> Edition:
         current = session.get(Edition, edition.id, with_for_update=lock)
@@ -105,8 +102,8 @@ class Lifecycle:
         if edition.status is S.CANCELLED:
             raise EditionError(f"{edition.label} was cancelled")
         added = 0
-        now = self.services.clock
-        with transaction(self.services.factory) as session:
+        now = self.clock
+        with transaction(self.factory) as session:
             # Locked: a second scheduler starting the same edition waits, then finds
             # the rows made and adds none (the unique delivery key never fires).
             current = self._current(session, edition, lock=True)
@@ -116,7 +113,7 @@ class Lifecycle:
                 if not store.unqueued_active_subscribers(session, current.id, schedule.frequency):
                     break
                 # Someone chose new sections since the variants were rendered.
-                self.services.editions.render_variants(session, schedule, current, refresh=False)
+                self.editions.render_variants(session, schedule, current, refresh=False)
             if schedule.send.local_time:
                 zones = store.audience_zones(session, schedule.frequency, schedule.timezone)
                 waves = {z: schedule.local_send_time(current.edition_date, z) for z in zones}
@@ -141,41 +138,41 @@ class Lifecycle:
 
     def finish(self, edition: Edition) -> EditionStatus:
         """Mark the edition sent once no delivery is left to try."""
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             current = self._current(session, edition)
             counts = store.delivery_counts(session, edition.id)
             open_ = sum(counts.get(s, 0) for s in DeliveryStatus if not s.final)
             if open_ == 0 and current.status in MOVES[Step.FINISH]:
                 move(current, Step.FINISH)
-                current.sent_at = self.services.clock()
+                current.sent_at = self.clock()
             edition.status, edition.sent_at = current.status, current.sent_at
             return current.status
 
     def is_sending(self, edition: Edition) -> bool:
         """Sending and not paused now (a pause may have been lifted since a run saw it)."""
-        with self.services.factory() as session:
+        with self.factory() as session:
             current = self._current(session, edition)
             return current.status is EditionStatus.SENDING and current.paused_at is None
 
     def approve(self, edition: Edition, approved: bool = True) -> EditionStatus:
         """Approve a draft, or take the approval back until sending starts."""
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             current = self._current(session, edition)
             edition.status = move(current, Step.APPROVE if approved else Step.UNAPPROVE)
             return edition.status
 
     def pause(self, edition: Edition) -> None:
         """Running senders stop claiming within a heartbeat (about a second)."""
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             current = self._current(session, edition)
             move(current, Step.PAUSE)
             if current.paused_at is None:
-                current.paused_at = self.services.clock()
+                current.paused_at = self.clock()
 
     def resume(self, edition: Edition) -> None:
         """Lift a pause. One a correction made is lifted by a rebuild, or once the
         corrections are passed by (``Corrections.pass_by``)."""
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             current = self._current(session, edition)
             move(current, Step.RESUME)
             pending = store.revisions_since(session, current.id, current.revision_mark)
@@ -191,21 +188,21 @@ class Lifecycle:
         """Stop the edition for good. Returns (suppressed now: the queue and the
         retries; held by running senders: they stop within a heartbeat, about a
         second, and what they have not sent by then is suppressed as they hand it back)."""
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             move(self._current(session, edition), Step.CANCEL)
             held = store.delivery_counts(session, edition.id).get(DeliveryStatus.SENDING, 0)
-            return store.cancel_pending(session, edition.id, self.services.clock()), held
+            return store.cancel_pending(session, edition.id, self.clock()), held
 
     def retry(self, edition: Edition, *, failed: bool = False) -> int:
         """Deferred (and with ``failed`` failed) deliveries go back to the queue, due
         now. Bounced ones never do: the address is dead."""
         states = [DeliveryStatus.DEFERRED] + ([DeliveryStatus.FAILED] if failed else [])
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             current = self._current(session, edition)
             before = current.status
             if before not in MOVES[Step.RETRY]:
                 raise EditionError(refusal(current, Step.RETRY))
-            n = store.requeue(session, edition.id, states, self.services.clock())
+            n = store.requeue(session, edition.id, states, self.clock())
             if n:
                 move(current, Step.RETRY)
                 if before is S.SENT:
@@ -214,10 +211,10 @@ class Lifecycle:
 
     def mark_missed(self, schedule: Schedule, day: date) -> int:
         """A row that says so: `digest editions` shows it, and a later fire skips it."""
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             edition = store.edition_for(session, schedule.name, day)
             if edition is None:
-                edition = self.services.editions.new_edition(session, schedule, day, S.MISSED)
+                edition = self.editions.new_edition(session, schedule, day, S.MISSED)
             if edition.status in MOVES[Step.MISS]:
                 move(edition, Step.MISS)
             session.flush()
@@ -225,5 +222,5 @@ class Lifecycle:
 
     def reopen(self, edition: Edition) -> None:
         """Ops run a missed edition by hand: it is a draft again."""
-        with transaction(self.services.factory) as session:
+        with transaction(self.factory) as session:
             edition.status = move(self._current(session, edition), Step.REOPEN)

@@ -19,7 +19,9 @@ from digest.send.pacing import DomainGate
 from digest.send.relays import RelayPool
 
 if TYPE_CHECKING:
-    from digest.wiring import Services
+    from digest.db import Factory
+    from digest.edition.sending import Sender
+    from digest.toolkit import Toolkit
 
 TEST_PREFIX = "[ТЕСТ] "
 DRY_RELAY = SmtpTarget("dry-run.invalid", 25)  # never connected to: the capture takes it
@@ -38,8 +40,10 @@ class DryRun:
 class Previews:
     """``Services.previews``."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, factory: Factory, tools: Toolkit, sender: Sender) -> None:
+        self.factory = factory
+        self.tools = tools
+        self.sender = sender
 
     def preview(
         self,
@@ -54,8 +58,8 @@ class Previews:
         """Exactly the message a subscriber (or a sample reader) would get;
         ``variant_key_`` picks a variant by key for the sample reader. A ``copy``
         (a test copy) has its own Message-ID and no reader's return path."""
-        composer = self.services.composer(schedule)
-        with self.services.factory() as session:
+        composer = self.tools.composer(schedule)
+        with self.factory() as session:
             subscriber = store.subscriber_by_email(session, email) if email else None
             key = variant_key(subscriber.sections, subscriber.format) if subscriber else ""
             key = variant_key_ if variant_key_ is not None and subscriber is None else key
@@ -89,18 +93,17 @@ class Previews:
         """The real send, captured: the same claim loop, composition, DKIM and
         connections, over every active reader (nothing written, nothing paced), with a
         connection that keeps the bytes instead of sending them."""
-        services = self.services
-        with services.factory() as session:
+        with self.factory() as session:
             variants = {v.key: v.id for v in store.variants(session, edition.id) if v.articles}
-        ledger = DryLedger(services.factory, schedule.frequency, variants)
+        ledger = DryLedger(self.factory, schedule.frequency, variants)
         capture = CapturingConnection()
-        run = services.sender.send_run(
+        run = self.sender.send_run(
             schedule,
             edition,
             lambda _relay: capture,
             worker="dry-run",
             relays=RelayPool([DRY_RELAY]),
-            gate=DomainGate(connections=services.settings.smtp.connections),
+            gate=DomainGate(connections=self.tools.settings.smtp.connections),
             limit=limit,
             ledger=ledger,
             paced=False,
@@ -114,6 +117,6 @@ class Previews:
         """One copy to ``to``, «[ТЕСТ]» in the subject, signed like the real thing;
         not a delivery: no subscriber's counts change."""
         message = self.preview(schedule, edition, to, subject_prefix=TEST_PREFIX, copy=True)
-        connection = self.services.single_connection()
-        (result,) = run_async(send_each(connection, [message], self.services.signing_step()))
+        connection = self.tools.single_connection()
+        (result,) = run_async(send_each(connection, [message], self.tools.signing_step()))
         return result

@@ -9,7 +9,7 @@ approval can be taken back until sending starts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digest import store
 from digest.db import Session, transaction
@@ -25,7 +25,14 @@ from digest.models import (
 )
 from digest.schedule.files import Schedule
 from digest.send import Single
-from digest.wiring import Services
+
+if TYPE_CHECKING:
+    from digest.db import Factory
+    from digest.edition.build import Editions
+    from digest.edition.lifecycle import Lifecycle
+    from digest.edition.preview import Previews
+    from digest.models import Clock
+    from digest.toolkit import Toolkit
 
 ACTIONS = ("pin", "drop", "up", "down", "add")
 
@@ -33,17 +40,31 @@ ACTIONS = ("pin", "drop", "up", "down", "add")
 class Shaping:
     """What an editor changes: the draft's articles, intro, subject, approval, a test."""
 
-    def __init__(self, pipe: Services) -> None:
-        self.pipe = pipe
-        self.view = DeskView(pipe)
+    def __init__(
+        self,
+        factory: Factory,
+        clock: Clock,
+        tools: Toolkit,
+        editions: Editions,
+        lifecycle: Lifecycle,
+        previews: Previews,
+        view: DeskView,
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools
+        self.editions = editions
+        self.lifecycle = lifecycle
+        self.previews = previews
+        self.view = view
 
     def prepare(self, schedule_name: str) -> Edition:
         """The draft of the schedule's next edition (made now if it does not exist)."""
-        schedule = self.pipe.schedule(schedule_name)
-        now = self.pipe.clock()
+        schedule = self.tools.schedule(schedule_name)
+        now = self.clock()
         for fired in schedule.next_fires(now, 3):
             try:
-                return self.pipe.editions.build(schedule, schedule.today(fired))
+                return self.editions.build(schedule, schedule.today(fired))
             except EmptyEdition:
                 continue
         raise EmptyEdition(f"{schedule_name}: nothing to put in the next editions yet")
@@ -52,7 +73,7 @@ class Shaping:
         if action not in ACTIONS:
             raise EditionError(f"unknown action {action!r}")
         schedule, _ = self.view.edition(edition_id)
-        with transaction(self.pipe.factory) as session:
+        with transaction(self.factory) as session:
             edition = self._draft(session, edition_id)
             items = sorted(edition.items, key=lambda i: (_BLOCKS[i.block], i.position))
             target = next((i for i in items if i.article_id == article_id), None)
@@ -84,7 +105,7 @@ class Shaping:
         schedule, _ = self.view.edition(edition_id)
         intro = clean_text(intro, 500)
         subject = clean_text(subject, 200)
-        with transaction(self.pipe.factory) as session:
+        with transaction(self.factory) as session:
             edition = self._draft(session, edition_id)
             detail: dict[str, Any] = {}
             if intro != (edition.intro or ""):
@@ -99,8 +120,8 @@ class Shaping:
 
     def approve(self, edition_id: int, approved: bool, editor: str) -> EditionStatus:
         _, edition = self.view.edition(edition_id)
-        status = self.pipe.lifecycle.approve(edition, approved=approved)
-        with transaction(self.pipe.factory) as session:
+        status = self.lifecycle.approve(edition, approved=approved)
+        with transaction(self.factory) as session:
             current = session.get(Edition, edition_id)
             assert current is not None
             self._record(session, current, editor, "approve" if approved else "unapprove", None)
@@ -108,8 +129,8 @@ class Shaping:
 
     def send_test(self, edition_id: int, to: str, editor: str) -> Single:
         schedule, edition = self.view.edition(edition_id)
-        result = self.pipe.previews.send_test(schedule, edition, to)
-        with transaction(self.pipe.factory) as session:
+        result = self.previews.send_test(schedule, edition, to)
+        with transaction(self.factory) as session:
             current = session.get(Edition, edition_id)
             assert current is not None
             detail = {"to": to, "code": result.code, "reply": result.reply[:200]}
@@ -184,13 +205,13 @@ class Shaping:
         action: str,
         detail: dict[str, Any] | None,
     ) -> None:
-        store.add_change(session, edition.id, editor, self.pipe.clock(), action, detail)
+        store.add_change(session, edition.id, editor, self.clock(), action, detail)
 
     def _rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
-        edition.shaped_at = edition.shaped_at or self.pipe.clock()
+        edition.shaped_at = edition.shaped_at or self.clock()
         session.flush()
         session.expire(edition, ["items"])
-        self.pipe.editions.rerender(session, schedule, edition)
+        self.editions.rerender(session, schedule, edition)
 
 
 def _first_position(items: list[EditionItem], block: Block) -> int:

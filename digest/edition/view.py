@@ -23,13 +23,14 @@ from digest.render import (
 from digest.schedule.files import Schedule
 
 if TYPE_CHECKING:
-    from digest.wiring import Services
+    from digest.db import Factory
+    from digest.toolkit import Toolkit
 
 PREHEADER_LIMIT = 100
 
 
 def edition_view(
-    services: Services, session: Session, schedule: Schedule, edition: Edition
+    tools: Toolkit, session: Session, schedule: Schedule, edition: Edition
 ) -> EditionView:
     """The edition as the templates see it, from its stored items: withdrawn
     articles left out (the first of the day's list leads if the lead was)."""
@@ -48,17 +49,17 @@ def edition_view(
     lead = article(first)
     day = [article(i) for i in items if i.block is Block.DAY and i is not first]
     discussed = [article(i) for i in items if i.block is Block.DISCUSSED and i is not first]
-    mailing_list = services.mailing_list(schedule)
+    mailing_list = tools.mailing_list(schedule)
     variables = {
         "date": date_plain(edition.edition_date),
         "date_long": date_long(edition.edition_date),
-        "site_name": services.settings.site_name,
+        "site_name": tools.settings.site_name,
         "lead_title": lead.title,
         "articles": 1 + len(day),
     }
     return EditionView(
-        site_name=services.settings.site_name,
-        site_url=services.settings.site_url,
+        site_name=tools.settings.site_name,
+        site_url=tools.settings.site_url,
         list_name=mailing_list.name,
         list_description=mailing_list.description,
         edition_date=edition.edition_date,
@@ -70,7 +71,7 @@ def edition_view(
         discussed=discussed,
         zone=schedule.zone,
         intro=edition.intro,
-        archive_url=archive_url(services, edition),
+        archive_url=archive_url(tools, edition),
     )
 
 
@@ -106,21 +107,21 @@ def article_view(item: EditionItem, top: Comment | None, commenters: int) -> Art
     )
 
 
-def archive_url(services: Services, edition: Edition) -> str:
+def archive_url(tools: Toolkit, edition: Edition) -> str:
     """The public page of the edition: «Открыть в браузере»."""
-    base = services.settings.base_url.rstrip("/")
+    base = tools.settings.base_url.rstrip("/")
     return f"{base}/archive/{edition.schedule}/{edition.edition_date.isoformat()}"
 
 
-def archive_page(services: Services, schedule: Schedule, edition: Edition) -> str:
+def archive_page(tools: Toolkit, factory: Factory, schedule: Schedule, edition: Edition) -> str:
     """The edition as a web page: every section, nobody's links, no tracking."""
-    with services.factory() as session:
+    with factory() as session:
         current = session.get(Edition, edition.id)
         assert current is not None
-        view = replace(edition_view(services, session, schedule, current), archive=True)
+        view = replace(edition_view(tools, session, schedule, current), archive=True)
         view = replace(view, subject=current.subject or view.subject)
-    page = services.renderer.render(view, schedule.mail.template).html
-    if services.placeholders.stem in page:
+    page = tools.renderer.render(view, schedule.mail.template).html
+    if tools.placeholders.stem in page:
         # A public page: no slot may reach it (the secret stem keeps slots ours).
         raise RenderError(f"{edition.label}: the template puts a reader's slot in the archive")
     return page

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -28,6 +28,8 @@ from digest.kinds import (
     utcnow,
 )
 from digest.models.columns import UTCDateTime, _enum
+
+GIVE_UP_MARGIN = timedelta(minutes=5)  # before the next edition is built
 
 
 class Base(DeclarativeBase):
@@ -173,6 +175,12 @@ class Edition(Base):
     @property
     def label(self) -> str:
         return f"{self.schedule}/{self.edition_date.isoformat()}"
+
+    @property
+    def give_up_deadline(self) -> datetime:
+        """MAIL-RULES 25: retries of an edition end before the next one is built
+        (one window after this one's end), whatever DIGEST_GIVE_UP_AFTER says."""
+        return self.window_end + (self.window_end - self.window_start) - GIVE_UP_MARGIN
 
 
 class EditionItem(Base):

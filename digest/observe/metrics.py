@@ -23,8 +23,6 @@ from digest import store
 from digest.db import Factory
 from digest.models import Clock
 
-OUTCOMES = ("sent", "deferred", "failed", "bounced", "suppressed")
-
 MESSAGES = Counter(
     "digest_messages",
     "Messages a send finished with, by edition kind (its schedule), destination "

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -24,10 +24,15 @@ from digest.db import DatabaseError, transaction
 from digest.observe.health import HEARTBEAT_EVERY
 from digest.outage import Outage
 from digest.schedule.files import Schedule, load_schedules
-from digest.schedule.runner import Runner, catch_up
+from digest.schedule.runner import Runner
 from digest.send.process import Stopper, stop_on_signals
 from digest.send.workers import worker_name
-from digest.wiring import Services
+
+if TYPE_CHECKING:
+    from digest.config import Settings
+    from digest.db import Factory
+    from digest.edition.sending import Sender
+    from digest.models import Clock
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +47,13 @@ def fire_job(name: str) -> None:
     # A fire that meets the database away is tried again until it is back (issue
     # 18); the grace rule then decides on the clock of that moment, as for a late
     # fire. APScheduler itself retries its job store every 10 s meanwhile.
-    Outage(runner.pipe.settings.db_outage_limit).wait_sync(lambda: runner.fire(name))
+    Outage(runner.tools.settings.db_outage_limit).wait_sync(lambda: runner.fire(name))
 
 
 def prepare_job(name: str) -> None:
     runner = _RUNNER
     assert runner is not None, "the scheduler sets the runner before it starts"
-    Outage(runner.pipe.settings.db_outage_limit).wait_sync(lambda: runner.prepare(name))
+    Outage(runner.tools.settings.db_outage_limit).wait_sync(lambda: runner.prepare(name))
 
 
 class ShiftedTrigger(BaseTrigger):  # type: ignore[misc]
@@ -95,100 +100,112 @@ def prepare_trigger(schedule: Schedule) -> BaseTrigger:
     return ShiftedTrigger(schedule.trigger(), schedule.send.prepare_minutes)
 
 
-def build_scheduler(pipe: Services, schedules: dict[str, Schedule]) -> AsyncIOScheduler:
-    """Jobs for every schedule file, kept in the configured database."""
-    global _RUNNER
-    _RUNNER = Runner(pipe)
-    scheduler = AsyncIOScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=pipe.settings.database)},
-        timezone=UTC,
-    )
-    for name, schedule in schedules.items():
-        jobs = (
-            ("send", fire_job, send_trigger(schedule)),
-            ("prepare", prepare_job, prepare_trigger(schedule)),
+class Scheduling:
+    """``Services.scheduling``: `digest scheduler`'s jobs, its heartbeat and its loop."""
+
+    def __init__(
+        self, settings: Settings, factory: Factory, clock: Clock, runner: Runner, sender: Sender
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.clock = clock
+        self.runner = runner
+        self.sender = sender
+
+    def build(self, schedules: dict[str, Schedule]) -> AsyncIOScheduler:
+        """Jobs for every schedule file, kept in the configured database."""
+        global _RUNNER
+        _RUNNER = runner = self.runner
+        scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(url=self.settings.database)},
+            timezone=UTC,
         )
-        for kind, job, trigger in jobs:
-            scheduler.add_job(
-                job,
-                trigger,
-                args=[name],
-                id=f"{kind}:{name}",
-                name=f"{kind} {name}",
-                replace_existing=True,
-                coalesce=True,
-                max_instances=1,
-                misfire_grace_time=schedule.send.grace_minutes * 60,
+        for name, schedule in schedules.items():
+            jobs = (
+                ("send", fire_job, send_trigger(schedule)),
+                ("prepare", prepare_job, prepare_trigger(schedule)),
+            )
+            for kind, job, trigger in jobs:
+                scheduler.add_job(
+                    job,
+                    trigger,
+                    args=[name],
+                    id=f"{kind}:{name}",
+                    name=f"{kind} {name}",
+                    replace_existing=True,
+                    coalesce=True,
+                    max_instances=1,
+                    misfire_grace_time=schedule.send.grace_minutes * 60,
+                )
+
+        def on_event(event: JobExecutionEvent) -> None:
+            # Down past misfire_grace_time: APScheduler skips the run; the runner marks
+            # the edition missed (the same rule a late fire applies).
+            if event.code == EVENT_JOB_MISSED and event.job_id.startswith("send:"):
+                name = event.job_id.split(":", 1)[1]
+                runner.missed_at(name, event.scheduled_run_time)
+            elif event.code == EVENT_JOB_ERROR:
+                log.error("job %s failed: %s", event.job_id, event.exception)
+
+        scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        return scheduler
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        send: Callable[[asyncio.Event], Any] | None,
+    ) -> None:
+        """``digest scheduler``: catch up, then fire jobs until ``stop``; with ``send``
+        the same process also sends what is due (waves included)."""
+        schedules = load_schedules(self.settings.schedules_dir, self.settings.timezone)
+        await asyncio.to_thread(self.runner.catch_up, schedules)
+        scheduler = self.build(schedules)
+        scheduler.start()
+        for job in scheduler.get_jobs():
+            log.info("job %s: next at %s", job.id, job.next_run_time)
+        beat_name = f"scheduler:{worker_name()}"
+        beating = asyncio.ensure_future(self._beat(beat_name, stop))
+        try:
+            if send is not None:
+                await send(stop)
+            else:
+                await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            beating.cancel()
+            await asyncio.to_thread(self._beat_once, beat_name, False)
+
+    async def _beat(self, name: str, stop: asyncio.Event) -> None:
+        """Every HEARTBEAT_EVERY seconds: alive (`/healthz` and doctor read it)."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self._beat_once, name, True)
+            except DatabaseError as exc:  # the database went away: health says so
+                log.warning("heartbeat not written: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_EVERY)
+
+    def _beat_once(self, name: str, alive: bool) -> None:
+        with transaction(self.factory) as session:
+            if alive:
+                store.beat(session, name, "scheduler", self.clock())
+            else:
+                store.stop_beating(session, name)
+
+    async def run_until_signalled(self, name: str, enqueue_only: bool) -> None:
+        """`digest scheduler`: fire jobs, and unless ``enqueue_only`` send what is due in
+        the same process (as worker ``name``), until SIGINT or SIGTERM stop it cleanly."""
+        stopper = Stopper()
+
+        async def send(until: asyncio.Event) -> None:
+            await self.sender.work(
+                self.sender.tools.connector(),
+                worker=name,
+                once=False,
+                stop=until,
+                on_run=stopper.on_run,
             )
 
-    def on_event(event: JobExecutionEvent) -> None:
-        # Down past misfire_grace_time: APScheduler skips the run; the runner marks
-        # the edition missed (the same rule a late fire applies).
-        if event.code == EVENT_JOB_MISSED and event.job_id.startswith("send:"):
-            name = event.job_id.split(":", 1)[1]
-            Runner(pipe).missed_at(name, event.scheduled_run_time)
-        elif event.code == EVENT_JOB_ERROR:
-            log.error("job %s failed: %s", event.job_id, event.exception)
-
-    scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-    return scheduler
-
-
-async def run_scheduler(
-    pipe: Services,
-    stop: asyncio.Event,
-    *,
-    send: Callable[[asyncio.Event], Any] | None,
-) -> None:
-    """``digest scheduler``: catch up, then fire jobs until ``stop``; with ``send``
-    the same process also sends what is due (waves included)."""
-    schedules = load_schedules(pipe.settings.schedules_dir, pipe.settings.timezone)
-    await asyncio.to_thread(catch_up, pipe, schedules)
-    scheduler = build_scheduler(pipe, schedules)
-    scheduler.start()
-    for job in scheduler.get_jobs():
-        log.info("job %s: next at %s", job.id, job.next_run_time)
-    beat_name = f"scheduler:{worker_name()}"
-    beating = asyncio.ensure_future(_beat(pipe, beat_name, stop))
-    try:
-        if send is not None:
-            await send(stop)
-        else:
-            await stop.wait()
-    finally:
-        scheduler.shutdown(wait=False)
-        beating.cancel()
-        await asyncio.to_thread(_beat_once, pipe, beat_name, False)
-
-
-async def _beat(pipe: Services, name: str, stop: asyncio.Event) -> None:
-    """Every HEARTBEAT_EVERY seconds: alive (`/healthz` and doctor read it)."""
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(_beat_once, pipe, name, True)
-        except DatabaseError as exc:  # the database went away: health says so
-            log.warning("heartbeat not written: %s", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), HEARTBEAT_EVERY)
-
-
-def _beat_once(pipe: Services, name: str, alive: bool) -> None:
-    with transaction(pipe.factory) as session:
-        if alive:
-            store.beat(session, name, "scheduler", pipe.clock())
-        else:
-            store.stop_beating(session, name)
-
-
-async def run_until_signalled(services: Services, name: str, enqueue_only: bool) -> None:
-    """`digest scheduler`: fire jobs, and unless ``enqueue_only`` send what is due in
-    the same process (as worker ``name``), until SIGINT or SIGTERM stop it cleanly."""
-    stopper = Stopper()
-
-    async def send(until: asyncio.Event) -> None:
-        await services.sender.work(
-            services.connector(), worker=name, once=False, stop=until, on_run=stopper.on_run
-        )
-
-    with stop_on_signals(stopper.on_signal):
-        await run_scheduler(services, stopper.stop, send=None if enqueue_only else send)
+        with stop_on_signals(stopper.on_signal):
+            await self.run(stopper.stop, send=None if enqueue_only else send)

@@ -20,13 +20,19 @@ import enum
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digest import store
 from digest.errors import EmptyEdition
 from digest.models import Edition, EditionStatus
 from digest.schedule.files import Schedule, load_schedules
-from digest.wiring import Services
+
+if TYPE_CHECKING:
+    from digest.db import Factory
+    from digest.edition.build import Editions
+    from digest.edition.lifecycle import Lifecycle
+    from digest.models import Clock
+    from digest.toolkit import Toolkit
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +75,19 @@ class FireReport:
 class Runner:
     """Decides and does what a schedule's send time asks for."""
 
-    def __init__(self, pipe: Services) -> None:
-        self.pipe = pipe
+    def __init__(
+        self,
+        factory: Factory,
+        clock: Clock,
+        tools: Toolkit,
+        editions: Editions,
+        lifecycle: Lifecycle,
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools
+        self.editions = editions
+        self.lifecycle = lifecycle
 
     def due(self, schedule: Schedule, now: datetime) -> tuple[date, datetime] | None:
         """(edition date, its send time) of the latest send time at or before now."""
@@ -97,7 +114,7 @@ class Runner:
         return min(schedule.local_send_time(edition_date, z) for z in self._zones(schedule))
 
     def _zones(self, schedule: Schedule) -> list[str]:
-        with self.pipe.factory() as session:
+        with self.factory() as session:
             zones = store.audience_zones(session, schedule.frequency, schedule.timezone)
         return zones or [schedule.timezone]
 
@@ -106,8 +123,8 @@ class Runner:
     ) -> FireReport:
         """The send time of ``name``. With ``edition_date`` (ops, by hand) the grace
         rule and the approval hold do not apply, and a missed edition is sent."""
-        schedule = self.pipe.schedule(name)
-        now = now or self.pipe.clock()
+        schedule = self.tools.schedule(name)
+        now = now or self.clock()
         by_hand = edition_date is not None
         if edition_date is None:
             found = self.due(schedule, now)
@@ -142,7 +159,7 @@ class Runner:
             return FireReport(name, Fired.MISSED, day, due_at, existing.id, note=note)
         late = now - due_at
         if not by_hand and late > timedelta(minutes=schedule.send.grace_minutes):
-            edition_id = self.pipe.lifecycle.mark_missed(schedule, day)
+            edition_id = self.lifecycle.mark_missed(schedule, day)
             note = (
                 f"the send time {due_at:%Y-%m-%d %H:%M} UTC passed {_minutes(late)} ago, more "
                 f"than the grace of {schedule.send.grace_minutes} min; run "
@@ -150,9 +167,9 @@ class Runner:
             )
             return FireReport(name, Fired.MISSED, day, due_at, edition_id, note=note)
         if existing is not None and existing.status is EditionStatus.MISSED:
-            self.pipe.lifecycle.reopen(existing)  # by hand: ops want it after all
+            self.lifecycle.reopen(existing)  # by hand: ops want it after all
         try:
-            edition = self.pipe.editions.build(schedule, day)
+            edition = self.editions.build(schedule, day)
         except EmptyEdition as exc:
             return FireReport(name, Fired.EMPTY, day, due_at, note=str(exc))
         unapproved = edition.status is EditionStatus.DRAFT
@@ -165,8 +182,8 @@ class Runner:
                 )
                 return FireReport(name, Fired.HELD, day, due_at, edition.id, note=note)
             note = "not approved: sent anyway, as the schedule file says (unapproved = send)"
-        added = self.pipe.lifecycle.start_sending(schedule, edition)
-        self.pipe.lifecycle.finish(edition)  # nobody to send to (no weekly readers yet): done now
+        added = self.lifecycle.start_sending(schedule, edition)
+        self.lifecycle.finish(edition)  # nobody to send to (no weekly readers yet): done now
         if schedule.send.local_time:
             note = (note + "; " if note else "") + "in waves at each reader's local time"
         return FireReport(name, Fired.QUEUED, day, due_at, edition.id, added, note)
@@ -174,8 +191,8 @@ class Runner:
     def prepare(self, name: str, now: datetime | None = None) -> FireReport:
         """Make (or refresh) the draft of the next edition once its send time is
         within ``prepare_minutes``."""
-        schedule = self.pipe.schedule(name)
-        now = now or self.pipe.clock()
+        schedule = self.tools.schedule(name)
+        now = now or self.clock()
         horizon = now + timedelta(minutes=schedule.send.prepare_minutes)
         for day in (schedule.today(now) + timedelta(days=d) for d in (0, 1, 2)):
             send_at = self.send_time(schedule, day)
@@ -185,7 +202,7 @@ class Runner:
             if existing is not None and existing.status is not EditionStatus.DRAFT:
                 return FireReport(name, Fired.ALREADY, day, send_at, existing.id)
             try:
-                edition = self.pipe.editions.build(schedule, day)
+                edition = self.editions.build(schedule, day)
             except EmptyEdition as exc:
                 return FireReport(name, Fired.EMPTY, day, send_at, note=str(exc))
             return FireReport(name, Fired.PREPARED, day, send_at, edition.id)
@@ -193,12 +210,12 @@ class Runner:
         return FireReport(name, Fired.IDLE, note=f"no send time within the next {minutes} min")
 
     def _edition(self, name: str, day: date) -> Edition | None:
-        with self.pipe.factory() as session:
+        with self.factory() as session:
             return store.edition_for(session, name, day)
 
     def missed_at(self, name: str, scheduled: datetime) -> None:
         """APScheduler skipped the run at ``scheduled`` (past its grace time)."""
-        schedule = self.pipe.schedule(name)
+        schedule = self.tools.schedule(name)
         day = schedule.today(scheduled)
         existing = self._edition(name, day)
         if existing is not None and existing.status not in (
@@ -211,50 +228,46 @@ class Runner:
             name,
             day,
             f"{scheduled.astimezone(UTC):%Y-%m-%d %H:%M}",
-            extra={"edition": self.pipe.lifecycle.mark_missed(schedule, day), "schedule": name},
+            extra={"edition": self.lifecycle.mark_missed(schedule, day), "schedule": name},
         )
+
+    def catch_up(self, schedules: dict[str, Schedule]) -> list[FireReport]:
+        """At start: the latest send time of every schedule, inside the grace or not,
+        decided now (APScheduler only knows runs it had stored)."""
+        return [self.fire(name) for name in schedules]
+
+    def overview(self, count: int, now: datetime) -> list[dict[str, Any]]:
+        """Each schedule: its next ``count`` send times (in its zone and UTC) and its
+        last edition, for `digest schedules`."""
+        cfg = self.tools.settings
+        rows = []
+        for name, schedule in load_schedules(cfg.schedules_dir, cfg.timezone).items():
+            with self.factory() as session:
+                last = store.last_edition(session, name)
+            nxt = [
+                self.send_time(schedule, schedule.today(t)) or t
+                for t in schedule.next_fires(now, count)
+            ]
+            rows.append(
+                {
+                    "schedule": name,
+                    "title": schedule.title,
+                    "cron": schedule.cron,
+                    "timezone": schedule.timezone,
+                    "local_time": schedule.send.local_time,
+                    "approval": schedule.send.approval,
+                    "grace_minutes": schedule.send.grace_minutes,
+                    "next": [
+                        {"local": t.astimezone(schedule.zone).isoformat(), "utc": t.isoformat()}
+                        for t in nxt
+                    ],
+                    "last_edition": last.label if last else None,
+                    "last_status": str(last.status) if last else None,
+                }
+            )
+        return rows
 
 
 def _minutes(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-
-
-def catch_up(pipe: Services, schedules: dict[str, Schedule]) -> list[FireReport]:
-    """At start: the latest send time of every schedule, inside the grace or not,
-    decided now (APScheduler only knows runs it had stored)."""
-    runner = Runner(pipe)
-    return [runner.fire(name) for name in schedules]
-
-
-def overview(pipe: Services, count: int, now: datetime) -> list[dict[str, Any]]:
-    """Each schedule: its next ``count`` send times (in its zone and UTC) and its
-    last edition, for `digest schedules`."""
-    schedules = load_schedules(pipe.settings.schedules_dir, pipe.settings.timezone)
-    runner = Runner(pipe)
-    rows = []
-    for name, schedule in schedules.items():
-        with pipe.factory() as session:
-            last = store.last_edition(session, name)
-        nxt = [
-            runner.send_time(schedule, schedule.today(t)) or t
-            for t in schedule.next_fires(now, count)
-        ]
-        rows.append(
-            {
-                "schedule": name,
-                "title": schedule.title,
-                "cron": schedule.cron,
-                "timezone": schedule.timezone,
-                "local_time": schedule.send.local_time,
-                "approval": schedule.send.approval,
-                "grace_minutes": schedule.send.grace_minutes,
-                "next": [
-                    {"local": t.astimezone(schedule.zone).isoformat(), "utc": t.isoformat()}
-                    for t in nxt
-                ],
-                "last_edition": last.label if last else None,
-                "last_status": str(last.status) if last else None,
-            }
-        )
-    return rows

@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from digest.config.settings import Settings
-from digest.edition.lifecycle import give_up_deadline
 from digest.models import Edition
 from digest.send.result import SendOptions
 from digest.track.outcomes import RetryPolicy
@@ -41,7 +40,7 @@ def send_options(
             timedelta(seconds=retry.give_up_after),
             greylist=retry.greylist_delay,
         ),
-        edition_deadline=give_up_deadline(edition),
+        edition_deadline=edition.give_up_deadline,
         rate=smtp.rate if paced else None,  # one bucket for every sender
         # The other senders' claims end in seconds, not at their lease: look often.
         max_idle_sleep=1.0 if share > 1 else SendOptions.max_idle_sleep,

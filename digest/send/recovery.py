@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from digest import store
 from digest.audience.queued import UnsubscribeQueue
-from digest.audience.subscribers import SubscriberBook
+from digest.audience.subscribers import reader_book
 from digest.compose import Composer
 from digest.db import transaction
 from digest.errors import DigestError
@@ -19,7 +19,9 @@ from digest.send.options import journal_folder
 from digest.send.workers import reclaim_dead, settle_journals
 
 if TYPE_CHECKING:
-    from digest.wiring import Services
+    from digest.db import Factory
+    from digest.models import Clock
+    from digest.toolkit import Toolkit
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +29,17 @@ log = logging.getLogger(__name__)
 class Recovery:
     """``Sender.recovery``: one per process."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, factory: Factory, clock: Clock, tools: Toolkit) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools
         self._database: str | None = None
 
     @property
     def database(self) -> str:
         """The database's identity, which its outcomes journals name (issue 32)."""
         if self._database is None:
-            with transaction(self.services.factory) as session:
+            with transaction(self.factory) as session:
                 self._database = store.database_identity(session)
         return self._database
 
@@ -43,10 +47,10 @@ class Recovery:
         """Journals first (their messages are sent: never again), then the queued
         unsubscribes (none of them is sent to), then the dead processes' claims;
         how many claims came back."""
-        cfg, factory = self.services.settings, self.services.factory
+        cfg, factory = self.tools.settings, self.factory
         settle_journals(factory, journal_folder(cfg), self.database, self.message_id_of())
-        book = SubscriberBook(factory, double_opt_in=True, clock=self.services.clock)
-        UnsubscribeQueue(cfg.var_dir / "unsubscribes.queue").apply(book.unsubscribe_key)
+        book = reader_book(factory, self.clock)
+        UnsubscribeQueue.of(cfg.var_dir).apply(book.unsubscribe_key)
         reclaimed = reclaim_dead(factory, utcnow())
         if reclaimed:
             log.info("took back %d deliveries claimed by processes that died", reclaimed)
@@ -60,8 +64,8 @@ class Recovery:
         def message_id(found: store.Settled) -> str | None:
             if found.schedule not in composers:
                 try:
-                    schedule = self.services.schedule(found.schedule)
-                    composers[found.schedule] = self.services.composer(schedule)
+                    schedule = self.tools.schedule(found.schedule)
+                    composers[found.schedule] = self.tools.composer(schedule)
                 except DigestError as exc:
                     log.warning("schedule %s: %s", found.schedule, exc)
                     composers[found.schedule] = None

@@ -1,4 +1,5 @@
-"""What a send is told (``SendOptions``, from the settings) and what it did (``RunResult``)."""
+"""What a send is told (``SendOptions``, from the settings) and what it did
+(``RunResult``; a worker's passes over every edition: ``WorkReport``)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,30 @@ class SendOptions:
     # at once, as a dry run), and where accepted messages are journaled meanwhile.
     outage_limit: float | None = None
     journal: JournalPlace | None = None
+
+
+@dataclass
+class WorkReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    bounced: int = 0
+    ambiguous: int = 0
+    editions: set[str] = field(default_factory=set)
+    aborted: str | None = None
+
+    def add(self, label: str, result: RunResult) -> None:
+        if result.claimed:
+            self.editions.add(label)
+        self.sent += result.sent
+        self.deferred += result.deferred
+        self.failed += result.failed
+        self.bounced += result.bounced
+        self.ambiguous += result.ambiguous
+
+    def summary(self) -> str:
+        return (
+            f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
+            f"bounced {self.bounced} in {len(self.editions)} edition(s)"
+            + (f"; {self.ambiguous} ambiguous (may arrive twice)" if self.ambiguous else "")
+        )

@@ -307,8 +307,6 @@ class SendRun:
                 elif pending is not None and pending.done():
                     pending = None
                 last_used = self._now()
-            if pending is not None:
-                await pending
         finally:
             if connection is not None:
                 await connection.close()

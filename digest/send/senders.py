@@ -21,16 +21,15 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from digest import db, logs
 from digest.config import SmtpTarget
 from digest.config.settings import Settings
-from digest.models import DeliveryStatus, Edition, utcnow
-from digest.send.process import sender_signals, started_as_senders
+from digest.models import DeliveryStatus, utcnow
+from digest.send.process import started_as_senders
 from digest.send.result import RunResult
 from digest.send.smtp import Progress
 from digest.track.outcomes import Outcome
@@ -53,33 +52,12 @@ class Job:
     parent: int = 0  # the pid of `digest send`: a sender does not outlive it
 
 
-def sender_main(job: Job, reports: Any) -> None:
-    """A sender process: wire the services once, send its share, report."""
-    from digest.wiring import Services  # the services floor wires a process
-
-    sender_signals()  # the parent's stop only, never lost while starting
-    logs.setup(job.log_level, job.log_json)
-    _stop_with(job.parent)
-    engine = db.make_engine(job.settings.database)
-    services = Services(job.settings, db.session_factory(engine), clock=utcnow)
-    services.sender.share = job.share
-    with services.factory() as session:
-        edition = session.get(Edition, job.edition_id)
-    assert edition is not None
-    result = services.sender.until_done(
-        services.schedule(job.schedule),
-        edition,
-        services.connector(),
-        services.relay_pool(job.via),
-        limit=None,
-        wait=job.wait,
-        progress=Reporter(reports),
-    )
-    # Counts and how it ended; what it learned of the domains stays here.
-    reports.put(("done", replace(result, domains={})))
+# What a sender process runs, given its job and the queue it reports to: the
+# doors' (`digest.cli.senders.sender_main`), which wires the process's services.
+Entry = Callable[[Job, Any], None]
 
 
-def _stop_with(parent: int) -> None:
+def stop_with(parent: int) -> None:
     """SIGTERM (a clean stop) when the parent dies, even by ``kill -9``: a send is
     its parent's, never left running alone (Linux's PR_SET_PDEATHSIG)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -101,13 +79,13 @@ class Reporter:
 class Senders:
     """The extra sender processes of one send, started beside the parent's own run."""
 
-    def __init__(self, jobs: list[Job], progress: Progress | None) -> None:
+    def __init__(self, jobs: list[Job], progress: Progress | None, entry: Entry | None) -> None:
         context = multiprocessing.get_context("spawn")
         # A send alone (DIGEST_SENDERS=1, --limit) starts nothing: no queue, no thread.
         self.reports = context.Queue() if jobs else None
         self.progress = progress
         self.processes: list[BaseProcess] = [
-            context.Process(target=sender_main, args=(job, self.reports), name=f"sender-{n}")
+            context.Process(target=entry, args=(job, self.reports), name=f"sender-{n}")
             for n, job in enumerate(jobs, 2)
         ]
         self.results: list[RunResult] = []
@@ -169,10 +147,10 @@ def _outcome(delivery_id: int, status: str) -> Outcome:
 
 
 @contextlib.contextmanager
-def senders(jobs: list[Job], progress: Progress | None) -> Iterator[Senders]:
-    """Run ``jobs`` in sender processes for the block (``join`` waits for them);
-    an error in the parent stops them and waits."""
-    group = Senders(jobs, progress)
+def senders(jobs: list[Job], progress: Progress | None, entry: Entry | None) -> Iterator[Senders]:
+    """Run ``jobs`` in sender processes running ``entry`` for the block (``join``
+    waits for them); an error in the parent stops them and waits."""
+    group = Senders(jobs, progress, entry)
     group.start()
     try:
         yield group

@@ -64,7 +64,6 @@ class SmtpConnection:
         target: SmtpTarget,
         timeouts: Timeouts | float,
         tls_context: ssl.SSLContext | None = None,
-        local_hostname: str | None = None,
         pipelining: bool = True,
     ) -> None:
         self.target = target
@@ -72,7 +71,6 @@ class SmtpConnection:
             timeouts if isinstance(timeouts, Timeouts) else Timeouts(timeouts, timeouts, timeouts)
         )
         self.tls_context = tls_context
-        self.local_hostname = local_hostname
         self.pipelining = pipelining
         self.smtp: aiosmtplib.SMTP | None = None
         self.line: Line | None = None
@@ -89,7 +87,6 @@ class SmtpConnection:
             start_tls=self.target.starttls,
             tls_context=self.tls_context,
             timeout=self.timeouts.connect,
-            local_hostname=self.local_hostname,
         )
         try:
             await smtp.connect()

@@ -24,8 +24,9 @@ from starlette.responses import HTMLResponse, Response
 
 from digest.audience.lists import MailingList, load_lists
 from digest.audience.queued import UnsubscribeQueue
-from digest.audience.subscribers import SubscriberBook
+from digest.audience.subscribers import SubscriberBook, reader_book
 from digest.config import Settings
+from digest.config.values import is_https
 from digest.db import DatabaseError, Factory, is_unavailable
 from digest.models import Clock, utcnow
 from digest.tokens import Keyring
@@ -38,7 +39,6 @@ from digest.web.subscribe import SubscribeBox
 from digest.wiring import Services
 
 T = TypeVar("T")
-UNSUBSCRIBES = "unsubscribes.queue"
 
 
 @dataclass
@@ -56,7 +56,7 @@ class WebContext:
 
     @property
     def keyring(self) -> Keyring:
-        return self.services.keyring()
+        return self.services.tools.keyring()
 
     @property
     def secret(self) -> bytes:
@@ -72,13 +72,13 @@ class WebContext:
 
     @property
     def book(self) -> SubscriberBook:
-        return SubscriberBook(self.factory, double_opt_in=True, clock=self.clock)
+        return reader_book(self.factory, self.clock)
 
     @cached_property
     def unsubscribes(self) -> UnsubscribeQueue:
         """Unsubscribes kept while the database was away (issue 18); every send
         applies them too, before it claims."""
-        return UnsubscribeQueue(self.settings.var_dir / UNSUBSCRIBES)
+        return UnsubscribeQueue.of(self.settings.var_dir)
 
     async def run(self, fn: Callable[[], T]) -> T:
         # Database work off the event loop.
@@ -115,7 +115,7 @@ def create_app(context: WebContext) -> Starlette:
             session_cookie="digest_desk",
             max_age=12 * 3600,
             same_site="lax",
-            https_only=context.settings.base_url.startswith("https://"),
+            https_only=is_https(context.settings.base_url),
         ),
     ]
     routes = [*desk.routes(), *readers.routes(), *box.routes(), *HealthPages(context).routes()]

@@ -37,7 +37,7 @@ class ArchivePages:
 
     async def feed(self, request: Request) -> Response:
         editions = await self.app.run(self.newest)
-        services = self.app.pipe
+        services = self.app.services
         title = f"Архив рассылки «{services.settings.site_name}»"
         base = services.settings.base_url
         body = atom_feed(editions, base, title, f"{base}/archive/", services.clock())
@@ -56,22 +56,23 @@ class ArchivePages:
     def listing(self, page: int) -> tuple[list[Edition], int] | None:
         """The editions of index page ``page`` and how many pages there are; None
         for a page past the last (the first page exists even when empty)."""
-        with self.app.pipe.factory() as session:
+        with self.app.services.factory() as session:
             pages = max(1, -(-store.archived_count(session) // PAGE))
             if page > pages:
                 return None
             return store.archived_editions(session, PAGE, (page - 1) * PAGE), pages
 
     def newest(self) -> list[Edition]:
-        with self.app.pipe.factory() as session:
+        with self.app.services.factory() as session:
             return store.archived_editions(session, FEED_ENTRIES)
 
     def archived(self, schedule: str, day: date) -> str | None:
-        with self.app.pipe.factory() as session:
+        with self.app.services.factory() as session:
             edition = store.edition_for(session, schedule, day)
         if edition is None or edition.status not in store.ARCHIVED:
             return None
-        return archive_page(self.app.pipe, self.app.pipe.schedule(schedule), edition)
+        services = self.app.services
+        return archive_page(services.tools, services.factory, services.schedule(schedule), edition)
 
     def routes(self) -> list[Route]:
         return [

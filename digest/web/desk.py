@@ -43,17 +43,17 @@ def variant_label(key: str) -> str:
 class DeskApp:
     def __init__(
         self,
-        pipe: Services,
+        services: Services,
         auth: DeskAuth,
         run: Callable[..., Awaitable[Any]],
         env: Environment,
     ) -> None:
-        self.pipe = pipe
+        self.services = services
         self.auth = auth
         self.run = run  # database work off the event loop
         self.env = env  # the web app's one template environment, with the desk's filters
         self.env.filters.update(
-            local=lambda t: t.astimezone(pipe.settings.zone).strftime("%d.%m %H:%M"),
+            local=lambda t: t.astimezone(services.settings.zone).strftime("%d.%m %H:%M"),
             date_long=date_long,
         )
         self.env.globals["variant_label"] = variant_label
@@ -78,7 +78,7 @@ class DeskApp:
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         flash = request.session.pop("flash", None)
         html = self.env.get_template(f"desk/{name}.html.j2").render(
-            site_name=self.pipe.settings.site_name,
+            site_name=self.services.settings.site_name,
             editor=self.editor(request),
             admin=self.is_admin(request),
             csrf=self.csrf(request),
@@ -93,7 +93,7 @@ class DeskApp:
         request.session["flash"] = [message, error]
 
     def is_admin(self, request: Request) -> bool:
-        return self.editor(request) in parse_names(self.pipe.settings.desk_admins)
+        return self.editor(request) in parse_names(self.services.settings.desk_admins)
 
     def guarded(self, handler: Handler, *, admin: bool = False) -> Handler:
         """Editors only (``admin``: those DIGEST_DESK_ADMINS names); a POST also
@@ -192,7 +192,7 @@ class DeskApp:
     async def static(self, request: Request) -> Response:
         """The desk's scripts (templates/desk/static/): a file that is there, by its
         name, never a path joined from the URL."""
-        folder = self.pipe.settings.templates_dir / "desk" / "static"
+        folder = self.services.settings.templates_dir / "desk" / "static"
         known = {p.name: p for p in folder.glob("*.js")}
         found = known.get(str(request.path_params["name"]))
         if found is None:

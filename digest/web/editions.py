@@ -12,8 +12,6 @@ from starlette.routing import Route
 
 from digest import store
 from digest.edition.corrections import Rebuilt
-from digest.edition.desk import DeskView
-from digest.edition.shaping import Shaping
 from digest.errors import DigestError
 from digest.models import EditionStatus
 
@@ -24,8 +22,8 @@ if TYPE_CHECKING:
 class EditionPages:
     def __init__(self, app: DeskApp) -> None:
         self.app = app
-        self.view = DeskView(app.pipe)
-        self.shaping = Shaping(app.pipe)
+        self.view = app.services.desk
+        self.shaping = app.services.shaping
 
     async def index(self, request: Request) -> Response:
         current, archive = await self.app.run(self.view.editions)
@@ -121,7 +119,7 @@ class EditionPages:
 
     def rebuild_edition(self, edition_id: int, editor: str | None) -> Rebuilt:
         _, edition = self.view.edition(edition_id)
-        return self.app.pipe.corrections.rebuild(edition, editor or "desk")
+        return self.app.services.corrections.rebuild(edition, editor or "desk")
 
     async def delivery(self, request: Request) -> Response:
         page = await self.app.run(self.view.delivery, edition_of(request))

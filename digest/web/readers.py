@@ -14,7 +14,6 @@ from starlette.routing import Route
 
 from digest import store
 from digest.errors import DigestError
-from digest.support import Support
 
 if TYPE_CHECKING:
     from digest.web.desk import DeskApp, Handler
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 class ReaderDesk:
     def __init__(self, app: DeskApp) -> None:
         self.app = app
-        self.support = Support(app.pipe)
+        self.support = app.services.support()
 
     async def index(self, request: Request) -> Response:
         query = request.query_params.get("q", "")

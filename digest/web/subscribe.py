@@ -22,7 +22,6 @@ from starlette.routing import Route
 from digest.audience.signup import CONSENT_VERSION, Answer, Signups
 from digest.audience.signup import Request as Asked
 from digest.db import DatabaseError
-from digest.support import Support
 
 if TYPE_CHECKING:
     from digest.web.app import WebContext
@@ -104,7 +103,7 @@ class SubscribeBox:
             if mailing_list is None:
                 log.warning("subscription box: no list %r any more", invite.list_key)
                 continue
-            support = Support(self.context.services, invite.list_key)
+            support = self.context.services.support(invite.list_key)
             sent += await support.send_confirmation(mailing_list, invite.subscriber) is None
         return sent
 

@@ -143,13 +143,13 @@ def test_serve_answers_503_and_keeps_a_one_click_unsubscribe_while_the_database_
     cfg = load_settings()
     engine = db.make_engine(cfg.database)
     db.upgrade(engine)
-    pipe = Services(cfg, db.session_factory(engine), clock=lambda: FIXED_NOW)
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, FIXED_NOW.date()))
-    demo.add_subscribers(pipe.factory, 3, now=FIXED_NOW)
+    services = Services(cfg, db.session_factory(engine), clock=lambda: FIXED_NOW)
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, FIXED_NOW.date()))
+    demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
     who = "reader00001@example.com"
-    link, prefs = unsubscribe_url(pipe, who), preferences_path(pipe, who)
-    with serving(create_app(WebContext(cfg, pipe.factory, pipe.clock))) as base:
+    link, prefs = unsubscribe_url(services, who), preferences_path(services, who)
+    with serving(create_app(WebContext(cfg, services.factory, services.clock))) as base:
         link = link.replace(cfg.base_url, base)
         assert fetch(base + prefs)[0] == 200
         private_pg.stop()
@@ -162,21 +162,21 @@ def test_serve_answers_503_and_keeps_a_one_click_unsubscribe_while_the_database_
         assert status == 200 and "Вы отписаны" in page
         assert (cfg.var_dir / "unsubscribes.queue").exists()
         private_pg.start()
-        wait_for(lambda: _status(pipe, who) is SubscriberStatus.UNSUBSCRIBED, timeout=30)
+        wait_for(lambda: _status(services, who) is SubscriberStatus.UNSUBSCRIBED, timeout=30)
         assert fetch(f"{base}/healthz")[0] == 200
-    with pipe.factory() as session:
+    with services.factory() as session:
         reader = session.query(Subscriber).filter_by(email=who).one()
         assert reader.unsubscribed_at == FIXED_NOW  # when the reader asked
     assert not (cfg.var_dir / "unsubscribes.queue").exists()
     engine.dispose()
 
 
-def _status(pipe: Services, who: str) -> SubscriberStatus | None:
+def _status(services: Services, who: str) -> SubscriberStatus | None:
     from digest import db
     from digest.models import Subscriber
 
     try:
-        with pipe.factory() as session:
+        with services.factory() as session:
             found = session.query(Subscriber).filter_by(email=who).one()
             return found.status
     except db.DatabaseError:
@@ -261,11 +261,11 @@ def test_a_scheduled_fire_that_meets_the_outage_goes_when_the_database_is_back(
     db.upgrade(engine)
     # The real clock: APScheduler and the grace rule read it.
     real = Services(cfg, db.session_factory(engine), clock=utcnow)
-    pipe, fired = with_cron_hours_ago(real, tmp_path, 0)
+    services, fired = with_cron_hours_ago(real, tmp_path, 0)
     day = fired.astimezone(cfg.zone).date()
-    demo.load(pipe.factory, demo.build(pipe.schedule("daily"), day))
-    demo.add_subscribers(pipe.factory, 5, now=utcnow())
-    jobs.build_scheduler(pipe, {"daily": pipe.schedule("daily")})  # sets the jobs' runner
+    demo.load(services.factory, demo.build(services.schedule("daily"), day))
+    demo.add_subscribers(services.factory, 5, now=utcnow())
+    services.scheduling.build({"daily": services.schedule("daily")})  # sets the jobs' runner
     private_pg.stop()
     job = threading.Thread(target=jobs.fire_job, args=["daily"])
     job.start()
@@ -274,7 +274,7 @@ def test_a_scheduled_fire_that_meets_the_outage_goes_when_the_database_is_back(
     private_pg.start()
     job.join(timeout=60)
     assert not job.is_alive()
-    with pipe.factory() as session:
+    with services.factory() as session:
         edition = session.query(Edition).filter_by(edition_date=day).one()
         assert edition.status is EditionStatus.SENDING
     engine.dispose()

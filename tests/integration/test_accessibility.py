@@ -108,29 +108,29 @@ def markup_problems(response: Response | None) -> list[str]:
     return parser.problems
 
 
-def sent(pipe: Services, day: date) -> Edition:
+def sent(services: Services, day: date) -> Edition:
     """The day's edition, as the archive shows it once sent."""
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, day)
-    with pipe.factory.begin() as session:
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, day)
+    with services.factory.begin() as session:
         stored = session.get(Edition, edition.id)
         assert stored is not None
         stored.status = EditionStatus.SENT
     return edition
 
 
-def tomorrows_draft(pipe: Services) -> Edition:
-    schedule = pipe.schedule("daily")
-    tomorrow = pipe.clock().date() + timedelta(days=1)
-    demo.load(pipe.factory, demo.build(schedule, tomorrow))
-    return pipe.editions.build(schedule, tomorrow)
+def tomorrows_draft(services: Services) -> Edition:
+    schedule = services.schedule("daily")
+    tomorrow = services.clock().date() + timedelta(days=1)
+    demo.load(services.factory, demo.build(schedule, tomorrow))
+    return services.editions.build(schedule, tomorrow)
 
 
-def reader_pages(pipe: Services, base: str) -> dict[str, str]:
+def reader_pages(services: Services, base: str) -> dict[str, str]:
     who = "reader00001@example.com"
     return {
-        "unsubscribe": unsubscribe_url(pipe, who).replace(pipe.settings.base_url, base),
-        "preferences": base + preferences_path(pipe, who),
+        "unsubscribe": unsubscribe_url(services, who).replace(services.settings.base_url, base),
+        "preferences": base + preferences_path(services, who),
         "subscribe": f"{base}/subscribe",
         "archive index": f"{base}/archive/",
     }
@@ -140,9 +140,9 @@ def test_every_page_a_reader_meets_passes_axe(
     browser: Browser,
     desk: tuple[Services, str],
 ) -> None:
-    pipe, base = desk
-    edition = sent(pipe, pipe.clock().date())
-    pages = reader_pages(pipe, base)
+    services, base = desk
+    edition = sent(services, services.clock().date())
+    pages = reader_pages(services, base)
     pages["archive edition"] = f"{base}/archive/daily/{edition.edition_date}"
     page = browser.new_page()
     found: dict[str, list[Finding]] = {}
@@ -170,16 +170,16 @@ def test_every_desk_page_passes_axe(
     browser: Browser,
     desk: tuple[Services, str],
 ) -> None:
-    pipe, base = desk
-    schedule = pipe.schedule("daily")
-    today = pipe.clock().date()
-    draft = tomorrows_draft(pipe)
+    services, base = desk
+    schedule = services.schedule("daily")
+    today = services.clock().date()
+    draft = tomorrows_draft(services)
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     problems = {"login": markup_problems(page.goto(f"{base}/desk/login"))}
     found = {"login": audit(page)}
     log_in(page, base)
-    done = pipe.editions.build(schedule, today)  # sent by the fixture
-    with pipe.factory() as session:
+    done = services.editions.build(schedule, today)  # sent by the fixture
+    with services.factory() as session:
         reader_id = session.scalars(select(Subscriber.id).order_by(Subscriber.id)).first()
     for name, path in {
         "index": "/desk/",
@@ -211,10 +211,10 @@ def test_the_emails_html_passes_axe_at_desktop_and_phone_width(
     desk: tuple[Services, str],
     width: int,
 ) -> None:
-    pipe, _ = desk
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, pipe.clock().date())
-    html, _, _ = split_message(pipe.previews.preview(schedule, edition).data)
+    services, _ = desk
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, services.clock().date())
+    html, _, _ = split_message(services.previews.preview(schedule, edition).data)
     doctypes = len(re.findall(r"<!doctype", html, re.IGNORECASE))
     assert doctypes == 1, f"{doctypes} doctypes"
     page = browser.new_page(viewport={"width": width, "height": 900})
@@ -230,12 +230,12 @@ def test_an_editor_approves_the_draft_with_the_keyboard_alone(
 ) -> None:
     """Tab from the top of the edition page to «Утвердить», each stop with a
     visible focus ring, and Enter approves."""
-    pipe, base = desk
-    with pipe.factory.begin() as session:  # a reader of two sections: a second variant
+    services, base = desk
+    with services.factory.begin() as session:  # a reader of two sections: a second variant
         reader = session.scalars(select(Subscriber).order_by(Subscriber.id)).first()
         assert reader is not None
         reader.sections = "армия,флот"
-    draft = tomorrows_draft(pipe)
+    draft = tomorrows_draft(services)
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     page.goto(f"{base}/desk/login")
     for _ in range(6):  # the skip link, the header's link, then the form
@@ -278,7 +278,7 @@ def test_an_editor_approves_the_draft_with_the_keyboard_alone(
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"variant="))
-    with pipe.factory() as session:
+    with services.factory() as session:
         stored = session.get(Edition, draft.id)
         assert stored is not None and stored.status is EditionStatus.APPROVED
     page.close()

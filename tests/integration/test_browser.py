@@ -18,18 +18,18 @@ if TYPE_CHECKING:
 def test_a_reader_clicks_the_unsubscribe_button(
     browser: Browser, served: tuple[Services, str]
 ) -> None:
-    pipe, base = served
+    services, base = served
     who = "reader00001@example.com"
-    link = unsubscribe_url(pipe, who).replace(pipe.settings.base_url, base)
+    link = unsubscribe_url(services, who).replace(services.settings.base_url, base)
     page = browser.new_page()
     page.goto(link)
     assert page.title() == "Отписаться от рассылки"
-    assert status_of(pipe, who) is SubscriberStatus.ACTIVE  # opening the page is not enough
+    assert status_of(services, who) is SubscriberStatus.ACTIVE  # opening the page is not enough
     page.get_by_role("button", name="Отписаться").click()
     page.wait_for_selector("text=Вы отписаны")
     assert page.url == link  # 200 on the same URL, no redirect
-    assert status_of(pipe, who) is SubscriberStatus.UNSUBSCRIBED
-    with pipe.factory() as session:
+    assert status_of(services, who) is SubscriberStatus.UNSUBSCRIBED
+    with services.factory() as session:
         event = session.scalars(select(Event).where(Event.kind == EventKind.UNSUBSCRIBE)).one()
     assert event.detail == {"how": "web"}
     page.close()
@@ -38,10 +38,10 @@ def test_a_reader_clicks_the_unsubscribe_button(
 def test_a_reader_saves_preferences_in_the_browser(
     browser: Browser, served: tuple[Services, str]
 ) -> None:
-    pipe, base = served
+    services, base = served
     who = "reader00004@example.org"
     page = browser.new_page()
-    page.goto(base + preferences_path(pipe, who))
+    page.goto(base + preferences_path(services, who))
     page.locator('input[name="section"]').first.check()
     page.get_by_label("только текст").check()
     page.get_by_label("раз в неделю").check()

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from digest import demo, store
 from digest.capture import Captured, CaptureServer
 from digest.config import parse_smtp_url
-from digest.edition.desk import DeskView
 from digest.edition.view import archive_page
 from digest.errors import EditionError
 from digest.ingest import Ingester, read_jsonl
@@ -50,33 +49,33 @@ def addr(i: int) -> str:
 
 
 @pytest.fixture
-def schedule(pipeline: Services) -> Schedule:
-    return pipeline.schedule("daily")
+def schedule(services: Services) -> Schedule:
+    return services.schedule("daily")
 
 
 @pytest.fixture
-def approved(pipeline: Services, schedule: Schedule, fixed_date: date) -> Edition:
+def approved(services: Services, schedule: Schedule, fixed_date: date) -> Edition:
     """The day's edition, approved, with its readers."""
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
-    edition = pipeline.editions.build(schedule, fixed_date)
-    pipeline.lifecycle.approve(edition)
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
+    edition = services.editions.build(schedule, fixed_date)
+    services.lifecycle.approve(edition)
     return edition
 
 
-def item(pipe: Services, edition: Edition, block: Block, n: int = 0) -> Article:
-    with pipe.factory() as session:
+def item(services: Services, edition: Edition, block: Block, n: int = 0) -> Article:
+    with services.factory() as session:
         current = session.get(Edition, edition.id)
         assert current is not None
         items = [i for i in sorted(current.items, key=lambda i: i.position) if i.block is block]
         return items[n].article
 
 
-def correct(pipe: Services, tmp_path: Path, **record: Any) -> None:
+def correct(services: Services, tmp_path: Path, **record: Any) -> None:
     """What the site's export says now, ingested from a real file."""
     path = tmp_path / f"correction-{record['id']}.jsonl"
     path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-    report = Ingester(pipe.factory, clock=pipe.clock).load(read_jsonl(path))
+    report = Ingester(services.factory, clock=services.clock).load(read_jsonl(path))
     assert not report.problems, [p.reason[:300] for p in report.problems]
 
 
@@ -93,10 +92,12 @@ def full_record(article: Article, **changes: Any) -> dict[str, Any]:
     }
 
 
-def send(pipe: Services, schedule: Schedule, edition: Edition, server: CaptureServer) -> RunResult:
+def send(
+    services: Services, schedule: Schedule, edition: Edition, server: CaptureServer
+) -> RunResult:
     """One send run with small claim batches (the check runs between them)."""
-    pipe.lifecycle.start_sending(schedule, edition)
-    run = pipe.sender.send_run(
+    services.lifecycle.start_sending(schedule, edition)
+    run = services.sender.send_run(
         schedule,
         edition,
         lambda t: SmtpConnection(t, 5),
@@ -105,21 +106,23 @@ def send(pipe: Services, schedule: Schedule, edition: Edition, server: CaptureSe
     )
     run.claims.batch_size = run.writer.batch_size = 4
     result = run_async(run.run())
-    pipe.lifecycle.finish(edition)
+    services.lifecycle.finish(edition)
     return result
 
 
 def send_as_digest_send(
-    pipe: Services, schedule: Schedule, edition: Edition, server: CaptureServer
+    services: Services, schedule: Schedule, edition: Edition, server: CaptureServer
 ) -> RunResult:
     """As `digest send` runs it (``until_done``): a pause that is lifted while the
     run stops for it (an editor's rebuild moments after the check) does not end
     the send. Small claim batches, as in ``send``."""
-    services = Services(
-        pipe.settings.model_copy(update={"batch_size": 4}), pipe.factory, clock=pipe.clock
+    batched = Services(
+        services.settings.model_copy(update={"batch_size": 4}),
+        services.factory,
+        clock=services.clock,
     )
-    services.lifecycle.start_sending(schedule, edition)
-    result = services.sender.until_done(
+    batched.lifecycle.start_sending(schedule, edition)
+    result = batched.sender.until_done(
         schedule,
         edition,
         lambda t: SmtpConnection(t, 5),
@@ -128,7 +131,7 @@ def send_as_digest_send(
         wait=False,
         progress=None,
     )
-    services.lifecycle.finish(edition)
+    batched.lifecycle.finish(edition)
     return result
 
 
@@ -144,8 +147,8 @@ def message_id(message: Captured) -> str:
     return str(parsed["Message-ID"])
 
 
-def rows(pipe: Services, edition: Edition) -> list[tuple[Delivery, EditionVariant]]:
-    with pipe.factory() as session:
+def rows(services: Services, edition: Edition) -> list[tuple[Delivery, EditionVariant]]:
+    with services.factory() as session:
         return [
             (d, v)
             for d, v in session.execute(
@@ -171,13 +174,13 @@ def on_message(server: CaptureServer, n: int, action: Any) -> None:
 
 
 def test_a_headline_corrected_mid_send_pauses_it_and_a_rebuild_sends_the_rest_corrected(
-    pipeline: Services,
+    services: Services,
     schedule: Schedule,
     approved: Edition,
     smtp_server: CaptureServer,
     tmp_path: Path,
 ) -> None:
-    lead = item(pipeline, approved, Block.LEAD)
+    lead = item(services, approved, Block.LEAD)
     old_title = lead.title
     handler = smtp_server.handler
     assert isinstance(handler, ScriptedHandler)
@@ -186,16 +189,16 @@ def test_a_headline_corrected_mid_send_pauses_it_and_a_rebuild_sends_the_rest_co
     on_message(
         smtp_server,
         3,
-        lambda: correct(pipeline, tmp_path, **full_record(lead, title=NEW_TITLE)),
+        lambda: correct(services, tmp_path, **full_record(lead, title=NEW_TITLE)),
     )
 
-    first = send(pipeline, schedule, approved, smtp_server)
+    first = send(services, schedule, approved, smtp_server)
 
     assert first.stopped == "paused"
     before = list(smtp_server.messages)
     assert 2 <= len(before) < READERS - 1  # stopped between batches, not at the end
     assert all(old_title in text_of(m) and NEW_TITLE not in text_of(m) for m in before)
-    with pipeline.factory() as session:
+    with services.factory() as session:
         current = session.get(Edition, approved.id)
         assert current is not None and current.pause_reason == "correction"
         report = edition_report(session, current, FIXED_NOW)
@@ -205,19 +208,19 @@ def test_a_headline_corrected_mid_send_pauses_it_and_a_rebuild_sends_the_rest_co
     assert change.before == {"title": old_title} and change.after == {"title": NEW_TITLE}
     # Resuming as if nothing happened is refused: the rest would go out uncorrected.
     with pytest.raises(EditionError, match="editions rebuild"):
-        pipeline.lifecycle.resume(approved)
+        services.lifecycle.resume(approved)
 
     [greylisted_id] = [
-        d.message_id for d, _ in rows(pipeline, approved) if d.status is DeliveryStatus.DEFERRED
+        d.message_id for d, _ in rows(services, approved) if d.status is DeliveryStatus.DEFERRED
     ]
     assert greylisted_id
 
-    done = pipeline.corrections.rebuild(approved, "editor-anna")
+    done = services.corrections.rebuild(approved, "editor-anna")
     assert done.resumed and done.repointed == READERS - len(before)
     del handler.rules[addr(1)]
     handler.on_data = None
-    pipeline.lifecycle.retry(approved)  # the greylisted one is due now
-    second = send(pipeline, schedule, approved, smtp_server)
+    services.lifecycle.retry(approved)  # the greylisted one is due now
+    second = send(services, schedule, approved, smtp_server)
 
     assert second.stopped is None and second.sent == READERS - len(before)
     after = smtp_server.messages[len(before) :]
@@ -229,10 +232,10 @@ def test_a_headline_corrected_mid_send_pauses_it_and_a_rebuild_sends_the_rest_co
     assert message_id(retried) == greylisted_id
     # What went out before stays recorded with the version it went out with.
     versions = {
-        (d.status, v.version, v.retired_at is not None) for d, v in rows(pipeline, approved)
+        (d.status, v.version, v.retired_at is not None) for d, v in rows(services, approved)
     }
     assert versions == {(DeliveryStatus.SENT, 1, True), (DeliveryStatus.SENT, 2, False)}
-    with pipeline.factory() as session:
+    with services.factory() as session:
         changes = [(c.editor, c.action) for c in store.edition_changes(session, approved.id)]
         status = session.get(Edition, approved.id)
         assert status is not None and status.status is EditionStatus.SENT
@@ -240,43 +243,43 @@ def test_a_headline_corrected_mid_send_pauses_it_and_a_rebuild_sends_the_rest_co
 
 
 def test_a_withdrawn_article_leaves_the_rest_of_the_send_and_the_archive(
-    pipeline: Services,
+    services: Services,
     schedule: Schedule,
     approved: Edition,
     smtp_server: CaptureServer,
     tmp_path: Path,
 ) -> None:
-    gone = item(pipeline, approved, Block.DAY, 1)
+    gone = item(services, approved, Block.DAY, 1)
     on_message(
-        smtp_server, 2, lambda: correct(pipeline, tmp_path, id=gone.external_id, withdrawn=True)
+        smtp_server, 2, lambda: correct(services, tmp_path, id=gone.external_id, withdrawn=True)
     )
 
-    assert send(pipeline, schedule, approved, smtp_server).stopped == "paused"
+    assert send(services, schedule, approved, smtp_server).stopped == "paused"
     sent_before = len(smtp_server.messages)
     assert all(gone.title in text_of(m) for m in smtp_server.messages)
-    with pipeline.factory() as session:
+    with services.factory() as session:
         current = session.get(Edition, approved.id)
         assert current is not None
         [change] = edition_report(session, current).corrections
     assert change.kind == "withdrawn" and change.title == gone.title
     # The desk marks it in the edition's list.
-    items = DeskView(pipeline).preview(approved.id).items
+    items = services.desk.preview(approved.id).items
     assert [i.title for i in items if i.withdrawn] == [gone.title]
 
-    pipeline.corrections.rebuild(approved, "editor-anna")
+    services.corrections.rebuild(approved, "editor-anna")
     smtp_server.handler.on_data = None  # type: ignore[attr-defined]
-    assert send(pipeline, schedule, approved, smtp_server).sent == READERS - sent_before
+    assert send(services, schedule, approved, smtp_server).sent == READERS - sent_before
     assert all(gone.title not in text_of(m) for m in smtp_server.messages[sent_before:])
     # The archive shows the edition as it is now.
-    assert gone.title not in archive_page(pipeline, schedule, approved)
+    assert gone.title not in archive_page(services.tools, services.factory, schedule, approved)
 
 
 def test_a_missing_article_is_not_a_withdrawal_and_an_unchanged_one_is_no_correction(
-    pipeline: Services, schedule: Schedule, approved: Edition, tmp_path: Path
+    services: Services, schedule: Schedule, approved: Edition, tmp_path: Path
 ) -> None:
-    lead = item(pipeline, approved, Block.LEAD)
+    lead = item(services, approved, Block.LEAD)
     # The export of a later hour: other articles, the lead re-sent unchanged but for views.
-    correct(pipeline, tmp_path, **full_record(lead, views=lead.views + 100))
+    correct(services, tmp_path, **full_record(lead, views=lead.views + 100))
     other = tmp_path / "other.jsonl"
     other.write_text(
         json.dumps(
@@ -291,15 +294,15 @@ def test_a_missing_article_is_not_a_withdrawal_and_an_unchanged_one_is_no_correc
         + "\n",
         encoding="utf-8",
     )
-    Ingester(pipeline.factory).load(read_jsonl(other))
-    assert pipeline.corrections.pending(approved) == []
-    with pipeline.factory() as session:
+    Ingester(services.factory).load(read_jsonl(other))
+    assert services.corrections.pending(approved) == []
+    with services.factory() as session:
         assert session.scalar(select(Article.withdrawn_at).where(Article.id == lead.id)) is None
 
 
 @pytest.mark.parametrize("mode", ["rebuild", "ignore"])
 def test_without_a_person_the_setting_says_what_a_correction_does(
-    pipeline: Services,
+    services: Services,
     schedule: Schedule,
     approved: Edition,
     smtp_server: CaptureServer,
@@ -309,16 +312,19 @@ def test_without_a_person_the_setting_says_what_a_correction_does(
 ) -> None:
     """`digest send` (Sender.deliver) with DIGEST_ON_CORRECTION=rebuild sends the rest
     corrected; with ignore, as approved, and the log and change log say so."""
-    pipeline.settings = pipeline.settings.model_copy(
-        update={"on_correction": mode, "batch_size": 4}
+    # Settings are the services' from their wiring: a change is a new wiring.
+    services = Services(
+        services.settings.model_copy(update={"on_correction": mode, "batch_size": 4}),
+        services.factory,
+        services.clock,
     )
-    lead = item(pipeline, approved, Block.LEAD)
+    lead = item(services, approved, Block.LEAD)
     old_title = lead.title
     on_message(
-        smtp_server, 3, lambda: correct(pipeline, tmp_path, **full_record(lead, title=NEW_TITLE))
+        smtp_server, 3, lambda: correct(services, tmp_path, **full_record(lead, title=NEW_TITLE))
     )
     with caplog.at_level(logging.INFO):
-        result = pipeline.sender.deliver(
+        result = services.sender.deliver(
             schedule, approved, wait=False, via=parse_smtp_url(smtp_server.url)
         )
 
@@ -326,7 +332,7 @@ def test_without_a_person_the_setting_says_what_a_correction_does(
     texts = [text_of(m) for m in smtp_server.messages]
     assert old_title in texts[0]
     corrected = [t for t in texts if NEW_TITLE in t]
-    with pipeline.factory() as session:
+    with services.factory() as session:
         changes = [(c.editor, c.action) for c in store.edition_changes(session, approved.id)]
     if mode == "rebuild":
         assert corrected and NEW_TITLE in texts[-1]
@@ -335,11 +341,11 @@ def test_without_a_person_the_setting_says_what_a_correction_does(
         assert not corrected
         assert ("digest", "correction-ignored") in changes
         assert "DIGEST_ON_CORRECTION=ignore" in caplog.text
-    assert pipeline.corrections.pending(approved) == []
+    assert services.corrections.pending(approved) == []
 
 
 def test_a_rebuild_while_a_send_runs_fails_nothing_and_records_what_each_reader_got(
-    pipeline: Services,
+    services: Services,
     schedule: Schedule,
     approved: Edition,
     smtp_server: CaptureServer,
@@ -348,23 +354,23 @@ def test_a_rebuild_while_a_send_runs_fails_nothing_and_records_what_each_reader_
     """An editor rebuilds before the send reached a batch boundary: the claims in
     flight go out as claimed (and are recorded with the old version), every later
     one with the new text; none fails for want of its new variant."""
-    lead = item(pipeline, approved, Block.LEAD)
+    lead = item(services, approved, Block.LEAD)
     old_title = lead.title
 
     def correct_and_rebuild() -> None:
-        correct(pipeline, tmp_path, **full_record(lead, title=NEW_TITLE))
+        correct(services, tmp_path, **full_record(lead, title=NEW_TITLE))
         # The editor is not instant: the send's check between batches of 4 may see
         # the correction first and pause (CI met it once: the run ended "paused",
         # and had the rebuild landed before its last heartbeat it would have ended
         # with readers left). `digest send` goes on once the rebuild lifts it.
         time.sleep(0.5)
-        pipeline.corrections.rebuild(approved, "editor-anna")
+        services.corrections.rebuild(approved, "editor-anna")
 
     on_message(smtp_server, 3, correct_and_rebuild)
-    result = send_as_digest_send(pipeline, schedule, approved, smtp_server)
+    result = send_as_digest_send(services, schedule, approved, smtp_server)
 
     assert result.stopped is None and result.failed == 0 and result.sent == READERS
-    with pipeline.factory() as session:
+    with services.factory() as session:
         version = dict(
             session.execute(
                 select(Subscriber.email, EditionVariant.version)

@@ -66,7 +66,7 @@ FAST = {
 def live(
     env: dict[str, str], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Services]:
-    """A pipeline on the real clock with retry steps of a second or two."""
+    """A services on the real clock with retry steps of a second or two."""
     monkeypatch.setenv("DIGEST_DATABASE_URL", database_url)
     for key, value in FAST.items():
         monkeypatch.setenv(key, value)
@@ -77,35 +77,35 @@ def live(
     engine.dispose()
 
 
-def today_edition(pipe: Services, readers: int) -> tuple[Schedule, Edition]:
-    schedule = pipe.schedule("daily")
+def today_edition(services: Services, readers: int) -> tuple[Schedule, Edition]:
+    schedule = services.schedule("daily")
     on: date = schedule.today(utcnow())
-    demo.load(pipe.factory, demo.build(schedule, on))
-    demo.add_subscribers(pipe.factory, readers, now=utcnow())
-    return schedule, pipe.editions.build(schedule, on)
+    demo.load(services.factory, demo.build(schedule, on))
+    demo.add_subscribers(services.factory, readers, now=utcnow())
+    return schedule, services.editions.build(schedule, on)
 
 
 def send_all(
-    pipe: Services,
+    services: Services,
     schedule: Schedule,
     edition: Edition,
     *urls: str,
     wait: bool = True,
     heartbeat: float = 1.0,
 ) -> RunResult:
-    pipe.lifecycle.start_sending(schedule, edition)
+    services.lifecycle.start_sending(schedule, edition)
     timeouts = Timeouts(
-        pipe.settings.smtp_connect_timeout,
-        pipe.settings.smtp_command_timeout,
-        pipe.settings.smtp_data_timeout,
+        services.settings.smtp_connect_timeout,
+        services.settings.smtp_command_timeout,
+        services.settings.smtp_data_timeout,
     )
-    cfg = pipe.settings.model_copy(update={"smtp_url": ",".join(urls)})
-    run = Services(cfg, pipe.factory, pipe.clock).sender.send_run(
+    cfg = services.settings.model_copy(update={"smtp_url": ",".join(urls)})
+    run = Services(cfg, services.factory, services.clock).sender.send_run(
         schedule, edition, lambda t: SmtpConnection(t, timeouts), worker="test", wait=wait
     )
     run.options.heartbeat = heartbeat
     result = run_async(run.run())
-    pipe.lifecycle.finish(edition)
+    services.lifecycle.finish(edition)
     return result
 
 
@@ -171,21 +171,21 @@ def test_greylisting_defers_that_recipient_only_and_never_slows_the_domain(
     pass delivers every other reader; each greylisted one is retried no sooner than
     DIGEST_GREYLIST_DELAY, and no domain is paused or slowed."""
     cfg = live.settings.model_copy(update={"domain_pause": 600.0, "greylist_delay": 1.0})
-    pipe = Services(cfg, live.factory, live.clock)
-    schedule, edition = today_edition(pipe, 300)
+    services = Services(cfg, live.factory, live.clock)
+    schedule, edition = today_edition(services, 300)
     handler = FaultHandler()
-    with pipe.factory() as session:
+    with services.factory() as session:
         emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
     greylisted = sorted(random.Random(5).sample(emails, len(emails) // 5))  # every domain
     for i, rcpt in enumerate(greylisted):
         handler.script(rcpt, [GREYLIST if i % 2 else POSTGREY])
     with CaptureServer(handler) as server:
-        first = send_all(pipe, schedule, edition, server.url, wait=False)
+        first = send_all(services, schedule, edition, server.url, wait=False)
         received = handler.received()
         assert {r for r in emails if received[r]} == set(emails) - set(greylisted)
         assert first.deferred == len(greylisted) and first.sent == len(emails) - len(greylisted)
         assert not any(st.pauses or st.deferred for st in first.domains.values())
-        state = rows(pipe.factory, edition)
+        state = rows(services.factory, edition)
         for i, rcpt in enumerate(greylisted):
             delivery = state[rcpt][0]
             assert delivery.status is DeliveryStatus.DEFERRED and delivery.smtp_code == (
@@ -193,7 +193,7 @@ def test_greylisting_defers_that_recipient_only_and_never_slows_the_domain(
             )
             assert delivery.next_attempt_at is not None
             assert delivery.next_attempt_at - delivery.updated_at >= timedelta(seconds=1)
-        second = send_all(pipe, schedule, edition, server.url)
+        second = send_all(services, schedule, edition, server.url)
     assert second.sent == len(greylisted)
     assert all(handler.received()[r] == 1 for r in emails)
     assert all(handler.seen[r][1] - handler.seen[r][0] >= 1.0 for r in greylisted)
@@ -205,14 +205,14 @@ def test_a_message_that_keeps_failing_gives_up_and_says_why(
 ) -> None:
     schedule, edition = today_edition(live, 6)
     cfg = live.settings.model_copy(update={"give_up_after": 1.5})
-    pipe = Services(cfg, live.factory, live.clock)
+    services = Services(cfg, live.factory, live.clock)
     handler = FaultHandler()
     with live.factory() as session:
         victim = session.scalars(select(Subscriber.email).order_by(Subscriber.id)).first()
     assert victim is not None
     handler.script(victim, ["451 4.3.0 still busy"] * 50)
     with CaptureServer(handler) as server:
-        send_all(pipe, schedule, edition, server.url)
+        send_all(services, schedule, edition, server.url)
     delivery, _ = rows(live.factory, edition)[victim]
     assert delivery.status is DeliveryStatus.FAILED and delivery.attempts >= 2
     assert delivery.smtp_reply is not None and delivery.smtp_reply.startswith("gave up after")
@@ -470,12 +470,12 @@ def test_a_domain_one_sender_paused_is_paused_for_every_other(live: Services) ->
         handler.script(rcpt, [RATE_LIMIT] * 5)
     with CaptureServer(handler) as server:
         cfg = cfg.model_copy(update={"smtp_url": server.url})
-        services = Services(cfg, live.factory, live.clock)
+        sending = Services(cfg, live.factory, live.clock)
         live.lifecycle.start_sending(schedule, edition)
 
         def run(worker: str) -> RunResult:
-            connect = services.connector()
-            send = services.sender.send_run(schedule, edition, connect, worker=worker)
+            connect = sending.tools.connector()
+            send = sending.sender.send_run(schedule, edition, connect, worker=worker)
             return run_async(send.run())
 
         first = run("machine-a:1")
@@ -503,7 +503,7 @@ def test_a_provider_outage_holds_its_domain_briefly_with_one_probe_for_every_sen
     handler = OutageHandler(domain, seconds=2.5)
     cfg = live.settings.model_copy(update={"domain_pause": 1.0, "domain_max_pause": 5.0})
     with CaptureServer(handler) as server:
-        services = Services(
+        sending = Services(
             cfg.model_copy(update={"smtp_url": server.url}), live.factory, live.clock
         )
         live.lifecycle.start_sending(schedule, edition)
@@ -511,8 +511,8 @@ def test_a_provider_outage_holds_its_domain_briefly_with_one_probe_for_every_sen
         names = iter(["machine-a:1", "machine-b:2"])
 
         def sender() -> None:
-            send = services.sender.send_run(
-                schedule, edition, services.connector(), worker=next(names), wait=True
+            send = sending.sender.send_run(
+                schedule, edition, sending.tools.connector(), worker=next(names), wait=True
             )
             send.options.heartbeat = 0.2
             send.claims.max_idle_sleep = 0.5  # as DIGEST_SENDERS' own senders ask

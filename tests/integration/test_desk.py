@@ -21,7 +21,7 @@ from sqlalchemy import select
 from digest import demo
 from digest.capture import CaptureServer, free_port
 from digest.config import parse_smtp_url
-from digest.edition.desk import DeskView, split_message
+from digest.edition.desk import split_message
 from digest.ingest import Ingester, read_jsonl
 from digest.models import Delivery, DeliveryStatus, Edition, EditionChange, EditionStatus
 from digest.send import SmtpConnection, run_async
@@ -39,24 +39,26 @@ TOMORROW = date(2026, 11, 26)
 
 @pytest.fixture
 def desk(
-    pipeline: Services, smtp_server: CaptureServer, tmp_path: Path
+    services: Services, smtp_server: CaptureServer, tmp_path: Path
 ) -> Iterator[tuple[Services, str]]:
     """Tomorrow's draft with demo articles, the app with editors, a real relay."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cfg = pipeline.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={
             "base_url": base,
             "smtp_url": smtp_server.url,
             "editors": SecretStr(f"anna:{PASSWORD}"),
         }
     )
-    pipe = Services(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
-    demo.load(pipe.factory, demo.build(pipe.schedule("daily"), TOMORROW))
-    demo.add_subscribers(pipe.factory, 5, now=FIXED_NOW)
-    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as served_base:
+    services = Services(cfg, services.factory, clock=lambda: FIXED_NOW)
+    demo.load(services.factory, demo.build(services.schedule("daily"), TOMORROW))
+    demo.add_subscribers(services.factory, 5, now=FIXED_NOW)
+    with serving(
+        create_app(WebContext(cfg, services.factory, clock=services.clock)), port
+    ) as served_base:
         assert served_base == base
-        yield pipe, base
+        yield services, base
 
 
 def lead_title(frame: FrameLocator) -> str:
@@ -99,7 +101,7 @@ def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
     desk: tuple[Services, str],
     smtp_server: CaptureServer,
 ) -> None:
-    pipe, base = desk
+    services, base = desk
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     log_in(page, base)
     assert page.url == f"{base}/desk/"
@@ -166,7 +168,7 @@ def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
     assert str(sent["Subject"]).startswith("[ТЕСТ] ")
     html_part = sent.get_body(("html",))
     assert html_part is not None and pinned_title in str(html_part.get_content())
-    with pipe.factory() as session:
+    with services.factory() as session:
         edition = session.scalar(select(Edition).where(Edition.edition_date == TOMORROW))
         assert edition is not None and edition.status is EditionStatus.APPROVED
         changes = session.scalars(select(EditionChange).order_by(EditionChange.id)).all()
@@ -178,20 +180,20 @@ def test_an_editor_shapes_approves_and_tests_tomorrows_draft(
         ("anna", "test"),
     ]
     # A test copy is not a delivery: no subscriber's counts moved.
-    assert DeskView(pipe).delivery(edition.id).edition.total == 0
+    assert services.desk.delivery(edition.id).edition.total == 0
 
 
 def test_the_archive_shows_a_sent_edition_without_anyones_links(
     desk: tuple[Services, str],
 ) -> None:
-    pipe, base = desk
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, TOMORROW)
-    html, text, _ = split_message(pipe.previews.preview(schedule, edition).data)
+    services, base = desk
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, TOMORROW)
+    html, text, _ = split_message(services.previews.preview(schedule, edition).data)
     link = f"{base}/archive/daily/2026-11-26"
     assert f'href="{link}"' in html and f"Открыть в браузере: {link}" in text
     assert fetch(f"{base}/archive/daily/2026-11-26")[0] == 404  # not sent yet
-    with pipe.factory.begin() as session:
+    with services.factory.begin() as session:
         stored = session.get(Edition, edition.id)
         assert stored is not None
         stored.status = EditionStatus.SENT
@@ -208,14 +210,16 @@ def test_the_delivery_view_counts_live_and_charts_the_send(
     desk: tuple[Services, str],
     smtp_server: CaptureServer,
 ) -> None:
-    pipe, base = desk
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, TOMORROW)
-    pipe.lifecycle.start_sending(schedule, edition)
+    services, base = desk
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, TOMORROW)
+    services.lifecycle.start_sending(schedule, edition)
     connect = lambda target: SmtpConnection(parse_smtp_url(smtp_server.url), 10)  # noqa: E731
     # In a thread of its own: Playwright's sync API keeps an event loop in this one.
     in_thread(
-        lambda: run_async(pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
+        lambda: run_async(
+            services.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
+        )
     )
     assert len(smtp_server.messages) == 5
 
@@ -229,7 +233,7 @@ def test_the_delivery_view_counts_live_and_charts_the_send(
     assert data["counts"]["sent"] == 5 and sum(m["sent"] for m in data["per_minute"]) == 5
 
     # A bounce arriving later shows up without reloading the page.
-    with pipe.factory.begin() as session:
+    with services.factory.begin() as session:
         first = session.scalars(select(Delivery).where(Delivery.edition_id == edition.id)).first()
         assert first is not None
         first.status = DeliveryStatus.BOUNCED
@@ -248,10 +252,10 @@ def test_the_archive_has_a_feed_pages_a_title_and_a_canonical_link(
     import urllib.request
     import xml.etree.ElementTree as ET
 
-    pipe, base = desk
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, TOMORROW)
-    with pipe.factory.begin() as session:
+    services, base = desk
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, TOMORROW)
+    with services.factory.begin() as session:
         stored = session.get(Edition, edition.id)
         assert stored is not None
         stored.status, stored.sent_at = EditionStatus.SENT, FIXED_NOW
@@ -300,18 +304,18 @@ def test_the_delivery_view_shows_rate_eta_and_the_next_wave_in_local_time(
     """Issue 14: rate and ETA were only in delivery.json, and a wave due hours later
     showed ETA «0m 00s». The wave is due at its hour: no ETA from a rate, its time
     shown in the schedule's zone."""
-    pipe, base = desk
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, TOMORROW)
-    pipe.lifecycle.start_sending(schedule, edition)
+    services, base = desk
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, TOMORROW)
+    services.lifecycle.start_sending(schedule, edition)
     wave = FIXED_NOW + timedelta(hours=5)
-    with pipe.factory.begin() as session:
+    with services.factory.begin() as session:
         rows = session.scalars(select(Delivery).where(Delivery.edition_id == edition.id)).all()
         for row in rows[:3]:  # three readers far east wait for their hour
             row.next_attempt_at = wave
         for row in rows[3:]:  # two already went out a minute ago
             row.status, row.sent_at = DeliveryStatus.SENT, FIXED_NOW - timedelta(seconds=30)
-    page = DeskView(pipe).delivery(edition.id)
+    page = services.desk.delivery(edition.id)
     assert page.edition.next_wave == wave and page.edition.eta_seconds != 0.0
     local = wave.astimezone(schedule.zone).strftime("%d.%m %H:%M")
     from tests.support.web import Client
@@ -332,12 +336,12 @@ def test_a_correction_pauses_the_send_and_the_editor_rebuilds_it_from_the_desk(
     smtp_server: CaptureServer,
     tmp_path: Path,
 ) -> None:
-    pipe, base = desk
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, TOMORROW)
-    pipe.lifecycle.approve(edition)
-    pipe.lifecycle.start_sending(schedule, edition)
-    with pipe.factory() as session:
+    services, base = desk
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, TOMORROW)
+    services.lifecycle.approve(edition)
+    services.lifecycle.start_sending(schedule, edition)
+    with services.factory() as session:
         stored = session.get(Edition, edition.id)
         assert stored is not None
         lead = next(i.article for i in stored.items if i.block.value == "lead")
@@ -351,10 +355,12 @@ def test_a_correction_pauses_the_send_and_the_editor_rebuilds_it_from_the_desk(
         "published_at": lead.published_at.isoformat(),
     }
     correction.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-    Ingester(pipe.factory, clock=pipe.clock).load(read_jsonl(correction))
+    Ingester(services.factory, clock=services.clock).load(read_jsonl(correction))
     connect = lambda target: SmtpConnection(parse_smtp_url(smtp_server.url), 10)  # noqa: E731
     in_thread(
-        lambda: run_async(pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
+        lambda: run_async(
+            services.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
+        )
     )
     assert smtp_server.messages == []  # the first claim batch saw the correction
 
@@ -373,13 +379,15 @@ def test_a_correction_pauses_the_send_and_the_editor_rebuilds_it_from_the_desk(
     page.close()
 
     in_thread(
-        lambda: run_async(pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
+        lambda: run_async(
+            services.sender.work(connect, worker="t", once=True, stop=asyncio.Event())
+        )
     )
     assert len(smtp_server.messages) == 5
     for message in smtp_server.messages:
         parsed = email.message_from_bytes(message.data, policy=email.policy.default)
         assert "Исправленный заголовок" in str(parsed.get_body(("plain",)).get_content())  # type: ignore[union-attr]
-    with pipe.factory() as session:
+    with services.factory() as session:
         changes = session.scalars(
             select(EditionChange).where(EditionChange.edition_id == edition.id)
         ).all()

@@ -43,12 +43,12 @@ class ClientFrom(Client):
         )
 
 
-def test_a_stranger_cannot_lock_an_editor_out_of_the_desk(pipeline: Services) -> None:
+def test_a_stranger_cannot_lock_an_editor_out_of_the_desk(services: Services) -> None:
     clock = Clock()
-    cfg = pipeline.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={"editors": SecretStr(f"anna:{PASSWORD}"), "base_url": "http://127.0.0.1"}
     )
-    with serving(create_app(WebContext(cfg, pipeline.factory, clock=clock))) as base:
+    with serving(create_app(WebContext(cfg, services.factory, clock=clock))) as base:
         stranger = ClientFrom(base, "127.0.0.2")
         for n in range(LOCK_AFTER):
             clock.now += timedelta(minutes=1)  # past each wait: every guess is checked
@@ -58,8 +58,8 @@ def test_a_stranger_cannot_lock_an_editor_out_of_the_desk(pipeline: Services) ->
         assert ClientFrom(base, "127.0.0.1").login() == 303  # anna, from her own: in
 
 
-def test_forty_wrong_passwords_at_once_check_only_the_free_ones(pipeline: Services) -> None:
-    auth = DeskAuth(pipeline.factory, lambda: {"anna": PASSWORD}, b"k" * 32, pipeline.clock)
+def test_forty_wrong_passwords_at_once_check_only_the_free_ones(services: Services) -> None:
+    auth = DeskAuth(services.factory, lambda: {"anna": PASSWORD}, b"k" * 32, services.clock)
     start = threading.Barrier(40)
 
     def guess(n: int) -> None:
@@ -71,6 +71,6 @@ def test_forty_wrong_passwords_at_once_check_only_the_free_ones(pipeline: Servic
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    with pipeline.factory() as session:
+    with services.factory() as session:
         checked = session.scalar(select(func.count()).select_from(LoginFailure))
     assert checked == FREE  # the rest were refused before their password was looked at

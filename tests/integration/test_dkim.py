@@ -46,14 +46,14 @@ def test_keygen_writes_a_private_key_and_prints_the_record(
 
 
 def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
-    pipeline: Services, tmp_path: Path, fixed_date: date
+    services: Services, tmp_path: Path, fixed_date: date
 ) -> None:
     """RFC 8463 dual signatures: each verifies with dkimpy against its own record."""
     records = {
         "digest2026": keygen(tmp_path / "rsa.pem", "digest2026", "vpk.example.ru"),
         "ed2026": keygen(tmp_path / "ed.pem", "ed2026", "vpk.example.ru", kind="ed25519"),
     }
-    cfg = pipeline.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={
             "dkim_key_file": tmp_path / "rsa.pem",
             "dkim_selector": "digest2026",
@@ -61,14 +61,14 @@ def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
             "dkim_ed25519_selector": "ed2026",
         }
     )
-    pipe = Services(cfg, pipeline.factory, pipeline.clock)
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipe.factory, 6, now=FIXED_NOW)
-    edition = pipe.editions.build(schedule, fixed_date)
+    services = Services(cfg, services.factory, services.clock)
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, 6, now=FIXED_NOW)
+    edition = services.editions.build(schedule, fixed_date)
     handler = FaultHandler()
     with CaptureServer(handler) as server:
-        assert send_through(pipe, edition, server.url, "dkim").sent == 6
+        assert send_through(services, edition, server.url, "dkim").sent == 6
 
     def answer(name: bytes, timeout: int = 5) -> bytes:
         selector = name.decode().split("._domainkey.")[0]
@@ -85,20 +85,20 @@ def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
 
 
 def test_every_message_of_a_send_carries_a_valid_signature(
-    pipeline: Services, key_and_record: tuple[Path, str], fixed_date: date
+    services: Services, key_and_record: tuple[Path, str], fixed_date: date
 ) -> None:
     path, record = key_and_record
-    cfg = pipeline.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={"dkim_key_file": path, "dkim_selector": "digest2026"}
     )
-    pipe = Services(cfg, pipeline.factory, pipeline.clock)
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipe.factory, 12, now=FIXED_NOW)
-    edition = pipe.editions.build(schedule, fixed_date)
+    services = Services(cfg, services.factory, services.clock)
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, 12, now=FIXED_NOW)
+    edition = services.editions.build(schedule, fixed_date)
     handler = FaultHandler()
     with CaptureServer(handler) as server:
-        result = send_through(pipe, edition, server.url, "dkim")
+        result = send_through(services, edition, server.url, "dkim")
     assert result.sent == 12 and len(handler.messages) == 12
     answer = dns_for("digest2026", "vpk.example.ru", record)
     for captured in handler.messages:

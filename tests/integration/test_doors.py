@@ -65,7 +65,7 @@ def test_an_upload_is_refused_before_its_body_is_read(site: tuple[Services, str]
 
 
 def test_deep_json_and_nul_bytes_get_a_4xx_never_a_500(site: tuple[Services, str]) -> None:
-    pipe, base = site
+    services, base = site
     deep = b"[" * 30000 + b"]" * 30000
     for body in (deep, b'{"email": ' + deep + b"}", b'{"email": "a\\u0000@example.ru"}'):
         status, _, _ = fetch(
@@ -81,7 +81,7 @@ def test_deep_json_and_nul_bytes_get_a_4xx_never_a_500(site: tuple[Services, str
         status = client.request(query)[0]
         assert 400 <= status < 500 or status == 200, (query, status)
     assert client.request("/subscribe?list=%00")[0] < 500
-    del pipe
+    del services
 
 
 def test_a_schedule_named_from_outside_is_one_of_the_known_never_a_path(
@@ -107,10 +107,10 @@ def test_every_page_runs_only_scripts_of_its_own_origin(site: tuple[Services, st
     which shows feed-derived HTML on the desk's origin; no inline script anywhere."""
     import re
 
-    pipe, base = site
+    services, base = site
     client = Client(base)
     assert client.login() == 303
-    edition = pipe.editions.build(pipe.schedule("daily"), pipe.clock().date())
+    edition = services.editions.build(services.schedule("daily"), services.clock().date())
     paths = [
         "/desk/login",
         "/desk/",

@@ -23,16 +23,16 @@ Sent = tuple[Services, Edition, dict[str, tuple[str, str]]]
 DOMAIN = "vpk.example.ru"
 
 
-def snapshot(pipe: Services) -> tuple[object, ...]:
-    with pipe.factory() as session:
+def snapshot(services: Services) -> tuple[object, ...]:
+    with services.factory() as session:
         readers = session.execute(select(Subscriber.id, Subscriber.status)).all()
         deliveries = session.execute(select(Delivery.id, Delivery.status)).all()
         events = session.scalar(select(func.count()).select_from(Event))
     return sorted(readers), sorted(deliveries), events
 
 
-def subscriber_ids(pipe: Services) -> dict[str, int]:
-    with pipe.factory() as session:
+def subscriber_ids(services: Services) -> dict[str, int]:
+    with services.factory() as session:
         return {e: i for e, i in session.execute(select(Subscriber.email, Subscriber.id))}
 
 
@@ -141,20 +141,20 @@ def test_a_reader_cannot_write_another_readers_report_in_any_providers_format(
 ) -> None:
     """The attack of the issue: the attacker's own Message-ID with the victim's id
     in it, in a Postfix or Gmail DSN and a Yahoo or Mail.ru complaint."""
-    pipe, _, found = sent
+    services, _, found = sent
     attacker, *victims = sorted(found)
-    ids = subscriber_ids(pipe)
+    ids = subscriber_ids(services)
     own_mid = found[attacker][1]
-    before = snapshot(pipe)
+    before = snapshot(services)
     messages = [
         make(victim, mid, f"bounces@{DOMAIN}", None)
         for victim in victims[:6]
         for mid in their_ids(own_mid, ids[victim])
         for make in FORMATS.values()
     ]
-    report: ReturnsReport = run(pipe, drop(tmp_path / "returns", *messages))
+    report: ReturnsReport = run(services, drop(tmp_path / "returns", *messages))
     assert report.counts == {"unattributed": len(messages)}, report.counts
-    assert snapshot(pipe) == before
+    assert snapshot(services) == before
 
 
 @settings(
@@ -168,9 +168,9 @@ def test_no_report_built_from_what_is_public_changes_any_reader(
     tmp_path_factory: pytest.TempPathFactory,
     data: st.DataObject,
 ) -> None:
-    pipe, _, found = sent
+    services, _, found = sent
     attacker, *victims = sorted(found)
-    ids = subscriber_ids(pipe)
+    ids = subscriber_ids(services)
     own_path, own_mid = found[attacker]
     victim = data.draw(st.sampled_from(victims), label="victim")
     guess = data.draw(st.integers(1, 10 * READERS), label="guessed id")
@@ -200,11 +200,11 @@ def test_no_report_built_from_what_is_public_changes_any_reader(
     make = FORMATS[data.draw(st.sampled_from(sorted(FORMATS)), label="format")]
     # The attacker's own token or id is theirs to use: it may change only them.
     assume(own_path not in (to, return_path) and mid != own_mid)
-    before = snapshot(pipe)
+    before = snapshot(services)
     folder = tmp_path_factory.mktemp("returns") / "Maildir"
-    report = run(pipe, drop(folder, make(victim, mid, to, return_path)))
+    report = run(services, drop(folder, make(victim, mid, to, return_path)))
     assert set(report.counts) <= {"unattributed", "unparseable"}, report.counts
-    assert snapshot(pipe) == before
+    assert snapshot(services) == before
 
 
 def test_ones_own_report_still_counts(
@@ -213,15 +213,15 @@ def test_ones_own_report_still_counts(
 ) -> None:
     """The guard is no wall: a real report through the VERP path or the real
     Message-ID of a delivery still bounces and complains."""
-    pipe, _, found = sent
+    services, _, found = sent
     bounced, complained = sorted(found)[:2]
     messages = [
         postfix_dsn(bounced, "<unknown@elsewhere.example>", found[bounced][0], None),
         arf("Mail.Ru FBL", complained, found[complained][1], f"fbl@{DOMAIN}", None),
     ]
-    report = run(pipe, drop(tmp_path / "returns", *messages))
+    report = run(services, drop(tmp_path / "returns", *messages))
     assert report.counts == {"bounced": 1, "complained": 1}
-    with pipe.factory() as session:
+    with services.factory() as session:
         states = {e: s for e, s in session.execute(select(Subscriber.email, Subscriber.status))}
     assert (str(states[bounced]), str(states[complained])) == ("bounced", "complained")
 
@@ -242,7 +242,7 @@ def test_a_message_that_breaks_a_parser_is_set_aside_and_the_rest_applied(
     sent: Sent,
     tmp_path: Path,
 ) -> None:
-    pipe, _, found = sent
+    services, _, found = sent
     reader = sorted(found)[0]
     folder = drop(
         tmp_path / "returns",
@@ -252,7 +252,7 @@ def test_a_message_that_breaks_a_parser_is_set_aside_and_the_rest_applied(
             b"Recipient address rejected", b"Recipient \x00address rejected"
         ),
     )
-    report = run(pipe, folder)
+    report = run(services, folder)
     assert report.counts.get("bounced") == 1, report.counts
     assert report.messages == 3
     assert len(report.problems) == 2, report.problems
@@ -260,7 +260,7 @@ def test_a_message_that_breaks_a_parser_is_set_aside_and_the_rest_applied(
     assert list((folder / "new").iterdir()) == []  # nothing left to stop the next run
     kept = sorted(p.name for p in (folder / "cur").iterdir())
     assert len(kept) == 2 and all(name.endswith(":2,S") for name in kept)
-    again = run(pipe, folder)
+    again = run(services, folder)
     assert (again.messages, again.problems) == (0, [])
 
 
@@ -277,22 +277,22 @@ def test_a_suppression_keeps_its_evidence_and_the_desk_shows_it(
     from tests.support.serving import serving
     from tests.support.web import PASSWORD, Client
 
-    pipe, _, found = sent
+    services, _, found = sent
     bounced = sorted(found)[0]
     path = found[bounced][0]
     folder = drop(tmp_path / "returns", postfix_dsn(bounced, "<x@elsewhere.example>", path, None))
-    report = run(pipe, folder)
+    report = run(services, folder)
     assert report.counts == {"bounced": 1}
-    reader_id = subscriber_ids(pipe)[bounced]
+    reader_id = subscriber_ids(services)[bounced]
     port = free_port()
-    cfg = pipe.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={
             "base_url": f"http://127.0.0.1:{port}",
             "editors": SecretStr(f"anna:{PASSWORD}"),
             "desk_admins": "anna",
         }
     )
-    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as base:
+    with serving(create_app(WebContext(cfg, services.factory, clock=services.clock)), port) as base:
         client = Client(base)
         assert client.login() == 303
         status, _, page = client.request(f"/desk/readers/{reader_id}")

@@ -31,12 +31,12 @@ READERS = 12
 
 
 @pytest.fixture
-def served(pipeline: Services) -> Iterator[tuple[Services, str]]:
+def served(services: Services) -> Iterator[tuple[Services, str]]:
     """The web app, with this machine a listed network: /healthz says what it found."""
-    cfg = pipeline.settings.model_copy(update={"metrics_allow": "127.0.0.1, ::1"})
-    app = create_app(WebContext(cfg, pipeline.factory, pipeline.clock))
+    cfg = services.settings.model_copy(update={"metrics_allow": "127.0.0.1, ::1"})
+    app = create_app(WebContext(cfg, services.factory, services.clock))
     with serving(app) as base:
-        yield pipeline, base
+        yield services, base
 
 
 def sample(body: str, name: str, **labels: str) -> float:
@@ -54,22 +54,22 @@ def sample(body: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def beat(pipe: Services, age: float) -> None:
-    with transaction(pipe.factory) as session:
+def beat(services: Services, age: float) -> None:
+    with transaction(services.factory) as session:
         store.beat(session, "scheduler:host:1", "scheduler", FIXED_NOW - timedelta(seconds=age))
 
 
 def test_healthz_is_ok_and_names_a_scheduler_that_stopped_beating(
     served: tuple[Services, str],
 ) -> None:
-    pipe, base = served
+    services, base = served
     status, _, body = fetch(f"{base}/healthz")
     data = json.loads(body)
     assert status == 200 and data["status"] == "ok" and data["failing"] == []
     assert [c["check"] for c in data["checks"]] == ["database", "scheduler"]
-    beat(pipe, 5)
+    beat(services, 5)
     assert fetch(f"{base}/healthz")[0] == 200
-    beat(pipe, STALE_AFTER + 60)
+    beat(services, STALE_AFTER + 60)
     status, _, body = fetch(f"{base}/healthz")
     data = json.loads(body)
     assert status == 503 and data["failing"] == ["scheduler"]
@@ -77,14 +77,14 @@ def test_healthz_is_ok_and_names_a_scheduler_that_stopped_beating(
 
 
 def test_healthz_names_a_database_the_code_does_not_match(
-    pipeline: Services, tmp_path: Path
+    services: Services, tmp_path: Path
 ) -> None:
     """An empty database (nobody ran `digest db upgrade`): 503, "database"."""
     empty = tmp_path / "empty.sqlite3"
     create_engine(f"sqlite:///{empty}").dispose()
     engine = db.make_engine(f"sqlite:///{empty}")
-    cfg = pipeline.settings.model_copy(update={"metrics_allow": "127.0.0.1"})
-    context = WebContext(cfg, db.session_factory(engine), pipeline.clock)
+    cfg = services.settings.model_copy(update={"metrics_allow": "127.0.0.1"})
+    context = WebContext(cfg, db.session_factory(engine), services.clock)
     with serving(create_app(context)) as base:
         status, _, body = fetch(f"{base}/healthz")
     engine.dispose()
@@ -96,20 +96,20 @@ def test_healthz_names_a_database_the_code_does_not_match(
 def test_metrics_move_by_what_a_real_send_did(
     served: tuple[Services, str], smtp_server: CaptureServer, fixed_date: date
 ) -> None:
-    pipe, base = served
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipe.factory, READERS, now=FIXED_NOW)
+    services, base = served
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     handler = smtp_server.handler
     assert isinstance(handler, ScriptedHandler)
     handler.rules["reader00001@example.com"] = "451 4.7.1 greylisted, try later"
     handler.rules["reader00006@example.com"] = "550 5.1.1 no such user"
-    edition = pipe.editions.build(schedule, fixed_date)
-    pipe.lifecycle.start_sending(schedule, edition)
+    edition = services.editions.build(schedule, fixed_date)
+    services.lifecycle.start_sending(schedule, edition)
 
     status, _, before = fetch(f"{base}/metrics")
     assert status == 200 and sample(before, "digest_queue_depth", state="due") == READERS
-    send_through(pipe, edition, smtp_server.url)
+    send_through(services, edition, smtp_server.url)
     _, _, after = fetch(f"{base}/metrics")
 
     def moved(outcome: str, domain: str = "example.com") -> float:
@@ -135,10 +135,10 @@ def test_metrics_move_by_what_a_real_send_did(
 
 @pytest.mark.parametrize("allow, expected", [("10.0.0.0/8", 403), ("127.0.0.1, ::1", 200)])
 def test_metrics_answer_only_the_listed_networks_and_healthz_tells_them_more(
-    pipeline: Services, allow: str, expected: int
+    services: Services, allow: str, expected: int
 ) -> None:
-    cfg = pipeline.settings.model_copy(update={"metrics_allow": allow})
-    with serving(create_app(WebContext(cfg, pipeline.factory, pipeline.clock))) as base:
+    cfg = services.settings.model_copy(update={"metrics_allow": allow})
+    with serving(create_app(WebContext(cfg, services.factory, services.clock))) as base:
         assert fetch(f"{base}/metrics")[0] == expected
         status, _, body = fetch(f"{base}/healthz")
         assert fetch(f"{base}/archive/")[0] == 200  # the rest of the site is everyone's
@@ -149,15 +149,15 @@ def test_metrics_answer_only_the_listed_networks_and_healthz_tells_them_more(
 
 @pytest.mark.parametrize("allow", ["", "10.0.0.0/8"])
 def test_healthz_tells_a_stranger_ok_or_fail_and_nothing_else(
-    pipeline: Services, database_url: str, allow: str
+    services: Services, database_url: str, allow: str
 ) -> None:
     """Issue 24 §5: it named the database URL (a ?password= in clear), the SQLite
     path, the scheduler's host and pid, to anyone."""
     url = f"{database_url}?password=hunter2-secret" if "postgresql" in database_url else ""
     engine = db.make_engine(url or database_url)
-    beat(pipeline, 5)
-    cfg = pipeline.settings.model_copy(update={"metrics_allow": allow})
-    with serving(create_app(WebContext(cfg, db.session_factory(engine), pipeline.clock))) as base:
+    beat(services, 5)
+    cfg = services.settings.model_copy(update={"metrics_allow": allow})
+    with serving(create_app(WebContext(cfg, db.session_factory(engine), services.clock))) as base:
         status, _, body = fetch(f"{base}/healthz")
     engine.dispose()
     assert status == 200
@@ -185,12 +185,12 @@ def test_doctor_masks_every_credential_in_a_database_url(postgres_url: str) -> N
     assert "pw-in" not in str(failed.value), failed.value
 
 
-def test_doctor_and_healthz_share_the_scheduler_check(pipeline: Services) -> None:
-    beat(pipeline, STALE_AFTER + 60)
-    checks = {c.name: c for c in run_checks(pipeline.settings, smtp=False, clock=pipeline.clock)}
+def test_doctor_and_healthz_share_the_scheduler_check(services: Services) -> None:
+    beat(services, STALE_AFTER + 60)
+    checks = {c.name: c for c in run_checks(services.settings, smtp=False, clock=services.clock)}
     assert not checks["scheduler"].ok and "last beat" in checks["scheduler"].detail
-    with pipeline.factory() as session:
+    with services.factory() as session:
         session.execute(text("DELETE FROM heartbeat"))
         session.commit()
-    checks = {c.name: c for c in run_checks(pipeline.settings, smtp=False, clock=pipeline.clock)}
+    checks = {c.name: c for c in run_checks(services.settings, smtp=False, clock=services.clock)}
     assert checks["scheduler"].ok

@@ -20,19 +20,19 @@ from tests.support.serving import serving
 from tests.support.web import PASSWORD, Client, Clock
 
 
-def preferences_url(pipe: Services, who: str) -> str:
+def preferences_url(services: Services, who: str) -> str:
     from digest.models import Subscriber
     from digest.tokens import LinkSigner
 
-    with pipe.factory() as session:
+    with services.factory() as session:
         key = session.query(Subscriber.token_key).filter(Subscriber.email == who).scalar()
-    return f"/p/{LinkSigner(pipe.settings.link_key(), 'daily').preferences(key)}"
+    return f"/p/{LinkSigner(services.settings.link_key(), 'daily').preferences(key)}"
 
 
 def test_hostile_values_get_a_4xx_never_a_500(site: tuple[Services, str]) -> None:
-    pipe, base = site
+    services, base = site
     client = Client(base)
-    prefs = urlsplit(preferences_url(pipe, "reader00001@example.com")).path
+    prefs = urlsplit(preferences_url(services, "reader00001@example.com")).path
     token = client.csrf(prefs)
     for zone in ("Europe", "../../etc/passwd", "x" * 5000):
         status, _, body = client.request(prefs, {"csrf": token, "timezone": zone})
@@ -44,7 +44,7 @@ def test_hostile_values_get_a_4xx_never_a_500(site: tuple[Services, str]) -> Non
     for path in ("/desk/editions/99999999999999999999", "/desk/editions/2147483648/frame"):
         status, _, body = client.request(path)
         assert status == 404 and "Нет такого выпуска" in body, path
-    edition = pipe.editions.build(pipe.schedule("daily"), FIXED_NOW.date())
+    edition = services.editions.build(services.schedule("daily"), FIXED_NOW.date())
     token = client.csrf(f"/desk/editions/{edition.id}")
     for article in ("²", "99999999999999999999", "-1"):
         status, _, _ = client.request(
@@ -83,9 +83,9 @@ def test_request_bodies_are_capped_before_parsing(site: tuple[Services, str]) ->
 
 
 def test_every_page_carries_the_security_headers(site: tuple[Services, str]) -> None:
-    pipe, base = site
+    services, base = site
     client = Client(base)
-    prefs = urlsplit(preferences_url(pipe, "reader00001@example.com")).path
+    prefs = urlsplit(preferences_url(services, "reader00001@example.com")).path
     for path in ("/desk/login", prefs, "/archive/"):
         _, headers, _ = client.request(path)
         assert headers["X-Content-Type-Options"] == "nosniff", path
@@ -95,7 +95,7 @@ def test_every_page_carries_the_security_headers(site: tuple[Services, str]) -> 
     for path in ("/desk/login", prefs):
         assert "no-store" in client.request(path)[1]["Cache-Control"], path
     assert client.login() == 303
-    edition = pipe.editions.build(pipe.schedule("daily"), FIXED_NOW.date())
+    edition = services.editions.build(services.schedule("daily"), FIXED_NOW.date())
     _, headers, _ = client.request(f"/desk/editions/{edition.id}/frame")
     # The letter's frame is shown inside the desk, and nowhere else; no script runs in it.
     assert headers["X-Frame-Options"] == "SAMEORIGIN"
@@ -103,10 +103,10 @@ def test_every_page_carries_the_security_headers(site: tuple[Services, str]) -> 
     assert "frame-ancestors 'self'" in policy and "script-src 'none'" in policy
 
 
-def test_a_client_that_trickles_its_headers_is_cut_off(pipeline: Services) -> None:
+def test_a_client_that_trickles_its_headers_is_cut_off(services: Services) -> None:
     """Slowloris: one header byte at a time held a connection for ever; now the
     headers have a deadline (1 s here, 10 s in `digest serve`)."""
-    app = create_app(WebContext(pipeline.settings, pipeline.factory, clock=pipeline.clock))
+    app = create_app(WebContext(services.settings, services.factory, clock=services.clock))
     with serving(app, header_timeout=1.0) as base:
         url = urlsplit(base)
         assert url.hostname and url.port
@@ -137,16 +137,16 @@ def test_tokens_never_reach_the_log() -> None:
 
 
 def test_wrong_passwords_are_throttled_then_locked_and_logged_without_the_password(
-    pipeline: Services, caplog: pytest.LogCaptureFixture
+    services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Issue 12.2: 150 wrong passwords in 1.6 s were all answered. Now three are
     free, then each waits 2, 4, 8 … s after the last; after ten the name is locked
     for 15 minutes, even for the right password."""
     clock = Clock()
-    cfg = pipeline.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={"editors": SecretStr(f"anna:{PASSWORD}"), "base_url": "http://127.0.0.1"}
     )
-    app = create_app(WebContext(cfg, pipeline.factory, clock=clock))
+    app = create_app(WebContext(cfg, services.factory, clock=clock))
     caplog.set_level(logging.WARNING, logger="digest.web.auth")
     with serving(app) as base:
         client = Client(base)
@@ -171,12 +171,12 @@ def test_wrong_passwords_are_throttled_then_locked_and_logged_without_the_passwo
     assert not any("guess" in r.getMessage() or PASSWORD in r.getMessage() for r in caplog.records)
 
 
-def test_logout_and_a_password_change_end_a_session_for_good(pipeline: Services) -> None:
+def test_logout_and_a_password_change_end_a_session_for_good(services: Services) -> None:
     """Issue 12.3: a copied session cookie worked for 12 h after logout."""
-    cfg = pipeline.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={"editors": SecretStr(f"anna:{PASSWORD}"), "base_url": "http://127.0.0.1"}
     )
-    with serving(create_app(WebContext(cfg, pipeline.factory, pipeline.clock))) as base:
+    with serving(create_app(WebContext(cfg, services.factory, services.clock))) as base:
         client, thief = Client(base), Client(base)
         assert client.login() == 303
         for cookie in client.jar:
@@ -191,6 +191,6 @@ def test_logout_and_a_password_change_end_a_session_for_good(pipeline: Services)
         assert thief.request("/desk/")[0] == 200
     # The password changes (a restart with new settings): every old session ends.
     changed = cfg.model_copy(update={"editors": SecretStr("anna:новый-пароль-2026")})
-    with serving(create_app(WebContext(changed, pipeline.factory, pipeline.clock))) as base:
+    with serving(create_app(WebContext(changed, services.factory, services.clock))) as base:
         thief.base = base
         assert thief.request("/desk/")[0] == 303

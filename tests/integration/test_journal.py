@@ -22,16 +22,16 @@ DEAD_PID = 4_999_999  # above Linux's largest pid: never a live process
 
 
 def test_only_a_line_that_matches_its_delivery_in_every_part_is_applied(
-    pipeline: Services, fixed_date: date
+    services: Services, fixed_date: date
 ) -> None:
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, 6, now=FIXED_NOW)
-    edition = pipeline.editions.build(schedule, fixed_date)
-    pipeline.lifecycle.start_sending(schedule, edition)
-    with pipeline.factory() as session:
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, 6, now=FIXED_NOW)
+    edition = services.editions.build(schedule, fixed_date)
+    services.lifecycle.start_sending(schedule, edition)
+    with services.factory() as session:
         rows = session.query(Delivery.id, Delivery.subscriber_id).order_by(Delivery.id).all()
-    composer = pipeline.composer(schedule)
+    composer = services.tools.composer(schedule)
     prefix = composer.message_id_prefix(edition.id, schedule.name, edition.edition_date)
 
     def accepted(delivery: int, subscriber: int) -> Outcome:
@@ -39,8 +39,8 @@ def test_only_a_line_that_matches_its_delivery_in_every_part_is_applied(
         return Outcome.sent(delivery, 1, FIXED_NOW, 250, "ok", message_id, subscriber)
 
     (d1, s1), (d2, _s2), (d3, s3), (d4, s4), (d5, s5), (d6, s6) = rows
-    root = journal_folder(pipeline.settings)
-    ours = JournalPlace(root, pipeline.sender.recovery.database, edition.id)
+    root = journal_folder(services.settings)
+    ours = JournalPlace(root, services.sender.recovery.database, edition.id)
     lines = {
         ours: [
             accepted(d1, s1),  # every part matches: applied
@@ -58,14 +58,14 @@ def test_only_a_line_that_matches_its_delivery_in_every_part_is_applied(
         journal.close(all_committed=False)
         dead = journal.path.with_name(f"{socket.gethostname()}-{DEAD_PID}-{place.edition}.jsonl")
         os.replace(journal.path, dead)
-    with pipeline.factory.begin() as session:
+    with services.factory.begin() as session:
         session.execute(
             update(Delivery).where(Delivery.id == d5).values(status=DeliveryStatus.BOUNCED)
         )
 
-    pipeline.sender.reclaim()
+    services.sender.reclaim()
 
-    with pipeline.factory() as session:
+    with services.factory() as session:
         found = {d.id: d for d in session.query(Delivery)}
         counts = store.delivery_counts(session, edition.id)
     assert found[d1].status is DeliveryStatus.SENT

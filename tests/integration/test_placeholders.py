@@ -15,7 +15,6 @@ from email.message import EmailMessage
 from sqlalchemy import select, update
 
 from digest import demo
-from digest.edition.shaping import Shaping
 from digest.models import Article, Comment, Section, Subscriber
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
@@ -34,12 +33,12 @@ def parts(data: bytes) -> tuple[str, str]:
 
 
 def test_placeholders_in_data_never_become_a_readers_values(
-    pipeline: Services, fixed_date: date
+    services: Services, fixed_date: date
 ) -> None:
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, 3, now=FIXED_NOW)
-    with pipeline.factory.begin() as session:
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
+    with services.factory.begin() as session:
         session.execute(
             update(Article).values(
                 title="Заголовок " + PLANTED,
@@ -55,11 +54,11 @@ def test_placeholders_in_data_never_become_a_readers_values(
         reader = session.scalar(select(Subscriber).order_by(Subscriber.id).limit(1))
         assert reader is not None
         address, key = reader.email, reader.token_key
-    edition = pipeline.editions.build(schedule, fixed_date)
-    Shaping(pipeline).set_text(edition.id, "Вступление " + PLANTED, "Тема " + PLANTED, "anna")
-    message = pipeline.previews.preview(schedule, edition, address)
+    edition = services.editions.build(schedule, fixed_date)
+    services.shaping.set_text(edition.id, "Вступление " + PLANTED, "Тема " + PLANTED, "anna")
+    message = services.previews.preview(schedule, edition, address)
     html, text = parts(message.data)
-    composer = pipeline.composer(schedule)
+    composer = services.tools.composer(schedule)
     unsub = composer.signer.unsubscribe(key)
     prefs = composer.signer.preferences(key)
     # The template's own slots, exactly: the footer's links and address, once each.
@@ -69,7 +68,7 @@ def test_placeholders_in_data_never_become_a_readers_values(
     # The planted words are shown as the text they are; the evil pixel asks for nothing.
     assert "evil.example/p.gif?u=__UNSUB_URL__&amp;e=__EMAIL__" in html
     assert "Заголовок __UNSUB_URL__" in html and "Заголовок __UNSUB_URL__" in text
-    assert pipeline.placeholders.stem not in html + text  # every slot filled
+    assert services.tools.placeholders.stem not in html + text  # every slot filled
     head = message.data.split(b"\r\n\r\n", 1)[0]
     assert unsub.encode() in head  # List-Unsubscribe: the header's own slot
     assert base64.b64encode(address.encode()) not in head

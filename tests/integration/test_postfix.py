@@ -53,14 +53,14 @@ def port(server: CaptureServer) -> int:
 
 
 def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown_users(
-    pipeline: Services,
+    services: Services,
     fixed_date: date,
     receivers: dict[str, tuple[CaptureServer, FaultHandler]],
 ) -> None:
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
-    with pipeline.factory() as session:
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
+    with services.factory() as session:
         emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
     by_domain = {
         "example.ru": "mailru",
@@ -88,22 +88,22 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
     for rcpt in greylisted:
         server_of[rcpt].script(rcpt, ["rcpt:451 4.7.1 Please try again later"])
 
-    bounce_domain = pipeline.settings.return_path.split("@")[1]
+    bounce_domain = services.settings.return_path.split("@")[1]
     routes = {d: port(receivers[name][0]) for d, name in by_domain.items()}
     with Postfix(routes, bounce_domain, lifetime=6) as postfix:
-        edition = pipeline.editions.build(schedule, fixed_date)
-        result = send_through(pipeline, edition, postfix.url, "postfix")
+        edition = services.editions.build(schedule, fixed_date)
+        result = send_through(services, edition, postfix.url, "postfix")
         assert result.sent == READERS  # the relay accepted every message
         postfix.wait_idle(timeout=90)
         returned = sorted((postfix.maildir / "new").iterdir())
         assert len(returned) == len(unknown) + len(full_for_good) + len(full_for_now)
         first = email.message_from_bytes(returned[0].read_bytes())
         assert str(first["Delivered-To"]).startswith("bounces+")  # Postfix's own, by VERP
-        cfg = pipeline.settings
+        cfg = services.settings
         reader = BounceReader(LinkSigner(cfg.link_key(), "verp"), cfg.return_path)
         policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
         report = process_returns(
-            pipeline.factory, Source(postfix.maildir), reader, policy, lambda: FIXED_NOW
+            services.factory, Source(postfix.maildir), reader, policy, lambda: FIXED_NOW
         )
         assert report.counts == {"bounced": 4, "soft": 2}, (report.counts, report.problems)
         assert not list((postfix.maildir / "new").iterdir())  # read: not read again
@@ -112,7 +112,7 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
     delivered = {e for counts in received.values() for e, n in counts.items() if n == 1}
     assert delivered == set(emails) - set(unknown) - set(full_for_good) - set(full_for_now)
     assert all(server_of[e].attempts[e] == 2 for e in greylisted)  # Postfix retried them
-    with pipeline.factory() as session:
+    with services.factory() as session:
         rows = session.execute(
             select(Subscriber.email, Subscriber.status, Delivery.status, Delivery.smtp_reply).join(
                 Delivery, Delivery.subscriber_id == Subscriber.id
@@ -131,24 +131,24 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
 
 
 def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
-    pipeline: Services,
+    services: Services,
     fixed_date: date,
     receivers: dict[str, tuple[CaptureServer, FaultHandler]],
 ) -> None:
     """Postfix (smtputf8_enable) takes иван@пример.рф with SMTPUTF8 and hands it on
     the same way; the readers beside it get 7-bit messages as always."""
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, 5, now=FIXED_NOW)
-    book = SubscriberBook(pipeline.factory, double_opt_in=False)
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, 5, now=FIXED_NOW)
+    book = SubscriberBook(services.factory, double_opt_in=False)
     assert book.add(Row.parse({"email": "иван@пример.рф"})) == "added"
     server, handler = receivers["mailru"]
     domains = [*demo.DOMAINS, "xn--e1afmkfd.xn--p1ai"]
-    bounce_domain = pipeline.settings.return_path.split("@")[1]
+    bounce_domain = services.settings.return_path.split("@")[1]
     with Postfix({d: port(server) for d in domains}, bounce_domain) as postfix:
-        edition = pipeline.editions.build(schedule, fixed_date)
-        result = send_through(pipeline, edition, postfix.url, "postfix")
-        with pipeline.factory() as session:
+        edition = services.editions.build(schedule, fixed_date)
+        result = send_through(services, edition, postfix.url, "postfix")
+        with services.factory() as session:
             replies = session.execute(select(Delivery.status, Delivery.smtp_reply)).all()
         assert result.sent == 6, replies
         postfix.wait_idle(timeout=60)
@@ -163,7 +163,7 @@ def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
 
 @pytest.mark.timing
 def test_a_provider_that_answers_421_and_closes_is_held_briefly_then_probed(
-    pipeline: Services,
+    services: Services,
     fixed_date: date,
     receivers: dict[str, tuple[CaptureServer, FaultHandler]],
 ) -> None:
@@ -175,16 +175,16 @@ def test_a_provider_that_answers_421_and_closes_is_held_briefly_then_probed(
     domains never wait and nobody gets two copies."""
     import threading
 
-    schedule = pipeline.schedule("daily")
+    schedule = services.schedule("daily")
     today = schedule.today(utcnow())  # the real clock's: holds end on it
-    demo.load(pipeline.factory, demo.build(schedule, today))
-    demo.add_subscribers(pipeline.factory, 100, now=utcnow())
+    demo.load(services.factory, demo.build(schedule, today))
+    demo.add_subscribers(services.factory, 100, now=utcnow())
     server, handler = receivers["mailru"]
     domains = ("example.ru", "mail.example.ru", "example.com", "yandex.example.ru", "example.org")
     down = "421 4.7.0 Try again later, closing connection"
-    bounce_domain = pipeline.settings.return_path.split("@")[1]
-    cfg = pipeline.settings.model_copy(update={"domain_pause": 0.3, "domain_max_pause": 2.0})
-    fast = Services(cfg, pipeline.factory, utcnow)
+    bounce_domain = services.settings.return_path.split("@")[1]
+    cfg = services.settings.model_copy(update={"domain_pause": 0.3, "domain_max_pause": 2.0})
+    fast = Services(cfg, services.factory, utcnow)
     with Postfix(
         {d: port(server) for d in domains}, bounce_domain, refusals={"mail.example.ru": down}
     ) as postfix:
@@ -200,13 +200,13 @@ def test_a_provider_that_answers_421_and_closes_is_held_briefly_then_probed(
         lifter.start()
         edition = fast.editions.build(schedule, today)
         fast.lifecycle.start_sending(schedule, edition)
-        relays = fast.relay_pool(parse_smtp_url(postfix.url))
+        relays = fast.tools.relay_pool(parse_smtp_url(postfix.url))
         run = fast.sender.send_run(
-            schedule, edition, fast.connector(), worker="t", wait=True, relays=relays
+            schedule, edition, fast.tools.connector(), worker="t", wait=True, relays=relays
         )
         result = run_async(run.run())
         lifted.set()
-        with pipeline.factory() as session:
+        with services.factory() as session:
             emails = list(session.scalars(select(Subscriber.email)))
         # Not Postfix's queue: its reload leaves delivered files for its next scan.
         deadline = time.monotonic() + 60

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from digest.audience.rows import address_hash
 from digest.capture import CaptureServer
 from digest.models import AuditEntry, Forgotten, Subscriber, SubscriberStatus
-from digest.support import Support
 from digest.wiring import Services
 from tests.support.web import PASSWORD, log_in
 
@@ -30,8 +29,8 @@ if TYPE_CHECKING:
 READER = "reader00002@mail.example.ru"
 
 
-def audit(pipe: Services, email: str) -> list[tuple[str, str]]:
-    with pipe.factory() as session:
+def audit(services: Services, email: str) -> list[tuple[str, str]]:
+    with services.factory() as session:
         rows = session.scalars(select(AuditEntry).where(AuditEntry.subject == address_hash(email)))
         return [(a.editor, a.action) for a in rows]
 
@@ -48,7 +47,7 @@ def test_an_admin_finds_a_reader_reads_the_file_exports_and_forgets_them(
     browser: Browser,
     desk: tuple[Services, str],
 ) -> None:
-    pipe, base = desk
+    services, base = desk
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     log_in(page, base)
     page.get_by_role("link", name="Читатели").click()
@@ -66,15 +65,15 @@ def test_an_admin_finds_a_reader_reads_the_file_exports_and_forgets_them(
     page.get_by_role("link", name="Забыть…").click()
     assert page.get_by_role("heading", name=f"Забыть {READER}?").is_visible()
     with pytest.raises(AssertionError):  # nothing is gone before the confirmation
-        assert audit(pipe, READER)[-1][1] == "forget"
+        assert audit(services, READER)[-1][1] == "forget"
     with page.expect_navigation():
         page.get_by_role("button", name="Да, забыть навсегда").click()
     assert page.url == f"{base}/desk/readers"
     assert "удалены" in page.get_by_role("status").inner_text()
-    with pipe.factory() as session:
+    with services.factory() as session:
         assert session.scalar(select(Subscriber).where(Subscriber.email == READER)) is None
         assert session.get(Forgotten, address_hash(READER)) is not None
-    assert audit(pipe, READER) == [("anna", "export"), ("anna", "forget")]
+    assert audit(services, READER) == [("anna", "export"), ("anna", "forget")]
     page.close()
 
 
@@ -82,7 +81,7 @@ def test_an_admin_unsubscribes_a_reader_and_the_log_says_who(
     browser: Browser,
     desk: tuple[Services, str],
 ) -> None:
-    pipe, base = desk
+    services, base = desk
     page = browser.new_page()
     log_in(page, base)
     open_reader(page, base, "reader00002")
@@ -90,7 +89,7 @@ def test_an_admin_unsubscribes_a_reader_and_the_log_says_who(
         page.get_by_role("button", name="Отписать").click()
     assert "отписан" in page.get_by_role("status").inner_text()
     assert page.locator("#audit").inner_text().split()[-2:] == ["anna", "unsubscribe"]
-    with pipe.factory() as session:
+    with services.factory() as session:
         found = session.scalar(select(Subscriber).where(Subscriber.email == READER))
         assert found is not None and found.status is SubscriberStatus.UNSUBSCRIBED
     page.close()
@@ -101,7 +100,7 @@ def test_a_csv_upload_runs_the_import_and_reports_each_line(
     desk: tuple[Services, str],
     tmp_path: Path,
 ) -> None:
-    pipe, base = desk
+    services, base = desk
     upload = tmp_path / "new-readers.csv"
     upload.write_text(
         "email,name\nnew.one@example.ru,Новый\nnot-an-address,Плохой\nnew.two@example.ru,\n",
@@ -116,7 +115,7 @@ def test_a_csv_upload_runs_the_import_and_reports_each_line(
     assert "Добавлено 2" in page.locator("#summary").inner_text()
     assert "отклонено 1" in page.locator("#summary").inner_text()
     assert page.locator("#problems li").first.inner_text().startswith("new-readers.csv:3:")
-    with pipe.factory() as session:
+    with services.factory() as session:
         added = session.scalars(select(Subscriber.email).where(Subscriber.email.like("new.%")))
         assert sorted(added) == ["new.one@example.ru", "new.two@example.ru"]
         entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "import"))
@@ -151,10 +150,10 @@ def test_a_pending_reader_gets_the_confirmation_again_from_the_desk(
     smtp_server: CaptureServer,
     tmp_path: Path,
 ) -> None:
-    pipe, base = desk
+    services, base = desk
     upload = tmp_path / "one.csv"
     upload.write_text("email\nwaiting@example.ru\n", encoding="utf-8")
-    Support(pipe).import_csv(upload.read_bytes(), "one.csv", "anna")
+    services.support().import_csv(upload.read_bytes(), "one.csv", "anna")
     before = len(smtp_server.messages)
     page = browser.new_page()
     log_in(page, base)
@@ -169,5 +168,5 @@ def test_a_pending_reader_gets_the_confirmation_again_from_the_desk(
     body = parsed.get_body(("plain",))
     assert mail.rcpt_to == ("waiting@example.ru",) and body is not None
     assert "/confirm/" in str(body.get_content())
-    assert audit(pipe, "waiting@example.ru") == [("anna", "resend")]
+    assert audit(services, "waiting@example.ru") == [("anna", "resend")]
     page.close()

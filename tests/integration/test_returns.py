@@ -45,8 +45,8 @@ def dsn(
     ).encode()
 
 
-def state(pipe: Services, address: str) -> tuple[str, Delivery]:
-    with pipe.factory() as session:
+def state(services: Services, address: str) -> tuple[str, Delivery]:
+    with services.factory() as session:
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
         assert subscriber is not None
         delivery = session.scalar(select(Delivery).where(Delivery.subscriber_id == subscriber.id))
@@ -57,7 +57,7 @@ def state(pipe: Services, address: str) -> tuple[str, Delivery]:
 def test_a_report_without_a_token_of_ours_changes_nobody(
     sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
-    pipe, _, found = sent
+    services, _, found = sent
     victims = sorted(found)[:4]
     box = mailbox.Maildir(tmp_path / "returns", create=True)
     box.add(dsn(victims[0]))  # Final-Recipient and To: alone
@@ -71,17 +71,17 @@ def test_a_report_without_a_token_of_ours_changes_nobody(
         + victims[3].encode()
         + b"\r\n\r\n--F--\r\n"
     )
-    report = run(pipe, tmp_path / "returns")
+    report = run(services, tmp_path / "returns")
     assert report.counts == {"unattributed": 4}, report.counts
     for victim in victims:
-        status, delivery = state(pipe, victim)
+        status, delivery = state(services, victim)
         assert status == "active" and delivery.status is DeliveryStatus.SENT
 
 
 def test_verp_and_our_message_id_attribute_and_the_reason_is_stored_once(
     sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
-    pipe, _, found = sent
+    services, _, found = sent
     (hard, policy, expired, mid_only, delayed, relayed) = sorted(found)[:6]
     box = mailbox.Maildir(tmp_path / "returns", create=True)
     hard_reply = f"550 5.1.1 <{hard}>: Recipient address rejected: User unknown"
@@ -101,21 +101,21 @@ def test_verp_and_our_message_id_attribute_and_the_reason_is_stored_once(
     box.add(dsn(mid_only, mid=found[mid_only][1]))  # the return path was rewritten
     box.add(dsn(delayed, to=found[delayed][0], action="delayed", status="4.4.7"))
     box.add(dsn(relayed, to=found[relayed][0], action="relayed", status="2.0.0"))
-    report = run(pipe, tmp_path / "returns")
+    report = run(services, tmp_path / "returns")
     assert report.counts == {"bounced": 2, "failed": 1, "soft": 1, "delayed": 1, "ignored": 1}
-    status, delivery = state(pipe, hard)
+    status, delivery = state(services, hard)
     assert status == "bounced" and delivery.status is DeliveryStatus.BOUNCED
     assert (delivery.smtp_code, delivery.smtp_reply) == (550, hard_reply[4:])
-    status, delivery = state(pipe, policy)
+    status, delivery = state(services, policy)
     assert status == "active" and delivery.status is DeliveryStatus.FAILED
-    status, delivery = state(pipe, expired)
+    status, delivery = state(services, expired)
     assert status == "active" and delivery.status is DeliveryStatus.FAILED
     assert (delivery.smtp_code, delivery.smtp_reply) == (452, "4.2.2 Mailbox full")
-    assert state(pipe, mid_only)[0] == "bounced"
+    assert state(services, mid_only)[0] == "bounced"
     for untouched in (delayed, relayed):
-        status, delivery = state(pipe, untouched)
+        status, delivery = state(services, untouched)
         assert status == "active" and delivery.status is DeliveryStatus.SENT
-    with pipe.factory() as session:
+    with services.factory() as session:
         rows = session.scalars(select(Event).where(Event.kind == EventKind.BOUNCE)).all()
     soft = [e for e in rows if e.detail and e.detail.get("soft")]
     assert len(soft) == 1
@@ -124,15 +124,15 @@ def test_verp_and_our_message_id_attribute_and_the_reason_is_stored_once(
 def test_a_soft_bounce_counts_once_a_day(
     sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
-    pipe, _, found = sent
+    services, _, found = sent
     reader = sorted(found)[0]
     box = mailbox.Maildir(tmp_path / "returns", create=True)
-    for _ in range(pipe.settings.soft_bounce_limit + 1):
+    for _ in range(services.settings.soft_bounce_limit + 1):
         box.add(dsn(reader, to=found[reader][0], status="5.2.2", diagnostic="552 5.2.2 full"))
-    assert run(pipe, tmp_path / "returns").counts == {"soft": 4}
-    status, delivery = state(pipe, reader)
+    assert run(services, tmp_path / "returns").counts == {"soft": 4}
+    status, delivery = state(services, reader)
     assert status == "active" and delivery.status is DeliveryStatus.FAILED
-    with pipe.factory() as session:
+    with services.factory() as session:
         days = store.soft_bounce_days(session, delivery.subscriber_id, FIXED_NOW.replace(day=1))
     assert len(days) == 1
 
@@ -140,24 +140,24 @@ def test_a_soft_bounce_counts_once_a_day(
 def test_a_message_left_in_place_is_read_once_and_named_by_its_file(
     sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
-    pipe, _, _ = sent
+    services, _, _ = sent
     folder = tmp_path / "returns"
     box = mailbox.Maildir(folder, create=True)
     key = box.add(b"From: someone@example.org\r\nSubject: hello\r\n\r\nJust saying hi.\r\n")
-    first = run(pipe, folder)
+    first = run(services, folder)
     assert first.counts == {"unparseable": 1}
     assert first.problems[0].startswith(f"{folder}/new/{key}: ")
     assert (folder / "new" / key).exists() is False
     kept = mailbox.Maildir(folder, create=False)
     assert "S" in kept.get_message(key).get_flags() and kept.get_message(key).get_subdir() == "cur"
-    second = run(pipe, folder)
+    second = run(services, folder)
     assert (second.messages, second.counts) == (0, {})
 
 
 def test_status_groups_failure_reasons_and_says_how_many_more(
     sent: tuple[Services, Edition, dict[str, tuple[str, str]]], tmp_path: Path
 ) -> None:
-    pipe, edition, found = sent
+    services, edition, found = sent
     readers = sorted(found)
     replies = [
         "550 5.1.1 <{}>: Recipient address rejected: User unknown",
@@ -168,7 +168,7 @@ def test_status_groups_failure_reasons_and_says_how_many_more(
         "550 5.2.1 Mailbox {} disabled",
         "552 5.3.4 Message size exceeds fixed limit",
     ]
-    with pipe.factory.begin() as session:
+    with services.factory.begin() as session:
         for i, reader in enumerate(readers[:16]):
             reply = replies[min(i // 3, len(replies) - 1) if i < 15 else 6].format(reader)
             subscriber = session.scalar(select(Subscriber).where(Subscriber.email == reader))
@@ -179,7 +179,7 @@ def test_status_groups_failure_reasons_and_says_how_many_more(
             assert delivery is not None
             delivery.status = DeliveryStatus.FAILED
             delivery.smtp_code, delivery.smtp_reply = int(reply[:3]), reply[4:]
-    with pipe.factory() as session:
+    with services.factory() as session:
         current = session.get(Edition, edition.id)
         assert current is not None
         report = edition_report(session, current)
@@ -200,22 +200,22 @@ def test_a_providers_outage_expiring_in_the_queue_suppresses_nobody(
     (4.4.1 connection refused, 4.7.0 greeting refused) counted as a soft bounce
     against each of its readers: three days of a provider outage would suppress its
     readership. One about the mailbox (4.2.2 full) still counts."""
-    pipe, _, found = sent
+    services, _, found = sent
     down, greeting, full = sorted(found)[:3]
     box = mailbox.Maildir(tmp_path / "returns", create=True)
-    for _ in range(pipe.settings.soft_bounce_limit + 1):
+    for _ in range(services.settings.soft_bounce_limit + 1):
         refused = "connect to mx.example.ru[192.0.2.1]:25: Connection refused"
         box.add(dsn(down, to=found[down][0], status="4.4.1", diagnostic=refused))
         box.add(
             dsn(greeting, to=found[greeting][0], status="4.7.0", diagnostic="421 4.7.0 Try later")
         )
     box.add(dsn(full, to=found[full][0], status="4.2.2", diagnostic="452 4.2.2 Mailbox full"))
-    report = run(pipe, tmp_path / "returns")
-    assert report.counts == {"failed": 2 * (pipe.settings.soft_bounce_limit + 1), "soft": 1}
+    report = run(services, tmp_path / "returns")
+    assert report.counts == {"failed": 2 * (services.settings.soft_bounce_limit + 1), "soft": 1}
     for reader in (down, greeting):
-        status, delivery = state(pipe, reader)
+        status, delivery = state(services, reader)
         assert status == "active" and delivery.status is DeliveryStatus.FAILED
-    with pipe.factory() as session:
+    with services.factory() as session:
         counted = session.scalar(
             select(func.count()).select_from(Event).where(Event.kind == EventKind.BOUNCE)
         )

@@ -21,8 +21,7 @@ from digest import db, demo
 from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
 from digest.models import Delivery, Edition, EditionStatus, Subscriber
-from digest.schedule.jobs import build_scheduler
-from digest.schedule.runner import Fired, Runner
+from digest.schedule.runner import Fired
 from digest.send import SmtpConnection, run_async
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
@@ -41,14 +40,14 @@ class Clock:
         return self.now
 
 
-def with_send(pipe: Services, tmp_path: Path, send: str) -> Services:
+def with_send(services: Services, tmp_path: Path, send: str) -> Services:
     """The project's daily.toml with its [send] table replaced by ``send``."""
-    source = (pipe.settings.schedules_dir / "daily.toml").read_text(encoding="utf-8")
+    source = (services.settings.schedules_dir / "daily.toml").read_text(encoding="utf-8")
     folder = tmp_path / "schedules"
     folder.mkdir(exist_ok=True)
     (folder / "daily.toml").write_text(source.split("[send]")[0] + "[send]\n" + send, "utf-8")
-    cfg = pipe.settings.model_copy(update={"schedules_dir": folder})
-    return Services(cfg, pipe.factory, clock=pipe.clock)
+    cfg = services.settings.model_copy(update={"schedules_dir": folder})
+    return Services(cfg, services.factory, clock=services.clock)
 
 
 @pytest.fixture
@@ -57,31 +56,31 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def loaded(pipeline: Services, clock: Clock) -> Services:
-    pipe = Services(pipeline.settings, pipeline.factory, clock=clock)
-    demo.load(pipe.factory, demo.build(pipe.schedule("daily"), DAY))
-    demo.add_subscribers(pipe.factory, READERS, now=FIXED_NOW)
-    return pipe
+def loaded(services: Services, clock: Clock) -> Services:
+    services = Services(services.settings, services.factory, clock=clock)
+    demo.load(services.factory, demo.build(services.schedule("daily"), DAY))
+    demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
+    return services
 
 
-def deliveries(pipe: Services) -> int:
-    with pipe.factory() as session:
+def deliveries(services: Services) -> int:
+    with services.factory() as session:
         return int(session.scalar(select(func.count()).select_from(Delivery)) or 0)
 
 
-def edition_status(pipe: Services, day: date = DAY) -> EditionStatus | None:
-    with pipe.factory() as session:
+def edition_status(services: Services, day: date = DAY) -> EditionStatus | None:
+    with services.factory() as session:
         found = session.scalar(select(Edition).where(Edition.edition_date == day))
         return found.status if found is not None else None
 
 
 def test_back_within_the_grace_time_the_edition_goes_once(loaded: Services, clock: Clock) -> None:
     clock.now = SEND_AT + timedelta(minutes=90)  # down at 07:00, back at 08:30 Moscow
-    report = Runner(loaded).fire("daily")
+    report = loaded.runner.fire("daily")
     assert (report.outcome, report.edition_date, report.due_at) == (Fired.QUEUED, DAY, SEND_AT)
     assert report.deliveries == READERS and deliveries(loaded) == READERS
     clock.now += timedelta(minutes=10)
-    again = Runner(loaded).fire("daily")
+    again = loaded.runner.fire("daily")
     assert again.outcome is Fired.ALREADY and deliveries(loaded) == READERS
 
 
@@ -89,20 +88,20 @@ def test_after_the_grace_time_the_edition_is_missed_until_ops_run_it(
     loaded: Services, clock: Clock
 ) -> None:
     clock.now = SEND_AT + timedelta(minutes=121)
-    report = Runner(loaded).fire("daily")
+    report = loaded.runner.fire("daily")
     assert report.outcome is Fired.MISSED and "digest run daily --date 2026-11-25" in report.note
     assert edition_status(loaded) is EditionStatus.MISSED and deliveries(loaded) == 0
     # Not sent later by itself, and still said to be missed (issue 14: it said "already").
-    assert Runner(loaded).fire("daily").outcome is Fired.MISSED and deliveries(loaded) == 0
-    by_hand = Runner(loaded).fire("daily", edition_date=DAY)
+    assert loaded.runner.fire("daily").outcome is Fired.MISSED and deliveries(loaded) == 0
+    by_hand = loaded.runner.fire("daily", edition_date=DAY)
     assert by_hand.outcome is Fired.QUEUED and deliveries(loaded) == READERS
     assert edition_status(loaded) is EditionStatus.SENDING
 
 
 def test_the_grace_time_comes_from_the_file(loaded: Services, clock: Clock, tmp_path: Path) -> None:
-    pipe = with_send(loaded, tmp_path, "grace_minutes = 300\n")
+    services = with_send(loaded, tmp_path, "grace_minutes = 300\n")
     clock.now = SEND_AT + timedelta(minutes=299)
-    assert Runner(pipe).fire("daily").outcome is Fired.QUEUED
+    assert services.runner.fire("daily").outcome is Fired.QUEUED
 
 
 def test_an_unapproved_draft_is_held_or_sent_as_the_file_says(
@@ -110,32 +109,32 @@ def test_an_unapproved_draft_is_held_or_sent_as_the_file_says(
 ) -> None:
     clock.now = SEND_AT + timedelta(minutes=1)
     held = with_send(loaded, tmp_path, 'approval = true\nunapproved = "hold"\n')
-    report = Runner(held).fire("daily")
+    report = held.runner.fire("daily")
     assert report.outcome is Fired.HELD and "digest approve daily/2026-11-25" in report.note
     assert edition_status(held) is EditionStatus.DRAFT and deliveries(held) == 0
     with held.factory() as session:
         edition = session.scalar(select(Edition))
         assert edition is not None
     held.lifecycle.approve(edition)
-    assert Runner(held).fire("daily").outcome is Fired.QUEUED
+    assert held.runner.fire("daily").outcome is Fired.QUEUED
 
     sent = with_send(loaded, tmp_path, 'approval = true\nunapproved = "send"\n')
     clock.now = SEND_AT + timedelta(days=1, minutes=1)
     demo.load(sent.factory, demo.build(sent.schedule("daily"), DAY + timedelta(days=1)))
-    report = Runner(sent).fire("daily")
+    report = sent.runner.fire("daily")
     assert report.outcome is Fired.QUEUED and "sent anyway" in report.note
 
 
 def test_the_draft_is_prepared_ahead_of_send_time(
     loaded: Services, clock: Clock, tmp_path: Path
 ) -> None:
-    pipe = with_send(loaded, tmp_path, "approval = true\nprepare_minutes = 60\n")
+    services = with_send(loaded, tmp_path, "approval = true\nprepare_minutes = 60\n")
     clock.now = SEND_AT - timedelta(minutes=61)
-    assert Runner(pipe).prepare("daily").outcome is Fired.IDLE
+    assert services.runner.prepare("daily").outcome is Fired.IDLE
     clock.now = SEND_AT - timedelta(minutes=59)
-    report = Runner(pipe).prepare("daily")
+    report = services.runner.prepare("daily")
     assert report.outcome is Fired.PREPARED and report.edition_date == DAY
-    assert edition_status(pipe) is EditionStatus.DRAFT and deliveries(pipe) == 0
+    assert edition_status(services) is EditionStatus.DRAFT and deliveries(services) == 0
 
 
 ZONES = ("Europe/Moscow", "Asia/Vladivostok", "Europe/Kaliningrad")
@@ -150,30 +149,30 @@ def smtp(tmp_path: Path) -> Iterator[CaptureServer]:
 def test_local_time_sends_each_zone_at_its_own_seven_oclock(
     loaded: Services, clock: Clock, tmp_path: Path, smtp: CaptureServer
 ) -> None:
-    pipe = with_send(loaded, tmp_path, "local_time = true\n")
-    pipe = Services(
-        pipe.settings.model_copy(update={"smtp_url": smtp.url}), pipe.factory, clock=clock
+    services = with_send(loaded, tmp_path, "local_time = true\n")
+    services = Services(
+        services.settings.model_copy(update={"smtp_url": smtp.url}), services.factory, clock=clock
     )
-    with pipe.factory.begin() as session:
+    with services.factory.begin() as session:
         ids = sorted(session.scalars(select(Subscriber.id)))
         for i, sid in enumerate(ids):
             session.execute(
                 update(Subscriber).where(Subscriber.id == sid).values(timezone=ZONES[i % 3])
             )
     zone_of = {}
-    with pipe.factory() as session:
+    with services.factory() as session:
         for email, zone in session.execute(select(Subscriber.email, Subscriber.timezone)):
             zone_of[email] = zone
 
     def send_due() -> Counter[str]:
         before = len(smtp.messages)
         connect = lambda target: SmtpConnection(parse_smtp_url(smtp.url), 10)  # noqa: E731
-        run_async(pipe.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
+        run_async(services.sender.work(connect, worker="t", once=True, stop=asyncio.Event()))
         return Counter(zone_of[m.rcpt_to[0]] for m in smtp.messages[before:])
 
     # 07:00 in Vladivostok is 21:00 UTC the day before: the first wave.
     clock.now = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
-    report = Runner(pipe).fire("daily")
+    report = services.runner.fire("daily")
     assert (report.edition_date, report.due_at) == (DAY, clock.now)
     assert report.outcome in (Fired.QUEUED, Fired.ALREADY)
     assert send_due() == Counter({"Asia/Vladivostok": READERS // 3})
@@ -183,7 +182,7 @@ def test_local_time_sends_each_zone_at_its_own_seven_oclock(
     assert send_due() == Counter({"Europe/Moscow": READERS // 3})
     clock.now = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
     assert send_due() == Counter({"Europe/Kaliningrad": READERS // 3})
-    assert edition_status(pipe) is EditionStatus.SENT
+    assert edition_status(services) is EditionStatus.SENT
 
 
 @pytest.mark.postgres
@@ -202,9 +201,9 @@ def test_two_schedulers_on_one_postgresql_database_make_one_edition(
     start = threading.Barrier(2)
     reports = []
 
-    def fire(pipe: Services) -> None:
+    def fire(services: Services) -> None:
         start.wait()
-        reports.append(Runner(pipe).fire("daily"))
+        reports.append(services.runner.fire("daily"))
 
     threads = [threading.Thread(target=fire, args=(p,)) for p in pipes]
     for t in threads:
@@ -227,10 +226,10 @@ def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
     loaded: Services, tmp_path: Path
 ) -> None:
     # Down at the send time, back 4 hours later: past the 2-hour grace.
-    pipe, send_at = with_cron_hours_ago(loaded, tmp_path, hours=4)
-    day = send_at.astimezone(pipe.settings.zone).date()
-    schedules = {"daily": pipe.schedule("daily")}
-    scheduler = build_scheduler(pipe, schedules)
+    services, send_at = with_cron_hours_ago(loaded, tmp_path, hours=4)
+    day = send_at.astimezone(services.settings.zone).date()
+    schedules = {"daily": services.schedule("daily")}
+    scheduler = services.scheduling.build(schedules)
     missed: list[str] = []
 
     async def go() -> None:
@@ -250,9 +249,9 @@ def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
 
     asyncio.run(go())
     assert missed == ["send:daily"]
-    assert edition_status(pipe, day) is EditionStatus.MISSED and deliveries(pipe) == 0
+    assert edition_status(services, day) is EditionStatus.MISSED and deliveries(services) == 0
     # The store is a table of the configured database: a restart finds the jobs.
-    engine = db.make_engine(pipe.settings.database)
+    engine = db.make_engine(services.settings.database)
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT id FROM apscheduler_jobs ORDER BY id").all()
     engine.dispose()

@@ -42,15 +42,15 @@ def addr(i: int) -> str:
 
 
 @pytest.fixture
-def schedule(pipeline: Services) -> Schedule:
-    return pipeline.schedule("daily")
+def schedule(services: Services) -> Schedule:
+    return services.schedule("daily")
 
 
 @pytest.fixture
-def loaded(pipeline: Services, schedule: Schedule, fixed_date: date) -> Services:
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
-    return pipeline
+def loaded(services: Services, schedule: Schedule, fixed_date: date) -> Services:
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
+    return services
 
 
 def deliveries(factory: sessionmaker[Session], edition: Edition) -> dict[str, Delivery]:
@@ -373,12 +373,12 @@ def test_editions_remember_each_other(
     assert items[f"{fixed_date:%Y%m%d}-talk-01"].block.value == "discussed"
 
 
-def test_window_edges_in_sql(pipeline: Services, schedule: Schedule, fixed_date: date) -> None:
+def test_window_edges_in_sql(services: Services, schedule: Schedule, fixed_date: date) -> None:
     """[start, end): an article or comment exactly at the start counts, at the end it does not."""
     from digest.models import Comment
 
     start, end = schedule.bounds(fixed_date)
-    with pipeline.factory() as session, session.begin():
+    with services.factory() as session, session.begin():
         for name, at in (
             ("before", start - timedelta(microseconds=1)),
             ("at-start", start),
@@ -404,7 +404,7 @@ def test_window_edges_in_sql(pipeline: Services, schedule: Schedule, fixed_date:
             session.add(
                 Comment(article_id=old.id, number=n, author=f"a{n}", posted_at=at, body="x")
             )
-    with pipeline.factory() as session:
+    with services.factory() as session:
         day = {c.external_id for c in store.day_candidates(session, start, end)}
         talk = store.discussions(session, start, end, start - timedelta(days=7))
     assert day == {"at-start", "inside", "last"}
@@ -447,13 +447,13 @@ def test_rendering_happens_once_per_variant_never_per_subscriber(
     loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
 ) -> None:
     calls: list[object] = []
-    render = loaded.renderer.render
+    render = loaded.tools.renderer.render
 
     def counted(view, template="digest"):  # type: ignore[no-untyped-def]
         calls.append(view.sections_filter)
         return render(view, template)
 
-    loaded.renderer.render = counted  # type: ignore[method-assign]
+    loaded.tools.renderer.render = counted  # type: ignore[method-assign]
     edition = loaded.editions.build(schedule, fixed_date)
     with loaded.factory() as session:
         variants = len(store.variants(session, edition.id))
@@ -495,9 +495,9 @@ def test_a_test_copy_is_never_a_readers_message(
         for m in smtp_server.messages
     }
     cfg = loaded.settings.model_copy(update={"smtp_url": smtp_server.url})
-    pipe = Services(cfg, loaded.factory, loaded.clock)
+    services = Services(cfg, loaded.factory, loaded.clock)
     for to in (addr(1), addr(1), "editor@example.ru", "editor@example.ru"):
-        assert pipe.previews.send_test(schedule, edition, to).ok
+        assert services.previews.send_test(schedule, edition, to).ok
     copies = smtp_server.messages[-4:]
     ids = [email.message_from_bytes(m.data)["Message-ID"] for m in copies]
     assert len(set(ids)) == 4 and not set(ids) & {mid for _, mid in real.values()}
@@ -575,7 +575,7 @@ def test_the_discussed_block_counts_the_people_as_selection_does(
     with loaded.factory() as session:
         current = session.get(Edition, edition.id)
         assert current is not None
-        view = edition_view(loaded, session, schedule, current)
+        view = edition_view(loaded.tools, session, schedule, current)
         talk = store.discussions(
             session, current.window_start, current.window_end, FIXED_NOW - timedelta(days=30)
         )

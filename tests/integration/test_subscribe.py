@@ -43,16 +43,16 @@ DONE = "Мы отправили письмо для подтверждения"
 
 @pytest.fixture
 def box(
-    pipeline: Services, fixed_date: date, smtp_server: CaptureServer
+    services: Services, fixed_date: date, smtp_server: CaptureServer
 ) -> Iterator[tuple[Services, str]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cfg = pipeline.settings.model_copy(update={"smtp_url": smtp_server.url, "base_url": base})
-    pipe = Services(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
-    demo.load(pipe.factory, demo.build(pipe.schedule("daily"), fixed_date))
-    demo.add_subscribers(pipe.factory, 3, now=FIXED_NOW)
-    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port):
-        yield pipe, base
+    cfg = services.settings.model_copy(update={"smtp_url": smtp_server.url, "base_url": base})
+    services = Services(cfg, services.factory, clock=lambda: FIXED_NOW)
+    demo.load(services.factory, demo.build(services.schedule("daily"), fixed_date))
+    demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
+    with serving(create_app(WebContext(cfg, services.factory, clock=services.clock)), port):
+        yield services, base
 
 
 def post(
@@ -91,15 +91,15 @@ def mails_to(server: CaptureServer, address: str) -> list[EmailMessage]:
     ]
 
 
-def subscriber(pipe: Services, address: str) -> Subscriber | None:
-    with pipe.factory() as session:
+def subscriber(services: Services, address: str) -> Subscriber | None:
+    with services.factory() as session:
         return session.scalar(select(Subscriber).where(Subscriber.email == address))
 
 
 def test_the_box_subscribes_by_double_opt_in_and_keeps_what_was_agreed_to(
     box: tuple[Services, str], smtp_server: CaptureServer
 ) -> None:
-    pipe, base = box
+    services, base = box
     status, page = post(base, {"email": " Novaya@Example.RU ", "website": "", "list": "daily"})
     assert status == 200 and DONE in page
     wait_for_mail(smtp_server, 1)
@@ -107,12 +107,12 @@ def test_the_box_subscribes_by_double_opt_in_and_keeps_what_was_agreed_to(
     link = confirm_link(mail)
     with urllib.request.urlopen(link, timeout=10) as answer:  # a GET confirms nothing
         assert answer.status == 200 and "Подтвердить подписку" in answer.read().decode()
-    found = subscriber(pipe, "novaya@example.ru")
+    found = subscriber(services, "novaya@example.ru")
     assert found is not None and found.status is SubscriberStatus.PENDING
     confirm = urllib.request.Request(link, data=b"confirm=1")
     with urllib.request.urlopen(confirm, timeout=10) as answer:
         assert answer.status == 200
-    found = subscriber(pipe, "novaya@example.ru")
+    found = subscriber(services, "novaya@example.ru")
     assert found is not None and found.status is SubscriberStatus.ACTIVE
     assert (found.consent_source, found.consent_version, found.consent_page) == (
         "web form",
@@ -125,14 +125,14 @@ def test_the_box_subscribes_by_double_opt_in_and_keeps_what_was_agreed_to(
 def test_the_same_answer_whatever_the_state_and_mail_only_to_who_may_get_it(
     box: tuple[Services, str], smtp_server: CaptureServer
 ) -> None:
-    pipe, base = box
-    book = SubscriberBook(pipe.factory, double_opt_in=True, clock=pipe.clock)
+    services, base = box
+    book = SubscriberBook(services.factory, double_opt_in=True, clock=services.clock)
     book.add(Row.parse({"email": "ushla@example.ru", "consent_at": FIXED_NOW.isoformat()}))
     book.remove("ushla@example.ru")
     book.add(Row.parse({"email": "zabyt@example.ru"}))
     book.forget("zabyt@example.ru")
     active = "reader00001@" + demo.DOMAINS[1]
-    with pipe.factory() as session:
+    with services.factory() as session:
         sections_before = session.scalar(
             select(Subscriber.sections).where(Subscriber.email == active)
         )
@@ -146,22 +146,22 @@ def test_the_same_answer_whatever_the_state_and_mail_only_to_who_may_get_it(
     post(base, {"email": "last@example.ru"})  # drained in order: once it came, all were
     wait_for_mail(smtp_server, 2)
     assert [m.rcpt_to for m in smtp_server.messages] == [("nova@example.ru",), ("last@example.ru",)]
-    with pipe.factory() as session:
+    with services.factory() as session:
         unchanged = session.scalar(select(Subscriber.sections).where(Subscriber.email == active))
     assert unchanged == sections_before  # nobody changes another reader's choice
-    assert subscriber(pipe, "zabyt@example.ru") is None  # forgotten stays forgotten
+    assert subscriber(services, "zabyt@example.ru") is None  # forgotten stays forgotten
 
 
 def test_a_bot_filling_the_honeypot_gets_the_same_answer_and_nothing_happens(
     box: tuple[Services, str], smtp_server: CaptureServer
 ) -> None:
-    pipe, base = box
+    services, base = box
     status, page = post(base, {"email": "bot@example.ru", "website": "http://spam.example"})
     assert status == 200 and DONE in page
     post(base, {"email": "last@example.ru"})
     wait_for_mail(smtp_server, 1)
     assert [m.rcpt_to for m in smtp_server.messages] == [("last@example.ru",)]
-    assert subscriber(pipe, "bot@example.ru") is None
+    assert subscriber(services, "bot@example.ru") is None
 
 
 def test_one_asker_is_limited_per_hour(box: tuple[Services, str]) -> None:
@@ -205,7 +205,7 @@ def test_a_reader_subscribes_in_chromium_and_confirms_from_the_mail(
 ) -> None:
     """Fill the box in a real browser, the mail arrives, its link opens, the button
     confirms: the reader is active with the evidence stored."""
-    pipe, base = box
+    services, base = box
     page = browser.new_page()
     page.goto(f"{base}/subscribe")
     page.get_by_label("Ежедневная рассылка новостей ВПК на электронный почтовый ящик").fill(
@@ -219,7 +219,7 @@ def test_a_reader_subscribes_in_chromium_and_confirms_from_the_mail(
     page.get_by_role("button", name="Подтвердить подписку").click()
     page.wait_for_selector("text=Подписка подтверждена")
     page.close()
-    found = subscriber(pipe, "chitatel@example.ru")
+    found = subscriber(services, "chitatel@example.ru")
     assert found is not None and found.status is SubscriberStatus.ACTIVE
     assert found.consent_version == CONSENT_VERSION and found.consent_page == f"{base}/subscribe"
 
@@ -239,7 +239,7 @@ class HeldRelay(ScriptedHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-def test_the_answer_never_waits_for_a_mail(pipeline: Services, fixed_date: date) -> None:
+def test_the_answer_never_waits_for_a_mail(services: Services, fixed_date: date) -> None:
     """A new address was answered after its confirmation went out (58 ms against 7 ms
     for a known one): the time told who subscribes. Here the relay holds every
     message; the box still answers, the same for a new and a known address, and the
@@ -248,9 +248,9 @@ def test_the_answer_never_waits_for_a_mail(pipeline: Services, fixed_date: date)
     with CaptureServer(handler) as relay:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        cfg = pipeline.settings.model_copy(update={"smtp_url": relay.url, "base_url": base})
-        demo.add_subscribers(pipeline.factory, 1, now=FIXED_NOW)
-        app = create_app(WebContext(cfg, pipeline.factory, clock=lambda: FIXED_NOW))
+        cfg = services.settings.model_copy(update={"smtp_url": relay.url, "base_url": base})
+        demo.add_subscribers(services.factory, 1, now=FIXED_NOW)
+        app = create_app(WebContext(cfg, services.factory, clock=lambda: FIXED_NOW))
         with serving(app, port):
             new = post(base, {"email": "new@example.ru"})
             known = post(base, {"email": "reader00001@" + demo.DOMAINS[1]})
@@ -306,12 +306,12 @@ def test_the_limit_holds_when_thirty_ask_at_once(box: tuple[Services, str]) -> N
 
 
 def test_a_network_and_everyone_have_their_limits(
-    pipeline: Services, monkeypatch: pytest.MonkeyPatch
+    services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An IPv6 asker owns a whole /64: three addresses of one sent 30 mails."""
     import digest.audience.signup as signup
 
-    box = signup.Signups(pipeline.factory, pipeline.clock, b"k" * 32)
+    box = signup.Signups(services.factory, services.clock, b"k" * 32)
     net = [f"2001:db8:1:2::{n:x}" for n in range(1, 4)]
     answers = [
         box.request(signup.Request(f"r{n}@example.ru", [], net[n % 3], "p")).answer
@@ -326,13 +326,13 @@ def test_a_network_and_everyone_have_their_limits(
 
 
 def test_an_address_asked_twice_before_the_drain_gets_one_confirmation(
-    pipeline: Services,
+    services: Services,
 ) -> None:
     """Both requests wait in the queue when the drain comes: one mail, not two (CI
     met it: the second was decided before the first's mail marked the reader)."""
     import digest.audience.signup as signup
 
-    box = signup.Signups(pipeline.factory, pipeline.clock, b"k" * 32)
+    box = signup.Signups(services.factory, services.clock, b"k" * 32)
     for _ in range(2):
         asked = signup.Request("twice@example.ru", [], "192.0.2.1", "p")
         assert box.request(asked).answer is signup.Answer.ACCEPTED

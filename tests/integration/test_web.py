@@ -14,23 +14,23 @@ from tests.support.web import fetch, preferences_path, status_of, unsubscribe_ur
 
 
 def test_a_get_shows_a_button_and_unsubscribes_nobody(served: tuple[Services, str]) -> None:
-    pipe, base = served
+    services, base = served
     who = "reader00001@example.com"
-    path = urlsplit(unsubscribe_url(pipe, who)).path
+    path = urlsplit(unsubscribe_url(services, who)).path
     status, _, body = fetch(base + path)
     assert status == 200 and "<button" in body and 'method="post"' in body
-    assert status_of(pipe, who) is SubscriberStatus.ACTIVE  # link scanners GET
+    assert status_of(services, who) is SubscriberStatus.ACTIVE  # link scanners GET
 
 
 def test_one_click_post_as_gmail_sends_it(served: tuple[Services, str]) -> None:
-    pipe, base = served
+    services, base = served
     who = "reader00002@mail.example.ru"
-    path = urlsplit(unsubscribe_url(pipe, who)).path
+    path = urlsplit(unsubscribe_url(services, who)).path
     status, final_url, body = fetch(base + path, b"List-Unsubscribe=One-Click")
     assert status == 200 and final_url == base + path  # no redirect (RFC 8058)
     assert "Вы отписаны" in body
-    assert status_of(pipe, who) is SubscriberStatus.UNSUBSCRIBED
-    with pipe.factory() as session:
+    assert status_of(services, who) is SubscriberStatus.UNSUBSCRIBED
+    with services.factory() as session:
         events = session.scalars(select(Event).where(Event.kind == "unsubscribe")).all()
     assert [e.detail for e in events] == [{"how": "one-click"}]
     # Again: the same answer, whatever the state (the page reveals nothing).
@@ -38,24 +38,24 @@ def test_one_click_post_as_gmail_sends_it(served: tuple[Services, str]) -> None:
 
 
 def test_a_broken_or_forged_token_gets_a_clear_page(served: tuple[Services, str]) -> None:
-    pipe, base = served
-    path = urlsplit(unsubscribe_url(pipe, "reader00003@yandex.example.ru")).path
+    services, base = served
+    path = urlsplit(unsubscribe_url(services, "reader00003@yandex.example.ru")).path
     for bad in (path[:-3] + "xyz", "/u/not-a-token", "/u/" + "a" * 300):
         status, _, body = fetch(base + bad)
         assert status == 400 and "Ссылка не работает" in body
         status, _, body = fetch(base + bad, b"List-Unsubscribe=One-Click")
         assert status == 400
-    assert status_of(pipe, "reader00003@yandex.example.ru") is SubscriberStatus.ACTIVE
+    assert status_of(services, "reader00003@yandex.example.ru") is SubscriberStatus.ACTIVE
 
 
 def test_preferences_are_shown_and_saved(served: tuple[Services, str]) -> None:
-    pipe, base = served
+    services, base = served
     who = "reader00004@example.org"
-    path = preferences_path(pipe, who)
+    path = preferences_path(services, who)
     status, _, page = fetch(base + path)
     assert status == 200 and 'type="checkbox" name="section"' in page
     csrf = csrf_of(page)
-    with pipe.factory() as session:
+    with services.factory() as session:
         slugs = sorted(session.scalars(select(Section.slug)))
     form = [
         ("csrf", csrf),
@@ -68,7 +68,7 @@ def test_preferences_are_shown_and_saved(served: tuple[Services, str]) -> None:
     ]
     status, final_url, page = fetch(base + path, urlencode(form).encode())
     assert status == 200 and final_url == base + path and "Сохранено" in page
-    with pipe.factory() as session:
+    with services.factory() as session:
         saved = session.scalar(select(Subscriber).where(Subscriber.email == who))
         assert saved is not None
         assert saved.sections == ",".join(sorted(slugs[:2]))  # the unknown one is ignored
@@ -90,10 +90,10 @@ def csrf_of(page: str) -> str:
 def test_the_preferences_form_refuses_forged_and_cross_site_posts(
     served: tuple[Services, str],
 ) -> None:
-    pipe, base = served
+    services, base = served
     who = "reader00004@example.org"
-    path = preferences_path(pipe, who)
-    other_path = preferences_path(pipe, "reader00001@example.com")
+    path = preferences_path(services, who)
+    other_path = preferences_path(services, "reader00001@example.com")
     other_csrf = csrf_of(fetch(base + other_path)[2])
     csrf = csrf_of(fetch(base + path)[2])
     weekly = [("frequency", "weekly")]
@@ -102,7 +102,7 @@ def test_the_preferences_form_refuses_forged_and_cross_site_posts(
     assert fetch(base + path, urlencode([("csrf", other_csrf), *weekly]).encode())[0] == 403
     hostile = {"Origin": "https://evil.example.com"}
     assert fetch(base + path, urlencode([("csrf", csrf), *weekly]).encode(), hostile)[0] == 403
-    with pipe.factory() as session:
+    with services.factory() as session:
         saved = session.scalar(select(Subscriber).where(Subscriber.email == who))
         assert saved is not None and saved.frequency == "daily"
     same_site = {"Origin": base}

@@ -116,11 +116,11 @@ def load_demo(workdir: Path, env: dict[str, str], readers: int, on: date | None 
         engine = db.make_engine(cfg.database)
         try:
             db.upgrade(engine)
-            pipe = Services(cfg, db.session_factory(engine), clock=utcnow)
-            schedule = pipe.schedule("daily")
+            services = Services(cfg, db.session_factory(engine), clock=utcnow)
+            schedule = services.schedule("daily")
             day = on or schedule.today(utcnow())
-            service.load_demo(pipe, schedule, day, readers)
-            return pipe.editions.build(schedule, day).label
+            service.load_demo(services.factory, services.clock, schedule, day, readers)
+            return services.editions.build(schedule, day).label
         finally:
             engine.dispose()
 

@@ -28,7 +28,7 @@ READERS = 40
 
 
 def send(
-    pipeline: Services,
+    services: Services,
     schedule: Schedule,
     edition: Edition,
     server: CaptureServer,
@@ -36,8 +36,8 @@ def send(
     batch: int | None = None,
 ) -> RunResult:
     target = parse_smtp_url(server.url)
-    pipeline.lifecycle.start_sending(schedule, edition)
-    run = pipeline.sender.send_run(
+    services.lifecycle.start_sending(schedule, edition)
+    run = services.sender.send_run(
         schedule,
         edition,
         lambda t: SmtpConnection(t, 5),
@@ -48,45 +48,47 @@ def send(
     if batch:
         run.claims.batch_size = run.writer.batch_size = batch
     result = run_async(run.run())
-    pipeline.lifecycle.finish(edition)
+    services.lifecycle.finish(edition)
     return result
 
 
 @pytest.fixture
 def sent(
-    pipeline: Services, fixed_date: date, smtp_server: CaptureServer
+    services: Services, fixed_date: date, smtp_server: CaptureServer
 ) -> tuple[Services, Edition, dict[str, tuple[str, str]]]:
     """An edition sent to every reader: address → (VERP return path, Message-ID)."""
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, READERS, now=FIXED_NOW)
-    edition = pipeline.editions.build(schedule, fixed_date)
-    send(pipeline, schedule, edition, smtp_server)
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
+    edition = services.editions.build(schedule, fixed_date)
+    send(services, schedule, edition, smtp_server)
     found = {}
     for m in smtp_server.messages:
         mid = str(email.message_from_bytes(m.data)["Message-ID"])
         found[m.rcpt_to[0]] = (m.mail_from, mid)
     assert len(found) == READERS
-    return pipeline, edition, found
+    return services, edition, found
 
 
-def run(pipe: Services, box: Path) -> ReturnsReport:
-    cfg = pipe.settings
+def run(services: Services, box: Path) -> ReturnsReport:
+    cfg = services.settings
     reader = BounceReader(LinkSigner(cfg.link_key(), "verp"), cfg.return_path)
     policy = SoftBouncePolicy(cfg.soft_bounce_limit, cfg.soft_bounce_days)
-    return process_returns(pipe.factory, Source(box), reader, policy, lambda: FIXED_NOW)
+    return process_returns(services.factory, Source(box), reader, policy, lambda: FIXED_NOW)
 
 
-def with_cron_hours_ago(pipe: Services, tmp_path: Path, hours: int) -> tuple[Services, datetime]:
+def with_cron_hours_ago(
+    services: Services, tmp_path: Path, hours: int
+) -> tuple[Services, datetime]:
     """The daily schedule moved to fire ``hours`` before the real now (APScheduler
     reads the wall clock to find missed runs, so this test's data follows it), and
     that fire time."""
     fired = (datetime.now(UTC) - timedelta(hours=hours)).replace(second=0, microsecond=0)
-    local = fired.astimezone(pipe.settings.zone)
-    source = (pipe.settings.schedules_dir / "daily.toml").read_text(encoding="utf-8")
+    local = fired.astimezone(services.settings.zone)
+    source = (services.settings.schedules_dir / "daily.toml").read_text(encoding="utf-8")
     folder = tmp_path / "schedules"
     folder.mkdir(exist_ok=True)
     cron = f'cron = "{local.minute} {local.hour} * * *"'
     (folder / "daily.toml").write_text(re.sub(r"^cron = .*$", cron, source, flags=re.M), "utf-8")
-    cfg = pipe.settings.model_copy(update={"schedules_dir": folder})
-    return Services(cfg, pipe.factory, clock=pipe.clock), fired
+    cfg = services.settings.model_copy(update={"schedules_dir": folder})
+    return Services(cfg, services.factory, clock=services.clock), fired

@@ -49,11 +49,11 @@ def smtp_server(tmp_path: Path) -> Iterator[CaptureServer]:
         yield server
 
 
-def send_through(pipe: Services, edition: Edition, url: str, worker: str = "test") -> RunResult:
+def send_through(services: Services, edition: Edition, url: str, worker: str = "test") -> RunResult:
     """Start ``edition`` and send every due delivery through the relay at ``url``."""
-    schedule = pipe.schedule(edition.schedule)
-    pipe.lifecycle.start_sending(schedule, edition)
-    run = pipe.sender.send_run(
+    schedule = services.schedule(edition.schedule)
+    services.lifecycle.start_sending(schedule, edition)
+    run = services.sender.send_run(
         schedule,
         edition,
         lambda t: SmtpConnection(t, 10),

@@ -40,22 +40,22 @@ READER = "reader00002@mail.example.ru"  # the desk's reader whose server refused
 
 
 @pytest.fixture
-def site(pipeline: Services) -> Iterator[tuple[Services, str]]:
+def site(services: Services) -> Iterator[tuple[Services, str]]:
     """The app with three readers and one editor, anna (an admin), on either database."""
     port = free_port()
-    cfg = pipeline.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={
             "base_url": f"http://127.0.0.1:{port}",
             "editors": SecretStr(f"anna:{PASSWORD}"),
             "desk_admins": "anna",
         }
     )
-    pipe = Services(cfg, pipeline.factory, clock=pipeline.clock)
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, FIXED_NOW.date()))
-    demo.add_subscribers(pipe.factory, 3, now=FIXED_NOW)
-    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as base:
-        yield pipe, base
+    services = Services(cfg, services.factory, clock=services.clock)
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, FIXED_NOW.date()))
+    demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
+    with serving(create_app(WebContext(cfg, services.factory, clock=services.clock)), port) as base:
+        yield services, base
 
 
 @pytest.fixture
@@ -71,11 +71,11 @@ def toml_value(value: Any) -> str:
 
 
 @pytest.fixture
-def web_pipeline(pipeline: Services, list_settings: dict[str, Any], tmp_path: Path) -> Services:
-    """The pipeline with the project's lists.toml, changed as the test asks."""
+def web_pipeline(services: Services, list_settings: dict[str, Any], tmp_path: Path) -> Services:
+    """The services with the project's lists.toml, changed as the test asks."""
     if not list_settings:
-        return pipeline
-    source = (pipeline.settings.subscribers_dir / "lists.toml").read_text(encoding="utf-8")
+        return services
+    source = (services.settings.subscribers_dir / "lists.toml").read_text(encoding="utf-8")
     folder = tmp_path / "subscribers"
     folder.mkdir()
     extra = "".join(
@@ -86,34 +86,34 @@ def web_pipeline(pipeline: Services, list_settings: dict[str, Any], tmp_path: Pa
         line for line in source.splitlines() if line.split("=")[0].strip() not in list_settings
     ]
     (folder / "lists.toml").write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
-    cfg = pipeline.settings.model_copy(update={"subscribers_dir": folder})
-    return Services(cfg, pipeline.factory, clock=pipeline.clock)
+    cfg = services.settings.model_copy(update={"subscribers_dir": folder})
+    return Services(cfg, services.factory, clock=services.clock)
 
 
 @pytest.fixture
 def served(web_pipeline: Services, fixed_date: date) -> Iterator[tuple[Services, str]]:
-    pipeline = web_pipeline
-    schedule = pipeline.schedule("daily")
-    demo.load(pipeline.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipeline.factory, 5, now=FIXED_NOW)
-    app = create_app(WebContext(pipeline.settings, pipeline.factory, pipeline.clock))
+    services = web_pipeline
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, 5, now=FIXED_NOW)
+    app = create_app(WebContext(services.settings, services.factory, services.clock))
     with serving(app) as base:
-        yield pipeline, base
+        yield services, base
 
 
-def unsubscribe_url(pipe: Services, who: str) -> str:
+def unsubscribe_url(services: Services, who: str) -> str:
     """The https link of the List-Unsubscribe header of the subscriber's real message."""
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, date(2026, 11, 25))
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, date(2026, 11, 25))
     message = email.message_from_bytes(
-        pipe.previews.preview(schedule, edition, who).data, policy=email.policy.default
+        services.previews.preview(schedule, edition, who).data, policy=email.policy.default
     )
     header = str(message["List-Unsubscribe"])
     return header.split("<", 1)[1].split(">", 1)[0]
 
 
-def status_of(pipe: Services, who: str) -> SubscriberStatus:
-    with pipe.factory() as session:
+def status_of(services: Services, who: str) -> SubscriberStatus:
+    with services.factory() as session:
         found = session.scalar(select(Subscriber).where(Subscriber.email == who))
         assert found is not None
         return found.status
@@ -146,23 +146,23 @@ def fetch(
         return exc.code, exc.headers.get("Location") or url, exc.read().decode(errors="replace")
 
 
-def html_of(pipe: Services, who: str) -> str:
+def html_of(services: Services, who: str) -> str:
     """The HTML part of the subscriber's real message for today's edition."""
-    schedule = pipe.schedule("daily")
-    edition = pipe.editions.build(schedule, date(2026, 11, 25))
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, date(2026, 11, 25))
     message = email.message_from_bytes(
-        pipe.previews.preview(schedule, edition, who).data, policy=email.policy.default
+        services.previews.preview(schedule, edition, who).data, policy=email.policy.default
     )
     body = message.get_body(("html",))
     assert body is not None
     return str(body.get_content())
 
 
-def preferences_path(pipe: Services, who: str) -> str:
+def preferences_path(services: Services, who: str) -> str:
     """The preferences link of the subscriber's real message (its HTML part)."""
     links = [
         part.split('"', 1)[0]
-        for part in html_of(pipe, who).split('href="')[1:]
+        for part in html_of(services, who).split('href="')[1:]
         if "/p/" in part.split('"', 1)[0]
     ]
     assert links
@@ -223,12 +223,12 @@ def log_in(page: Page, base: str, password: str = PASSWORD) -> None:
 
 @pytest.fixture
 def desk(
-    pipeline: Services, smtp_server: CaptureServer, fixed_date: date
+    services: Services, smtp_server: CaptureServer, fixed_date: date
 ) -> Iterator[tuple[Services, str]]:
     """Six demo readers who got the day's edition (one refused by its server);
     anna is an admin, boris an editor."""
     port = free_port()
-    cfg = pipeline.settings.model_copy(
+    cfg = services.settings.model_copy(
         update={
             "base_url": f"http://127.0.0.1:{port}",
             "smtp_url": smtp_server.url,
@@ -236,17 +236,17 @@ def desk(
             "desk_admins": "anna",
         }
     )
-    pipe = Services(cfg, pipeline.factory, clock=lambda: FIXED_NOW)
-    schedule = pipe.schedule("daily")
-    demo.load(pipe.factory, demo.build(schedule, fixed_date))
-    demo.add_subscribers(pipe.factory, 6, now=FIXED_NOW)
+    services = Services(cfg, services.factory, clock=lambda: FIXED_NOW)
+    schedule = services.schedule("daily")
+    demo.load(services.factory, demo.build(schedule, fixed_date))
+    demo.add_subscribers(services.factory, 6, now=FIXED_NOW)
     handler = smtp_server.handler
     assert isinstance(handler, ScriptedHandler)
     handler.rules[READER] = "550 5.2.2 mailbox full"
-    edition = pipe.editions.build(schedule, fixed_date)
-    in_thread(lambda: send_through(pipe, edition, smtp_server.url))
-    with serving(create_app(WebContext(cfg, pipe.factory, clock=pipe.clock)), port) as base:
-        yield pipe, base
+    edition = services.editions.build(schedule, fixed_date)
+    in_thread(lambda: send_through(services, edition, smtp_server.url))
+    with serving(create_app(WebContext(cfg, services.factory, clock=services.clock)), port) as base:
+        yield services, base
 
 
 def confirm_link(message: EmailMessage) -> str:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from digest.edition.lifecycle import MOVES, Step, give_up_deadline, move
+from digest.edition.lifecycle import MOVES, Step, move
 from digest.errors import EditionError
 from digest.models import Edition, EditionStatus
 
@@ -71,4 +71,4 @@ def test_a_refusal_says_why(status: EditionStatus, step: Step, message: str) -> 
 def test_retries_end_before_the_next_edition_is_built() -> None:
     start = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
     e = Edition(window_start=start, window_end=start + timedelta(days=1))
-    assert give_up_deadline(e) == start + timedelta(days=2, minutes=-5)
+    assert e.give_up_deadline == start + timedelta(days=2, minutes=-5)

@@ -1,4 +1,4 @@
-"""The send services: an edition's send set up from the settings, the worker's
+"""The send service: an edition's send set up from the settings, the worker's
 loop over every edition being sent, and ``deliver`` (what `digest send` does).
 """
 
@@ -9,7 +9,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -27,9 +27,9 @@ from digest.send.pacing import DomainGate
 from digest.send.process import Stopper, run_async, run_stoppable, stop_on_signals
 from digest.send.recovery import Recovery
 from digest.send.relays import RelayPool, probe_relays
-from digest.send.result import RunResult
+from digest.send.result import RunResult, WorkReport
 from digest.send.run import SendRun
-from digest.send.senders import Job, senders
+from digest.send.senders import Entry, Job, senders
 from digest.send.smtp import Connection, Progress
 from digest.send.workers import worker_name
 from digest.send.writer import Ledger
@@ -38,52 +38,40 @@ from digest.track.limits import SharedLimits
 from digest.track.outcomes import SoftBouncePolicy
 
 if TYPE_CHECKING:
-    from digest.wiring import Services
+    from digest.db import Factory
+    from digest.edition.corrections import Corrections
+    from digest.edition.lifecycle import Lifecycle
+    from digest.models import Clock
+    from digest.toolkit import Toolkit
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class WorkReport:
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    bounced: int = 0
-    ambiguous: int = 0
-    editions: set[str] = field(default_factory=set)
-    aborted: str | None = None
-
-    def add(self, label: str, result: RunResult) -> None:
-        if result.claimed:
-            self.editions.add(label)
-        self.sent += result.sent
-        self.deferred += result.deferred
-        self.failed += result.failed
-        self.bounced += result.bounced
-        self.ambiguous += result.ambiguous
-
-    def summary(self) -> str:
-        return (
-            f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
-            f"bounced {self.bounced} in {len(self.editions)} edition(s)"
-            + (f"; {self.ambiguous} ambiguous (may arrive twice)" if self.ambiguous else "")
-        )
-
-
 class Sender:
-    """``Services.sender``."""
+    """``Services.sender``. ``entry``: what each extra sender process of `digest
+    send` runs (DIGEST_SENDERS; the CLI's); without one a send runs here alone."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        # How many processes send this edition together (DIGEST_SENDERS): each starts
-        # with its share of each domain's window (the rate and caps are one for all).
-        self.share = 1
-        self.recovery = Recovery(services)
+    def __init__(
+        self,
+        factory: Factory,
+        clock: Clock,
+        tools: Toolkit,
+        lifecycle: Lifecycle,
+        corrections: Corrections,
+        entry: Entry | None = None,
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.tools = tools
+        self.lifecycle = lifecycle
+        self.corrections = corrections
+        self.entry = entry
+        self.recovery = Recovery(factory, clock, tools)
 
     def templates(
         self, schedule: Schedule, edition: Edition, composer: Composer, subject_prefix: str = ""
     ) -> dict[int, MessageTemplate]:
-        with self.services.factory() as session:
+        with self.factory() as session:
             stored = store.variants(session, edition.id, retired=True)
             subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
         mail = EditionMail(edition.id, schedule.name, edition.edition_date, subject)
@@ -107,12 +95,13 @@ class Sender:
         progress: Progress | None = None,
         ledger: Ledger | None = None,
         paced: bool = True,
+        share: int = 1,
     ) -> SendRun:
-        """A send of the edition's due deliveries, set up from the settings. Pass the
-        same ``relays`` and ``gate`` to successive runs so what they learned holds;
-        a ``ledger`` other than the database's (a dry run's) replaces the claims."""
-        cfg = self.services.settings
-        composer = self.services.composer(schedule)
+        """A send of the edition's due deliveries, from the settings. The same ``relays``
+        and ``gate`` for successive runs keep what they learned; a dry run's ``ledger``
+        replaces the claims; ``share`` senders split each domain's window."""
+        cfg = self.tools.settings
+        composer = self.tools.composer(schedule)
         templates = self.templates(schedule, edition, composer)
 
         def compose(claim: store.Claim) -> Message:
@@ -136,10 +125,10 @@ class Sender:
             ledger or self._ledger(edition, worker),
             compose,
             connect,
-            relays or self.services.relay_pool(),
-            clock=self.services.clock,
+            relays or self.tools.relay_pool(),
+            clock=self.clock,
             options=replace(
-                send_options(cfg, edition, limit=limit, wait=wait, paced=paced, share=self.share),
+                send_options(cfg, edition, limit=limit, wait=wait, paced=paced, share=share),
                 kind=schedule.name if real else "",
                 # A dry run's "sent" must never reach the journal: it would be replayed.
                 outage_limit=cfg.db_outage_limit if real else None,
@@ -147,22 +136,22 @@ class Sender:
                 if real
                 else None,
             ),
-            gate=gate or self.services.domain_gate(self.share),
+            gate=gate or self.tools.domain_gate(share),
             progress=progress,
-            sign=self.services.dkim_signer().sign if cfg.dkim_key_file else None,
-            limits=SharedLimits(self.services.factory) if real else None,
+            sign=self.tools.dkim_signer().sign if cfg.dkim_key_file else None,
+            limits=SharedLimits(self.factory) if real else None,
         )
 
     def _ledger(self, edition: Edition, worker: str) -> DeliveryStore:
         """The database's ledger of a send, asking about corrections between batches."""
-        retry = self.services.settings.retry
+        retry = self.tools.settings.retry
         return DeliveryStore(
-            self.services.factory,
+            self.factory,
             edition.id,
             worker,
             lease=timedelta(seconds=retry.claim_lease),
             soft_bounces=SoftBouncePolicy(retry.soft_bounce_limit, retry.soft_bounce_days),
-            between_batches=self.services.corrections.between_batches,
+            between_batches=self.corrections.between_batches,
         )
 
     async def work(
@@ -177,20 +166,20 @@ class Sender:
         """``digest worker``: send every sending edition's due deliveries, sharing the
         work with other workers through the claims. ``once``: drain what is due now
         and return; otherwise poll until ``stop`` is set."""
-        relays, gate = self.services.relay_pool(), self.services.domain_gate()
+        relays, gate = self.tools.relay_pool(), self.tools.domain_gate()
         report = WorkReport()
         schedules: dict[str, Schedule] = {}
 
         async def one_round() -> int:
             """Every sending edition's due deliveries, once: how many were claimed."""
-            with self.services.factory() as session:
+            with self.factory() as session:
                 editions = store.sending_editions(session)
             claimed = 0
             for edition in editions:
                 if stop.is_set() or report.aborted:
                     break
                 if edition.schedule not in schedules:
-                    schedules[edition.schedule] = self.services.schedule(edition.schedule)
+                    schedules[edition.schedule] = self.tools.schedule(edition.schedule)
                 run = self.send_run(
                     schedules[edition.schedule], edition, connect, worker=worker,
                     relays=relays, gate=gate,
@@ -200,15 +189,15 @@ class Sender:
                 on_run(None)
                 claimed += result.claimed
                 report.add(edition.label, result)
-                if result.stopped == "paused" and self.services.corrections.auto_rebuild(edition):
+                if result.stopped == "paused" and self.corrections.auto_rebuild(edition):
                     claimed += 1  # rebuilt after a correction: look again at once
-                self.services.lifecycle.finish(edition)
+                self.lifecycle.finish(edition)
                 report.aborted = report.aborted or result.aborted
             return claimed
 
         # Between runs too, a database that went away is waited for (a run waits
         # for it on its own): past DIGEST_DB_OUTAGE_LIMIT, DatabaseAway.
-        outage = Outage(self.services.settings.db_outage_limit)
+        outage = Outage(self.tools.settings.db_outage_limit)
         while not stop.is_set() and not report.aborted:
             try:
                 claimed = await one_round()
@@ -221,7 +210,7 @@ class Sender:
                 break
             if not claimed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.services.settings.worker_poll)
+                    await asyncio.wait_for(stop.wait(), self.tools.settings.worker_poll)
         return report
 
     def deliver(
@@ -239,13 +228,12 @@ class Sender:
         delivery is final. ``watch(label, total)`` gives what follows the progress.
         ``via`` sends through that relay instead of the configured ones (the demo's
         capture server). Infrastructure faults raise; a signal stops cleanly."""
-        services = self.services
-        connect = services.connector()
-        relays = services.relay_pool(via)
+        connect = self.tools.connector()
+        relays = self.tools.relay_pool(via)
         run_async(probe_relays(relays, connect))
         self.reclaim()
-        added = services.lifecycle.start_sending(schedule, edition)
-        with services.factory() as session:
+        added = self.lifecycle.start_sending(schedule, edition)
+        with self.factory() as session:
             counts = store.delivery_counts(session, edition.id)
         due = sum(counts.get(s, 0) for s in DeliveryStatus if not s.final)
         log.info(
@@ -261,7 +249,7 @@ class Sender:
             result = self._together(
                 schedule, edition, connect, relays, via, limit=limit, wait=wait, progress=progress
             )
-        services.lifecycle.finish(edition)
+        self.lifecycle.finish(edition)
         log.info(
             "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the way%s",
             edition.label,
@@ -292,9 +280,8 @@ class Sender:
     ) -> RunResult:
         """This process's runs beside DIGEST_SENDERS - 1 sender processes (one alone
         with ``limit``): their counts added up."""
-        jobs = self._jobs(schedule, edition, via, wait) if limit is None else []
-        self.share = len(jobs) + 1
-        with senders(jobs, progress) as others:
+        jobs = self._jobs(schedule, edition, via, wait) if limit is None and self.entry else []
+        with senders(jobs, progress, self.entry) as others:
             result = self.until_done(
                 schedule,
                 edition,
@@ -304,6 +291,7 @@ class Sender:
                 wait=wait,
                 progress=progress,
                 on_stop=others.stop,
+                share=len(jobs) + 1,
             )
             own = result.sent
             result = others.join().then(result)
@@ -316,7 +304,7 @@ class Sender:
         self, schedule: Schedule, edition: Edition, via: SmtpTarget | None, wait: bool
     ) -> list[Job]:
         """One job for each sender process beside this one (DIGEST_SENDERS - 1)."""
-        cfg = self.services.settings
+        cfg = self.tools.settings
         level, json_lines = logs.current()
         return [
             Job(
@@ -344,6 +332,7 @@ class Sender:
         wait: bool,
         progress: Progress | None,
         on_stop: Callable[[str], None] | None = None,
+        share: int = 1,
     ) -> RunResult:
         """Send runs of the edition: one, or again after a pause that is lifted (a
         correction rebuilt, DIGEST_ON_CORRECTION=rebuild, or by someone). A signal
@@ -359,18 +348,28 @@ class Sender:
                 limit=None if limit is None else limit - result.claimed,
                 wait=wait,
                 progress=progress,
+                share=share,
             )
             result = result.then(run_async(run_stoppable(run, on_stop)))
             if result.stopped != "paused":
                 return result
             # Paused: go on when a rebuild lifts it here, or someone lifted it already
             # (an editor's rebuild, a `digest resume`, moments after the run saw it).
-            services = self.services
-            if not (
-                services.corrections.auto_rebuild(edition) or services.lifecycle.is_sending(edition)
-            ):
+            if not (self.corrections.auto_rebuild(edition) or self.lifecycle.is_sending(edition)):
                 return result
             result.stopped = None
+
+    def send_share(self, job: Job, progress: Progress) -> RunResult:
+        """A sender process's part of a `digest send` (its ``job``), until done."""
+        with self.factory() as session:
+            edition = session.get(Edition, job.edition_id)
+        assert edition is not None
+        relays = self.tools.relay_pool(job.via)
+        schedule, connect = self.tools.schedule(job.schedule), self.tools.connector()
+        return self.until_done(
+            schedule, edition, connect, relays, limit=None, wait=job.wait, progress=progress,
+            share=job.share,
+        )  # fmt: skip
 
     def reclaim(self) -> int:
         """What processes that died left (``send.recovery``), before anything is claimed."""
@@ -381,7 +380,7 @@ class Sender:
         stopper = Stopper()
         with stop_on_signals(stopper.on_signal):
             return await self.work(
-                self.services.connector(),
+                self.tools.connector(),
                 worker=name,
                 once=once,
                 stop=stopper.stop,
