@@ -86,8 +86,8 @@ def claimer(
     from digest import db
     from digest.config import load_settings
     from digest.models import utcnow
+    from digest.send.ledger import DeliveryStore
     from digest.send.workers import worker_name
-    from digest.track.ledger import DeliveryStore
     from digest.track.outcomes import Outcome
 
     cfg = load_settings().model_copy(update={"database_url": url})

@@ -353,9 +353,9 @@ class Composer:
         """The subscriber's message: the template with their values spliced in.
         Raises ``ComposeError`` for an address that cannot be sent to."""
         rcpt = headers.envelope_address(recipient.email)
-        unsub_token = self.signer.unsubscribe(recipient.token_key)
+        unsub_token = self.signer.unsubscribe.sign(recipient.token_key)
         unsub_url = f"{self.base_url}/u/{unsub_token}"
-        prefs_url = f"{self.base_url}/p/{self.signer.preferences(recipient.token_key)}"
+        prefs_url = f"{self.base_url}/p/{self.signer.preferences.sign(recipient.token_key)}"
         ident = f"copy.{secrets.token_hex(8)}" if recipient.copy else recipient.subscriber_id
         message_id = self.message_id(template.message_id_prefix, ident)
         values = {
@@ -372,7 +372,7 @@ class Composer:
             Slot.TEXT_EMAIL: recipient.email.encode("utf-8"),
         }
         if template.reader:
-            values[Slot.READER] = self.signer.reader(recipient.token_key).encode("ascii")
+            values[Slot.READER] = self.signer.reader.sign(recipient.token_key).encode("ascii")
         return Message(
             recipient,
             self.return_path(recipient),

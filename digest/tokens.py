@@ -47,86 +47,70 @@ def new_token_key() -> str:
     return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
 
 
-class LinkSigner:
-    """Signs with itsdangerous's format and checks with itsdangerous. Signing is on
-    the send path (two tokens per message), so the derived keys are computed
-    once here instead of on every ``Signer.sign`` call; the tokens are identical."""
+class KeyToken:
+    """One kind of token over a reader's random ``token_key`` (unsubscribe,
+    preferences, reader). Signed with itsdangerous's format and checked by
+    itsdangerous; signing is on the send path (two or three tokens a message), so
+    the derived key is computed once here, not on every ``Signer.sign``."""
 
-    def __init__(self, secret: bytes, list_key: str) -> None:
-        self._secret = secret
-        self._unsubscribe = self._signer(f"unsubscribe:{list_key}")
-        self._preferences = self._signer(f"preferences:{list_key}")
-        self._reader = self._signer(f"reader:{list_key}")
-        self._click = self._signer(f"click:{list_key}")
-        self._open = self._signer(f"open:{list_key}")
-        self._confirm = TimestampSigner(
-            secret, salt=f"confirm:{list_key}", algorithm=TruncatedHMAC()
-        )
-        self._unsubscribe_key = self._unsubscribe.derive_key()
-        self._preferences_key = self._preferences.derive_key()
-        self._reader_key = self._reader.derive_key()
+    def __init__(self, secret: bytes, salt: str) -> None:
+        self._signer = Signer(secret, salt=salt, algorithm=TruncatedHMAC())
+        self._key = self._signer.derive_key()
         self._algorithm = TruncatedHMAC()
 
-    def _signer(self, salt: str) -> Signer:
-        return Signer(self._secret, salt=salt, algorithm=TruncatedHMAC())
+    def sign(self, token_key: str) -> str:
+        # Signer.sign, minus its per-call key derivation: the same token.
+        mac = self._algorithm.get_signature(self._key, token_key.encode("ascii"))
+        return f"{token_key}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
 
-    def _sign(self, key: bytes, value: str) -> str:
-        # Signer.sign, minus its per-call key derivation.
-        mac = self._algorithm.get_signature(key, value.encode("ascii"))
-        return f"{value}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode('ascii')}"
+    def verify(self, token: str) -> str:
+        return _verified(self._signer, token)
 
-    def unsubscribe(self, token_key: str) -> str:
-        return self._sign(self._unsubscribe_key, token_key)
 
-    def preferences(self, token_key: str) -> str:
-        return self._sign(self._preferences_key, token_key)
+class IdToken:
+    """One kind of token over a row id (a tracked link, an edition's open pixel)."""
 
-    def reader(self, token_key: str) -> str:
-        """Names the reader in tracked links (only with individual tracking)."""
-        return self._sign(self._reader_key, token_key)
+    def __init__(self, secret: bytes, salt: str) -> None:
+        self._signer = Signer(secret, salt=salt, algorithm=TruncatedHMAC())
 
-    def click(self, link_id: int) -> str:
-        return self._click.sign(str(link_id)).decode("ascii")
+    def sign(self, ident: int) -> str:
+        return self._signer.sign(str(ident)).decode("ascii")
 
-    def opened(self, edition_id: int) -> str:
-        return self._open.sign(str(edition_id)).decode("ascii")
+    def verify(self, token: str) -> int:
+        return _number(_verified(self._signer, token))
 
-    def confirm(self, token_key: str) -> str:
-        """The double opt-in link: carries its signing time, so it expires."""
-        return self._confirm.sign(token_key).decode("ascii")
 
-    def verify_confirm(self, token: str, max_age_seconds: int) -> str:
+class ExpiringToken:
+    """A token that carries its signing time, so it expires (the double opt-in link)."""
+
+    def __init__(self, secret: bytes, salt: str) -> None:
+        self._signer = TimestampSigner(secret, salt=salt, algorithm=TruncatedHMAC())
+
+    def sign(self, token_key: str) -> str:
+        return self._signer.sign(token_key).decode("ascii")
+
+    def verify(self, token: str, max_age_seconds: int) -> str:
         try:
-            return self._confirm.unsign(token, max_age=max_age_seconds).decode("ascii")
+            return self._signer.unsign(token, max_age=max_age_seconds).decode("ascii")
         except SignatureExpired:
             raise ExpiredToken() from None
         except (BadSignature, UnicodeError, ValueError):
             raise BadToken() from None
 
-    def verify_reader(self, token: str) -> str:
-        return self._verify(self._reader, token)
 
-    def verify_click(self, token: str) -> int:
-        return _number(self._verify(self._click, token))
+class LinkSigner:
+    """A list's tokens, one object per kind (each ``sign`` and ``verify``, its own
+    salt with the list in it), and the keyed parts of VERP addresses and
+    Message-IDs."""
 
-    def verify_opened(self, token: str) -> int:
-        return _number(self._verify(self._open, token))
-
-    def verify_unsubscribe(self, token: str) -> str:
-        return self._verify(self._unsubscribe, token)
-
-    def verify_preferences(self, token: str) -> str:
-        return self._verify(self._preferences, token)
-
-    @staticmethod
-    def _verify(signer: Signer, token: str) -> str:
-        try:
-            value = signer.unsign(token).decode("ascii")
-        except (BadSignature, UnicodeError, ValueError):
-            raise BadToken() from None
-        if not value.isalnum():  # ids and keys only: never a separator smuggled in
-            raise BadToken()
-        return value
+    def __init__(self, secret: bytes, list_key: str) -> None:
+        self._secret = secret
+        self.unsubscribe = KeyToken(secret, f"unsubscribe:{list_key}")
+        self.preferences = KeyToken(secret, f"preferences:{list_key}")
+        self.reader = KeyToken(secret, f"reader:{list_key}")  # tracked links, per reader
+        self.click = IdToken(secret, f"click:{list_key}")
+        self.opened = IdToken(secret, f"open:{list_key}")
+        self.confirm = ExpiringToken(secret, f"confirm:{list_key}")
 
     def verp(self, delivery_id: int) -> str:
         """The token in ``bounces+TOKEN@domain``: the delivery id in base 36 and a
@@ -214,12 +198,12 @@ class CsrfGuard:
 
 def unsubscribe_key(signers: Iterable[LinkSigner], token: str) -> str | None:
     """The subscriber key of an unsubscribe token signed for any of the lists."""
-    return _key_of(token, [s.verify_unsubscribe for s in signers])
+    return _key_of(token, [s.unsubscribe.verify for s in signers])
 
 
 def preferences_key(signers: Iterable[LinkSigner], token: str) -> str | None:
     """The subscriber key of a preferences token signed for any of the lists."""
-    return _key_of(token, [s.verify_preferences for s in signers])
+    return _key_of(token, [s.preferences.verify for s in signers])
 
 
 def _key_of(token: str, checks: list[Callable[[str], str]]) -> str | None:
@@ -229,6 +213,16 @@ def _key_of(token: str, checks: list[Callable[[str], str]]) -> str | None:
         except BadToken:
             continue
     return None
+
+
+def _verified(signer: Signer, token: str) -> str:
+    try:
+        value = signer.unsign(token).decode("ascii")
+    except (BadSignature, UnicodeError, ValueError):
+        raise BadToken() from None
+    if not value.isalnum():  # ids and keys only: never a separator smuggled in
+        raise BadToken()
+    return value
 
 
 def _number(value: str) -> int:

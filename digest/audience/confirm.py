@@ -56,7 +56,7 @@ class Invitations:
         return f"Подтвердите подписку на рассылку «{self.list.name}»"
 
     def link(self, token_key: str) -> str:
-        return f"{self.settings.base_url.rstrip('/')}/confirm/{self.signer.confirm(token_key)}"
+        return f"{self.settings.base_url.rstrip('/')}/confirm/{self.signer.confirm.sign(token_key)}"
 
     def _rendered(self) -> tuple[str, str]:
         if self._body is None:

@@ -22,6 +22,8 @@ from digest.models import DeliveryStatus, Edition
 from digest.outage import Outage
 from digest.schedule.files import Schedule
 from digest.send.journal import JournalPlace
+from digest.send.ledger import DeliveryStore
+from digest.send.limits import SharedLimits
 from digest.send.options import journal_folder, send_options
 from digest.send.pacing import DomainGate
 from digest.send.process import Stopper, run_async, run_stoppable, stop_on_signals
@@ -33,8 +35,6 @@ from digest.send.senders import Entry, Job, senders
 from digest.send.smtp import Connection, Progress
 from digest.send.workers import worker_name
 from digest.send.writer import Ledger
-from digest.track.ledger import DeliveryStore
-from digest.track.limits import SharedLimits
 from digest.track.outcomes import SoftBouncePolicy
 
 if TYPE_CHECKING:

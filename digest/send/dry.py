@@ -12,8 +12,8 @@ from digest import store
 from digest.compose import Message
 from digest.db import Factory
 from digest.models import DeliveryStatus
+from digest.send.ledger import Control
 from digest.store import Claim
-from digest.track.ledger import Control
 from digest.track.outcomes import Outcome
 
 

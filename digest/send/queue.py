@@ -13,16 +13,20 @@ from datetime import UTC, datetime
 
 from digest.send.pacing import Decision, DomainGate
 from digest.send.result import RunResult
-from digest.send.writer import Writer
+from digest.send.writer import Ledger, Writer
 from digest.store import Claim
 
 log = logging.getLogger(__name__)
 
 
 class ClaimQueue:
+    """``writer`` runs the ``ledger``'s calls on the database thread (waiting out an
+    outage); the ``gate`` says which domain may take one more now."""
+
     def __init__(
         self,
         writer: Writer,
+        ledger: Ledger,
         gate: DomainGate,
         *,
         batch_size: int,
@@ -35,7 +39,8 @@ class ClaimQueue:
         busy: Callable[[], bool],
         result: RunResult,
     ) -> None:
-        self.writer, self.gate, self.clock, self.stop = writer, gate, clock, stop
+        self.writer, self.ledger, self.gate = writer, ledger, gate
+        self.clock, self.stop = clock, stop
         self.batch_size, self.wait, self.max_idle_sleep = batch_size, wait, max_idle_sleep
         self.held_back, self.busy, self.result = held_back, busy, result
         self._claims: deque[Claim] = deque()
@@ -107,7 +112,7 @@ class ClaimQueue:
             # An outcome in flight or being committed while the database is asked is
             # not in its answer: "nothing due" then means "ask again", not "done".
             settled = not self.busy()
-            due = await self.writer.call(self.writer.store.next_due)
+            due = await self.writer.call(self.ledger.next_due)
             if due is None:
                 if settled and not self.busy():
                     return False  # every delivery is final
@@ -147,7 +152,7 @@ class ClaimQueue:
             # and handed back again and again while the pause lasts.
             paused = self.gate.paused(self._now())
             claims, suppressed = await self.writer.call(
-                self.writer.store.claim, size, self.clock(), paused
+                self.ledger.claim, size, self.clock(), paused
             )
         finally:
             self._refill = None

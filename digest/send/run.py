@@ -31,7 +31,7 @@ from digest.models import DeliveryStatus
 from digest.observe import metrics
 from digest.outage import Outage
 from digest.send.journal import Journal
-from digest.send.limits import SharedRate, share_gate
+from digest.send.limits import GLOBAL, SharedLimits, SharedRate, share_gate
 from digest.send.pacing import DomainGate, Pacer
 from digest.send.queue import ClaimQueue
 from digest.send.relays import RelayPool, RelayState
@@ -39,7 +39,6 @@ from digest.send.result import RunResult, SendOptions
 from digest.send.smtp import Connection, Progress, probe
 from digest.send.writer import Ledger, Writer
 from digest.store import Claim
-from digest.track.limits import GLOBAL, SharedLimits
 from digest.track.outcomes import Outcome
 
 log = logging.getLogger(__name__)
@@ -89,6 +88,7 @@ class SendRun:
         )
         self.claims = ClaimQueue(
             self.writer,
+            store,
             self.gate,
             batch_size=self.options.batch_size,
             limit=self.options.limit,

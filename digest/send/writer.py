@@ -14,8 +14,8 @@ from typing import Protocol, TypeVar
 from digest.models import DeliveryStatus
 from digest.outage import Outage
 from digest.send.journal import Journal
+from digest.send.ledger import Control
 from digest.store.claims import Claim
-from digest.track.ledger import Control
 from digest.track.outcomes import Outcome
 
 T = TypeVar("T")
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class Ledger(Protocol):
-    """What a send needs of the database (``track.ledger.DeliveryStore``; a dry run's
+    """What a send needs of the database (``send.ledger.DeliveryStore``; a dry run's
     ``send.dry.DryLedger``). Synchronous: the writer's thread calls it."""
 
     def claim(

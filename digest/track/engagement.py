@@ -62,13 +62,13 @@ class Tracker:
 
             def tracked(match: re.Match[str]) -> str:
                 url = html.unescape(match.group(3))
-                token = self.signer.click(link_ids[url])
+                token = self.signer.click.sign(link_ids[url])
                 return f"{match.group(1)}{match.group(2)}{base}/c/{token}{reader}{match.group(2)}"
 
             body = _LINK.sub(tracked, body)
         if self.mailing_list.track_opens:
             pixel = (
-                f'<img src="{base}/o/{self.signer.opened(edition_id)}{reader}" width="1" '
+                f'<img src="{base}/o/{self.signer.opened.sign(edition_id)}{reader}" width="1" '
                 'height="1" alt="" style="display:block;width:1px;height:1px;border:0">'
             )
             body, found = _BODY_END.subn(pixel + "</body>", body, count=1)
@@ -102,7 +102,7 @@ class Engagement:
 
     def click(self, token: str, reader: str | None) -> Hit | None:
         """The link a click token names, recorded; None for a token that is not ours."""
-        found = self._verified(token, LinkSigner.verify_click)
+        found = self._verified(token, lambda signer, t: signer.click.verify(t))
         if found is None:
             return None
         mailing_list, signer, link_id = found
@@ -116,7 +116,7 @@ class Engagement:
             return hit
 
     def opened(self, token: str, reader: str | None) -> Hit | None:
-        found = self._verified(token, LinkSigner.verify_opened)
+        found = self._verified(token, lambda signer, t: signer.opened.verify(t))
         if found is None:
             return None
         mailing_list, signer, edition_id = found
@@ -144,7 +144,7 @@ class Engagement:
         if not token or not mailing_list.individual_tracking:
             return None
         try:
-            key = signer.verify_reader(token)
+            key = signer.reader.verify(token)
         except BadToken:
             return None
         return store.subscriber_id_by_token(session, key)

@@ -24,8 +24,8 @@ from digest.errors import DigestError
 from digest.headers import clean_text
 from digest.tokens import LinkSigner, unsubscribe_key
 from digest.track.bounces import RECIPIENT_HEADERS, BounceReader, Unparseable
-from digest.track.ledger import apply_return
 from digest.track.outcomes import SoftBouncePolicy
+from digest.track.returns import apply_return
 
 log = logging.getLogger(__name__)
 PROCESSED_FOLDER = "processed"

@@ -94,7 +94,7 @@ class ReaderPages:
         key = unsubscribe_key(self.signers, token)
         if key is None:
             return self.bad_link()
-        preferences = self.signers[0].preferences(key)
+        preferences = self.signers[0].preferences.sign(key)
         return self.page(
             "unsubscribe", "Отписаться от рассылки", token=token, preferences=preferences
         )
@@ -171,7 +171,7 @@ class ReaderPages:
         """(signer, subscriber key); the link's lifetime in days when it expired."""
         for signer, days in self.confirmers:
             try:
-                return signer, signer.verify_confirm(token, days * 86400)
+                return signer, signer.confirm.verify(token, days * 86400)
             except ExpiredToken:
                 return days
             except BadToken:
@@ -199,7 +199,7 @@ class ReaderPages:
         ip, agent = client_ip(request), request.headers.get("user-agent")
         if not await self.context.run(lambda: self.context.book.confirm(key, ip, agent)):
             return self.bad_link()
-        preferences = signer.preferences(key)
+        preferences = signer.preferences.sign(key)
         return self.page("confirmed", "Подписка подтверждена", preferences=preferences)
 
     async def click(self, request: Request) -> Response:

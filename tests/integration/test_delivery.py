@@ -32,8 +32,8 @@ from digest.models import (
 )
 from digest.schedule.files import Schedule
 from digest.send import RunResult, SmtpConnection, Timeouts, run_async
-from digest.track.ledger import record_bounces
 from digest.track.outcomes import Outcome, SoftBouncePolicy
+from digest.track.returns import record_bounces
 from digest.wiring import Services
 from tests.support.common import together
 from tests.support.faults import (
@@ -363,7 +363,7 @@ def test_relay_urls_parse_into_a_pool() -> None:
 
 
 def test_claims_leave_mail_to_paused_domains_in_the_queue(live: Services) -> None:
-    from digest.track.ledger import DeliveryStore
+    from digest.send.ledger import DeliveryStore
 
     schedule, edition = today_edition(live, 50)
     live.lifecycle.start_sending(schedule, edition)
@@ -383,7 +383,7 @@ def test_a_stop_writes_every_outcome_even_when_the_database_lags(live: Services)
     import asyncio
     import time
 
-    from digest.track.ledger import Control, DeliveryStore
+    from digest.send.ledger import Control, DeliveryStore
 
     class LaggingStore(DeliveryStore):
         """A slow database: every write queues up behind the one before."""

@@ -26,7 +26,7 @@ def preferences_url(services: Services, who: str) -> str:
 
     with services.factory() as session:
         key = session.query(Subscriber.token_key).filter(Subscriber.email == who).scalar()
-    return f"/p/{LinkSigner(services.settings.link_key(), 'daily').preferences(key)}"
+    return f"/p/{LinkSigner(services.settings.link_key(), 'daily').preferences.sign(key)}"
 
 
 def test_hostile_values_get_a_4xx_never_a_500(site: tuple[Services, str]) -> None:

@@ -59,8 +59,8 @@ def test_placeholders_in_data_never_become_a_readers_values(
     message = services.previews.preview(schedule, edition, address)
     html, text = parts(message.data)
     composer = services.tools.composer(schedule)
-    unsub = composer.signer.unsubscribe(key)
-    prefs = composer.signer.preferences(key)
+    unsub = composer.signer.unsubscribe.sign(key)
+    prefs = composer.signer.preferences.sign(key)
     # The template's own slots, exactly: the footer's links and address, once each.
     assert html.count(unsub) == 1 and text.count(unsub) == 1
     assert html.count(prefs) == 1 and text.count(prefs) == 1

@@ -268,7 +268,7 @@ def test_a_capped_domains_slots_are_one_schedule_for_every_sender(
     database get slots that never coincide, each ``interval`` after the last."""
     import threading
 
-    from digest.track.limits import CAP, SharedLimits
+    from digest.send.limits import CAP, SharedLimits
 
     interval, leases = 0.05, 40
     clock = utcnow_for_tests
@@ -301,7 +301,7 @@ def test_a_domains_hold_is_the_fleets_one_pause_one_probe(
     one domain for 240 s and 120 s); when it ends one sender gets the probe; a
     failed probe doubles the back-off up to the cap; a success opens the domain
     for every sender, and full speed lets the next pause start short."""
-    from digest.track.limits import SharedLimits
+    from digest.send.limits import SharedLimits
 
     a, b = SharedLimits(factory), SharedLimits(factory)
     t0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -339,8 +339,8 @@ def test_a_domains_hold_is_the_fleets_one_pause_one_probe(
 def test_a_probe_whose_sender_died_is_taken_again_after_its_lease(
     factory: sessionmaker[Session],
 ) -> None:
+    from digest.send.limits import SharedLimits
     from digest.store import PROBE_LEASE
-    from digest.track.limits import SharedLimits
 
     limits = SharedLimits(factory)
     t0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)

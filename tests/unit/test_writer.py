@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from digest.models import DeliveryStatus
+from digest.send.ledger import Control
 from digest.send.pacing import DomainGate
 from digest.send.queue import ClaimQueue
 from digest.send.result import RunResult
 from digest.send.writer import Writer
 from digest.store import Claim
-from digest.track.ledger import Control
 from digest.track.outcomes import Outcome
 
 
@@ -64,6 +64,7 @@ def waiting_queue(
     """A queue that waits for retries, asking what is due every ``poll`` s."""
     return ClaimQueue(
         writer,
+        writer.store,
         DomainGate(),
         batch_size=10,
         limit=None,
