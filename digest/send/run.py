@@ -72,13 +72,12 @@ class SendRun:
         self.connect = connect
         self.relays = relays
         self.clock = clock
-        self.options = options or SendOptions()
-        self.connections = self.options.connections
+        self.options = o = options or SendOptions()
+        self.connections = o.connections
         self.gate = gate or DomainGate(connections=self.connections)
         self.progress = progress
         self.result = RunResult(domains=self.gate.domains)
         self._stop = asyncio.Event()
-        o = self.options
         self.writer = Writer(
             store,
             o.batch_size,
@@ -90,10 +89,10 @@ class SendRun:
             self.writer,
             store,
             self.gate,
-            batch_size=self.options.batch_size,
-            limit=self.options.limit,
-            wait=self.options.wait,
-            max_idle_sleep=self.options.max_idle_sleep,
+            batch_size=o.batch_size,
+            limit=o.limit,
+            wait=o.wait,
+            max_idle_sleep=o.max_idle_sleep,
             clock=clock,
             stop=self._stop,
             held_back=self._held_back,

@@ -122,7 +122,7 @@ def test_an_expired_or_forged_confirmation_link_gets_a_clear_page(
     signer = LinkSigner(services.settings.link_key(), "daily")
     days = services.tools.mailing_list(services.schedule("daily")).confirm_days
     # A link signed confirm_days and a minute ago (the signer's clock, moved back).
-    signer._confirm.get_timestamp = lambda: int(time.time()) - days * 86400 - 60  # type: ignore[method-assign]
+    signer.confirm._signer.get_timestamp = lambda: int(time.time()) - days * 86400 - 60  # type: ignore[method-assign]
     old = signer.confirm.sign(key)
     status, _, page = fetch(f"{base}/confirm/{old}")
     assert status == 410 and "устарела" in page
