@@ -119,6 +119,8 @@ def rows(factory: sessionmaker[Session], edition: Edition) -> dict[str, tuple[De
     return {e: (d, s) for e, d, s in found}
 
 
+# A stalled relay is told from a slow one by timeouts in seconds: a timing test.
+@pytest.mark.timing
 def test_every_deliverable_address_gets_it_once_through_a_faulty_relay(live: Services) -> None:
     schedule, edition = today_edition(live, 2000)
     handler = FaultHandler(stall_seconds=2.5)
