@@ -1,7 +1,7 @@
 """The composition root: the services of one entry point, built once, in order,
 each with exactly the collaborators it uses.
 
-    editions → lifecycle → corrections → sender → previews → runner → scheduling
+    editions → lifecycle → corrections → sender → previews → reports → runner → scheduling
     → desk → shaping
 
 ``digest`` commands, the web app, the scheduler, a sender process and the tests
@@ -27,6 +27,7 @@ from digest.schedule.runner import Runner
 from digest.send.senders import Entry
 from digest.support import Support
 from digest.toolkit import Toolkit
+from digest.track.reports import Reports
 
 
 class Services:
@@ -48,6 +49,7 @@ class Services:
             factory, clock, tools, self.lifecycle, self.corrections, entry=sender_entry
         )
         self.previews = Previews(factory, tools, self.sender)
+        self.reports = Reports(factory, clock)
         self.runner = Runner(factory, clock, tools, self.editions, self.lifecycle)
         self.scheduling = Scheduling(settings, factory, clock, self.runner, self.sender)
         self.desk = DeskView(factory, clock, tools, self.previews)

@@ -102,13 +102,9 @@ def finish_exit(report: EditionReport) -> None:
 
 
 def status_of(services: Services, edition: Edition) -> EditionReport:
-    from digest.models import Edition
-    from digest.track.reports import edition_report
-
-    with services.factory() as session:
-        current = session.get(Edition, edition.id)
-        assert current is not None
-        return edition_report(session, current, services.clock())
+    report = services.reports.of(str(edition.id))
+    assert report is not None  # the edition this command just sent
+    return report
 
 
 @app.command()

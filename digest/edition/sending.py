@@ -156,7 +156,7 @@ class Sender:
 
     async def work(
         self,
-        connect: Callable[[SmtpTarget], Connection],
+        connect: Callable[[SmtpTarget], Connection] | None = None,
         *,
         worker: str,
         once: bool,
@@ -165,7 +165,9 @@ class Sender:
     ) -> WorkReport:
         """``digest worker``: send every sending edition's due deliveries, sharing the
         work with other workers through the claims. ``once``: drain what is due now
-        and return; otherwise poll until ``stop`` is set."""
+        and return; otherwise poll until ``stop`` is set. ``connect``: the relays'
+        connections (default: the settings')."""
+        connect = connect or self.tools.connector()
         relays, gate = self.tools.relay_pool(), self.tools.domain_gate()
         report = WorkReport()
         schedules: dict[str, Schedule] = {}
@@ -380,7 +382,6 @@ class Sender:
         stopper = Stopper()
         with stop_on_signals(stopper.on_signal):
             return await self.work(
-                self.tools.connector(),
                 worker=name,
                 once=once,
                 stop=stopper.stop,

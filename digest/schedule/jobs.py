@@ -200,7 +200,6 @@ class Scheduling:
 
         async def send(until: asyncio.Event) -> None:
             await self.sender.work(
-                self.sender.tools.connector(),
                 worker=name,
                 once=False,
                 stop=until,
