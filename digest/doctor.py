@@ -26,7 +26,7 @@ from digest.observe.health import Check, guard
 from digest.render import ArticleView, EditionView, Renderer
 from digest.schedule.files import load_schedules
 from digest.send import SmtpConnection, connector
-from digest.web import auth as deskauth
+from digest.team import auth as deskauth
 
 
 def run_checks(cfg: Settings, smtp: bool = True, clock: Clock = utcnow) -> list[Check]:

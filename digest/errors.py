@@ -56,6 +56,19 @@ class RelayUnavailable(DigestError):
     """The SMTP relay cannot be reached; nothing was sent and every claim was released."""
 
 
+class Refused(DigestError):
+    """A relay's refusal in its own words: the 4xx or 5xx reply to MAIL, RCPT,
+    DATA or the end of data, not yet judged. ``send.smtp`` raises it as
+    aiosmtplib's ``SMTPResponseException`` does; the send judges it
+    (``track.replies.judge``) into a ``TemporaryFailure`` or ``PermanentFailure``."""
+
+    def __init__(self, code: int, text: str, recipient: str | None = None) -> None:
+        self.code = code
+        self.text = text
+        self.recipient = recipient
+        super().__init__(f"{code} {text}")
+
+
 class Kind(enum.StrEnum):
     """What an SMTP reply means for the message, the address and the relay."""
 

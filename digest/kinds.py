@@ -18,6 +18,19 @@ def utcnow() -> datetime:
 
 Clock = Callable[[], datetime]
 
+MAX_ID = 2**31 - 1  # the id columns are 32-bit on PostgreSQL
+
+
+def row_id(value: str | int) -> int | None:
+    """A row id as a person or a URL gives it: ASCII digits within the column's
+    range, else None. (``"²".isdigit()`` is true and ``int("²")`` raises; an id
+    past 2³¹ − 1 makes PostgreSQL raise: both once reached people as tracebacks.)"""
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()) or len(value) > 10:
+            return None
+        value = int(value)
+    return value if 0 < value <= MAX_ID else None
+
 
 class SubscriberStatus(enum.StrEnum):
     PENDING = "pending"

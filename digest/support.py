@@ -178,10 +178,10 @@ class Support:
         return report
 
     def _get(self, session: Any, reader_id: int) -> Subscriber:
-        found = session.get(Subscriber, reader_id)
+        found = store.subscriber_by_id(session, reader_id)
         if found is None:
             raise NoReader(f"no reader {reader_id}")
-        return found  # type: ignore[no-any-return]
+        return found
 
     def _email(self, reader_id: int) -> str:
         with self.factory() as session:

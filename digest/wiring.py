@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from digest.config import Settings
 from digest.db import Factory
+from digest.edition.archive import Archive
 from digest.edition.build import Editions
 from digest.edition.corrections import Corrections
 from digest.edition.desk import DeskView
@@ -52,6 +53,7 @@ class Services:
         self.reports = Reports(factory, clock)
         self.runner = Runner(factory, clock, tools, self.editions, self.lifecycle)
         self.scheduling = Scheduling(settings, factory, clock, self.runner, self.sender)
+        self.archive = Archive(factory, tools)
         self.desk = DeskView(factory, clock, tools, self.previews)
         self.shaping = Shaping(
             factory, clock, tools, self.editions, self.lifecycle, self.previews, self.desk

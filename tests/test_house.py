@@ -2,6 +2,9 @@
 
 - SQL lives in ``store/``: nothing else imports SQLAlchemy but ``db`` (the engine and
   the session types), ``models`` (the mappings) and the migrations.
+- The unit of work too: outside ``store/`` no module calls the session's ``get``,
+  ``add``, ``delete``, ``flush``, ``execute`` and the like; each goes through a named
+  ``store`` function.
 - Floors: doors → services → stages → store → models. A module imports from its own
   floor or one below, never from above.
 """
@@ -47,7 +50,7 @@ FLOORS: dict[str, int] = {
     "observe": 2,  # health checks and metrics: read by doctor, the web, workers
     "schedule.files": 2,
     "send": 2,
-    "web.auth": 2,  # the desk's login policy: throttle and sessions, no HTTP
+    "team": 2,  # the desk's logins: throttle and sessions, no HTTP
     "web.guard": 2,  # ASGI middleware: body cap and headers, no routes
     "toolkit": 2,  # what the services make mail with: composers, signers, relays, DKIM
     # 3 — services: they wire the stages into what a person asks for
@@ -87,7 +90,7 @@ def imported(tree: ast.Module, here: str) -> Iterator[str]:
                 parts = here.split(".")[: -node.level] if node.level else []
                 base = ".".join(["digest", *parts, node.module])
             inner = [f"{base}.{alias.name}" for alias in node.names]
-            # `from digest.web import auth` depends on digest.web.auth, not the door.
+            # `from digest.web import auth` depends on digest.team.auth, not the door.
             if not all(name.removeprefix("digest.") in module_names() for name in inner):
                 yield base
             if base == "digest" or base.startswith("digest."):
@@ -118,6 +121,71 @@ def test_only_the_store_speaks_sql() -> None:
         if not inside(name, SQL_ALLOWED)
         for target in imported(tree, name)
         if target == "sqlalchemy" or target.startswith("sqlalchemy.")
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+SESSION_CALLS = {
+    "get", "add", "add_all", "delete", "flush", "refresh", "expire", "merge",
+    "execute", "scalar", "scalars", "query", "get_one",
+}  # fmt: skip
+SESSION_ALLOWED = ("store", "db", "migrations")
+
+
+def session_calls(tree: ast.Module) -> Iterator[ast.Call]:
+    """Calls of an ORM session's methods on a name that holds one (``session``,
+    ``db_session``, ``s`` in a ``with factory() as s``): not ``request.session``."""
+    held = {"session", "db_session"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With):
+            for item in node.items:
+                if (
+                    isinstance(item.optional_vars, ast.Name)
+                    and "factory" in ast.unparse(item.context_expr)
+                ) or "transaction" in ast.unparse(item.context_expr):
+                    held.add(item.optional_vars.id)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SESSION_CALLS
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in held
+        ):
+            yield node
+
+
+def test_only_the_store_calls_the_session() -> None:
+    """Issue 26 §2: 18 modules called session.get/add/delete/flush themselves."""
+    offenders = [
+        f"digest/{name.replace('.', '/')}.py:{call.lineno}: {ast.unparse(call.func)}(…)"
+        for name, tree in modules()
+        if not inside(name, SESSION_ALLOWED)
+        for call in session_calls(tree)
+    ]
+    assert not offenders, "call a named store function instead:\n" + "\n".join(offenders)
+
+
+def test_the_session_rule_sees_what_it_is_meant_to_see() -> None:
+    """The rule above is only as good as its reading of the code."""
+    code = ast.parse(
+        "with transaction(f) as s:\n    s.add(row)\n"
+        "session.get(Edition, 1)\nrequest.session.get('sid')\nsettings.get('x')\n"
+    )
+    assert sorted(ast.unparse(c.func) for c in session_calls(code)) == ["s.add", "session.get"]
+
+
+DOORS = ("cli", "web")
+
+
+def test_the_doors_call_services_not_the_store() -> None:
+    """Issue 26 §2: ``cli.app.find`` and ``web.archive`` queried the store."""
+    offenders = [
+        f"digest.{name} imports {target}"
+        for name, tree in modules()
+        if inside(name, DOORS)
+        for target in imported(tree, name)
+        if target == "digest.store" or target.startswith("digest.store.")
     ]
     assert not offenders, "\n".join(offenders)
 

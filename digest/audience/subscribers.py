@@ -29,7 +29,6 @@ from digest.models import (
     Clock,
     Event,
     EventKind,
-    Forgotten,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -113,7 +112,7 @@ class SubscriberBook:
             return self._upsert(session, row)
 
     def _upsert(self, session: Session, row: Row) -> str:
-        if session.get(Forgotten, address_hash(row.email)) is not None:
+        if store.is_forgotten(session, address_hash(row.email)):
             return "closed"
         found = store.subscriber_by_email(session, row.email)
         if found is not None and found.status in CLOSED:
@@ -130,7 +129,7 @@ class SubscriberBook:
                 confirmed_at=row.consent_at if active else None,
                 sections=self.default_sections,
             )
-            session.add(found)
+            store.keep(session, found)
             outcome = "added"
         else:
             outcome = "updated"
@@ -141,7 +140,7 @@ class SubscriberBook:
         found.format = row.format or found.format or "html"
         found.consent_source = row.consent_source or found.consent_source
         found.consent_at = row.consent_at or found.consent_at
-        session.flush()
+        store.write_now(session)
         return outcome
 
     def remove(self, email: str) -> bool:
@@ -168,13 +167,14 @@ class SubscriberBook:
                 found.unsubscribed_at = when
             elif at is not None:
                 return True  # a queued request applied again: said once already
-            session.add(
+            store.keep(
+                session,
                 Event(
                     subscriber_id=found.id,
                     kind=EventKind.UNSUBSCRIBE,
                     at=when,
                     detail={"how": how},
-                )
+                ),
             )
             return True
 
@@ -190,13 +190,14 @@ class SubscriberBook:
                 found.status = SubscriberStatus.ACTIVE
                 found.confirmed_at = now
                 found.consent_at = found.consent_at or now
-                session.add(
+                store.keep(
+                    session,
                     Event(
                         subscriber_id=found.id,
                         kind=EventKind.CONFIRM,
                         at=now,
                         detail={"ip": ip, "user_agent": clean_text(user_agent or "", 300)},
-                    )
+                    ),
                 )
             return True
 
@@ -211,7 +212,7 @@ class SubscriberBook:
 
     def mark_invited(self, subscriber_id: int) -> None:
         with transaction(self.factory) as session:
-            found = session.get(Subscriber, subscriber_id)
+            found = store.subscriber_by_id(session, subscriber_id)
             if found is not None:
                 found.invited_at = self.clock()
 
@@ -260,12 +261,11 @@ class SubscriberBook:
         """Erase everything about the address; keep only its hash, so it is refused."""
         address = normalise_email(email)
         with transaction(self.factory) as session:
-            if session.get(Forgotten, address_hash(address)) is None:
-                session.add(Forgotten(hash=address_hash(address), at=self.clock()))
+            store.forget_address(session, address_hash(address), self.clock())
             found = _find(session, address)
             if found is None:
                 return False
-            session.delete(found)  # deliveries cascade; events lose their link
+            store.remove(session, found)  # deliveries cascade; events lose their link
             return True
 
     def show(self, email: str) -> dict[str, Any] | None:

@@ -221,18 +221,15 @@ EDITION_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}/\d{4}-\d{2}-\d{2}")
 
 def checked_ref(ref: str) -> str:
     """An edition reference as typed: an id or schedule/date, else bad usage (2)."""
-    from digest import store
+    from digest.kinds import row_id
 
-    if store.row_id(ref) is None and not EDITION_LABEL.fullmatch(ref):
+    if row_id(ref) is None and not EDITION_LABEL.fullmatch(ref):
         fail(f"{ref[:40]!r} is not an edition: give an id or schedule/date", EXIT_USAGE)
     return ref
 
 
 def find(services: Services, ref: str) -> Edition:
-    from digest import store
-
-    with services.factory() as session:
-        found = store.find_edition(session, checked_ref(ref))
+    found = services.reports.edition(checked_ref(ref))
     if found is None:
         fail(f"no edition {ref!r} (give an id or schedule/date)")
     return found

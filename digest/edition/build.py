@@ -94,7 +94,7 @@ class Editions:
         else:
             store.clear_selection(session, edition)
             edition.window_start, edition.window_end = start, end
-        session.flush()
+        store.write_now(session)
         self._store_items(session, edition, selection)
         return edition
 
@@ -114,7 +114,7 @@ class Editions:
             created_at=self.clock(),
             status=status,
         )
-        session.add(edition)
+        store.keep(session, edition)
         return edition
 
     def _store_items(self, session: Session, edition: Edition, selection: Selection) -> None:
@@ -124,7 +124,8 @@ class Editions:
             *((Block.DISCUSSED, p) for p in selection.discussed),
         ]
         for position, (block, pick) in enumerate(blocks):
-            session.add(
+            store.keep(
+                session,
                 EditionItem(
                     edition_id=edition.id,
                     article_id=pick.article.id,
@@ -133,10 +134,10 @@ class Editions:
                     discussed=pick.discussed,
                     comments_in_window=pick.comments_in_window,
                     comments_total=pick.comments_total,
-                )
+                ),
             )
-        session.flush()
-        session.refresh(edition, ["items"])
+        store.write_now(session)
+        store.reload(session, edition, ["items"])
 
     def _render(self, view: EditionView, schedule: Schedule) -> tuple[Rendered, int]:
         rendered = self.tools.renderer.render(view, schedule.mail.template)
@@ -191,7 +192,7 @@ class Editions:
             )
             _fill(session, variant, rendered[sections], tracker, text_only)
             variant.preheader = full.preheader
-            session.add(variant)
+            store.keep(session, variant)
             log.info(
                 "rendered variant %r of %s: %d articles, %d bytes of HTML, %.0f ms",
                 key,
@@ -201,7 +202,7 @@ class Editions:
                 variant.render_ms,
                 extra={"edition": edition.id},
             )
-        session.flush()
+        store.write_now(session)
 
 
 def _fill(

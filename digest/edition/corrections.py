@@ -59,7 +59,7 @@ class Corrections:
     def pending(self, edition: Edition) -> list[Revision]:
         """Corrections of the edition's articles its variants have not taken in."""
         with self.factory() as session:
-            current = session.get(Edition, edition.id)
+            current = store.edition_by_id(session, edition.id)
             if current is None:
                 return []
             return store.revisions_since(session, current.id, current.revision_mark)
@@ -67,7 +67,7 @@ class Corrections:
     def between_batches(self, session: Session, edition_id: int) -> bool:
         """Asked in the send's claim transaction before each batch. True: stop
         claiming, the edition was paused for a correction."""
-        edition = session.get(Edition, edition_id)
+        edition = store.edition_by_id(session, edition_id)
         if edition is None or not store.has_revisions_since(
             session, edition_id, edition.revision_mark
         ):
@@ -108,7 +108,7 @@ class Corrections:
         if self.tools.settings.on_correction != "rebuild":
             return False
         with self.factory() as session:
-            current = session.get(Edition, edition.id)
+            current = store.edition_by_id(session, edition.id)
             if current is None or current.pause_reason != CORRECTION:
                 return False
         return self.rebuild(edition, SYSTEM, only_if_paused=True).resumed
@@ -117,7 +117,7 @@ class Corrections:
         """The corrections pending are let be: the send goes on with the approved
         text (``digest resume --as-approved``). Returns them."""
         with transaction(self.factory) as session:
-            current = session.get(Edition, edition.id, with_for_update=True)
+            current = store.edition_by_id(session, edition.id, lock=True)
             if current is None:
                 raise EditionError(f"no edition {edition.id}")
             revisions = store.revisions_since(session, current.id, current.revision_mark)
@@ -133,7 +133,7 @@ class Corrections:
         the pause): then nothing is done, and the send may go on."""
         schedule = self.tools.schedule(edition.schedule)
         with transaction(self.factory) as session:
-            current = session.get(Edition, edition.id, with_for_update=True)
+            current = store.edition_by_id(session, edition.id, lock=True)
             if current is None:
                 raise EditionError(f"no edition {edition.id}")
             if current.status is EditionStatus.CANCELLED or not current.items:

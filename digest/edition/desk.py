@@ -133,7 +133,7 @@ class DeskView:
 
     def edition(self, edition_id: int) -> tuple[Schedule, Edition]:
         with self.factory() as session:
-            found = session.get(Edition, edition_id)
+            found = store.edition_by_id(session, edition_id)
         if found is None:
             raise EditionError(f"no edition {edition_id}")
         return self.tools.schedule(found.schedule), found
@@ -141,7 +141,7 @@ class DeskView:
     def preview(self, edition_id: int, variant: str = "") -> PreviewPage:
         schedule, edition = self.edition(edition_id)
         with self.factory() as session:
-            current = session.get(Edition, edition_id)
+            current = store.edition_by_id(session, edition_id)
             assert current is not None
             report = edition_report(session, current)
             variants = [(v.key, v.articles) for v in store.variants(session, edition_id)]
@@ -170,7 +170,7 @@ class DeskView:
 
     def delivery(self, edition_id: int) -> DeliveryPage:
         with self.factory() as session:
-            current = session.get(Edition, edition_id)
+            current = store.edition_by_id(session, edition_id)
             if current is None:
                 raise EditionError(f"no edition {edition_id}")
             now = self.clock()

@@ -92,7 +92,7 @@ class Lifecycle:
         self.editions = editions
 
     def _current(self, session: Session, edition: Edition, *, lock: bool = False) -> Edition:
-        current = session.get(Edition, edition.id, with_for_update=lock)
+        current = store.edition_by_id(session, edition.id, lock=lock)
         assert current is not None
         return current
 
@@ -217,7 +217,7 @@ class Lifecycle:
                 edition = self.editions.new_edition(session, schedule, day, S.MISSED)
             if edition.status in MOVES[Step.MISS]:
                 move(edition, Step.MISS)
-            session.flush()
+            store.write_now(session)
             return edition.id
 
     def reopen(self, edition: Edition) -> None:

@@ -64,7 +64,7 @@ class Previews:
             key = variant_key(subscriber.sections, subscriber.format) if subscriber else ""
             key = variant_key_ if variant_key_ is not None and subscriber is None else key
             variant = next((v for v in store.variants(session, edition.id) if v.key == key), None)
-            subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
+            subject = store.edition_by_id(session, edition.id).subject  # type: ignore[union-attr]
             delivery_id = (
                 store.delivery_id_for(session, edition.id, subscriber.id) if subscriber else None
             )

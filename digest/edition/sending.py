@@ -73,7 +73,7 @@ class Sender:
     ) -> dict[int, MessageTemplate]:
         with self.factory() as session:
             stored = store.variants(session, edition.id, retired=True)
-            subject = session.get(Edition, edition.id).subject  # type: ignore[union-attr]
+            subject = store.edition_by_id(session, edition.id).subject  # type: ignore[union-attr]
         mail = EditionMail(edition.id, schedule.name, edition.edition_date, subject)
         return {
             v.id: composer.template(mail, v.html, v.text, subject_prefix=subject_prefix)
@@ -364,7 +364,7 @@ class Sender:
     def send_share(self, job: Job, progress: Progress) -> RunResult:
         """A sender process's part of a `digest send` (its ``job``), until done."""
         with self.factory() as session:
-            edition = session.get(Edition, job.edition_id)
+            edition = store.edition_by_id(session, job.edition_id)
         assert edition is not None
         relays = self.tools.relay_pool(job.via)
         schedule, connect = self.tools.schedule(job.schedule), self.tools.connector()

@@ -17,7 +17,6 @@ from digest.edition.desk import _BLOCKS, DeskView
 from digest.errors import EditionError, EmptyEdition
 from digest.headers import clean_text
 from digest.models import (
-    Article,
     Block,
     Edition,
     EditionItem,
@@ -88,7 +87,7 @@ class Shaping:
                 self._drop(session, edition, items, target)
             else:
                 self._move(items, target, -1 if action == "up" else 1)
-            title = session.get(Article, article_id)
+            title = store.article_by_id(session, article_id)
             self._record(
                 session,
                 edition,
@@ -122,7 +121,7 @@ class Shaping:
         _, edition = self.view.edition(edition_id)
         status = self.lifecycle.approve(edition, approved=approved)
         with transaction(self.factory) as session:
-            current = session.get(Edition, edition_id)
+            current = store.edition_by_id(session, edition_id)
             assert current is not None
             self._record(session, current, editor, "approve" if approved else "unapprove", None)
         return status
@@ -131,14 +130,14 @@ class Shaping:
         schedule, edition = self.view.edition(edition_id)
         result = self.previews.send_test(schedule, edition, to)
         with transaction(self.factory) as session:
-            current = session.get(Edition, edition_id)
+            current = store.edition_by_id(session, edition_id)
             assert current is not None
             detail = {"to": to, "code": result.code, "reply": result.reply[:200]}
             self._record(session, current, editor, "test", detail)
         return result
 
     def _draft(self, session: Session, edition_id: int) -> Edition:
-        edition = session.get(Edition, edition_id, with_for_update=True)
+        edition = store.edition_by_id(session, edition_id, lock=True)
         if edition is None:
             raise EditionError(f"no edition {edition_id}")
         if edition.status is not EditionStatus.DRAFT:
@@ -172,7 +171,7 @@ class Shaping:
             successor = rest[0]
             successor.block = Block.LEAD
         edition.items.remove(target)
-        session.delete(target)
+        store.remove(session, target)
 
     @staticmethod
     def _move(items: list[EditionItem], target: EditionItem, step: int) -> None:
@@ -186,7 +185,7 @@ class Shaping:
     def _add(
         self, session: Session, edition: Edition, article_id: int, items: list[EditionItem]
     ) -> None:
-        if session.get(Article, article_id) is None:
+        if store.article_by_id(session, article_id) is None:
             raise EditionError(f"no article {article_id}")
         edition.items.append(
             EditionItem(
@@ -209,8 +208,8 @@ class Shaping:
 
     def _rerender(self, session: Session, schedule: Schedule, edition: Edition) -> None:
         edition.shaped_at = edition.shaped_at or self.clock()
-        session.flush()
-        session.expire(edition, ["items"])
+        store.write_now(session)
+        store.expire(session, edition, ["items"])
         self.editions.rerender(session, schedule, edition)
 
 

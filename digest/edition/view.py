@@ -1,14 +1,13 @@
-"""An edition as the templates see it (``EditionView``), and as the public archive
-page shows it: every section, nobody's links."""
+"""An edition as the templates see it (``EditionView``); the public archive's page
+of it is ``edition.archive``'s."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from digest import store
 from digest.db import Session
-from digest.errors import EmptyEdition, RenderError
+from digest.errors import EmptyEdition
 from digest.models import Block, Edition, EditionItem
 from digest.models.tables import Comment
 from digest.render import (
@@ -23,7 +22,6 @@ from digest.render import (
 from digest.schedule.files import Schedule
 
 if TYPE_CHECKING:
-    from digest.db import Factory
     from digest.toolkit import Toolkit
 
 PREHEADER_LIMIT = 100
@@ -111,17 +109,3 @@ def archive_url(tools: Toolkit, edition: Edition) -> str:
     """The public page of the edition: «Открыть в браузере»."""
     base = tools.settings.base_url.rstrip("/")
     return f"{base}/archive/{edition.schedule}/{edition.edition_date.isoformat()}"
-
-
-def archive_page(tools: Toolkit, factory: Factory, schedule: Schedule, edition: Edition) -> str:
-    """The edition as a web page: every section, nobody's links, no tracking."""
-    with factory() as session:
-        current = session.get(Edition, edition.id)
-        assert current is not None
-        view = replace(edition_view(tools, session, schedule, current), archive=True)
-        view = replace(view, subject=current.subject or view.subject)
-    page = tools.renderer.render(view, schedule.mail.template).html
-    if tools.placeholders.stem in page:
-        # A public page: no slot may reach it (the secret stem keeps slots ours).
-        raise RenderError(f"{edition.label}: the template puts a reader's slot in the archive")
-    return page

@@ -177,8 +177,7 @@ def _store(session: Session, data: ArticleIn, comments: list[CommentIn], now: da
     if article is None:
         article = Article(external_id=data.id, **fields)
         article.withdrawn_at = now if data.withdrawn else None
-        session.add(article)
-        session.flush()
+        store.keep(session, article, now=True)
     else:
         before = {key: getattr(article, key) for key in TRACKED}
         for key, value in fields.items():

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from digest import store
 from digest.db import Factory, Session, transaction
 from digest.errors import Kind
-from digest.models import Edition, EditionStatus
+from digest.models import EditionStatus
 from digest.track.outcomes import Outcome, SoftBouncePolicy
 from digest.track.returns import record_bounces
 
@@ -80,7 +80,7 @@ class DeliveryStore:
     def release(self, now: datetime) -> int:
         with transaction(self.factory) as session:
             released = store.release_claims(session, self.edition_id, self.worker, now)
-            edition = session.get(Edition, self.edition_id)
+            edition = store.edition_by_id(session, self.edition_id)
             if edition is not None and edition.status is EditionStatus.CANCELLED:
                 store.cancel_pending(session, self.edition_id, now)
             return released
@@ -89,7 +89,7 @@ class DeliveryStore:
         """Keep this worker's claims alive; read pause, cancel and unsubscribes."""
         with transaction(self.factory) as session:
             store.extend_claims(session, self.edition_id, self.worker, now, now + self.lease)
-            edition = session.get(Edition, self.edition_id)
+            edition = store.edition_by_id(session, self.edition_id)
             if edition is None:
                 return Control(cancelled=True)
             return Control(

@@ -24,6 +24,7 @@ from digest.errors import (
     DeliveryError,
     Kind,
     PermanentFailure,
+    Refused,
     RelayUnavailable,
     TemporaryFailure,
 )
@@ -40,6 +41,7 @@ from digest.send.smtp import Connection, Progress, probe
 from digest.send.writer import Ledger, Writer
 from digest.store import Claim
 from digest.track.outcomes import Outcome
+from digest.track.replies import judge
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -369,7 +371,8 @@ class SendRun:
     ) -> Outcome:
         try:
             code, reply = await connection.send(message, before_data)
-        except DeliveryError as error:
+        except (Refused, DeliveryError) as failed:
+            error = judge(failed)  # the one place a relay's refusal is judged
             now = self._now()
             self.gate.done(claim.domain, error.kind, now, str(error))
             if error.kind in (Kind.UNREACHABLE, Kind.CONNECTION, Kind.RELAY):

@@ -18,17 +18,18 @@ from digest.errors import (
     DeliveryError,
     Kind,
     PermanentFailure,
+    Refused,
     RelayUnavailable,
     TemporaryFailure,
 )
 from digest.send.pipeline import Line, LineLost, body, envelope
 from digest.track.outcomes import Outcome
-from digest.track.replies import classify
 
 
 class Connection(Protocol):
-    """One open line to a relay. ``send`` returns the 2xx reply or raises a
-    classified ``DeliveryError`` (``code`` None: the connection itself failed)."""
+    """One open line to a relay. ``send`` returns the 2xx reply, raises the relay's
+    refusal as it said it (``Refused``, judged by the send) or a ``DeliveryError``
+    when the line itself failed (``code`` None)."""
 
     async def open(self) -> None: ...
 
@@ -76,6 +77,7 @@ class SmtpConnection:
         self.line: Line | None = None
         # What the relay said in its EHLO (name: parameters), kept past a takeover.
         self.extensions: dict[str, str] = {}
+        self.midway = False  # a transaction was begun and not judged (see send)
 
     async def open(self) -> None:
         smtp = aiosmtplib.SMTP(
@@ -121,6 +123,21 @@ class SmtpConnection:
         """Send one message. ``before_data`` is awaited between RCPT and DATA: the
         sender passes the commit of this connection's previous outcome, so the
         envelope of the next message overlaps it and nothing is accepted before it."""
+        # Until the transaction ends in a reply we judged, the relay may be in the
+        # middle of it (354 said, the body not sent): a task cancelled there leaves
+        # a line that cannot be QUIT (the QUIT would be read as the body) nor reused.
+        if self.midway:
+            self._drop()
+        self.midway = True
+        try:
+            reply = await self._send(message, before_data)
+        except (Refused, DeliveryError):
+            self.midway = False  # answered: the line was reset or dropped
+            raise
+        self.midway = False
+        return reply
+
+    async def _send(self, message: Message, before_data: Awaitable[None] | None) -> tuple[int, str]:
         if not self.connected:
             self._drop()
             await self.open()
@@ -218,19 +235,16 @@ class SmtpConnection:
                 raise
             self._drop()
             code, text = said
-            raise classify(code, text, message.envelope_to) or TemporaryFailure(
-                text, code=code
-            ) from None
+            raise Refused(code, text, message.envelope_to) from None
         return replies[0], replies[1], replies[2]
 
     async def _refused(self, code: int, text: str, message: Message) -> NoReturn:
-        """Raise what a refusal means, the line made ready for the next message."""
-        error = classify(code, text, message.envelope_to)
+        """Raise the refusal as said, the line made ready for the next message."""
         if code == 421:
             self._drop()  # RFC 5321 §3.8: 421 closes the channel
         else:
             await self._reset()
-        raise (error or TemporaryFailure(text, code=code)) from None
+        raise Refused(code, text, message.envelope_to) from None
 
     async def _reset(self) -> None:
         # After a refusal the envelope must be reset before the next message.
@@ -252,6 +266,9 @@ class SmtpConnection:
             self.smtp = None
 
     async def close(self) -> None:
+        if self.midway:
+            self._drop()  # interrupted mid-transaction: nothing to say goodbye on
+            return
         try:
             if self.line is not None and self.line.open:
                 self.line.write(b"QUIT\r\n")
@@ -297,7 +314,7 @@ async def send_each(
             data = sign(message.data) if sign is not None else message.data
             try:
                 code, reply = await connection.send(replace(message, data=data))
-            except DeliveryError as exc:
+            except (Refused, DeliveryError) as exc:
                 results.append(Single(message, exc.code, str(exc)))
             else:
                 results.append(Single(message, code, reply))

@@ -125,8 +125,10 @@ class Writer:
                 await self.call(self.store.record, [o for o, _ in batch])
             except BaseException as exc:
                 # Not written: still pending, so the journal keeps them for the next run.
+                # Every commit awaited fails, not only this batch's: the writer stops
+                # here, and a sender awaiting a later one would wait for ever.
                 self._pending[:0] = batch
-                for _, future in batch:
+                for _, future in self._pending:
                     if future is not None and not future.done():
                         future.set_exception(exc)
                         future.exception()  # the run reports it; no "never retrieved"

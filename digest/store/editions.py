@@ -14,6 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from digest.kinds import row_id
 from digest.models import (
     Delivery,
     DeliveryStatus,
@@ -36,20 +37,6 @@ def edition_for(
         Edition.schedule == schedule, Edition.edition_date == edition_date
     )
     return session.scalar(query.with_for_update() if lock else query)
-
-
-MAX_ID = 2**31 - 1  # the id columns are 32-bit on PostgreSQL
-
-
-def row_id(value: str | int) -> int | None:
-    """A row id as a person or a URL gives it: ASCII digits within the column's
-    range, else None. (``"²".isdigit()`` is true and ``int("²")`` raises; an id
-    past 2³¹ − 1 makes PostgreSQL raise: both once reached people as tracebacks.)"""
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()) or len(value) > 10:
-            return None
-        value = int(value)
-    return value if 0 < value <= MAX_ID else None
 
 
 def find_edition(session: Session, ref: str) -> Edition | None:

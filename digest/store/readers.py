@@ -131,6 +131,12 @@ def audit_of(session: Session, subject: str, limit: int = 50) -> list[AuditEntry
     )
 
 
+def forget_address(session: Session, address_hash: str, at: datetime) -> None:
+    """Keep the hash of an erased address, so it is refused from now on."""
+    if not is_forgotten(session, address_hash):
+        session.add(Forgotten(hash=address_hash, at=at))
+
+
 def add_subscriber(session: Session, subscriber: Subscriber) -> Subscriber:
     session.add(subscriber)
     session.flush()

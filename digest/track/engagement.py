@@ -23,7 +23,7 @@ from digest import store
 from digest.audience.lists import MailingList
 from digest.compose import Placeholders
 from digest.db import Factory, Session, transaction
-from digest.models import Clock, EditionLink, EventKind, utcnow
+from digest.models import Clock, EventKind, utcnow
 from digest.tokens import BadToken, Keyring, LinkSigner
 
 _LINK = re.compile(r"""(<a\b[^>]*?\bhref=)(["'])(https?://[^"'\s]+)\2""", re.I)
@@ -107,7 +107,7 @@ class Engagement:
             return None
         mailing_list, signer, link_id = found
         with transaction(self.factory) as session:
-            link = session.get(EditionLink, link_id)
+            link = store.link_by_id(session, link_id)
             if link is None:
                 return None
             who = self._reader(session, mailing_list, signer, reader)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from digest.errors import DeliveryError, Kind, PermanentFailure, TemporaryFailure
+from digest.errors import DeliveryError, Kind, PermanentFailure, Refused, TemporaryFailure
 
 ENHANCED_CODE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -282,3 +282,12 @@ def classify(code: int | None, reply: str, recipient: str | None = None) -> Deli
     return (TemporaryFailure if code is None or code < 500 else PermanentFailure)(
         reply, code=code, enhanced_code=enhanced_code(reply), recipient=recipient, kind=kind
     )
+
+
+def judge(error: Refused | DeliveryError) -> DeliveryError:
+    """What a failed send means: a relay's refusal judged by the table above; a
+    line lost or a relay out of reach is a ``DeliveryError`` already."""
+    if isinstance(error, Refused):
+        judged = classify(error.code, error.text, error.recipient)
+        return judged or TemporaryFailure(error.text, code=error.code)
+    return error

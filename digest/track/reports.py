@@ -207,6 +207,11 @@ class Reports:
         with self.factory() as session:
             return [edition_report(session, e) for e in store.recent_editions(session, limit)]
 
+    def edition(self, ref: str) -> Edition | None:
+        """An edition by id or schedule/date (``store.find_edition``)."""
+        with self.factory() as session:
+            return store.find_edition(session, ref)
+
     def of(self, ref: str) -> EditionReport | None:
         """An edition by id or schedule/date, as of now; None when there is none."""
         with self.factory() as session:

@@ -29,8 +29,8 @@ from digest.config import Settings
 from digest.config.values import is_https
 from digest.db import DatabaseError, Factory, is_unavailable
 from digest.models import Clock, utcnow
+from digest.team.auth import DeskAuth
 from digest.tokens import Keyring
-from digest.web.auth import DeskAuth
 from digest.web.desk import DeskApp
 from digest.web.guard import Guard
 from digest.web.health import HealthPages

@@ -1,7 +1,7 @@
 """The editors' desk under ``/desk/``: login, the pages' plumbing, and the routes of
 ``web.editions`` (the edition pages) and ``web.archive`` (the public archive).
 
-Thin: each handler checks the login (``web.auth.DeskAuth``: a session kept in
+Thin: each handler checks the login (``team.auth.DeskAuth``: a session kept in
 the database, its random id in a signed cookie) and the form's CSRF token, then
 calls the desk's services. Editors come from DIGEST_EDITORS / DIGEST_EDITOR_PASSWORD;
 an anonymous visitor is sent to ``/desk/login``, where wrong passwords are
@@ -25,8 +25,8 @@ from starlette.routing import Route
 from digest.config.values import parse_names
 from digest.errors import DigestError
 from digest.render import date_long
+from digest.team.auth import DeskAuth
 from digest.web.archive import ArchivePages
-from digest.web.auth import DeskAuth
 from digest.web.editions import EditionPages
 from digest.web.readers import ReaderDesk
 from digest.wiring import Services

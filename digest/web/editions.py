@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import store
 from digest.edition.corrections import Rebuilt
 from digest.errors import DigestError
+from digest.kinds import row_id
 from digest.models import EditionStatus
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class EditionPages:
     async def shape(self, request: Request) -> Response:
         form = await request.form()
         edition_id = edition_of(request)
-        article = store.row_id(str(form.get("article") or ""))
+        article = row_id(str(form.get("article") or ""))
         if article is None:
             raise DigestError("no article given")
         await self.app.run(
@@ -152,7 +152,7 @@ class EditionPages:
 
 def edition_of(request: Request) -> int:
     """The edition of the URL; a number past any id is "no such edition" (404)."""
-    found = store.row_id(int(request.path_params["edition"]))
+    found = row_id(int(request.path_params["edition"]))
     if found is None:
         raise DigestError("Нет такого выпуска.")
     return found

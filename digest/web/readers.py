@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import store
 from digest.errors import DigestError
+from digest.kinds import row_id
 
 if TYPE_CHECKING:
     from digest.web.desk import DeskApp, Handler
@@ -87,7 +87,7 @@ class ReaderDesk:
 
 def reader_of(request: Request) -> int:
     """The reader of the URL; a number past any id is "no such reader" (404)."""
-    found = store.row_id(int(request.path_params["reader"]))
+    found = row_id(int(request.path_params["reader"]))
     if found is None:
         raise DigestError("no such reader")
     return found

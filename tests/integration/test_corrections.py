@@ -20,7 +20,6 @@ from sqlalchemy import select
 from digest import demo, store
 from digest.capture import Captured, CaptureServer
 from digest.config import parse_smtp_url
-from digest.edition.view import archive_page
 from digest.errors import EditionError
 from digest.ingest import Ingester, read_jsonl
 from digest.models import (
@@ -271,7 +270,7 @@ def test_a_withdrawn_article_leaves_the_rest_of_the_send_and_the_archive(
     assert send(services, schedule, approved, smtp_server).sent == READERS - sent_before
     assert all(gone.title not in text_of(m) for m in smtp_server.messages[sent_before:])
     # The archive shows the edition as it is now.
-    assert gone.title not in archive_page(services.tools, services.factory, schedule, approved)
+    assert gone.title not in services.archive.page(schedule, approved)
 
 
 def test_a_missing_article_is_not_a_withdrawal_and_an_unchanged_one_is_no_correction(

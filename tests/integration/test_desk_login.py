@@ -16,8 +16,8 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from digest.models import LoginFailure
+from digest.team.auth import FREE, LOCK_AFTER, DeskAuth
 from digest.web.app import WebContext, create_app
-from digest.web.auth import FREE, LOCK_AFTER, DeskAuth
 from digest.wiring import Services
 from tests.support.serving import serving
 from tests.support.web import PASSWORD, Client, Clock, NoRedirects

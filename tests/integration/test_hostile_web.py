@@ -147,7 +147,7 @@ def test_wrong_passwords_are_throttled_then_locked_and_logged_without_the_passwo
         update={"editors": SecretStr(f"anna:{PASSWORD}"), "base_url": "http://127.0.0.1"}
     )
     app = create_app(WebContext(cfg, services.factory, clock=clock))
-    caplog.set_level(logging.WARNING, logger="digest.web.auth")
+    caplog.set_level(logging.WARNING, logger="digest.team.auth")
     with serving(app) as base:
         client = Client(base)
         assert [client.login(password=f"guess{i}") for i in range(3)] == [401] * 3

@@ -14,9 +14,10 @@ import pytest
 from digest.capture import CaptureServer
 from digest.compose import Message, Recipient
 from digest.config import SmtpTarget
-from digest.errors import Kind, PermanentFailure, TemporaryFailure
+from digest.errors import DeliveryError, Kind, PermanentFailure, Refused, TemporaryFailure
 from digest.send import SmtpConnection, run_async
 from digest.send.pipeline import body
+from digest.track.replies import judge
 
 EHLO = b"250-relay.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
 
@@ -84,16 +85,18 @@ class Relay:
         return say
 
 
-async def talk(relay: Relay, messages: list[Message]) -> list[tuple[int, str] | Exception]:
+async def talk(relay: Relay, messages: list[Message]) -> list[tuple[int, str] | DeliveryError]:
     server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     connection = SmtpConnection(SmtpTarget("127.0.0.1", port), 5)
-    out: list[tuple[int, str] | Exception] = []
+    out: list[tuple[int, str] | DeliveryError] = []
     try:
         for m in messages:
             try:
                 out.append(await connection.send(m))
-            except (PermanentFailure, TemporaryFailure) as exc:
+            except Refused as refusal:  # said as the relay said it; judged as the send does
+                out.append(judge(refusal))
+            except DeliveryError as exc:
                 out.append(exc)
     finally:
         await connection.close()
@@ -196,3 +199,41 @@ def test_aiosmtpd_gets_the_same_bytes_either_way(pipelining: bool) -> None:
 def test_body_stuffs_a_leading_dot_and_ends_the_data() -> None:
     assert body(b".a\r\nb") == b"..a\r\nb\r\n.\r\n"
     assert body(b"a\r\n") == b"a\r\n.\r\n"
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_send_interrupted_before_its_body_closes_the_line_without_waiting(
+    pipelining: bool,
+) -> None:
+    """A send cancelled while it waits for the previous outcome's commit (the
+    database gone, the run given up) has the relay in DATA (354 said, or RCPT
+    taken): a QUIT then is read as the body and never answered, and the run
+    waited the whole command timeout before it could exit. The line is dropped
+    instead; nothing half-sent is delivered."""
+
+    async def go(server: CaptureServer) -> None:
+        connection = SmtpConnection(
+            SmtpTarget("127.0.0.1", server.port), 3600, pipelining=pipelining
+        )
+        await connection.send(message(1))
+        waiting = asyncio.Event()
+
+        async def commit_that_never_comes() -> None:
+            waiting.set()
+            await asyncio.get_running_loop().create_future()
+
+        sending = asyncio.ensure_future(
+            connection.send(message(2), before_data=commit_that_never_comes())
+        )
+        await waiting.wait()
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        # A guard, not a measure: without the fix this waits the hour.
+        await asyncio.wait_for(connection.close(), 30)
+        assert not connection.connected
+
+    with CaptureServer() as server:
+        run_async(go(server))
+    assert len(server.messages) == 1  # the first; the interrupted one never went
+    assert all(b"QUIT" not in m.data for m in server.messages)

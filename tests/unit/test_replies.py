@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from digest.errors import Kind, PermanentFailure, TemporaryFailure
-from digest.track.replies import NEGATIVE_FEEDBACK, RULES, Rule, classify, kind_of, rule_for
+from digest.errors import Kind, PermanentFailure, Refused, TemporaryFailure
+from digest.track.replies import (
+    NEGATIVE_FEEDBACK,
+    RULES,
+    Rule,
+    classify,
+    judge,
+    kind_of,
+    rule_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -91,3 +99,15 @@ def test_classify_keeps_the_servers_words_and_the_house_errors() -> None:
     hard = classify(550, "5.1.1 user unknown", "x@example.ru")
     assert isinstance(hard, PermanentFailure) and hard.recipient == "x@example.ru"
     assert classify(250, "ok") is None
+
+
+def test_a_refusal_as_the_relay_said_it_is_judged_by_the_same_table() -> None:
+    """``send.smtp`` raises the refusal raw (issue 26 §2); the send judges it here,
+    and a failure that is already judged (a line lost) passes unchanged."""
+    refusal = Refused(550, "5.1.1 <a@example.ru>: no such user", "a@example.ru")
+    judged = judge(refusal)
+    assert isinstance(judged, PermanentFailure) and judged.kind is Kind.HARD_BOUNCE
+    assert (judged.code, judged.recipient, judged.enhanced_code) == (550, "a@example.ru", "5.1.1")
+    assert isinstance(judge(Refused(421, "4.7.0 Try again later")), TemporaryFailure)
+    lost = TemporaryFailure("connection lost", kind=Kind.CONNECTION)
+    assert judge(lost) is lost

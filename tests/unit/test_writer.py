@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from digest.errors import DatabaseAway
 from digest.models import DeliveryStatus
 from digest.send.ledger import Control
 from digest.send.pacing import DomainGate
@@ -152,3 +153,34 @@ def test_the_wait_is_said_once_with_its_real_length(caplog: pytest.LogCaptureFix
     said = [r.getMessage() for r in caplog.records if "waiting for retries" in r.getMessage()]
     assert len(said) == 1, said
     assert said[0].endswith(("in 300 s", "in 299 s")), said
+
+
+class GoneLedger(SlowLedger):
+    """The database goes while the first batch is written: given up (DatabaseAway)."""
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        self.go.wait(5)
+        raise DatabaseAway("the database was unreachable for 4 s")
+
+
+def test_a_writer_that_gives_up_fails_every_commit_awaited_not_only_its_batch() -> None:
+    """A sender awaits its previous message's commit before the next DATA. An
+    outcome recorded while the batch before it was failing was never written and
+    never failed either: its sender waited for ever with the relay in DATA, and
+    the send past DIGEST_DB_OUTAGE_LIMIT did not exit."""
+
+    async def main() -> list[BaseException | None]:
+        ledger = GoneLedger()
+        writer = Writer(ledger, 1, lambda _o: None)
+        task = asyncio.ensure_future(writer.run())
+        first = writer.record(Outcome.sent(1, 1, now(), 250, "ok", "<1@vpk>"))
+        await asyncio.sleep(0.05)  # the first batch is on the database thread
+        second = writer.record(Outcome.sent(2, 1, now(), 250, "ok", "<2@vpk>"))
+        ledger.go.set()
+        with pytest.raises(DatabaseAway):
+            await task
+        writer.shutdown()
+        assert first is not None and second is not None
+        return [first.exception(), second.exception()]
+
+    assert [type(e) for e in asyncio.run(main())] == [DatabaseAway, DatabaseAway]

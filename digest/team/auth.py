@@ -91,12 +91,13 @@ class DeskAuth:
             # Compare even for an unknown name, so timing does not tell which names exist.
             ok = hmac.compare_digest(password.encode(), (known or secrets.token_hex(16)).encode())
             if not (known and ok):
-                session.add(LoginFailure(at=now, editor=editor, ip=ip))
+                store.keep(session, LoginFailure(at=now, editor=editor, ip=ip))
                 log.warning("desk login failed for %r from %s", editor, ip)
                 return Login()
             store.clear_login_failures(session, editor, ip)
             token = secrets.token_urlsafe(32)
-            session.add(
+            store.keep(
+                session,
                 DeskSession(
                     id=_digest(token),
                     editor=editor,
@@ -104,7 +105,7 @@ class DeskAuth:
                     created_at=now,
                     last_seen_at=now,
                     ip=ip,
-                )
+                ),
             )
             log.info("desk login for %r from %s", editor, ip)
             return Login(session_id=token)
@@ -131,7 +132,7 @@ class DeskAuth:
             return None
         now = self.clock()
         with transaction(self.factory) as session:
-            row = session.get(DeskSession, _digest(token))
+            row = store.desk_session(session, _digest(token))
             if row is None or row.revoked_at is not None:
                 return None
             password = self.accounts().get(row.editor)
@@ -150,7 +151,7 @@ class DeskAuth:
         if not token:
             return
         with transaction(self.factory) as session:
-            row = session.get(DeskSession, _digest(token))
+            row = store.desk_session(session, _digest(token))
             if row is not None and row.revoked_at is None:
                 row.revoked_at = self.clock()
 
