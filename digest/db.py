@@ -156,7 +156,8 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str:
     """The newest migration: revisions are numbered as their files are named
-    (NNNN_what.py, one chain; tests/integration/test_store.py holds Alembic to it)."""
+    (NNNN_what.py, one chain; tests/integration/test_schema_and_migrations.py
+    holds Alembic to it)."""
     return max(p.name[:4] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 

@@ -19,18 +19,22 @@ T = TypeVar("T")
 def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
     """The first SIGINT or SIGTERM calls ``stop("signal SIGTERM")`` (a clean stop:
     in-flight messages finish and are recorded, claims go back); a second one
-    acts as usual. A signal the process was told to ignore stays ignored (a
-    sender process hears the stop from its parent only). Call inside the
-    running loop."""
+    acts as usual, except in a sender process, which hears it as the same stop.
+    A signal the process was told to ignore stays ignored (a sender process
+    hears the stop from its parent only). Call inside the running loop."""
     loop = asyncio.get_running_loop()
     signals = tuple(
         s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN
     )
 
     def on_signal(sig: signal.Signals) -> None:
+        if _stopping and _sender:
+            return  # the same stop heard again: from the group and from the parent
+        _stopping.append(sig)
         stop(f"signal {sig.name}")
-        for s in signals:
-            loop.remove_signal_handler(s)
+        if not _sender:
+            for s in signals:
+                loop.remove_signal_handler(s)
 
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)
@@ -44,6 +48,11 @@ def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
 
 
 _heard: list[signal.Signals] = []
+# A sender process stops once: a SIGTERM to the process group reaches it twice, from
+# the group and from its parent passing the stop on, and the second, given its
+# default action again, killed it before its report (seen under load).
+_sender = False
+_stopping: list[signal.Signals] = []
 
 
 def sender_signals() -> None:
@@ -52,6 +61,8 @@ def sender_signals() -> None:
     (heard twice, the terminal's and the parent's, a sender died without its
     report, its claims left ``sending``: issue 25). A SIGTERM that comes before
     the send listens is kept for it."""
+    global _sender
+    _sender = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, _frame: _heard.append(signal.Signals(signum)))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held since its start

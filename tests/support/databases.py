@@ -4,7 +4,8 @@ Migrating a database for every test was a large share of the suite (issue 26):
 each process migrates one template per backend once, and a test gets a copy
 (``CREATE DATABASE … TEMPLATE`` on PostgreSQL, a copied file on SQLite).
 ``empty_database_url`` is a database nobody migrated, for the tests of the
-migrations themselves (tests/integration/test_store.py runs the chain from empty)."""
+migrations themselves (tests/integration/test_schema_and_migrations.py runs the
+chain from empty)."""
 
 from __future__ import annotations
 

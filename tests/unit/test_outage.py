@@ -1,6 +1,6 @@
 """Issue 18's parts on their own: what counts as the database being away, the
 outage's back-off and limit and the unsubscribe queue (the outcomes journal:
-test_journal.py)."""
+integration/test_journal_belongs_to_its_database.py)."""
 
 from __future__ import annotations
 
