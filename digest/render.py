@@ -35,6 +35,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from digest.compose import Placeholders
 from digest.errors import RenderError
+from digest.select import lead_rank
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,10 @@ class EditionView:
     archive_url: str = ""
     # The public archive page: no subscriber's address or links in the footer.
     archive: bool = False
+    # How the preheader is made (the schedule's template and the edition's values),
+    # so a variant's own lead gives it its own (issue 27 §1); "": kept as it is.
+    preheader_template: str = ""
+    preheader_values: tuple[tuple[str, str | int], ...] = ()
 
     @property
     def articles(self) -> int:
@@ -157,7 +162,41 @@ class EditionView:
         discussed = [a for a in self.discussed if a.section in keys]
         if not pool:
             return None
-        return replace(self, lead=pool[0], day=pool[1:], discussed=discussed, sections_filter=keys)
+        # The edition's lead (the rule's choice or an editor's) when the reader has
+        # its section; else the rule picks from what they get, not the list's first.
+        lead = self.lead if self.lead in pool else min(pool, key=_lead_rank)
+        day = [a for a in pool if a is not lead]
+        view = replace(self, lead=lead, day=day, discussed=discussed, sections_filter=keys)
+        return replace(view, preheader=view.own_preheader())
+
+    def own_preheader(self) -> str:
+        """The preheader this view's content gives (its lead, its count)."""
+        if not self.preheader_template:
+            return self.preheader
+        values = {**dict(self.preheader_values), "lead_title": self.lead.title}
+        values["articles"] = 1 + len(self.day)
+        return shorten(render_subject(self.preheader_template, values), PREHEADER_LIMIT)
+
+
+# A credit begins a sentence of its own: «… Источник: aztv.az.», «Фото: ТАСС».
+_CREDIT = re.compile(r"(?:^|(?<=[.!?]))\s*(?:Источник|Фото|Фотография|Photo|Source|©).*$", re.S)
+
+
+def picture_words(caption: str | None) -> str:
+    """What the picture shows, for its ``alt``: the caption without its credit
+    («Ильхам Алиев. Источник: aztv.az.» → «Ильхам Алиев»); "" when there is no
+    caption: the picture then only decorates, and the reader with images off
+    should not read the headline twice (issue 27 §2)."""
+    if not caption:
+        return ""
+    return _CREDIT.sub("", caption).strip().rstrip(".").strip()
+
+
+PREHEADER_LIMIT = 100  # characters: what an inbox list shows of it at most
+
+
+def _lead_rank(a: ArticleView) -> tuple[bool, int, float]:
+    return lead_rank(a.image_url is not None, a.views, a.published_at)
 
 
 @dataclass(frozen=True)
@@ -192,6 +231,7 @@ class Renderer:
             when=self._when,
             shorten=shorten,
             window_words=lambda days: window_words(days, locale),
+            picture_words=picture_words,
         )
         self.env.globals["slot"] = placeholders.mark
 
@@ -230,6 +270,10 @@ def inline_css(html: str) -> str:
             disable_validation=True,
             cssutils_logging_level=logging.CRITICAL,
             allow_network=False,
+            # CSS widths and heights stay CSS: premailer copied `width: 100%` and
+            # `height: auto` into the picture's attributes, where "auto" is not a
+            # value and a percentage hid the template's width="560" from Outlook.
+            disable_basic_attributes=["width", "height"],
         ).transform()
     except Exception as exc:  # premailer raises whatever lxml and cssutils raise
         raise RenderError(f"CSS inlining failed: {exc}") from exc

@@ -66,9 +66,15 @@ def _most_read(c: Candidate) -> tuple[int, float, str]:
     return (-c.views, -c.published_at.timestamp(), c.external_id)
 
 
-def _lead_key(c: Candidate) -> tuple[bool, int, float, str]:
-    # The most read story with a picture leads; without pictures, the most read.
-    return (not c.has_image, -c.views, -c.published_at.timestamp(), c.external_id)
+def lead_rank(has_image: bool, views: int, published_at: datetime) -> tuple[bool, int, float]:
+    """The rule of the lead: the most read story with a picture leads; without
+    pictures, the most read; then the newest. The edition's lead and each
+    variant's (a reader's sections) are chosen by it (issue 27 §1)."""
+    return (not has_image, -views, -published_at.timestamp())
+
+
+def _lead_key(c: Candidate) -> tuple[tuple[bool, int, float], str]:
+    return (lead_rank(c.has_image, c.views, c.published_at), c.external_id)
 
 
 def select_edition(

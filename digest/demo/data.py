@@ -25,6 +25,7 @@ from digest.demo.words import (
     PHRASES,
     SECTIONS,
     SITE,
+    reader_name,
 )
 from digest.ingest import Ingester, IngestReport
 from digest.models import Clock, SubscriberStatus, utcnow
@@ -221,7 +222,7 @@ def add_subscribers(
         # Draw for every reader, new or not, so names stay the same across runs.
         people = [
             (
-                None if rng.random() < 0.15 else f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                None if rng.random() < 0.15 else reader_name(rng.choice(FIRST), rng.choice(LAST)),
                 rng.choice(choices) if rng.random() < 0.1 else None,
             )
             for _ in emails

@@ -37,6 +37,12 @@ FIRST = [
     "Вера",
 ]
 
+# The women among FIRST: their surname takes the feminine ending (Морозова).
+WOMEN = {
+    "Мария", "Ольга", "Анна", "Елена", "Наталья", "Татьяна", "Ирина", "Юлия",
+    "Светлана", "Ксения", "Людмила", "Вера",
+}  # fmt: skip
+
 LAST = [
     "Иванов",
     "Смирнов",
@@ -247,3 +253,9 @@ FILLER: list[tuple[str, str, str]] = [
 ]
 
 FLAME_WAR = 23  # FILLER index: two commenters argue all day; the cap keeps it modest
+
+
+def reader_name(first: str, last: str) -> str:
+    """A name whose parts agree in gender: every surname above is a masculine
+    -ов/-ев/-ёв form, which takes -а for a woman («Людмила Морозова»)."""
+    return f"{first} {last}а" if first in WOMEN else f"{first} {last}"

@@ -182,16 +182,18 @@ class Editions:
             full = replace(full, subject=edition.subject, preheader=edition.preheader)
         tracker = self.tools.tracker(schedule)
         rendered: dict[str, tuple[Rendered, int] | None] = {}
+        preheaders: dict[str, str] = {}
         for key in missing:
             sections, text_only = parse_variant_key(key)
             if sections not in rendered:
                 view = full.for_sections(parse_section_key(sections))
                 rendered[sections] = None if view is None else self._render(view, schedule)
+                preheaders[sections] = full.preheader if view is None else view.preheader
             variant = have.get(key) or EditionVariant(
                 edition_id=edition.id, key=key, version=version
             )
             _fill(session, variant, rendered[sections], tracker, text_only)
-            variant.preheader = full.preheader
+            variant.preheader = preheaders[sections]  # its own content's (issue 27 §1)
             store.keep(session, variant)
             log.info(
                 "rendered variant %r of %s: %d articles, %d bytes of HTML, %.0f ms",

@@ -11,6 +11,7 @@ from digest.errors import EmptyEdition
 from digest.models import Block, Edition, EditionItem
 from digest.models.tables import Comment
 from digest.render import (
+    PREHEADER_LIMIT,
     ArticleView,
     CommentView,
     EditionView,
@@ -23,8 +24,6 @@ from digest.schedule.files import Schedule
 
 if TYPE_CHECKING:
     from digest.toolkit import Toolkit
-
-PREHEADER_LIMIT = 100
 
 
 def edition_view(
@@ -48,7 +47,7 @@ def edition_view(
     day = [article(i) for i in items if i.block is Block.DAY and i is not first]
     discussed = [article(i) for i in items if i.block is Block.DISCUSSED and i is not first]
     mailing_list = tools.mailing_list(schedule)
-    variables = {
+    variables: dict[str, str | int] = {
         "date": date_plain(edition.edition_date),
         "date_long": date_long(edition.edition_date),
         "site_name": tools.settings.site_name,
@@ -64,6 +63,8 @@ def edition_view(
         window_days=schedule.window.days,
         subject=edition.custom_subject or render_subject(schedule.mail.subject, variables),
         preheader=shorten(render_subject(schedule.mail.preheader, variables), PREHEADER_LIMIT),
+        preheader_template=schedule.mail.preheader,
+        preheader_values=tuple((k, v) for k, v in variables.items() if k != "lead_title"),
         lead=lead,
         day=day,
         discussed=discussed,

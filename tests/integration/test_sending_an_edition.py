@@ -20,6 +20,7 @@ from digest.config import parse_smtp_url
 from digest.errors import EmptyEdition, RelayUnavailable
 from digest.models import (
     Article,
+    Block,
     Delivery,
     DeliveryStatus,
     Edition,
@@ -272,6 +273,45 @@ def test_each_section_choice_gets_its_own_variant(
     html = email.message_from_bytes(space.data, policy=email.policy.default).get_body(("html",))
     content = html.get_content()  # type: ignore[union-attr]
     assert "Космос" in content and ">Флот<" not in content
+
+
+def test_each_variant_leads_with_its_own_best_story_and_its_preheader_names_it(
+    loaded: Services, schedule: Schedule, fixed_date: date, smtp_server: CaptureServer
+) -> None:
+    """Issue 27 §1 through the real build and send: the reader of two sections gets
+    a letter led by the most read of their own stories (with a picture first),
+    and the hidden preheader the inbox shows is that story, not the full edition's."""
+    chosen = "армия,флот"
+    with loaded.factory() as session, session.begin():
+        session.execute(
+            update(Subscriber).where(Subscriber.email == addr(1)).values(sections=chosen)
+        )
+    edition = loaded.editions.build(schedule, fixed_date)
+    send(loaded, schedule, edition, smtp_server)
+    with loaded.factory() as session:
+        full = store.edition_by_id(session, edition.id)
+        assert full is not None
+        mine = [
+            i.article
+            for i in full.items
+            if i.block is not Block.DISCUSSED and i.article.section.slug in chosen.split(",")
+        ]
+        variant = next(v for v in store.variants(session, edition.id) if v.key == chosen)
+        full_preheader = full.preheader
+    best = min(mine, key=lambda a: (a.image_url is None, -a.views, -a.published_at.timestamp()))
+    assert full_preheader not in (best.title, "")  # the full edition leads elsewhere
+    assert variant.preheader == best.title
+    letter = next(m for m in smtp_server.messages if m.rcpt_to[0] == addr(1))
+    html = email.message_from_bytes(letter.data, policy=email.policy.default).get_body(("html",))
+    content = html.get_content()  # type: ignore[union-attr]
+    hidden = content.split('class="preheader"', 1)[1].split("</div>", 1)[0]
+    assert best.title in hidden and full_preheader not in hidden
+    first_story = content.index(
+        best.title, content.index("</div>", content.index('class="preheader"'))
+    )
+    assert all(
+        first_story < content.find(a.title) for a in mine if a is not best and a.title in content
+    )
 
 
 def test_an_empty_window_makes_no_edition(loaded: Services, schedule: Schedule) -> None:

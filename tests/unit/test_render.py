@@ -138,7 +138,8 @@ def test_the_page_shows_what_a_reader_needs(renderer: Renderer) -> None:
     view = edition(day=4, discussed=2)
     html = renderer.render(view).html
     assert "Новости ВПК" in html and "25 ноября 2026\xa0г." in html
-    assert "Подпись к фото" in html and 'alt="Подпись к фото' not in html  # alt: the title
+    # The alt says what the picture shows, not the title again (issue 27 §2).
+    assert "Подпись к фото. Источник" in html and 'alt="Подпись к фото"' in html
     assert "Обсуждаемое" in html
     assert "2 комментария за сутки" in html and "всего 11 комментариев" in html
     for name in ("UNSUB_URL", "PREFS_URL", "EMAIL"):
@@ -246,14 +247,75 @@ def test_the_discussed_block_says_how_many_people_discuss_first(renderer: Render
 def test_the_mail_speaks_russian_and_names_itself_where_webmail_keeps_it(
     renderer: Renderer,
 ) -> None:
-    """Issue 17: Gmail and Outlook drop <html>; the wrapper keeps the language, is
-    an article named by the subject, and the lead image's link is named by the
-    article it opens (its alt once repeated the caption printed under it)."""
+    """Issue 17: Gmail and Outlook drop <html>; the wrapper keeps the language and
+    is an article named by the subject. The lead image's link has a name: what
+    the picture shows (issue 27 §2: the headline, its name before, was read twice
+    with images off); a picture without a caption is no link (a link needs a name)."""
     view = edition()
     doc = parse(renderer.render(view).html)
     wrapper = next(a for t, a in doc.tags if t == "div" and a.get("class") == "container")
     assert wrapper.get("lang") == "ru" and wrapper.get("role") == "article"
     assert wrapper.get("aria-label") == view.subject
     image = next(a for t, a in doc.tags if t == "img")
-    assert view.lead.image_caption and image.get("alt") == view.lead.title
+    assert view.lead.image_caption and image.get("alt") == "Подпись к фото"
     assert ("main", {}) not in doc.tags  # the archive page's landmark only
+
+
+def test_a_variant_leads_with_its_own_best_story_and_says_it_in_its_preheader(
+    renderer: Renderer,
+) -> None:
+    """Issue 27 §1: a reader of «флот» saw the full edition's lead in the inbox
+    list (a story their letter does not hold), and their letter led with the
+    first of the day's list (100 views) above a story with 400. The variant's lead
+    is chosen by the edition's rule from its own items, and its preheader is made
+    from it."""
+    view = replace(
+        edition(day=6, discussed=0),
+        preheader="Новость номер 0",
+        preheader_template="{{ lead_title }}",
+        preheader_values=(("site_name", "Новости ВПК"),),
+    )
+    fleet = view.for_sections(frozenset({"флот"}))
+    assert fleet is not None
+    assert [a.id for a in (fleet.lead, *fleet.day)] == [4, 1]  # 400 views above 100
+    assert fleet.preheader == "Новость номер 4"
+    html = renderer.render(fleet).html
+    assert '<div class="preheader"' in html and "Новость номер 0" not in html
+    pictured = replace(view, day=[replace(a, image_url=f"https://vpk.example.ru/{a.id}.jpg")
+                                  if a.id == 1 else a for a in view.day])  # fmt: skip
+    assert pictured.for_sections(frozenset({"флот"})).lead.id == 1  # type: ignore[union-attr]
+    # The edition's own lead stays where the reader has its section.
+    army = view.for_sections(frozenset({"армия"}))
+    assert army is not None and army.lead is view.lead and army.preheader == "Новость номер 0"
+
+
+def test_obsuzhdayut_means_people_in_the_days_list_too(renderer: Renderer) -> None:
+    """Issue 27 §4: «обсуждают: 20 комментариев» in the day's list and «обсуждают
+    29 человек» in «Обсуждаемое»: one word, two meanings. It counts people
+    everywhere; the comments are said as comments."""
+    hot = article(7, discussed=True, commenters=12, comments_in_window=20, comments_total=31)
+    view = replace(edition(day=3, discussed=0), day=[hot, article(8)])
+    out = renderer.render(view, "digest")
+    for part in (re.sub(r"<[^>]+>", " ", out.html), out.text):
+        assert not re.search(r"обсуждают:", part)
+        assert re.search(r"обсуждают\s+12 человек\s*·\s*20 комментариев", part), part[:3000]
+
+
+def test_with_images_blocked_the_picture_says_what_it_shows_not_the_headline(
+    renderer: Renderer,
+) -> None:
+    """Issue 27 §2: the lead picture's alt was the headline, so a reader with
+    images off (most clients' default) read it twice; premailer turned the CSS
+    into `width="100%"` and `height="auto"` (not a value: Outlook may draw the
+    picture at its natural size). The alt is what the caption says the picture
+    shows (its credit left out), empty for a picture without a caption; the
+    width is the template's 560 and no attribute says "auto"."""
+    view = with_lead(edition(day=2), image_caption="Ильхам Алиев. Источник: aztv.az.")
+    html = renderer.render(view).html
+    (img,) = re.findall(r"<img[^>]*>", html)
+    assert 'alt="Ильхам Алиев"' in img and view.lead.title not in img
+    assert 'width="560"' in img and 'height="auto"' not in img and 'width="100%"' not in img
+    assert "Ильхам Алиев. Источник: aztv.az." in html  # the caption itself stays
+    bare = renderer.render(with_lead(edition(day=2), image_caption=None)).html
+    assert 'alt=""' in re.findall(r"<img[^>]*>", bare)[0]
+    assert not re.search(r'<[^>]+\s(?:width|height)="auto"', html)
