@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut 
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: lock venv demo test test-fast lint typecheck pytest a11y axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
+.PHONY: lock venv demo test test-fast lint typecheck pytest a11y letter-pictures axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
 
 # Exactly the versions in requirements.lock, each checked against its hash; the
 # project itself without resolving anything (its build backend is in the lock).
@@ -60,6 +60,11 @@ typecheck: $(STAMP)
 # outages: the `timing` marker) share one xdist group, never beside each other.
 pytest: $(STAMP) services browser postfix axe
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+
+## make letter-pictures: the letter at 375 px, light and dark, images on and blocked, as the suite makes it, into docs/letter/ (the README shows them)
+letter-pictures: $(STAMP) services browser
+	$(BIN)/pytest tests/integration/test_the_letter_as_readers_see_it.py $(PYTEST_ARGS)
+	mkdir -p docs/letter && cp var/letter/letter-375-*.png docs/letter/
 
 ## make a11y: the accessibility audit alone (axe-core in Chromium, the keyboard walk)
 a11y: $(STAMP) services browser axe

@@ -205,12 +205,21 @@ def test_every_desk_page_passes_axe(
     assert {name: p for name, p in problems.items() if p} == {}
 
 
+def rgb(css: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", css)[:3])
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", [600, 375])
 def test_the_emails_html_passes_axe_at_desktop_and_phone_width(
     browser: Browser,
     desk: tuple[Services, str],
     width: int,
+    scheme: str,
 ) -> None:
+    """And in the dark (issue 27 §3): the letter declares both schemes and has a
+    dark palette of its own, the masthead still the brand's red; axe checks every
+    text pair's contrast with the dark scheme emulated."""
     services, _ = desk
     schedule = services.schedule("daily")
     edition = services.editions.build(schedule, services.clock().date())
@@ -218,9 +227,16 @@ def test_the_emails_html_passes_axe_at_desktop_and_phone_width(
     doctypes = len(re.findall(r"<!doctype", html, re.IGNORECASE))
     assert doctypes == 1, f"{doctypes} doctypes"
     page = browser.new_page(viewport={"width": width, "height": 900})
+    page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
     page.set_content(html)
+    style = "(s) => getComputedStyle(document.querySelector(s)).backgroundColor"
+    card, masthead = (rgb(page.evaluate(style, s)) for s in (".card", ".masthead"))
+    declared = page.evaluate("document.querySelector('meta[name=color-scheme]')?.content")
     found = audit(page, MAIL_LIMIT)
     page.close()
+    assert declared == "light dark"
+    assert masthead == (0x7A, 0x1C, 0x1C)  # the brand, in both
+    assert (sum(card) < 120) if scheme == "dark" else card == (255, 255, 255), card
     assert [str(f) for f in found] == []
 
 
