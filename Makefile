@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut 
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: lock venv demo test test-fast lint typecheck pytest a11y letter-pictures axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
+.PHONY: lock venv demo test test-fast lint typecheck pytest a11y letter-pictures render-check thunderbird axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
 
 # Exactly the versions in requirements.lock, each checked against its hash; the
 # project itself without resolving anything (its build backend is in the lock).
@@ -38,7 +38,7 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
 ## make test: lint, type-check and the whole suite (real SMTP, SQLite and PostgreSQL), side by side
 # Lint and type-check run beside pytest; their output comes as one block when done.
-test: $(STAMP) services browser postfix axe
+test: $(STAMP) services browser postfix axe thunderbird
 	@$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck & checks=$$!; \
 	$(MAKE) --no-print-directory pytest; tests=$$?; \
 	wait $$checks; checked=$$?; \
@@ -46,7 +46,7 @@ test: $(STAMP) services browser postfix axe
 
 ## make test-fast: the inner loop on SQLite: no PostgreSQL, browser, Postfix, outages or `digest` processes
 test-fast: $(STAMP) services
-	$(BIN)/pytest $(XDIST) -m "not postgres and not browser and not postfix and not outage and not timing and not acceptance" $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m "not postgres and not browser and not postfix and not outage and not timing and not acceptance and not thunderbird" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check digest tests bench
@@ -58,13 +58,29 @@ typecheck: $(STAMP)
 
 # One run on every worker; the tests that measure seconds (rates, caps, holds,
 # outages: the `timing` marker) share one xdist group, never beside each other.
-pytest: $(STAMP) services browser postfix axe
+pytest: $(STAMP) services browser postfix axe thunderbird
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 ## make letter-pictures: the letter at 375 px, light and dark, images on and blocked, as the suite makes it, into docs/letter/ (the README shows them)
 letter-pictures: $(STAMP) services browser
 	$(BIN)/pytest tests/integration/test_the_letter_as_readers_see_it.py $(PYTEST_ARGS)
 	mkdir -p docs/letter && cp var/letter/letter-375-*.png docs/letter/
+
+## make render-check: each kind of letter (full, a section subset, text only) opened in Thunderbird under Xvfb, read back by OCR; pictures in var/thunderbird/
+render-check: $(STAMP) services thunderbird
+	$(BIN)/pytest -m thunderbird $(PYTEST_ARGS)
+
+# Debian's Thunderbird, Xvfb, xdotool, ImageMagick and tesseract (Russian) for
+# render-check. Under CI=true a failed install is an error.
+THUNDERBIRD_PARTS := thunderbird xvfb xdotool imagemagick tesseract-ocr tesseract-ocr-rus
+thunderbird:
+	@{ command -v thunderbird && command -v Xvfb && command -v xdotool && command -v import && \
+	   command -v tesseract && tesseract --list-langs 2>/dev/null | grep -qx rus; } >/dev/null || { \
+		echo "installing Debian's thunderbird, xvfb, xdotool, imagemagick and tesseract for render-check (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(THUNDERBIRD_PARTS) >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(THUNDERBIRD_PARTS) >/dev/null; } || \
+		{ echo "could not install $(THUNDERBIRD_PARTS)"; if [ "$$CI" = "true" ]; then exit 1; fi; }; }
 
 ## make a11y: the accessibility audit alone (axe-core in Chromium, the keyboard walk)
 a11y: $(STAMP) services browser axe

@@ -2,7 +2,8 @@
 
 - ``unit``, ``integration``, ``acceptance``: by folder.
 - ``browser`` (Chromium), ``postfix`` (the private Postfix), ``outage`` (a database
-  stopped and started), ``postgres``: the real parts a test needs.
+  stopped and started), ``postgres``, ``thunderbird`` (the letter in Thunderbird
+  under Xvfb): the real parts a test needs.
 - ``timing``: rates, caps, holds and outages measured in seconds. Under pytest-xdist
   (``--dist loadgroup``) they share one group, so they never run beside each other.
 
@@ -20,7 +21,7 @@ import os
 import pytest
 
 FOLDERS = ("unit", "integration", "acceptance")
-FIRST = ("timing", "acceptance", "postfix", "browser", "integration")
+FIRST = ("timing", "acceptance", "postfix", "thunderbird", "browser", "integration")
 
 
 def _tier(item: pytest.Item) -> int:
