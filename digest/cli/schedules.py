@@ -85,13 +85,17 @@ def run(
         bool, typer.Option("--enqueue-only", help="Queue the deliveries; workers send them.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Send a draft the schedule wants approved (logged).")
+    ] = False,
 ) -> None:
     """Do by hand what the scheduler does at send time, through the same code.
 
     Without --date: the latest send time of the schedule, with its grace rule and
-    approval hold. With --date: that edition, even if it was missed or is not
-    approved. Then it sends (in this process, with a progress bar) unless
-    --enqueue-only. Exit status 1 when the edition was missed or held.
+    approval hold. With --date: that edition, even if it was missed; a draft the
+    schedule wants approved is held unless --force (logged). Then it sends (in
+    this process, with a progress bar) unless --enqueue-only. Exit status 1 when
+    the edition was missed or held.
 
     Example: digest run daily --date 2026-11-25
     """
@@ -101,7 +105,7 @@ def run(
         cfg = settings()
         services = wire(cfg)
         day = parse_date(on, services.schedule(schedule_name)) if on else None
-        report = services.runner.fire(schedule_name, edition_date=day)
+        report = services.runner.fire(schedule_name, edition_date=day, force=force)
         print_fire(report, as_json)
         if report.outcome in (Fired.MISSED, Fired.HELD):
             raise typer.Exit(1)

@@ -111,8 +111,7 @@ def send(
             do_dry_run(services, schedule, edition, limit)
             return
         if enqueue_only:
-            services.lifecycle.check_approval(schedule, edition, force=force)
-            added = services.lifecycle.start_sending(schedule, edition)
+            added = services.lifecycle.start_sending(schedule, edition, force=force)
             console.print(
                 f"{edition.label}: {added} deliveries queued for the workers "
                 "(`digest worker`); follow them with `digest status`"
@@ -122,8 +121,12 @@ def send(
         if test_to:
             do_test_send(services, schedule, edition, test_to)
             return
-        services.lifecycle.check_approval(schedule, edition, force=force)
-        deliver(services, schedule, edition, limit=limit, wait=not no_wait and limit is None)
+        if not force:  # refused before any relay is asked (start_sending holds the rule)
+            services.lifecycle.check_approval(schedule, edition, force=False)
+        deliver(
+            services, schedule, edition, limit=limit, wait=not no_wait and limit is None,
+            force=force,
+        )  # fmt: skip
         report = status_of(services, edition)
     print_report(report, schedule.zone)
     finish_exit(report)
@@ -209,10 +212,11 @@ def deliver(
     limit: int | None = None,
     wait: bool = True,
     via: SmtpTarget | None = None,
+    force: bool = False,
 ) -> RunResult:
     """The send service with a progress bar; a stop says why and how to go on."""
     result = services.sender.deliver(
-        schedule, edition, limit=limit, wait=wait, watch=progress_bar, via=via
+        schedule, edition, limit=limit, wait=wait, watch=progress_bar, via=via, force=force
     )
     explain_stop(services, edition, result)
     return result

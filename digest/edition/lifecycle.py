@@ -96,8 +96,10 @@ class Lifecycle:
         assert current is not None
         return current
 
-    def start_sending(self, schedule: Schedule, edition: Edition) -> int:
-        """Freeze the edition and give every active subscriber a delivery row.
+    def start_sending(self, schedule: Schedule, edition: Edition, *, force: bool = False) -> int:
+        """Freeze the edition and give every reader of its audience a delivery row:
+        those subscribed when its send first started. Every path that sends comes
+        here, so the approval rule is here too (``force``: sent anyway, logged).
         Returns how many rows were added (0 on a re-run that finds nobody new)."""
         if edition.status is S.CANCELLED:
             raise EditionError(f"{edition.label} was cancelled")
@@ -107,10 +109,15 @@ class Lifecycle:
             # Locked: a second scheduler starting the same edition waits, then finds
             # the rows made and adds none (the unique delivery key never fires).
             current = self._current(session, edition, lock=True)
+            self.check_approval(schedule, current, force=force)
             move(current, Step.START)
+            # The first start takes every active reader and notes when; a resume or a
+            # retry later adds only readers subscribed by then, never newcomers.
+            audience = (schedule.frequency, current.audience_at)
+            current.audience_at = current.audience_at or now()
             for _ in range(2):
-                added += store.enqueue_deliveries(session, current.id, now(), schedule.frequency)
-                if not store.unqueued_active_subscribers(session, current.id, schedule.frequency):
+                added += store.enqueue_deliveries(session, current.id, now(), *audience)
+                if not store.unqueued_active_subscribers(session, current.id, *audience):
                     break
                 # Someone chose new sections since the variants were rendered.
                 self.editions.render_variants(session, schedule, current, refresh=False)
@@ -122,9 +129,9 @@ class Lifecycle:
         return added
 
     def check_approval(self, schedule: Schedule, edition: Edition, *, force: bool) -> None:
-        """A send by hand of a schedule that wants approval: only an approved edition
-        goes, unless forced (and then the log says so). The scheduler has its own rule
-        (``unapproved = hold | send``)."""
+        """An edition whose schedule wants approval leaves only approved, unless
+        forced (and then the log says so): `digest send`, `run`, the scheduler (its
+        file's ``unapproved = send`` is its force), a worker, the desk."""
         if not schedule.send.approval or edition.status is not S.DRAFT:
             return
         if not force:

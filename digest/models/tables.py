@@ -153,6 +153,9 @@ class Edition(Base):
     intro: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # When its send first started: who the edition is for. A reader who joined
+    # later never gets it, however often it is resumed or retried (issue 28 §1).
+    audience_at: Mapped[datetime | None]
     # Set by `digest pause`: senders stop claiming until `digest resume` clears it.
     paused_at: Mapped[datetime | None]
     # An editor shaped the draft: a rebuild re-renders it but keeps their selection.

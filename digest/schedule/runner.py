@@ -119,10 +119,17 @@ class Runner:
         return zones or [schedule.timezone]
 
     def fire(
-        self, name: str, now: datetime | None = None, *, edition_date: date | None = None
+        self,
+        name: str,
+        now: datetime | None = None,
+        *,
+        edition_date: date | None = None,
+        force: bool = False,
     ) -> FireReport:
         """The send time of ``name``. With ``edition_date`` (ops, by hand) the grace
-        rule and the approval hold do not apply, and a missed edition is sent."""
+        rule does not apply and a missed edition is sent; a draft the schedule wants
+        approved is held either way unless ``force`` (issue 28 §1: `digest run
+        --date` once sent a never-approved draft)."""
         schedule = self.tools.schedule(name)
         now = now or self.clock()
         by_hand = edition_date is not None
@@ -133,7 +140,7 @@ class Runner:
             edition_date, due_at = found
         else:
             due_at = self.send_time(schedule, edition_date) or now
-        report = self._fire(schedule, edition_date, due_at, now, by_hand)
+        report = self._fire(schedule, edition_date, due_at, now, by_hand, force)
         level = logging.WARNING if report.outcome in (Fired.MISSED, Fired.HELD) else logging.INFO
         log.log(
             level,
@@ -147,7 +154,13 @@ class Runner:
         return report
 
     def _fire(
-        self, schedule: Schedule, day: date, due_at: datetime, now: datetime, by_hand: bool
+        self,
+        schedule: Schedule,
+        day: date,
+        due_at: datetime,
+        now: datetime,
+        by_hand: bool,
+        force: bool = False,
     ) -> FireReport:
         name = schedule.name
         existing = self._edition(name, day)
@@ -172,17 +185,24 @@ class Runner:
             edition = self.editions.build(schedule, day)
         except EmptyEdition as exc:
             return FireReport(name, Fired.EMPTY, day, due_at, note=str(exc))
-        unapproved = edition.status is EditionStatus.DRAFT
+        unapproved = schedule.send.approval and edition.status is EditionStatus.DRAFT
         note = ""
-        if schedule.send.approval and unapproved and not by_hand:
-            if schedule.send.unapproved == "hold":
-                note = (
-                    "not approved: held as a draft; approve it (`digest approve "
-                    f"{edition.label}`) and run `digest run {name} --date {day}`"
-                )
-                return FireReport(name, Fired.HELD, day, due_at, edition.id, note=note)
-            note = "not approved: sent anyway, as the schedule file says (unapproved = send)"
-        added = self.lifecycle.start_sending(schedule, edition)
+        # By hand, --force; at the send time, the schedule file's `unapproved = send`.
+        anyway = force if by_hand else schedule.send.unapproved == "send"
+        if unapproved and not anyway:
+            again = f"`digest run {name} --date {day}`"
+            note = (
+                f"not approved: held as a draft; approve it (`digest approve {edition.label}`) "
+                f"and run {again}, or {again} --force to send it as it is"
+            )
+            return FireReport(name, Fired.HELD, day, due_at, edition.id, note=note)
+        if unapproved:
+            note = (
+                "not approved: sent anyway (--force)"
+                if by_hand
+                else "not approved: sent anyway, as the schedule file says (unapproved = send)"
+            )
+        added = self.lifecycle.start_sending(schedule, edition, force=anyway)
         self.lifecycle.finish(edition)  # nobody to send to (no weekly readers yet): done now
         if schedule.send.local_time:
             note = (note + "; " if note else "") + "in waves at each reader's local time"

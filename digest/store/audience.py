@@ -30,10 +30,16 @@ def variant_key_column() -> Any:
     )
 
 
-def audience_filter(frequency: str | None) -> Any:
-    """Active subscribers, and of them those who chose this schedule's frequency."""
+def audience_filter(frequency: str | None, joined_by: datetime | None = None) -> Any:
+    """Active subscribers, and of them those who chose this schedule's frequency;
+    with ``joined_by``, only those subscribed by then (an edition's audience)."""
     active = Subscriber.status == SubscriberStatus.ACTIVE
-    return active if frequency is None else and_(active, Subscriber.frequency == frequency)
+    if frequency is not None:
+        active = and_(active, Subscriber.frequency == frequency)
+    if joined_by is not None:
+        since = func.coalesce(Subscriber.confirmed_at, Subscriber.created_at)
+        active = and_(active, since <= joined_by)
+    return active
 
 
 def active_variant_keys(session: Session, frequency: str | None = None) -> list[str]:
@@ -51,7 +57,10 @@ def audience_zones(session: Session, frequency: str | None, default_zone: str) -
 
 
 def unqueued_active_subscribers(
-    session: Session, edition_id: int, frequency: str | None = None
+    session: Session,
+    edition_id: int,
+    frequency: str | None = None,
+    joined_by: datetime | None = None,
 ) -> int:
     """Active subscribers without a delivery for the edition (a variant was missing)."""
     return int(
@@ -59,7 +68,7 @@ def unqueued_active_subscribers(
             select(func.count())
             .select_from(Subscriber)
             .where(
-                audience_filter(frequency),
+                audience_filter(frequency, joined_by),
                 ~exists().where(
                     Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
                 ),

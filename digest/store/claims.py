@@ -40,9 +40,14 @@ from digest.store.audience import audience_filter, variant_key_column
 
 
 def enqueue_deliveries(
-    session: Session, edition_id: int, now: datetime, frequency: str | None = None
+    session: Session,
+    edition_id: int,
+    now: datetime,
+    frequency: str | None = None,
+    joined_by: datetime | None = None,
 ) -> int:
-    """A ``Delivery`` row for every active subscriber who has none for this edition,
+    """A ``Delivery`` row for every active subscriber (subscribed by ``joined_by``:
+    the edition's audience) who has none for this edition,
     in one INSERT … SELECT. Subscribers whose section choice leaves the
     edition empty get a ``suppressed`` row: they are accounted for, not mailed."""
     has_content = EditionVariant.articles > 0
@@ -65,7 +70,7 @@ def enqueue_deliveries(
             ),
         )
         .where(
-            audience_filter(frequency),
+            audience_filter(frequency, joined_by),
             ~exists().where(
                 Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
             ),

@@ -6,6 +6,7 @@ job store and misfire event."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ from sqlalchemy import func, select, update
 from digest import db, demo
 from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
-from digest.models import Delivery, Edition, EditionStatus, Subscriber
+from digest.errors import EditionError
+from digest.models import Delivery, Edition, EditionStatus, Subscriber, SubscriberStatus
 from digest.schedule.runner import Fired
 from digest.send import SmtpConnection, run_async
 from digest.wiring import Services
@@ -123,6 +125,60 @@ def test_an_unapproved_draft_is_held_or_sent_as_the_file_says(
     demo.load(sent.factory, demo.build(sent.schedule("daily"), DAY + timedelta(days=1)))
     report = sent.runner.fire("daily")
     assert report.outcome is Fired.QUEUED and "sent anyway" in report.note
+
+
+def test_one_approval_rule_for_every_path_that_sends(
+    loaded: Services, clock: Clock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 28 §1: `digest run daily --date D` sent a never-approved draft to 22
+    readers with no warning, where `digest send` refused it. By hand as at the
+    send time, a draft its schedule wants approved is held; --force sends it, said."""
+    clock.now = SEND_AT + timedelta(hours=5)
+    services = with_send(loaded, tmp_path, 'approval = true\nunapproved = "hold"\n')
+    held = services.runner.fire("daily", edition_date=DAY)
+    assert held.outcome is Fired.HELD and deliveries(services) == 0, held
+    assert "--force" in held.note and "digest approve daily/2026-11-25" in held.note
+    assert edition_status(services) is EditionStatus.DRAFT
+    schedule = services.schedule("daily")
+    with services.factory() as session:
+        draft = session.scalar(select(Edition))
+        assert draft is not None
+    with pytest.raises(EditionError, match="not approved"):
+        services.lifecycle.start_sending(schedule, draft)  # the sender's and worker's door too
+    with caplog.at_level(logging.WARNING):
+        forced = services.runner.fire("daily", edition_date=DAY, force=True)
+    assert forced.outcome is Fired.QUEUED and deliveries(services) == READERS
+    assert "sent anyway (--force)" in forced.note
+    assert "not approved; sent anyway (--force)" in caplog.text
+
+
+def test_a_resumed_or_retried_edition_never_reaches_a_reader_who_joined_after_it_started(
+    loaded: Services, clock: Clock
+) -> None:
+    """Issue 28 §1: `digest retry daily/2026-11-25 --failed` then `digest resume`
+    on a week-old edition mailed it to 17 readers who had joined since. An edition
+    is for the readers subscribed when its send first started."""
+    clock.now = SEND_AT + timedelta(minutes=1)
+    assert loaded.runner.fire("daily").outcome is Fired.QUEUED
+    schedule = loaded.schedule("daily")
+    clock.now += timedelta(days=7)
+    with loaded.factory.begin() as session:
+        session.add(
+            Subscriber(
+                email="newcomer@example.ru",
+                token_key="n" * 32,
+                status=SubscriberStatus.ACTIVE,
+                created_at=clock.now,
+                confirmed_at=clock.now,
+            )
+        )
+        edition = session.scalar(select(Edition))
+        assert edition is not None
+    added = loaded.lifecycle.start_sending(schedule, edition)  # what resume and retry do
+    assert added == 0 and deliveries(loaded) == READERS
+    with loaded.factory() as session:
+        started = session.scalar(select(Edition.audience_at))
+    assert started == SEND_AT + timedelta(minutes=1)
 
 
 def test_the_draft_is_prepared_ahead_of_send_time(
