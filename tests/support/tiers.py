@@ -48,6 +48,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 _yielded = False  # this worker has given the CPU's first call to the timing tests
 
 
+# First, before the test's fixtures start anything (Chromium, Thunderbird, servers):
+# what they start inherits the lower priority.
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     global _yielded
     if _yielded or not os.environ.get("PYTEST_XDIST_WORKER"):
