@@ -74,8 +74,7 @@ def main() -> None:
         db.upgrade(engine)
         factory = db.session_factory(engine)
         demo.add_subscribers(factory, args.requests, now=datetime.now(UTC))
-        domains = demo.DOMAINS
-        known = [f"reader{n:05d}@{domains[n % len(domains)]}" for n in range(1, args.requests + 1)]
+        known = [demo.reader_address(n) for n in range(1, args.requests + 1)]
         times: dict[str, list[float]] = {"new": [], "known": []}
         with serving(create_app(WebContext(cfg, factory))) as base:
             for n in range(args.requests):

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from digest import store
 from digest.db import Factory, transaction
 from digest.demo.words import (
-    DOMAINS,
     FILLER,
     FIRST,
     FLAME_WAR,
@@ -25,6 +24,7 @@ from digest.demo.words import (
     PHRASES,
     SECTIONS,
     SITE,
+    reader_address,
     reader_name,
 )
 from digest.ingest import Ingester, IngestReport
@@ -218,7 +218,7 @@ def add_subscribers(
     added = 0
     for first in range(1, count + 1, 5000):
         numbers = range(first, min(first + 5000, count + 1))
-        emails = [f"reader{i:05d}@{DOMAINS[i % len(DOMAINS)]}" for i in numbers]
+        emails = [reader_address(i) for i in numbers]
         # Draw for every reader, new or not, so names stay the same across runs.
         people = [
             (

@@ -10,6 +10,12 @@ SECTIONS = ["Политика", "Армия", "Флот", "Авиация", "К�
 
 DOMAINS = ["example.ru", "example.com", "mail.example.ru", "yandex.example.ru", "example.org"]
 
+
+def reader_address(n: int) -> str:
+    """The address of demo reader number ``n`` (``reader00001@example.com``)."""
+    return f"reader{n:05d}@{DOMAINS[n % len(DOMAINS)]}"
+
+
 FIRST = [
     "Алексей",
     "Мария",

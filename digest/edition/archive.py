@@ -8,10 +8,11 @@ from dataclasses import replace
 from datetime import date
 
 from digest import store
-from digest.db import Factory
+from digest.db import Factory, Session
 from digest.edition.view import edition_view
 from digest.errors import RenderError
 from digest.models import Edition
+from digest.render import EditionView
 from digest.schedule.files import Schedule
 from digest.toolkit import Toolkit
 
@@ -41,20 +42,27 @@ class Archive:
         """The page of the edition of ``schedule`` on ``day``; None unless it was sent."""
         with self.factory() as session:
             edition = store.edition_for(session, schedule, day)
-        if edition is None or edition.status not in store.ARCHIVED:
-            return None
-        return self.page(self.tools.schedule(schedule), edition)
+            if edition is None or edition.status not in store.ARCHIVED:
+                return None
+            chosen = self.tools.schedule(schedule)
+            view = self._view(session, chosen, edition)
+        return self._render(view, chosen, edition)
 
     def page(self, schedule: Schedule, edition: Edition) -> str:
         """The edition as a web page, whatever its state (a correction's check)."""
-        tools = self.tools
         with self.factory() as session:
             current = store.edition_by_id(session, edition.id)
             assert current is not None
-            view = replace(edition_view(tools, session, schedule, current), archive=True)
-            view = replace(view, subject=current.subject or view.subject)
-        html = tools.renderer.render(view, schedule.mail.template).html
-        if tools.placeholders.stem in html:
+            view = self._view(session, schedule, current)
+        return self._render(view, schedule, edition)
+
+    def _view(self, session: Session, schedule: Schedule, edition: Edition) -> EditionView:
+        view = replace(edition_view(self.tools, session, schedule, edition), archive=True)
+        return replace(view, subject=edition.subject or view.subject)
+
+    def _render(self, view: EditionView, schedule: Schedule, edition: Edition) -> str:
+        html = self.tools.renderer.render(view, schedule.mail.template).html
+        if self.tools.placeholders.stem in html:
             # A public page: no slot may reach it (the secret stem keeps slots ours).
             raise RenderError(f"{edition.label}: the template puts a reader's slot in the archive")
         return html

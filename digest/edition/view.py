@@ -3,6 +3,7 @@ of it is ``edition.archive``'s."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from digest import store
@@ -11,14 +12,12 @@ from digest.errors import EmptyEdition
 from digest.models import Block, Edition, EditionItem
 from digest.models.tables import Comment
 from digest.render import (
-    PREHEADER_LIMIT,
     ArticleView,
     CommentView,
     EditionView,
     date_long,
     date_plain,
     render_subject,
-    shorten,
 )
 from digest.schedule.files import Schedule
 
@@ -54,7 +53,7 @@ def edition_view(
         "lead_title": lead.title,
         "articles": 1 + len(day),
     }
-    return EditionView(
+    view = EditionView(
         site_name=tools.settings.site_name,
         site_url=tools.settings.site_url,
         list_name=mailing_list.name,
@@ -62,9 +61,11 @@ def edition_view(
         edition_date=edition.edition_date,
         window_days=schedule.window.days,
         subject=edition.custom_subject or render_subject(schedule.mail.subject, variables),
-        preheader=shorten(render_subject(schedule.mail.preheader, variables), PREHEADER_LIMIT),
+        preheader="",  # made below from the template, as each variant's is
         preheader_template=schedule.mail.preheader,
-        preheader_values=tuple((k, v) for k, v in variables.items() if k != "lead_title"),
+        preheader_values=tuple(
+            (k, v) for k, v in variables.items() if k not in ("lead_title", "articles")
+        ),
         lead=lead,
         day=day,
         discussed=discussed,
@@ -72,6 +73,7 @@ def edition_view(
         intro=edition.intro,
         archive_url=archive_url(tools, edition),
     )
+    return replace(view, preheader=view.own_preheader())
 
 
 def live(item: EditionItem) -> bool:

@@ -26,13 +26,18 @@ def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
     signals = tuple(
         s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN
     )
+    # A sender stops once: a SIGTERM to the process group reaches it twice, from the
+    # group and from its parent passing the stop on, and the second, given its
+    # default action back, killed it before its report (seen under load).
+    sender = signal.getsignal(signal.SIGTERM) is _hear
+    stopped: list[signal.Signals] = []
 
     def on_signal(sig: signal.Signals) -> None:
-        if _stopping and _sender:
-            return  # the same stop heard again: from the group and from the parent
-        _stopping.append(sig)
+        if stopped and sender:
+            return  # the same stop heard again
+        stopped.append(sig)
         stop(f"signal {sig.name}")
-        if not _sender:
+        if not sender:
             for s in signals:
                 loop.remove_signal_handler(s)
 
@@ -45,14 +50,16 @@ def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if sender:  # asyncio gave SIGTERM its default action back: not in a sender
+            signal.signal(signal.SIGTERM, _hear)
 
 
 _heard: list[signal.Signals] = []
-# A sender process stops once: a SIGTERM to the process group reaches it twice, from
-# the group and from its parent passing the stop on, and the second, given its
-# default action again, killed it before its report (seen under load).
-_sender = False
-_stopping: list[signal.Signals] = []
+
+
+def _hear(signum: int, _frame: object) -> None:
+    """A sender's SIGTERM while no send listens: kept for the next one."""
+    _heard.append(signal.Signals(signum))
 
 
 def sender_signals() -> None:
@@ -61,10 +68,8 @@ def sender_signals() -> None:
     (heard twice, the terminal's and the parent's, a sender died without its
     report, its claims left ``sending``: issue 25). A SIGTERM that comes before
     the send listens is kept for it."""
-    global _sender
-    _sender = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, _frame: _heard.append(signal.Signals(signum)))
+    signal.signal(signal.SIGTERM, _hear)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held since its start
 
 

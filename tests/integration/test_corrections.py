@@ -43,8 +43,7 @@ READERS = 30
 NEW_TITLE = "Исправлено: «Армата» прошла государственные испытания"
 
 
-def addr(i: int) -> str:
-    return f"reader{i:05d}@{demo.DOMAINS[i % len(demo.DOMAINS)]}"
+addr = demo.reader_address  # the demo's address of reader number i
 
 
 @pytest.fixture

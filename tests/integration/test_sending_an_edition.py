@@ -36,10 +36,7 @@ from tests.support.databases import count_commits
 from tests.support.mail import READERS, send
 from tests.support.smtp import ScriptedHandler
 
-
-def addr(i: int) -> str:
-    """The demo's address of reader number i."""
-    return f"reader{i:05d}@{demo.DOMAINS[i % len(demo.DOMAINS)]}"
+addr = demo.reader_address  # the demo's address of reader number i
 
 
 @pytest.fixture

@@ -28,9 +28,9 @@ from tests.support.thunderbird import need_thunderbird, open_message
 pytestmark = pytest.mark.thunderbird
 
 KINDS = {  # reader: (sections, format)
-    "full": ("reader00001@example.com", None, "html"),
-    "subset": ("reader00002@mail.example.ru", "армия,флот", "html"),
-    "text": ("reader00003@yandex.example.ru", None, "text"),
+    "full": (demo.reader_address(1), None, "html"),
+    "subset": (demo.reader_address(2), "армия,флот", "html"),
+    "text": (demo.reader_address(3), None, "text"),
 }
 PICTURES = PROJECT_ROOT / "var" / "thunderbird"
 
