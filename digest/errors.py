@@ -36,6 +36,14 @@ class EmptyEdition(EditionError):
     """The window holds no articles: no edition is made and nothing is sent."""
 
 
+class OldEdition(EditionError):
+    """The edition is older than its schedule's period: it is sent only when asked."""
+
+    def __init__(self, message: str, readers: int) -> None:
+        super().__init__(message)
+        self.readers = readers  # how many it would reach now
+
+
 class RenderError(DigestError):
     """A template failed to render."""
 

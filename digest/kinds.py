@@ -83,6 +83,8 @@ class EventKind(enum.StrEnum):
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
     CONFIRM = "confirm"
+    RESUBSCRIBE = "resubscribe"  # back after an unsubscribe: undo, confirmed again, an admin
+    ASKED_AGAIN = "asked_again"  # a reader who left asked the box again (the request's page)
 
 
 @dataclass(frozen=True)

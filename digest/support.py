@@ -23,6 +23,7 @@ from digest.errors import DigestError
 from digest.models import EventKind, Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
+    from digest.audience.wayback import WayBack
     from digest.db import Factory
     from digest.models import Clock
     from digest.toolkit import Toolkit
@@ -61,11 +62,17 @@ class Support:
     """``Services.support(list)``: reader care for one list's readers."""
 
     def __init__(
-        self, factory: Factory, clock: Clock, tools: Toolkit, list_name: str = "daily"
+        self,
+        factory: Factory,
+        clock: Clock,
+        tools: Toolkit,
+        wayback: WayBack,
+        list_name: str = "daily",
     ) -> None:
         self.factory = factory
         self.clock = clock
         self.tools = tools
+        self.wayback = wayback
         self.list_name = list_name
 
     def mailing_list(self) -> MailingList:
@@ -110,7 +117,14 @@ class Support:
                         {"kind": str(event.kind), "at": event.at, "detail": event.detail or {}}
                     )
             for entry in store.audit_of(session, address_hash(found.email)):
-                file.audit.append({"at": entry.at, "editor": entry.editor, "action": entry.action})
+                file.audit.append(
+                    {
+                        "at": entry.at,
+                        "editor": entry.editor,
+                        "action": entry.action,
+                        "detail": entry.detail or {},
+                    }
+                )
             return file
 
     def unsubscribe(self, reader_id: int, editor: str) -> str:
@@ -118,6 +132,14 @@ class Support:
         self.book().remove(email)
         self._audit(editor, "unsubscribe", email)
         return email
+
+    def reactivate(self, reader_id: int, editor: str, reason: str) -> str:
+        """A reader who left comes back because an admin says so, with the reason
+        (the only way back after a hard bounce or a complaint: their evidence is on
+        the same page)."""
+        returned = self.wayback.reactivate(reader_id, reason)
+        self._audit(editor, "reactivate", returned.email, {"was": returned.was, "reason": reason})
+        return returned.email
 
     async def resend(self, reader_id: int, editor: str) -> str:
         """The confirmation mail again, to a pending reader (a sentence for the page)."""

@@ -111,6 +111,10 @@ class LinkSigner:
         self.click = IdToken(secret, f"click:{list_key}")
         self.opened = IdToken(secret, f"open:{list_key}")
         self.confirm = ExpiringToken(secret, f"confirm:{list_key}")
+        # A reader's way back (issue 28 §2), each bound to one unsubscribe (its mark):
+        # the goodbye page's undo, and the confirmation of a request to come back.
+        self.undo = ExpiringToken(secret, f"undo:{list_key}")
+        self.again = ExpiringToken(secret, f"again:{list_key}")
 
     def verp(self, delivery_id: int) -> str:
         """The token in ``bounces+TOKEN@domain``: the delivery id in base 36 and a

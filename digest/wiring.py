@@ -11,6 +11,7 @@ doors imports this module: a service is handed what it uses, never the whole.
 
 from __future__ import annotations
 
+from digest.audience.wayback import WayBack
 from digest.config import Settings
 from digest.db import Factory
 from digest.edition.archive import Archive
@@ -54,6 +55,7 @@ class Services:
         self.runner = Runner(factory, clock, tools, self.editions, self.lifecycle)
         self.scheduling = Scheduling(settings, factory, clock, self.runner, self.sender)
         self.archive = Archive(factory, tools)
+        self.wayback = WayBack(factory, clock)
         self.desk = DeskView(factory, clock, tools, self.previews)
         self.shaping = Shaping(
             factory, clock, tools, self.editions, self.lifecycle, self.previews, self.desk
@@ -61,7 +63,7 @@ class Services:
 
     def support(self, list_name: str = "daily") -> Support:
         """Reader care for one list (the desk's Readers page, the subscription box)."""
-        return Support(self.factory, self.clock, self.tools, list_name)
+        return Support(self.factory, self.clock, self.tools, self.wayback, list_name)
 
     def schedule(self, name: str) -> Schedule:
         """A schedule file by name (what every door asks first)."""

@@ -16,10 +16,11 @@ from datetime import datetime
 
 from digest.audience.lists import MailingList
 from digest.audience.subscribers import SubscriberBook
+from digest.audience.wayback import bound, mark
 from digest.compose import Composer, EditionMail, Message, Recipient
 from digest.config import Settings
 from digest.errors import ComposeError
-from digest.models import Subscriber
+from digest.models import Subscriber, SubscriberStatus
 from digest.render import Renderer
 from digest.send import Single, SmtpConnection, send_each
 from digest.tokens import LinkSigner
@@ -55,8 +56,14 @@ class Invitations:
     def subject(self) -> str:
         return f"Подтвердите подписку на рассылку «{self.list.name}»"
 
-    def link(self, token_key: str) -> str:
-        return f"{self.settings.base_url.rstrip('/')}/confirm/{self.signer.confirm.sign(token_key)}"
+    def link(self, subscriber: Subscriber) -> str:
+        """A pending reader's link; for one who left and asked to come back, a link
+        bound to that unsubscribe (``wayback``): no earlier link brings them back."""
+        if subscriber.status is SubscriberStatus.UNSUBSCRIBED:
+            token = self.signer.again.sign(bound(subscriber.token_key, mark(subscriber)))
+        else:
+            token = self.signer.confirm.sign(subscriber.token_key)
+        return f"{self.settings.base_url.rstrip('/')}/confirm/{token}"
 
     def _rendered(self) -> tuple[str, str]:
         if self._body is None:
@@ -75,7 +82,7 @@ class Invitations:
 
     def message(self, subscriber: Subscriber) -> Message:
         body_html, body_text = self._rendered()
-        url = self.link(subscriber.token_key)
+        url = self.link(subscriber)
         now = self.clock()
         mail = EditionMail(0, "confirm", now.date(), self.subject)
         template = self.composer.template(

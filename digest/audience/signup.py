@@ -38,6 +38,7 @@ from prometheus_client import Counter
 from digest import store
 from digest.audience.rows import BadSubscriber, address_hash, normalise_email, normalise_sections
 from digest.audience.subscribers import CLOSED
+from digest.audience.wayback import WayBack
 from digest.db import Factory, Session, transaction
 from digest.headers import clean_text
 from digest.models import Clock, SignupRequest, Subscriber, SubscriberStatus
@@ -97,11 +98,13 @@ class Signups:
         factory: Factory,
         clock: Clock,
         secret: bytes,
+        wayback: WayBack,
         default_sections: Iterable[str] = (),
         per_network: int = PER_NETWORK_PER_HOUR,
     ) -> None:
         self.factory, self.clock, self.per_network = factory, clock, per_network
         self._secret = secret
+        self.wayback = wayback
         self.default_sections = normalise_sections(",".join(default_sections))
 
     def request(self, asked: Request) -> Decision:
@@ -157,10 +160,18 @@ class Signups:
         if found is None:
             found = store.add_subscriber(session, self._new(asked))
             return Invite(found, asked.list_key)
-        if found.status in CLOSED or found.status is SubscriberStatus.ACTIVE:
+        back = found.status is SubscriberStatus.UNSUBSCRIBED  # a way back (issue 28 §2)
+        if (found.status in CLOSED and not back) or found.status is SubscriberStatus.ACTIVE:
+            return None  # bounced or complained: only an admin brings them back
+        # Once an hour at most; for a reader who left, counted from when they left.
+        since = asked.asked_at - RESEND_AFTER
+        if back and found.unsubscribed_at is not None:
+            since = max(since, found.unsubscribed_at)
+        if found.invited_at is not None and found.invited_at > since:
             return None
-        recent = found.invited_at is not None and found.invited_at > asked.asked_at - RESEND_AFTER
-        return None if recent else Invite(found, asked.list_key)
+        if back:
+            self.wayback.asked_again(session, found, asked, CONSENT_VERSION)
+        return Invite(found, asked.list_key)
 
     def _new(self, asked: SignupRequest) -> Subscriber:
         return Subscriber(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from digest.wiring import Services
 
 log = logging.getLogger("digest")
+
+T = TypeVar("T")
 
 
 EXIT_PARTIAL = 3
@@ -188,6 +191,36 @@ def build_or_say(services: Services, schedule: Schedule, on: date) -> Edition:
     except EmptyEdition as exc:
         console.print(f"nothing to send: {exc}")
         raise typer.Exit(0) from None
+
+
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Send a draft the schedule wants approved (logged).")
+]
+
+YesOption = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Send an edition older than its schedule's period (it says how many it reaches).",
+    ),
+]
+
+
+def asked(yes: bool, act: Callable[[bool], T]) -> T:
+    """The old-edition rule at the door (issue 28 §1): ``act(old_ok)`` goes on with
+    --yes, or when a person at a terminal says yes to how many readers it reaches;
+    otherwise the refusal, with that count, is the error."""
+    from digest.errors import OldEdition
+
+    try:
+        return act(yes)
+    except OldEdition as exc:
+        if not (sys.stdin.isatty() and err.is_terminal):
+            raise OldEdition(f"{exc}; --yes sends it anyway", exc.readers) from None
+        if not typer.confirm(f"{exc}. Send it anyway?", err=True):
+            raise typer.Exit(1) from None
+        return act(True)
 
 
 EditionArg = Annotated[str, typer.Argument(metavar="EDITION", help="An id or schedule/date.")]

@@ -11,10 +11,13 @@ from rich.table import Table
 
 from digest.cli.app import (
     DateOption,
+    ForceOption,
     MetricsHostOption,
     MetricsPortOption,
     ScheduleArg,
+    YesOption,
     app,
+    asked,
     console,
     errors,
     expose_metrics,
@@ -85,9 +88,8 @@ def run(
         bool, typer.Option("--enqueue-only", help="Queue the deliveries; workers send them.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Send a draft the schedule wants approved (logged).")
-    ] = False,
+    force: ForceOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Do by hand what the scheduler does at send time, through the same code.
 
@@ -105,7 +107,12 @@ def run(
         cfg = settings()
         services = wire(cfg)
         day = parse_date(on, services.schedule(schedule_name)) if on else None
-        report = services.runner.fire(schedule_name, edition_date=day, force=force)
+        report = asked(
+            yes,
+            lambda ok: services.runner.fire(
+                schedule_name, edition_date=day, force=force, old_ok=ok
+            ),
+        )
         print_fire(report, as_json)
         if report.outcome in (Fired.MISSED, Fired.HELD):
             raise typer.Exit(1)
@@ -114,9 +121,9 @@ def run(
         cfg.require_relays("queued; `digest worker` sends once it is")
         schedule = services.schedule(schedule_name)
         edition = find(services, str(report.edition_id))
-        deliver(
-            services, schedule, edition, wait=not schedule.send.local_time
-        )  # says why it stopped
+        deliver(  # says why it stopped; an old edition was asked about above
+            services, schedule, edition, wait=not schedule.send.local_time, old_ok=True
+        )
         final = status_of(services, edition)
     if not as_json:
         print_report(final, schedule.zone)

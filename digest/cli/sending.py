@@ -23,10 +23,13 @@ from rich.progress import (
 from digest.cli.app import (
     DateOption,
     EditionArg,
+    ForceOption,
     MetricsHostOption,
     MetricsPortOption,
     ScheduleArg,
+    YesOption,
     app,
+    asked,
     build_or_say,
     console,
     err,
@@ -86,10 +89,8 @@ def send(
     ] = None,
     no_wait: NoWaitOption = False,
     enqueue_only: EnqueueOnlyOption = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Send a draft the schedule wants approved (logged)."),
-    ] = False,
+    force: ForceOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Build the edition (if needed) and send it to every active subscriber.
 
@@ -98,7 +99,8 @@ def send(
     on DIGEST_RETRY_SCHEDULE until every delivery is final or gives up
     (DIGEST_GIVE_UP_AFTER). Ctrl-C or SIGTERM stop cleanly: what is in flight
     finishes and is recorded. With PostgreSQL and `digest worker` processes
-    running, use --enqueue-only and let the workers send.
+    running, use --enqueue-only and let the workers send. An edition older than
+    its schedule's period asks first (--yes: go on; it says how many it reaches).
 
     Example: digest send daily --date 2026-11-25 --limit 100
     """
@@ -111,11 +113,7 @@ def send(
             do_dry_run(services, schedule, edition, limit)
             return
         if enqueue_only:
-            added = services.lifecycle.start_sending(schedule, edition, force=force)
-            console.print(
-                f"{edition.label}: {added} deliveries queued for the workers "
-                "(`digest worker`); follow them with `digest status`"
-            )
+            enqueue(services, schedule, edition, force=force, yes=yes)
             return
         cfg.require_relays()
         if test_to:
@@ -123,13 +121,26 @@ def send(
             return
         if not force:  # refused before any relay is asked (start_sending holds the rule)
             services.lifecycle.check_approval(schedule, edition, force=False)
-        deliver(
+        asked(yes, lambda ok: deliver(
             services, schedule, edition, limit=limit, wait=not no_wait and limit is None,
-            force=force,
-        )  # fmt: skip
+            force=force, old_ok=ok,
+        ))  # fmt: skip
         report = status_of(services, edition)
     print_report(report, schedule.zone)
     finish_exit(report)
+
+
+def enqueue(
+    services: Services, schedule: Schedule, edition: Edition, *, force: bool, yes: bool
+) -> None:
+    """`digest send --enqueue-only`: the deliveries queued, the workers send them."""
+    added = asked(
+        yes, lambda ok: services.lifecycle.start_sending(schedule, edition, force=force, old_ok=ok)
+    )
+    console.print(
+        f"{edition.label}: {added} deliveries queued for the workers "
+        "(`digest worker`); follow them with `digest status`"
+    )
 
 
 def do_dry_run(services: Services, schedule: Schedule, edition: Edition, limit: int | None) -> None:
@@ -213,11 +224,13 @@ def deliver(
     wait: bool = True,
     via: SmtpTarget | None = None,
     force: bool = False,
+    old_ok: bool = False,
 ) -> RunResult:
     """The send service with a progress bar; a stop says why and how to go on."""
     result = services.sender.deliver(
-        schedule, edition, limit=limit, wait=wait, watch=progress_bar, via=via, force=force
-    )
+        schedule, edition, limit=limit, wait=wait, watch=progress_bar, via=via, force=force,
+        old_ok=old_ok,
+    )  # fmt: skip
     explain_stop(services, edition, result)
     return result
 
@@ -313,10 +326,12 @@ def resume(
             help="Paused for a correction: send the rest as approved, not taking it in.",
         ),
     ] = False,
+    yes: YesOption = False,
 ) -> None:
     """Resume a paused, stopped or crashed send and send what is left here (or,
     with --enqueue-only, leave it to the workers). Claims of a dead sender on this
-    machine come back at once; others' when their lease ends.
+    machine come back at once; others' when their lease ends. An edition older
+    than its schedule's period asks first (--yes: go on).
 
     Example: digest resume daily/2026-11-25
     """
@@ -327,13 +342,13 @@ def resume(
         if as_approved:
             for passed in services.corrections.pass_by(edition, operator()):
                 err.print(f"not taken in: {passed.describe()}", highlight=False, markup=False)
-        services.lifecycle.resume(edition)
+        asked(yes, lambda ok: services.lifecycle.resume(edition, old_ok=ok))
         if enqueue_only:
             console.print(f"{edition.label} resumed; the workers send it")
             return
         cfg.require_relays()
         schedule = services.schedule(edition.schedule)
-        deliver(services, schedule, edition, wait=not no_wait)
+        deliver(services, schedule, edition, wait=not no_wait, old_ok=True)  # asked above
         report = status_of(services, edition)
     print_report(report, schedule.zone)
     finish_exit(report)
@@ -364,15 +379,17 @@ def retry(
     failed: Annotated[
         bool, typer.Option("--failed", help="Also failed ones (never bounced addresses).")
     ] = False,
+    yes: YesOption = False,
 ) -> None:
     """Queue deferred deliveries (and with --failed, failed ones) to go now, with a
     fresh give-up clock. A running send or worker picks them up; otherwise run
-    `digest resume EDITION`.
+    `digest resume EDITION`. An edition older than its schedule's period asks
+    first (--yes: go on).
 
     Example: digest retry daily/2026-11-25 --failed
     """
     with errors():
         services = wire(settings())
         edition = find(services, edition_ref)
-        n = services.lifecycle.retry(edition, failed=failed)
+        n = asked(yes, lambda ok: services.lifecycle.retry(edition, failed=failed, old_ok=ok))
     console.print(f"{edition.label}: {n} deliveries queued again")

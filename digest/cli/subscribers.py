@@ -54,7 +54,7 @@ def send_invitations(
     invitations = services.tools.invitations(mailing_list)
     if dry_run:
         for s in due:
-            console.print(f"would send to {s.email}: {invitations.link(s.token_key)}")
+            console.print(f"would send to {s.email}: {invitations.link(s)}")
         console.print(f"{len(due)} confirmation mail(s) would go out (dry run)")
         return 0
     connection = services.tools.single_connection(
@@ -139,6 +139,12 @@ def subscribers_import(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+WAYS_BACK = (
+    "A reader who left comes back by the goodbye page's undo or the site's subscription "
+    "box (a fresh confirmation), or by an admin on the desk's Readers page, with a reason"
+)
+
+
 @subscribers_app.command("add")
 def subscribers_add(
     email_: Annotated[str, typer.Argument(metavar="EMAIL")],
@@ -183,7 +189,7 @@ def subscribers_add(
         )
         outcome = book(cfg, list_name).add(row)
     if outcome == "closed":
-        fail(f"{row.email} unsubscribed, bounced or asked to be forgotten: not added")
+        fail(f"{row.email} unsubscribed, bounced or asked to be forgotten: not added. {WAYS_BACK}")
     status = (book(cfg, list_name).show(row.email) or {}).get("status")
     console.print(f"{row.email}: {outcome}, {status}")
     if status == "pending" and invite and not cfg.relays:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
 from digest import store
 from digest.db import Session, transaction
-from digest.errors import EditionError
+from digest.errors import EditionError, OldEdition
 from digest.models import DeliveryStatus, Edition, EditionStatus
 from digest.schedule.files import Schedule
 
@@ -96,13 +97,21 @@ class Lifecycle:
         assert current is not None
         return current
 
-    def start_sending(self, schedule: Schedule, edition: Edition, *, force: bool = False) -> int:
+    def _schedule(self, edition: Edition) -> Schedule:
+        return self.editions.tools.schedule(edition.schedule)
+
+    def start_sending(
+        self, schedule: Schedule, edition: Edition, *, force: bool = False, old_ok: bool = False
+    ) -> int:
         """Freeze the edition and give every reader of its audience a delivery row:
         those subscribed when its send first started. Every path that sends comes
-        here, so the approval rule is here too (``force``: sent anyway, logged).
-        Returns how many rows were added (0 on a re-run that finds nobody new)."""
+        here, so the approval rule is here too (``force``: sent anyway, logged), and
+        the age rule (``old_ok``: an edition older than its schedule's period goes
+        out only when asked). Returns how many rows were added (0 on a re-run that
+        finds nobody new)."""
         if edition.status is S.CANCELLED:
             raise EditionError(f"{edition.label} was cancelled")
+        self.check_age(schedule, edition, old_ok=old_ok)
         added = 0
         now = self.clock
         with transaction(self.factory) as session:
@@ -143,6 +152,39 @@ class Lifecycle:
             "%s: not approved; sent anyway (--force)", edition.label, extra={"edition": edition.id}
         )
 
+    def check_age(
+        self,
+        schedule: Schedule,
+        edition: Edition,
+        *,
+        old_ok: bool,
+        requeue: Sequence[DeliveryStatus] = (),
+    ) -> None:
+        """Refuse (``OldEdition``, naming how many readers it would reach) to send,
+        resume or retry an edition once its schedule's next one is due: a week-old
+        digest mailed by a slip of `digest retry` is news to nobody (issue 28 §1)."""
+        newer = schedule.next_edition_time(edition.edition_date)
+        if newer is None or self.clock() < newer:
+            return
+        with self.factory() as session:
+            current = self._current(session, edition)
+            counts = store.delivery_counts(session, edition.id)
+            waiting = sum(n for s, n in counts.items() if not s.final or s in requeue)
+            waiting += store.unqueued_active_subscribers(
+                session, edition.id, schedule.frequency, current.audience_at
+            )
+        if waiting == 0:
+            return  # nobody to reach: nothing to ask
+        since = newer.astimezone(schedule.zone)
+        said = (
+            f"{edition.label} is older than its schedule's period: the next {schedule.name} "
+            f"edition was due {since:%d.%m.%Y %H:%M} ({schedule.timezone}); "
+            f"it would reach {waiting} reader(s) now"
+        )
+        if not old_ok:
+            raise OldEdition(said, waiting)
+        log.warning("%s; sent anyway (--yes)", said, extra={"edition": edition.id})
+
     def finish(self, edition: Edition) -> EditionStatus:
         """Mark the edition sent once no delivery is left to try."""
         with transaction(self.factory) as session:
@@ -176,9 +218,11 @@ class Lifecycle:
             if current.paused_at is None:
                 current.paused_at = self.clock()
 
-    def resume(self, edition: Edition) -> None:
+    def resume(self, edition: Edition, *, old_ok: bool = False) -> None:
         """Lift a pause. One a correction made is lifted by a rebuild, or once the
-        corrections are passed by (``Corrections.pass_by``)."""
+        corrections are passed by (``Corrections.pass_by``). An old edition only
+        when asked (``check_age``)."""
+        self.check_age(self._schedule(edition), edition, old_ok=old_ok)
         with transaction(self.factory) as session:
             current = self._current(session, edition)
             move(current, Step.RESUME)
@@ -200,10 +244,12 @@ class Lifecycle:
             held = store.delivery_counts(session, edition.id).get(DeliveryStatus.SENDING, 0)
             return store.cancel_pending(session, edition.id, self.clock()), held
 
-    def retry(self, edition: Edition, *, failed: bool = False) -> int:
+    def retry(self, edition: Edition, *, failed: bool = False, old_ok: bool = False) -> int:
         """Deferred (and with ``failed`` failed) deliveries go back to the queue, due
-        now. Bounced ones never do: the address is dead."""
+        now. Bounced ones never do: the address is dead. An old edition only when
+        asked (``check_age``)."""
         states = [DeliveryStatus.DEFERRED] + ([DeliveryStatus.FAILED] if failed else [])
+        self.check_age(self._schedule(edition), edition, old_ok=old_ok, requeue=states)
         with transaction(self.factory) as session:
             current = self._current(session, edition)
             before = current.status

@@ -226,6 +226,7 @@ class Sender:
         | None = None,
         via: SmtpTarget | None = None,
         force: bool = False,
+        old_ok: bool = False,
     ) -> RunResult:
         """`digest send`: check the relays, enqueue and send; with ``wait``, until every
         delivery is final. ``watch(label, total)`` gives what follows the progress.
@@ -235,7 +236,7 @@ class Sender:
         relays = self.tools.relay_pool(via)
         run_async(probe_relays(relays, connect))
         self.reclaim()
-        added = self.lifecycle.start_sending(schedule, edition, force=force)
+        added = self.lifecycle.start_sending(schedule, edition, force=force, old_ok=old_ok)
         with self.factory() as session:
             counts = store.delivery_counts(session, edition.id)
         due = sum(counts.get(s, 0) for s in DeliveryStatus if not s.final)

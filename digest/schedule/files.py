@@ -133,6 +133,16 @@ class Schedule(_Strict):
             return None
         return fired.astimezone(UTC)
 
+    def next_edition_time(self, edition_date: date) -> datetime | None:
+        """When the edition after ``edition_date``'s is due (UTC): from then on this
+        one is older than the schedule's period (issue 28 §1). Editions are one a
+        day at most, so it is the first send time of a later day the cron fires on."""
+        for days in range(1, 33):
+            fired = self.fire_time(edition_date + timedelta(days=days))
+            if fired is not None:
+                return fired
+        return None
+
     def latest_fire(self, now: datetime, days: int = 8) -> datetime | None:
         """The last fire time at or before ``now`` within ``days`` (UTC)."""
         trigger = self.trigger()

@@ -125,6 +125,7 @@ class Runner:
         *,
         edition_date: date | None = None,
         force: bool = False,
+        old_ok: bool = False,
     ) -> FireReport:
         """The send time of ``name``. With ``edition_date`` (ops, by hand) the grace
         rule does not apply and a missed edition is sent; a draft the schedule wants
@@ -140,7 +141,9 @@ class Runner:
             edition_date, due_at = found
         else:
             due_at = self.send_time(schedule, edition_date) or now
-        report = self._fire(schedule, edition_date, due_at, now, by_hand, force)
+        # At the send time the grace rule keeps old editions away; by hand, --yes.
+        old_ok = old_ok or not by_hand
+        report = self._fire(schedule, edition_date, due_at, now, by_hand, force, old_ok)
         level = logging.WARNING if report.outcome in (Fired.MISSED, Fired.HELD) else logging.INFO
         log.log(
             level,
@@ -161,6 +164,7 @@ class Runner:
         now: datetime,
         by_hand: bool,
         force: bool = False,
+        old_ok: bool = False,
     ) -> FireReport:
         name = schedule.name
         existing = self._edition(name, day)
@@ -202,7 +206,7 @@ class Runner:
                 if by_hand
                 else "not approved: sent anyway, as the schedule file says (unapproved = send)"
             )
-        added = self.lifecycle.start_sending(schedule, edition, force=anyway)
+        added = self.lifecycle.start_sending(schedule, edition, force=anyway, old_ok=old_ok)
         self.lifecycle.finish(edition)  # nobody to send to (no weekly readers yet): done now
         if schedule.send.local_time:
             note = (note + "; " if note else "") + "in waves at each reader's local time"

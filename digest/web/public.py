@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from digest.audience.rows import BadSubscriber
 from digest.audience.subscribers import Preferences
+from digest.audience.wayback import UNDO_DAYS, bound, unbound
 from digest.db import DatabaseError, is_unavailable
 from digest.tokens import (
     BadToken,
@@ -68,6 +69,8 @@ class ReaderPages:
         ]
         self.csrf = CsrfGuard(context.secret)
         self.engagement = Engagement(context.factory, lists, context.keyring, context.clock)
+        self.wayback = context.services.wayback
+        self.undo = Undo(self)
 
     def page(self, name: str, title: str, status: int = 200, **values: Any) -> HTMLResponse:
         html = self.env.get_template(f"reader/{name}.html.j2").render(
@@ -113,9 +116,13 @@ class ReaderPages:
                 raise
             # The database is away: this one request is kept, not refused (issue 18).
             self.context.unsubscribes.add(key, how, self.context.clock())
-        # The same page whether or not the key was still subscribed: nothing to learn here.
-        text = "Больше писем рассылки не будет. Если это ошибка, подпишитесь снова на сайте."
-        return self.page("layout", "Вы отписаны", text=text)
+        # The same page whether or not the key was still subscribed; an undo only for
+        # the unsubscribe this request made (issue 28 §2: the way back, bound to it).
+        undo = await self.undo.token(key) if not one_click else None
+        return self.page(
+            "goodbye", "Вы отписаны", token=request.path_params["token"], undo=undo,
+            undo_days=UNDO_DAYS,
+        )  # fmt: skip
 
     def preferences_form(
         self, token: str, prefs: Preferences, status: int = 200, **note: Any
@@ -167,15 +174,20 @@ class ReaderPages:
             return self.bad_link()
         return self.preferences_form(token, prefs, saved=True)
 
-    def confirm_key(self, token: str) -> tuple[LinkSigner, str] | int | None:
-        """(signer, subscriber key); the link's lifetime in days when it expired."""
+    def confirm_key(self, token: str) -> tuple[LinkSigner, str, str | None] | int | None:
+        """(signer, subscriber key, the unsubscribe a come-back link is bound to, or
+        None for a first confirmation); the link's lifetime in days when it expired."""
         for signer, days in self.confirmers:
-            try:
-                return signer, signer.confirm.verify(token, days * 86400)
-            except ExpiredToken:
-                return days
-            except BadToken:
-                continue
+            for kind in (signer.confirm, signer.again):
+                try:
+                    value = kind.verify(token, days * 86400)
+                except ExpiredToken:
+                    return days
+                except BadToken:
+                    continue
+                if kind is signer.confirm:
+                    return signer, value, None
+                return signer, *unbound(value)
         return None
 
     async def confirm_page(self, request: Request) -> HTMLResponse:
@@ -195,9 +207,16 @@ class ReaderPages:
             return self.expired_link(found)
         if found is None:
             return self.bad_link()
-        signer, key = found
+        signer, key, reader_mark = found
         ip, agent = client_ip(request), request.headers.get("user-agent")
-        if not await self.context.run(lambda: self.context.book.confirm(key, ip, agent)):
+        book, wayback = self.context.book, self.wayback
+        if reader_mark is None:
+            confirmed = await self.context.run(lambda: book.confirm(key, ip, agent))
+        else:
+            confirmed = await self.context.run(
+                lambda: wayback.confirm_again(key, reader_mark, ip, agent)
+            )
+        if not confirmed:
             return self.bad_link()
         preferences = signer.preferences.sign(key)
         return self.page("confirmed", "Подписка подтверждена", preferences=preferences)
@@ -230,4 +249,50 @@ class ReaderPages:
             Route("/p/{token}", self.save_preferences, methods=["POST"]),
             Route("/u/{token}", self.unsubscribe_page, methods=["GET"]),
             Route("/u/{token}", self.unsubscribe, methods=["POST"]),
+            Route("/u/{token}/undo", self.undo.post, methods=["POST"]),
         ]
+
+
+class Undo:
+    """The goodbye page's «Вернуть подписку» (issue 28 §2, ``audience.wayback``)."""
+
+    def __init__(self, pages: ReaderPages) -> None:
+        self.pages, self.context = pages, pages.context
+        self.signers, self.signer = pages.signers, pages.signers[0]
+        self.wayback = pages.wayback
+
+    async def token(self, key: str) -> str | None:
+        """An undo for the unsubscribe this request made (None: nothing to undo)."""
+        try:
+            reader_mark = await self.context.run(lambda: self.wayback.undo_mark(key))
+        except DatabaseError as exc:
+            if not is_unavailable(exc):
+                raise
+            return None  # kept for later (above): nothing to undo yet
+        return self.signer.undo.sign(bound(key, reader_mark)) if reader_mark else None
+
+    async def post(self, request: Request) -> HTMLResponse:
+        """The goodbye page's button: back as before, if it is the same unsubscribe."""
+        key = unsubscribe_key(self.signers, request.path_params["token"])
+        form = await request.form()
+        if key is None or cross_site(request):
+            return self.pages.bad_link()
+        try:
+            undo_key, reader_mark = unbound(
+                self.signer.undo.verify(str(form.get("undo") or ""), UNDO_DAYS * 86400)
+            )
+        except BadToken:  # an expired one too: the page says what to do instead
+            undo_key, reader_mark = "", ""
+        ip, agent = client_ip(request), request.headers.get("user-agent")
+        wayback = self.wayback
+        back = undo_key == key and await self.context.run(
+            lambda: wayback.undo(key, reader_mark, ip, agent)
+        )
+        if not back:
+            text = (
+                "Эту отписку уже нельзя отменить. Чтобы снова получать рассылку, "
+                "подпишитесь на сайте: мы пришлём письмо для подтверждения."
+            )
+            return self.pages.page("layout", "Отписку не отменить", 410, text=text)
+        preferences = self.signer.preferences.sign(key)
+        return self.pages.page("confirmed", "Подписка возвращена", preferences=preferences)

@@ -36,10 +36,15 @@ class ReaderDesk:
 
     async def act(self, request: Request) -> Response:
         reader, editor = reader_of(request), self.app.editor(request) or "desk"
-        action = str((await request.form()).get("action") or "")
+        form = await request.form()
+        action = str(form.get("action") or "")
         if action == "unsubscribe":
             email = await self.app.run(self.support.unsubscribe, reader, editor)
             self.app.flash(request, f"{email}: отписан.")
+        elif action == "reactivate":
+            reason = str(form.get("reason") or "")
+            email = await self.app.run(self.support.reactivate, reader, editor, reason)
+            self.app.flash(request, f"{email}: подписка возвращена.")
         elif action == "resend":
             email = await self.support.resend(reader, editor)
             self.app.flash(request, f"Письмо для подтверждения отправлено на {email}.")

@@ -43,7 +43,9 @@ DRAIN_POLL = 2.0  # seconds: requests another process queued are found this ofte
 class SubscribeBox:
     def __init__(self, context: WebContext, env: Environment) -> None:
         self.context, self.env = context, env
-        self.signups = Signups(context.factory, context.clock, context.secret)
+        self.signups = Signups(
+            context.factory, context.clock, context.secret, context.services.wayback
+        )
         self.waiting = asyncio.Event()  # set by a request: the drain looks at once
         self.stopping = False
 

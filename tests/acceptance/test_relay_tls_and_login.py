@@ -84,7 +84,7 @@ def starttls_relay(certificate: tuple[Path, Path]) -> Iterator[tuple[CaptureServ
 
 def send_via(workdir: Path, url: str, ca: Path | None = None) -> subprocess.CompletedProcess[str]:
     extra = {"DIGEST_SMTP_URL": url} | ({"DIGEST_SMTP_CA_FILE": str(ca)} if ca else {})
-    return digest(workdir, "send", "--date", DAY, env=base_env(workdir, **extra))
+    return digest(workdir, "send", "--date", DAY, "--yes", env=base_env(workdir, **extra))
 
 
 @pytest.fixture

@@ -172,10 +172,14 @@ def test_send_dry_run_limit_and_test_copy(demo_db: Path, relay: CaptureServer) -
         "Subject"
     ]
     assert subject.startswith("[ТЕСТ] ")
-    part = digest(demo_db, "send", "--date", DAY, "--limit", "5", env=env)
+    # Issue 28 §1: the demo's day is past its schedule's period by now: asked first.
+    asked = digest(demo_db, "send", "--date", DAY, "--limit", "5", env=env)
+    assert asked.returncode == 1 and "it would reach 20 reader(s) now" in asked.stderr
+    assert "--yes" in asked.stderr and len(relay.messages) == 1
+    part = digest(demo_db, "send", "--date", DAY, "--limit", "5", "--yes", env=env)
     assert part.returncode == 0, part.stderr
     assert len(relay.messages) == 6
-    rest = digest(demo_db, "--log-json", "send", "--date", DAY, env=env)
+    rest = digest(demo_db, "--log-json", "send", "--date", DAY, "--yes", env=env)
     assert rest.returncode == 0, rest.stderr
     assert len(relay.messages) == 21
     lines = [json.loads(line) for line in rest.stderr.splitlines() if line.startswith("{")]
@@ -189,13 +193,29 @@ def test_send_exits_3_when_messages_fail(demo_db: Path) -> None:
     from tests.support.smtp import ScriptedHandler
 
     handler = ScriptedHandler()
-    handler.rules = {"reader00001@example.com": "550 5.1.1 user unknown"}
+    handler.rules = {
+        "reader00001@example.com": "550 5.1.1 user unknown",
+        "reader00002@mail.example.ru": "552 5.2.2 Mailbox full, over quota",
+    }
     with CaptureServer(handler) as server:
         result = digest(
-            demo_db, "send", "--date", DAY, env=base_env(demo_db, DIGEST_SMTP_URL=server.url)
+            demo_db,
+            "send",
+            "--date",
+            DAY,
+            "--yes",
+            env=base_env(demo_db, DIGEST_SMTP_URL=server.url),
         )
     assert result.returncode == 3, result.stderr
     assert "550 5.1.1 user unknown" in result.stdout
+    # Issue 28 §1: a retry of an edition past its period asks, naming whom it reaches.
+    retry = digest(demo_db, "retry", f"daily/{DAY}", "--failed")
+    assert retry.returncode == 1 and "it would reach 1 reader(s) now" in retry.stderr
+    assert "--yes" in retry.stderr and "Traceback" not in retry.stderr
+    retried = digest(demo_db, "retry", f"daily/{DAY}", "--failed", "--yes")
+    assert retried.returncode == 0 and "1 deliveries queued again" in retried.stdout
+    resume = digest(demo_db, "resume", f"daily/{DAY}", "--enqueue-only")
+    assert resume.returncode == 1 and "it would reach 1 reader(s) now" in resume.stderr
 
 
 def test_an_empty_window_sends_nothing(demo_db: Path, relay: CaptureServer) -> None:

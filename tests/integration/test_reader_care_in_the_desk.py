@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from digest.audience.rows import address_hash
 from digest.capture import CaptureServer
-from digest.models import AuditEntry, Forgotten, Subscriber, SubscriberStatus
+from digest.models import AuditEntry, Event, EventKind, Forgotten, Subscriber, SubscriberStatus
 from digest.wiring import Services
 from tests.support.web import PASSWORD, log_in
 
@@ -169,4 +169,53 @@ def test_a_pending_reader_gets_the_confirmation_again_from_the_desk(
     assert mail.rcpt_to == ("waiting@example.ru",) and body is not None
     assert "/confirm/" in str(body.get_content())
     assert audit(services, "waiting@example.ru") == [("anna", "resend")]
+    page.close()
+
+
+def test_an_admin_brings_back_a_reader_who_complained_with_the_evidence_and_a_reason(
+    browser: Browser,
+    desk: tuple[Services, str],
+) -> None:
+    """Issue 28 §2: the desk had no way back for a reader. A complaint or a hard
+    bounce is shut to the reader's own ways back; an admin reopens it, seeing the
+    evidence, and the reason stays in the log."""
+    services, base = desk
+    with services.factory.begin() as session:
+        found = session.scalar(select(Subscriber).where(Subscriber.email == READER))
+        assert found is not None
+        found.status = SubscriberStatus.COMPLAINED
+        session.add(
+            Event(
+                subscriber_id=found.id,
+                kind=EventKind.COMPLAINT,
+                at=found.created_at,
+                detail={"feedback_type": "abuse", "report": "arf-1.eml"},
+            )
+        )
+    page = browser.new_page()
+    log_in(page, base)
+    open_reader(page, base, "reader00002")
+    section = page.locator("#reactivate")
+    assert (
+        "пожаловался" in section.inner_text() and "abuse" in page.locator("#returns").inner_text()
+    )
+    # Without a reason the browser will not send it, and the server refuses it too.
+    refused = page.request.post(
+        page.url,
+        form={
+            "csrf": page.locator("#reactivate [name=csrf]").input_value(),
+            "action": "reactivate",
+        },
+    )
+    assert refused.ok and "Укажите причину" in refused.text()  # the page again, and why
+    section.get_by_label("Причина (останется в журнале)").fill("просит сам, письмо от 02.12")
+    with page.expect_navigation():
+        section.get_by_role("button", name="Вернуть подписку").click()
+    assert "подписка возвращена" in page.get_by_role("status").inner_text()
+    assert "reactivate: просит сам, письмо от 02.12" in page.locator("#audit").inner_text()
+    with services.factory() as session:
+        back = session.scalar(select(Subscriber).where(Subscriber.email == READER))
+        assert back is not None and back.status is SubscriberStatus.ACTIVE
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "reactivate")).one()
+        assert entry.detail == {"was": "complained", "reason": "просит сам, письмо от 02.12"}
     page.close()

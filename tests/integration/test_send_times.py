@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from digest import db, demo
 from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
-from digest.errors import EditionError
+from digest.errors import EditionError, OldEdition
 from digest.models import Delivery, Edition, EditionStatus, Subscriber, SubscriberStatus
 from digest.schedule.runner import Fired
 from digest.send import SmtpConnection, run_async
@@ -174,11 +174,47 @@ def test_a_resumed_or_retried_edition_never_reaches_a_reader_who_joined_after_it
         )
         edition = session.scalar(select(Edition))
         assert edition is not None
-    added = loaded.lifecycle.start_sending(schedule, edition)  # what resume and retry do
+    # What resume and retry do, once asked (--yes: it is a week old).
+    added = loaded.lifecycle.start_sending(schedule, edition, old_ok=True)
     assert added == 0 and deliveries(loaded) == READERS
     with loaded.factory() as session:
         started = session.scalar(select(Edition.audience_at))
     assert started == SEND_AT + timedelta(minutes=1)
+
+
+def test_an_edition_older_than_its_period_is_sent_resumed_or_retried_only_when_asked(
+    loaded: Services, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 28 §1: `digest retry daily/2026-11-25 --failed` and `digest resume` on
+    a week-old edition went without a word. Once the schedule's next edition is
+    due, each way out refuses and says how many readers it would reach."""
+    schedule = loaded.schedule("daily")
+    edition = loaded.editions.build(schedule, DAY)
+    clock.now = SEND_AT + timedelta(days=1)  # the next edition is due now
+    with pytest.raises(OldEdition, match=rf"would reach {READERS} reader\(s\)") as caught:
+        loaded.runner.fire("daily", edition_date=DAY)  # `digest run --date`
+    assert caught.value.readers == READERS and "26.11.2026 07:00" in str(caught.value)
+    with pytest.raises(OldEdition):
+        loaded.lifecycle.start_sending(schedule, edition)  # `digest send`, a worker's too
+    assert deliveries(loaded) == 0 and edition_status(loaded) is EditionStatus.DRAFT
+    with caplog.at_level(logging.WARNING):
+        assert loaded.lifecycle.start_sending(schedule, edition, old_ok=True) == READERS
+    assert f"would reach {READERS} reader(s) now; sent anyway (--yes)" in caplog.text
+    loaded.lifecycle.pause(edition)
+    with pytest.raises(OldEdition, match=rf"would reach {READERS} reader\(s\)"):
+        loaded.lifecycle.resume(edition)
+    loaded.lifecycle.resume(edition, old_ok=True)
+    with loaded.factory.begin() as session:
+        session.execute(update(Delivery).values(status="failed"))
+    assert loaded.lifecycle.retry(edition) == 0  # no deferred ones: nobody reached, not asked
+    with pytest.raises(OldEdition, match=rf"would reach {READERS} reader\(s\)"):
+        loaded.lifecycle.retry(edition, failed=True)
+    with loaded.factory() as session:
+        assert set(session.scalars(select(Delivery.status))) == {"failed"}  # nothing moved
+    assert loaded.lifecycle.retry(edition, failed=True, old_ok=True) == READERS
+    clock.now = SEND_AT + timedelta(hours=23)  # within its own day nobody is asked
+    loaded.lifecycle.pause(edition)
+    loaded.lifecycle.resume(edition)
 
 
 def test_the_draft_is_prepared_ahead_of_send_time(

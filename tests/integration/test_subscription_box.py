@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from digest import demo
 from digest.audience.rows import Row
@@ -128,7 +128,14 @@ def test_the_same_answer_whatever_the_state_and_mail_only_to_who_may_get_it(
     services, base = box
     book = SubscriberBook(services.factory, double_opt_in=True, clock=services.clock)
     book.add(Row.parse({"email": "ushla@example.ru", "consent_at": FIXED_NOW.isoformat()}))
-    book.remove("ushla@example.ru")
+    book.remove("ushla@example.ru")  # left: the box is her way back (issue 28 §2)
+    book.add(Row.parse({"email": "vozvrat@example.ru", "consent_at": FIXED_NOW.isoformat()}))
+    with services.factory.begin() as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == "vozvrat@example.ru")
+            .values(status=SubscriberStatus.BOUNCED)
+        )
     book.add(Row.parse({"email": "zabyt@example.ru"}))
     book.forget("zabyt@example.ru")
     active = "reader00001@" + demo.DOMAINS[1]
@@ -138,14 +145,24 @@ def test_the_same_answer_whatever_the_state_and_mail_only_to_who_may_get_it(
         )
     answers = {
         who: post(base, {"email": who, "section": "космос"})
-        for who in (active, "ushla@example.ru", "zabyt@example.ru", "nova@example.ru")
+        for who in (
+            active,
+            "ushla@example.ru",
+            "vozvrat@example.ru",
+            "zabyt@example.ru",
+            "nova@example.ru",
+        )
     }
     again = post(base, {"email": "nova@example.ru"})  # within the hour: no second mail
     assert {status for status, _ in [*answers.values(), again]} == {200}
     assert all(DONE in page for _, page in [*answers.values(), again])
     post(base, {"email": "last@example.ru"})  # drained in order: once it came, all were
-    wait_for_mail(smtp_server, 2)
-    assert [m.rcpt_to for m in smtp_server.messages] == [("nova@example.ru",), ("last@example.ru",)]
+    wait_for_mail(smtp_server, 3)
+    assert [m.rcpt_to for m in smtp_server.messages] == [
+        ("ushla@example.ru",),
+        ("nova@example.ru",),
+        ("last@example.ru",),
+    ]
     with services.factory() as session:
         unchanged = session.scalar(select(Subscriber.sections).where(Subscriber.email == active))
     assert unchanged == sections_before  # nobody changes another reader's choice
@@ -311,7 +328,7 @@ def test_a_network_and_everyone_have_their_limits(
     """An IPv6 asker owns a whole /64: three addresses of one sent 30 mails."""
     import digest.audience.signup as signup
 
-    box = signup.Signups(services.factory, services.clock, b"k" * 32)
+    box = signup.Signups(services.factory, services.clock, b"k" * 32, services.wayback)
     net = [f"2001:db8:1:2::{n:x}" for n in range(1, 4)]
     answers = [
         box.request(signup.Request(f"r{n}@example.ru", [], net[n % 3], "p")).answer
@@ -332,7 +349,7 @@ def test_an_address_asked_twice_before_the_drain_gets_one_confirmation(
     met it: the second was decided before the first's mail marked the reader)."""
     import digest.audience.signup as signup
 
-    box = signup.Signups(services.factory, services.clock, b"k" * 32)
+    box = signup.Signups(services.factory, services.clock, b"k" * 32, services.wayback)
     for _ in range(2):
         asked = signup.Request("twice@example.ru", [], "192.0.2.1", "p")
         assert box.request(asked).answer is signup.Answer.ACCEPTED
