@@ -138,17 +138,24 @@ def sample_view(cfg: Settings, now: datetime) -> EditionView:
 
 
 def _desk(cfg: Settings) -> Check:
-    editors = sorted(cfg.editor_accounts())
-    if not editors:
-        return Check(
-            "desk", True, "closed: no DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD", warning=True
-        )
     engine = db.make_engine(cfg.database)
     try:
         with db.session_factory(engine)() as session:
+            accounts = store.editors(session)
             failures = store.failed_logins_since(session, utcnow() - timedelta(days=1))
     finally:
         engine.dispose()
+    from_env = sorted(cfg.editor_accounts())
+    if not accounts and not from_env:
+        return Check(
+            "desk", True, "closed: no account (`digest editors add NAME --admin`)", warning=True
+        )
+    if accounts:
+        names = ", ".join(f"{a.name} ({a.role})" for a in accounts)
+        ignored = "; DIGEST_EDITORS is not read any more: remove it" if from_env else ""
+    else:
+        names = f"{', '.join(from_env)} (from DIGEST_EDITORS, kept at the desk's first use)"
+        ignored = ""
     throttle = (
         f"wrong passwords throttled per name and address ({deskauth.FREE} free, then "
         f"2, 4, 8 … s; locked {deskauth.LOCK.seconds // 60} min after {deskauth.LOCK_AFTER})"
@@ -156,8 +163,8 @@ def _desk(cfg: Settings) -> Check:
     return Check(
         "desk",
         True,
-        f"editors: {', '.join(editors)}; {throttle}; {failures} failed login(s) in 24 h",
-        warning=failures >= deskauth.LOCK_AFTER,
+        f"accounts: {names}{ignored}; {throttle}; {failures} failed login(s) in 24 h",
+        warning=failures >= deskauth.LOCK_AFTER or bool(ignored),
     )
 
 

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
     TemplateError,
+    TemplateSyntaxError,
     select_autoescape,
 )
 from jinja2.sandbox import SandboxedEnvironment
@@ -53,9 +54,19 @@ WORD_FORMS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def plural(n: int, word: str, locale: str = LOCALE) -> str:
-    """``plural(21, "комментарий")`` → «21 комментарий»; Babel picks the CLDR category."""
-    one, few, many = WORD_FORMS[word]
+def plural(n: int, word: str, *forms: str, locale: str = LOCALE) -> str:
+    """``plural(21, "комментарий")`` → «21 комментарий»; Babel picks the CLDR category.
+    A word not in ``WORD_FORMS`` takes its forms along: ``plural(5, "раздел",
+    "раздела", "разделов")`` (one, few, many); without them it is a clear error."""
+    if len(forms) == 2:
+        one, few, many = word, *forms
+    elif word in WORD_FORMS and not forms:
+        one, few, many = WORD_FORMS[word]
+    else:
+        raise RenderError(
+            f'plural: no forms for «{word}»; write plural("{word}", "…", "…") with its '
+            f"forms for 2 and 5, or use one of: {', '.join(WORD_FORMS)}"
+        )
     category = Locale.parse(locale).plural_form(n)
     form = {"one": one, "few": few, "many": many}.get(category, few)
     return f"{format_decimal(n, locale=locale)} {form}"
@@ -72,9 +83,21 @@ def date_plain(d: date, locale: str = LOCALE) -> str:
     return str(format_date(d, "d MMMM y", locale=locale))
 
 
+def span_long(d: date, days: int, locale: str = LOCALE) -> str:
+    """The masthead's date: «25 ноября 2026 г.» for a day's edition, the week for a
+    week's: «18–25 ноября 2026 г.», «28 ноября – 5 декабря 2026 г.» (issue 28 §7)."""
+    if days <= 1:
+        return date_long(d, locale)
+    start = d - timedelta(days=days)
+    if (start.year, start.month) == (d.year, d.month):
+        return f"{start.day}–{date_long(d, locale)}"
+    pattern = "d MMMM" if start.year == d.year else "d MMMM y"
+    return f"{format_date(start, pattern, locale=locale)} – {date_long(d, locale)}"
+
+
 def window_words(days: int, locale: str = LOCALE) -> str:
     """«за сутки», «за неделю», «за 3 дня»."""
-    return {1: "за сутки", 7: "за неделю"}.get(days) or f"за {plural(days, 'день', locale)}"
+    return {1: "за сутки", 7: "за неделю"}.get(days) or f"за {plural(days, 'день', locale=locale)}"
 
 
 def shorten(text: str | None, limit: int) -> str:
@@ -225,12 +248,17 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.env.filters.update(
-            plural=lambda n, word: plural(n, word, locale),
+            plural=lambda n, word, *forms: plural(n, word, *forms, locale=locale),
             date_long=lambda d: date_long(d, locale),
             time_local=self._time_local,
             when=self._when,
             shorten=shorten,
             window_words=lambda days: window_words(days, locale),
+            span_long=lambda d, days: span_long(d, days, locale),
+            # An article's time: the hour in a day's letter, the day and hour in a week's.
+            published=lambda dt, e: (
+                self._time_local(dt, e.zone) if e.window_days <= 1 else self._when(dt, e.zone)
+            ),
             picture_words=picture_words,
         )
         self.env.globals["slot"] = placeholders.mark
@@ -250,10 +278,28 @@ class Renderer:
         try:
             html_raw = self.env.get_template(f"{template}.html.j2").render(context)
             text = self.env.get_template(f"{template}.txt.j2").render(context)
-        except TemplateError as exc:
-            raise RenderError(f"template {template!r}: {exc}") from None
+        except Exception as exc:  # a template may raise anything: say where, not a traceback
+            raise RenderError(f"template {template!r}: {template_fault(exc)}") from exc
         html = inline_css(html_raw)
         return Rendered(html, text, (time.perf_counter() - started) * 1000)
+
+
+def template_fault(exc: BaseException) -> str:
+    """«digest.html.j2, line 42: plural: no forms for «раздел»…»: the file and line
+    a template error happened at (Jinja puts the template's lines in the traceback)."""
+    what = str(exc.message if isinstance(exc, RenderError) else exc) or type(exc).__name__
+    if not isinstance(exc, (TemplateError, RenderError)):
+        what = f"{type(exc).__name__}: {what}"
+    if isinstance(exc, TemplateSyntaxError):
+        return f"{Path(exc.filename or exc.name or '?').name}, line {exc.lineno}: {what}"
+    place = None
+    frame = exc.__traceback__
+    while frame is not None:
+        name = frame.tb_frame.f_code.co_filename
+        if name.endswith(".j2"):
+            place = f"{Path(name).name}, line {frame.tb_lineno}"
+        frame = frame.tb_next
+    return f"{place}: {what}" if place else what
 
 
 def inline_css(html: str) -> str:

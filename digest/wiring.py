@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from digest.audience.wayback import WayBack
 from digest.config import Settings
+from digest.config.values import parse_names
 from digest.db import Factory
 from digest.edition.archive import Archive
 from digest.edition.build import Editions
@@ -28,6 +29,7 @@ from digest.schedule.jobs import Scheduling
 from digest.schedule.runner import Runner
 from digest.send.senders import Entry
 from digest.support import Support
+from digest.team.accounts import Accounts
 from digest.toolkit import Toolkit
 from digest.track.reports import Reports
 
@@ -56,6 +58,10 @@ class Services:
         self.scheduling = Scheduling(settings, factory, clock, self.runner, self.sender)
         self.archive = Archive(factory, tools)
         self.wayback = WayBack(factory, clock)
+        # The desk's accounts; the environment's seed the first ones (issue 28 §3).
+        self.accounts = Accounts(
+            factory, clock, lambda: (settings.editor_accounts(), parse_names(settings.desk_admins))
+        )
         self.desk = DeskView(factory, clock, tools, self.previews)
         self.shaping = Shaping(
             factory, clock, tools, self.editions, self.lifecycle, self.previews, self.desk

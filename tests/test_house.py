@@ -50,7 +50,7 @@ FLOORS: dict[str, int] = {
     "observe": 2,  # health checks and metrics: read by doctor, the web, workers
     "schedule.files": 2,
     "send": 2,
-    "team": 2,  # the desk's logins: throttle and sessions, no HTTP
+    "team": 2,  # the desk's accounts and logins: throttle and sessions, no HTTP
     "web.guard": 2,  # ASGI middleware: body cap and headers, no routes
     "toolkit": 2,  # what the services make mail with: composers, signers, relays, DKIM
     # 3 — services: they wire the stages into what a person asks for

@@ -4,10 +4,10 @@ module per command group registers its commands on import."""
 
 from __future__ import annotations
 
-from digest.cli import demo, editions, ops, schedules, sending, subscribers
+from digest.cli import demo, editions, ops, schedules, sending, subscribers, team
 from digest.cli.app import app
 
-__all__ = ["app", "demo", "editions", "main", "ops", "schedules", "sending", "subscribers"]
+__all__ = ["app", "demo", "editions", "main", "ops", "schedules", "sending", "subscribers", "team"]
 
 
 def main() -> None:

@@ -58,17 +58,33 @@ app = typer.Typer(
     add_completion=False,
 )
 
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database schema: bring it up to date.\n\nExample: digest db upgrade",
+    no_args_is_help=True,
+)
 
 app.add_typer(db_app, name="db")
 
 subscribers_app = typer.Typer(
-    help="Subscribers: import, add, remove, show, list, export, forget.", no_args_is_help=True
+    help="Subscribers: import, add, remove, show, list, export, forget, invite."
+    "\n\nExample: digest subscribers show ivan@example.ru",
+    no_args_is_help=True,
 )
 
 app.add_typer(subscribers_app, name="subscribers")
 
-dkim_app = typer.Typer(help="DKIM keys.", no_args_is_help=True)
+editors_app = typer.Typer(
+    help="The desk's accounts: add, remove, passwd, role, list.\n\nExample: digest editors list",
+    no_args_is_help=True,
+)
+
+app.add_typer(editors_app, name="editors")
+
+dkim_app = typer.Typer(
+    help="DKIM keys: make a key pair and print its DNS record."
+    "\n\nExample: digest dkim keygen --selector digest2026 --domain vpk.ru --out dkim.pem",
+    no_args_is_help=True,
+)
 
 app.add_typer(dkim_app, name="dkim")
 

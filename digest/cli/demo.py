@@ -1,7 +1,10 @@
-"""`digest demo`: everything set up and one edition sent, on a fresh clone."""
+"""`digest demo`: everything set up and one edition sent, on a fresh clone; and
+`digest dev-relay`, a relay to try the rest with (issue 28 §7)."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,6 +15,7 @@ from digest.cli.app import (
     build_or_say,
     console,
     errors,
+    fail,
     parse_date,
     settings,
     wire,
@@ -86,3 +90,38 @@ def demo_send(services: Services, schedule: Schedule, edition: Edition) -> Editi
         deliver(services, schedule, edition, via=outbox.relay, old_ok=True)
     console.print(f"the capture server received {outbox.received} messages in this run")
     return status_of(services, edition)
+
+
+@app.command("dev-relay")
+def dev_relay(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port on 127.0.0.1.")] = 2525,
+) -> None:
+    """A relay to try digest with: it takes every message on 127.0.0.1 and saves it
+    in var/outbox/, delivering nothing. In another terminal, point
+    DIGEST_SMTP_URL at it: `send --test-to`, `digest doctor` and real sends work.
+    Ctrl-C stops it.
+
+    Example: digest dev-relay --port 2525
+    """
+    from digest.capture import CaptureHandler, CaptureServer
+
+    with errors():
+        folder = settings().var_dir / "outbox"
+        # Loopback only: never a relay anyone else could use. Messages are counted,
+        # not kept in memory: it may run all day.
+        server = CaptureServer(CaptureHandler(folder, keep=False), port=port)
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        fail(f"cannot listen on 127.0.0.1:{port}: {exc}")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    console.print(f"capture relay at {server.url}: every message is saved in {folder}/")
+    console.print(f"in another terminal: export DIGEST_SMTP_URL={server.url}", highlight=False)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    console.print(f"stopped; {server.handler.taken} message(s) received")

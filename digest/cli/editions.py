@@ -37,6 +37,7 @@ from digest.files import write_private
 
 if TYPE_CHECKING:
     from digest.models import Edition
+    from digest.send import RunResult
     from digest.track.reports import EditionReport
     from digest.wiring import Services
 
@@ -91,13 +92,15 @@ def decoded(data: bytes, fmt: Format) -> bytes:
     return str(part.get_content()).encode("utf-8")
 
 
-def finish_exit(report: EditionReport) -> None:
-    bad = (
-        report.counts.get("failed", 0)
-        + report.counts.get("deferred", 0)
-        + report.counts.get("bounced", 0)
-    )
-    if bad:
+def finish_exit(report: EditionReport, run: RunResult | None = None) -> None:
+    """Exit 3 when messages did not make it: this run's failures and bounces (an
+    earlier run's are not news: a re-run of a finished edition exits 0), and what
+    is still deferred."""
+    if run is not None:
+        bad = run.failed + run.bounced
+    else:
+        bad = report.counts.get("failed", 0) + report.counts.get("bounced", 0)
+    if bad + report.counts.get("deferred", 0):
         raise typer.Exit(EXIT_PARTIAL)
 
 

@@ -156,8 +156,8 @@ def serve(
         services = wire(cfg)
         cfg.link_key()  # a missing key is an error now, not on the first request
         web = create_app(WebContext(cfg, services.factory))
-        if not cfg.editor_accounts():
-            log.warning("the editors' desk is closed: set DIGEST_EDITORS or DIGEST_EDITOR_PASSWORD")
+        if not services.accounts.listing():  # seeds DIGEST_EDITORS into an empty table
+            log.warning("the editors' desk is closed: `digest editors add NAME --admin`")
     uvicorn.Server(server.config(web, host, port, cfg.log_level)).run()
 
 

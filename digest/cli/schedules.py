@@ -121,13 +121,13 @@ def run(
         cfg.require_relays("queued; `digest worker` sends once it is")
         schedule = services.schedule(schedule_name)
         edition = find(services, str(report.edition_id))
-        deliver(  # says why it stopped; an old edition was asked about above
+        result = deliver(  # says why it stopped; an old edition was asked about above
             services, schedule, edition, wait=not schedule.send.local_time, old_ok=True
         )
         final = status_of(services, edition)
     if not as_json:
         print_report(final, schedule.zone)
-    finish_exit(final)
+    finish_exit(final, result)
 
 
 @app.command()

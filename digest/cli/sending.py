@@ -121,13 +121,13 @@ def send(
             return
         if not force:  # refused before any relay is asked (start_sending holds the rule)
             services.lifecycle.check_approval(schedule, edition, force=False)
-        asked(yes, lambda ok: deliver(
+        result = asked(yes, lambda ok: deliver(
             services, schedule, edition, limit=limit, wait=not no_wait and limit is None,
             force=force, old_ok=ok,
         ))  # fmt: skip
         report = status_of(services, edition)
     print_report(report, schedule.zone)
-    finish_exit(report)
+    finish_exit(report, result)
 
 
 def enqueue(
@@ -348,10 +348,10 @@ def resume(
             return
         cfg.require_relays()
         schedule = services.schedule(edition.schedule)
-        deliver(services, schedule, edition, wait=not no_wait, old_ok=True)  # asked above
+        result = deliver(services, schedule, edition, wait=not no_wait, old_ok=True)  # asked
         report = status_of(services, edition)
     print_report(report, schedule.zone)
-    finish_exit(report)
+    finish_exit(report, result)
 
 
 @app.command()
@@ -365,12 +365,15 @@ def cancel(edition_ref: EditionArg) -> None:
         services = wire(settings())
         edition = find(services, edition_ref)
         now, held = services.lifecycle.cancel(edition)
-    console.print(f"{edition.label} cancelled; {now} messages will not be sent")
-    if held:
-        console.print(
-            f"a running send holds {held} more: it stops within a second, and what it "
-            "has not sent by then is not sent either"
-        )
+    if not held:
+        console.print(f"{edition.label} cancelled: {now} queued message(s) will not be sent")
+        return
+    # Issue 28 §7: "0 messages will not be sent", then 146 were: say the whole of it.
+    console.print(
+        f"{edition.label} cancelled: {now} queued message(s) will not be sent, and a running "
+        f"send holds {held} more: it stops within a second, and those it has not sent by "
+        f"then are not sent either (`digest status {edition.label}` counts them)"
+    )
 
 
 @app.command()

@@ -68,6 +68,12 @@ class Previews:
             delivery_id = (
                 store.delivery_id_for(session, edition.id, subscriber.id) if subscriber else None
             )
+        if email and subscriber is None and not copy:
+            # A preview is a reader's own letter: an unknown address has none (a test
+            # copy to any address is ``copy``).
+            raise EditionError(
+                f"no subscriber {email[:320]}: give a reader's address, or none for a sample reader"
+            )
         if email and subscriber is None:
             recipient = Recipient(0, email, None, "test", copy=copy)
         elif subscriber is not None:

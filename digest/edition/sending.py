@@ -255,7 +255,9 @@ class Sender:
             )
         self.lifecycle.finish(edition)
         log.info(
-            "send of %s: %d sent, %d failed, %d bounced, %d suppressed; %d deferrals on the way%s",
+            # Deferred counts attempts, not readers: 449 readers once read as "15 533".
+            "send of %s: %d sent, %d failed, %d bounced, %d suppressed; "
+            "%d attempt(s) deferred and retried%s",
             edition.label,
             result.sent,
             result.failed,

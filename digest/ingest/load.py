@@ -179,11 +179,15 @@ def _store(session: Session, data: ArticleIn, comments: list[CommentIn], now: da
         article.withdrawn_at = now if data.withdrawn else None
         store.keep(session, article, now=True)
     else:
+        # A line for a known article sets what it names; a field it leaves out keeps
+        # its value (issue 28 §7: a correction without `lead` blanked the lead).
+        given = data.model_fields_set | {"section_id"} if data.section else data.model_fields_set
+        fields = {key: value for key, value in fields.items() if key in given}
         before = {key: getattr(article, key) for key in TRACKED}
         for key, value in fields.items():
             setattr(article, key, value)
         article.updated_at = now
-        changed = [key for key in TRACKED if before[key] != fields[key]]
+        changed = [key for key in TRACKED if key in fields and before[key] != fields[key]]
         if changed:
             corrected = True
             store.add_revision(

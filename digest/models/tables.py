@@ -334,6 +334,19 @@ class DeskSession(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
 
 
+class Editor(Base):
+    """A desk account (issue 28 §3, ``team.accounts``): an Argon2id hash, a role."""
+
+    __tablename__ = "editor"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="editor")  # or "admin"
+    created_at: Mapped[datetime]
+    password_changed_at: Mapped[datetime]
+
+
 class SignupAttempt(Base):
     """A request to the subscription box, by (hashed) address of the asker: what
     the per-IP limit counts."""

@@ -14,6 +14,7 @@ from digest.models import (
     AuditEntry,
     Delivery,
     Edition,
+    Editor,
     Event,
     Forgotten,
     Section,
@@ -145,3 +146,19 @@ def add_subscriber(session: Session, subscriber: Subscriber) -> Subscriber:
 
 def is_forgotten(session: Session, address_hash: str) -> bool:
     return session.get(Forgotten, address_hash) is not None
+
+
+def editors(session: Session) -> list[Editor]:
+    return list(session.scalars(select(Editor).order_by(Editor.name)))
+
+
+def editor_named(session: Session, name: str) -> Editor | None:
+    return session.scalar(select(Editor).where(Editor.name == name))
+
+
+def audit_log(session: Session, limit: int = 200, before: int | None = None) -> list[AuditEntry]:
+    """The whole audit log, newest first, a page at a time (``before``: an id)."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    return list(session.scalars(query))

@@ -24,13 +24,13 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from digest import store
 from digest.db import Factory, Session, transaction
 from digest.models import Clock, DeskSession, LoginFailure
+from digest.team.accounts import MAX_PASSWORD, Accounts
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class DeskAuth:
     def __init__(
         self,
         factory: Factory,
-        accounts: Callable[[], dict[str, str]],
+        accounts: Accounts,
         secret: bytes,
         clock: Clock,
     ) -> None:
@@ -81,16 +81,17 @@ class DeskAuth:
     def login(self, editor: str, password: str, ip: str) -> Login:
         editor, ip = editor[:100], ip[:64]
         now = self.clock()
+        # Read before the transaction below: SQLite's begin IMMEDIATE, one at a time.
+        account = self.accounts.get(editor)
         with transaction(self.factory) as session:
             store.serialize(session, f"login:{ip}:{editor}", f"login-ip:{ip}")
             refusal = self._throttled(session, editor, ip)
             if refusal is not None:
                 log.warning("desk login for %r from %s refused: throttled", editor, ip)
                 return Login(refusal=refusal)
-            known = self.accounts().get(editor)
-            # Compare even for an unknown name, so timing does not tell which names exist.
-            ok = hmac.compare_digest(password.encode(), (known or secrets.token_hex(16)).encode())
-            if not (known and ok):
+            # An unknown name is checked against a decoy hash: timing tells no names.
+            known = account if self.accounts.verify(account, password[:MAX_PASSWORD]) else None
+            if known is None:
                 store.keep(session, LoginFailure(at=now, editor=editor, ip=ip))
                 log.warning("desk login failed for %r from %s", editor, ip)
                 return Login()
@@ -101,7 +102,7 @@ class DeskAuth:
                 DeskSession(
                     id=_digest(token),
                     editor=editor,
-                    password_tag=self._tag(editor, known),
+                    password_tag=self._tag(editor, known.password_hash),
                     created_at=now,
                     last_seen_at=now,
                     ip=ip,
@@ -131,16 +132,23 @@ class DeskAuth:
         if not token:
             return None
         now = self.clock()
+        with self.factory() as session:
+            found = store.desk_session(session, _digest(token))
+            name = found.editor if found is not None else None
+        # Removed, or another password since: the account's hash says so (read before
+        # the transaction below, as in ``login``).
+        account = self.accounts.get(name) if name is not None else None
         with transaction(self.factory) as session:
             row = store.desk_session(session, _digest(token))
             if row is None or row.revoked_at is not None:
                 return None
-            password = self.accounts().get(row.editor)
             expired = now - row.created_at > SESSION_LIFE or now - row.last_seen_at > SESSION_IDLE
             if (
                 expired
-                or password is None
-                or not hmac.compare_digest(row.password_tag, self._tag(row.editor, password))
+                or account is None
+                or not hmac.compare_digest(
+                    row.password_tag, self._tag(row.editor, account.password_hash)
+                )
             ):
                 row.revoked_at = row.revoked_at or now
                 return None
@@ -155,8 +163,8 @@ class DeskAuth:
             if row is not None and row.revoked_at is None:
                 row.revoked_at = self.clock()
 
-    def _tag(self, editor: str, password: str) -> str:
-        text = f"{editor}\0{password}".encode()
+    def _tag(self, editor: str, password_hash: str) -> str:
+        text = f"{editor}\0{password_hash}".encode()
         return hmac.new(self.secret, b"desk-password:" + text, hashlib.sha256).hexdigest()
 
 

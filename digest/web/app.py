@@ -96,9 +96,7 @@ def create_app(context: WebContext) -> Starlette:
     env = templates(context.settings)
     readers = ReaderPages(context, env)
     box = SubscribeBox(context, env)
-    auth = DeskAuth(
-        context.factory, context.settings.editor_accounts, context.secret, context.clock
-    )
+    auth = DeskAuth(context.factory, context.services.accounts, context.secret, context.clock)
     desk = DeskApp(
         context.services,
         auth,

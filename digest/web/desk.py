@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.config.values import parse_names
 from digest.errors import DigestError
 from digest.render import date_long
 from digest.team.auth import DeskAuth
 from digest.web.archive import ArchivePages
 from digest.web.editions import EditionPages
 from digest.web.readers import ReaderDesk
+from digest.web.team import TeamDesk
 from digest.wiring import Services
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -92,11 +92,13 @@ class DeskApp:
     def flash(request: Request, message: str, error: bool = False) -> None:
         request.session["flash"] = [message, error]
 
-    def is_admin(self, request: Request) -> bool:
-        return self.editor(request) in parse_names(self.services.settings.desk_admins)
+    @staticmethod
+    def is_admin(request: Request) -> bool:
+        """An admin (issue 28 §3: the account's role), as ``guarded`` found them."""
+        return getattr(request.state, "admin", False) is True
 
     def guarded(self, handler: Handler, *, admin: bool = False) -> Handler:
-        """Editors only (``admin``: those DIGEST_DESK_ADMINS names); a POST also
+        """Editors only (``admin``: accounts with that role); a POST also
         needs the session's CSRF token and our Origin."""
 
         async def checked(request: Request) -> Response:
@@ -104,9 +106,12 @@ class DeskApp:
             request.state.editor = await self.run(
                 self.auth.editor, sid if isinstance(sid, str) else None
             )
-            if self.editor(request) is None:
+            name = self.editor(request)
+            if name is None:
                 target = quote(request.url.path)
                 return RedirectResponse(f"/desk/login?next={target}", status_code=303)
+            account = await self.run(self.services.accounts.get, name)
+            request.state.admin = account is not None and account.is_admin
             if admin and not self.is_admin(request):
                 return self.page(request, "refused", status=403)
             if request.method == "POST" and not await self.form_ok(request):
@@ -209,6 +214,7 @@ class DeskApp:
             *EditionPages(self).routes(),
             *ArchivePages(self).routes(),
             *ReaderDesk(self).routes(),
+            *TeamDesk(self).routes(),
         ]
 
 

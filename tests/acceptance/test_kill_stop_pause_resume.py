@@ -170,7 +170,7 @@ def test_pause_and_cancel_act_on_a_send_running_in_another_terminal(
     # What `digest cancel` said is what was suppressed (issue 14: it said 500 of 741):
     # the queue at once, and of what the running send held, what it had not sent.
     said = cancelled.stdout.replace("\n", " ")
-    now = int(re.search(r"(\d+) messages will not be sent", said)[1])  # type: ignore[index]
+    now = int(re.search(r"(\d+) queued message\(s\) will not be sent", said)[1])  # type: ignore[index]
     held = re.search(r"holds (\d+) more", said)
     assert now <= counts["suppressed"] <= now + (int(held[1]) if held else 0), said
 

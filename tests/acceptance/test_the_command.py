@@ -6,15 +6,16 @@ import email
 import email.policy
 import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from digest.capture import CaptureServer
+from digest.capture import CaptureServer, free_port
 from digest.cli import app
-from tests.support.cli import DAY, base_env, digest
+from tests.support.cli import DAY, base_env, digest, start
 
 
 @pytest.fixture
@@ -53,6 +54,12 @@ COMMANDS = [
     ["approve"],
     ["scheduler"],
     ["doctor"],
+    ["editors", "add"],
+    ["editors", "remove"],
+    ["editors", "passwd"],
+    ["editors", "role"],
+    ["editors", "list"],
+    ["dev-relay"],
 ]
 
 
@@ -63,6 +70,13 @@ def test_every_command_explains_itself_with_an_example(command: list[str]) -> No
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Example: digest " in result.stdout
+
+
+@pytest.mark.parametrize("group", ["db", "dkim", "subscribers", "editors"])
+def test_every_command_group_explains_itself_with_an_example(group: str) -> None:
+    """Issue 28 §7: `digest db --help` and `digest dkim --help` had no example."""
+    result = CliRunner().invoke(app, [group, "--help"])
+    assert result.exit_code == 0 and "Example: digest " + group in result.stdout, result.output
 
 
 def test_top_level_help_lists_the_commands(workdir: Path) -> None:
@@ -156,6 +170,9 @@ def test_preview_shows_what_would_be_sent(demo_db: Path) -> None:
     assert message["To"].addresses[0].addr_spec == "reader00003@yandex.example.ru"
     html = digest(demo_db, "preview", "--date", DAY)
     assert html.returncode == 0 and f"var/preview/daily-{DAY}.html" in html.stdout
+    # Issue 28 §7: an address nobody subscribed with was rendered as if a reader's.
+    nobody = digest(demo_db, "preview", "--date", DAY, "--subscriber", "nobody@example.ru")
+    assert nobody.returncode == 1 and "no subscriber nobody@example.ru" in nobody.stderr
     status = digest(demo_db, "status", "--json")
     assert json.loads(status.stdout)[0]["status"] == "draft"  # previews never send
 
@@ -206,8 +223,19 @@ def test_send_exits_3_when_messages_fail(demo_db: Path) -> None:
             "--yes",
             env=base_env(demo_db, DIGEST_SMTP_URL=server.url),
         )
+        # Issue 28 §7: run again, nothing new fails: not exit 3 for the old failures.
+        again = digest(
+            demo_db,
+            "send",
+            "--date",
+            DAY,
+            "--yes",
+            env=base_env(demo_db, DIGEST_SMTP_URL=server.url),
+        )
     assert result.returncode == 3, result.stderr
     assert "550 5.1.1 user unknown" in result.stdout
+    assert again.returncode == 0, again.stderr
+    assert "550 5.1.1 user unknown" in again.stdout  # the report still shows them
     # Issue 28 §1: a retry of an edition past its period asks, naming whom it reaches.
     retry = digest(demo_db, "retry", f"daily/{DAY}", "--failed")
     assert retry.returncode == 1 and "it would reach 1 reader(s) now" in retry.stderr
@@ -294,3 +322,27 @@ def test_secrets_and_personal_data_are_private_from_the_start(tmp_path: Path) ->
 def test_version_answers_without_a_command(workdir: Path) -> None:
     done = digest(workdir, "--version")
     assert done.returncode == 0 and done.stdout.startswith("digest "), done.stdout + done.stderr
+
+
+def test_dev_relay_takes_what_a_newcomer_sends_and_saves_it(demo_db: Path) -> None:
+    """Issue 28 §7: after the demo there was no relay to play with: `send --test-to`
+    failed and `digest doctor` said FAIL smtp."""
+    port = free_port()
+    relay = start(demo_db, base_env(demo_db), "dev-relay", "--port", str(port))
+    try:
+        assert relay.stdout is not None
+        assert "capture relay at smtp://127.0.0.1:" in relay.stdout.readline()
+        env = base_env(demo_db, DIGEST_SMTP_URL=f"smtp://127.0.0.1:{port}")
+        test = digest(demo_db, "send", "--date", DAY, "--test-to", "ed@example.ru", env=env)
+        assert test.returncode == 0, test.stderr
+        doctor = digest(demo_db, "doctor", env=env)
+        assert f"ok   smtp smtp://127.0.0.1:{port}: EHLO ok" in doctor.stdout, doctor.stdout
+        saved = list((demo_db / "var" / "outbox").glob("*ed@example.ru.eml"))
+        assert len(saved) == 1 and b"Subject:" in saved[0].read_bytes()
+        busy = digest(demo_db, "dev-relay", "--port", str(port))
+        assert busy.returncode == 1 and "cannot listen" in busy.stderr
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=30)
+    assert relay.returncode == 0, err
+    assert "1 message(s) received" in out and "Traceback" not in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -194,3 +195,19 @@ def test_doctor_and_healthz_share_the_scheduler_check(services: Services) -> Non
         session.commit()
     checks = {c.name: c for c in run_checks(services.settings, smtp=False, clock=services.clock)}
     assert checks["scheduler"].ok
+
+
+def test_the_doctor_names_a_broken_template_and_goes_on(services: Services, tmp_path: Path) -> None:
+    """Issue 28 §7: a word plural() does not know made `digest doctor` die with a
+    bare KeyError. The check fails with the file and the line; the others run."""
+    folder = tmp_path / "templates"
+    shutil.copytree(services.settings.templates_dir, folder)
+    html = folder / "digest.html.j2"
+    lines = html.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(29, '{{ 5 | plural("раздел") }}\n')
+    html.write_text("".join(lines), encoding="utf-8")
+    cfg = services.settings.model_copy(update={"templates_dir": folder})
+    checks = {c.name: c for c in run_checks(cfg, smtp=False, clock=services.clock)}
+    assert not checks["templates"].ok
+    assert "digest.html.j2, line 30: plural: no forms for «раздел»" in checks["templates"].detail
+    assert checks["dkim"].ok and checks["schedules"].ok  # the ones after it ran

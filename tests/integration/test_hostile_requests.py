@@ -189,8 +189,9 @@ def test_logout_and_a_password_change_end_a_session_for_good(services: Services)
         for cookie in client.jar:
             thief.jar.set_cookie(cookie)
         assert thief.request("/desk/")[0] == 200
-    # The password changes (a restart with new settings): every old session ends.
-    changed = cfg.model_copy(update={"editors": SecretStr("anna:новый-пароль-2026")})
-    with serving(create_app(WebContext(changed, services.factory, services.clock))) as base:
-        thief.base = base
+        # The password changes (issue 28 §3: `digest editors passwd`, no restart):
+        # every old session ends at once.
+        Services(cfg, services.factory, clock=services.clock).accounts.passwd(
+            "anna", "новый-пароль-2026", "cli:test"
+        )
         assert thief.request("/desk/")[0] == 303

@@ -237,6 +237,37 @@ def test_a_changed_title_lead_or_url_is_a_revision_and_nothing_else_is(
     assert revisions(factory) == [("changed", {"title": "Заголовок"}, {"title": "Новый заголовок"})]
 
 
+def test_a_correction_line_changes_what_it_names_and_keeps_the_rest(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Issue 28 §7: a correction line without `lead` blanked the lead (and its views
+    and section went with it)."""
+    path = tmp_path / "a.jsonl"
+    full = line(lead="Анонс", views=700, section="Армия", image_url="https://vpk.example.ru/1.jpg")
+    path.write_text(full + "\n", encoding="utf-8")
+    ingest(factory, path)
+    path.write_text(line(title="Исправленный заголовок") + "\n", encoding="utf-8")
+    report = ingest(factory, path)
+    assert report.corrected == 1 and not report.problems
+    with factory() as session:
+        article = session.scalars(select(Article)).one()
+        assert (article.title, article.lead, article.views) == (
+            "Исправленный заголовок",
+            "Анонс",
+            700,
+        )
+        assert (
+            article.image_url == "https://vpk.example.ru/1.jpg" and article.section_id is not None
+        )
+    assert revisions(factory) == [
+        ("changed", {"title": "Заголовок"}, {"title": "Исправленный заголовок"})
+    ]
+    path.write_text(line(title="Исправленный заголовок", lead=None) + "\n", encoding="utf-8")
+    ingest(factory, path)  # said: the lead is gone
+    with factory() as session:
+        assert session.scalars(select(Article.lead)).one() is None
+
+
 def test_withdrawn_needs_saying_and_missing_is_not_withdrawn(
     factory: sessionmaker[Session], tmp_path: Path
 ) -> None:

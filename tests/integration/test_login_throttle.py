@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from digest.models import LoginFailure
+from digest.team.accounts import Accounts
 from digest.team.auth import FREE, LOCK_AFTER, DeskAuth
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
@@ -59,7 +60,8 @@ def test_a_stranger_cannot_lock_an_editor_out_of_the_desk(services: Services) ->
 
 
 def test_forty_wrong_passwords_at_once_check_only_the_free_ones(services: Services) -> None:
-    auth = DeskAuth(services.factory, lambda: {"anna": PASSWORD}, b"k" * 32, services.clock)
+    accounts = Accounts(services.factory, services.clock, lambda: ({"anna": PASSWORD}, frozenset()))
+    auth = DeskAuth(services.factory, accounts, b"k" * 32, services.clock)
     start = threading.Barrier(40)
 
     def guess(n: int) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import replace
 from datetime import date
 from html.parser import HTMLParser
@@ -20,6 +21,7 @@ from digest.render import (
     plural,
     render_subject,
     section_key,
+    span_long,
 )
 from tests.support.factories import article, edition, with_lead
 
@@ -319,3 +321,61 @@ def test_with_images_blocked_the_picture_says_what_it_shows_not_the_headline(
     bare = renderer.render(with_lead(edition(day=2), image_caption=None)).html
     assert 'alt=""' in re.findall(r"<img[^>]*>", bare)[0]
     assert not re.search(r'<[^>]+\s(?:width|height)="auto"', html)
+
+
+# -- when a template is wrong (issue 28 §7) -----------------------------------------
+
+
+def test_a_word_plural_does_not_know_takes_its_forms_or_says_so() -> None:
+    """`plural("раздел")` made `preview` and `digest doctor` die with a bare KeyError."""
+    assert plural(5, "раздел", "раздела", "разделов") == "5 разделов"
+    assert plural(21, "раздел", "раздела", "разделов") == "21 раздел"
+    with pytest.raises(RenderError, match="no forms for «раздел»"):
+        plural(5, "раздел")
+
+
+def broken(tmp_path: Path, name: str, line: int, text: str) -> Renderer:
+    """The project's templates with ``text`` put in as line ``line`` of ``name``."""
+    folder = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, folder)
+    lines = (folder / name).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(line - 1, text + "\n")
+    (folder / name).write_text("".join(lines), encoding="utf-8")
+    return Renderer(folder, SLOTS)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("digest.html.j2", '{{ 5 | plural("раздел") }}', "plural: no forms for «раздел»"),
+        ("digest.txt.j2", "{% if %}", "Expected an expression"),
+        ("digest.html.j2", "{{ nonesuch.title }}", "'nonesuch' is undefined"),
+        ("digest.txt.j2", "{{ e.subject | int / 0 }}", "ZeroDivisionError"),
+    ],
+)
+def test_a_template_error_names_the_file_the_line_and_what(
+    tmp_path: Path, name: str, text: str, said: str
+) -> None:
+    """A template syntax error named neither the file nor the line."""
+    renderer = broken(tmp_path, name, 20, text)
+    with pytest.raises(RenderError) as caught:
+        renderer.render(edition())
+    message = str(caught.value)
+    assert f"{name}, line 20: " in message and said in message, message
+
+
+def test_a_weeks_letter_names_its_week_and_each_articles_day(renderer: Renderer) -> None:
+    """Issue 28 §7: the weekly letter showed bare HH:MM for a whole week, and its
+    masthead only the last day."""
+    assert span_long(date(2026, 11, 25), 1) == "25 ноября 2026\xa0г."
+    assert span_long(date(2026, 11, 25), 7) == "18–25 ноября 2026\xa0г."
+    assert span_long(date(2026, 12, 2), 7) == "25 ноября – 2 декабря 2026\xa0г."
+    assert span_long(date(2027, 1, 3), 7) == "27 декабря 2026 – 3 января 2027\xa0г."
+    weekly = edition(window_days=7)
+    rendered = renderer.render(weekly)
+    for part in (rendered.html, rendered.text):
+        assert "18–25 ноября 2026" in part
+    stamp = weekly.day[0].published_at.astimezone(weekly.zone)
+    assert f"{stamp.day} ноября, {stamp:%H:%M}" in rendered.text
+    daily = renderer.render(edition())
+    assert f"{stamp.day} ноября, {stamp:%H:%M}" not in daily.text and f"{stamp:%H:%M}" in daily.text

@@ -1,0 +1,55 @@
+"""`digest editors` as a process (issue 28 §3): accounts made, listed, changed and
+removed without a restart; a password never an argument; the last admin kept."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.support.cli import DIGEST, base_env, digest
+
+PASSWORD = "пароль-анны-1"
+
+
+def with_stdin(workdir: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DIGEST, *args],
+        cwd=workdir,
+        env=base_env(workdir),
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_accounts_are_added_listed_changed_and_removed(workdir: Path) -> None:
+    assert digest(workdir, "db", "upgrade").returncode == 0
+    empty = digest(workdir, "editors", "list")
+    assert empty.returncode == 0 and "no accounts" in empty.stdout
+    # No terminal and no --password-stdin: refused, never read from an argument.
+    blind = digest(workdir, "editors", "add", "anna", "--admin")
+    assert blind.returncode == 2 and "--password-stdin" in blind.stderr
+    added = with_stdin(
+        workdir, PASSWORD + "\n", "editors", "add", "anna", "--admin", "--password-stdin"
+    )
+    assert added.returncode == 0 and "anna: added, admin" in added.stdout, added.stderr
+    boris = with_stdin(workdir, PASSWORD + "\n", "editors", "add", "boris", "--password-stdin")
+    assert boris.returncode == 0, boris.stderr
+    short = with_stdin(workdir, "short\n", "editors", "add", "vera", "--password-stdin")
+    assert short.returncode == 1 and "Пароль" in short.stderr and "Traceback" not in short.stderr
+    listed = digest(workdir, "editors", "list")
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:2] == ["anna", "admin"] and lines[1].split()[:2] == ["boris", "editor"]
+    last = digest(workdir, "editors", "remove", "anna")
+    assert last.returncode == 1 and "последний администратор" in last.stderr
+    assert digest(workdir, "editors", "role", "boris", "admin").returncode == 0
+    assert digest(workdir, "editors", "remove", "anna").returncode == 0
+    changed = with_stdin(
+        workdir, "новый-пароль-бориса\n", "editors", "passwd", "boris", "--password-stdin"
+    )
+    assert changed.returncode == 0 and "new password" in changed.stdout
+    assert digest(workdir, "editors", "list").stdout.split()[:2] == ["boris", "admin"]
+    doctor = digest(workdir, "doctor")
+    assert "accounts: boris (admin)" in doctor.stdout + doctor.stderr
