@@ -4,7 +4,7 @@ preferences, unsubscribe, forget, export).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +38,12 @@ from digest.tokens import new_token_key
 CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 FREQUENCIES = ("daily", "weekly")
+TICK_EVERY = 500
+Tick = Callable[[int, "int | None"], None]  # how far an import got: (done, total if known)
+
+
+def _no_tick(done: int, total: int | None) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,14 @@ class SubscriberBook:
         self.double_opt_in = double_opt_in
         self.default_sections = normalise_sections(",".join(default_sections))
 
-    def import_csv(self, path: Path) -> ImportReport:
+    def import_csv(self, path: Path, tick: Tick | None = None) -> ImportReport:
+        """``tick(done, total)``: how far it got (lines read, then rows written)."""
         report = ImportReport()
         rows: dict[str, tuple[int, Row]] = {}
+        tick = tick or _no_tick
         for number, raw in _read_csv(path):
+            if number % TICK_EVERY == 0:
+                tick(number, None)
             if not raw:
                 continue  # a blank line
             if isinstance(raw, BadLine):
@@ -97,7 +107,9 @@ class SubscriberBook:
                 row = rows[row.email][1].merged_with(row)
             rows[row.email] = (number, row)
         with transaction(self.factory) as session:
-            for _number, row in rows.values():
+            for done, (_number, row) in enumerate(rows.values(), 1):
+                if done % TICK_EVERY == 0:
+                    tick(done, len(rows))
                 outcome = self._upsert(session, row)
                 if outcome == "added":
                     report.added += 1

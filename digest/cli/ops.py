@@ -15,11 +15,13 @@ from digest.cli.app import (
     EXIT_PARTIAL,
     app,
     console,
+    counted,
     db_app,
     dkim_app,
     err,
     errors,
     fail,
+    progress,
     settings,
     wire,
 )
@@ -74,7 +76,9 @@ def ingest(
         services = wire(cfg)
         report = IngestReport()
         for path in paths:
-            report.merge(Ingester(services.factory, clock=services.clock).load(read_source(path)))
+            with progress(f"ingest {path}") as tick:
+                records = counted(read_source(path), tick)
+                report.merge(Ingester(services.factory, clock=services.clock).load(records))
     print_ingest(report)
     if report.rejected:
         raise typer.Exit(EXIT_PARTIAL)

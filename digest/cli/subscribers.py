@@ -16,6 +16,7 @@ from digest.cli.app import (
     err,
     errors,
     fail,
+    progress,
     settings,
     subscribers_app,
     wire,
@@ -114,8 +115,8 @@ def subscribers_import(
 
     Example: digest subscribers import readers.csv
     """
-    with errors():
-        report = book(settings(), list_name).import_csv(path)
+    with errors(), progress(f"import {path.name}") as tick:
+        report = book(settings(), list_name).import_csv(path, tick)
     for problem in report.problems:
         err.print(f"[red]rejected[/] {problem}", highlight=False)
     for warning in report.warnings[:20]:
