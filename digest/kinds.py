@@ -110,3 +110,34 @@ class Discussion:
     @property
     def comments_in_window(self) -> int:
         return sum(self.per_commenter.values())
+
+
+# What the desk shows for each state (issue 28 §4: every word a person reads is Russian).
+STATE_WORDS: dict[str, str] = {
+    # editions
+    "draft": "черновик",
+    "approved": "утверждён",
+    "sending": "отправляется",
+    "sent": "отправлен",
+    "cancelled": "отменён",
+    "missed": "пропущен",
+    # deliveries
+    "queued": "в очереди",
+    "deferred": "отложено",
+    "failed": "не доставлено",
+    "bounced": "возврат",
+    "suppressed": "не отправлялось",
+    # readers
+    "pending": "ждёт подтверждения",
+    "active": "подписан",
+    "unsubscribed": "отписан",
+    "complained": "пожаловался",
+    # how often a reader gets it
+    "daily": "каждый день",
+    "weekly": "раз в неделю",
+}
+
+
+def state_word(state: object) -> str:
+    """«черновик» for ``draft``; a state without a word is shown as it is."""
+    return STATE_WORDS.get(str(state), str(state))

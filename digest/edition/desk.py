@@ -15,6 +15,7 @@ from digest import store
 from digest.compose import Message
 from digest.db import Session
 from digest.errors import EditionError
+from digest.kinds import state_word
 from digest.models import (
     Article,
     Block,
@@ -87,7 +88,7 @@ class DeliveryPage:
 
     @property
     def progress(self) -> tuple[str, str]:
-        return progress_words(self.edition)
+        return progress_words(self.edition, russian=True)
 
     @property
     def next_wave_local(self) -> str | None:
@@ -98,6 +99,7 @@ class DeliveryPage:
         rate, left = self.progress
         return {
             **self.edition.as_json(),
+            "status_text": state_word(self.edition.status),
             "rate_text": rate,
             "eta_text": left,
             "next_wave_local": self.next_wave_local,

@@ -105,12 +105,23 @@ def duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
-def progress_words(report: EditionReport) -> tuple[str, str]:
-    """(rate, time left) as people read them: "n/a" where nothing says yet."""
-    rate = f"{report.rate:.0f} messages/s" if report.rate else "n/a"
+def progress_words(report: EditionReport, russian: bool = False) -> tuple[str, str]:
+    """(rate, time left) as people read them: "n/a" where nothing says yet; with
+    ``russian``, as the desk says them («120 писем/с», «готово», «—»)."""
     eta = report.eta_seconds
+    if russian:
+        rate = f"{report.rate:.0f} писем/с" if report.rate else "—"
+        left = "—" if eta is None else "готово" if not report.pending else duration_ru(eta)
+        return rate, left
+    rate = f"{report.rate:.0f} messages/s" if report.rate else "n/a"
     left = "n/a" if eta is None else "done" if not report.pending else duration(eta)
     return rate, left
+
+
+def duration_ru(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} ч {minutes:02d} мин" if hours else f"{minutes} мин {secs:02d} с"
 
 
 ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -23,6 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from digest.errors import DigestError
+from digest.kinds import state_word
 from digest.render import date_long
 from digest.team.auth import DeskAuth
 from digest.web.archive import ArchivePages
@@ -52,12 +54,22 @@ class DeskApp:
         self.auth = auth
         self.run = run  # database work off the event loop
         self.env = env  # the web app's one template environment, with the desk's filters
+        zone = services.settings.zone
         self.env.filters.update(
-            local=lambda t: t.astimezone(services.settings.zone).strftime("%d.%m %H:%M"),
+            local=lambda t: t.astimezone(zone).strftime("%d.%m %H:%M"),
+            # A reader's dates, stored as ISO text: in the zone, to the minute, with the year.
+            local_day=lambda t: (
+                (datetime.fromisoformat(t) if isinstance(t, str) else t)
+                .astimezone(zone)
+                .strftime("%d.%m.%Y %H:%M")
+                if t
+                else "—"
+            ),
             date_long=date_long,
         )
         self.env.globals["variant_label"] = variant_label
         self.env.filters["change"] = describe_change
+        self.env.filters["ru"] = state_word  # a state in the desk's words
 
     # -- plumbing ------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from digest.edition.corrections import Rebuilt
 from digest.errors import DigestError
 from digest.kinds import row_id
 from digest.models import EditionStatus
+from digest.render import plural
 
 if TYPE_CHECKING:
     from digest.web.desk import DeskApp
@@ -112,8 +113,8 @@ class EditionPages:
         went_on = " Рассылка продолжается." if done.resumed else ""
         self.app.flash(
             request,
-            f"Пересобрано: {done.repointed} ещё не отправленных писем уйдут с исправлениями."
-            + went_on,
+            f"Пересобрано: {plural(done.repointed, 'письмо', 'письма', 'писем')} из ещё не "
+            "отправленных уйдут с исправлениями." + went_on,
         )
         return RedirectResponse(f"/desk/editions/{edition_id}", status_code=303)
 

@@ -46,6 +46,41 @@ if TYPE_CHECKING:
     from digest.web.app import WebContext
 
 
+# The zones a reader picks from (issue 28 §4: it was typed as an IANA name), Russia's
+# from west to east, then the neighbours readers of the site write from.
+ZONES: tuple[tuple[str, str], ...] = (
+    ("Europe/Kaliningrad", "Калининград (UTC+2)"),
+    ("Europe/Moscow", "Москва (UTC+3)"),
+    ("Europe/Samara", "Самара (UTC+4)"),
+    ("Asia/Yekaterinburg", "Екатеринбург (UTC+5)"),
+    ("Asia/Omsk", "Омск (UTC+6)"),
+    ("Asia/Novosibirsk", "Новосибирск (UTC+7)"),
+    ("Asia/Krasnoyarsk", "Красноярск (UTC+7)"),
+    ("Asia/Irkutsk", "Иркутск (UTC+8)"),
+    ("Asia/Yakutsk", "Якутск (UTC+9)"),
+    ("Asia/Vladivostok", "Владивосток (UTC+10)"),
+    ("Asia/Magadan", "Магадан (UTC+11)"),
+    ("Asia/Kamchatka", "Петропавловск-Камчатский (UTC+12)"),
+    ("Europe/Minsk", "Минск (UTC+3)"),
+    ("Asia/Almaty", "Алматы (UTC+5)"),
+    ("Asia/Tashkent", "Ташкент (UTC+5)"),
+    ("Asia/Baku", "Баку (UTC+4)"),
+    ("Asia/Yerevan", "Ереван (UTC+4)"),
+    ("Europe/Kyiv", "Киев (UTC+2)"),
+    ("Europe/Berlin", "Берлин (UTC+1)"),
+    ("UTC", "UTC"),
+)
+
+# What a refused preferences form says, by the field that was wrong (the book's
+# reasons are English, for the CLI and the logs).
+FORM_WORDS = {
+    "frequency": "выберите, как часто присылать письма",
+    "format": "выберите вид письма",
+    "timezone": "выберите часовой пояс из списка",
+    "sections": "выберите разделы из списка",
+}
+
+
 def cross_site(request: Request) -> bool:
     """A browser POST from another site's page (its Origin names another host)."""
     origin = request.headers.get("origin")
@@ -133,6 +168,7 @@ class ReaderPages:
             status,
             token=token,
             prefs=prefs,
+            zones=ZONES,
             csrf=self.csrf.token(token),
             **note,
         )
@@ -168,7 +204,8 @@ class ReaderPages:
             prefs = await self.context.run(lambda: book.preferences(key))
             if prefs is None:
                 return self.bad_link()
-            return self.preferences_form(token, prefs, 422, error=str(exc))
+            said = FORM_WORDS.get(str(exc).split(":", 1)[0], "проверьте поля формы")
+            return self.preferences_form(token, prefs, 422, error=said)
         prefs = await self.context.run(lambda: book.preferences(key)) if saved else None
         if prefs is None:
             return self.bad_link()

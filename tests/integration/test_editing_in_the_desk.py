@@ -227,7 +227,15 @@ def test_the_delivery_view_counts_live_and_charts_the_send(
     log_in(page, base)
     page.goto(f"{base}/desk/editions/{edition.id}/delivery")
     assert page.locator('[data-count="sent"]').inner_text() == "5"
-    assert page.locator("#status").inner_text() == "sent"
+    # Issue 28 §4: the desk's words are Russian (the chips said draft, sent, missed).
+    assert page.locator("#status").inner_text() == "отправлен"
+    counts = page.locator("#counts").inner_text()
+    assert "отправлен\t5" in counts and "sent" not in counts
+    assert (
+        "писем/с" in page.locator("#progress").inner_text()
+        or "—" in page.locator("#progress").inner_text()
+    )
+    assert "messages/s" not in page.content() and "n/a" not in page.content()
     assert page.locator("#chart rect").count() >= 1
     data = page.request.get(f"{base}/desk/editions/{edition.id}/delivery.json").json()
     assert data["counts"]["sent"] == 5 and sum(m["sent"] for m in data["per_minute"]) == 5

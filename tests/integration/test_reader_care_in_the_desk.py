@@ -159,7 +159,9 @@ def test_a_pending_reader_gets_the_confirmation_again_from_the_desk(
     log_in(page, base)
     page.goto(f"{base}/desk/readers?q=waiting@")
     page.locator("#found a").first.click()
-    assert "pending" in page.locator("h1").inner_text()
+    assert "ждёт подтверждения" in page.locator("h1").inner_text()
+    facts = page.locator("#facts").inner_text()  # issue 28 §4: no ISO times, no English
+    assert "+00:00" not in facts and "T" not in facts.split("С нами с")[1][:20]
     with page.expect_navigation():
         page.get_by_role("button", name="Отправить подтверждение ещё раз").click()
     assert "отправлено на waiting@example.ru" in page.get_by_role("status").inner_text()

@@ -78,6 +78,10 @@ def test_preferences_are_shown_and_saved(served: tuple[Services, str]) -> None:
         base + path, urlencode([("csrf", csrf), ("frequency", "hourly")]).encode()
     )
     assert status == 422 and "Не сохранено" in page
+    # Issue 28 §4: in the reader's words, and the zone picked from a list.
+    assert "выберите, как часто присылать письма" in page and "frequency:" not in page
+    assert '<select id="timezone" name="timezone"' in page
+    assert '<option value="Asia/Vladivostok" selected>Владивосток (UTC+10)</option>' in page
     assert fetch(base + "/p/forged.token")[0] == 400
 
 

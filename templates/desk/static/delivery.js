@@ -12,7 +12,7 @@
       ["total", "bounces", "unsubscribes", "ambiguous"].forEach(function (key) {
         document.querySelector('[data-count="' + key + '"]').textContent = data[key];
       });
-      document.getElementById("status").textContent = data.status;
+      document.getElementById("status").textContent = data.status_text;
       ["rate_text", "eta_text", "next_wave_local"].forEach(function (key) {
         var cell = document.querySelector('[data-live="' + key + '"]');
         if (cell && data[key]) { cell.textContent = data[key]; }
