@@ -215,23 +215,10 @@ def test_send_exits_3_when_messages_fail(demo_db: Path) -> None:
         "reader00002@mail.example.ru": "552 5.2.2 Mailbox full, over quota",
     }
     with CaptureServer(handler) as server:
-        result = digest(
-            demo_db,
-            "send",
-            "--date",
-            DAY,
-            "--yes",
-            env=base_env(demo_db, DIGEST_SMTP_URL=server.url),
-        )
+        env = base_env(demo_db, DIGEST_SMTP_URL=server.url)
+        result = digest(demo_db, "send", "--date", DAY, "--yes", env=env)
         # Issue 28 §7: run again, nothing new fails: not exit 3 for the old failures.
-        again = digest(
-            demo_db,
-            "send",
-            "--date",
-            DAY,
-            "--yes",
-            env=base_env(demo_db, DIGEST_SMTP_URL=server.url),
-        )
+        again = digest(demo_db, "send", "--date", DAY, "--yes", env=env)
     assert result.returncode == 3, result.stderr
     assert "550 5.1.1 user unknown" in result.stdout
     assert again.returncode == 0, again.stderr

@@ -29,7 +29,7 @@ from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW, PROJECT_ROOT, in_thread
 from tests.support.serving import serving
-from tests.support.web import PASSWORD, fetch, log_in
+from tests.support.web import PASSWORD, Client, fetch, log_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, FrameLocator
@@ -297,6 +297,15 @@ def test_the_archive_has_a_feed_pages_a_title_and_a_canonical_link(
     assert 'href="/archive/?page=2"' in page_one and 'href="/archive/feed.xml"' in page_one
     status, _, page_two = fetch(f"{base}/archive/?page=2")
     assert status == 200 and page_two.count('href="/archive/daily/') == 6
+    # Issue 28 §4: the public index does not wear the desk's header; the desk's
+    # «Архив» stays in the desk, each edition opening there.
+    assert "/desk/" not in page_one and "Редакция" not in page_one
+    client = Client(base)
+    assert client.login() == 303
+    status, _, desk_one = client.request("/desk/archive")
+    assert status == 200 and desk_one.count('href="/desk/editions/') == 30
+    assert 'href="/desk/archive?page=2"' in desk_one and 'href="/desk/archive"' in desk_one
+    assert Client(base).request("/desk/archive")[0] == 303  # editors only
     for bad in ("0", "3", "x", "99999999999999999999", "-1"):
         assert fetch(f"{base}/archive/?page={bad}")[0] == 404, bad
     status, _, page = fetch(f"{base}/archive/daily/2026-11-26")
