@@ -86,10 +86,13 @@ class WebContext:
 
 
 def templates(settings: Settings) -> Environment:
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(settings.templates_dir),
         autoescape=select_autoescape(enabled_extensions=("html", "html.j2")),
     )
+    # Every reader page wears the site's masthead and a way back to it (issue 28 §4).
+    env.globals.update(site_url=settings.site_url, site_name=settings.site_name)
+    return env
 
 
 def create_app(context: WebContext) -> Starlette:

@@ -20,6 +20,10 @@ def test_a_get_shows_a_button_and_unsubscribes_nobody(served: tuple[Services, st
     status, _, body = fetch(base + path)
     assert status == 200 and "<button" in body and 'method="post"' in body
     assert status_of(services, who) is SubscriberStatus.ACTIVE  # link scanners GET
+    # Issue 28 §4: the site's masthead and a way back to it, on every reader page.
+    site = services.settings.site_url
+    assert f'<header class="masthead"><a href="{site}">' in body
+    assert f'<a href="{site}">Вернуться на сайт' in body
 
 
 def test_one_click_post_as_gmail_sends_it(served: tuple[Services, str]) -> None:
