@@ -20,6 +20,7 @@ from digest.models import (
     Article,
     Block,
     Edition,
+    EditionItem,
     EditionStatus,
 )
 from digest.schedule.files import Schedule, load_schedules
@@ -184,7 +185,10 @@ class DeskView:
         return page
 
     def _items(self, session: Session, edition: Edition) -> list[ItemRow]:
-        items = sorted(edition.items, key=lambda i: (_BLOCKS[i.block], i.position))
+        """The items in the letter's order (issue 28 §4: ↑/↓ seemed to do nothing,
+        the list being in stored order while the letter groups the day's articles
+        by section): the lead, the day's by section, then the discussed."""
+        items = sorted(edition.items, key=_letter_order)
         return [_row(i.article, i.block.value) for i in items]
 
     def _candidates(self, session: Session, edition: Edition) -> list[ItemRow]:
@@ -205,6 +209,18 @@ class DeskView:
 
 
 _BLOCKS = {Block.LEAD: 0, Block.DAY: 1, Block.DISCUSSED: 2}
+
+
+def _letter_order(item: EditionItem) -> tuple[int, int, str, int]:
+    """As ``EditionView.sections`` orders the day's articles (the same rule)."""
+    section = item.article.section
+    if item.block is not Block.DAY:
+        place = (0, "")
+    elif section is None:
+        place = (10_000, "Новости")  # as edition.view places an article without one
+    else:
+        place = (section.position, section.title)
+    return (_BLOCKS[item.block], place[0], place[1], item.position)
 
 
 def _row(article: Article, block: str) -> ItemRow:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from digest.capture import CaptureServer, free_port
 from digest.config import parse_smtp_url
 from digest.edition.desk import split_message
 from digest.ingest import Ingester, read_jsonl
-from digest.models import Delivery, DeliveryStatus, Edition, EditionChange, EditionStatus
+from digest.models import Article, Delivery, DeliveryStatus, Edition, EditionChange, EditionStatus
 from digest.send import SmtpConnection, run_async
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
@@ -412,3 +413,23 @@ def test_a_correction_pauses_the_send_and_the_editor_rebuilds_it_from_the_desk(
             ("digest", "correction-paused"),
             ("anna", "rebuild"),
         }
+
+
+def test_the_shaping_list_is_in_the_letters_order(desk: tuple[Services, str]) -> None:
+    """Issue 28 §4: ↑/↓ often changed nothing visible, the list being in stored order
+    while the letter groups the day's articles by section. The list an editor
+    shapes reads as the letter does."""
+    services, base = desk
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, TOMORROW)
+    client = Client(base)
+    assert client.login() == 303
+    status, _, page = client.request(f"/desk/editions/{edition.id}")
+    assert status == 200
+    ids = [int(n) for n in re.findall(r'<tr data-article="(\d+)"', page)]
+    with services.factory() as session:
+        titles = {a.id: a.title for a in session.scalars(select(Article))}
+    _, _, letter = client.request(f"/desk/editions/{edition.id}/frame")
+    at = [letter.find(html.escape(titles[i], quote=False)) for i in ids]
+    assert len(ids) > 5 and -1 not in at, at
+    assert at == sorted(at), [titles[i] for i in ids]
