@@ -188,7 +188,7 @@ class DeskView:
         """The items in the letter's order (issue 28 §4: ↑/↓ seemed to do nothing,
         the list being in stored order while the letter groups the day's articles
         by section): the lead, the day's by section, then the discussed."""
-        items = sorted(edition.items, key=_letter_order)
+        items = sorted(edition.items, key=letter_order)
         return [_row(i.article, i.block.value) for i in items]
 
     def _candidates(self, session: Session, edition: Edition) -> list[ItemRow]:
@@ -211,7 +211,7 @@ class DeskView:
 _BLOCKS = {Block.LEAD: 0, Block.DAY: 1, Block.DISCUSSED: 2}
 
 
-def _letter_order(item: EditionItem) -> tuple[int, int, str, int]:
+def letter_order(item: EditionItem) -> tuple[int, int, str, int]:
     """As ``EditionView.sections`` orders the day's articles (the same rule)."""
     section = item.article.section
     if item.block is not Block.DAY:

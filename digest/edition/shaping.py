@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from digest import store
 from digest.db import Session, transaction
-from digest.edition.desk import _BLOCKS, DeskView
+from digest.edition.desk import _BLOCKS, DeskView, letter_order
 from digest.errors import EditionError, EmptyEdition
 from digest.headers import clean_text
 from digest.models import (
@@ -175,7 +175,15 @@ class Shaping:
 
     @staticmethod
     def _move(items: list[EditionItem], target: EditionItem, step: int) -> None:
-        same = [i for i in items if i.block is target.block]
+        # Among what the letter shows together: the day's articles of one section
+        # (issue 28 §4: a swap across sections changed nothing anyone could see).
+        together = sorted(items, key=letter_order)
+        same = [
+            i
+            for i in together
+            if i.block is target.block
+            and (target.block is not Block.DAY or i.article.section_id == target.article.section_id)
+        ]
         index = same.index(target)
         other = index + step
         if 0 <= other < len(same):

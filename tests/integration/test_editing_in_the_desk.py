@@ -433,3 +433,17 @@ def test_the_shaping_list_is_in_the_letters_order(desk: tuple[Services, str]) ->
     at = [letter.find(html.escape(titles[i], quote=False)) for i in ids]
     assert len(ids) > 5 and -1 not in at, at
     assert at == sorted(at), [titles[i] for i in ids]
+    # ↑ on an article below another of its section: both the list and the letter move.
+    with services.factory() as session:
+        section_of = {a.id: a.section_id for a in session.scalars(select(Article))}
+    day = ids[1:]  # after the lead
+    k = next(n for n in range(1, len(day)) if section_of[day[n]] == section_of[day[n - 1]])
+    form = {"csrf": client.csrf(f"/desk/editions/{edition.id}"), "article": str(day[k])}
+    moved = client.request(f"/desk/editions/{edition.id}/shape", {**form, "action": "up"})
+    assert moved[0] == 303
+    _, _, page = client.request(f"/desk/editions/{edition.id}")
+    after = [int(n) for n in re.findall(r'<tr data-article="(\d+)"', page)][1:]
+    assert after[k - 1 : k + 1] == [day[k], day[k - 1]], "↑ moved nothing visible"
+    _, _, letter = client.request(f"/desk/editions/{edition.id}/frame")
+    first, second = (letter.find(html.escape(titles[i], quote=False)) for i in (day[k], day[k - 1]))
+    assert first < second
