@@ -69,6 +69,7 @@ class DeskApp:
         )
         self.env.globals["variant_label"] = variant_label
         self.env.filters["change"] = describe_change
+        self.env.filters["action"] = lambda action: ACTION_WORDS.get(action, action)
         self.env.filters["ru"] = state_word  # a state in the desk's words
 
     # -- plumbing ------------------------------------------------------------------
@@ -230,17 +231,50 @@ class DeskApp:
         ]
 
 
+# The change log in the desk's words (issue 28 §4: it showed internal ids and
+# English): what each action was, and what its detail's keys mean.
+ACTION_WORDS = {
+    "pin": "наверх",
+    "up": "выше",
+    "down": "ниже",
+    "drop": "убрана",
+    "add": "добавлена",
+    "approve": "утверждён",
+    "unapprove": "утверждение снято",
+    "test": "тестовое письмо",
+    "text": "тема и вступление",
+    "rebuild": "пересобран",
+    "correction-paused": "исправления: рассылка на паузе",
+    "correction-ignored": "исправления не взяты",
+}
+DETAIL_WORDS = {
+    "intro": "вступление",
+    "subject": "тема",
+    "to": "кому",
+    "code": "ответ",
+    "reply": "",
+    "changes": "изменения",
+    "repointed": "писем с исправлениями",
+    "resumed": "рассылка продолжена",
+}
+HIDDEN = {"article", "revisions"}  # ids: they say nothing to a person
+
+
 def describe_change(detail: dict[str, Any] | None) -> str:
     """An edition_change's detail in words, for the «Изменения» list."""
     if not detail:
         return ""
-    if "changes" in detail:  # a correction: what changed says it (the ids do not)
-        detail = {k: v for k, v in detail.items() if k != "revisions"}
-    return "; ".join(
-        f"{k}: {'; '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in detail.items()
-        if v is not None
-    )
+    said = []
+    for key, value in detail.items():
+        if value is None or key in HIDDEN:
+            continue
+        text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+        if key == "title":
+            said.append(f"«{text}»")
+            continue
+        label = DETAIL_WORDS.get(key, key)
+        said.append(f"{label}: {text}" if label else text)
+    return "; ".join(said)
 
 
 def safe_next(target: str) -> str:

@@ -444,6 +444,10 @@ def test_the_shaping_list_is_in_the_letters_order(desk: tuple[Services, str]) ->
     _, _, page = client.request(f"/desk/editions/{edition.id}")
     after = [int(n) for n in re.findall(r'<tr data-article="(\d+)"', page)][1:]
     assert after[k - 1 : k + 1] == [day[k], day[k - 1]], "↑ moved nothing visible"
+    # The change log says it in words, with the article's title and no internal id.
+    log = page.split('<table id="changes">', 1)[1].split("</table>", 1)[0]
+    assert "<td>выше</td>" in log and f"«{html.escape(titles[day[k]])}»" in log
+    assert "article:" not in log and f"{day[k]}" not in re.sub(r"<[^>]+>", "", log).split()
     _, _, letter = client.request(f"/desk/editions/{edition.id}/frame")
     first, second = (letter.find(html.escape(titles[i], quote=False)) for i in (day[k], day[k - 1]))
     assert first < second
