@@ -38,6 +38,7 @@ from digest.send.queue import ClaimQueue
 from digest.send.relays import RelayPool, RelayState
 from digest.send.result import RunResult, SendOptions
 from digest.send.smtp import Connection, Progress, probe
+from digest.send.tasks import together
 from digest.send.writer import Ledger, Writer
 from digest.store import Claim
 from digest.track.outcomes import Outcome
@@ -147,7 +148,7 @@ class SendRun:
         store = self.writer.store
         try:
             await self._hold_shared_pauses()
-            await asyncio.gather(*(self._worker() for _ in range(self.connections)))
+            await together(self._worker() for _ in range(self.connections))
             if not self.result.stopped:
                 # A pause or cancel may have emptied the queue before a heartbeat saw it.
                 control = await self.writer.call(store.heartbeat, self.clock())
