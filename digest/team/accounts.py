@@ -179,6 +179,7 @@ class Accounts:
 
     def remove(self, name: str, by: str) -> None:
         """The account goes, and its sessions with it (they check it each request)."""
+        self.seed()  # its own transaction, before this one: SQLite has one writer
         with transaction(self.factory) as session:
             row = self._existing(session, name)
             _keep_an_admin(session, row, leaving=True)
@@ -187,6 +188,7 @@ class Accounts:
 
     def passwd(self, name: str, password: str, by: str) -> None:
         """A new password; every session begun with the old one ends."""
+        self.seed()  # its own transaction, before this one: SQLite has one writer
         with transaction(self.factory) as session:
             row = self._existing(session, name)
             row.password_hash = self.hasher.hash(checked_password(password))
@@ -194,6 +196,7 @@ class Accounts:
             _audit(session, self.clock(), by, "editor passwd", name)
 
     def set_role(self, name: str, role: str, by: str) -> None:
+        self.seed()  # its own transaction, before this one: SQLite has one writer
         with transaction(self.factory) as session:
             row = self._existing(session, name)
             if row.role == _role(role):
@@ -203,7 +206,6 @@ class Accounts:
             _audit(session, self.clock(), by, "editor role", name, role=role)
 
     def _existing(self, session: Session, name: str) -> Editor:
-        self.seed()
         row = store.editor_named(session, name)
         if row is None:
             raise AccountError(f"Учётной записи «{name[:100]}» нет.")

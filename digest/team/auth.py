@@ -30,7 +30,7 @@ from datetime import timedelta
 from digest import store
 from digest.db import Factory, Session, transaction
 from digest.models import Clock, DeskSession, LoginFailure
-from digest.team.accounts import MAX_PASSWORD, Accounts
+from digest.team.accounts import MAX_PASSWORD, Account, Accounts
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ class DeskAuth:
         wait = (last - now).total_seconds() + min(2.0 ** (failures - FREE + 1), MAX_WAIT)
         return Refusal(wait, locked=False) if wait > 0 else None
 
-    def editor(self, token: str | None) -> str | None:
-        """The editor a session cookie belongs to, if it is still good."""
+    def editor(self, token: str | None) -> Account | None:
+        """The account a session cookie belongs to, if it is still good."""
         if not token:
             return None
         now = self.clock()
@@ -153,7 +153,7 @@ class DeskAuth:
                 row.revoked_at = row.revoked_at or now
                 return None
             row.last_seen_at = now
-            return row.editor
+            return account
 
     def logout(self, token: str | None) -> None:
         if not token:

@@ -116,15 +116,12 @@ class DeskApp:
 
         async def checked(request: Request) -> Response:
             sid = request.session.get("sid")
-            request.state.editor = await self.run(
-                self.auth.editor, sid if isinstance(sid, str) else None
-            )
-            name = self.editor(request)
-            if name is None:
+            # The session's account, read once: who and as what (issue 28 §3's role).
+            account = await self.run(self.auth.editor, sid if isinstance(sid, str) else None)
+            if account is None:
                 target = quote(request.url.path)
                 return RedirectResponse(f"/desk/login?next={target}", status_code=303)
-            account = await self.run(self.services.accounts.get, name)
-            request.state.admin = account is not None and account.is_admin
+            request.state.editor, request.state.admin = account.name, account.is_admin
             if admin and not self.is_admin(request):
                 return self.page(request, "refused", status=403)
             if request.method == "POST" and not await self.form_ok(request):
