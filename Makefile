@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut 
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: lock venv demo test test-fast lint typecheck pytest a11y letter-pictures render-check thunderbird axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
+.PHONY: lock venv demo demo-site mariadb bench-sources test test-fast lint typecheck pytest a11y letter-pictures render-check thunderbird axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
 
 # Exactly the versions in requirements.lock, each checked against its hash; the
 # project itself without resolving anything (its build backend is in the lock).
@@ -31,6 +31,10 @@ lock:
 demo: $(STAMP)
 	$(BIN)/digest demo
 
+## make demo-site: the same, read from a site's own database: the demo's articles in a WordPress-layout MariaDB (private, under var/site-db), synced by a source, sent
+demo-site: $(STAMP) mariadb
+	DIGEST_SOURCES_DIR=var/sources $(BIN)/digest demo --site
+
 # The suite runs on every core (pytest-xdist); the tests of rates, caps and outages
 # share one group so they never run beside each other (tests/support/tiers.py).
 PYTEST_WORKERS ?= 4
@@ -38,14 +42,14 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
 ## make test: lint, type-check and the whole suite (real SMTP, SQLite and PostgreSQL), side by side
 # Lint and type-check run beside pytest; their output comes as one block when done.
-test: $(STAMP) services browser postfix axe thunderbird
+test: $(STAMP) services browser postfix axe thunderbird mariadb
 	@$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck & checks=$$!; \
 	$(MAKE) --no-print-directory pytest; tests=$$?; \
 	wait $$checks; checked=$$?; \
 	if [ $$tests -ne 0 ] || [ $$checked -ne 0 ]; then echo "make test: failed (pytest $$tests, lint/typecheck $$checked)"; exit 1; fi
 
 ## make test-fast: the inner loop on SQLite: no PostgreSQL, browser, Postfix, outages or `digest` processes
-test-fast: $(STAMP) services
+test-fast: $(STAMP) services mariadb
 	$(BIN)/pytest $(XDIST) -m "not postgres and not browser and not postfix and not outage and not timing and not acceptance and not thunderbird" $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -58,7 +62,7 @@ typecheck: $(STAMP)
 
 # One run on every worker; the tests that measure seconds (rates, caps, holds,
 # outages: the `timing` marker) share one xdist group, never beside each other.
-pytest: $(STAMP) services browser postfix axe thunderbird
+pytest: $(STAMP) services browser postfix axe thunderbird mariadb
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 ## make letter-pictures: the letter at 375 px, light and dark, images on and blocked, as the suite makes it, into docs/letter/ (the README shows them)
@@ -110,7 +114,7 @@ services:
 		if [ "$$CI" = "true" ]; then exit 1; fi; }
 
 ## make bench: send rate against Postfix's smtp-sink, a faults run, one vs two workers
-bench: bench-send bench-rss bench-faults bench-greylist bench-workers bench-rate bench-ingest bench-signup bench-startup
+bench: bench-send bench-rss bench-faults bench-greylist bench-workers bench-rate bench-ingest bench-sources bench-signup bench-startup
 
 bench-send: $(STAMP) smtp-sink
 	$(BIN)/python bench/send.py --subscribers 20000
@@ -131,6 +135,10 @@ bench-workers: $(STAMP) smtp-sink services
 ## make bench-ingest: ingest's peak memory for a hostile JSON line and a gzip bomb of a feed
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py --line-mb 10,15,50 --feed-mb 300
+
+## make bench-sources: `digest sources sync` of 100 000 WordPress posts and 1 000 000 comments (private MariaDB): rows/s, peak RSS, against a raw read
+bench-sources: $(STAMP) mariadb
+	$(BIN)/python bench/sources.py --articles 100000 --comments 1000000
 
 ## make bench-signup: the subscription box's answer time, a new address against a known one
 bench-signup: $(STAMP)
@@ -168,6 +176,17 @@ postfix:
 		{ echo "could not install postfix"; if [ "$$CI" = "true" ]; then exit 1; fi; }; }
 
 smtp-sink: postfix
+
+# Debian's MariaDB server: the tests' private site database (tests/support/mariadb.py,
+# its own data directory, port and socket) and `make demo-site`'s. The package's own
+# server is not needed and not configured. Under CI=true a failed install is an error.
+mariadb:
+	@{ command -v mariadbd || test -x /usr/sbin/mariadbd; } >/dev/null && command -v mariadb-install-db >/dev/null || { \
+		echo "installing Debian's mariadb-server for the site database tests (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >/dev/null; } || \
+		{ echo "could not install mariadb-server"; if [ "$$CI" = "true" ]; then exit 1; fi; }; }
 
 clean:
 	rm -rf $(VENV) .venv-lock var .pytest_cache .mypy_cache .ruff_cache tests/axe/node_modules

@@ -36,7 +36,7 @@ from digest import headers
 from digest.audience.lists import MailingList
 from digest.tokens import LinkSigner
 
-SLOT_NAMES = ("UNSUB_URL", "PREFS_URL", "EMAIL", "READER", "CONFIRM_URL")
+SLOT_NAMES = ("UNSUB_URL", "PREFS_URL", "EMAIL", "READER", "CONFIRM_URL", "KEEP_URL")
 
 
 class Placeholders:

@@ -26,6 +26,8 @@ from digest.observe.health import Check, guard
 from digest.render import ArticleView, EditionView, Renderer
 from digest.schedule.files import load_schedules
 from digest.send import SmtpConnection, connector
+from digest.sources.files import load_sources
+from digest.sources.overview import check as check_source
 from digest.team import auth as deskauth
 
 
@@ -33,6 +35,8 @@ def run_checks(cfg: Settings, smtp: bool = True, clock: Clock = utcnow) -> list[
     checks: list[Check] = [_config(cfg)]
     checks.extend(_health(cfg, clock()))
     checks.append(guard("lists", lambda: _lists(cfg)))
+    if cfg.sunset_after:
+        checks.append(guard("sunset", lambda: _sunset(cfg)))
     checks.append(guard("schedules", lambda: _schedules(cfg)))
     checks.append(guard("templates", lambda: _templates(cfg, clock())))
     checks.append(guard("desk", lambda: _desk(cfg)))
@@ -42,7 +46,17 @@ def run_checks(cfg: Settings, smtp: bool = True, clock: Clock = utcnow) -> list[
         for target in cfg.relays:
             checks.append(guard(f"smtp {target}", lambda t=target: _smtp(cfg, t)))  # type: ignore[misc]
     checks.append(guard("dkim", lambda: _dkim(cfg)))
+    checks.extend(_sources(cfg, clock()))
     return checks
+
+
+def _sources(cfg: Settings, now: datetime) -> list[Check]:
+    """Each site database source (issue 29): reachable, read-only, timed, its columns."""
+    try:
+        found = load_sources(cfg.sources_dir)
+    except DigestError as exc:
+        return [Check("sources", False, str(exc))]
+    return [guard(f"source {name}", lambda s=s: check_source(s, now)) for name, s in found.items()]  # type: ignore[misc]
 
 
 def _config(cfg: Settings) -> Check:
@@ -81,6 +95,30 @@ def _lists(cfg: Settings) -> Check:
     return Check("lists", True, ", ".join(sorted(lists)) or "none")
 
 
+def _sunset(cfg: Settings) -> Check:
+    """DIGEST_SUNSET_AFTER on a list that cannot tell readers' clicks apart would
+    call every reader silent: the rule refuses to run there, and doctor says so."""
+    schedules = load_schedules(cfg.schedules_dir, cfg.timezone)
+    lists = load_lists(cfg.subscribers_dir)
+    blind = sorted(
+        {s.list for s in schedules.values() if s.list in lists}
+        - {k for k, v in lists.items() if v.clicks_per_reader}
+    )
+    if blind:
+        return Check(
+            "sunset",
+            False,
+            f"DIGEST_SUNSET_AFTER={cfg.sunset_after} but list(s) {', '.join(blind)} do not count "
+            "clicks per reader (track_clicks, individual_tracking): the rule will not run",
+        )
+    return Check(
+        "sunset",
+        True,
+        f"readers silent {cfg.sunset_after} month(s) are asked, paused "
+        f"{cfg.sunset_grace_days} days later",
+    )
+
+
 def _schedules(cfg: Settings) -> Check:
     schedules = load_schedules(cfg.schedules_dir, cfg.timezone)
     lists = load_lists(cfg.subscribers_dir)
@@ -98,6 +136,9 @@ def _templates(cfg: Settings, now: datetime) -> Check:
     for name in sorted({s.mail.template for s in schedules.values()}):
         rendered = renderer.render(sample_view(cfg, now), name)
         sizes.append(f"{name} {len(rendered.html.encode()) // 1024} KB")
+    for letter in ("confirm", "reengage"):  # the one-button letters of every list
+        page = {"list_name": "—", "days": 7, "subject": letter, "site_url": cfg.site_url}
+        renderer.render_page(letter, {**page, "site_name": cfg.site_name})
     return Check("templates", True, "render: " + ", ".join(sizes))
 
 

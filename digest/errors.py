@@ -12,8 +12,11 @@ import enum
 class DigestError(Exception):
     """Something went wrong in digest."""
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, ru: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
+        # The same in the desk's words (issue 28 §4: English reached its pages); the
+        # CLI and the logs keep the English.
+        self.ru = ru
 
     @property
     def message(self) -> str:
@@ -28,6 +31,11 @@ class ScheduleError(ConfigError):
     """A schedule file is missing or invalid."""
 
 
+class SourceError(DigestError):
+    """A site database source could not be read (issue 29): its file, its
+    connection, a query or a column; the message names the source and the query."""
+
+
 class EditionError(DigestError):
     """The edition cannot be built or sent."""
 
@@ -39,8 +47,8 @@ class EmptyEdition(EditionError):
 class OldEdition(EditionError):
     """The edition is older than its schedule's period: it is sent only when asked."""
 
-    def __init__(self, message: str, readers: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, readers: int, *, ru: str | None = None) -> None:
+        super().__init__(message, ru=ru)
         self.readers = readers  # how many it would reach now
 
 

@@ -38,6 +38,9 @@ class SubscriberStatus(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    # No click for DIGEST_SUNSET_AFTER months and none after the re-engagement
+    # letter: kept, not mailed, back by the letter's link or an admin (issue 28 §5).
+    PAUSED = "paused"
 
 
 class EditionStatus(enum.StrEnum):
@@ -85,6 +88,20 @@ class EventKind(enum.StrEnum):
     CONFIRM = "confirm"
     RESUBSCRIBE = "resubscribe"  # back after an unsubscribe: undo, confirmed again, an admin
     ASKED_AGAIN = "asked_again"  # a reader who left asked the box again (the request's page)
+    REENGAGE = "reengage"  # the sunset rule's letter went: «still reading?»
+    KEEP = "keep"  # the reader answered it: keep sending (back from paused too)
+    SUNSET = "sunset"  # no answer within the grace days: paused
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who an edition is for: active readers of ``frequency`` (None: every
+    frequency, as a special edition goes), of ``section`` (None: whatever their
+    sections), subscribed by ``joined_by`` (None: now)."""
+
+    frequency: str | None = None
+    section: str | None = None
+    joined_by: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,10 @@ STATE_WORDS: dict[str, str] = {
     "active": "подписан",
     "unsubscribed": "отписан",
     "complained": "пожаловался",
+    "paused": "на паузе (не читал)",
+    # what happened to a reader (their page's evidence)
+    "bounce": "возврат",
+    "complaint": "жалоба",
     # how often a reader gets it
     "daily": "каждый день",
     "weekly": "раз в неделю",
@@ -141,3 +162,14 @@ STATE_WORDS: dict[str, str] = {
 def state_word(state: object) -> str:
     """«черновик» for ``draft``; a state without a word is shown as it is."""
     return STATE_WORDS.get(str(state), str(state))
+
+
+# The HTTP API's scopes (issue 30), what each lets a token do: here, not in
+# team.apikeys, so `digest tokens --help` needs no database library.
+API_SCOPES = {
+    "subscribers:read": "a reader's record by address",
+    "subscribers:write": "subscribe (double opt-in), change choices, unsubscribe, forget",
+    "subscribers:confirm": "subscribe as confirmed, with the site's record of consent",
+    "editions:read": "editions, their counts, reasons, ETA and previews",
+    "editions:send": "approve, start, pause, resume and cancel a send",
+}

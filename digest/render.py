@@ -160,6 +160,8 @@ class EditionView:
     archive_url: str = ""
     # The public archive page: no subscriber's address or links in the footer.
     archive: bool = False
+    # A special edition an editor made by hand (issue 28 §6): «Срочный выпуск».
+    special: bool = False
     # How the preheader is made (the schedule's template and the edition's values),
     # so a variant's own lead gives it its own (issue 27 §1); "": kept as it is.
     preheader_template: str = ""

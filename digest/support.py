@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest import store
+from digest.audience.confirm import Invitations
 from digest.audience.lists import MailingList, get_list
 from digest.audience.rows import address_hash, describe, write_export
 from digest.audience.subscribers import ImportReport, SubscriberBook
 from digest.db import transaction
 from digest.errors import DigestError
+from digest.kinds import state_word
 from digest.models import EventKind, Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
@@ -147,13 +149,18 @@ class Support:
             found = self._get(session, reader_id)
             if found.status is not SubscriberStatus.PENDING:
                 raise DigestError(
-                    f"{found.email} is {found.status}: only a pending reader confirms"
+                    f"{found.email} is {found.status}: only a pending reader confirms",
+                    ru=f"{found.email} — {state_word(found.status)}: подтверждает только "
+                    "ждущий подтверждения.",
                 )
             session.expunge(found)
         failed = await self.send_confirmation(self.mailing_list(), found)
         self._audit(editor, "resend", found.email, {"sent": failed is None})
         if failed is not None:
-            raise DigestError(f"not sent to {found.email}: {failed}")
+            raise DigestError(
+                f"not sent to {found.email}: {failed}",
+                ru=f"Не отправлено на {found.email}: {failed}",
+            )
         return found.email
 
     async def send_confirmation(self, mailing_list: MailingList, reader: Subscriber) -> str | None:
@@ -161,7 +168,7 @@ class Support:
         else why not (no relay: it waits for `digest subscribers invite`)."""
         try:
             connection = self.tools.single_connection("it waits for `subscribers invite`")
-            report = await self.tools.invitations(mailing_list).send(
+            report = await self.tools.letter(Invitations, mailing_list).send(
                 self.book(), [reader], connection, self.tools.signing_step()
             )
         except DigestError as exc:
@@ -202,7 +209,7 @@ class Support:
     def _get(self, session: Any, reader_id: int) -> Subscriber:
         found = store.subscriber_by_id(session, reader_id)
         if found is None:
-            raise NoReader(f"no reader {reader_id}")
+            raise NoReader(f"no reader {reader_id}", ru=f"Читателя {reader_id} нет.")
         return found
 
     def _email(self, reader_id: int) -> str:

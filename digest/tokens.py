@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
@@ -115,6 +116,8 @@ class LinkSigner:
         # the goodbye page's undo, and the confirmation of a request to come back.
         self.undo = ExpiringToken(secret, f"undo:{list_key}")
         self.again = ExpiringToken(secret, f"again:{list_key}")
+        # The sunset rule's «keep sending» (issue 28 §5).
+        self.keep = ExpiringToken(secret, f"keep:{list_key}")
 
     def verp(self, delivery_id: int) -> str:
         """The token in ``bounces+TOKEN@domain``: the delivery id in base 36 and a
@@ -208,6 +211,13 @@ def unsubscribe_key(signers: Iterable[LinkSigner], token: str) -> str | None:
 def preferences_key(signers: Iterable[LinkSigner], token: str) -> str | None:
     """The subscriber key of a preferences token signed for any of the lists."""
     return _key_of(token, [s.preferences.verify for s in signers])
+
+
+def keep_key(signers: Iterable[LinkSigner], token: str, max_age_seconds: int) -> str | None:
+    """The subscriber key of a sunset letter's «keep sending» token, within its age."""
+    return _key_of(
+        token, [partial(s.keep.verify, max_age_seconds=max_age_seconds) for s in signers]
+    )
 
 
 def _key_of(token: str, checks: list[Callable[[str], str]]) -> str | None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import atexit
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
-from digest.audience.confirm import Invitations
+from digest.audience.confirm import ListLetter
 from digest.audience.lists import MailingList, get_list
 from digest.compose import Composer, Placeholders
 from digest.config import Settings, SmtpTarget
@@ -26,6 +27,7 @@ from digest.tokens import Keyring, LinkSigner
 from digest.track.engagement import Tracker
 
 log = logging.getLogger(__name__)
+L = TypeVar("L", bound=ListLetter)
 
 
 class Toolkit:
@@ -87,8 +89,9 @@ class Toolkit:
             verp=self.settings.verp,
         )
 
-    def invitations(self, mailing_list: MailingList) -> Invitations:
-        return Invitations(
+    def letter(self, kind: type[L], mailing_list: MailingList) -> L:
+        """A one-button letter of the list (the confirmation, «still reading?»)."""
+        return kind(
             self.settings,
             mailing_list,
             self.renderer,

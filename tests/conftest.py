@@ -25,6 +25,8 @@ pytest_plugins = [
     "tests.support.browser",
     "tests.support.cli",
     "tests.support.tiers",
+    "tests.support.mariadb",
+    "tests.support.api",
 ]
 
 

@@ -35,6 +35,12 @@ class MailingList(BaseModel):
     def tracking(self) -> bool:
         return self.track_opens or self.track_clicks
 
+    @property
+    def clicks_per_reader(self) -> bool:
+        """Clicks are told apart by reader: what the sunset rule needs before it
+        may call anyone silent (issue 28 §5)."""
+        return self.track_clicks and self.individual_tracking
+
 
 def load_lists(directory: Path) -> dict[str, MailingList]:
     path = directory / "lists.toml"

@@ -118,7 +118,7 @@ class Row:
             name = name[:NAME_LIMIT]
         row.name = name or None
         row.sections = normalise_sections(raw.get("sections"))
-        row.timezone = _zone(str(raw.get("timezone") or ""))
+        row.timezone = checked_zone(str(raw.get("timezone") or ""))
         locale = str(raw.get("locale") or "ru").strip().lower()
         if not re.fullmatch(r"[a-z]{2}(-[a-z]{2})?", locale):
             raise BadSubscriber(f"locale: {locale[:20]!r} is not like ru or en-gb")
@@ -175,7 +175,7 @@ def describe(s: Subscriber) -> dict[str, Any]:
     }
 
 
-def _zone(value: str) -> str | None:
+def checked_zone(value: str) -> str | None:
     zone = value.strip()
     if not zone:
         return None

@@ -76,6 +76,7 @@ class Request:
     page: str  # where the box was (the Referer, or what the form says)
     trap: str = ""  # the honeypot: people leave it empty
     list_key: str = "daily"
+    network: str | None = None  # who is counted instead of the IP's network (an API token)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,10 @@ class Signups:
             SIGNUPS.labels("bad_address").inc()
             return Decision(Answer.BAD_ADDRESS, problem=str(exc))
         now = self.clock()
-        net, target = self._key("net", network_of(asked.ip)), self._key("to", folded(address))
+        net, target = (
+            self._key("net", asked.network or network_of(asked.ip)),
+            self._key("to", folded(address)),
+        )
         with transaction(self.factory) as session:
             store.serialize(session, net, target, "all")
             if store.signups_since(session, net, now - timedelta(hours=1)) >= self.per_network:

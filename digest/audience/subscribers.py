@@ -17,8 +17,8 @@ from digest.audience.rows import (
     BadSubscriber,
     Row,
     _iso,
-    _zone,
     address_hash,
+    checked_zone,
     describe,
     normalise_email,
     normalise_sections,
@@ -158,7 +158,7 @@ class SubscriberBook:
     def remove(self, email: str) -> bool:
         """Unsubscribe (kept, so the address is never mailed again by mistake)."""
         with transaction(self.factory) as session:
-            found = _find(session, email)
+            found = find_subscriber(session, email)
             if found is None or found.status in CLOSED:
                 return False
             found.status = SubscriberStatus.UNSUBSCRIBED
@@ -256,7 +256,7 @@ class SubscriberBook:
             raise BadSubscriber(f"frequency: choose one of {', '.join(FREQUENCIES)}")
         if fmt not in FORMATS:
             raise BadSubscriber(f"format: choose one of {', '.join(FORMATS)}")
-        zone = _zone(timezone)
+        zone = checked_zone(timezone)
         with transaction(self.factory) as session:
             found = store.subscriber_by_token(session, token_key)
             if found is None or found.status in CLOSED:
@@ -274,7 +274,7 @@ class SubscriberBook:
         address = normalise_email(email)
         with transaction(self.factory) as session:
             store.forget_address(session, address_hash(address), self.clock())
-            found = _find(session, address)
+            found = find_subscriber(session, address)
             if found is None:
                 return False
             store.remove(session, found)  # deliveries cascade; events lose their link
@@ -282,7 +282,7 @@ class SubscriberBook:
 
     def show(self, email: str) -> dict[str, Any] | None:
         with self.factory() as session:
-            found = _find(session, email)
+            found = find_subscriber(session, email)
             return describe(found) if found is not None else None
 
     def listing(self, status: SubscriberStatus | None = None) -> Iterator[dict[str, Any]]:
@@ -293,7 +293,7 @@ class SubscriberBook:
     def export(self, email: str) -> list[dict[str, Any]]:
         """Everything we hold about one subscriber, one row per fact (152-FZ, GDPR)."""
         with self.factory() as session:
-            found = _find(session, email)
+            found = find_subscriber(session, email)
             if found is None:
                 return []
             rows: list[dict[str, Any]] = [
@@ -325,12 +325,17 @@ class SubscriberBook:
             return rows
 
 
-def _find(session: Session, email: str) -> Subscriber | None:
+def looked_up(email: str) -> str:
+    """The address as the book keeps it (what cannot be normalised, as given, lowered):
+    a lookup by it finds the reader or nobody, never fails."""
     try:
-        address = normalise_email(email)
+        return normalise_email(email)
     except BadSubscriber:
-        address = email.strip().lower()
-    return store.subscriber_by_email(session, address)
+        return email.strip().lower()
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber | None:
+    return store.subscriber_by_email(session, looked_up(email))
 
 
 def reader_book(factory: Factory, clock: Clock) -> SubscriberBook:

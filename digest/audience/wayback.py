@@ -41,7 +41,12 @@ UNDO_DAYS = 7
 JUST_NOW = timedelta(minutes=1)
 REASON_CHARS = 500
 # Whom an admin may bring back: a pending reader confirms, an active one is here.
-RETURNABLE = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+RETURNABLE = (
+    SubscriberStatus.UNSUBSCRIBED,
+    SubscriberStatus.BOUNCED,
+    SubscriberStatus.COMPLAINED,
+    SubscriberStatus.PAUSED,  # by the sunset rule (issue 28 §5)
+)
 
 
 class NotReturnable(DigestError):

@@ -4,10 +4,32 @@ module per command group registers its commands on import."""
 
 from __future__ import annotations
 
-from digest.cli import demo, editions, ops, schedules, sending, subscribers, team
+from digest.cli import (
+    demo,
+    editions,
+    ops,
+    schedules,
+    sending,
+    sources,
+    subscribers,
+    team,
+    tokens,
+)
 from digest.cli.app import app
 
-__all__ = ["app", "demo", "editions", "main", "ops", "schedules", "sending", "subscribers", "team"]
+__all__ = [
+    "app",
+    "demo",
+    "editions",
+    "main",
+    "ops",
+    "schedules",
+    "sending",
+    "sources",
+    "subscribers",
+    "team",
+    "tokens",
+]
 
 
 def main() -> None:

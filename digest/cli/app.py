@@ -88,6 +88,20 @@ dkim_app = typer.Typer(
 
 app.add_typer(dkim_app, name="dkim")
 
+tokens_app = typer.Typer(
+    help="The HTTP API's tokens: create, list, revoke.\n\n"
+    "Example: digest tokens create site --scope subscribers:write",
+    no_args_is_help=True,
+)
+
+app.add_typer(tokens_app, name="tokens")
+
+sources_app = typer.Typer(
+    help="The site databases digest reads: list them, sync now.\n\nExample: digest sources sync"
+)
+
+app.add_typer(sources_app, name="sources")
+
 
 @dataclass
 class State:
@@ -238,6 +252,16 @@ def build_or_say(services: Services, schedule: Schedule, on: date) -> Edition:
         raise typer.Exit(0) from None
 
 
+def to_send(services: Services, name: str, on: str | None) -> tuple[Schedule, Edition]:
+    """`digest send SCHEDULE [--date D]` builds the day's edition; `digest send
+    daily/2026-12-03/special-1` names one already made (a special edition)."""
+    if "/" not in name:
+        schedule = services.schedule(name)
+        return schedule, build_or_say(services, schedule, parse_date(on, schedule))
+    edition = find(services, name)
+    return services.schedule(edition.schedule), edition
+
+
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Send a draft the schedule wants approved (logged).")
 ]
@@ -294,7 +318,7 @@ def expose_metrics(services: Services, port: int | None, host: str) -> None:
         )
 
 
-EDITION_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}/\d{4}-\d{2}-\d{2}")
+EDITION_LABEL = re.compile(r"[A-Za-z0-9_-]{1,64}/\d{4}-\d{2}-\d{2}(/special-\d{1,4})?")
 
 
 def checked_ref(ref: str) -> str:

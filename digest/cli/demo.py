@@ -23,8 +23,11 @@ from digest.cli.app import (
 from digest.cli.editions import Format, decoded, finish_exit, print_report, status_of
 from digest.cli.ops import print_ingest
 from digest.cli.sending import deliver
+from digest.cli.sources import print_syncs
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from digest.models import Edition
     from digest.schedule.files import Schedule
     from digest.track.reports import EditionReport
@@ -37,6 +40,14 @@ def demo_cmd(
     on: DateOption = None,
     no_send: Annotated[
         bool, typer.Option("--no-send", help="Load the data and subscribers, then stop.")
+    ] = False,
+    site: Annotated[
+        bool,
+        typer.Option(
+            "--site",
+            help="Read the articles from a WordPress-layout database (DIGEST_SITE_DATABASE_URL, "
+            "or a private MariaDB under var/site-db) through a source, as a real site's.",
+        ),
     ] = False,
 ) -> None:
     """Set everything up and send today's daily digest to the demo subscribers.
@@ -56,9 +67,14 @@ def demo_cmd(
         services = wire(cfg, upgrade=True)
         schedule = services.schedule("daily")
         on_date = parse_date(on, schedule)
-        loaded = service.load_demo(services.factory, services.clock, schedule, on_date, subscribers)
-        console.print(f"demo data for {on_date} (window {schedule.describe_window(on_date)}):")
-        print_ingest(loaded.report)
+        if site:
+            _site_demo(services, schedule, on_date)
+        loaded = service.load_demo(
+            services.factory, services.clock, schedule, on_date, subscribers, articles=not site
+        )
+        if not site:
+            console.print(f"demo data for {on_date} (window {schedule.describe_window(on_date)}):")
+            print_ingest(loaded.report)
         console.print(f"subscribers: {loaded.readers} demo readers ({loaded.new_readers} new)")
         if made:
             console.print(f"made a signing key for the demo: {cfg.secret_key_file}")
@@ -72,6 +88,29 @@ def demo_cmd(
     print_report(report_, schedule.zone)
     console.print(f"preview: {page.resolve()}")
     finish_exit(report_)
+
+
+def _site_demo(services: Services, schedule: Schedule, on_date: date) -> None:
+    """The demo's articles into the site's database, then one sync from it."""
+    import os
+
+    from digest.demo import data, site
+
+    cfg = services.settings
+    url = os.environ.get("DIGEST_SITE_DATABASE_URL")
+    if not url:
+        url = site.LocalMariaDB(cfg.var_dir / "site-db", 3407).start("site")
+        os.environ["DIGEST_SITE_DATABASE_URL"] = url
+        console.print(f"a private MariaDB for the demo's site: {url}", highlight=False)
+    records = data.build(schedule, on_date).records
+    posts = site.load_site(url, str(cfg.site_url), records, services.clock())
+    console.print(f"the site's database holds {posts} posts for {on_date} (WordPress layout)")
+    source = cfg.sources_dir / "site.toml"
+    if not source.exists():
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(site.SOURCE_FILE, encoding="utf-8")
+        console.print(f"wrote {source}")
+    print_syncs(services.sources.sync())
 
 
 def demo_send(services: Services, schedule: Schedule, edition: Edition) -> EditionReport:

@@ -1,4 +1,4 @@
-"""`digest preview`, `status`, `editions` (and `editions rebuild`), `approve`."""
+"""`digest preview`, `status`, `editions` (and `editions rebuild`), `approve`, `special`."""
 
 from __future__ import annotations
 
@@ -304,3 +304,41 @@ def approve(
         edition = find(services, edition_ref)
         status_now = services.lifecycle.approve(edition, approved=not undo)
     console.print(f"{edition.label}: {status_now}")
+
+
+@app.command()
+def special(
+    schedule_name: Annotated[
+        str, typer.Argument(metavar="SCHEDULE", help="Its list, look and zone: a schedules/ file.")
+    ] = "daily",
+    article: Annotated[
+        list[int] | None,
+        typer.Option("--article", "-a", help="An article id; the first one leads. Repeat."),
+    ] = None,
+    subject: Annotated[str, typer.Option(help="The letter's subject.")] = "",
+    intro: Annotated[str, typer.Option(help="A line above the articles.")] = "",
+    section: Annotated[
+        str | None, typer.Option(help="Only the readers of this section (default: every reader).")
+    ] = None,
+) -> None:
+    """Make a special edition from chosen articles (breaking news): a draft for
+    every reader of the schedule's list, whatever their frequency, or only a
+    section's. It leaves only approved, however its schedule is set: look at it
+    (`digest preview`, the desk), `digest approve` it, then `digest send` it by
+    its label, e.g. daily/2026-12-03/special-1.
+
+    Example: digest special daily -a 812 -a 815 --subject "Срочно: испытания завершены"
+    """
+    from digest.edition.special import SpecialOrder
+
+    with errors():
+        services = wire(settings())
+        order = SpecialOrder(schedule_name, tuple(article or ()), subject, intro, section)
+        edition = services.specials.make(order, getpass.getuser())
+    who = f"readers of section {section}" if section else "every reader of the list"
+    console.print(
+        f"{edition.label}: draft of «{edition.custom_subject}» for {who}, "
+        f"{len(edition.items)} article(s); `digest approve {edition.label}`, then "
+        f"`digest send {edition.label}`",
+        highlight=False,
+    )

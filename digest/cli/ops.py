@@ -92,7 +92,9 @@ def print_ingest(report: IngestReport) -> None:
     if len(report.warnings) > 20:
         err.print(f"… and {len(report.warnings) - 20} more skipped")
     corrected = (
-        f" ({report.corrected} corrected, {report.withdrawn} withdrawn)" if report.corrected else ""
+        f" ({report.corrected} corrected, {report.withdrawn} withdrawn)"
+        if report.corrected or report.withdrawn
+        else ""
     )
     console.print(
         f"loaded {report.loaded}, updated {report.updated}{corrected}, rejected "
@@ -216,13 +218,13 @@ def bounces(
     from digest.track.intake import ReturnsReport, Source, process_returns
     from digest.track.outcomes import SoftBouncePolicy
 
-    with errors():
+    with errors(), progress(f"bounces {path.name}") as tick:
         cfg = settings()
         services = wire(cfg)
         reader = BounceReader(services.tools.keyring().verp(), cfg.return_path)
         policy = SoftBouncePolicy(cfg.retry.soft_bounce_limit, cfg.retry.soft_bounce_days)
         report: ReturnsReport = process_returns(
-            services.factory, Source(path), reader, policy, utcnow
+            services.factory, Source(path), reader, policy, utcnow, tick
         )
     for problem in report.problems[:20]:
         err.print(f"[yellow]left in place[/] {escape(problem)}", highlight=False)

@@ -30,7 +30,6 @@ from digest.cli.app import (
     YesOption,
     app,
     asked,
-    build_or_say,
     console,
     err,
     errors,
@@ -38,8 +37,8 @@ from digest.cli.app import (
     fail,
     find,
     options,
-    parse_date,
     settings,
+    to_send,
     wire,
 )
 from digest.cli.editions import finish_exit, operator, print_report, status_of
@@ -101,14 +100,14 @@ def send(
     finishes and is recorded. With PostgreSQL and `digest worker` processes
     running, use --enqueue-only and let the workers send. An edition older than
     its schedule's period asks first (--yes: go on; it says how many it reaches).
+    SCHEDULE may name an edition made already: a special one by its label.
 
     Example: digest send daily --date 2026-11-25 --limit 100
     """
     with errors():
         cfg = settings()
         services = wire(cfg)
-        schedule = services.schedule(schedule_name)
-        edition = build_or_say(services, schedule, parse_date(on, schedule))
+        schedule, edition = to_send(services, schedule_name, on)
         if dry_run:
             do_dry_run(services, schedule, edition, limit)
             return
@@ -237,9 +236,10 @@ def deliver(
 
 @contextmanager
 def progress_bar(label: str, total: int) -> Iterator[RichProgress]:
-    with Progress(
-        *PROGRESS_COLUMNS, console=err, transient=False, disable=options().log_json
-    ) as bar:
+    # At a terminal only: in a pipe or a log the bar came out cut («100… 0:0…», issue
+    # 28 §7); the send's summary line says it all there.
+    quiet = options().log_json or not err.is_terminal
+    with Progress(*PROGRESS_COLUMNS, console=err, transient=False, disable=quiet) as bar:
         task = bar.add_task(label, total=total, sent=0, failed=0, deferred=0, rate="")
         yield RichProgress(bar, task)
 

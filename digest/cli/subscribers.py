@@ -1,4 +1,4 @@
-"""`digest subscribers …`: import, add, remove, show, list, export, forget, invite."""
+"""`digest subscribers …`: import, add, remove, show, list, export, forget, invite, sunset."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def send_invitations(
     only: str | None = None,
 ) -> int:
     """Confirmation mail to pending subscribers; returns how many could not be sent."""
+    from digest.audience.confirm import Invitations
     from digest.audience.lists import get_list
     from digest.send import run_async
 
@@ -52,7 +53,7 @@ def send_invitations(
     mailing_list = get_list(cfg.subscribers_dir, list_name)
     subscribers = book(cfg, list_name)
     due = subscribers.to_invite(mailing_list.confirm_days, again, limit, only)
-    invitations = services.tools.invitations(mailing_list)
+    invitations = services.tools.letter(Invitations, mailing_list)
     if dry_run:
         for s in due:
             console.print(f"would send to {s.email}: {invitations.link(s)}")
@@ -298,3 +299,39 @@ def subscribers_forget(email_: Annotated[str, typer.Argument(metavar="EMAIL")]) 
     with errors():
         erased = book(settings(), "daily").forget(email_)
     console.print(f"{email_}: {'erased' if erased else 'not found'}; its hash is kept to refuse it")
+
+
+@subscribers_app.command("sunset")
+def subscribers_sunset(
+    list_name: ListOption = "daily",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say who would be asked and paused; change nothing.")
+    ] = False,
+) -> None:
+    """The sunset rule, by hand (`digest scheduler` runs it daily when
+    DIGEST_SUNSET_AFTER is set): readers who were sent mail but clicked nothing
+    for DIGEST_SUNSET_AFTER months get one «still reading?» letter; those who
+    did not answer it within DIGEST_SUNSET_GRACE_DAYS are paused (not mailed;
+    the letter's button brings them back). Refused unless the list counts
+    clicks per reader and has done so for the whole period. Exit status 3 when
+    some letters could not be sent.
+
+    Example: digest subscribers sunset --dry-run
+    """
+    from digest.send import run_async
+
+    with errors():
+        services = wire(settings())
+        report = run_async(services.sunset.run(list_name, dry_run=dry_run))
+    for problem in report.failed:
+        err.print(f"[red]not sent[/] {problem}", highlight=False)
+    verb = ("would be asked", "would be paused") if dry_run else ("asked", "paused")
+    for address in report.paused:
+        console.print(f"{verb[1]}: {address}", highlight=False)
+    console.print(
+        f"{len(report.asked)} reader(s) {verb[0]} whether they still read, "
+        f"{len(report.paused)} {verb[1]}, {len(report.failed)} letter(s) not sent",
+        highlight=False,
+    )
+    if report.failed:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -33,6 +33,7 @@ from digest.config.values import (
     SmtpUrls,
     ZoneName,
     parse_domain_caps,
+    parse_editor_accounts,
     parse_networks,
     parse_seconds_list,
     parse_smtp_urls,
@@ -59,9 +60,7 @@ class Settings(BaseSettings):
         default="", description="SQLAlchemy URL; default: a SQLite file var/digest.sqlite3"
     )
     smtp_url: SmtpUrls = Field(
-        default=None,
-        description="Relay: smtp://[user:pass@]host:port, ?starttls=true, "
-        "or smtps:// (implicit TLS)",
+        default=None, description="Relay: smtp://[user:pass@]host:port, ?starttls=true, or smtps://"
     )
     smtp_connections: int = Field(
         default=8, ge=1, le=256, description="SMTP connections kept open during a send"
@@ -128,6 +127,16 @@ class Settings(BaseSettings):
     soft_bounce_days: int = Field(
         default=15, ge=1, description="… within this many days suppress the address"
     )
+    sunset_after: int = Field(
+        default=0,
+        ge=0,
+        le=60,
+        description="Months without a click after which a reader gets one re-engagement "
+        "letter, then is paused (0: off; needs individual click tracking)",
+    )
+    sunset_grace_days: int = Field(
+        default=14, ge=1, le=90, description="Days a reader has to answer that letter"
+    )
     greylist_delay: float = Field(
         default=300.0,
         ge=0,
@@ -179,9 +188,7 @@ class Settings(BaseSettings):
     dkim_selector: str = Field(
         default="digest", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", description="DKIM selector"
     )
-    dkim_domain: str = Field(
-        default="", description="DKIM signing domain (d=); default: the From domain"
-    )
+    dkim_domain: str = Field(default="", description="DKIM d= domain; default: the From's")
     dkim_ed25519_key_file: Path | None = Field(
         default=None,
         description="An Ed25519 key (`digest dkim keygen --type ed25519`) for a second "
@@ -194,8 +201,7 @@ class Settings(BaseSettings):
     )
     desk_admins: str = Field(
         default="",
-        description="Desk accounts that are also admins (the Readers page: search, "
-        "unsubscribe, export, forget, import), names separated by commas",
+        description="Desk accounts that are also admins (the Readers page), comma-separated",
     )
     metrics_allow: Networks = Field(
         default="",
@@ -211,6 +217,9 @@ class Settings(BaseSettings):
     )
     worker_poll: float = Field(
         default=5.0, gt=0, description="Seconds an idle `digest worker` waits between looks"
+    )
+    api_rate: int = Field(
+        default=600, ge=1, le=100_000, description="Calls a minute each API token may make"
     )
     from_: FromAddress = Field(
         default="Новости ВПК <digest@vpk.example.ru>",
@@ -254,6 +263,9 @@ class Settings(BaseSettings):
     )
     subscribers_dir: Path = Field(
         default=PROJECT_ROOT / "subscribers", description="List definitions (lists.toml)"
+    )
+    sources_dir: Path = Field(
+        default=PROJECT_ROOT / "sources", description="Site databases read: one TOML file each"
     )
     batch_size: int = Field(
         default=500, ge=1, le=10000, description="Deliveries claimed and recorded per batch"
@@ -353,22 +365,10 @@ class Settings(BaseSettings):
     def editor_accounts(self) -> dict[str, str]:
         """Who may log in to the desk: DIGEST_EDITORS, plus `editor` with
         DIGEST_EDITOR_PASSWORD. Empty: the desk is closed."""
-        accounts: dict[str, str] = {}
-        if self.editors is not None:
-            for pair in self.editors.get_secret_value().split(","):
-                name, sep, password = pair.strip().partition(":")
-                if not sep or not name or len(password) < 8:
-                    raise ConfigError(
-                        "DIGEST_EDITORS: write name:password pairs separated by commas, "
-                        "passwords of at least 8 characters"
-                    )
-                accounts[name] = password
-        if self.editor_password is not None:
-            password = self.editor_password.get_secret_value()
-            if len(password) < 8:
-                raise ConfigError("DIGEST_EDITOR_PASSWORD: at least 8 characters")
-            accounts["editor"] = password
-        return accounts
+        return parse_editor_accounts(
+            self.editors.get_secret_value() if self.editors is not None else None,
+            self.editor_password.get_secret_value() if self.editor_password is not None else None,
+        )
 
     def link_key(self) -> bytes:
         """The key for signed links: DIGEST_SECRET_KEY, else the key file the demo wrote."""

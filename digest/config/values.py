@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from types import MappingProxyType
 from typing import Annotated
-from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator
+
+from digest.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -259,9 +261,34 @@ def masked_url(url: str) -> str:
         f"{quote(k)}={'***' if any(w in k.lower() for w in _SECRET_WORDS) else quote(v)}"
         for k, v in pairs
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Put together by hand: urlunsplit drops an empty authority, and
+    # «sqlite:///var/digest.sqlite3» (relative to the folder) came out
+    # «sqlite:/var/digest.sqlite3», another file.
+    slashes = "//" if url.startswith(f"{parts.scheme}://") else ""
+    shown = f"{parts.scheme}:{slashes}{netloc}{parts.path}"
+    shown += f"?{query}" if parts.query else ""
+    return shown + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def mask_url_in(text: str, url: str) -> str:
     """``text`` (an error message that may quote ``url``) with the URL masked."""
     return text.replace(url, masked_url(url)) if url else text
+
+
+def parse_editor_accounts(editors: str | None, editor_password: str | None) -> dict[str, str]:
+    """DIGEST_EDITORS (``name:password`` pairs, commas between) and
+    DIGEST_EDITOR_PASSWORD (user ``editor``) as accounts; passwords of 8 or more."""
+    accounts: dict[str, str] = {}
+    for pair in editors.split(",") if editors is not None else []:
+        name, sep, password = pair.strip().partition(":")
+        if not sep or not name or len(password) < 8:
+            raise ConfigError(
+                "DIGEST_EDITORS: write name:password pairs separated by commas, "
+                "passwords of at least 8 characters"
+            )
+        accounts[name] = password
+    if editor_password is not None:
+        if len(editor_password) < 8:
+            raise ConfigError("DIGEST_EDITOR_PASSWORD: at least 8 characters")
+        accounts["editor"] = editor_password
+    return accounts

@@ -7,7 +7,7 @@ resumed send sends the same bytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -34,14 +34,25 @@ log = logging.getLogger(__name__)
 class Editions:
     """Builds editions and their variants (``Services.editions``)."""
 
-    def __init__(self, factory: Factory, clock: Clock, tools: Toolkit) -> None:
+    def __init__(
+        self,
+        factory: Factory,
+        clock: Clock,
+        tools: Toolkit,
+        refresh: Callable[[], None] | None = None,
+    ) -> None:
         self.factory = factory
         self.clock = clock
         self.tools = tools
+        # What the site's databases have now, read right before a build (issue 29);
+        # it never raises: a site away leaves the edition to what digest has.
+        self.refresh = refresh
 
     def build(self, schedule: Schedule, edition_date: date) -> Edition:
         """The edition for (schedule, date): created or refreshed while a draft,
         returned as stored once it is approved or sending. Raises EmptyEdition."""
+        if self.refresh is not None:
+            self.refresh()
         try:
             return self._build(schedule, edition_date)
         except Conflict:
@@ -164,7 +175,7 @@ class Editions:
         the text-only variant reuses the text of its HTML twin. New rows get
         ``version`` (default: the edition's current one)."""
         have = {v.key: v for v in store.variants(session, edition.id)}
-        wanted = {"", *store.active_variant_keys(session, schedule.frequency), *extra}
+        wanted = {"", *store.active_variant_keys(session, schedule.audience(edition)), *extra}
         missing = sorted(wanted if refresh else wanted - set(have))
         if not missing:
             return
@@ -185,6 +196,9 @@ class Editions:
         preheaders: dict[str, str] = {}
         for key in missing:
             sections, text_only = parse_variant_key(key)
+            # A special edition (issue 28 §6) is the articles the editor chose, whole,
+            # for everyone it goes to: readers' section choices do not cut it.
+            sections = "" if edition.number else sections
             if sections not in rendered:
                 view = full.for_sections(parse_section_key(sections))
                 rendered[sections] = None if view is None else self._render(view, schedule)

@@ -19,6 +19,7 @@ from digest import store
 from digest.db import Session, transaction
 from digest.edition.lifecycle import MOVES, Step, move
 from digest.errors import EditionError
+from digest.kinds import state_word
 from digest.models import Edition, EditionStatus
 from digest.store import Revision
 
@@ -119,7 +120,7 @@ class Corrections:
         with transaction(self.factory) as session:
             current = store.edition_by_id(session, edition.id, lock=True)
             if current is None:
-                raise EditionError(f"no edition {edition.id}")
+                raise EditionError(f"no edition {edition.id}", ru=f"Выпуска {edition.id} нет.")
             revisions = store.revisions_since(session, current.id, current.revision_mark)
             if revisions:
                 current.revision_mark = revisions[-1].id
@@ -135,9 +136,13 @@ class Corrections:
         with transaction(self.factory) as session:
             current = store.edition_by_id(session, edition.id, lock=True)
             if current is None:
-                raise EditionError(f"no edition {edition.id}")
+                raise EditionError(f"no edition {edition.id}", ru=f"Выпуска {edition.id} нет.")
             if current.status is EditionStatus.CANCELLED or not current.items:
-                raise EditionError(f"{current.label} is {current.status}: nothing to rebuild")
+                raise EditionError(
+                    f"{current.label} is {current.status}: nothing to rebuild",
+                    ru=f"Выпуск {current.label} — {state_word(current.status)}: "
+                    "пересобирать нечего.",
+                )
             if only_if_paused and current.pause_reason != CORRECTION:
                 return Rebuilt(current.label, [], 0, 0, resumed=True)
             revisions = store.revisions_since(session, current.id, current.revision_mark)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -69,6 +69,8 @@ class PreviewPage:
     intro: str
     subject: str
     shaped: bool
+    special: int = 0  # a special edition's number (issue 28 §6)
+    section: str | None = None  # … and the section whose readers get it
 
     @property
     def html_bytes(self) -> int:
@@ -79,13 +81,36 @@ class PreviewPage:
         return self.html_bytes > GMAIL_CLIP
 
 
+@dataclass(frozen=True)
+class LinkClicks:
+    """Clicks on one of an edition's links: the editors' best signal of what readers
+    want (issue 28 §5). ``title`` is the article's, or empty for another link."""
+
+    url: str
+    title: str
+    clicks: int
+    readers: int  # distinct readers; 0 without individual tracking
+
+
 @dataclass
 class DeliveryPage:
     edition: EditionReport
-    zone: ZoneInfo  # the schedule's: where the wave's hour is shown
+    zone: ZoneInfo  # the schedule's: where the wave's hour and the chart's minutes are shown
     bounces: int = 0
     unsubscribes: int = 0
     per_minute: list[tuple[str, int]] = field(default_factory=list)
+    clicks: list[LinkClicks] = field(default_factory=list)
+    tracked: bool = False  # the list counts opens or clicks at all
+
+    @property
+    def sent(self) -> int:
+        return self.edition.counts.get("sent", 0)
+
+    @property
+    def sent_share(self) -> int:
+        """Per cent of the edition's deliveries accepted: the bar's width."""
+        total = self.edition.total
+        return round(100 * self.sent / total) if total else 0
 
     @property
     def progress(self) -> tuple[str, str]:
@@ -107,6 +132,9 @@ class DeliveryPage:
             "bounces": self.bounces,
             "unsubscribes": self.unsubscribes,
             "per_minute": [{"minute": m, "sent": n} for m, n in self.per_minute],
+            "sent": self.sent,
+            "sent_share": self.sent_share,
+            "clicks": [asdict(c) for c in self.clicks],
         }
 
 
@@ -138,7 +166,7 @@ class DeskView:
         with self.factory() as session:
             found = store.edition_by_id(session, edition_id)
         if found is None:
-            raise EditionError(f"no edition {edition_id}")
+            raise EditionError(f"no edition {edition_id}", ru=f"Выпуска {edition_id} нет.")
         return self.tools.schedule(found.schedule), found
 
     def preview(self, edition_id: int, variant: str = "") -> PreviewPage:
@@ -169,19 +197,23 @@ class DeskView:
             intro=edition.intro or "",
             subject=edition.subject,
             shaped=edition.shaped_at is not None,
+            special=edition.number,
+            section=edition.section,
         )
 
     def delivery(self, edition_id: int) -> DeliveryPage:
         with self.factory() as session:
             current = store.edition_by_id(session, edition_id)
             if current is None:
-                raise EditionError(f"no edition {edition_id}")
+                raise EditionError(f"no edition {edition_id}", ru=f"Выпуска {edition_id} нет.")
             now = self.clock()
             zone = self.tools.schedule(current.schedule).zone
             page = DeliveryPage(edition_report(session, current, now), zone=zone)
             page.bounces = store.bounced_count(session, edition_id)
             page.unsubscribes = store.unsubscribes_since(session, current.created_at)
-            page.per_minute = list(_per_minute(session, edition_id))
+            page.per_minute = list(_per_minute(session, edition_id, zone))
+            page.clicks = _clicks(session, current)
+        page.tracked = self.tools.mailing_list(self.tools.schedule(current.schedule)).tracking
         return page
 
     def _items(self, session: Session, edition: Edition) -> list[ItemRow]:
@@ -235,9 +267,20 @@ def _row(article: Article, block: str) -> ItemRow:
     )
 
 
-def _per_minute(session: Session, edition_id: int) -> Iterator[tuple[str, int]]:
-    """Messages accepted per minute, for the delivery chart (gaps as zeros)."""
-    times = store.sent_times(session, edition_id)
+def _clicks(session: Session, edition: Edition) -> list[LinkClicks]:
+    """Clicks per link, each article's under its title (a link that is no article's,
+    the site's own say, keeps its address)."""
+    titles = {i.article.url: i.article.title for i in edition.items}
+    return [
+        LinkClicks(url, titles.get(url, ""), clicks, readers)
+        for url, clicks, readers in store.clicks_by_url(session, edition.id)
+    ]
+
+
+def _per_minute(session: Session, edition_id: int, zone: ZoneInfo) -> Iterator[tuple[str, int]]:
+    """Messages accepted per minute, for the delivery chart (gaps as zeros), each
+    minute in the schedule's zone as the rest of the desk shows time."""
+    times = [t.astimezone(zone) for t in store.sent_times(session, edition_id)]
     if not times:
         return
     counts: dict[datetime, int] = {}

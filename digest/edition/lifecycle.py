@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 from digest import store
 from digest.db import Session, transaction
 from digest.errors import EditionError, OldEdition
+from digest.kinds import state_word
 from digest.models import DeliveryStatus, Edition, EditionStatus
+from digest.render import plural
 from digest.schedule.files import Schedule
 
 if TYPE_CHECKING:
@@ -69,9 +71,19 @@ def move(edition: Edition, step: Step) -> EditionStatus:
     """The status ``step`` takes ``edition`` to, set on it; EditionError if it may not."""
     to = MOVES[step].get(edition.status)
     if to is None:
-        raise EditionError(refusal(edition, step))
+        raise EditionError(refusal(edition, step), ru=refusal_ru(edition, step))
     edition.status = to
     return to
+
+
+def refusal_ru(edition: Edition, step: Step) -> str:
+    """``refusal`` in the desk's words."""
+    state = state_word(edition.status)
+    if step in (Step.APPROVE, Step.UNAPPROVE):
+        return f"Выпуск {edition.label} — {state}: менять поздно."
+    if edition.status is S.CANCELLED:
+        return f"Выпуск {edition.label} отменён."
+    return f"Выпуск {edition.label} — {state}: так нельзя."
 
 
 def refusal(edition: Edition, step: Step) -> str:
@@ -110,7 +122,9 @@ class Lifecycle:
         out only when asked). Returns how many rows were added (0 on a re-run that
         finds nobody new)."""
         if edition.status is S.CANCELLED:
-            raise EditionError(f"{edition.label} was cancelled")
+            raise EditionError(
+                f"{edition.label} was cancelled", ru=f"Выпуск {edition.label} отменён."
+            )
         self.check_age(schedule, edition, old_ok=old_ok)
         added = 0
         now = self.clock
@@ -122,16 +136,16 @@ class Lifecycle:
             move(current, Step.START)
             # The first start takes every active reader and notes when; a resume or a
             # retry later adds only readers subscribed by then, never newcomers.
-            audience = (schedule.frequency, current.audience_at)
+            audience = schedule.audience(current)
             current.audience_at = current.audience_at or now()
             for _ in range(2):
-                added += store.enqueue_deliveries(session, current.id, now(), *audience)
-                if not store.unqueued_active_subscribers(session, current.id, *audience):
+                added += store.enqueue_deliveries(session, current.id, now(), audience)
+                if not store.unqueued_active_subscribers(session, current.id, audience):
                     break
                 # Someone chose new sections since the variants were rendered.
                 self.editions.render_variants(session, schedule, current, refresh=False)
             if schedule.send.local_time:
-                zones = store.audience_zones(session, schedule.frequency, schedule.timezone)
+                zones = store.audience_zones(session, audience, schedule.timezone)
                 waves = {z: schedule.local_send_time(current.edition_date, z) for z in zones}
                 store.set_waves(session, current.id, schedule.timezone, waves)
             edition.status = current.status
@@ -141,12 +155,15 @@ class Lifecycle:
         """An edition whose schedule wants approval leaves only approved, unless
         forced (and then the log says so): `digest send`, `run`, the scheduler (its
         file's ``unapproved = send`` is its force), a worker, the desk."""
-        if not schedule.send.approval or edition.status is not S.DRAFT:
+        # A special edition (issue 28 §6) always waits for an editor's approval.
+        wanted = schedule.send.approval or edition.number > 0
+        if not wanted or edition.status is not S.DRAFT:
             return
         if not force:
             raise EditionError(
                 f"{edition.label} is not approved and schedule {schedule.name} wants approval: "
-                f"`digest approve {edition.label}` first (or --force to send it anyway)"
+                f"`digest approve {edition.label}` first (or --force to send it anyway)",
+                ru=f"Выпуск {edition.label} не утверждён: сначала утвердите его.",
             )
         log.warning(
             "%s: not approved; sent anyway (--force)", edition.label, extra={"edition": edition.id}
@@ -171,7 +188,7 @@ class Lifecycle:
             counts = store.delivery_counts(session, edition.id)
             waiting = sum(n for s, n in counts.items() if not s.final or s in requeue)
             waiting += store.unqueued_active_subscribers(
-                session, edition.id, schedule.frequency, current.audience_at
+                session, edition.id, schedule.audience(current)
             )
         if waiting == 0:
             return  # nobody to reach: nothing to ask
@@ -182,7 +199,13 @@ class Lifecycle:
             f"it would reach {waiting} reader(s) now"
         )
         if not old_ok:
-            raise OldEdition(said, waiting)
+            ru = (
+                f"Выпуск {edition.label} устарел: следующий уже должен был уйти "
+                f"{since:%d.%m.%Y %H:%M}. Он дошёл бы до "
+                f"{plural(waiting, 'читателя', 'читателей', 'читателей')}; "
+                "отправьте его из командной строки с --yes, если это нужно."
+            )
+            raise OldEdition(said, waiting, ru=ru)
         log.warning("%s; sent anyway (--yes)", said, extra={"edition": edition.id})
 
     def finish(self, edition: Edition) -> EditionStatus:

@@ -88,7 +88,10 @@ class Previews:
         else:
             recipient = SAMPLE
         if variant is None or variant.articles == 0:
-            raise EditionError(f"{edition.label}: nothing in the sections {recipient.email} chose")
+            raise EditionError(
+                f"{edition.label}: nothing in the sections {recipient.email} chose",
+                ru=f"{edition.label}: в разделах, которые выбрал {recipient.email}, ничего нет.",
+            )
         mail = EditionMail(edition.id, schedule.name, edition.edition_date, subject)
         template = composer.template(
             mail, variant.html, variant.text, subject_prefix=subject_prefix
@@ -101,7 +104,7 @@ class Previews:
         connection that keeps the bytes instead of sending them."""
         with self.factory() as session:
             variants = {v.key: v.id for v in store.variants(session, edition.id) if v.articles}
-        ledger = DryLedger(self.factory, schedule.frequency, variants)
+        ledger = DryLedger(self.factory, schedule.audience(edition), variants)
         capture = CapturingConnection()
         run = self.sender.send_run(
             schedule,

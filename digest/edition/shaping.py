@@ -16,6 +16,7 @@ from digest.db import Session, transaction
 from digest.edition.desk import _BLOCKS, DeskView, letter_order
 from digest.errors import EditionError, EmptyEdition
 from digest.headers import clean_text
+from digest.kinds import state_word
 from digest.models import (
     Block,
     Edition,
@@ -70,7 +71,7 @@ class Shaping:
 
     def shape(self, edition_id: int, action: str, article_id: int, editor: str) -> None:
         if action not in ACTIONS:
-            raise EditionError(f"unknown action {action!r}")
+            raise EditionError("Неизвестное действие.")
         schedule, _ = self.view.edition(edition_id)
         with transaction(self.factory) as session:
             edition = self._draft(session, edition_id)
@@ -80,7 +81,7 @@ class Shaping:
                 if target is None:
                     self._add(session, edition, article_id, items)
             elif target is None:
-                raise EditionError(f"article {article_id} is not in {edition.label}")
+                raise EditionError(f"Статьи {article_id} нет в выпуске {edition.label}.")
             elif action == "pin":
                 self._pin(items, target)
             elif action == "drop":
@@ -139,11 +140,13 @@ class Shaping:
     def _draft(self, session: Session, edition_id: int) -> Edition:
         edition = store.edition_by_id(session, edition_id, lock=True)
         if edition is None:
-            raise EditionError(f"no edition {edition_id}")
+            raise EditionError(f"no edition {edition_id}", ru=f"Выпуска {edition_id} нет.")
         if edition.status is not EditionStatus.DRAFT:
             raise EditionError(
                 f"{edition.label} is {edition.status}: only a draft can be changed "
-                "(take the approval back first)"
+                "(take the approval back first)",
+                ru=f"Выпуск {edition.label} — {state_word(edition.status)}: менять можно "
+                "только черновик (сначала снимите утверждение).",
             )
         return edition
 
@@ -166,7 +169,10 @@ class Shaping:
     ) -> None:
         rest = [i for i in items if i is not target and i.block is not Block.DISCUSSED]
         if not rest:
-            raise EditionError("the last article cannot be dropped: cancel the edition instead")
+            raise EditionError(
+                "the last article cannot be dropped: cancel the edition instead",
+                ru="Последнюю статью убрать нельзя: отмените выпуск.",
+            )
         if target.block is Block.LEAD:
             successor = rest[0]
             successor.block = Block.LEAD
@@ -194,7 +200,7 @@ class Shaping:
         self, session: Session, edition: Edition, article_id: int, items: list[EditionItem]
     ) -> None:
         if store.article_by_id(session, article_id) is None:
-            raise EditionError(f"no article {article_id}")
+            raise EditionError(f"no article {article_id}", ru=f"Статьи {article_id} нет.")
         edition.items.append(
             EditionItem(
                 edition_id=edition.id,

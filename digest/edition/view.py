@@ -71,7 +71,8 @@ def edition_view(
         discussed=discussed,
         zone=schedule.zone,
         intro=edition.intro,
-        archive_url=archive_url(tools, edition),
+        archive_url="" if edition.number else archive_url(tools, edition),
+        special=edition.number > 0,
     )
     return replace(view, preheader=view.own_preheader())
 

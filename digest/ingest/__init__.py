@@ -7,9 +7,9 @@ is in ``records``; where records come from, in ``read``.
 
 from __future__ import annotations
 
-from digest.ingest.load import Ingester, IngestReport
+from digest.ingest.load import Ingester
 from digest.ingest.read import is_feed, read_feed, read_jsonl, read_source
-from digest.ingest.records import MAX_LINE, ArticleIn, CommentIn, Problem, describe
+from digest.ingest.records import MAX_LINE, ArticleIn, CommentIn, IngestReport, Problem, describe
 
 __all__ = [
     "MAX_LINE",

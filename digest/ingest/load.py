@@ -6,9 +6,8 @@ in progress must not pass by)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,41 +15,23 @@ from pydantic import ValidationError
 
 from digest import store
 from digest.db import DatabaseError, Factory, Session
+from digest.ingest.comments import comment_rows
+from digest.ingest.lookups import Lookups, chunks, section_slug
 from digest.ingest.records import (
     MAX_COMMENTS,
     ArticleIn,
     CommentIn,
+    IngestReport,
     Problem,
     WithdrawalIn,
     describe,
 )
 from digest.models import Article, Clock, utcnow
 
+__all__ = ["IngestReport", "Ingester", "section_slug"]
+
 # What a correction is: the fields a reader sees of an article in the mail.
 TRACKED = ("title", "lead", "url")
-
-
-@dataclass
-class IngestReport:
-    loaded: int = 0
-    updated: int = 0
-    rejected: int = 0
-    comments_added: int = 0
-    comments_rejected: int = 0
-    # Of the updated: how many had their title, lead or URL changed; how many were
-    # withdrawn (or put back).
-    corrected: int = 0
-    withdrawn: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-
-    def merge(self, other: IngestReport) -> None:
-        for name in (f.name for f in fields(self)):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def reject(self, where: str, reason: str) -> None:
-        self.rejected += 1
-        self.problems.append(Problem(where, reason))
 
 
 @dataclass
@@ -64,33 +45,47 @@ class Stored:
 class Ingester:
     """Loads validated records into the store, one savepoint per record."""
 
-    def __init__(self, factory: Factory, commit_every: int = 200, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        factory: Factory,
+        commit_every: int = 200,
+        clock: Clock = utcnow,
+        unknown_withdrawals: bool = True,
+    ) -> None:
         self.factory = factory
         self.clock = clock
         self.commit_every = commit_every
+        # Say so when a withdrawal names an article digest never had. A site
+        # database is read whole: its drafts and trash are unknown by design.
+        self.unknown_withdrawals = unknown_withdrawals
 
     def load(self, records: Iterable[tuple[str, dict[str, Any] | Problem]]) -> IngestReport:
-        """``records``: (where, raw dict or a Problem found while reading)."""
+        """``records``: (where, raw dict or a Problem found while reading). Read
+        ``commit_every`` at a time: the articles a chunk names are looked up in one
+        query, and each chunk is one commit."""
         report = IngestReport()
         with self.factory() as session:
-            pending = 0
-            for where, raw in records:
-                if isinstance(raw, Problem):
-                    report.reject(raw.where, raw.reason)
-                    continue
-                self._load_one(session, where, raw, report)
-                pending += 1
-                if pending >= self.commit_every:
-                    session.commit()
-                    pending = 0
-            session.commit()
+            for chunk in chunks(records, self.commit_every):
+                lookups = Lookups()
+                lookups.prefetch(session, [raw for _, raw in chunk if isinstance(raw, dict)])
+                for where, raw in chunk:
+                    if isinstance(raw, Problem):
+                        report.reject(raw.where, raw.reason)
+                        continue
+                    self._load_one(session, where, raw, report, lookups)
+                session.commit()
         return report
 
     def _load_one(
-        self, session: Session, where: str, raw: dict[str, Any], report: IngestReport
+        self,
+        session: Session,
+        where: str,
+        raw: dict[str, Any],
+        report: IngestReport,
+        lookups: Lookups,
     ) -> None:
         if isinstance(raw.get("withdrawn"), bool) and not {"url", "title"} & raw.keys():
-            self._withdraw(session, where, raw, report)
+            self._withdraw(session, where, raw, report, lookups)
             return
         try:
             article = ArticleIn.model_validate(raw)
@@ -103,8 +98,9 @@ class Ingester:
         comments = _comments(where, article, report)
         try:
             with session.begin_nested():
-                stored = _store(session, article, comments, self.clock())
+                stored = _store(session, article, comments, self.clock(), lookups)
         except DatabaseError as exc:
+            lookups.forget()  # what the savepoint made is gone
             report.reject(where, f"id {article.id}: database refused it: {exc}")
             return
         report.loaded += stored.created
@@ -114,7 +110,12 @@ class Ingester:
         report.withdrawn += stored.withdrawn
 
     def _withdraw(
-        self, session: Session, where: str, raw: dict[str, Any], report: IngestReport
+        self,
+        session: Session,
+        where: str,
+        raw: dict[str, Any],
+        report: IngestReport,
+        lookups: Lookups,
     ) -> None:
         """The short form ``{"id": …, "withdrawn": true}``: only a known article."""
         try:
@@ -122,9 +123,12 @@ class Ingester:
         except ValidationError as exc:
             report.reject(where, describe(exc))
             return
-        article = store.article_by_external_id(session, short.id)
+        article = lookups.article(session, short.id)
         if article is None:
-            report.warnings.append(Problem(where, f"id {short.id}: no such article to withdraw"))
+            if self.unknown_withdrawals:
+                report.warnings.append(
+                    Problem(where, f"id {short.id}: no such article to withdraw")
+                )
             return
         report.updated += 1
         report.withdrawn += _withdrawal(session, article, short.withdrawn, self.clock())
@@ -155,10 +159,10 @@ def _comments(where: str, article: ArticleIn, report: IngestReport) -> list[Comm
     return comments
 
 
-def _store(session: Session, data: ArticleIn, comments: list[CommentIn], now: datetime) -> Stored:
-    section_id = None
-    if data.section:
-        section_id = store.section_id(session, _slug(data.section), data.section)
+def _store(
+    session: Session, data: ArticleIn, comments: list[CommentIn], now: datetime, lookups: Lookups
+) -> Stored:
+    section_id = lookups.section(session, data.section) if data.section else None
     fields = {
         "url": data.url,
         "title": data.title,
@@ -171,13 +175,14 @@ def _store(session: Session, data: ArticleIn, comments: list[CommentIn], now: da
         "views": data.views,
         "rating": data.rating,
     }
-    article = store.article_by_external_id(session, data.id)
+    article = lookups.article(session, data.id)
     created = article is None
     corrected = False
     if article is None:
         article = Article(external_id=data.id, **fields)
         article.withdrawn_at = now if data.withdrawn else None
         store.keep(session, article, now=True)
+        lookups.articles[data.id] = article
     else:
         # A line for a known article sets what it names; a field it leaves out keeps
         # its value (issue 28 §7: a correction without `lead` blanked the lead).
@@ -220,27 +225,9 @@ def _withdrawal(session: Session, article: Article, withdrawn: bool, now: dateti
 def _add_comments(
     session: Session, article_id: int, comments: list[CommentIn], created: bool
 ) -> int:
+    if not comments:
+        return 0
     existing = store.comment_numbers(session, article_id) if not created else {}
-    new_rows, changed = [], []
-    for c in {c.number: c for c in comments}.values():
-        if c.number in existing:
-            cid, votes = existing[c.number]
-            if votes != c.votes:
-                changed.append({"id": cid, "votes": c.votes})
-            continue
-        new_rows.append(
-            {
-                "article_id": article_id,
-                "number": c.number,
-                "author": c.author,
-                "posted_at": c.posted_at,
-                "body": c.body,
-                "votes": c.votes,
-            }
-        )
+    new_rows, changed = comment_rows(article_id, comments, existing)
     store.add_comments(session, new_rows, changed)
     return len(new_rows)
-
-
-def _slug(section: str) -> str:
-    return re.sub(r"[^\w]+", "-", section.lower()).strip("-") or "other"

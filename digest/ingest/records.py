@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -129,6 +129,31 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
+
+
+@dataclass
+class IngestReport:
+    loaded: int = 0
+    updated: int = 0
+    rejected: int = 0
+    comments_added: int = 0
+    comments_rejected: int = 0
+    # Comments of articles digest does not have (older than a source's first read).
+    comments_orphaned: int = 0
+    # Of the updated: how many had their title, lead or URL changed; how many were
+    # withdrawn (or put back).
+    corrected: int = 0
+    withdrawn: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def merge(self, other: IngestReport) -> None:
+        for name in (f.name for f in fields(self)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def reject(self, where: str, reason: str) -> None:
+        self.rejected += 1
+        self.problems.append(Problem(where, reason))
 
 
 def describe(exc: ValidationError) -> str:

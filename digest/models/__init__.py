@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from digest.kinds import (
     FINAL_DELIVERY_STATES,
+    Audience,
     Block,
     Candidate,
     Clock,
@@ -16,34 +17,46 @@ from digest.kinds import (
     utcnow,
 )
 from digest.models.columns import UTCDateTime, stored_utc
-from digest.models.machinery import DatabaseIdentity, DomainPause, Heartbeat, RateBucket
+from digest.models.machinery import (
+    DatabaseIdentity,
+    DomainPause,
+    Heartbeat,
+    RateBucket,
+    SourceState,
+)
+from digest.models.people import (
+    ApiToken,
+    AuditEntry,
+    DeskSession,
+    Editor,
+    IdempotentCall,
+    LoginFailure,
+    SignupAttempt,
+    SignupRequest,
+)
 from digest.models.tables import (
     Article,
     ArticleRevision,
-    AuditEntry,
     Base,
     Comment,
     Delivery,
-    DeskSession,
     Edition,
     EditionChange,
     EditionItem,
     EditionLink,
     EditionVariant,
-    Editor,
     Event,
     Forgotten,
-    LoginFailure,
     Section,
-    SignupAttempt,
-    SignupRequest,
     Subscriber,
 )
 
 __all__ = [
     "FINAL_DELIVERY_STATES",
+    "ApiToken",
     "Article",
     "ArticleRevision",
+    "Audience",
     "AuditEntry",
     "Base",
     "Block",
@@ -67,11 +80,13 @@ __all__ = [
     "EventKind",
     "Forgotten",
     "Heartbeat",
+    "IdempotentCall",
     "LoginFailure",
     "RateBucket",
     "Section",
     "SignupAttempt",
     "SignupRequest",
+    "SourceState",
     "Subscriber",
     "SubscriberStatus",
     "UTCDateTime",

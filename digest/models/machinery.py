@@ -61,3 +61,20 @@ class DatabaseIdentity(Base):
     id: Mapped[int] = mapped_column(primary_key=True)  # always 1: one row
     identity: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime]
+
+
+class SourceState(Base):
+    """One query of a site database source (issue 29): its watermark (the largest
+    time and id read, kept only when the whole sync succeeded) and its last sync."""
+
+    __tablename__ = "source_state"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    query: Mapped[str] = mapped_column(String(16), primary_key=True)
+    mark_at: Mapped[datetime | None]  # the watermark: the latest updated_at/posted_at read
+    mark_id: Mapped[str | None] = mapped_column(String(200))  # the id of that row
+    synced_at: Mapped[datetime | None]  # the last sync that finished
+    rows: Mapped[int] = mapped_column(default=0, server_default="0")  # rows it read
+    seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    error: Mapped[str | None] = mapped_column(String(500))  # the last sync's failure
+    error_at: Mapped[datetime | None]

@@ -135,9 +135,10 @@ class Subscriber(Base):
 
 class Edition(Base):
     __tablename__ = "edition"
-    # The arbiter: two schedulers, a double click or a restart cannot make two editions.
+    # The arbiter: two schedulers, a double click or a restart cannot make two editions
+    # of a day; special editions (``number`` 1, 2 …) are numbered beside it.
     __table_args__ = (
-        UniqueConstraint("schedule", "edition_date", name="uq_edition_schedule_date"),
+        UniqueConstraint("schedule", "edition_date", "number", name="uq_edition_schedule_date"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -167,6 +168,10 @@ class Edition(Base):
     revision_mark: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Why it is paused, when not by ops: "correction".
     pause_reason: Mapped[str | None] = mapped_column(String(32))
+    # 0: the schedule's edition of the day; 1, 2 …: a special edition an editor made
+    # from chosen articles (issue 28 §6), for every reader of the list or of ``section``.
+    number: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    section: Mapped[str | None] = mapped_column(String(100))
 
     items: Mapped[list[EditionItem]] = relationship(
         back_populates="edition", cascade="all, delete-orphan", order_by="EditionItem.position"
@@ -177,7 +182,8 @@ class Edition(Base):
 
     @property
     def label(self) -> str:
-        return f"{self.schedule}/{self.edition_date.isoformat()}"
+        day = f"{self.schedule}/{self.edition_date.isoformat()}"
+        return f"{day}/special-{self.number}" if self.number else day
 
     @property
     def give_up_deadline(self) -> datetime:
@@ -316,85 +322,3 @@ class Forgotten(Base):
 
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class DeskSession(Base):
-    """A desk login, kept here so that logout and a password change end it: the
-    cookie carries only a random id whose SHA-256 is ``id``."""
-
-    __tablename__ = "desk_session"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    editor: Mapped[str] = mapped_column(String(100))
-    # A keyed hash of the password the editor logged in with: another password, no session.
-    password_tag: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime]
-    last_seen_at: Mapped[datetime]
-    revoked_at: Mapped[datetime | None]
-    ip: Mapped[str | None] = mapped_column(String(64))
-
-
-class Editor(Base):
-    """A desk account (issue 28 §3, ``team.accounts``): an Argon2id hash, a role."""
-
-    __tablename__ = "editor"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16), default="editor")  # or "admin"
-    created_at: Mapped[datetime]
-    password_changed_at: Mapped[datetime]
-
-
-class SignupAttempt(Base):
-    """A request to the subscription box, by (hashed) address of the asker: what
-    the per-IP limit counts."""
-
-    __tablename__ = "signup_attempt"
-    __table_args__ = (Index("ix_signup_attempt_ip_at", "ip", "at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime]
-    ip: Mapped[str] = mapped_column(String(64))
-
-
-class SignupRequest(Base):
-    """A request to the subscription box waiting to be acted on (issue 24): the box
-    answers at once, the same for every address, and a background drain decides
-    and sends the confirmation, so neither the answer nor its time says who reads."""
-
-    __tablename__ = "signup_request"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320))
-    sections: Mapped[str | None] = mapped_column(Text)
-    page: Mapped[str | None] = mapped_column(String(500))
-    list_key: Mapped[str] = mapped_column(String(64))
-    asked_at: Mapped[datetime]
-
-
-class LoginFailure(Base):
-    """A wrong desk password, by name and address: what the throttle counts."""
-
-    __tablename__ = "login_failure"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(index=True)
-    editor: Mapped[str] = mapped_column(String(100), index=True)
-    ip: Mapped[str] = mapped_column(String(64), index=True)
-
-
-class AuditEntry(Base):
-    """What a person did to a reader from the desk, by whom and when. The reader is
-    named by the hash of the address (as ``Forgotten`` keeps it), so the log
-    outlives a `forget` without keeping the address."""
-
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime]
-    editor: Mapped[str] = mapped_column(String(100))
-    action: Mapped[str] = mapped_column(String(32))
-    subject: Mapped[str | None] = mapped_column(String(64), index=True)  # address hash
-    detail: Mapped[dict[str, Any] | None]

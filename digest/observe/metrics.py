@@ -51,6 +51,21 @@ PAUSED = Gauge(
     ["domain"],
 )
 
+SOURCE_ROWS = Counter(
+    "digest_source_rows",
+    "Rows read from a site database source (issue 29), by source and query",
+    ["source", "query"],
+)
+SOURCE_SECONDS = Histogram(
+    "digest_source_sync_seconds",
+    "Time one sync of a site database source took",
+    ["source"],
+    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+SOURCE_ERRORS = Counter(
+    "digest_source_errors", "Syncs of a site database source that failed", ["source"]
+)
+
 
 class DomainLabels:
     """Destination domains as label values, at most ``cap`` of them: a list of a
@@ -107,6 +122,7 @@ class DatabaseCollector(Collector):
             last = store.last_sent(session)
             missed = store.missed_editions(session)
             beats = store.heartbeats(session, "scheduler")
+            sources = store.source_states(session)
         queue = GaugeMetricFamily(
             "digest_queue_depth",
             "Deliveries of editions being sent: due now, deferred (a retry to come), "
@@ -142,6 +158,19 @@ class DatabaseCollector(Collector):
                 "Seconds since the newest scheduler heartbeat",
                 (now - newest).total_seconds(),
             )
+        synced = GaugeMetricFamily(
+            "digest_source_sync_age_seconds",
+            "Seconds since each site database source last synced in full (issue 29)",
+            labels=["source"],
+        )
+        latest: dict[str, float] = {}
+        for row in sources:
+            if row.synced_at is not None:
+                age_s = (now - row.synced_at).total_seconds()
+                latest[row.source] = min(latest.get(row.source, age_s), age_s)
+        for name, seconds in sorted(latest.items()):
+            synced.add_metric([name], seconds)
+        yield synced
 
 
 def exposition(factory: Factory | None, clock: Clock) -> bytes:

@@ -10,7 +10,7 @@ import builtins
 import tomllib
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -26,6 +26,10 @@ from pydantic import (
 from digest.config import ZoneName
 from digest.errors import ScheduleError
 from digest.headers import clean_text
+from digest.kinds import Audience
+
+if TYPE_CHECKING:
+    from digest.models import Edition
 
 
 class _Strict(BaseModel):
@@ -102,6 +106,16 @@ class Schedule(_Strict):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def audience(self, edition: Edition | None = None) -> Audience:
+        """Who an edition of this schedule is for: the readers of its frequency; a
+        special edition (issue 28 §6) every reader of the list, or one section's.
+        Once its send started, only those subscribed by then."""
+        if edition is None:
+            return Audience(self.frequency)
+        if edition.number:
+            return Audience(None, edition.section, edition.audience_at)
+        return Audience(self.frequency, None, edition.audience_at)
 
     def bounds(self, edition_date: date) -> tuple[datetime, datetime]:
         """[start, end) of an edition in UTC; computed in the schedule's zone, so a

@@ -18,9 +18,11 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import store
 from digest.db import DatabaseError, transaction
+from digest.errors import DigestError
 from digest.observe.health import HEARTBEAT_EVERY
 from digest.outage import Outage
 from digest.schedule.files import Schedule, load_schedules
@@ -29,10 +31,12 @@ from digest.send.process import Stopper, stop_on_signals
 from digest.send.workers import worker_name
 
 if TYPE_CHECKING:
+    from digest.audience.sunset import Sunset
     from digest.config import Settings
     from digest.db import Factory
     from digest.edition.sending import Sender
     from digest.models import Clock
+    from digest.sources.sync import Sources
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,43 @@ def fire_job(name: str) -> None:
     # 18); the grace rule then decides on the clock of that moment, as for a late
     # fire. APScheduler itself retries its job store every 10 s meanwhile.
     Outage(runner.tools.settings.db_outage_limit).wait_sync(lambda: runner.fire(name))
+
+
+_SUNSET: Sunset | None = None
+
+
+def sunset_job(list_name: str) -> None:
+    """The sunset rule once a day (issue 28 §5); a refusal (too little click
+    history, no per-reader clicks) is logged, not raised: it is tried again tomorrow."""
+    sunset = _SUNSET
+    assert sunset is not None, "the scheduler sets the sunset rule before it starts"
+    try:
+        report = asyncio.run(sunset.run(list_name))
+    except DigestError as exc:
+        log.warning("sunset rule for %s not run: %s", list_name, exc)
+        return
+    log.info(
+        "sunset rule for %s: %d asked, %d paused", list_name, len(report.asked), len(report.paused)
+    )
+
+
+_SOURCES: Sources | None = None
+
+
+def sync_job(name: str) -> None:
+    """One site database source's sync (issue 29), every ``sync_every`` minutes; a
+    failure is logged and kept with the source (`digest sources` shows it)."""
+    sources = _SOURCES
+    assert sources is not None, "the scheduler sets the sources before it starts"
+    try:
+        (report,) = sources.sync(name)
+    except DigestError as exc:
+        log.warning("source %s not synced: %s", name, exc)
+        return
+    if report.error:
+        log.warning("%s", report.error)
+    else:
+        log.info("source %s: %s rows read", name, sum(report.rows.values()))
 
 
 def prepare_job(name: str) -> None:
@@ -100,12 +141,44 @@ def prepare_trigger(schedule: Schedule) -> BaseTrigger:
     return ShiftedTrigger(schedule.trigger(), schedule.send.prepare_minutes)
 
 
+def _add(
+    scheduler: AsyncIOScheduler,
+    job: Callable[[str], None],
+    trigger: BaseTrigger,
+    kind: str,
+    name: str,
+    grace_seconds: int,
+) -> None:
+    """A job kept in the database under ``kind:name``: one run at a time, a missed
+    run coalesced into one, late by at most ``grace_seconds``."""
+    scheduler.add_job(
+        job,
+        trigger,
+        args=[name],
+        id=f"{kind}:{name}",
+        name=f"{kind} {name}",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=grace_seconds,
+    )
+
+
 class Scheduling:
     """``Services.scheduling``: `digest scheduler`'s jobs, its heartbeat and its loop."""
 
     def __init__(
-        self, settings: Settings, factory: Factory, clock: Clock, runner: Runner, sender: Sender
+        self,
+        settings: Settings,
+        factory: Factory,
+        clock: Clock,
+        runner: Runner,
+        sender: Sender,
+        sunset: Sunset | None = None,
+        sources: Sources | None = None,
     ) -> None:
+        self.sunset = sunset
+        self.sources = sources
         self.settings = settings
         self.factory = factory
         self.clock = clock
@@ -126,17 +199,10 @@ class Scheduling:
                 ("prepare", prepare_job, prepare_trigger(schedule)),
             )
             for kind, job, trigger in jobs:
-                scheduler.add_job(
-                    job,
-                    trigger,
-                    args=[name],
-                    id=f"{kind}:{name}",
-                    name=f"{kind} {name}",
-                    replace_existing=True,
-                    coalesce=True,
-                    max_instances=1,
-                    misfire_grace_time=schedule.send.grace_minutes * 60,
-                )
+                _add(scheduler, job, trigger, kind, name, schedule.send.grace_minutes * 60)
+
+        self._sunset_jobs(scheduler, schedules)
+        self._sync_jobs(scheduler)
 
         def on_event(event: JobExecutionEvent) -> None:
             # Down past misfire_grace_time: APScheduler skips the run; the runner marks
@@ -149,6 +215,28 @@ class Scheduling:
 
         scheduler.add_listener(on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         return scheduler
+
+    def _sunset_jobs(self, scheduler: AsyncIOScheduler, schedules: dict[str, Schedule]) -> None:
+        """With DIGEST_SUNSET_AFTER set, the rule runs daily at 10:00 in the site's zone
+        for every list a schedule sends to."""
+        global _SUNSET
+        _SUNSET = self.sunset
+        if self.sunset is None or not self.sunset.on:
+            return
+        daily = CronTrigger(hour=10, minute=0, timezone=self.settings.zone)
+        for list_name in sorted({s.list for s in schedules.values()}):
+            _add(scheduler, sunset_job, daily, "sunset", list_name, 6 * 3600)
+
+    def _sync_jobs(self, scheduler: AsyncIOScheduler) -> None:
+        """Each site database source every ``sync_every`` minutes (0: none)."""
+        global _SOURCES
+        _SOURCES = self.sources
+        if self.sources is None:
+            return
+        for name, source in self.sources.sources().items():
+            if source.sync_every:
+                every = IntervalTrigger(minutes=source.sync_every, timezone=UTC)
+                _add(scheduler, sync_job, every, "sync", name, source.sync_every * 60)
 
     async def run(
         self,

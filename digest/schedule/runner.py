@@ -115,7 +115,7 @@ class Runner:
 
     def _zones(self, schedule: Schedule) -> list[str]:
         with self.factory() as session:
-            zones = store.audience_zones(session, schedule.frequency, schedule.timezone)
+            zones = store.audience_zones(session, schedule.audience(), schedule.timezone)
         return zones or [schedule.timezone]
 
     def fire(
@@ -144,7 +144,10 @@ class Runner:
         # At the send time the grace rule keeps old editions away; by hand, --yes.
         old_ok = old_ok or not by_hand
         report = self._fire(schedule, edition_date, due_at, now, by_hand, force, old_ok)
-        level = logging.WARNING if report.outcome in (Fired.MISSED, Fired.HELD) else logging.INFO
+        # Nothing happened is no news in a daemon's log (and `run` prints it anyway).
+        quiet = report.outcome in (Fired.ALREADY, Fired.IDLE)
+        loud = report.outcome in (Fired.MISSED, Fired.HELD)
+        level = logging.WARNING if loud else logging.DEBUG if quiet else logging.INFO
         log.log(
             level,
             "%s/%s: %s%s",

@@ -11,20 +11,20 @@ from datetime import datetime
 from digest import store
 from digest.compose import Message
 from digest.db import Factory
-from digest.models import DeliveryStatus
+from digest.models import Audience, DeliveryStatus
 from digest.send.ledger import Control
-from digest.store import Claim
+from digest.store import Claim, Due
 from digest.track.outcomes import Outcome
 
 
 @dataclass
 class DryLedger:
-    """Claims for every active reader of ``frequency`` by id checkpoint; readers
+    """Claims for every active reader of the ``audience`` by id checkpoint; readers
     whose sections leave the edition empty are skipped (as a send suppresses them).
     Nothing is written: outcomes are only counted."""
 
     factory: Factory
-    frequency: str | None
+    audience: Audience
     variant_ids: dict[str, int]  # variant key → id, for variants with articles
     problems: list[str] = field(default_factory=list)
     _after: int = 0
@@ -33,7 +33,7 @@ class DryLedger:
         self, limit: int, now: datetime, skip_domains: Sequence[str] = ()
     ) -> tuple[list[Claim], int]:
         with self.factory() as session:
-            batch = store.active_subscribers(session, self._after, limit, self.frequency)
+            batch = store.active_subscribers(session, self._after, limit, self.audience)
         claims, skipped = [], 0
         for sid, email, name, token_key, key in batch:
             self._after = sid
@@ -54,7 +54,7 @@ class DryLedger:
     def heartbeat(self, now: datetime) -> Control:
         return Control()
 
-    def next_due(self) -> datetime | None:
+    def next_due(self) -> Due | None:
         return None
 
 

@@ -99,6 +99,6 @@ class DeliveryStore:
                 senders=len(set(store.claimers(session, self.edition_id)) | {self.worker}),
             )
 
-    def next_due(self) -> datetime | None:
+    def next_due(self) -> store.Due | None:
         with self.factory() as session:
             return store.next_due(session, self.edition_id, exclude_worker=self.worker)

@@ -118,16 +118,21 @@ class ClaimQueue:
                     return False  # every delivery is final
                 await asyncio.sleep(0.05)  # an outcome still on its way may defer
                 return True
-            left = max(0.05, (due - self.clock()).total_seconds())
+            left = max(0.05, (due.at - self.clock()).total_seconds())
             # Asked again every max_idle_sleep (other senders' claims end meanwhile),
             # but said once per retry time, with the real wait (issue 25: "the next is
             # due in 1 s" 886 times while it was 300 s away).
             self._idle_until = self._now() + min(left, self.max_idle_sleep)
-            if self._announced is None or abs((due - self._announced).total_seconds()) >= 1:
-                self._announced = due
+            # Another sender's claims coming due is that sender at work, not a wait
+            # to speak of (the demo's second sender said "in 119 s" every second).
+            known = (
+                self._announced is not None and abs((due.at - self._announced).total_seconds()) < 1
+            )
+            if not due.claimed and not known:
+                self._announced = due.at
                 log.info(
                     "waiting for retries: the next is due at %s UTC, in %.0f s",
-                    f"{due.astimezone(UTC):%H:%M:%S}",
+                    f"{due.at.astimezone(UTC):%H:%M:%S}",
                     left,
                 )
         with contextlib.suppress(TimeoutError):

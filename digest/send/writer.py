@@ -15,6 +15,7 @@ from digest.models import DeliveryStatus
 from digest.outage import Outage
 from digest.send.journal import Journal
 from digest.send.ledger import Control
+from digest.store import Due
 from digest.store.claims import Claim
 from digest.track.outcomes import Outcome
 
@@ -36,7 +37,7 @@ class Ledger(Protocol):
 
     def heartbeat(self, now: datetime) -> Control: ...
 
-    def next_due(self) -> datetime | None: ...
+    def next_due(self) -> Due | None: ...
 
 
 class Writer:

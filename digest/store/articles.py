@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -39,6 +39,51 @@ def section_id(session: Session, slug: str, title: str) -> int:
 
 def article_by_external_id(session: Session, external_id: str) -> Article | None:
     return session.scalar(select(Article).where(Article.external_id == external_id))
+
+
+def _chunked(items: Iterable[Any], size: int = 500) -> Iterator[list[Any]]:
+    """Bounded IN lists: a site's 100 000 ids are 200 statements, not one."""
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def articles_by_external_ids(session: Session, external_ids: Iterable[str]) -> dict[str, Article]:
+    """The articles digest has of ``external_ids``, by that id."""
+    return {
+        article.external_id: article
+        for chunk in _chunked(external_ids)
+        for article in session.scalars(select(Article).where(Article.external_id.in_(chunk)))
+    }
+
+
+def article_ids(session: Session, external_ids: Iterable[str]) -> dict[str, int]:
+    """The site's id → digest's article id, of those digest has."""
+    return {
+        external: id_
+        for chunk in _chunked(set(external_ids))
+        for external, id_ in session.execute(
+            select(Article.external_id, Article.id).where(Article.external_id.in_(chunk))
+        )
+    }
+
+
+def comments_numbered(
+    session: Session, article_ids: list[int], numbers: set[int]
+) -> dict[int, dict[int, tuple[int, int]]]:
+    """article id → number → (comment id, votes), of ``numbers`` only: what a batch
+    of comments read apart from their articles may already have."""
+    found: dict[int, dict[int, tuple[int, int]]] = defaultdict(dict)
+    for ids in _chunked(article_ids):
+        for wanted in _chunked(sorted(numbers)):
+            rows = session.execute(
+                select(Comment.article_id, Comment.number, Comment.id, Comment.votes).where(
+                    Comment.article_id.in_(ids), Comment.number.in_(wanted)
+                )
+            )
+            for article_id, number, cid, votes in rows:
+                found[article_id][number] = (cid, votes)
+    return found
 
 
 def comment_numbers(session: Session, article_id: int) -> dict[int, tuple[int, int]]:

@@ -11,12 +11,14 @@ from sqlalchemy import (
     case,
     exists,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
 from digest.models import (
+    Audience,
     Delivery,
     Subscriber,
     SubscriberStatus,
@@ -30,45 +32,43 @@ def variant_key_column() -> Any:
     )
 
 
-def audience_filter(frequency: str | None, joined_by: datetime | None = None) -> Any:
-    """Active subscribers, and of them those who chose this schedule's frequency;
-    with ``joined_by``, only those subscribed by then (an edition's audience)."""
+def audience_filter(audience: Audience) -> Any:
+    """Active subscribers, and of them those who chose the audience's frequency, who
+    read its section (or every section), and were subscribed by its ``joined_by``."""
     active = Subscriber.status == SubscriberStatus.ACTIVE
-    if frequency is not None:
-        active = and_(active, Subscriber.frequency == frequency)
-    if joined_by is not None:
+    if audience.frequency is not None:
+        active = and_(active, Subscriber.frequency == audience.frequency)
+    if audience.section is not None:
+        chosen = func.coalesce(Subscriber.sections, "")
+        # Sections are stored sorted and comma-joined; none chosen means every one.
+        reads = ("," + chosen + ",").contains(f",{audience.section},", autoescape=True)
+        active = and_(active, or_(chosen == "", reads))
+    if audience.joined_by is not None:
         since = func.coalesce(Subscriber.confirmed_at, Subscriber.created_at)
-        active = and_(active, since <= joined_by)
+        active = and_(active, since <= audience.joined_by)
     return active
 
 
-def active_variant_keys(session: Session, frequency: str | None = None) -> list[str]:
+def active_variant_keys(session: Session, audience: Audience) -> list[str]:
     """Distinct (sections, format) choices of the audience: one variant each."""
-    rows = session.scalars(
-        select(variant_key_column()).where(audience_filter(frequency)).distinct()
-    )
+    rows = session.scalars(select(variant_key_column()).where(audience_filter(audience)).distinct())
     return sorted(rows)
 
 
-def audience_zones(session: Session, frequency: str | None, default_zone: str) -> list[str]:
+def audience_zones(session: Session, audience: Audience, default_zone: str) -> list[str]:
     """The time zones of a schedule's readers (theirs, or the schedule's when unset)."""
     zone = func.coalesce(Subscriber.timezone, default_zone)
-    return sorted(session.scalars(select(zone).where(audience_filter(frequency)).distinct()))
+    return sorted(session.scalars(select(zone).where(audience_filter(audience)).distinct()))
 
 
-def unqueued_active_subscribers(
-    session: Session,
-    edition_id: int,
-    frequency: str | None = None,
-    joined_by: datetime | None = None,
-) -> int:
+def unqueued_active_subscribers(session: Session, edition_id: int, audience: Audience) -> int:
     """Active subscribers without a delivery for the edition (a variant was missing)."""
     return int(
         session.scalar(
             select(func.count())
             .select_from(Subscriber)
             .where(
-                audience_filter(frequency, joined_by),
+                audience_filter(audience),
                 ~exists().where(
                     Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
                 ),
@@ -79,7 +79,7 @@ def unqueued_active_subscribers(
 
 
 def active_subscribers(
-    session: Session, after_id: int, limit: int, frequency: str | None = None
+    session: Session, after_id: int, limit: int, audience: Audience
 ) -> list[tuple[int, str, str | None, str, str]]:
     """Active subscribers by id checkpoint: (id, email, name, token_key, variant key)."""
     rows = session.execute(
@@ -90,7 +90,7 @@ def active_subscribers(
             Subscriber.token_key,
             variant_key_column(),
         )
-        .where(audience_filter(frequency), Subscriber.id > after_id)
+        .where(audience_filter(audience), Subscriber.id > after_id)
         .order_by(Subscriber.id)
         .limit(limit)
     ).all()

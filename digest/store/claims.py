@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from digest.models import (
+    Audience,
     Delivery,
     DeliveryStatus,
     Edition,
@@ -43,11 +44,10 @@ def enqueue_deliveries(
     session: Session,
     edition_id: int,
     now: datetime,
-    frequency: str | None = None,
-    joined_by: datetime | None = None,
+    audience: Audience,
 ) -> int:
-    """A ``Delivery`` row for every active subscriber (subscribed by ``joined_by``:
-    the edition's audience) who has none for this edition,
+    """A ``Delivery`` row for every active subscriber of the edition's audience
+    (subscribed by its ``joined_by``) who has none for this edition,
     in one INSERT … SELECT. Subscribers whose section choice leaves the
     edition empty get a ``suppressed`` row: they are accounted for, not mailed."""
     has_content = EditionVariant.articles > 0
@@ -70,7 +70,7 @@ def enqueue_deliveries(
             ),
         )
         .where(
-            audience_filter(frequency, joined_by),
+            audience_filter(audience),
             ~exists().where(
                 Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
             ),

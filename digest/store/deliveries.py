@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     and_,
@@ -24,9 +24,15 @@ from digest.models import (
 )
 
 
-def next_due(
-    session: Session, edition_id: int, exclude_worker: str | None = None
-) -> datetime | None:
+class Due(NamedTuple):
+    """When an edition next has something to send, and whether that is only the
+    lease end of claims another sender holds (it is sending them: nothing to say)."""
+
+    at: datetime
+    claimed: bool = False
+
+
+def next_due(session: Session, edition_id: int, exclude_worker: str | None = None) -> Due | None:
     """When the edition next has something to send: now-ish for queued rows, the
     earliest retry for deferred ones, the earliest lease end for claimed ones;
     None when every delivery is final."""
@@ -36,7 +42,7 @@ def next_due(
         )
     )
     if queued is not None:
-        return queued
+        return Due(queued)
     deferred = next_retry(session, edition_id)
     leased_rows = select(func.min(Delivery.claimed_until)).where(
         Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENDING
@@ -45,8 +51,9 @@ def next_due(
         # A sender's own claims are in its hands, not waiting for a lease to end.
         leased_rows = leased_rows.where(Delivery.claimed_by != exclude_worker)
     leased = session.scalar(leased_rows)
-    times = [t for t in (deferred, leased) if t is not None]
-    return min(times) if times else None
+    if leased is not None and (deferred is None or leased < deferred):
+        return Due(leased, claimed=True)
+    return Due(deferred) if deferred is not None else None
 
 
 def next_retry(

@@ -29,34 +29,51 @@ from digest.models import (
 
 
 def edition_for(
-    session: Session, schedule: str, edition_date: date, *, lock: bool = False
+    session: Session, schedule: str, edition_date: date, *, lock: bool = False, number: int = 0
 ) -> Edition | None:
-    """``lock``: hold the row until commit (PostgreSQL), so a draft refresh and the
+    """The schedule's edition of the day (``number`` 0; a special one is 1, 2 …).
+    ``lock``: hold the row until commit (PostgreSQL), so a draft refresh and the
     start of its send, in two processes, take turns instead of interleaving."""
     query = select(Edition).where(
-        Edition.schedule == schedule, Edition.edition_date == edition_date
+        Edition.schedule == schedule,
+        Edition.edition_date == edition_date,
+        Edition.number == number,
     )
     return session.scalar(query.with_for_update() if lock else query)
 
 
 def find_edition(session: Session, ref: str) -> Edition | None:
-    """An edition by id (``12``) or label (``daily/2026-11-25``)."""
+    """An edition by id (``12``) or label (``daily/2026-11-25``, a special one
+    ``daily/2026-11-25/special-1``)."""
     ident = row_id(ref)
     if ident is not None:
         return session.get(Edition, ident)
     if ref.isdigit():
         return None
-    schedule, _, day = ref.partition("/")
+    schedule, _, rest = ref.partition("/")
+    day, _, special = rest.partition("/special-")
     try:
-        return edition_for(session, schedule, date.fromisoformat(day))
+        number = int(special) if special else 0
+        return edition_for(session, schedule, date.fromisoformat(day), number=number)
     except ValueError:
         return None
 
 
+def next_special_number(session: Session, schedule: str, edition_date: date) -> int:
+    """The number a new special edition of that day takes (1 for the first)."""
+    latest = session.scalar(
+        select(func.max(Edition.number)).where(
+            Edition.schedule == schedule, Edition.edition_date == edition_date
+        )
+    )
+    return int(latest or 0) + 1
+
+
 def last_edition(session: Session, schedule: str) -> Edition | None:
+    """The schedule's latest edition of a day (a special one is not the schedule's)."""
     return session.scalar(
         select(Edition)
-        .where(Edition.schedule == schedule)
+        .where(Edition.schedule == schedule, Edition.number == 0)
         .order_by(Edition.edition_date.desc())
         .limit(1)
     )
@@ -68,6 +85,31 @@ def recent_editions(session: Session, limit: int = 10) -> list[Edition]:
         .unique()
         .all()[:limit]
     )
+
+
+def editions_where(
+    session: Session,
+    schedule: str | None,
+    status: EditionStatus | None,
+    since: date | None,
+    until: date | None,
+    limit: int,
+    before_id: int | None = None,
+) -> list[Edition]:
+    """Editions newest first, by schedule, status and date (both ends included);
+    ``before_id``: the page after the one that ended with that edition."""
+    query = select(Edition)
+    if schedule is not None:
+        query = query.where(Edition.schedule == schedule)
+    if status is not None:
+        query = query.where(Edition.status == status)
+    if since is not None:
+        query = query.where(Edition.edition_date >= since)
+    if until is not None:
+        query = query.where(Edition.edition_date <= until)
+    if before_id is not None:
+        query = query.where(Edition.id < before_id)
+    return list(session.scalars(query.order_by(Edition.id.desc()).limit(limit)).unique())
 
 
 def variants(session: Session, edition_id: int, *, retired: bool = False) -> list[EditionVariant]:
@@ -166,6 +208,9 @@ def edition_changes(session: Session, edition_id: int) -> list[EditionChange]:
 
 
 ARCHIVED = (EditionStatus.SENDING, EditionStatus.SENT)
+# The public archive holds the schedules' editions; a special one (a section's
+# breaking news) is the letter only (its page would share the day's address).
+_PUBLIC = (Edition.status.in_(ARCHIVED), Edition.number == 0)
 
 
 def archived_editions(session: Session, limit: int, offset: int = 0) -> list[Edition]:
@@ -173,7 +218,7 @@ def archived_editions(session: Session, limit: int, offset: int = 0) -> list[Edi
     return list(
         session.scalars(
             select(Edition)
-            .where(Edition.status.in_(ARCHIVED))
+            .where(*_PUBLIC)
             .order_by(Edition.edition_date.desc(), Edition.id.desc())
             .limit(limit)
             .offset(offset)
@@ -182,5 +227,5 @@ def archived_editions(session: Session, limit: int, offset: int = 0) -> list[Edi
 
 
 def archived_count(session: Session) -> int:
-    query = select(func.count()).select_from(Edition).where(Edition.status.in_(ARCHIVED))
+    query = select(func.count()).select_from(Edition).where(*_PUBLIC)
     return int(session.scalar(query) or 0)

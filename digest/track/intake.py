@@ -140,12 +140,16 @@ def process_returns(
     reader: BounceReader,
     policy: SoftBouncePolicy,
     clock: Callable[[], datetime],
+    tick: Callable[[int, int | None], None] = lambda done, total: None,
 ) -> ReturnsReport:
     """Read every message of ``source`` and apply what it says, one transaction per
-    message: a bad one is counted, set aside with its reason, and the rest go on."""
+    message: a bad one is counted, set aside with its reason, and the rest go on.
+    ``tick`` hears how many were read (a terminal's progress bar)."""
     report = ReturnsReport()
     for key, data in source.messages():
         report.messages += 1
+        if report.messages % 50 == 0:
+            tick(report.messages, None)
         where = source.where(key)
         try:
             done = _apply(factory, reader, data, where, policy, clock)
@@ -169,6 +173,7 @@ def process_returns(
             report.set_aside(source, key, where, None, why)
             continue
         source.done(key)
+    tick(report.messages, report.messages)
     return report
 
 

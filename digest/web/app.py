@@ -21,7 +21,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount
 
+from digest.api.app import create_api
 from digest.audience.lists import MailingList, load_lists
 from digest.audience.queued import UnsubscribeQueue
 from digest.audience.subscribers import SubscriberBook, reader_book
@@ -34,6 +36,7 @@ from digest.tokens import Keyring
 from digest.web.desk import DeskApp
 from digest.web.guard import Guard
 from digest.web.health import HealthPages
+from digest.web.keep import KeepPages
 from digest.web.public import ReaderPages
 from digest.web.subscribe import SubscribeBox
 from digest.wiring import Services
@@ -119,7 +122,15 @@ def create_app(context: WebContext) -> Starlette:
             https_only=is_https(context.settings.base_url),
         ),
     ]
-    routes = [*desk.routes(), *readers.routes(), *box.routes(), *HealthPages(context).routes()]
+    api = create_api(context.services, lambda: list(context.lists), env)
+    routes = [
+        Mount("/api/v1", app=api),  # the HTTP API (issue 30): tokens, never the cookie
+        *desk.routes(),
+        *readers.routes(),
+        *KeepPages(readers).routes(),
+        *box.routes(),
+        *HealthPages(context).routes(),
+    ]
     return Starlette(
         routes=routes,
         middleware=middleware,

@@ -30,6 +30,7 @@ from digest.team.auth import DeskAuth
 from digest.web.archive import ArchivePages
 from digest.web.editions import EditionPages
 from digest.web.readers import ReaderDesk
+from digest.web.special import SpecialPages
 from digest.web.team import TeamDesk
 from digest.wiring import Services
 
@@ -130,9 +131,9 @@ class DeskApp:
                 return await handler(request)
             except DigestError as exc:
                 if request.method == "POST":
-                    self.flash(request, str(exc), error=True)
+                    self.flash(request, exc.ru or str(exc), error=True)
                     return RedirectResponse(self.back(request), status_code=303)
-                return HTMLResponse(str(exc), status_code=404)
+                return HTMLResponse(exc.ru or str(exc), status_code=404)
 
         return checked
 
@@ -225,6 +226,7 @@ class DeskApp:
             *ArchivePages(self).routes(),
             *ReaderDesk(self).routes(),
             *TeamDesk(self).routes(),
+            *SpecialPages(self).routes(),
         ]
 
 
@@ -243,6 +245,8 @@ ACTION_WORDS = {
     "rebuild": "пересобран",
     "correction-paused": "исправления: рассылка на паузе",
     "correction-ignored": "исправления не взяты",
+    "special": "срочный выпуск составлен",
+    "send": "отправка начата",
 }
 DETAIL_WORDS = {
     "intro": "вступление",
@@ -253,6 +257,9 @@ DETAIL_WORDS = {
     "changes": "изменения",
     "repointed": "писем с исправлениями",
     "resumed": "рассылка продолжена",
+    "articles": "статей",
+    "section": "раздел",
+    "readers": "писем в очереди",
 }
 HIDDEN = {"article", "revisions"}  # ids: they say nothing to a person
 

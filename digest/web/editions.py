@@ -60,7 +60,7 @@ class EditionPages:
         edition_id = edition_of(request)
         article = row_id(str(form.get("article") or ""))
         if article is None:
-            raise DigestError("no article given")
+            raise DigestError("Не выбрана статья.")
         await self.app.run(
             self.shaping.shape,
             edition_id,

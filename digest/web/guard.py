@@ -15,7 +15,9 @@ way (issue 24: 5 MB were read from anyone before the login was looked at).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from http import HTTPStatus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,10 +44,13 @@ class Guard:
         cap = UPLOAD_BODY if scope.get("path") in UPLOADS else self.max_body
         length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > cap):
-            await _refuse(send, 413, "Слишком большой запрос.")
+            await _refuse(scope, send, 413, "Слишком большой запрос.")
             return
-        if _has_nul(scope.get("query_string", b"")):
-            await _refuse(send, 400, NUL_WORDS)
+        path = str(scope.get("path", ""))
+        if _has_nul(scope.get("query_string", b"")) or (
+            path.startswith(API) and not path.isprintable()  # a control character in a name
+        ):
+            await _refuse(scope, send, 400, NUL_WORDS)
             return
         if scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
@@ -57,15 +62,15 @@ class Guard:
             async with asyncio.timeout(BODY_SECONDS):
                 body = await _read(receive, cap)
         except TimeoutError:
-            await _refuse(send, 408, "Запрос пришёл слишком медленно.")
+            await _refuse(scope, send, 408, "Запрос пришёл слишком медленно.")
             return
         except _TooLarge:
-            await _refuse(send, 413, "Слишком большой запрос.")
+            await _refuse(scope, send, 413, "Слишком большой запрос.")
             return
         if body is None:
             return  # the client went away
         if _has_nul(body):
-            await _refuse(send, 400, NUL_WORDS)
+            await _refuse(scope, send, 400, NUL_WORDS)
             return
         replay: list[Message] = [{"type": "http.request", "body": body}]
 
@@ -107,6 +112,7 @@ class Guard:
                 raise
             too_slow = isinstance(refused, _TooSlow)
             await _refuse(
+                scope,
                 send,
                 408 if too_slow else 413,
                 "Запрос пришёл слишком медленно." if too_slow else "Слишком большой запрос.",
@@ -211,14 +217,27 @@ async def _read(receive: Receive, cap: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _refuse(send: Send, status: int, words: str) -> None:
+API = "/api/"  # the HTTP API's answers are RFC 9457 problems, in English
+API_WORDS = {
+    400: "A NUL byte or a control character in the request: no field holds one.",
+    408: f"The request body did not all arrive within {BODY_SECONDS:.0f} seconds.",
+    413: f"The request body is over {MAX_BODY // 1024} KB.",
+}
+
+
+async def _refuse(scope: Scope, send: Send, status: int, words: str) -> None:
+    kind = b"text/plain; charset=utf-8"
     body = words.encode()
+    if str(scope.get("path", "")).startswith(API):
+        kind = b"application/problem+json"
+        problem = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
+        body = json.dumps({**problem, "detail": API_WORDS[status]}).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-type", kind),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],

@@ -53,7 +53,7 @@ class ReaderDesk:
             self.app.flash(request, f"Все данные {email} удалены; адрес больше не принимается.")
             return RedirectResponse("/desk/readers", status_code=303)
         else:
-            raise DigestError(f"unknown action {action[:40]!r}")
+            raise DigestError("Неизвестное действие.")
         return RedirectResponse(f"/desk/readers/{reader}", status_code=303)
 
     async def export(self, request: Request) -> Response:
@@ -70,7 +70,7 @@ class ReaderDesk:
         async with request.form() as form:  # closes the upload's spooled file
             upload = form.get("file")
             if not isinstance(upload, UploadFile) or not upload.filename:
-                raise DigestError("choose a CSV file")
+                raise DigestError("Выберите файл CSV.")
             data, name = await upload.read(), upload.filename
         report = await self.app.run(
             self.support.import_csv, data, name, self.app.editor(request) or "desk"
@@ -94,5 +94,5 @@ def reader_of(request: Request) -> int:
     """The reader of the URL; a number past any id is "no such reader" (404)."""
     found = row_id(int(request.path_params["reader"]))
     if found is None:
-        raise DigestError("no such reader")
+        raise DigestError("Такого читателя нет.")
     return found

@@ -1,6 +1,7 @@
-"""The desk's admin pages for the team (issue 28 §3): the accounts (add, a new
-password, a role, remove) and the whole audit log. ``team.accounts.Accounts``
-does each and logs it; this parses the form and shows the result."""
+"""The desk's pages about the team and the list (issue 28 §3, §5): for admins the
+accounts (add, a new password, a role, remove) and the whole audit log
+(``team.accounts.Accounts`` does each and logs it); for every editor the list's
+growth and churn per week (``track.growth.Growth``: figures, no reader named)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class TeamDesk:
     def __init__(self, app: DeskApp) -> None:
         self.app = app
         self.accounts = app.services.accounts
+        self.growth = app.services.growth
 
     async def index(self, request: Request) -> Response:
         accounts = await self.app.run(self.accounts.listing)
@@ -53,6 +55,10 @@ class TeamDesk:
         rows = await self.app.run(self.accounts.audit, before)
         return self.app.page(request, "audit", rows=rows)
 
+    async def weeks(self, request: Request) -> Response:
+        report = await self.app.run(self.growth.weeks, 12)
+        return self.app.page(request, "growth", g=report)
+
     def routes(self) -> list[Route]:
         def g(handler: Handler) -> Handler:
             return self.app.guarded(handler, admin=True)
@@ -61,4 +67,5 @@ class TeamDesk:
             Route("/desk/editors", g(self.index), methods=["GET"]),
             Route("/desk/editors", g(self.act), methods=["POST"]),
             Route("/desk/audit", g(self.audit), methods=["GET"]),
+            Route("/desk/growth", self.app.guarded(self.weeks), methods=["GET"]),
         ]

@@ -1,5 +1,6 @@
 """`digest editors` as a process (issue 28 §3): accounts made, listed, changed and
-removed without a restart; a password never an argument; the last admin kept."""
+removed without a restart; a password never an argument; the last admin kept; and
+the other by-hand rule of the team's day, the sunset (§5)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,15 @@ def test_accounts_are_added_listed_changed_and_removed(workdir: Path) -> None:
     assert digest(workdir, "editors", "list").stdout.split()[:2] == ["boris", "admin"]
     doctor = digest(workdir, "doctor")
     assert "accounts: boris (admin)" in doctor.stdout + doctor.stderr
+
+
+def test_the_sunset_rule_by_hand_says_why_it_does_not_run(workdir: Path) -> None:
+    """`digest subscribers sunset` (issue 28 §5): off by default, and on a list that
+    does not tell readers' clicks apart it refuses in words, without a traceback."""
+    assert digest(workdir, "db", "upgrade").returncode == 0
+    off = digest(workdir, "subscribers", "sunset", "--dry-run")
+    assert off.returncode == 1 and "DIGEST_SUNSET_AFTER=0" in off.stderr, off.stderr
+    env = {**base_env(workdir), "DIGEST_SUNSET_AFTER": "6"}
+    blind = digest(workdir, "subscribers", "sunset", env=env)
+    assert blind.returncode == 1 and "readers' clicks apart" in blind.stderr, blind.stderr
+    assert "Traceback" not in off.stderr + blind.stderr

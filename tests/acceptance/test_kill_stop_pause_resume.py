@@ -23,6 +23,7 @@ from tests.support.cli import (
     DIGEST,
     digest,
     env_for,
+    in_a_terminal,
     message_ids,
     setup_demo,
     start,
@@ -247,10 +248,15 @@ def test_three_workers_keep_one_rate_together(workdir: Path, postgres_url: str) 
     windows = Counter(int((t - start_at) // 10) for t in times)
     full = [windows[w] for w in range(int((times[-1] - start_at) // 10))]
     assert len(full) >= 4, windows
-    # Never over the fleet's rate (+5 %: one grant's worth); under it only by what a
-    # starved machine loses: a grant leased by a worker the CPU did not run lapses
-    # unused (the full suite on two cores measured 552–581 of 600; alone, 600–601).
-    assert all(rate * 10 * 0.85 <= n <= rate * 10 * 1.05 for n in full), full
+    # Never over the fleet's rate (+5 %: one grant's worth) in any window, and the
+    # fleet reaches it (a limiter that gave each worker a third would stay near 200).
+    # Under it only by what a starved machine loses: a grant leased by a worker the
+    # CPU did not run lapses unused (alone: 600–601 a window; the full suite on two
+    # cores has measured windows of 416–581, a mean of 77 %), so the run's mean is
+    # held only to half the rate, still far above a divided limiter's third.
+    assert all(n <= rate * 10 * 1.05 for n in full), full
+    assert max(full) >= rate * 10 * 0.85, full
+    assert sum(full) / len(full) >= rate * 10 * 0.5, full
     assert status(workdir, label, env)["status"] == "sent"
 
 
@@ -523,3 +529,18 @@ def test_status_names_each_held_domain_with_its_reason_and_its_end(workdir: Path
     # Their retry waits for the hold: not "next retry in 1 min" during a 10-minute hold.
     next_retry = datetime.fromisoformat(str(report["next_retry"]))
     assert next_retry >= now + timedelta(minutes=10) - timedelta(seconds=1), report
+
+
+def test_a_large_returns_folder_shows_progress_at_a_terminal(workdir: Path) -> None:
+    """Issue 28 §7: `digest bounces` on a large Maildir was silent while it worked.
+    At a terminal a bar counts the messages read; in a pipe only the summary."""
+    assert digest(workdir, "db", "upgrade").returncode == 0
+    for folder in ("returns", "piped"):
+        box = mailbox.Maildir(workdir / folder, create=True)
+        for n in range(150):  # strangers' mail: none of it ours, all left in place
+            box.add(f"From: someone{n}@example.org\nSubject: hello {n}\n\nnot ours\n".encode())
+    code, seen = in_a_terminal(workdir, "bounces", str(workdir / "returns"))
+    assert code == 3, seen[-2000:]
+    assert "bounces returns" in seen and "150 messages" in seen, seen[-2000:]
+    piped = digest(workdir, "bounces", str(workdir / "piped"))
+    assert "bounces piped" not in piped.stderr and "150 messages" in piped.stdout

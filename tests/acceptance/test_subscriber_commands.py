@@ -6,14 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pty
-import re
-import subprocess
 from pathlib import Path
 
 from digest.capture import CaptureServer
-from tests.support.cli import DIGEST, base_env, digest
+from tests.support.cli import base_env, digest, in_a_terminal
 
 HOSTILE = (
     "email,name,sections,timezone,consent_source,consent_at\r\n"
@@ -247,27 +243,6 @@ def test_a_hostile_csv_loses_only_its_bad_lines_each_named_by_its_true_number(
     code, out, _ = run(workdir, "list", "--json")
     emails = {p["email"] for p in json.loads(out)}
     assert emails == {f"{n}@example.ru" for n in ("one", "two", "three", "six")}
-
-
-def in_a_terminal(workdir: Path, *args: str) -> tuple[int, str]:
-    """The command with its stdout and stderr on a pseudo-terminal, as a person sees
-    it; (exit status, what the terminal got)."""
-    main, side = pty.openpty()
-    env = base_env(workdir, TERM="xterm", COLUMNS="120")
-    proc = subprocess.Popen([DIGEST, *args], cwd=workdir, env=env, stdout=side, stderr=side)
-    os.close(side)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # the other side closed: the process is done with it
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(main)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))  # colours
-    return proc.wait(timeout=120), text
 
 
 def test_a_long_import_shows_progress_at_a_terminal_and_nothing_cut_in_a_pipe(

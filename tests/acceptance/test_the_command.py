@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from digest.capture import CaptureServer, free_port
 from digest.cli import app
-from tests.support.cli import DAY, base_env, digest, start
+from tests.support.cli import DAY, base_env, digest, in_a_terminal, start
 
 
 @pytest.fixture
@@ -196,6 +196,13 @@ def test_send_dry_run_limit_and_test_copy(demo_db: Path, relay: CaptureServer) -
     part = digest(demo_db, "send", "--date", DAY, "--limit", "5", "--yes", env=env)
     assert part.returncode == 0, part.stderr
     assert len(relay.messages) == 6
+    # Issue 28 §7: in a pipe no progress bar, cut to «100… 0:0…»; at a terminal one.
+    assert "━" not in part.stderr and "…" not in part.stderr
+    code, seen = in_a_terminal(
+        demo_db, "send", "--date", DAY, "--limit", "5", "--yes", DIGEST_SMTP_URL=relay.url
+    )
+    assert code == 0 and "━" in seen and "5/5" in seen, seen[-1500:]
+    assert len(relay.messages) == 11
     rest = digest(demo_db, "--log-json", "send", "--date", DAY, "--yes", env=env)
     assert rest.returncode == 0, rest.stderr
     assert len(relay.messages) == 21

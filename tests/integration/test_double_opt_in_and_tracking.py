@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from digest import store
+from digest.audience.confirm import Invitations
 from digest.audience.rows import Row
 from digest.audience.subscribers import SubscriberBook
 from digest.capture import CaptureServer
@@ -46,7 +47,9 @@ def invite(services: Services, server: CaptureServer) -> list[str]:
     subscribers = book(services).to_invite(mailing_list.confirm_days, again=False)
     connection = SmtpConnection(parse_smtp_url(server.url), 10)
     report = run_async(
-        services.tools.invitations(mailing_list).send(book(services), subscribers, connection, None)
+        services.tools.letter(Invitations, mailing_list).send(
+            book(services), subscribers, connection, None
+        )
     )
     assert not report.failed
     return report.sent

@@ -451,3 +451,30 @@ def test_the_shaping_list_is_in_the_letters_order(desk: tuple[Services, str]) ->
     _, _, letter = client.request(f"/desk/editions/{edition.id}/frame")
     first, second = (letter.find(html.escape(titles[i], quote=False)) for i in (day[k], day[k - 1]))
     assert first < second
+
+
+def test_a_refusal_reaches_the_editor_in_russian(desk: tuple[Services, str]) -> None:
+    """Issue 28 §4: the lifecycle's and shaping's refusals came to the desk in English
+    ("daily/… is sending: too late to change", "unknown action 'x'"). The CLI keeps
+    its English; the desk says the same in Russian, with the state in its words."""
+    services, base = desk
+    schedule = services.schedule("daily")
+    edition = services.editions.build(schedule, TOMORROW)
+    services.lifecycle.approve(edition, approved=True)
+    services.lifecycle.start_sending(schedule, edition)
+    client = Client(base)
+    assert client.login() == 303
+    page = f"/desk/editions/{edition.id}"
+    refusals = [
+        (f"{page}/approve", {"approved": "0"}, "отправляется: менять поздно"),
+        (f"{page}/shape", {"action": "x", "article": "1"}, "Неизвестное действие."),
+        (f"{page}/text", {"intro": "Вступление", "subject": ""}, "менять можно только черновик"),
+    ]
+    for path, form, said in refusals:
+        status, headers, _ = client.request(path, {"csrf": client.csrf(page), **form})
+        assert status == 303 and headers["Location"].endswith(page), (path, status)
+        shown = html.unescape(client.request(page)[2])
+        assert said in shown, (path, said)
+        assert "too late" not in shown and "unknown action" not in shown
+    missing = client.request("/desk/editions/999999")
+    assert missing[0] == 404 and "Выпуска 999999 нет." in missing[2]

@@ -181,6 +181,9 @@ def test_doctor_masks_every_credential_in_a_database_url(postgres_url: str) -> N
     assert masked_url("postgresql://u:p@h/d?sslpassword=s&sslmode=require") == (
         "postgresql://u:***@h/d?sslpassword=***&sslmode=require"
     )
+    # A SQLite path keeps its slashes: «sqlite:/var/…» named another file (/var).
+    for path in ("sqlite:///var/digest.sqlite3", "sqlite:////srv/digest/db.sqlite3"):
+        assert masked_url(path) == path
     with pytest.raises(DigestError) as failed:
         db.make_engine("postgresql+psycopg://u:pw-in-netloc@h:notaport/d?password=pw-in-query")
     assert "pw-in" not in str(failed.value), failed.value

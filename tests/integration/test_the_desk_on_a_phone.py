@@ -39,6 +39,8 @@ def pages(services: Services) -> list[str]:
         f"/desk/readers/{reader}",
         "/desk/editors",
         "/desk/audit",
+        "/desk/growth",
+        "/desk/special",
         "/subscribe",  # and the pages readers see
         "/archive/",
     ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import email
 import json
 import os
+import pty
+import re
 import subprocess
 import sys
 import time
@@ -158,3 +160,24 @@ def message_ids(handler: FaultHandler) -> dict[str, set[str]]:
         parsed = email.message_from_bytes(m.data)
         ids.setdefault(m.rcpt_to[0], set()).add(str(parsed["Message-ID"]))
     return ids
+
+
+def in_a_terminal(workdir: Path, *args: str, **extra: str) -> tuple[int, str]:
+    """The command with its stdout and stderr on a pseudo-terminal, as a person sees
+    it; (exit status, what the terminal got)."""
+    main, side = pty.openpty()
+    env = base_env(workdir, TERM="xterm", COLUMNS="120", **extra)
+    proc = subprocess.Popen([DIGEST, *args], cwd=workdir, env=env, stdout=side, stderr=side)
+    os.close(side)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the other side closed: the process is done with it
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))  # colours
+    return proc.wait(timeout=120), text

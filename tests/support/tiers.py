@@ -4,6 +4,8 @@
 - ``browser`` (Chromium), ``postfix`` (the private Postfix), ``outage`` (a database
   stopped and started), ``postgres``, ``thunderbird`` (the letter in Thunderbird
   under Xvfb): the real parts a test needs.
+- ``mariadb``: a private MariaDB (a site's database, issue 29); one xdist group, so
+  one worker starts one server.
 - ``timing``: rates, caps, holds and outages measured in seconds. Under pytest-xdist
   (``--dist loadgroup``) they share one group, so they never run beside each other.
 
@@ -42,6 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("browser")
         if item.get_closest_marker("timing"):
             item.add_marker(pytest.mark.xdist_group("timing"))
+        elif item.get_closest_marker("mariadb"):
+            item.add_marker(pytest.mark.xdist_group("mariadb"))  # one private server
     items.sort(key=_tier)  # stable: the files' own order within a tier
 
 

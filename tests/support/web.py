@@ -223,10 +223,11 @@ def log_in(page: Page, base: str, password: str = PASSWORD) -> None:
 
 @pytest.fixture
 def desk(
-    services: Services, smtp_server: CaptureServer, fixed_date: date
+    web_pipeline: Services, smtp_server: CaptureServer, fixed_date: date
 ) -> Iterator[tuple[Services, str]]:
     """Six demo readers who got the day's edition (one refused by its server);
-    anna is an admin, boris an editor."""
+    anna is an admin, boris an editor; the list as ``list_settings`` says."""
+    services = web_pipeline
     port = free_port()
     cfg = services.settings.model_copy(
         update={

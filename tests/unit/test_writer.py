@@ -20,7 +20,7 @@ from digest.send.pacing import DomainGate
 from digest.send.queue import ClaimQueue
 from digest.send.result import RunResult
 from digest.send.writer import Writer
-from digest.store import Claim
+from digest.store import Claim, Due
 from digest.track.outcomes import Outcome
 
 
@@ -52,11 +52,11 @@ class SlowLedger:
     def heartbeat(self, now: datetime) -> Control:
         return Control()
 
-    def next_due(self) -> datetime | None:
+    def next_due(self) -> Due | None:
         answer = self.due
         threading.Event().wait(self.asking)  # the answer is read, then travels back
         self.asking = 0.0
-        return answer
+        return Due(answer) if answer is not None else None
 
 
 def waiting_queue(
@@ -126,23 +126,16 @@ def test_the_queue_waits_for_an_outcome_being_written_before_it_says_done() -> N
     assert due is not None and stopped
 
 
-def test_the_wait_is_said_once_with_its_real_length(caplog: pytest.LogCaptureFixture) -> None:
-    """Issue 25 §3: with two senders the queue asks every second and said "the next
-    is due in 1 s" each time, while the retry was 300 s away."""
-
-    class Later(SlowLedger):
-        def next_due(self) -> datetime | None:
-            return self.due
+def waits_said(ledger: SlowLedger, seconds: float, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What a waiting queue asking every 0.05 s (another sender's claims may end)
+    says of its wait in ``seconds``."""
 
     async def main() -> None:
-        ledger = Later()
-        ledger.due = now() + timedelta(seconds=300)
         writer = Writer(ledger, 10, lambda _o: None)
         task = asyncio.ensure_future(writer.run())
         stop = asyncio.Event()
-        # Asked every 0.05 s: another sender's claims may end.
         queue = waiting_queue(writer, stop, busy=lambda: False, poll=0.05)
-        asyncio.get_running_loop().call_later(0.6, stop.set)
+        asyncio.get_running_loop().call_later(seconds, stop.set)
         assert await queue.next() is None
         writer.close()
         await task
@@ -150,9 +143,34 @@ def test_the_wait_is_said_once_with_its_real_length(caplog: pytest.LogCaptureFix
 
     with caplog.at_level(logging.INFO, logger="digest.send.queue"):
         asyncio.run(main())
-    said = [r.getMessage() for r in caplog.records if "waiting for retries" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if "waiting for retries" in r.getMessage()]
+
+
+def test_the_wait_is_said_once_with_its_real_length(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 25 §3: with two senders the queue asks every second and said "the next
+    is due in 1 s" each time, while the retry was 300 s away."""
+
+    class Later(SlowLedger):
+        def next_due(self) -> Due | None:
+            return Due(self.due) if self.due is not None else None
+
+    ledger = Later()
+    ledger.due = now() + timedelta(seconds=300)
+    said = waits_said(ledger, 0.6, caplog)
     assert len(said) == 1, said
     assert said[0].endswith(("in 300 s", "in 299 s")), said
+
+
+def test_another_senders_claims_are_no_wait_to_speak_of(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 28 §7: the demo's second sender, with nothing of its own left, said
+    "waiting for retries … in 119 s" every second while the first sent (the lease
+    end of the first one's claims). Another sender at work is said at debug only."""
+
+    class Theirs(SlowLedger):
+        def next_due(self) -> Due | None:
+            return Due(now() + timedelta(seconds=119), claimed=True)
+
+    assert waits_said(Theirs(), 0.4, caplog) == []
 
 
 class GoneLedger(SlowLedger):

@@ -13,9 +13,14 @@
         document.querySelector('[data-count="' + key + '"]').textContent = data[key];
       });
       document.getElementById("status").textContent = data.status_text;
-      ["rate_text", "eta_text", "next_wave_local"].forEach(function (key) {
+      var bar = document.querySelector(".bar");
+      if (bar) {
+        bar.setAttribute("aria-valuenow", data.sent_share);
+        bar.firstElementChild.style.width = data.sent_share + "%";
+      }
+      ["rate_text", "eta_text", "next_wave_local", "sent", "total", "sent_share"].forEach(function (key) {
         var cell = document.querySelector('[data-live="' + key + '"]');
-        if (cell && data[key]) { cell.textContent = data[key]; }
+        if (cell && data[key] !== null && data[key] !== undefined) { cell.textContent = data[key]; }
       });
     }).catch(function () {});
   }
