@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut 
 PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 
 
-.PHONY: lock venv demo demo-site mariadb bench-sources test test-fast lint typecheck pytest a11y letter-pictures render-check thunderbird axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup services smtp-sink clean
+.PHONY: lock venv demo demo-site mariadb bench-sources test test-fast lint typecheck pytest a11y letter-pictures render-check thunderbird axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup bench-million services smtp-sink clean
 
 # Exactly the versions in requirements.lock, each checked against its hash; the
 # project itself without resolving anything (its build backend is in the lock).
@@ -147,6 +147,10 @@ bench-signup: $(STAMP)
 ## make bench-startup: how long `digest --version`, `--help` and `status` take to answer
 bench-startup: $(STAMP)
 	$(BIN)/python bench/startup.py --runs 20
+
+## make bench-million: a million readers on PostgreSQL (issue 31): import, enqueue, status and the desk's page, a send by workers into smtp-sink, a second edition; time, rate and peak RSS of each step beside 10 000 readers
+bench-million: $(STAMP) smtp-sink services
+	$(BIN)/python bench/million.py --readers 1000000 --send
 
 ## make bench-rss: peak memory for 10 000 and 100 000 subscribers
 bench-rss: $(STAMP) smtp-sink

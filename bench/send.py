@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -320,7 +321,55 @@ def main_figures(args: argparse.Namespace) -> None:
     if ceiling is not None:
         print(f"ratio end to end / smtp-source: {multi / ceiling:.0%} (issue 16's target: 40 %)")
     print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
+    whole_command(args)
     dkim_rate(args, min(args.subscribers, 5000))
+
+
+def whole_command(args: argparse.Namespace) -> None:
+    """Issue 31 §5: `digest send` as an operator runs it, a process timed from exec
+    to exit, beside its sending loop (the first message accepted to the last, from
+    the database): where each second goes."""
+    from sqlalchemy import func, select
+
+    from digest.models import Delivery
+
+    cores = str(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory(prefix="digest-whole-") as work, smtp_sink() as url:
+        services = setup(Path(work), args.subscribers, args.database_url, args.connections)
+        env = {**os.environ, "DIGEST_SMTP_URL": url, "DIGEST_SENDERS": cores}
+        digest = str(Path(sys.executable).with_name("digest"))
+        started = time.time()
+        subprocess.run([digest, "--version"], env=env, check=True, capture_output=True)  # nosec B603
+        startup = time.time() - started
+        started = time.time()
+        done = subprocess.run(  # nosec B603: fixed arguments
+            [digest, "--log-json", "-v", "send", "daily", "--date", DAY.isoformat()],
+            env=env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        ended = time.time()
+        with services.factory() as session:
+            first, last, sent = session.execute(
+                select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count())
+                .where(Delivery.sent_at.is_not(None))
+            ).one()  # fmt: skip
+    assert first is not None and last is not None  # nosec B101: the send sent
+    whole, before, after = ended - started, first.timestamp() - started, ended - last.timestamp()
+    loop = whole - before - after
+    print(
+        f"the whole `digest send` of {sent:,} readers, {cores} senders: {whole:.1f} s from exec "
+        f"to exit, {sent / whole:,.0f} msg/s; the loop {loop:.1f} s ({sent / loop:,.0f} msg/s)"
+    )
+    for line in done.stderr.splitlines():  # what the command logged, on the same clock
+        with contextlib.suppress(ValueError, KeyError):
+            event = json.loads(line)
+            at = datetime.fromisoformat(event["ts"]).timestamp() - started
+            print(f"  {at:6.2f} s  {event['msg'][:100]}")
+    print(
+        f"  before the first message {before:.1f} s (the interpreter and imports "
+        f"{startup:.2f} s, then the settings, the edition's build and render, the enqueue, "
+        f"the senders' start); after the last {after:.1f} s (the last outcomes, the "
+        f"senders' end, the summary)"
+    )
 
 
 def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
@@ -328,7 +377,8 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
     the cost of signing one message in process (OpenSSL through cryptography)."""
     from digest.dkim import DkimKey, Signer, keygen
 
-    rates: dict[str, float] = {}
+    rates: dict[str, Send] = {}
+    signs: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="digest-dkim-") as tmp:
         rsa_key, ed_key = Path(tmp) / "rsa.pem", Path(tmp) / "ed.pem"
         keygen(rsa_key, "bench", "vpk.example.ru")
@@ -345,7 +395,7 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
         with smtp_sink() as url:
             for name, extra in runs.items():
                 run = fresh_send(args, url, {**extra, "DIGEST_SENDERS": cores}, subscribers)
-                rates[name] = run.rate
+                rates[name] = run
                 print(
                     f"end to end, {cores} senders, DKIM {name}: {run.rate:,.0f} msg/s "
                     f"({run.sent} sent; digest's CPU {run.cpu_us:,.0f} µs per message)"
@@ -357,16 +407,61 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
             ("ed25519", [DkimKey.load(ed_key, "bench-ed", "vpk.example.ru")]),
         ):
             signer = Signer(keys)
-            started = time.perf_counter()
+            started = time.process_time()
             for data in messages * 5:
                 signer.sign(data)
-            ms = (time.perf_counter() - started) / (len(messages) * 5) * 1000
-            print(f"signing one {len(messages[0]) // 1024} KB message, {name}: {ms:.2f} ms")
+            signs[name] = (time.process_time() - started) / (len(messages) * 5) * 1e6
+            print(
+                f"signing one {len(messages[0]) // 1024} KB message in process, {name}: "
+                f"{signs[name]:,.0f} µs of CPU"
+            )
+        bare = bare_rsa_us(rsa_key)
+    openssl = openssl_rsa_us()
     print(
-        f"DKIM on / off: RSA {rates['rsa'] / rates['off']:.0%}, "
-        f"RSA + Ed25519 {rates['rsa+ed25519'] / rates['off']:.0%} "
+        f"DKIM on / off: RSA {rates['rsa'].rate / rates['off'].rate:.0%}, "
+        f"RSA + Ed25519 {rates['rsa+ed25519'].rate / rates['off'].rate:.0%} "
         f"({os.cpu_count()} signing threads)"
     )
+    # Issue 31 §6: what digest adds to the signature itself, per message.
+    added = rates["rsa"].cpu_us - rates["off"].cpu_us
+    print(
+        f"one bare RSA-2048 signature (cryptography, the same key): {bare:,.0f} µs"
+        + (f"; openssl speed rsa2048: {openssl:,.0f} µs" if openssl else "")
+    )
+    print(
+        f"digest's signing cost per message: in the send {added:,.0f} µs of CPU "
+        f"({added / bare:.2f}× the bare signature), in process {signs['rsa']:,.0f} µs "
+        f"({signs['rsa'] / bare:.2f}×; issue 31's target: ≤ 1.3×)"
+    )
+
+
+def bare_rsa_us(path: Path, count: int = 400) -> float:
+    """One RSA-2048 PKCS#1 v1.5 signature of a SHA-256 digest, µs of CPU: the
+    floor under any DKIM signer with this key."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)  # nosec B101: our own key, made above
+    data = b"x" * 300  # a signed header block's size
+    started = time.process_time()
+    for _ in range(count):
+        key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return (time.process_time() - started) / count * 1e6
+
+
+def openssl_rsa_us() -> float | None:
+    """``openssl speed rsa2048``'s signing time, µs (None without openssl)."""
+    binary = shutil.which("openssl")
+    if binary is None:
+        return None
+    done = subprocess.run(  # nosec B603: fixed arguments
+        [binary, "speed", "-seconds", "2", "rsa2048"], capture_output=True, text=True, check=False
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("rsa 2048 bits"):
+            return float(line.split()[3].rstrip("s")) * 1e6
+    return None
 
 
 def rss_child(args: argparse.Namespace) -> None:
@@ -430,8 +525,11 @@ def main() -> None:
     parser.add_argument(
         "--dkim", action="store_true", help="only the DKIM figures (off / RSA / RSA + Ed25519)"
     )
+    parser.add_argument("--whole", action="store_true", help="only the whole command's figure")
     args = parser.parse_args()
-    if args.dkim:
+    if args.whole:
+        whole_command(args)
+    elif args.dkim:
         dkim_rate(args, min(args.subscribers, 5000))
     elif args.rss_child:
         rss_child(args)

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from digest import store
 from digest.audience.confirm import Invitations
+from digest.audience.importer import ImportReport
 from digest.audience.lists import MailingList, get_list
 from digest.audience.rows import address_hash, describe, write_export
-from digest.audience.subscribers import ImportReport, SubscriberBook
+from digest.audience.subscribers import SubscriberBook
 from digest.db import transaction
 from digest.errors import DigestError
 from digest.kinds import state_word

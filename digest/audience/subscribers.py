@@ -4,14 +4,14 @@ preferences, unsubscribe, forget, export).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from digest import store
-from digest.audience.csvfile import BadLine, _read_csv
+from digest.audience.importer import Importer, ImportReport, Tick
 from digest.audience.rows import (
     FORMATS,
     BadSubscriber,
@@ -38,8 +38,6 @@ from digest.tokens import new_token_key
 CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 FREQUENCIES = ("daily", "weekly")
-TICK_EVERY = 500
-Tick = Callable[[int, "int | None"], None]  # how far an import got: (done, total if known)
 
 
 def _no_tick(done: int, total: int | None) -> None:
@@ -52,17 +50,6 @@ class Preferences:
     frequency: str
     timezone: str
     format: str = "html"
-
-
-@dataclass
-class ImportReport:
-    added: int = 0
-    updated: int = 0
-    merged: int = 0  # later lines of the file for an address already seen
-    kept_closed: int = 0  # unsubscribed, bounced, complained or forgotten: not resurrected
-    rejected: int = 0
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 class SubscriberBook:
@@ -82,42 +69,9 @@ class SubscriberBook:
         self.default_sections = normalise_sections(",".join(default_sections))
 
     def import_csv(self, path: Path, tick: Tick | None = None) -> ImportReport:
-        """``tick(done, total)``: how far it got (lines read, then rows written)."""
-        report = ImportReport()
-        rows: dict[str, tuple[int, Row]] = {}
-        tick = tick or _no_tick
-        for number, raw in _read_csv(path):
-            if number % TICK_EVERY == 0:
-                tick(number, None)
-            if not raw:
-                continue  # a blank line
-            if isinstance(raw, BadLine):
-                report.rejected += 1
-                report.problems.append(f"{path.name}:{number}: {raw.reason}")
-                continue
-            try:
-                row = Row.parse(raw)
-            except BadSubscriber as exc:
-                report.rejected += 1
-                report.problems.append(f"{path.name}:{number}: {exc}")
-                continue
-            report.warnings.extend(f"{path.name}:{number}: {w}" for w in row.warnings)
-            if row.email in rows:
-                report.merged += 1
-                row = rows[row.email][1].merged_with(row)
-            rows[row.email] = (number, row)
-        with transaction(self.factory) as session:
-            for done, (_number, row) in enumerate(rows.values(), 1):
-                if done % TICK_EVERY == 0:
-                    tick(done, len(rows))
-                outcome = self._upsert(session, row)
-                if outcome == "added":
-                    report.added += 1
-                elif outcome == "updated":
-                    report.updated += 1
-                else:
-                    report.kept_closed += 1
-        return report
+        """``tick(done, total)``: how far it got (rows written; the total at the end)."""
+        importer = Importer(self.factory, self.double_opt_in, self.default_sections, self.clock())
+        return importer.run(path, tick or _no_tick)
 
     def add(self, row: Row) -> str:
         with transaction(self.factory) as session:

@@ -28,7 +28,7 @@ from digest.demo.words import (
     reader_name,
 )
 from digest.ingest import Ingester, IngestReport
-from digest.models import Clock, SubscriberStatus, utcnow
+from digest.models import Clock, Subscriber, SubscriberStatus, utcnow
 from digest.render import section_key
 from digest.schedule.files import Schedule
 from digest.tokens import new_token_key
@@ -248,4 +248,7 @@ def add_subscribers(
             ]
             store.add_subscribers(session, rows)
             added += len(rows)
+    if added:
+        with transaction(factory) as session:
+            store.analyse(session, Subscriber)  # `digest send` may follow at once
     return count, added

@@ -279,14 +279,11 @@ def _clicks(session: Session, edition: Edition) -> list[LinkClicks]:
 
 def _per_minute(session: Session, edition_id: int, zone: ZoneInfo) -> Iterator[tuple[str, int]]:
     """Messages accepted per minute, for the delivery chart (gaps as zeros), each
-    minute in the schedule's zone as the rest of the desk shows time."""
-    times = [t.astimezone(zone) for t in store.sent_times(session, edition_id)]
-    if not times:
+    minute in the schedule's zone as the rest of the desk shows time (zones are
+    whole minutes off UTC, so a UTC minute is one minute of the zone)."""
+    counts = {m.astimezone(zone): n for m, n in store.sent_by_minute(session, edition_id).items()}
+    if not counts:
         return
-    counts: dict[datetime, int] = {}
-    for t in times:
-        minute = t.replace(second=0, microsecond=0)
-        counts[minute] = counts.get(minute, 0) + 1
     minute, last = min(counts), max(counts)
     steps = 0
     while minute <= last and steps < 240:

@@ -19,6 +19,9 @@ from digest.store import Claim
 log = logging.getLogger(__name__)
 
 
+CLAIMED_POLL = 0.25  # seconds between asks while only other senders' claims are left
+
+
 class ClaimQueue:
     """``writer`` runs the ``ledger``'s calls on the database thread (waiting out an
     outage); the ``gate`` says which domain may take one more now."""
@@ -122,7 +125,11 @@ class ClaimQueue:
             # Asked again every max_idle_sleep (other senders' claims end meanwhile),
             # but said once per retry time, with the real wait (issue 25: "the next is
             # due in 1 s" 886 times while it was 300 s away).
-            self._idle_until = self._now() + min(left, self.max_idle_sleep)
+            # Another sender's claims are about to end in outcomes: the last of a
+            # send is seconds away, and a second's poll was most of a small send's
+            # tail (issue 31 §5); a dead sender's lease is waited out the same way.
+            poll = CLAIMED_POLL if due.claimed else self.max_idle_sleep
+            self._idle_until = self._now() + min(left, poll)
             # Another sender's claims coming due is that sender at work, not a wait
             # to speak of (the demo's second sender said "in 119 s" every second).
             known = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -236,14 +236,22 @@ def unsubscribes_since(session: Session, since: datetime) -> int:
     return int(session.scalar(query) or 0)
 
 
-def sent_times(session: Session, edition_id: int) -> list[datetime]:
-    """When each accepted message of the edition was accepted, in order."""
-    rows = session.scalars(
-        select(Delivery.sent_at).where(
-            Delivery.edition_id == edition_id, Delivery.sent_at.is_not(None)
-        )
-    )
-    return sorted(t for t in rows if t is not None)
+def sent_by_minute(session: Session, edition_id: int) -> dict[datetime, int]:
+    """Messages of the edition accepted in each UTC minute, counted in the database:
+    a million sent deliveries come back as a few hundred rows, not a million times
+    (the desk's delivery chart read every one into the web process)."""
+    if session.get_bind().dialect.name == "postgresql":
+        minute = func.to_char(func.timezone("UTC", Delivery.sent_at), "YYYY-MM-DD HH24:MI")
+    else:
+        minute = func.substr(Delivery.sent_at, 1, 16)  # stored as 'YYYY-MM-DD HH:MM:SS…' UTC
+    rows = session.execute(
+        select(minute, func.count())
+        .where(Delivery.edition_id == edition_id, Delivery.sent_at.is_not(None))
+        .group_by(minute)
+    ).all()
+    return {
+        datetime.strptime(m, "%Y-%m-%d %H:%M").replace(tzinfo=UTC): int(n) for m, n in rows if m
+    }
 
 
 def due_now(session: Session, edition_id: int, now: datetime) -> int:

@@ -1,0 +1,220 @@
+"""The path a large site walks (issue 31 §3), on PostgreSQL, each step a real
+`digest` command timed from exec to exit with its own peak RSS:
+
+    python bench/million.py --readers 1000000 [--send] [--baseline 10000]
+
+1. `digest subscribers import` of a CSV of N readers (rows/s);
+2. `digest send daily --enqueue-only` on the freshly imported list (the edition
+   built, a delivery for each reader);
+3. `digest status` and the desk's delivery page (its service, in process), each
+   timed at N deliveries; with ``--send``, `digest worker` processes (the
+   machine's cores) send the edition into Postfix's `smtp-sink`, beside
+   `smtp-source` into the same sink in the same run, and status and the page are
+   timed again while it sends;
+4. a second edition the next day (the delivery table holds 2N rows): the same;
+5. the database's size, and the delivery table's per million deliveries.
+
+The same walk at ``--baseline`` readers runs first: each process's peak RSS is
+printed beside its figure there (issue 31's target: ≤ 1.3×). Figures are
+printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import os
+import subprocess  # nosec B404: the commands under measurement, fixed arguments
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.delivery import DIGEST, PG_ADMIN, environment, sending_span  # noqa: E402
+from bench.scale import database  # noqa: E402
+from bench.send import DAY, smtp_sink, smtp_source  # noqa: E402
+from digest import db, demo, store  # noqa: E402
+from digest.config import load_settings  # noqa: E402
+from digest.models import utcnow  # noqa: E402
+from digest.wiring import Services  # noqa: E402
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    rss_mb: float
+    rows: int = 0
+
+    def line(self, baseline: Step | None) -> str:
+        rate = f", {self.rows / self.seconds:,.0f}/s" if self.rows else ""
+        ratio = f" ({self.rss_mb / baseline.rss_mb:.2f}× of the baseline's)" if baseline else ""
+        return f"{self.name}: {self.seconds:.2f} s{rate}; peak RSS {self.rss_mb:.0f} MB{ratio}"
+
+
+def run(name: str, argv: list[str], env: dict[str, str], rows: int = 0) -> Step:
+    """One `digest` command from exec to exit, with its own peak RSS (wait4)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(  # nosec B603
+        [DIGEST, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 3):
+        sys.exit(f"{' '.join(argv)} failed ({code}): {err.decode()[-2000:]}")
+    proc.returncode = code
+    del out
+    return Step(name, seconds, usage.ru_maxrss / 1024, rows)
+
+
+def write_csv(path: Path, readers: int) -> None:
+    consent = datetime(2026, 11, 1, 9, 0, tzinfo=UTC).isoformat()
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["email", "name", "consent_source", "consent_at"])
+        for n in range(readers):
+            out.writerow(
+                [f"reader{n:07d}@mail{n % 500}.example.ru", f"Читатель {n}", "site", consent]
+            )
+
+
+def timed(call: object, *args: object) -> float:
+    started = time.perf_counter()
+    call(*args)  # type: ignore[operator]
+    return time.perf_counter() - started
+
+
+def send(env: dict[str, str], workers: int, during: Callable[[], None]) -> tuple[float, float]:
+    """`digest worker --once` × ``workers`` until the edition is sent; ``during``
+    is called once the send is under way. (seconds, the workers' peak RSS in MB)."""
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(  # nosec B603
+            [DIGEST, "worker", "--once"], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]  # fmt: skip
+    time.sleep(10)
+    during()
+    rss = 0.0
+    for proc in procs:
+        _, _, usage = os.wait4(proc.pid, 0)
+        rss = max(rss, usage.ru_maxrss / 1024)
+    return time.perf_counter() - started, rss
+
+
+def look(services: Services, env: dict[str, str], label: str, when: str) -> None:
+    """`digest status` (the command), its report's queries and the desk's delivery
+    page (in process), each timed."""
+    command = run("status", ["status", label], env)
+    with services.factory() as session:
+        edition = store.find_edition(session, label)
+    assert edition is not None  # nosec B101: the bench made it
+    page = timed(services.desk.delivery, edition.id)
+    report = timed(services.reports.of, label)
+    print(
+        f"{label} {when}: `digest status` {command.seconds:.2f} s (its report's queries "
+        f"{report:.2f} s, the rest is the command's start-up); the desk's delivery page "
+        f"{page:.2f} s"
+    )
+
+
+def walk(url: str, readers: int, args: argparse.Namespace, sink: str | None) -> dict[str, Step]:
+    print(f"\n— {readers:,} readers on PostgreSQL —")
+    steps: dict[str, Step] = {}
+    with tempfile.TemporaryDirectory(prefix="digest-million-") as tmp:
+        folder = Path(tmp)
+        env = environment(folder, DIGEST_DATABASE_URL=url)
+        if sink:
+            env["DIGEST_SMTP_URL"] = sink
+        run("db upgrade", ["db", "upgrade"], env)
+        os.environ.update(env)
+        services = Services(load_settings(), db.session_factory(db.make_engine(url)), clock=utcnow)
+        schedule = services.schedule("daily")
+        csv_path = folder / "readers.csv"
+        write_csv(csv_path, readers)
+        steps["import"] = run("import", ["subscribers", "import", str(csv_path)], env, readers)
+        for n, day in enumerate((DAY, DAY + timedelta(days=1)), start=1):
+            demo.load(services.factory, demo.build(schedule, day))
+            label = f"daily/{day.isoformat()}"
+            argv = ["send", "daily", "--date", day.isoformat(), "--enqueue-only", "--yes"]
+            steps[f"enqueue {n}"] = run(f"enqueue edition {n}", argv, env, readers)
+            steps[f"status {n}"] = run(f"digest status {label}", ["status", label], env)
+            look(services, env, label, "queued")
+            if sink:
+                during = functools.partial(look, services, env, label, "sending")
+                seconds, rss = send(env, args.workers, during)
+                steps[f"send {n}"] = Step(f"send edition {n}", seconds, rss, readers)
+                look(services, env, label, "sent")
+                with services.factory() as session:
+                    edition = store.find_edition(session, label)
+                sent, span = sending_span(services, edition.id)  # type: ignore[union-attr]
+                print(f"{label}: {sent:,} sent, steady rate {sent / span:,.0f} msg/s")
+        steps["size"] = Step("database", 0, 0, _sizes(url, readers))
+    return steps
+
+
+def _sizes(url: str, readers: int) -> int:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN) as conn:
+        total = conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()[0]  # type: ignore[index]
+    with psycopg.connect(PG_ADMIN, dbname=name) as conn:
+        deliveries = conn.execute(
+            "SELECT pg_total_relation_size('delivery'), (SELECT count(*) FROM delivery)"
+        ).fetchone()
+    size, rows = deliveries  # type: ignore[misc]
+    per_million = size / max(rows, 1) * 1_000_000 / 2**20
+    print(
+        f"database {total / 2**20:,.0f} MB; delivery {size / 2**20:,.0f} MB for {rows:,} rows "
+        f"= {per_million:,.0f} MB per million deliveries"
+    )
+    return int(total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--readers", type=int, default=1_000_000)
+    parser.add_argument("--baseline", type=int, default=10_000)
+    parser.add_argument("--send", action="store_true", help="send each edition into smtp-sink")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    sizes = [args.baseline, args.readers] if args.baseline else [args.readers]
+    results: list[dict[str, Step]] = []
+    with smtp_sink() if args.send else _nothing() as sink:
+        if sink:
+            ceiling = smtp_source(sink, 60 * 1024, 20_000, 16)
+            print(f"smtp-source into the same sink, 16 sessions: {ceiling:,.0f} msg/s")
+        for readers in sizes:
+            with database() as url:
+                results.append(walk(url, readers, args, sink))
+    base = results[0] if len(results) == 2 else {}
+    print(f"\n— {args.readers:,} readers, each step (beside {args.baseline:,}) —")
+    for key, step in results[-1].items():
+        if key != "size":
+            print(step.line(base.get(key)))
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+if __name__ == "__main__":
+    main()
