@@ -43,6 +43,7 @@ from digest.team.idempotency import Idempotency
 from digest.toolkit import Toolkit
 from digest.track.growth import Growth
 from digest.track.reports import Reports
+from digest.track.retention import Retention
 
 
 class Services:
@@ -66,6 +67,7 @@ class Services:
         )
         self.previews = Previews(factory, tools, self.sender)
         self.reports = Reports(factory, clock)
+        self.retention = Retention(factory, clock, settings.soft_bounce_days)
         self.growth = Growth(factory, clock)
         self.runner = Runner(factory, clock, tools, self.editions, self.lifecycle)
         self.archive = Archive(factory, tools)

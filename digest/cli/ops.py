@@ -1,4 +1,4 @@
-"""`digest db upgrade`, `ingest`, `doctor`, `serve`, `inbound`, `bounces`, `dkim keygen`."""
+"""`digest db upgrade` and `db prune`, `ingest`, `doctor`, `serve`, `inbound`, `bounces`, `dkim`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,42 @@ def db_upgrade() -> None:
         console.print(f"database is up to date (revision {after})")
     else:
         console.print(f"database upgraded: {before or 'empty'} → {after}")
+
+
+def keep_days(value: str) -> int:
+    """``30d`` or ``30``: days."""
+    text = value.strip().lower().removesuffix("d")
+    if not text.isdigit() or int(text) < 1:
+        raise typer.BadParameter(f"{value!r} is not a number of days like 30d")
+    return int(text)
+
+
+@db_app.command("prune")
+def db_prune(
+    keep: Annotated[
+        str, typer.Option(help="Keep delivery rows of the editions of the last N days (30d).")
+    ] = "30d",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go, remove nothing.")
+    ] = False,
+) -> None:
+    """Remove the delivery rows of editions older than --keep whose send is over,
+    after writing each one's counts, failures and minutes into a summary kept for
+    ever (`digest status`, the desk and the API read it). Fewer days than
+    DIGEST_SOFT_BOUNCE_DAYS is refused: the soft-bounce rule reads them.
+
+    Example: digest db prune --keep 30d
+    """
+    days = keep_days(keep)
+    with errors():
+        report = wire(settings()).retention.prune(days, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for label, rows in report.editions:
+        console.print(f"{label}: {verb} {rows} delivery rows; its summary is kept", highlight=False)
+    console.print(
+        f"editions before {report.before}: {len(report.editions)}, {verb} {report.rows} rows",
+        highlight=False,
+    )
 
 
 @app.command()

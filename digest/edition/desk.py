@@ -7,7 +7,7 @@ import email
 import email.policy
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -209,7 +209,7 @@ class DeskView:
             now = self.clock()
             zone = self.tools.schedule(current.schedule).zone
             page = DeliveryPage(edition_report(session, current, now), zone=zone)
-            page.bounces = store.bounced_count(session, edition_id)
+            page.bounces = page.edition.counts.get("bounced", 0)
             page.unsubscribes = store.unsubscribes_since(session, current.created_at)
             page.per_minute = list(_per_minute(session, edition_id, zone))
             page.clicks = _clicks(session, current)
@@ -281,7 +281,13 @@ def _per_minute(session: Session, edition_id: int, zone: ZoneInfo) -> Iterator[t
     """Messages accepted per minute, for the delivery chart (gaps as zeros), each
     minute in the schedule's zone as the rest of the desk shows time (zones are
     whole minutes off UTC, so a UTC minute is one minute of the zone)."""
-    counts = {m.astimezone(zone): n for m, n in store.sent_by_minute(session, edition_id).items()}
+    summary = store.edition_summary(session, edition_id)  # a pruned edition's minutes
+    minutes = (
+        {datetime.fromisoformat(m).replace(tzinfo=UTC): n for m, n in summary.minutes.items()}
+        if summary is not None
+        else store.sent_by_minute(session, edition_id)
+    )
+    counts = {m.astimezone(zone): n for m, n in minutes.items()}
     if not counts:
         return
     minute, last = min(counts), max(counts)

@@ -314,6 +314,23 @@ class Event(Base):
     detail: Mapped[dict[str, Any] | None]
 
 
+class EditionSummary(Base):
+    """What an edition's deliveries said, kept for ever once `digest db prune`
+    removed the rows (issue 31 §4): the counts by status, the failures grouped by
+    reason as the report shows them, and messages accepted per minute."""
+
+    __tablename__ = "edition_summary"
+
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), primary_key=True
+    )
+    counts: Mapped[dict[str, Any]]  # status → deliveries
+    failures: Mapped[dict[str, Any]]  # track.reports.group_failures' answer
+    minutes: Mapped[dict[str, Any]]  # "YYYY-MM-DDTHH:MM" (UTC) → messages accepted
+    ambiguous: Mapped[int] = mapped_column(Integer, default=0)
+    pruned_at: Mapped[datetime]
+
+
 class Forgotten(Base):
     """What `digest subscribers forget` keeps: the SHA-256 of an erased address,
     so an import or a sign-up can refuse it without knowing who it was."""

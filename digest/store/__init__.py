@@ -69,7 +69,6 @@ from digest.store.claims import (
 from digest.store.deliveries import (
     Due,
     ambiguous_count,
-    bounced_count,
     cancel_pending,
     delivery_by_id,
     delivery_by_message_id,
@@ -166,6 +165,12 @@ from digest.store.readers import (
     subscriber_id_by_token,
     subscribers,
 )
+from digest.store.retention import (
+    delete_deliveries,
+    edition_summary,
+    keep_summary,
+    prunable_editions,
+)
 from digest.store.revisions import (
     Revision,
     add_revision,
@@ -227,7 +232,6 @@ __all__ = [
     "audit_log",
     "audit_of",
     "beat",
-    "bounced_count",
     "bucket_name",
     "cancel_pending",
     "claim_deliveries",
@@ -242,6 +246,7 @@ __all__ = [
     "comments_numbered",
     "database_identity",
     "day_candidates",
+    "delete_deliveries",
     "deliveries_of",
     "delivery_by_id",
     "delivery_by_message_id",
@@ -256,6 +261,7 @@ __all__ = [
     "edition_changes",
     "edition_exists",
     "edition_for",
+    "edition_summary",
     "editions_where",
     "editor_named",
     "editors",
@@ -277,6 +283,7 @@ __all__ = [
     "insert_ignoring",
     "is_forgotten",
     "keep",
+    "keep_summary",
     "known_emails",
     "last_edition",
     "last_revision_id",
@@ -294,6 +301,7 @@ __all__ = [
     "open_deliveries",
     "pause_domain",
     "pending_to_invite",
+    "prunable_editions",
     "prune_calls",
     "queue_depth",
     "queue_signup",

@@ -218,15 +218,6 @@ def ambiguous_count(session: Session, edition_id: int) -> int:
     return int(session.scalar(query) or 0)
 
 
-def bounced_count(session: Session, edition_id: int) -> int:
-    query = (
-        select(func.count())
-        .select_from(Delivery)
-        .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.BOUNCED)
-    )
-    return int(session.scalar(query) or 0)
-
-
 def unsubscribes_since(session: Session, since: datetime) -> int:
     query = (
         select(func.count())

@@ -15,6 +15,7 @@ from digest.models import (
     Clock,
     DeliveryStatus,
     Edition,
+    EditionSummary,
 )
 from digest.track.replies import enhanced_code
 
@@ -160,7 +161,10 @@ def edition_report(
     session: Session, edition: Edition, now: datetime | None = None
 ) -> EditionReport:
     """The edition's counts, rate and reasons; with ``now``, also what is due now and
-    when the next wave goes."""
+    when the next wave goes. A pruned edition's come from its summary."""
+    summary = store.edition_summary(session, edition.id)
+    if summary is not None:
+        return _pruned(session, edition, summary)
     counts = store.delivery_counts(session, edition.id)
     return EditionReport(
         id=edition.id,
@@ -184,6 +188,29 @@ def edition_report(
         corrections=store.revisions_since(session, edition.id, edition.revision_mark),
         ambiguous=store.ambiguous_count(session, edition.id),
         **_holds(session, edition.id, now),
+    )
+
+
+def _pruned(session: Session, edition: Edition, summary: EditionSummary) -> EditionReport:
+    """An edition whose delivery rows `digest db prune` removed: what they said."""
+    counts = {s.value: int(summary.counts.get(s.value, 0)) for s in DeliveryStatus}
+    return EditionReport(
+        id=edition.id,
+        label=edition.label,
+        status=str(edition.status),
+        subject=edition.subject,
+        window_start=edition.window_start,
+        window_end=edition.window_end,
+        created_at=edition.created_at,
+        sent_at=edition.sent_at,
+        variants=len(store.variants(session, edition.id)),
+        counts=counts,
+        total=sum(counts.values()),
+        **summary.failures,
+        paused=edition.paused_at is not None,
+        engagement=store.engagement(session, edition.id),
+        pause_reason=edition.pause_reason,
+        ambiguous=summary.ambiguous,
     )
 
 
