@@ -26,6 +26,7 @@ from digest.tokens import new_token_keys
 
 CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 CHUNK = 5_000  # addresses looked up and written together
+KEPT = 1_000  # bad lines (and notes) named in the report; the rest only counted
 Tick = Callable[[int, "int | None"], None]  # how far an import got: (done, total if known)
 
 NEW_COLUMNS = (
@@ -105,17 +106,23 @@ class Importer:
         if not raw:
             return None  # a blank line
         if isinstance(raw, BadLine):
-            self.report.rejected += 1
-            self.report.problems.append(f"{name}:{number}: {raw.reason}")
+            self._reject(f"{name}:{number}: {raw.reason}")
             return None
         try:
             row = Row.parse(raw)
         except BadSubscriber as exc:
-            self.report.rejected += 1
-            self.report.problems.append(f"{name}:{number}: {exc}")
+            self._reject(f"{name}:{number}: {exc}")
             return None
-        self.report.warnings.extend(f"{name}:{number}: {w}" for w in row.warnings)
+        if row.warnings and len(self.report.warnings) < KEPT:
+            self.report.warnings.extend(f"{name}:{number}: {w}" for w in row.warnings)
         return row
+
+    def _reject(self, problem: str) -> None:
+        # A file of a million bad lines is counted in full, named for the first
+        # thousand: the report stays the size of a page, not of the file.
+        self.report.rejected += 1
+        if len(self.report.problems) < KEPT:
+            self.report.problems.append(problem)
 
     def _write(self, session: Session, chunk: dict[str, Row], seen: _Seen) -> int:
         if not chunk:

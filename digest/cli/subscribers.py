@@ -120,6 +120,8 @@ def subscribers_import(
         report = book(settings(), list_name).import_csv(path, tick)
     for problem in report.problems:
         err.print(f"[red]rejected[/] {problem}", highlight=False)
+    if report.rejected > len(report.problems):
+        err.print(f"[red]rejected[/] … and {report.rejected - len(report.problems)} more lines")
     for warning in report.warnings[:20]:
         err.print(f"[yellow]note[/] {warning}", highlight=False)
     console.print(

@@ -74,3 +74,15 @@ def test_chunks_change_nothing(
     assert by_email["old@example.ru"][1:4] == ("Старый", SubscriberStatus.PENDING, "space")
     assert by_email["gone@example.ru"][2] is SubscriberStatus.UNSUBSCRIBED
     assert "forgot@example.ru" not in by_email
+
+
+def test_a_file_of_bad_lines_is_counted_in_full_and_named_in_part(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    path = tmp_path / "junk.csv"
+    lines = ["email"] + [f"not an address {n}" for n in range(1500)] + ["ok@example.ru"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = SubscriberBook(factory, double_opt_in=False).import_csv(path)
+    assert (report.added, report.rejected) == (1, 1500)
+    assert len(report.problems) == importer.KEPT
+    assert report.problems[0].startswith("junk.csv:2: email:")
