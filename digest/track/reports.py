@@ -167,24 +167,13 @@ def edition_report(
         return _pruned(session, edition, summary)
     counts = store.delivery_counts(session, edition.id)
     return EditionReport(
-        id=edition.id,
-        label=edition.label,
-        status=str(edition.status),
-        subject=edition.subject,
-        window_start=edition.window_start,
-        window_end=edition.window_end,
-        created_at=edition.created_at,
-        sent_at=edition.sent_at,
-        variants=len(store.variants(session, edition.id)),
+        **_about(session, edition),
         counts={s.value: counts.get(s, 0) for s in DeliveryStatus},
         total=sum(counts.values()),
         rate=store.recent_rate(session, edition.id),
         **group_failures(store.failure_reasons(session, edition.id)),
-        paused=edition.paused_at is not None,
         next_wave=store.next_wave(session, edition.id, now) if now else None,
         due_now=store.due_now(session, edition.id, now) if now else None,
-        engagement=store.engagement(session, edition.id),
-        pause_reason=edition.pause_reason,
         corrections=store.revisions_since(session, edition.id, edition.revision_mark),
         ambiguous=store.ambiguous_count(session, edition.id),
         **_holds(session, edition.id, now),
@@ -195,23 +184,30 @@ def _pruned(session: Session, edition: Edition, summary: EditionSummary) -> Edit
     """An edition whose delivery rows `digest db prune` removed: what they said."""
     counts = {s.value: int(summary.counts.get(s.value, 0)) for s in DeliveryStatus}
     return EditionReport(
-        id=edition.id,
-        label=edition.label,
-        status=str(edition.status),
-        subject=edition.subject,
-        window_start=edition.window_start,
-        window_end=edition.window_end,
-        created_at=edition.created_at,
-        sent_at=edition.sent_at,
-        variants=len(store.variants(session, edition.id)),
+        **_about(session, edition),
         counts=counts,
         total=sum(counts.values()),
         **summary.failures,
-        paused=edition.paused_at is not None,
-        engagement=store.engagement(session, edition.id),
-        pause_reason=edition.pause_reason,
         ambiguous=summary.ambiguous,
     )
+
+
+def _about(session: Session, edition: Edition) -> dict[str, Any]:
+    """What a report says of the edition itself, its rows kept or pruned."""
+    return {
+        "id": edition.id,
+        "label": edition.label,
+        "status": str(edition.status),
+        "subject": edition.subject,
+        "window_start": edition.window_start,
+        "window_end": edition.window_end,
+        "created_at": edition.created_at,
+        "sent_at": edition.sent_at,
+        "variants": len(store.variants(session, edition.id)),
+        "paused": edition.paused_at is not None,
+        "pause_reason": edition.pause_reason,
+        "engagement": store.engagement(session, edition.id),
+    }
 
 
 def _holds(session: Session, edition_id: int, now: datetime | None) -> dict[str, Any]:
