@@ -22,6 +22,7 @@ printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import os
@@ -63,18 +64,19 @@ class Step:
 
 def run(name: str, argv: list[str], env: dict[str, str], rows: int = 0) -> Step:
     """One `digest` command from exec to exit, with its own peak RSS (wait4)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(  # nosec B603
-        [DIGEST, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 3):
-        sys.exit(f"{' '.join(argv)} failed ({code}): {err.decode()[-2000:]}")
-    proc.returncode = code
-    del out
+    # Its output to a file: a pipe nobody reads until the exit stops a command
+    # that writes more than the pipe holds (an import's rejected lines).
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(  # nosec B603
+            [DIGEST, *argv], env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 3):
+            err.seek(0)
+            sys.exit(f"{' '.join(argv)} failed ({code}): {err.read().decode()[-2000:]}")
     return Step(name, seconds, usage.ru_maxrss / 1024, rows)
 
 
@@ -194,7 +196,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [args.baseline, args.readers] if args.baseline else [args.readers]
     results: list[dict[str, Step]] = []
-    with smtp_sink() if args.send else _nothing() as sink:
+    with smtp_sink() if args.send else contextlib.nullcontext() as sink:
         if sink:
             ceiling = smtp_source(sink, 60 * 1024, 20_000, 16)
             print(f"smtp-source into the same sink, 16 sessions: {ceiling:,.0f} msg/s")
@@ -206,14 +208,6 @@ def main() -> None:
     for key, step in results[-1].items():
         if key != "size":
             print(step.line(base.get(key)))
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 if __name__ == "__main__":

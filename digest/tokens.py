@@ -45,7 +45,7 @@ class TruncatedHMAC(HMACAlgorithm):
 
 def new_token_key() -> str:
     """16 lowercase base32 characters, 80 random bits."""
-    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+    return new_token_keys(1)[0]
 
 
 def new_token_keys(count: int) -> list[str]:

@@ -19,12 +19,11 @@ from typing import Any
 
 from digest import store
 from digest.audience.csvfile import BadLine, _read_csv
-from digest.audience.rows import BadSubscriber, Row, address_hash
+from digest.audience.rows import CLOSED, BadSubscriber, Row, address_hash
 from digest.db import Factory, Session, transaction
 from digest.models import Subscriber, SubscriberStatus
 from digest.tokens import new_token_keys
 
-CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 CHUNK = 5_000  # addresses looked up and written together
 KEPT = 1_000  # bad lines (and notes) named in the report; the rest only counted
 Tick = Callable[[int, "int | None"], None]  # how far an import got: (done, total if known)

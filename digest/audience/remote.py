@@ -23,6 +23,7 @@ from typing import Any
 
 from digest import store
 from digest.audience.rows import (
+    CLOSED,
     BadSubscriber,
     address_hash,
     checked_zone,
@@ -30,7 +31,7 @@ from digest.audience.rows import (
     normalise_sections,
 )
 from digest.audience.signup import Answer, Request, Signups
-from digest.audience.subscribers import CLOSED, SubscriberBook, find_subscriber, looked_up
+from digest.audience.subscribers import SubscriberBook, find_subscriber, looked_up
 from digest.db import Factory, transaction
 from digest.errors import DigestError
 from digest.headers import clean_text

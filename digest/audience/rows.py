@@ -18,11 +18,12 @@ from email_validator import EmailNotValidError, validate_email
 from digest.config import zone_name
 from digest.errors import DigestError
 from digest.headers import clean_text
-from digest.models import (
-    Subscriber,
-)
+from digest.models import Subscriber, SubscriberStatus
 
 NAME_LIMIT = 200
+
+# A reader who left or whose mail came back: never made active again by an import.
+CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 SECTION = re.compile(r"^[a-zа-яё0-9-]{1,50}$")
 

@@ -36,8 +36,13 @@ from datetime import timedelta
 from prometheus_client import Counter
 
 from digest import store
-from digest.audience.rows import BadSubscriber, address_hash, normalise_email, normalise_sections
-from digest.audience.subscribers import CLOSED
+from digest.audience.rows import (
+    CLOSED,
+    BadSubscriber,
+    address_hash,
+    normalise_email,
+    normalise_sections,
+)
 from digest.audience.wayback import WayBack
 from digest.db import Factory, Session, transaction
 from digest.headers import clean_text

@@ -13,6 +13,7 @@ from typing import Any
 from digest import store
 from digest.audience.importer import Importer, ImportReport, Tick
 from digest.audience.rows import (
+    CLOSED,
     FORMATS,
     BadSubscriber,
     Row,
@@ -34,8 +35,6 @@ from digest.models import (
     utcnow,
 )
 from digest.tokens import new_token_key
-
-CLOSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 FREQUENCIES = ("daily", "weekly")
 
