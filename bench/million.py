@@ -174,7 +174,9 @@ def _sizes(url: str, readers: int) -> int:
         total = conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()[0]  # type: ignore[index]
     with psycopg.connect(PG_ADMIN, dbname=name) as conn:
         deliveries = conn.execute(
-            "SELECT pg_total_relation_size('delivery'), (SELECT count(*) FROM delivery)"
+            # A partitioned table is its partitions' sum (the parent itself holds nothing).
+            "SELECT (SELECT sum(pg_total_relation_size(relid)) "
+            "FROM pg_partition_tree('delivery')), (SELECT count(*) FROM delivery)"
         ).fetchone()
     size, rows = deliveries  # type: ignore[misc]
     per_million = size / max(rows, 1) * 1_000_000 / 2**20

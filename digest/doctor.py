@@ -37,6 +37,8 @@ def run_checks(cfg: Settings, smtp: bool = True, clock: Clock = utcnow) -> list[
     checks.append(guard("lists", lambda: _lists(cfg)))
     if cfg.sunset_after:
         checks.append(guard("sunset", lambda: _sunset(cfg)))
+    if cfg.keep_deliveries:
+        checks.append(_retention(cfg))
     checks.append(guard("schedules", lambda: _schedules(cfg)))
     checks.append(guard("templates", lambda: _templates(cfg, clock())))
     checks.append(guard("desk", lambda: _desk(cfg)))
@@ -116,6 +118,20 @@ def _sunset(cfg: Settings) -> Check:
         True,
         f"readers silent {cfg.sunset_after} month(s) are asked, paused "
         f"{cfg.sunset_grace_days} days later",
+    )
+
+
+def _retention(cfg: Settings) -> Check:
+    """A nightly prune shorter than the soft-bounce rule's days is refused each night."""
+    if cfg.keep_deliveries < cfg.soft_bounce_days:
+        return Check(
+            "retention",
+            False,
+            f"DIGEST_KEEP_DELIVERIES={cfg.keep_deliveries} is shorter than "
+            f"DIGEST_SOFT_BOUNCE_DAYS ({cfg.soft_bounce_days}): the nightly prune will not run",
+        )
+    return Check(
+        "retention", True, f"delivery rows kept {cfg.keep_deliveries} days, then summaries"
     )
 
 

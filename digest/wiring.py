@@ -76,7 +76,14 @@ class Services:
             factory, clock, tools, settings.sunset_after, settings.sunset_grace_days
         )
         self.scheduling = Scheduling(
-            settings, factory, clock, self.runner, self.sender, self.sunset, self.sources
+            settings,
+            factory,
+            clock,
+            self.runner,
+            self.sender,
+            self.sunset,
+            self.sources,
+            self.retention,
         )
         # The desk's accounts; the environment's seed the first ones (issue 28 §3).
         self.accounts = Accounts(

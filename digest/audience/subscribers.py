@@ -230,7 +230,9 @@ class SubscriberBook:
             found = find_subscriber(session, address)
             if found is None:
                 return False
-            store.remove(session, found)  # deliveries cascade; events lose their link
+            # Its deliveries cascade; its events lose their link to them first.
+            store.unlink_events_of_subscriber(session, found.id)
+            store.remove(session, found)
             return True
 
     def show(self, email: str) -> dict[str, Any] | None:

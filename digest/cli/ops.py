@@ -71,7 +71,8 @@ def db_prune(
 ) -> None:
     """Remove the delivery rows of editions older than --keep whose send is over,
     after writing each one's counts, failures and minutes into a summary kept for
-    ever (`digest status`, the desk and the API read it). Fewer days than
+    ever (`digest status`, the desk and the API read it). On PostgreSQL a day
+    whose editions are all over loses its partition whole. Fewer days than
     DIGEST_SOFT_BOUNCE_DAYS is refused: the soft-bounce rule reads them.
 
     Example: digest db prune --keep 30d
@@ -82,6 +83,9 @@ def db_prune(
     verb = "would remove" if dry_run else "removed"
     for label, rows in report.editions:
         console.print(f"{label}: {verb} {rows} delivery rows; its summary is kept", highlight=False)
+    if report.days:
+        dropped = ", ".join(str(d) for d in report.days)
+        console.print(f"delivery partitions dropped whole: {dropped}", highlight=False)
     console.print(
         f"editions before {report.before}: {len(report.editions)}, {verb} {report.rows} rows",
         highlight=False,

@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     soft_bounce_days: int = Field(
         default=15, ge=1, description="… within this many days suppress the address"
     )
+    keep_deliveries: int = Field(
+        default=0, ge=0, le=3650, description="Days of delivery rows the scheduler keeps: "
+        "each night older editions become summaries, as `digest db prune` (0: off)"
+    )  # fmt: skip
     sunset_after: int = Field(
         default=0,
         ge=0,
@@ -301,10 +305,6 @@ class Settings(BaseSettings):
     @property
     def retry_steps(self) -> tuple[float, ...]:
         return parse_seconds_list(self.retry_schedule)
-
-    @property
-    def caps(self) -> dict[str, int]:
-        return dict(parse_domain_caps(self.domain_caps))
 
     @property
     def smtp(self) -> SmtpPart:

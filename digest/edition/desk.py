@@ -211,7 +211,10 @@ class DeskView:
             page = DeliveryPage(edition_report(session, current, now), zone=zone)
             page.bounces = page.edition.counts.get("bounced", 0)
             page.unsubscribes = store.unsubscribes_since(session, current.created_at)
-            page.per_minute = list(_per_minute(session, edition_id, zone))
+            # Only a row that was sent has a time (a bounce or a failure may follow it).
+            accepted = ("sent", "bounced", "failed")
+            if any(page.edition.counts.get(s) for s in accepted):
+                page.per_minute = list(_per_minute(session, edition_id, zone))
             page.clicks = _clicks(session, current)
         page.tracked = self.tools.mailing_list(self.tools.schedule(current.schedule)).tracking
         return page

@@ -129,6 +129,10 @@ class Lifecycle:
         added = 0
         now = self.clock
         with transaction(self.factory) as session:
+            # Its day's partition (PostgreSQL), committed before the long enqueue:
+            # making one locks every delivery for an instant, not for the enqueue.
+            store.make_partitions(session, [edition.edition_date])
+        with transaction(self.factory) as session:
             # Locked: a second scheduler starting the same edition waits, then finds
             # the rows made and adds none (the unique delivery key never fires).
             current = self._current(session, edition, lock=True)

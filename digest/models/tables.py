@@ -16,6 +16,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -237,17 +239,58 @@ class EditionVariant(Base):
     edition: Mapped[Edition] = relationship(back_populates="variants")
 
 
+def _edition_date(context: Any) -> date:
+    """A delivery made without its date takes its edition's (the enqueue names it)."""
+    edition_id = context.get_current_parameters()["edition_id"]
+    query = select(Edition.edition_date).where(Edition.id == edition_id)
+    return context.connection.scalar(query)  # type: ignore[no-any-return]
+
+
+# The rows a sender may still claim: what the claim index holds (issue 31 §4).
+_WORK_LEFT = "status IN ('queued', 'deferred', 'sending')"
+# The few rows a report lists one by one: failures, retries, lines lost after DATA.
+_TROUBLE = "status IN ('failed', 'deferred', 'bounced') OR ambiguous > 0"
+
+
 class Delivery(Base):
+    """One reader's copy of one edition. On PostgreSQL the table is partitioned
+    by ``edition_date`` (a partition a day, ``store.partitions``): its primary key
+    there is (id, edition_date), as PostgreSQL wants the partition key in every
+    unique key; ``id`` alone is still unique (one sequence) and is the ORM's key."""
+
     __tablename__ = "delivery"
-    # The arbiter again: a subscriber cannot get one edition twice from us.
+    # The arbiter again: a subscriber cannot get one edition twice from us. The
+    # edition's date is its edition's, so the key is (edition, subscriber)'s.
     __table_args__ = (
-        UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
-        Index("ix_delivery_edition_status", "edition_id", "status", "id"),
+        UniqueConstraint(
+            "edition_id", "subscriber_id", "edition_date", name="uq_delivery_edition_subscriber"
+        ),
+        # Partial: a sent edition's rows leave it, so the claims of today's send
+        # read an index of what is left to send, not of every row ever made.
+        Index(
+            "ix_delivery_work",
+            "edition_id",
+            "id",
+            postgresql_where=text(_WORK_LEFT),
+            sqlite_where=text(_WORK_LEFT),
+        ),
+        # Partial too: `digest status` finds an edition's failures without reading
+        # its million sent rows.
+        Index(
+            "ix_delivery_trouble",
+            "edition_id",
+            "status",
+            postgresql_where=text(_TROUBLE),
+            sqlite_where=text(_TROUBLE),
+        ),
         Index("ix_delivery_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    # The edition's own date, copied: PostgreSQL's partition key (retention drops
+    # a whole day), never set apart from ``edition_id``.
+    edition_date: Mapped[date] = mapped_column(Date, default=_edition_date)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
     variant_id: Mapped[int | None] = mapped_column(ForeignKey("edition_variant.id"))
     status: Mapped[DeliveryStatus] = mapped_column(
@@ -303,9 +346,9 @@ class Event(Base):
     edition_id: Mapped[int | None] = mapped_column(
         ForeignKey("edition.id", ondelete="CASCADE"), index=True
     )
-    delivery_id: Mapped[int | None] = mapped_column(
-        ForeignKey("delivery.id", ondelete="SET NULL"), index=True
-    )
+    # No foreign key: PostgreSQL cannot point one at a partitioned table's ``id``
+    # alone. `digest db prune` and `forget` clear it when the delivery goes.
+    delivery_id: Mapped[int | None] = mapped_column(Integer, index=True)
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
     )

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from digest.edition.sending import Sender
     from digest.models import Clock
     from digest.sources.sync import Sources
+    from digest.track.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,32 @@ def sync_job(name: str) -> None:
         log.warning("%s", report.error)
     else:
         log.info("source %s: %s rows read", name, sum(report.rows.values()))
+
+
+_RETENTION: tuple[Retention, int] | None = None
+
+
+def history_job(name: str) -> None:
+    """Nightly: the next days' delivery partitions made (PostgreSQL), and with
+    DIGEST_KEEP_DELIVERIES set, old editions' rows made summaries (issue 31 §4).
+    A refusal or a database away is logged; the next night tries again."""
+    assert _RETENTION is not None, "the scheduler sets the retention before it starts"
+    retention, keep = _RETENTION
+    try:
+        made = retention.make_room()
+        if made:
+            log.info("delivery partitions made for %s", ", ".join(map(str, made)))
+        if keep:
+            report = retention.prune(keep)
+            log.info(
+                "%s: %d editions' delivery rows pruned (%d rows, %d days dropped)",
+                name,
+                len(report.editions),
+                report.rows,
+                len(report.days),
+            )
+    except (DigestError, DatabaseError) as exc:
+        log.warning("%s history not kept tonight: %s", name, exc)
 
 
 def prepare_job(name: str) -> None:
@@ -176,7 +203,9 @@ class Scheduling:
         sender: Sender,
         sunset: Sunset | None = None,
         sources: Sources | None = None,
+        retention: Retention | None = None,
     ) -> None:
+        self.retention = retention
         self.sunset = sunset
         self.sources = sources
         self.settings = settings
@@ -203,6 +232,7 @@ class Scheduling:
 
         self._sunset_jobs(scheduler, schedules)
         self._sync_jobs(scheduler)
+        self._history_job(scheduler)
 
         def on_event(event: JobExecutionEvent) -> None:
             # Down past misfire_grace_time: APScheduler skips the run; the runner marks
@@ -227,6 +257,15 @@ class Scheduling:
         for list_name in sorted({s.list for s in schedules.values()}):
             _add(scheduler, sunset_job, daily, "sunset", list_name, 6 * 3600)
 
+    def _history_job(self, scheduler: AsyncIOScheduler) -> None:
+        """Daily at 03:30 in the site's zone, when no edition is being built."""
+        global _RETENTION
+        if self.retention is None:
+            return
+        _RETENTION = (self.retention, self.settings.keep_deliveries)
+        nightly = CronTrigger(hour=3, minute=30, timezone=self.settings.zone)
+        _add(scheduler, history_job, nightly, "history", "delivery", 6 * 3600)
+
     def _sync_jobs(self, scheduler: AsyncIOScheduler) -> None:
         """Each site database source every ``sync_every`` minutes (0: none)."""
         global _SOURCES
@@ -249,6 +288,8 @@ class Scheduling:
         schedules = load_schedules(self.settings.schedules_dir, self.settings.timezone)
         await asyncio.to_thread(self.runner.catch_up, schedules)
         scheduler = self.build(schedules)
+        if self.retention is not None:  # this week's partitions before any send
+            await asyncio.to_thread(self._make_room, self.retention)
         scheduler.start()
         for job in scheduler.get_jobs():
             log.info("job %s: next at %s", job.id, job.next_run_time)
@@ -263,6 +304,16 @@ class Scheduling:
             scheduler.shutdown(wait=False)
             beating.cancel()
             await asyncio.to_thread(self._beat_once, beat_name, False)
+
+    @staticmethod
+    def _make_room(retention: Retention) -> None:
+        try:
+            made = retention.make_room()
+        except DatabaseError as exc:  # the nightly job tries again; a send makes its own
+            log.warning("delivery partitions not made: %s", exc)
+            return
+        if made:
+            log.info("delivery partitions made for %s", ", ".join(map(str, made)))
 
     async def _beat(self, name: str, stop: asyncio.Event) -> None:
         """Every HEARTBEAT_EVERY seconds: alive (`/healthz` and doctor read it)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from digest import store
 from digest.db import Factory, Session, transaction
@@ -58,6 +58,7 @@ class DeliveryStore:
         self.worker = worker
         self.lease = lease
         self.soft_bounces = soft_bounces or SoftBouncePolicy()
+        self.day: date | None = None  # the edition's date: its rows' partition
 
     def claim(
         self, limit: int, now: datetime, skip_domains: Sequence[str] = ()
@@ -66,13 +67,16 @@ class DeliveryStore:
             if self.between_batches is not None and self.between_batches(session, self.edition_id):
                 self.held = True
                 return [], 0
+            if self.day is None:
+                edition = store.edition_by_id(session, self.edition_id)
+                self.day = edition.edition_date if edition is not None else None
             return store.claim_deliveries(
                 session, self.edition_id, self.worker, now, now + self.lease, limit, skip_domains
             )
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
         with transaction(self.factory) as session:
-            store.record_outcomes(session, [o.row() for o in outcomes])
+            store.record_outcomes(session, [o.row() for o in outcomes], self.day)
             bounces = [o for o in outcomes if o.kind in (Kind.HARD_BOUNCE, Kind.SOFT_BOUNCE)]
             if bounces:
                 record_bounces(session, bounces, self.soft_bounces, source="smtp")

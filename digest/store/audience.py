@@ -23,6 +23,7 @@ from digest.models import (
     Subscriber,
     SubscriberStatus,
 )
+from digest.store.partitions import of_edition
 
 
 def variant_key_column() -> Any:
@@ -69,9 +70,7 @@ def unqueued_active_subscribers(session: Session, edition_id: int, audience: Aud
             .select_from(Subscriber)
             .where(
                 audience_filter(audience),
-                ~exists().where(
-                    Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
-                ),
+                ~exists().where(*of_edition(edition_id), Delivery.subscriber_id == Subscriber.id),
             )
         )
         or 0

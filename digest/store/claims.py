@@ -37,6 +37,7 @@ from digest.models import (
 )
 from digest.store.audience import audience_filter, variant_key_column
 from digest.store.bulk import analyse, insert_ignoring
+from digest.store.partitions import of_edition
 
 ENQUEUE_BATCH = 50_000  # subscribers an INSERT … SELECT reads: one range of the primary key
 ANALYSE_AFTER = 10_000  # rows an enqueue added that the planner is told of at once
@@ -60,6 +61,7 @@ def enqueue_deliveries(
     EXISTS a delivery) was planned while the edition had none, so right after an
     import each probe scanned what the statement had written so far: quadratic,
     six minutes for a quarter of 200 000 readers (issue 31)."""
+    day = session.scalar(select(Edition.edition_date).where(Edition.id == edition_id))
     added, low = 0, 0
     while True:
         high = session.scalar(
@@ -70,7 +72,7 @@ def enqueue_deliveries(
             .limit(1)
         )
         ids = Subscriber.id > low if high is None else Subscriber.id.between(low + 1, high)
-        added += _enqueue_range(session, edition_id, now, audience, ids)
+        added += _enqueue_range(session, (edition_id, day), now, audience, ids)
         if high is None:
             break
         low = high
@@ -80,12 +82,14 @@ def enqueue_deliveries(
 
 
 def _enqueue_range(
-    session: Session, edition_id: int, now: datetime, audience: Audience, ids: Any
+    session: Session, edition: tuple[int, date | None], now: datetime, audience: Audience, ids: Any
 ) -> int:
+    edition_id, day = edition
     has_content = EditionVariant.articles > 0
     source = (
         select(
             literal(edition_id),
+            literal(day, type_=Delivery.edition_date.type),
             Subscriber.id,
             EditionVariant.id,
             case((has_content, DeliveryStatus.QUEUED.value), else_=DeliveryStatus.SUPPRESSED.value),
@@ -103,7 +107,7 @@ def _enqueue_range(
         )
         .where(ids, audience_filter(audience))
     )
-    columns = ["edition_id", "subscriber_id", "variant_id", "status", "attempts"]
+    columns = ["edition_id", "edition_date", "subscriber_id", "variant_id", "status", "attempts"]
     statement = insert_ignoring(session, Delivery).from_select(
         [*columns, "smtp_reply", "updated_at"], source
     )
@@ -174,7 +178,10 @@ def claim_deliveries(
     claimed = list(
         session.scalars(
             update(Delivery)
-            .where(Delivery.id.in_(_due_ids(edition_id, now, limit, skip_domains)))
+            .where(
+                *of_edition(edition_id),  # one partition's rows locked and written
+                Delivery.id.in_(_due_ids(edition_id, now, limit, skip_domains)),
+            )
             .values(
                 status=DeliveryStatus.SENDING,
                 claimed_by=worker,
@@ -218,7 +225,7 @@ def _due_ids(edition_id: int, now: datetime, limit: int, skip_domains: Sequence[
         Edition.status == EditionStatus.SENDING,
         Edition.paused_at.is_(None),
     )
-    due_ids = select(Delivery.id).where(Delivery.edition_id == edition_id, _due(now), open_edition)
+    due_ids = select(Delivery.id).where(*of_edition(edition_id), _due(now), open_edition)
     if skip_domains:
         due_ids = due_ids.join(Subscriber, Subscriber.id == Delivery.subscriber_id).where(
             *(~Subscriber.email.like(f"%@{_like(d)}", escape="\\") for d in skip_domains)
@@ -249,7 +256,9 @@ def _claimed_rows(session: Session, claimed: list[int]) -> Sequence[Any]:
     ).all()
 
 
-def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
+def record_outcomes(
+    session: Session, rows: Sequence[Sequence[Any]], day: date | None = None
+) -> None:
     """Write a batch of outcomes in one executemany, not one statement per message.
 
     Each row holds the values of ``_RECORD_COLUMNS``, the first attempt's time, 1
@@ -257,7 +266,9 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
     the row), and then the delivery id.
     This is the hottest statement of a send, so it goes to the driver directly:
     SQLAlchemy's per-row type processing cost more than SQLite's own work;
-    datetimes are converted by ``stored_utc``, the same rule ``UTCDateTime`` uses."""
+    datetimes are converted by ``stored_utc``, the same rule ``UTCDateTime`` uses.
+    ``day``: the edition's date, when every row is of one edition (a send's):
+    PostgreSQL then reads that day's partition alone, not each day's index."""
     if not rows:
         return
     connection = session.connection()
@@ -274,11 +285,15 @@ def record_outcomes(session: Session, rows: Sequence[Sequence[Any]]) -> None:
         f"UPDATE delivery SET {assignments}, claimed_by = NULL, claimed_until = NULL, "  # nosec B608  # constant column names, bound values
         f"first_attempt_at = COALESCE(first_attempt_at, {mark}), "
         f"ambiguous = ambiguous + {mark} WHERE id = {mark}"
+        + (f" AND edition_date = {mark}" if day is not None else "")
     )
     name = dialect.name
+    # SQLite keeps a date as its ISO text (what SQLAlchemy's Date writes there).
+    on_day = () if day is None else (day if name == "postgresql" else day.isoformat(),)
     params = [
-        (*row[:5], *(stored_utc(t, name) for t in row[5:9]), row[9], row[10]) for row in rows
-    ]  # status, attempts, code, reply, message id; four times; ambiguous; delivery id
+        (*row[:5], *(stored_utc(t, name) for t in row[5:9]), row[9], row[10], *on_day)
+        for row in rows
+    ]  # status, attempts, code, reply, message id; four times; ambiguous; delivery id; day
     connection.exec_driver_sql(sql, params)
 
 
@@ -317,7 +332,7 @@ def open_deliveries(session: Session, ids: Sequence[int]) -> dict[int, Settled]:
 
 def _claimed_by(edition_id: int, worker: str) -> tuple[Any, ...]:
     return (
-        Delivery.edition_id == edition_id,
+        *of_edition(edition_id),
         Delivery.claimed_by == worker,
         Delivery.status == DeliveryStatus.SENDING,
     )
@@ -379,5 +394,5 @@ def claimers(session: Session, edition_id: int | None = None) -> list[str]:
         Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_by.is_not(None)
     )
     if edition_id is not None:
-        query = query.where(Delivery.edition_id == edition_id)
+        query = query.where(*of_edition(edition_id))
     return list(session.scalars(query.distinct()))

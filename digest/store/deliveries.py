@@ -22,6 +22,7 @@ from digest.models import (
     EventKind,
     Subscriber,
 )
+from digest.store.partitions import of_edition
 
 
 class Due(NamedTuple):
@@ -38,14 +39,14 @@ def next_due(session: Session, edition_id: int, exclude_worker: str | None = Non
     None when every delivery is final."""
     queued = session.scalar(
         select(func.min(func.coalesce(Delivery.next_attempt_at, Delivery.updated_at))).where(
-            Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.QUEUED
+            *of_edition(edition_id), Delivery.status == DeliveryStatus.QUEUED
         )
     )
     if queued is not None:
         return Due(queued)
     deferred = next_retry(session, edition_id)
     leased_rows = select(func.min(Delivery.claimed_until)).where(
-        Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENDING
+        *of_edition(edition_id), Delivery.status == DeliveryStatus.SENDING
     )
     if exclude_worker is not None:
         # A sender's own claims are in its hands, not waiting for a lease to end.
@@ -68,7 +69,7 @@ def next_retry(
             select(func.min(Delivery.next_attempt_at))
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(
-                Delivery.edition_id == edition_id,
+                *of_edition(edition_id),
                 Delivery.status == DeliveryStatus.DEFERRED,
                 *where,
             )
@@ -87,7 +88,7 @@ def requeue(
     give-up clock. Subscribers no longer active are suppressed at claim time."""
     result = session.execute(
         update(Delivery)
-        .where(Delivery.edition_id == edition_id, Delivery.status.in_(list(statuses)))
+        .where(*of_edition(edition_id), Delivery.status.in_(list(statuses)))
         .values(
             status=DeliveryStatus.QUEUED,
             next_attempt_at=None,
@@ -104,7 +105,7 @@ def cancel_pending(session: Session, edition_id: int, now: datetime) -> int:
     result = session.execute(
         update(Delivery)
         .where(
-            Delivery.edition_id == edition_id,
+            *of_edition(edition_id),
             Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]),
         )
         .values(
@@ -121,7 +122,7 @@ def cancel_pending(session: Session, edition_id: int, now: datetime) -> int:
 def delivery_counts(session: Session, edition_id: int) -> dict[DeliveryStatus, int]:
     rows = session.execute(
         select(Delivery.status, func.count())
-        .where(Delivery.edition_id == edition_id)
+        .where(*of_edition(edition_id))
         .group_by(Delivery.status)
     ).all()
     return {DeliveryStatus(status): n for status, n in rows}
@@ -132,7 +133,7 @@ def recent_rate(
 ) -> float | None:
     """Messages per second over the last ``window`` of sending (not since the first
     message: a send resumed hours later must not read as a slow one)."""
-    sent = and_(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT)
+    sent = and_(*of_edition(edition_id), Delivery.status == DeliveryStatus.SENT)
     last = session.scalar(select(func.max(Delivery.sent_at)).where(sent))
     if last is None:
         return None
@@ -152,7 +153,7 @@ def failure_reasons(
     rows = session.execute(
         select(Delivery.status, Delivery.smtp_code, Delivery.smtp_reply, func.count())
         .where(
-            Delivery.edition_id == edition_id,
+            *of_edition(edition_id),
             Delivery.status.in_(
                 [DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.BOUNCED]
             ),
@@ -166,9 +167,7 @@ def failure_reasons(
 
 def delivery_id_for(session: Session, edition_id: int, subscriber_id: int) -> int | None:
     return session.scalar(
-        select(Delivery.id).where(
-            Delivery.edition_id == edition_id, Delivery.subscriber_id == subscriber_id
-        )
+        select(Delivery.id).where(*of_edition(edition_id), Delivery.subscriber_id == subscriber_id)
     )
 
 
@@ -192,7 +191,7 @@ def waiting_in(session: Session, edition_id: int, domains: list[str]) -> dict[st
             .select_from(Delivery)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .where(
-                Delivery.edition_id == edition_id,
+                *of_edition(edition_id),
                 Delivery.status.in_(
                     (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
                 ),
@@ -213,7 +212,7 @@ def ambiguous_count(session: Session, edition_id: int) -> int:
     query = (
         select(func.count())
         .select_from(Delivery)
-        .where(Delivery.edition_id == edition_id, Delivery.ambiguous > 0)
+        .where(*of_edition(edition_id), Delivery.ambiguous > 0)
     )
     return int(session.scalar(query) or 0)
 
@@ -237,7 +236,7 @@ def sent_by_minute(session: Session, edition_id: int) -> dict[datetime, int]:
         minute = func.substr(Delivery.sent_at, 1, 16)  # stored as 'YYYY-MM-DD HH:MM:SS…' UTC
     rows = session.execute(
         select(minute, func.count())
-        .where(Delivery.edition_id == edition_id, Delivery.sent_at.is_not(None))
+        .where(*of_edition(edition_id), Delivery.sent_at.is_not(None))
         .group_by(minute)
     ).all()
     return {
@@ -251,7 +250,7 @@ def due_now(session: Session, edition_id: int, now: datetime) -> int:
         select(func.count())
         .select_from(Delivery)
         .where(
-            Delivery.edition_id == edition_id,
+            *of_edition(edition_id),
             or_(
                 and_(
                     Delivery.status == DeliveryStatus.QUEUED,
@@ -268,7 +267,7 @@ def next_wave(session: Session, edition_id: int, now: datetime) -> datetime | No
     """When the next readers' wave is due (queued for a later hour: local_time)."""
     return session.scalar(
         select(func.min(Delivery.next_attempt_at)).where(
-            Delivery.edition_id == edition_id,
+            *of_edition(edition_id),
             Delivery.status == DeliveryStatus.QUEUED,
             Delivery.next_attempt_at > now,
         )

@@ -26,6 +26,7 @@ from digest.models import (
     EditionVariant,
     Subscriber,
 )
+from digest.store.partitions import of_edition
 
 
 def edition_for(
@@ -132,7 +133,7 @@ def set_waves(
         session.execute(
             update(Delivery)
             .where(
-                Delivery.edition_id == edition_id,
+                *of_edition(edition_id),
                 Delivery.status == DeliveryStatus.QUEUED,
                 Delivery.subscriber_id.in_(readers),
             )

@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Edition, EditionStatus, EditionSummary
 from digest.store.deliveries import ambiguous_count, delivery_counts, sent_by_minute
+from digest.store.partitions import of_edition
 
 DONE = (EditionStatus.SENT, EditionStatus.CANCELLED, EditionStatus.MISSED)
 
 
-def prunable_editions(session: Session, before: date) -> list[tuple[int, str]]:
-    """(id, label) of the editions dated before ``before`` whose send is over and
-    that still have delivery rows, oldest first."""
+def prunable_editions(session: Session, before: date) -> list[tuple[int, str, date]]:
+    """(id, label, date) of the editions dated before ``before`` whose send is
+    over and that still have delivery rows, oldest first."""
     rows = session.scalars(
         select(Edition)
         .where(
@@ -31,7 +32,23 @@ def prunable_editions(session: Session, before: date) -> list[tuple[int, str]]:
         )
         .order_by(Edition.edition_date, Edition.id)
     )
-    return [(e.id, e.label) for e in rows]
+    return [(e.id, e.label, e.edition_date) for e in rows]
+
+
+def day_still_open(session: Session, day: date) -> bool:
+    """Whether an edition of ``day`` whose send is not over still has deliveries
+    (its day's partition must stay)."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Edition.edition_date == day,
+                    Edition.status.not_in(DONE),
+                    exists().where(Delivery.edition_id == Edition.id),
+                )
+            )
+        )
+    )
 
 
 def keep_summary(
@@ -62,7 +79,7 @@ def edition_summary(session: Session, edition_id: int) -> EditionSummary | None:
 
 def delete_deliveries(session: Session, edition_id: int, batch: int) -> int:
     """Up to ``batch`` of the edition's delivery rows removed; how many."""
-    ids = select(Delivery.id).where(Delivery.edition_id == edition_id).limit(batch)
+    ids = select(Delivery.id).where(*of_edition(edition_id)).limit(batch)
     result = session.execute(
         delete(Delivery).where(Delivery.id.in_(ids.scalar_subquery())),
         execution_options={"synchronize_session": False},

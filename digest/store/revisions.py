@@ -18,6 +18,7 @@ from digest.models import (
     EditionItem,
     EditionVariant,
 )
+from digest.store.partitions import of_edition
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def repoint_deliveries(
             continue
         result = session.execute(
             update(Delivery)
-            .where(Delivery.edition_id == edition_id, Delivery.variant_id == old_id, unsent)
+            .where(*of_edition(edition_id), Delivery.variant_id == old_id, unsent)
             .values(variant_id=new[key])
         )
         moved += int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -162,7 +163,7 @@ def repoint_deliveries(
     session.execute(
         update(Delivery)
         .where(
-            Delivery.edition_id == edition_id,
+            *of_edition(edition_id),
             Delivery.variant_id.in_(empty),
             Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)),
         )

@@ -166,17 +166,22 @@ def edition_report(
     if summary is not None:
         return _pruned(session, edition, summary)
     counts = store.delivery_counts(session, edition.id)
+    # Each question below reads the edition's rows: asked only where the counts
+    # say there is an answer (a million-row edition is a scan per question).
+    has = {s for s, n in counts.items() if n}
+    waiting = bool(has & {DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED})
+    failed = bool(has & {DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.BOUNCED})
     return EditionReport(
         **_about(session, edition),
         counts={s.value: counts.get(s, 0) for s in DeliveryStatus},
         total=sum(counts.values()),
-        rate=store.recent_rate(session, edition.id),
-        **group_failures(store.failure_reasons(session, edition.id)),
-        next_wave=store.next_wave(session, edition.id, now) if now else None,
-        due_now=store.due_now(session, edition.id, now) if now else None,
+        rate=store.recent_rate(session, edition.id) if DeliveryStatus.SENT in has else None,
+        **group_failures(store.failure_reasons(session, edition.id) if failed else []),
+        next_wave=store.next_wave(session, edition.id, now) if now and waiting else None,
+        due_now=(store.due_now(session, edition.id, now) if waiting else 0) if now else None,
         corrections=store.revisions_since(session, edition.id, edition.revision_mark),
         ambiguous=store.ambiguous_count(session, edition.id),
-        **_holds(session, edition.id, now),
+        **_holds(session, edition.id, now, DeliveryStatus.DEFERRED in has),
     )
 
 
@@ -210,10 +215,13 @@ def _about(session: Session, edition: Edition) -> dict[str, Any]:
     }
 
 
-def _holds(session: Session, edition_id: int, now: datetime | None) -> dict[str, Any]:
-    """The domains held now, and the next retry, which waits for their holds."""
+def _holds(
+    session: Session, edition_id: int, now: datetime | None, deferred: bool
+) -> dict[str, Any]:
+    """The domains held now, and the next retry (of ``deferred`` rows), which
+    waits for their holds."""
     if now is None:
-        return {"next_retry": store.next_retry(session, edition_id)}
+        return {"next_retry": store.next_retry(session, edition_id) if deferred else None}
     held = store.holds(session, now)
     waiting = store.waiting_in(session, edition_id, [h.domain for h in held])
     holds = [
@@ -225,7 +233,9 @@ def _holds(session: Session, edition_id: int, now: datetime | None) -> dict[str,
     return {
         "holds": holds,
         "held_for": (max(ends) - now).total_seconds() if ends else None,
-        "next_retry": store.next_retry(session, edition_id, {h.domain: h.until for h in held}),
+        "next_retry": store.next_retry(session, edition_id, {h.domain: h.until for h in held})
+        if deferred
+        else None,
     }
 
 

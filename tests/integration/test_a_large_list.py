@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
@@ -36,6 +36,7 @@ def large(
     postgres_databases: Callable[..., str],
     postgres_template: str,
     monkeypatch: pytest.MonkeyPatch,
+    fixed_date: date,
 ) -> Iterator[tuple[Services, str]]:
     """Services on a fresh PostgreSQL database whose statements are cancelled after
     60 s, and which autovacuum never analyses (what a send right after an import
@@ -44,7 +45,17 @@ def large(
     name = make_url(url).database
     _admin(f"ALTER DATABASE {name} SET statement_timeout = '60s'")
     with psycopg.connect(PG_ADMIN, dbname=name, autocommit=True) as conn:
-        for table in ("subscriber", "delivery"):
+        # delivery is partitioned by day: the setting is each partition's, and the
+        # test's day has its partition now, not at the send.
+        conn.execute(
+            f"CREATE TABLE {store.partition_name(fixed_date)} PARTITION OF delivery "
+            f"FOR VALUES FROM ('{fixed_date}') TO ('{fixed_date + timedelta(days=1)}')"
+        )
+        days = conn.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits "
+            "WHERE inhparent = 'delivery'::regclass"
+        ).fetchall()
+        for table in ["subscriber", *(d[0] for d in days)]:
             conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
     monkeypatch.setenv("DIGEST_DATABASE_URL", url)
     engine = db.make_engine(load_settings().database)

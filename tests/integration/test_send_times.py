@@ -327,7 +327,7 @@ def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
     async def go() -> None:
         scheduler.start(paused=True)
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {"send:daily", "prepare:daily"}
+        assert set(jobs) == {"send:daily", "prepare:daily", "history:delivery"}
         send = jobs["send:daily"]
         assert (send.coalesce, send.max_instances, send.misfire_grace_time) == (True, 1, 7200)
         scheduler.add_listener(lambda e: missed.append(e.job_id), EVENT_JOB_MISSED)
@@ -347,4 +347,4 @@ def test_jobs_live_in_the_database_and_a_missed_run_marks_the_edition(
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT id FROM apscheduler_jobs ORDER BY id").all()
     engine.dispose()
-    assert [row[0] for row in stored] == ["prepare:daily", "send:daily"]
+    assert [row[0] for row in stored] == ["history:delivery", "prepare:daily", "send:daily"]

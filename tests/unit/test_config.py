@@ -168,7 +168,7 @@ def test_retry_schedule_and_domain_caps_are_checked(
     monkeypatch.setenv("DIGEST_DOMAIN_CAPS", "Gmail.com=600, mail.ru=300")
     cfg = load_settings()
     assert cfg.retry_steps == (1.0, 2.0, 4.0)
-    assert cfg.caps == {"gmail.com": 600, "mail.ru": 300}
+    assert dict(cfg.smtp.caps) == {"gmail.com": 600, "mail.ru": 300}
     assert cfg.return_path == "bounces@vpk.example.ru"
     monkeypatch.setenv("DIGEST_RETRY_SCHEDULE", "5,soon")
     with pytest.raises(ConfigError, match="DIGEST_RETRY_SCHEDULE: must be seconds"):
