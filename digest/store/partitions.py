@@ -12,8 +12,9 @@ Each gets its own autovacuum thresholds: a send updates every row of its day
 twice, and the default (a fifth of the table dead first) would let the day
 being sent swell by half before vacuum came.
 
-SQLite has one table and no partitions: every function here is a no-op there
-(`digest db prune` deletes its rows in batches instead)."""
+SQLite has one table and no partitions: there nothing is made, listed or
+dropped (`digest db prune` deletes its rows in batches instead); naming an
+edition's day and clearing events' links work the same on both."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ _NAME = re.compile(r"delivery_(\d{8})")
 # Vacuum once 1 % of a partition is dead rows, analyse at 2 %: a day's send is
 # then vacuumed while it runs, not once it is over.
 _AUTOVACUUM = "autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02"
-# One maker at a time: two schedulers making the same day must not race in the
-# catalogue (IF NOT EXISTS alone does not stop that).
+# One maker at a time: two schedulers (or a scheduler and a send) making the same
+# day at once would both find it missing; the second waits, then finds it made.
 _LOCK = 3_100_401
 
 
