@@ -52,17 +52,37 @@ class PrivatePostgres:
             str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
             "-E", "UTF8", "--no-sync",
         )  # fmt: skip
+        # The port free_port found may be taken by another test's server before
+        # PostgreSQL binds it: the first start moves on to another (a restart
+        # keeps its port: the services hold its URL).
+        for _ in range(3):
+            if self._start() or "could not bind" not in self.log():
+                break
+            self.port = free_port()
+            self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
         return self.start()
 
     def start(self) -> PrivatePostgres:
+        if not self._start():
+            raise RuntimeError(f"the private PostgreSQL did not start:\n{self.log()}")
+        return self
+
+    def _start(self) -> bool:
+        """pg_ctl start; whether the server is up (a running one counts)."""
+        if self._running():
+            return True
         options = (
             f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c full_page_writes=off"
         )
         log = self.root / "server.log"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(log),
-                  "-w", "start")  # fmt: skip
-        return self
+        started = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                            "-l", str(log), "-w", "start", check=False)  # fmt: skip
+        return started.returncode == 0
+
+    def _running(self) -> bool:
+        status = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "status", check=False)
+        return status.returncode == 0
 
     def stop(self, check: bool = True) -> None:
         """As ops would for a restart: fast shutdown, every session cut."""
