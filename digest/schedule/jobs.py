@@ -101,10 +101,8 @@ def history_job(name: str) -> None:
     A refusal or a database away is logged; the next night tries again."""
     assert _RETENTION is not None, "the scheduler sets the retention before it starts"
     retention, keep = _RETENTION
+    make_room(retention)
     try:
-        made = retention.make_room()
-        if made:
-            log.info("delivery partitions made for %s", ", ".join(map(str, made)))
         if keep:
             report = retention.prune(keep)
             log.info(
@@ -116,6 +114,18 @@ def history_job(name: str) -> None:
             )
     except (DigestError, DatabaseError) as exc:
         log.warning("%s history not kept tonight: %s", name, exc)
+
+
+def make_room(retention: Retention) -> None:
+    """The week's delivery partitions (PostgreSQL), at start and nightly; a
+    database away is logged: the next night tries again, a send makes its own."""
+    try:
+        made = retention.make_room()
+    except DatabaseError as exc:
+        log.warning("delivery partitions not made: %s", exc)
+        return
+    if made:
+        log.info("delivery partitions made for %s", ", ".join(map(str, made)))
 
 
 def prepare_job(name: str) -> None:
@@ -289,7 +299,7 @@ class Scheduling:
         await asyncio.to_thread(self.runner.catch_up, schedules)
         scheduler = self.build(schedules)
         if self.retention is not None:  # this week's partitions before any send
-            await asyncio.to_thread(self._make_room, self.retention)
+            await asyncio.to_thread(make_room, self.retention)
         scheduler.start()
         for job in scheduler.get_jobs():
             log.info("job %s: next at %s", job.id, job.next_run_time)
@@ -304,16 +314,6 @@ class Scheduling:
             scheduler.shutdown(wait=False)
             beating.cancel()
             await asyncio.to_thread(self._beat_once, beat_name, False)
-
-    @staticmethod
-    def _make_room(retention: Retention) -> None:
-        try:
-            made = retention.make_room()
-        except DatabaseError as exc:  # the nightly job tries again; a send makes its own
-            log.warning("delivery partitions not made: %s", exc)
-            return
-        if made:
-            log.info("delivery partitions made for %s", ", ".join(map(str, made)))
 
     async def _beat(self, name: str, stop: asyncio.Event) -> None:
         """Every HEARTBEAT_EVERY seconds: alive (`/healthz` and doctor read it)."""
