@@ -1,6 +1,8 @@
-"""How long `digest` takes to answer (issue 26 §3): `--version`, `--help` and
-`digest status` on a SQLite database with one sent edition, each the mean wall time
-of N runs, beside a bare interpreter measured in the same run.
+"""How long `digest` takes to answer (issue 26 §3): `--version`, `--help`,
+`digest status` (the reports alone), and `digest editors list` and `digest
+schedules` (commands that wire the services: each loads the service it asks for)
+on a SQLite database with one sent edition, each the mean wall time of N runs,
+beside a bare interpreter measured in the same run.
 
     python bench/startup.py --runs 20
 
@@ -78,7 +80,8 @@ def main() -> None:
         )
         bare = mean_seconds([sys.executable, "-c", "pass"], env, args.runs)
         print(f"python -c pass: {bare:.3f} s (mean of {args.runs})")
-        for command in (["--version"], ["--help"], ["status"], ["status", "1"]):
+        commands = (["--version"], ["--help"], ["status"], ["status", "1"])
+        for command in (*commands, ["editors", "list"], ["schedules"]):
             took = mean_seconds([str(DIGEST), *command], env, args.runs)
             print(f"digest {' '.join(command)}: {took:.3f} s ({took / bare:.1f}× a bare python)")
         print("slowest top-level imports of `digest status`:")

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import premailer
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
@@ -310,6 +309,10 @@ def inline_css(html: str) -> str:
     lxml underneath: it is put back only when missing (issue 17: it was doubled)."""
     wanted = html.lstrip().lower().startswith("<!doctype")
     try:
+        # Imported here: premailer brings lxml, cssutils and requests (0.15-0.2 s),
+        # and a command that never renders a letter should not wait for them.
+        import premailer
+
         inlined = premailer.Premailer(
             html,
             keep_style_tags=False,

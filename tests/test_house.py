@@ -352,6 +352,60 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
     assert not loaded & set(HEAVY_AT_START), sorted(loaded & set(HEAVY_AT_START))
 
 
+# What the send's machinery and the letter's renderer bring: a command that wires
+# the services and asks for the desk's accounts (`digest editors list`) loads none.
+SENDING_AND_RENDERING = ("premailer", "aiosmtplib", "apscheduler", "feedparser", "dkim", "jinja2")
+
+
+def test_the_composition_root_builds_and_imports_a_service_when_it_is_asked_for() -> None:
+    probe = (
+        "import sys\n"
+        "from digest import db\n"
+        "from digest.config import Settings\n"
+        "from digest.kinds import utcnow\n"
+        "from digest.wiring import Services\n"
+        "cfg = Settings(database_url='sqlite://', secret_key='k' * 32)\n"
+        "services = Services(cfg, db.session_factory(db.make_engine(cfg.database)), utcnow)\n"
+        "accounts = services.accounts\n"
+        "assert services.accounts is accounts\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = {name.split(".")[0] for name in done.stdout.split()} | set(done.stdout.split())
+    assert "argon2" in loaded and "digest.team.accounts" in loaded  # the probe ran
+    assert not loaded & set(SENDING_AND_RENDERING), sorted(loaded & set(SENDING_AND_RENDERING))
+
+
+def test_one_of_each_service_though_threads_ask_at_once() -> None:
+    """The web app's threads may ask for a service first at the same moment."""
+    import threading
+
+    from digest import db
+    from digest.config import Settings
+    from digest.kinds import utcnow
+    from digest.wiring import Services
+
+    cfg = Settings(database_url="sqlite://", secret_key="k" * 32)
+    services = Services(cfg, db.session_factory(db.make_engine(cfg.database)), utcnow)
+    start = threading.Barrier(8)
+    seen: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        seen.append(services.shaping)  # builds desk, previews, sender, … on the way
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(seen) == 8 and len({id(s) for s in seen}) == 1
+    assert services.shaping.previews is services.previews
+
+
 # -- the tests' own house ------------------------------------------------------------
 
 TESTS = PACKAGE.parent / "tests"

@@ -5,18 +5,24 @@ which wires the process's services once, sends its share and reports."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from digest import db, logs
-from digest.kinds import utcnow
-from digest.send.process import sender_signals
-from digest.send.senders import Job, Reporter, stop_with
-from digest.wiring import Services
+if TYPE_CHECKING:
+    from digest.send.senders import Job
 
 
 def sender_main(job: Job, reports: Any) -> None:
-    """A sender process: wire the services once, send its share, report."""
+    """A sender process: wire the services once, send its share, report. What it
+    uses is imported here, in the sender process: every command that wires the
+    services names this function, and only a send's extra processes run it."""
+    from digest.send.process import sender_signals
+
     sender_signals()  # the parent's stop only, never lost while starting
+    from digest import db, logs
+    from digest.kinds import utcnow
+    from digest.send.senders import Reporter, stop_with
+    from digest.wiring import Services
+
     logs.setup(job.log_level, job.log_json)
     stop_with(job.parent)
     engine = db.make_engine(job.settings.database)

@@ -234,7 +234,15 @@ def test_a_relay_that_goes_down_hands_its_share_to_the_other(live: Services) -> 
             flaky.script(rcpt, ["drop"])
         result = send_all(live, schedule, edition, f"{one.url}?weight=2", two.url)
     received = good.received() + flaky.received()
-    assert result.sent == 400 and set(received.values()) == {1} and len(received) == 400
+    # A copy too many is named with where each copy came from and what each relay
+    # saw (a clean-clone CI run once met one such copy that 18 runs alone did not).
+    twice = {
+        rcpt: (good.received()[rcpt], flaky.received()[rcpt], flaky.attempts[rcpt])
+        for rcpt, copies in received.items()
+        if copies > 1
+    }
+    assert not twice, f"(first relay, second relay, second's attempts) of each: {twice}; {result}"
+    assert result.sent == 400 and len(received) == 400, (result, len(received))
     assert len(good.messages) > 300
 
 
