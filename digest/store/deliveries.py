@@ -230,15 +230,22 @@ def sent_by_minute(session: Session, edition_id: int) -> dict[datetime, int]:
     """Messages of the edition accepted in each UTC minute, counted in the database:
     a million sent deliveries come back as a few hundred rows, not a million times
     (the desk's delivery chart read every one into the web process)."""
-    if session.get_bind().dialect.name == "postgresql":
-        minute = func.to_char(func.timezone("UTC", Delivery.sent_at), "YYYY-MM-DD HH24:MI")
-    else:
-        minute = func.substr(Delivery.sent_at, 1, 16)  # stored as 'YYYY-MM-DD HH:MM:SS…' UTC
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL: date_trunc on the timestamp itself; formatting each of a million
+    # rows' times as text (to_char) took most of the query (about 1 s a million).
+    # Every zone's offset is whole minutes, so the session zone's minute is a UTC one.
+    minute = (
+        func.date_trunc("minute", Delivery.sent_at)
+        if postgres
+        else func.substr(Delivery.sent_at, 1, 16)  # stored as 'YYYY-MM-DD HH:MM:SS…' UTC
+    )
     rows = session.execute(
         select(minute, func.count())
         .where(*of_edition(edition_id), Delivery.sent_at.is_not(None))
         .group_by(minute)
     ).all()
+    if postgres:
+        return {m.astimezone(UTC): int(n) for m, n in rows if m is not None}
     return {
         datetime.strptime(m, "%Y-%m-%d %H:%M").replace(tzinfo=UTC): int(n) for m, n in rows if m
     }
