@@ -58,9 +58,10 @@ class built(Generic[T]):  # a word in use: `editions = built(_editions)`
     """A service made by ``make`` on first use and kept on the instance (the next
     read finds it in the instance's ``__dict__`` and never comes here again)."""
 
+    name: str  # the attribute it is assigned to in the class
+
     def __init__(self, make: Callable[[Services], T]) -> None:
         self.make = make
-        self.name = make.__name__
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -207,9 +208,7 @@ def _desk(s: Services) -> DeskView:
 def _shaping(s: Services) -> Shaping:
     from digest.edition.shaping import Shaping
 
-    return Shaping(
-        s.factory, s.clock, s.tools, s.editions, s.lifecycle, s.previews, s.desk
-    )  # fmt: skip
+    return Shaping(s.factory, s.clock, s.tools, s.editions, s.lifecycle, s.previews, s.desk)
 
 
 # The HTTP API (issue 30): its tokens, its safe retries, editions and readers for scripts.

@@ -35,7 +35,11 @@ class PrivatePostgres:
         self.root = root
         self.data, self.sockets = root / "data", root / "sockets"
         self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def url(self) -> str:
+        """Its URL on its port now (a first start may move to another port)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -59,7 +63,6 @@ class PrivatePostgres:
             if self._start() or "could not bind" not in self.log():
                 break
             self.port = free_port()
-            self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
         return self.start()
 
     def start(self) -> PrivatePostgres:
