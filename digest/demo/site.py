@@ -103,10 +103,13 @@ class LocalMariaDB:
         install = shutil.which("mariadb-install-db")
         if install is None:
             raise DigestError("MariaDB is not installed (make demo-site installs mariadb-server)")
-        data = self.root / "data"
+        data, tmp = self.root / "data", self.root / "tmp"
+        # Its own temporary folder: the machine's /tmp is shared, and a file the
+        # installer's temporary tables put there can be cleaned away under it.
+        tmp.mkdir(parents=True, exist_ok=True)
         if not data.is_dir():
             made = subprocess.run(  # nosec B603
-                [install, "--no-defaults", f"--datadir={data}", "--user=root",
+                [install, "--no-defaults", f"--datadir={data}", f"--tmpdir={tmp}", "--user=root",
                  "--auth-root-authentication-method=normal", "--skip-test-db", *LIGHT],
                 check=False, capture_output=True, text=True, timeout=120,
             )  # fmt: skip
@@ -114,8 +117,9 @@ class LocalMariaDB:
                 shutil.rmtree(data, ignore_errors=True)  # half made: the next start begins again
                 raise DigestError(f"MariaDB's data directory could not be made: {_tail(made)}")
         self.process = subprocess.Popen(  # nosec B603
-            [server, "--no-defaults", f"--datadir={data}", f"--socket={self.socket}",
-             f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
+            [server, "--no-defaults", f"--datadir={data}", f"--tmpdir={tmp}",
+             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
+             "--user=root",
              f"--pid-file={self.root / 'mysqld.pid'}", f"--log-error={self.root / 'error.log'}",
              "--skip-log-bin", "--character-set-server=utf8mb4", *LIGHT],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

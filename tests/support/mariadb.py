@@ -31,12 +31,16 @@ class PrivateMariaDB(LocalMariaDB):
 
 
 @pytest.fixture(scope="session")
-def mariadb_server() -> Iterator[PrivateMariaDB]:
+def mariadb_installed() -> None:
     if not (shutil.which("mariadb-install-db") and shutil.which("mariadb-admin")):
         message = "MariaDB is not installed (make test installs Debian's mariadb-server)"
         if IN_CI:
             pytest.fail(message + " (CI=true: a missing part is an error)")
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(mariadb_installed: None) -> Iterator[PrivateMariaDB]:
     root = Path(tempfile.mkdtemp(prefix="digest-mariadb-"))
     server = PrivateMariaDB(root, free_port())
     server.start("mysql")
