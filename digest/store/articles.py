@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import (
     func,
-    insert,
     select,
     update,
 )
@@ -25,6 +24,7 @@ from digest.models import (
     EditionStatus,
     Section,
 )
+from digest.store.bulk import write_rows
 
 
 def section_id(session: Session, slug: str, title: str) -> int:
@@ -225,21 +225,34 @@ def top_comments(
     ids = list(set(article_ids))
     if not ids:
         return {}
-    rows = session.scalars(
-        select(Comment)
+    # Ranked by the database, one row back per article: a discussed article has
+    # thousands of comments, and each variant's letter asks (every comment of the
+    # window was made an object here to keep one).
+    order = (Comment.votes.desc(), Comment.posted_at, Comment.number)
+    ranked = (
+        select(
+            Comment.id,
+            func.row_number().over(partition_by=Comment.article_id, order_by=order).label("n"),
+        )
         .where(Comment.article_id.in_(ids), Comment.posted_at >= start, Comment.posted_at < end)
-        .order_by(Comment.article_id, Comment.votes.desc(), Comment.posted_at, Comment.number)
+        .subquery()
     )
-    best: dict[int, Comment] = {}
-    for comment in rows:
-        best.setdefault(comment.article_id, comment)
-    return best
+    rows = session.scalars(
+        select(Comment).join(ranked, Comment.id == ranked.c.id).where(ranked.c.n == 1)
+    )
+    return {comment.article_id: comment for comment in rows}
+
+
+COMMENT_COLUMNS = ("article_id", "number", "author", "posted_at", "body", "votes")
 
 
 def add_comments(session: Session, new: list[dict[str, Any]], votes: list[dict[str, Any]]) -> None:
-    """Insert new comments and update the votes of known ones, in two bulk statements."""
+    """Insert new comments (one COPY on PostgreSQL: a site's thousands of comments
+    are one stream, not a statement each) and update the votes of known ones."""
     if new:
-        session.execute(insert(Comment), new)
+        write_rows(
+            session, Comment, COMMENT_COLUMNS, ([r[c] for c in COMMENT_COLUMNS] for r in new)
+        )
     if votes:
         session.execute(update(Comment), votes)
 

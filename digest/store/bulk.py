@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from digest.models import Forgotten, Subscriber, SubscriberStatus
@@ -58,13 +59,21 @@ def write_rows(
         if values:
             session.execute(insert(table), values)
         return len(values)
+    import psycopg  # only here: a SQLite-only command never loads it
+
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     written = 0
     names = ", ".join(columns)  # the model's own column names, never a caller's text
-    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-            written += 1
+    statement = f"COPY {table.name} ({names}) FROM STDIN"
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+                written += 1
+    except psycopg.Error as exc:
+        # Said as any other statement's refusal (an IntegrityError for a duplicate
+        # key), so a caller's savepoint and its report hold for COPY too.
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
     return written
 
 

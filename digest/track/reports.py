@@ -165,7 +165,7 @@ def edition_report(
     summary = store.edition_summary(session, edition.id)
     if summary is not None:
         return _pruned(session, edition, summary)
-    counts = store.delivery_counts(session, edition.id)
+    counts, last_sent = store.delivery_tally(session, edition.id)
     # Each question below reads the edition's rows: asked only where the counts
     # say there is an answer (a million-row edition is a scan per question).
     has = {s for s, n in counts.items() if n}
@@ -175,7 +175,7 @@ def edition_report(
         **_about(session, edition),
         counts={s.value: counts.get(s, 0) for s in DeliveryStatus},
         total=sum(counts.values()),
-        rate=store.recent_rate(session, edition.id) if DeliveryStatus.SENT in has else None,
+        rate=store.recent_rate(session, edition.id, last=last_sent) if last_sent else None,
         **group_failures(store.failure_reasons(session, edition.id) if failed else []),
         next_wave=store.next_wave(session, edition.id, now) if now and waiting else None,
         due_now=(store.due_now(session, edition.id, now) if waiting else 0) if now else None,

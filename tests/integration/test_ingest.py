@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest import db
+from digest import db, store
 from digest.ingest import Ingester, read_source
 from digest.models import Article, ArticleRevision, Comment, Section
+from tests.support.common import FIXED_NOW as NOW
 
 
 def line(**fields: Any) -> str:
@@ -331,3 +332,31 @@ def test_an_ingest_while_another_process_writes_keeps_every_record(
         thread.join()
         other.dispose()
     assert report.problems == [] and report.loaded == 400
+
+
+def test_rows_the_database_refuses_in_one_stream_undo_only_their_savepoint(
+    factory: sessionmaker[Session],
+) -> None:
+    """Comments go in one stream (COPY on PostgreSQL). A duplicate there (another
+    writer added the same comment first) is refused as any statement is: a
+    DatabaseError the ingest reports for that record, its savepoint undone, the
+    rest of the transaction kept (a raw driver error escaped the ingest before)."""
+    with factory() as session:
+        article = Article(
+            external_id="a1", url="https://vpk.example.ru/a1", title="Т", published_at=NOW
+        )
+        session.add(article)
+        session.flush()
+        row = {"article_id": article.id, "author": "Иван", "posted_at": NOW, "body": "…"}
+        store.add_comments(session, [{**row, "number": 1, "votes": 0}], [])
+        refused = pytest.raises(db.DatabaseError, match=r"(?i)unique|duplicate")
+        with refused, session.begin_nested():
+            store.add_comments(
+                session,
+                [{**row, "number": 2, "votes": 0}, {**row, "number": 1, "votes": 5}],
+                [],
+            )
+        session.commit()
+    with factory() as session:
+        kept = session.execute(select(Comment.number, Comment.votes)).all()
+    assert kept == [(1, 0)]  # the first write kept, the refused stream's rows all undone

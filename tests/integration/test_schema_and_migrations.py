@@ -224,9 +224,27 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
                 )
             )
         edition_id = edition.id
+        # A message sent later that bounced since: not part of the sending pace.
+        late = Subscriber(email="late@example.ru", status=SubscriberStatus.ACTIVE, token_key="kl")
+        session.add(late)
+        session.flush()
+        session.add(
+            Delivery(
+                edition_id=edition.id,
+                subscriber_id=late.id,
+                status=DeliveryStatus.BOUNCED,
+                sent_at=start + timedelta(hours=3),
+            )
+        )
     with factory() as session:
         assert store.recent_rate(session, edition_id) == pytest.approx(4.0)
         assert store.recent_rate(session, edition_id + 1) is None
+        # `digest status` reads the counts and the last sent time in one pass.
+        counts, last = store.delivery_tally(session, edition_id)
+        assert counts == {DeliveryStatus.SENT: 51, DeliveryStatus.BOUNCED: 1}
+        assert last == stamps[-1]
+        assert store.recent_rate(session, edition_id, last=last) == pytest.approx(4.0)
+        assert store.delivery_tally(session, edition_id + 1) == ({}, None)
 
 
 def test_a_database_with_sent_editions_upgrades_across_the_versioned_variants(
