@@ -17,14 +17,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 DIGEST = str(Path(sys.executable).with_name("digest"))
+
+from bench import measured  # noqa: E402
 
 
 def article_line(ident: str, comments_mb: float) -> bytes:
@@ -91,15 +93,11 @@ def peak_rss(folder: Path, source: Path | str) -> tuple[float, float, int]:
     """(peak RSS in MB, seconds, exit status) of one `digest ingest` process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(DIGEST_VAR_DIR=str(folder / "var"), DIGEST_SECRET_KEY="bench-" + "k" * 32)
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # the child: exec digest, so getrusage(CHILDREN) is its alone
-        quiet = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(quiet, 1)
-        os.dup2(quiet, 2)
-        os.execve(DIGEST, [DIGEST, "ingest", str(source)], env | {"COLUMNS": "120"})
-    _, status, usage = os.wait4(pid, 0)
-    return usage.ru_maxrss / 1024, time.perf_counter() - start, os.waitstatus_to_exitcode(status)
+    argv = [DIGEST, "ingest", str(source)]
+    seconds, rss, code = measured.outcome(
+        measured.start(argv, env | {"COLUMNS": "120"}, subprocess.DEVNULL)
+    )
+    return rss, seconds, code
 
 
 def main() -> None:

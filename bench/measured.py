@@ -10,26 +10,29 @@ code on its stdout, as ``/usr/bin/time`` would."""
 
 from __future__ import annotations
 
+import os
 import subprocess  # nosec B404: the commands under measurement, fixed arguments
 import sys
-from typing import IO
+from typing import IO, Any
 
 _STARTER = """
 import os, sys, time
 started = time.perf_counter()
-quiet = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
-pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=quiet)
+out = [(os.POSIX_SPAWN_OPEN, 1, sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)]
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ, file_actions=out)
 _, status, usage = os.wait4(pid, 0)
 print(time.perf_counter() - started, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
 """
 
 
-def start(argv: list[str], env: dict[str, str], stderr: IO[bytes] | int) -> subprocess.Popen[str]:
+def start(
+    argv: list[str], env: dict[str, str], stderr: IO[Any] | int, stdout: str = os.devnull
+) -> subprocess.Popen[str]:
     """``argv`` (its first item a path) started by the small process; its stdout
-    goes nowhere, its stderr to ``stderr``."""
+    to the file ``stdout`` (nowhere unless named), its stderr to ``stderr``."""
     return subprocess.Popen(  # nosec B603
-        [sys.executable, "-c", _STARTER, *argv], env=env, stdout=subprocess.PIPE, stderr=stderr,
-        text=True,
+        [sys.executable, "-c", _STARTER, stdout, *argv], env=env, stdout=subprocess.PIPE,
+        stderr=stderr, text=True,
     )  # fmt: skip
 
 

@@ -24,6 +24,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import measured
 from digest.capture import free_port
 from digest.demo.site import LocalMariaDB
 from digest.store.wordpress import WordPressSite
@@ -79,17 +82,13 @@ def fill(url: str, articles: int, comments: int) -> None:
 
 def child(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     """(seconds, this process's own peak RSS in MB, its stdout)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.monotonic()
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if process.returncode != 0:
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile("w+") as err:
+        out = Path(folder) / "stdout"
+        seconds, rss, code = measured.outcome(measured.start(command, env, err, str(out)))
+        if code != 0:
+            err.seek(0)
             raise SystemExit(f"{command[:3]} failed: {err.read()[-2000:]}")
-        return seconds, usage.ru_maxrss // 1024, out.read()
+        return seconds, int(rss), out.read_text()
 
 
 def measure(server: LocalMariaDB, folder: Path, articles: int, comments: int) -> dict[str, float]:
