@@ -206,36 +206,22 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
         )
         session.add(edition)
         session.flush()
-        # 10 messages in a burst, then a resumed run two hours later at 4 per second.
+        # 10 messages in a burst, then a resumed run two hours later at 4 per second,
+        # and one sent later that bounced since: not part of the sending pace.
         stamps = [start + timedelta(seconds=i / 100) for i in range(10)]
         stamps += [start + timedelta(hours=2, seconds=i / 4) for i in range(41)]
-        for n, at in enumerate(stamps):
+        bounced = start + timedelta(hours=3)
+        for n, at in enumerate([*stamps, bounced]):
             reader = Subscriber(
                 email=f"r{n}@example.ru", status=SubscriberStatus.ACTIVE, token_key=f"k{n}"
             )
             session.add(reader)
             session.flush()
+            status = DeliveryStatus.BOUNCED if at == bounced else DeliveryStatus.SENT
             session.add(
-                Delivery(
-                    edition_id=edition.id,
-                    subscriber_id=reader.id,
-                    status=DeliveryStatus.SENT,
-                    sent_at=at,
-                )
+                Delivery(edition_id=edition.id, subscriber_id=reader.id, status=status, sent_at=at)
             )
         edition_id = edition.id
-        # A message sent later that bounced since: not part of the sending pace.
-        late = Subscriber(email="late@example.ru", status=SubscriberStatus.ACTIVE, token_key="kl")
-        session.add(late)
-        session.flush()
-        session.add(
-            Delivery(
-                edition_id=edition.id,
-                subscriber_id=late.id,
-                status=DeliveryStatus.BOUNCED,
-                sent_at=start + timedelta(hours=3),
-            )
-        )
     with factory() as session:
         assert store.recent_rate(session, edition_id) == pytest.approx(4.0)
         assert store.recent_rate(session, edition_id + 1) is None
