@@ -21,12 +21,12 @@ from sqlalchemy import select, update
 
 from digest import demo
 from digest.audience.signup import CONSENT_VERSION
-from digest.capture import CaptureServer, free_port
+from digest.capture import CaptureServer
 from digest.models import Event, Subscriber, SubscriberStatus
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
-from tests.support.serving import serving
+from tests.support.serving import reserved_port, serving
 from tests.support.web import confirm_link, fetch
 
 PAGE = "https://vpk.example.ru/news/2026/11/25/7.html"
@@ -52,7 +52,7 @@ class Site:
 @pytest.fixture
 def site(services: Services, fixed_date: date, smtp_server: CaptureServer) -> Iterator[Site]:
     clock = Clock(FIXED_NOW)
-    port = free_port()
+    port = reserved_port()
     base = f"http://127.0.0.1:{port}"
     cfg = services.settings.model_copy(update={"smtp_url": smtp_server.url, "base_url": base})
     services = Services(cfg, services.factory, clock=clock)

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from digest import demo
-from digest.capture import CaptureServer, free_port
+from digest.capture import CaptureServer
 from digest.config import parse_smtp_url
 from digest.edition.desk import split_message
 from digest.ingest import Ingester, read_jsonl
@@ -29,7 +29,7 @@ from digest.send import SmtpConnection, run_async
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW, PROJECT_ROOT, in_thread
-from tests.support.serving import serving
+from tests.support.serving import reserved_port, serving
 from tests.support.web import PASSWORD, Client, fetch, log_in
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def desk(
     services: Services, smtp_server: CaptureServer, tmp_path: Path
 ) -> Iterator[tuple[Services, str]]:
     """Tomorrow's draft with demo articles, the app with editors, a real relay."""
-    port = free_port()
+    port = reserved_port()
     base = f"http://127.0.0.1:{port}"
     cfg = services.settings.model_copy(
         update={

@@ -272,9 +272,8 @@ def test_a_suppression_keeps_its_evidence_and_the_desk_shows_it(
     reader's file in the desk, so an admin sees why mail stopped."""
     from pydantic import SecretStr
 
-    from digest.capture import free_port
     from digest.web.app import WebContext, create_app
-    from tests.support.serving import serving
+    from tests.support.serving import reserved_port, serving
     from tests.support.web import PASSWORD, Client
 
     services, _, found = sent
@@ -284,7 +283,7 @@ def test_a_suppression_keeps_its_evidence_and_the_desk_shows_it(
     report = run(services, folder)
     assert report.counts == {"bounced": 1}
     reader_id = subscriber_ids(services)[bounced]
-    port = free_port()
+    port = reserved_port()
     cfg = services.settings.model_copy(
         update={
             "base_url": f"http://127.0.0.1:{port}",

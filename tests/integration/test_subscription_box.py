@@ -25,12 +25,12 @@ from digest import demo
 from digest.audience.rows import Row
 from digest.audience.signup import CONSENT_VERSION, PER_NETWORK_PER_HOUR, PER_TARGET_PER_DAY
 from digest.audience.subscribers import SubscriberBook
-from digest.capture import CaptureServer, free_port
+from digest.capture import CaptureServer
 from digest.models import Subscriber, SubscriberStatus
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
-from tests.support.serving import serving
+from tests.support.serving import reserved_port, serving
 from tests.support.smtp import ScriptedHandler
 from tests.support.web import confirm_link
 
@@ -45,7 +45,7 @@ DONE = "Мы отправили письмо для подтверждения"
 def box(
     services: Services, fixed_date: date, smtp_server: CaptureServer
 ) -> Iterator[tuple[Services, str]]:
-    port = free_port()
+    port = reserved_port()
     base = f"http://127.0.0.1:{port}"
     cfg = services.settings.model_copy(update={"smtp_url": smtp_server.url, "base_url": base})
     services = Services(cfg, services.factory, clock=lambda: FIXED_NOW)
@@ -263,7 +263,7 @@ def test_the_answer_never_waits_for_a_mail(services: Services, fixed_date: date)
     mail goes once the relay takes it."""
     handler = HeldRelay()
     with CaptureServer(handler) as relay:
-        port = free_port()
+        port = reserved_port()
         base = f"http://127.0.0.1:{port}"
         cfg = services.settings.model_copy(update={"smtp_url": relay.url, "base_url": base})
         demo.add_subscribers(services.factory, 1, now=FIXED_NOW)

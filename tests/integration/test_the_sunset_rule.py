@@ -19,13 +19,13 @@ from sqlalchemy import select, update
 
 from digest import demo
 from digest.audience.sunset import SunsetRefused
-from digest.capture import CaptureServer, free_port
+from digest.capture import CaptureServer
 from digest.models import Delivery, Event, EventKind, Subscriber, SubscriberStatus
 from digest.send import run_async
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
-from tests.support.serving import serving
+from tests.support.serving import reserved_port, serving
 from tests.support.smtp import send_through
 from tests.support.web import Clock, fetch
 
@@ -56,7 +56,7 @@ def sunset(
         session.commit()
     clock = Clock()
     clock.now = T0 + timedelta(days=1)
-    port = free_port()
+    port = reserved_port()
     cfg = services.settings.model_copy(
         update={
             "smtp_url": smtp_server.url,

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from digest import demo
-from digest.capture import CaptureServer, free_port
+from digest.capture import CaptureServer
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
-from tests.support.serving import serving
+from tests.support.serving import reserved_port, serving
 
 ALL = (
     "subscribers:read",
@@ -94,7 +94,7 @@ def api(
     services: Services, fixed_date: date, smtp_server: CaptureServer, api_settings: dict[str, Any]
 ) -> Iterator[Api]:
     """The app, its articles of the fixed day and three readers, on either database."""
-    port = free_port()
+    port = reserved_port()
     base = f"http://127.0.0.1:{port}"
     cfg = services.settings.model_copy(
         update={"smtp_url": smtp_server.url, "base_url": base, **api_settings}

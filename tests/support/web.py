@@ -24,12 +24,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from digest import demo
-from digest.capture import CaptureServer, free_port
+from digest.capture import CaptureServer
 from digest.models import Subscriber, SubscriberStatus
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW, in_thread
-from tests.support.serving import serving
+from tests.support.serving import reserved_port, serving
 from tests.support.smtp import ScriptedHandler, send_through
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ READER = "reader00002@mail.example.ru"  # the desk's reader whose server refused
 @pytest.fixture
 def site(services: Services) -> Iterator[tuple[Services, str]]:
     """The app with three readers and one editor, anna (an admin), on either database."""
-    port = free_port()
+    port = reserved_port()
     cfg = services.settings.model_copy(
         update={
             "base_url": f"http://127.0.0.1:{port}",
@@ -228,7 +228,7 @@ def desk(
     """Six demo readers who got the day's edition (one refused by its server);
     anna is an admin, boris an editor; the list as ``list_settings`` says."""
     services = web_pipeline
-    port = free_port()
+    port = reserved_port()
     cfg = services.settings.model_copy(
         update={
             "base_url": f"http://127.0.0.1:{port}",
