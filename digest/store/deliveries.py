@@ -120,12 +120,7 @@ def cancel_pending(session: Session, edition_id: int, now: datetime) -> int:
 
 
 def delivery_counts(session: Session, edition_id: int) -> dict[DeliveryStatus, int]:
-    rows = session.execute(
-        select(Delivery.status, func.count())
-        .where(*of_edition(edition_id))
-        .group_by(Delivery.status)
-    ).all()
-    return {DeliveryStatus(status): n for status, n in rows}
+    return delivery_tally(session, edition_id)[0]  # the same reading; its max() rides along
 
 
 def delivery_tally(
