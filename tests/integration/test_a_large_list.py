@@ -24,6 +24,7 @@ from digest.config import load_settings
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
 from tests.support.databases import PG_ADMIN, _admin
+from tests.support.demo_data import load_demo_articles
 
 pytestmark = [pytest.mark.postgres]
 
@@ -104,7 +105,7 @@ def test_the_first_send_after_a_bulk_load_enqueues_everyone_at_once(
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     _forget_statistics(name)  # the worst a planner can know: the tables as if empty
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     edition = services.editions.build(schedule, fixed_date)
     assert services.lifecycle.start_sending(schedule, edition, force=True, old_ok=True) == READERS
     with services.factory() as session:  # again: nobody twice

@@ -22,6 +22,7 @@ from digest.models import Article, Delivery, Edition, Subscriber, SubscriberStat
 from digest.send import RelayPool, SmtpConnection, run_async
 from digest.wiring import Services
 from tests.support.common import in_thread
+from tests.support.demo_data import load_demo_articles
 from tests.support.web import READER, Client, log_in
 
 if TYPE_CHECKING:
@@ -174,9 +175,7 @@ def test_a_bad_order_is_refused_in_words_and_makes_nothing(
 ) -> None:
     from datetime import date
 
-    from digest import demo
-
-    demo.load(services.factory, demo.build(services.schedule("daily"), date(2026, 11, 25)))
+    load_demo_articles(services.factory, services.schedule("daily"), date(2026, 11, 25))
     with services.factory() as session:
         real = tuple(session.scalars(select(Article.id).limit(1)))
     order = SpecialOrder("daily", real if ids is None else ids, subject, section=section)

@@ -26,6 +26,7 @@ from digest.models import Event, Subscriber, SubscriberStatus
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.serving import reserved_port, serving
 from tests.support.web import confirm_link, fetch
 
@@ -56,7 +57,7 @@ def site(services: Services, fixed_date: date, smtp_server: CaptureServer) -> It
     base = f"http://127.0.0.1:{port}"
     cfg = services.settings.model_copy(update={"smtp_url": smtp_server.url, "base_url": base})
     services = Services(cfg, services.factory, clock=clock)
-    demo.load(services.factory, demo.build(services.schedule("daily"), fixed_date))
+    load_demo_articles(services.factory, services.schedule("daily"), fixed_date)
     demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
     with serving(create_app(WebContext(cfg, services.factory, clock=clock)), port):
         yield Site(services, base, clock, smtp_server)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
-from digest import demo
 from digest.edition.desk import split_message
 from digest.models import Edition, EditionStatus, Subscriber
 from digest.wiring import Services
 from tests.support.common import IN_CI, PROJECT_ROOT
+from tests.support.demo_data import load_demo_articles
 from tests.support.web import PASSWORD, log_in, preferences_path, unsubscribe_url
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def sent(services: Services, day: date) -> Edition:
 def tomorrows_draft(services: Services) -> Edition:
     schedule = services.schedule("daily")
     tomorrow = services.clock().date() + timedelta(days=1)
-    demo.load(services.factory, demo.build(schedule, tomorrow))
+    load_demo_articles(services.factory, schedule, tomorrow)
     return services.editions.build(schedule, tomorrow)
 
 

@@ -37,6 +37,7 @@ from digest.send import RelayPool, RunResult, SmtpConnection, run_async
 from digest.track.reports import edition_report
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.smtp import ScriptedHandler
 
 READERS = 30
@@ -54,7 +55,7 @@ def schedule(services: Services) -> Schedule:
 @pytest.fixture
 def approved(services: Services, schedule: Schedule, fixed_date: date) -> Edition:
     """The day's edition, approved, with its readers."""
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     edition = services.editions.build(schedule, fixed_date)
     services.lifecycle.approve(edition)

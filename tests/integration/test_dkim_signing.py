@@ -16,6 +16,7 @@ from digest.capture import CaptureServer
 from digest.dkim import SIGNED_HEADERS, DkimKey, keygen
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.faults import FaultHandler
 from tests.support.smtp import send_through
 
@@ -63,7 +64,7 @@ def test_rsa_and_ed25519_sign_every_message_of_a_send_and_both_verify(
     )
     services = Services(cfg, services.factory, services.clock)
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 6, now=FIXED_NOW)
     edition = services.editions.build(schedule, fixed_date)
     handler = FaultHandler()
@@ -93,7 +94,7 @@ def test_every_message_of_a_send_carries_a_valid_signature(
     )
     services = Services(cfg, services.factory, services.clock)
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 12, now=FIXED_NOW)
     edition = services.editions.build(schedule, fixed_date)
     handler = FaultHandler()

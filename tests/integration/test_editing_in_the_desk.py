@@ -29,6 +29,7 @@ from digest.send import SmtpConnection, run_async
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW, PROJECT_ROOT, in_thread
+from tests.support.demo_data import load_demo_articles
 from tests.support.serving import reserved_port, serving
 from tests.support.web import PASSWORD, Client, fetch, log_in
 
@@ -53,7 +54,7 @@ def desk(
         }
     )
     services = Services(cfg, services.factory, clock=lambda: FIXED_NOW)
-    demo.load(services.factory, demo.build(services.schedule("daily"), TOMORROW))
+    load_demo_articles(services.factory, services.schedule("daily"), TOMORROW)
     demo.add_subscribers(services.factory, 5, now=FIXED_NOW)
     with serving(
         create_app(WebContext(cfg, services.factory, clock=services.clock)), port

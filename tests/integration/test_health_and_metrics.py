@@ -24,6 +24,7 @@ from digest.observe.health import database as database_check
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.serving import serving
 from tests.support.smtp import ScriptedHandler, send_through
 from tests.support.web import fetch
@@ -99,7 +100,7 @@ def test_metrics_move_by_what_a_real_send_did(
 ) -> None:
     services, base = served
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     handler = smtp_server.handler
     assert isinstance(handler, ScriptedHandler)

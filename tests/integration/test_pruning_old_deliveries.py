@@ -18,6 +18,7 @@ from digest.models import Article, Delivery, Event, EventKind
 from digest.track.retention import Retention, RetentionError
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.mail import READERS, send
 from tests.support.smtp import ScriptedHandler
 
@@ -72,7 +73,7 @@ def test_an_old_edition_keeps_its_figures_and_loses_its_rows(
         demo.reader_address(2): "554 5.7.1 Message rejected as spam",
     }
     for day in (fixed_date, fixed_date + timedelta(days=1)):
-        demo.load(services.factory, demo.build(schedule, day))
+        load_demo_articles(services.factory, schedule, day)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     old = services.editions.build(schedule, fixed_date)
     send(services, schedule, old, smtp_server)
@@ -128,7 +129,7 @@ def test_a_day_with_an_edition_still_sending_keeps_its_partition(
     """The day's sent edition goes row by row; the special edition of the same
     day still being sent keeps its rows, and so the day keeps its partition."""
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     old = services.editions.build(schedule, fixed_date)
     send(services, schedule, old, smtp_server)

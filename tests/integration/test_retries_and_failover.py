@@ -36,6 +36,7 @@ from digest.track.outcomes import Outcome, SoftBouncePolicy
 from digest.track.returns import record_bounces
 from digest.wiring import Services
 from tests.support.common import together
+from tests.support.demo_data import load_demo_articles
 from tests.support.faults import (
     FULL_PERMANENT,
     GREYLIST,
@@ -84,7 +85,7 @@ def live(
 def today_edition(services: Services, readers: int) -> tuple[Schedule, Edition]:
     schedule = services.schedule("daily")
     on: date = schedule.today(utcnow())
-    demo.load(services.factory, demo.build(schedule, on))
+    load_demo_articles(services.factory, schedule, on)
     demo.add_subscribers(services.factory, readers, now=utcnow())
     return schedule, services.editions.build(schedule, on)
 

@@ -27,6 +27,7 @@ from digest.schedule.runner import Fired
 from digest.send import SmtpConnection, run_async
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.mail import with_cron_hours_ago
 
 DAY = date(2026, 11, 25)
@@ -60,7 +61,7 @@ def clock() -> Clock:
 @pytest.fixture
 def loaded(services: Services, clock: Clock) -> Services:
     services = Services(services.settings, services.factory, clock=clock)
-    demo.load(services.factory, demo.build(services.schedule("daily"), DAY))
+    load_demo_articles(services.factory, services.schedule("daily"), DAY)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     return services
 
@@ -288,7 +289,7 @@ def test_two_schedulers_on_one_postgresql_database_make_one_edition(
         Services(settings, db.session_factory(e), clock=clock)  # type: ignore[arg-type]
         for e in engines
     ]
-    demo.load(pipes[0].factory, demo.build(pipes[0].schedule("daily"), DAY))
+    load_demo_articles(pipes[0].factory, pipes[0].schedule("daily"), DAY)
     demo.add_subscribers(pipes[0].factory, 200, now=FIXED_NOW)
     start = threading.Barrier(2)
     reports = []

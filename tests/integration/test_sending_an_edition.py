@@ -33,6 +33,7 @@ from digest.send import SmtpConnection, probe, run_async
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW, together
 from tests.support.databases import count_commits
+from tests.support.demo_data import load_demo_articles
 from tests.support.mail import READERS, send
 from tests.support.smtp import ScriptedHandler
 
@@ -46,7 +47,7 @@ def schedule(services: Services) -> Schedule:
 
 @pytest.fixture
 def loaded(services: Services, schedule: Schedule, fixed_date: date) -> Services:
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     return services
 

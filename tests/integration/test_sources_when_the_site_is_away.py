@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from digest import demo
 from digest.capture import free_port
 from digest.wiring import Services
+from tests.support.demo_data import load_demo_articles
 from tests.support.sources import with_source
 
 
@@ -32,7 +32,7 @@ def test_the_edition_is_built_from_what_digest_has_and_the_failure_kept(
     services: Services, fixed_date: date, caplog: pytest.LogCaptureFixture
 ) -> None:
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     with caplog.at_level(logging.WARNING):
         edition = services.editions.build(schedule, fixed_date)
     assert edition.id is not None

@@ -18,6 +18,7 @@ from digest import demo
 from digest.edition.desk import split_message
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW, PROJECT_ROOT
+from tests.support.demo_data import load_demo_articles
 
 PICTURES = PROJECT_ROOT / "var" / "letter"
 
@@ -45,7 +46,7 @@ def picture(width: int = 560, height: int = 315) -> bytes:
 @pytest.fixture
 def letter(services: Services, fixed_date: date) -> str:
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
     edition = services.editions.build(schedule, fixed_date)
     html, _, _ = split_message(services.previews.preview(schedule, edition).data)

@@ -22,6 +22,7 @@ from digest.models import Subscriber
 from digest.render import parse_section_key
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW, PROJECT_ROOT
+from tests.support.demo_data import load_demo_articles
 from tests.support.smtp import send_through
 from tests.support.thunderbird import need_thunderbird, open_message
 
@@ -55,7 +56,7 @@ def letters(
     """Each kind's message as a file, with its subject and its first headline."""
     need_thunderbird()
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
     with services.factory.begin() as session:
         for email, sections, fmt in KINDS.values():

@@ -25,6 +25,7 @@ from digest.send import run_async
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.serving import reserved_port, serving
 from tests.support.smtp import send_through
 from tests.support.web import Clock, fetch
@@ -45,7 +46,7 @@ def sunset(
     """Six readers who joined 300 days ago and were sent the edition at T0; the
     rule at six months with a 14-day grace; the app served; the clock a day on."""
     services = web_pipeline
-    demo.load(services.factory, demo.build(services.schedule("daily"), fixed_date))
+    load_demo_articles(services.factory, services.schedule("daily"), fixed_date)
     demo.add_subscribers(services.factory, 6, now=T0)
     send_through(
         services, services.editions.build(services.schedule("daily"), fixed_date), smtp_server.url
@@ -162,7 +163,7 @@ def test_silent_readers_are_asked_once_then_paused_and_the_button_brings_them_ba
     assert late.paused == [reader(6)] and status(services, reader(1)) is SubscriberStatus.ACTIVE
     # A paused reader is left out of the next edition, and comes back by the button.
     next_day = clock.now.date()
-    demo.load(services.factory, demo.build(services.schedule("daily"), next_day))
+    load_demo_articles(services.factory, services.schedule("daily"), next_day)
     tomorrow = services.editions.build(services.schedule("daily"), next_day)
     services.lifecycle.start_sending(services.schedule("daily"), tomorrow)
     with services.factory() as session:

@@ -27,6 +27,7 @@ from digest.track.intake import Source, process_returns
 from digest.track.outcomes import SoftBouncePolicy
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.faults import FaultHandler
 from tests.support.postfix import Postfix
 from tests.support.smtp import send_through
@@ -58,7 +59,7 @@ def test_postfix_retries_greylisting_and_its_own_dsns_bounce_exactly_the_unknown
     receivers: dict[str, tuple[CaptureServer, FaultHandler]],
 ) -> None:
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     with services.factory() as session:
         emails = list(session.scalars(select(Subscriber.email).order_by(Subscriber.id)))
@@ -138,7 +139,7 @@ def test_a_cyrillic_mailbox_crosses_postfix_with_smtputf8(
     """Postfix (smtputf8_enable) takes иван@пример.рф with SMTPUTF8 and hands it on
     the same way; the readers beside it get 7-bit messages as always."""
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 5, now=FIXED_NOW)
     book = SubscriberBook(services.factory, double_opt_in=False)
     assert book.add(Row.parse({"email": "иван@пример.рф"})) == "added"
@@ -177,7 +178,7 @@ def test_a_provider_that_answers_421_and_closes_is_held_briefly_then_probed(
 
     schedule = services.schedule("daily")
     today = schedule.today(utcnow())  # the real clock's: holds end on it
-    demo.load(services.factory, demo.build(schedule, today))
+    load_demo_articles(services.factory, schedule, today)
     demo.add_subscribers(services.factory, 100, now=utcnow())
     server, handler = receivers["mailru"]
     domains = ("example.ru", "mail.example.ru", "example.com", "yandex.example.ru", "example.org")

@@ -20,6 +20,7 @@ from digest.capture import CaptureServer
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 from tests.support.serving import reserved_port, serving
 
 ALL = (
@@ -100,7 +101,7 @@ def api(
         update={"smtp_url": smtp_server.url, "base_url": base, **api_settings}
     )
     services = Services(cfg, services.factory, clock=services.clock)
-    demo.load(services.factory, demo.build(services.schedule("daily"), fixed_date))
+    load_demo_articles(services.factory, services.schedule("daily"), fixed_date)
     demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
     with serving(create_app(WebContext(cfg, services.factory, clock=services.clock)), port):
         yield Api(services, base + "/api/v1", smtp_server)

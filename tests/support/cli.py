@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from digest import db
+from digest import db, demo
 from digest.capture import CaptureServer
 from digest.config import load_settings
-from digest.demo import service
 from digest.models import utcnow
 from digest.wiring import Services
+from tests.support.databases import new_migrated_sqlite
+from tests.support.demo_data import load_demo_articles
 from tests.support.faults import FaultHandler
 
 DIGEST = str(Path(sys.executable).parent / "digest")
@@ -115,13 +116,16 @@ def load_demo(workdir: Path, env: dict[str, str], readers: int, on: date | None 
     leave them; the edition's label."""
     with environment(env, workdir):
         cfg = load_settings()
+        fresh = new_migrated_sqlite(cfg.database)  # a copy, not 25 migrations a test
         engine = db.make_engine(cfg.database)
         try:
-            db.upgrade(engine)
+            if not fresh:
+                db.upgrade(engine)
             services = Services(cfg, db.session_factory(engine), clock=utcnow)
             schedule = services.schedule("daily")
             day = on or schedule.today(utcnow())
-            service.load_demo(services.factory, services.clock, schedule, day, readers)
+            load_demo_articles(services.factory, schedule, day)
+            demo.add_subscribers(services.factory, readers, now=utcnow())
             return services.editions.build(schedule, day).label
         finally:
             engine.dispose()

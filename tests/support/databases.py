@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
@@ -73,11 +74,36 @@ def postgres_template(postgres_server: str) -> Iterator[str]:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+_sqlite_template: list[Path] = []  # this process's, made at the first ask
+
+
+def migrated_sqlite_file() -> Path:
+    """A SQLite file migrated to the head, made once per process."""
+    if not _sqlite_template:
+        path = Path(tempfile.mkdtemp(prefix="digest-template-")) / "digest.sqlite3"
+        _migrated(f"sqlite:///{path}")
+        _sqlite_template.append(path)
+    return _sqlite_template[0]
+
+
+def new_migrated_sqlite(url: str) -> bool:
+    """Put a copy of the migrated template where ``url`` (a SQLite file's URL) points,
+    if nothing is there yet; whether it did."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return False
+    path = Path(parsed.database)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated_sqlite_file(), path)
+    path.chmod(0o600)  # as digest makes it: addresses and tokens live here
+    return True
+
+
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "digest.sqlite3"
-    _migrated(f"sqlite:///{path}")
-    return path
+def sqlite_template() -> Path:
+    return migrated_sqlite_file()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from digest.track.intake import ReturnsReport, Source, process_returns
 from digest.track.outcomes import SoftBouncePolicy
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW
+from tests.support.demo_data import load_demo_articles
 
 READERS = 40
 
@@ -58,7 +59,7 @@ def sent(
 ) -> tuple[Services, Edition, dict[str, tuple[str, str]]]:
     """An edition sent to every reader: address → (VERP return path, Message-ID)."""
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, READERS, now=FIXED_NOW)
     edition = services.editions.build(schedule, fixed_date)
     send(services, schedule, edition, smtp_server)

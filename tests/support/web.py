@@ -29,6 +29,7 @@ from digest.models import Subscriber, SubscriberStatus
 from digest.web.app import WebContext, create_app
 from digest.wiring import Services
 from tests.support.common import FIXED_NOW, in_thread
+from tests.support.demo_data import load_demo_articles
 from tests.support.serving import reserved_port, serving
 from tests.support.smtp import ScriptedHandler, send_through
 
@@ -52,7 +53,7 @@ def site(services: Services) -> Iterator[tuple[Services, str]]:
     )
     services = Services(cfg, services.factory, clock=services.clock)
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, FIXED_NOW.date()))
+    load_demo_articles(services.factory, schedule, FIXED_NOW.date())
     demo.add_subscribers(services.factory, 3, now=FIXED_NOW)
     with serving(create_app(WebContext(cfg, services.factory, clock=services.clock)), port) as base:
         yield services, base
@@ -94,7 +95,7 @@ def web_pipeline(services: Services, list_settings: dict[str, Any], tmp_path: Pa
 def served(web_pipeline: Services, fixed_date: date) -> Iterator[tuple[Services, str]]:
     services = web_pipeline
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 5, now=FIXED_NOW)
     app = create_app(WebContext(services.settings, services.factory, services.clock))
     with serving(app) as base:
@@ -239,7 +240,7 @@ def desk(
     )
     services = Services(cfg, services.factory, clock=lambda: FIXED_NOW)
     schedule = services.schedule("daily")
-    demo.load(services.factory, demo.build(schedule, fixed_date))
+    load_demo_articles(services.factory, schedule, fixed_date)
     demo.add_subscribers(services.factory, 6, now=FIXED_NOW)
     handler = smtp_server.handler
     assert isinstance(handler, ScriptedHandler)
