@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from digest import store
 from digest.db import Session
+from digest.ingest.records import valid_id
 from digest.models import Article
 
 T = TypeVar("T")
@@ -32,10 +33,7 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _external_id(raw: dict[str, Any]) -> str | None:
-    value = raw.get("id")
-    if isinstance(value, int | str) and not isinstance(value, bool):
-        return str(value).strip() or None
-    return None
+    return valid_id(raw.get("id"))
 
 
 class Lookups:

@@ -44,12 +44,28 @@ def _text(value: Any) -> Any:
     return value
 
 
+def _has_control(text: str) -> bool:
+    # An id names the article in the site's URLs and in our database: a NUL (which
+    # PostgreSQL refuses in text, failing the whole chunk) or another control
+    # character is never part of one.
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def valid_id(value: Any) -> str | None:
+    """The site's id as ingest keeps it, or None where a line's id can be none."""
+    if not isinstance(value, int | str) or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    return None if not text or _has_control(text) else text
+
+
 def _id(value: Any) -> Any:
-    return (
-        str(value).strip()
-        if isinstance(value, int | str) and not isinstance(value, bool)
-        else value
-    )
+    if not isinstance(value, int | str) or isinstance(value, bool):
+        return value  # pydantic says what type it wanted
+    text = str(value).strip()
+    if _has_control(text):
+        raise ValueError("must not hold a control character")
+    return text
 
 
 OneLine = Annotated[str, BeforeValidator(_one_line)]

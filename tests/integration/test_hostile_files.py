@@ -51,6 +51,24 @@ def test_a_nested_or_huge_line_is_reported_and_the_rest_loaded(
     assert "nested too deeply" in where["2"] and "over 16 MB" in where["3"]
 
 
+def test_an_id_with_a_nul_or_control_character_is_reported_and_the_rest_loaded(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """PostgreSQL refuses NUL in text: a line whose id (or withdrawal's id) held one
+    stopped the load with a DataError there (found by the fuzz test below)."""
+    path = tmp_path / "articles.jsonl"
+    with path.open("wb") as out:
+        out.write(line({**GOOD, "id": "\x00"}))  # 1
+        out.write(line({"id": "a\x00b", "withdrawn": True}))  # 2
+        out.write(line({**GOOD, "id": "a\x07", "url": "https://vpk.example.ru/news/7"}))  # 3
+        out.write(line({**GOOD, "id": "a5", "url": "https://vpk.example.ru/news/5"}))  # 4
+    report = Ingester(factory).load(read_jsonl(path))
+    assert report.loaded == 1 and report.rejected == 3, report.problems
+    where = {p.where.rsplit(":", 1)[1]: p.reason for p in report.problems}
+    assert set(where) == {"1", "2", "3"}
+    assert all("control character" in reason for reason in where.values()), where
+
+
 # One store for all examples (a fixture per test): what an example adds stays.
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
