@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.support.tiers",
     "tests.support.mariadb",
     "tests.support.api",
+    "tests.support.passwords",
 ]
 
 

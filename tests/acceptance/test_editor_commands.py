@@ -4,7 +4,9 @@ the other by-hand rule of the team's day, the sunset (§5)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 from tests.support.cli import DIGEST, base_env, digest
@@ -54,6 +56,19 @@ def test_accounts_are_added_listed_changed_and_removed(workdir: Path) -> None:
     assert digest(workdir, "editors", "list").stdout.split()[:2] == ["boris", "admin"]
     doctor = digest(workdir, "doctor")
     assert "accounts: boris (admin)" in doctor.stdout + doctor.stderr
+    # The command hashes at the product's parameters (the suite's own processes
+    # hash cheaper: tests/support/passwords.py).
+    with closing(sqlite3.connect(workdir / "var" / "digest.sqlite3")) as conn:
+        (stored,) = conn.execute("SELECT password_hash FROM editor").fetchone()
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), stored[:40]
+
+
+def test_the_product_hashes_at_rfc_9106_parameters() -> None:
+    from argon2 import profiles
+
+    from tests.support.passwords import PRODUCT
+
+    assert PRODUCT == profiles.RFC_9106_LOW_MEMORY  # 64 MiB, three passes, four lanes
 
 
 def test_the_sunset_rule_by_hand_says_why_it_does_not_run(workdir: Path) -> None:
