@@ -23,7 +23,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from argon2 import PasswordHasher, Parameters, profiles
+from argon2 import Parameters, PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from digest import store
