@@ -3,7 +3,6 @@ database as a real load does: the same rows, and ids that go on from there."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -14,18 +13,15 @@ from digest import db, demo
 from digest.ingest import Ingester
 from digest.models import Article, Comment
 from digest.wiring import Services
+from tests.support.databases import migrated_copy
 from tests.support.demo_data import load_demo_articles
 
 
 @pytest.fixture
 def other_database(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> str:
     """A second migrated database on the same backend."""
-    if database_url.startswith("sqlite"):
-        path = tmp_path / "other.sqlite3"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    make = request.getfixturevalue("postgres_databases")
-    return str(make(template=request.getfixturevalue("postgres_template")))
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgres"
+    return migrated_copy(request, backend, tmp_path / "other.sqlite3")
 
 
 def _seen(services: Services) -> tuple[int, int, list[tuple[str, str]]]:

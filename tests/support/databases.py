@@ -77,8 +77,7 @@ def postgres_server() -> str:
 def postgres_template(postgres_server: str) -> Iterator[str]:
     """A database migrated to the head once, copied for each test."""
     name = f"digest_template_{WORKER}_{secrets.token_hex(4)}"
-    _admin(f'CREATE DATABASE "{name}"')
-    _admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    _create(name)
     try:
         _migrated(PG_URL.format(name=name))
         yield name
@@ -88,7 +87,17 @@ def postgres_template(postgres_server: str) -> Iterator[str]:
 
 # Each copy of a template is a database of its own, as each migrated one is: the
 # outcomes journal tells databases apart by this identity (issue 32).
-NEW_IDENTITY = "UPDATE database_identity SET identity = ? WHERE id = 1"
+NEW_IDENTITY = "UPDATE database_identity SET identity = '{}' WHERE id = 1"
+
+
+def _create(name: str, template: str | None = None) -> None:
+    _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    _admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    if template:
+        with psycopg.connect(PG_ADMIN, dbname=name) as conn:
+            conn.execute(NEW_IDENTITY.format(uuid.uuid4()))
+
+
 _sqlite_template: list[Path] = []  # this process's, made at the first ask
 
 
@@ -114,7 +123,7 @@ def new_migrated_sqlite(url: str) -> bool:
     shutil.copyfile(migrated_sqlite_file(), path)
     path.chmod(0o600)  # as digest makes it: addresses and tokens live here
     with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(NEW_IDENTITY, (str(uuid.uuid4()),))
+        conn.execute(NEW_IDENTITY.format(uuid.uuid4()))
     return True
 
 
@@ -131,12 +140,8 @@ def postgres_databases(postgres_server: str) -> Iterator[Callable[..., str]]:
 
     def create(template: str | None = None) -> str:
         name = f"digest_test_{secrets.token_hex(6)}"
-        _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         names.append(name)
-        _admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-        if template:
-            with psycopg.connect(f"{PG_ADMIN.replace('dbname=postgres', '')} dbname={name}") as c:
-                c.execute(NEW_IDENTITY.replace("?", "%s"), (str(uuid.uuid4()),))
+        _create(name, template)
         return PG_URL.format(name=name)
 
     try:
@@ -155,16 +160,22 @@ def postgres_url(postgres_databases: Callable[..., str]) -> str:
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Both backends, migrated to the head: the same code must run on SQLite and
-    PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+def migrated_copy(request: pytest.FixtureRequest, backend: str, path: Path) -> str:
+    """A new database migrated to the head on ``backend`` (a copy of the template):
+    a SQLite file at ``path``, or a PostgreSQL database dropped after the test."""
+    if backend == "sqlite":
+        url = f"sqlite:///{path}"
         new_migrated_sqlite(url)
         return url
     make = request.getfixturevalue("postgres_databases")
     return str(make(template=request.getfixturevalue("postgres_template")))
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both backends, migrated to the head: the same code must run on SQLite and
+    PostgreSQL."""
+    return migrated_copy(request, request.param, tmp_path / "store.sqlite3")
 
 
 @pytest.fixture(params=BACKENDS)

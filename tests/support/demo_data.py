@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import Integer, Table, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import demo
@@ -76,14 +76,13 @@ def _advance_sequences(session: Session, tables: list[Table]) -> None:
     """Rows inserted with their ids leave PostgreSQL's sequences behind: move each
     to its table's largest id, as the real load would have."""
     for table in tables:
-        for column in table.primary_key.columns:
-            if column.autoincrement is True or (
-                column.autoincrement == "auto" and column.type.python_type is int
-            ):
-                session.execute(
-                    text(
-                        "SELECT setval(pg_get_serial_sequence(:t, :c),"
-                        f' (SELECT max("{column.name}") FROM "{table.name}"))'
-                    ),
-                    {"t": f'"{table.name}"', "c": column.name},
-                )
+        for column in (c for c in table.primary_key.columns if isinstance(c.type, Integer)):
+            # An integer id with no sequence gets NULL from pg_get_serial_sequence,
+            # and setval(NULL, …) does nothing.
+            session.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence(:t, :c),"
+                    f' (SELECT max("{column.name}") FROM "{table.name}"))'
+                ),
+                {"t": f'"{table.name}"', "c": column.name},
+            )
