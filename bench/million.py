@@ -12,7 +12,10 @@
    `smtp-source` into the same sink in the same run, and status and the page are
    timed again while it sends;
 4. a second edition the next day (the delivery table holds 2N rows): the same;
-5. the database's size, and the delivery table's per million deliveries.
+5. the database's size, and the delivery table's per million deliveries;
+6. with ``--send``, `bench/send.py`'s figure for 20 000 readers into the same
+   sink (as many sender processes as workers, the same connections a process),
+   beside each edition's steady rate: issue 31's "within 10 %".
 
 The same walk at ``--baseline`` readers runs first: each process's peak RSS is
 printed beside its figure there (issue 31's target: ≤ 1.3×). Figures are
@@ -43,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from bench import measured  # noqa: E402
 from bench.delivery import DIGEST, PG_ADMIN, environment, sending_span  # noqa: E402
 from bench.scale import database  # noqa: E402
-from bench.send import DAY, smtp_sink, smtp_source  # noqa: E402
+from bench.send import DAY, fresh_send, smtp_sink, smtp_source  # noqa: E402
 from digest import db, demo, store  # noqa: E402
 from digest.config import load_settings  # noqa: E402
 from digest.models import utcnow  # noqa: E402
@@ -120,14 +123,18 @@ def look(services: Services, env: dict[str, str], label: str, when: str) -> None
     )
 
 
-def walk(url: str, readers: int, args: argparse.Namespace, sink: str | None) -> dict[str, Step]:
+def walk(
+    url: str, readers: int, args: argparse.Namespace, sink: str | None, rates: list[float]
+) -> dict[str, Step]:
+    """The walk at ``readers``; each send's steady rate appended to ``rates``."""
     print(f"\n— {readers:,} readers on PostgreSQL —")
     steps: dict[str, Step] = {}
     with tempfile.TemporaryDirectory(prefix="digest-million-") as tmp:
         folder = Path(tmp)
         env = environment(folder, DIGEST_DATABASE_URL=url)
         if sink:
-            env["DIGEST_SMTP_URL"] = sink
+            # bench/send.py's connections a process, so its figure is a like for like
+            env.update(DIGEST_SMTP_URL=sink, DIGEST_SMTP_CONNECTIONS=str(args.connections))
         run("db upgrade", ["db", "upgrade"], env)
         os.environ.update(env)
         services = Services(load_settings(), db.session_factory(db.make_engine(url)), clock=utcnow)
@@ -153,9 +160,25 @@ def walk(url: str, readers: int, args: argparse.Namespace, sink: str | None) -> 
                 with services.factory() as session:
                     edition = store.find_edition(session, label)
                 sent, span = sending_span(services, edition.id)  # type: ignore[union-attr]
+                rates.append(sent / span)
                 print(f"{label}: {sent:,} sent, steady rate {sent / span:,.0f} msg/s")
         steps["size"] = Step("database", 0, 0, _sizes(url, readers))
     return steps
+
+
+def compare(sink: str, args: argparse.Namespace, steady: list[float]) -> None:
+    """Issue 31's yardstick, measured in the same run into the same sink:
+    `bench/send.py --subscribers 20000` (its two sender processes, SQLite)."""
+    given = argparse.Namespace(database_url=None, connections=args.connections)
+    extra = {"DIGEST_SENDERS": str(args.workers)}
+    yardstick = fresh_send(given, sink, extra, 20_000).rate
+    print(
+        f"bench/send.py's figure for 20,000 ({args.workers} senders, {args.connections} "
+        f"connections each), same sink: {yardstick:,.0f} msg/s; the workers' steady rate at "
+        f"{args.readers:,}: "
+        + ", ".join(f"{rate:,.0f} msg/s ({rate / yardstick:.0%})" for rate in steady)
+        + " (issue 31's target: within 10 %)"
+    )
 
 
 def mark_sent(url: str, label: str) -> None:
@@ -209,6 +232,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=10_000)
     parser.add_argument("--send", action="store_true", help="send each edition into smtp-sink")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--connections", type=int, default=16, help="a process (bench/send.py's)")
     parser.add_argument(
         "--mark-sent",
         action="store_true",
@@ -217,13 +241,16 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [args.baseline, args.readers] if args.baseline else [args.readers]
     results: list[dict[str, Step]] = []
+    rates: list[float] = []
     with smtp_sink() if args.send else contextlib.nullcontext() as sink:
         if sink:
             ceiling = smtp_source(sink, 60 * 1024, 20_000, 16)
             print(f"smtp-source into the same sink, 16 sessions: {ceiling:,.0f} msg/s")
         for readers in sizes:
             with database() as url:
-                results.append(walk(url, readers, args, sink))
+                results.append(walk(url, readers, args, sink, rates))
+        if sink:
+            compare(sink, args, rates[-2:])
     base = results[0] if len(results) == 2 else {}
     print(f"\n— {args.readers:,} readers, each step (beside {args.baseline:,}) —")
     for key, step in results[-1].items():

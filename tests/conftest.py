@@ -45,6 +45,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "DIGEST_CONFIG": str(tmp_path / "digest.toml"),
         # Sender processes run on the wall clock, not a test's fixed one.
         "DIGEST_SENDERS": "1",
+        # The suite's own processes fill both cores: a niced sender beside them would
+        # wait on them, which the send's timing tests would read as a stall.
+        "DIGEST_SEND_NICE": "0",
     }
     (tmp_path / "digest.toml").write_text("", encoding="utf-8")
     for key, value in values.items():

@@ -15,9 +15,10 @@ def sender_main(job: Job, reports: Any) -> None:
     """A sender process: wire the services once, send its share, report. What it
     uses is imported here, in the sender process: every command that wires the
     services names this function, and only a send's extra processes run it."""
-    from digest.send.process import sender_signals
+    from digest.send.process import sender_signals, yield_cpu
 
     sender_signals()  # the parent's stop only, never lost while starting
+    yield_cpu(job.settings.send_nice)
     from digest import db, logs
     from digest.kinds import utcnow
     from digest.send.senders import Reporter, stop_with

@@ -285,9 +285,11 @@ def worker(
     Example: digest worker --once
     """
     from digest.send import run_async, worker_name
+    from digest.send.process import yield_cpu
 
     with errors():
         cfg = settings()
+        yield_cpu(cfg.send_nice)
         services = wire(cfg)
         cfg.require_relays()
         name = worker_name()

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
         "(default: the machine's cores); DIGEST_SMTP_RATE, domain caps and pauses are "
         "shared by all, each keeps its share of each domain's window",
     )
+    send_nice: int = Field(  # README: the desk and the CLI first in line during a send
+        default=10, ge=0, le=19, description="A sending process's nice value; 0: not lowered"
+    )
     smtp_pipelining: bool = Field(
         default=True,
         description="RFC 2920: MAIL, RCPT and DATA in one write when the relay offers "
@@ -99,15 +102,10 @@ class Settings(BaseSettings):
         "(one token bucket in the database; unset: no limit)",
     )
     relay_cooldown: float = Field(
-        default=30.0,
-        gt=0,
-        description="Seconds a failing relay rests before it is tried again "
-        "(doubles, up to 10 min)",
+        default=30.0, gt=0, description="Seconds a failing relay rests (doubles, up to 10 min)"
     )
     relay_outage_limit: float = Field(
-        default=900.0,
-        gt=0,
-        description="Seconds with no usable relay after which a send stops (claims handed back)",
+        default=900.0, gt=0, description="Seconds with no usable relay before a send stops"
     )
     retry_schedule: SecondsList = Field(
         default="300,900,1800,3600,7200,14400",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -20,6 +21,7 @@ import pytest
 
 from digest.capture import CaptureServer, free_port
 from tests.support.cli import DIGEST, base_env, digest
+from tests.support.common import nice_of
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -458,9 +460,11 @@ def test_a_worker_exposes_its_metrics_and_they_count_the_send_as_it_goes(
     workdir: Path, ops: dict[str, str], relay: CaptureServer
 ) -> None:
     """Issue 15: `digest worker --metrics-port` serves Prometheus text while it
-    sends; scraped during the send the count is partial, at the end it is exact."""
+    sends; scraped during the send the count is partial, at the end it is exact.
+    The worker sends at DIGEST_SEND_NICE's priority (issue 31), read from the kernel."""
     day = moscow_today()
-    env = {**ops, "DIGEST_SMTP_RATE": "5"}  # 10 messages in about two seconds
+    # 10 messages in about two seconds
+    env = {**ops, "DIGEST_SMTP_RATE": "5", "DIGEST_SEND_NICE": "7"}
     assert (
         digest(workdir, "send", "daily", "--date", day, "--enqueue-only", env=env).returncode == 0
     )
@@ -485,11 +489,13 @@ def test_a_worker_exposes_its_metrics_and_they_count_the_send_as_it_goes(
             if seen[-1] >= 10:
                 break
             time.sleep(0.2)
+        nice = nice_of(worker.pid)  # serving metrics: past its start, still sending
         body = scrape(f"http://127.0.0.1:{port}/metrics")
     finally:
         worker.send_signal(signal.SIGTERM)
         _out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
+    assert nice == max(7, nice_of(os.getpid())), nice  # never raised, only lowered
     assert any(0 < n < 10 for n in seen), seen  # it moved during the send
     assert sent_count(body) == 10 == len(relay.messages)
     assert 'digest_queue_depth{state="due"} 0.0' in body

@@ -30,6 +30,7 @@ from tests.support.cli import (
     status,
     wait_until,
 )
+from tests.support.common import nice_of, senders_nice
 from tests.support.faults import FaultHandler
 
 CONNECTIONS = 4
@@ -183,7 +184,8 @@ def test_two_senders_of_one_send_each_send_a_share_and_nobody_twice(
     workdir: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
     """DIGEST_SENDERS=2: the parent and one sender process claim from one edition;
-    both take part, the progress and the report count both, nobody gets two."""
+    both take part, the progress and the report count both, nobody gets two. The
+    sender process sends at DIGEST_SEND_NICE's priority (issue 31)."""
     # A slow relay (~200 messages/s a process), so the parent cannot finish the
     # list before its sender process has started.
     readers = 600
@@ -192,9 +194,11 @@ def test_two_senders_of_one_send_each_send_a_share_and_nobody_twice(
         extra["DIGEST_DATABASE_URL"] = str(request.getfixturevalue("postgres_url"))
     label = setup_demo(workdir, readers, **extra)
     handler = FaultHandler(delay=0.02)
-    with CaptureServer(handler) as server:
-        sent = digest(workdir, "send", env=env_for(workdir, server, **extra), timeout=300)
+    with CaptureServer(handler) as server, senders_nice(str(workdir)) as nice:
+        env = env_for(workdir, server, **extra, DIGEST_SEND_NICE="6")
+        sent = digest(workdir, "send", env=env, timeout=300)
     assert sent.returncode == 0, sent.stderr
+    assert nice and set(nice.values()) == {max(6, nice_of(os.getpid()))}, nice
     shares = re.search(r"sent by 2 sender processes: (\d+) \+ (\d+)", sent.stderr)
     assert shares, sent.stderr
     assert all(int(n) > 0 for n in shares.groups()) and sum(map(int, shares.groups())) == readers

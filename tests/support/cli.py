@@ -57,6 +57,7 @@ def base_env(workdir: Path, **extra: str) -> dict[str, str]:
             # One sender process unless a test asks for more (tests/acceptance
             # /test_operations.py runs the crash and stop tests with two).
             "DIGEST_SENDERS": "1",
+            "DIGEST_SEND_NICE": "0",  # as tests/conftest.py's env: the suite fills the cores
         }
     )
     (workdir / "none.toml").write_text("", encoding="utf-8")

@@ -3,10 +3,13 @@ test runs things in."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from digest.config import PROJECT_ROOT
 
@@ -33,3 +36,40 @@ def together(fn: Callable[[], object], threads: int = 2, timeout: float = 60) ->
     for thread in started:
         thread.join(timeout=timeout)
         assert not thread.is_alive(), "it did not finish in time"
+
+
+def nice_of(pid: int) -> int:
+    """A running process's nice value, as the kernel holds it (/proc/PID/stat's
+    19th field; the command's name before it may hold spaces, so count from ')')."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+@contextmanager
+def senders_nice(marker: str) -> Iterator[dict[int, int]]:
+    """While the block runs, the nice value of each sender process (a spawned
+    ``multiprocessing`` child, not its resource tracker) whose environment holds
+    ``marker``, by pid: the last value read before it ended."""
+    seen: dict[int, int] = {}
+    done = threading.Event()
+
+    def look() -> None:
+        while not done.wait(0.05):
+            for entry in Path("/proc").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    if _is_sender(entry, marker.encode()):
+                        seen[int(entry.name)] = nice_of(int(entry.name))
+
+    watcher = threading.Thread(target=look, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _is_sender(entry: Path, marker: bytes) -> bool:
+    if not entry.name.isdigit() or b"spawn_main" not in (entry / "cmdline").read_bytes():
+        return False
+    return marker in (entry / "environ").read_bytes()
