@@ -39,6 +39,7 @@ class FaultHandler(CaptureHandler):
     ) -> None:
         super().__init__(outbox)
         self.delay = delay  # seconds before every reply: a slow relay
+        self.delayed = 0  # messages whose end of data waits for that reply now
         self.scripts: dict[str, list[str]] = {}
         self.attempts: Counter[str] = Counter()
         self.stall_seconds = stall_seconds
@@ -71,7 +72,11 @@ class FaultHandler(CaptureHandler):
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         step = self._next(envelope.rcpt_tos[0])
         if self.delay:
-            await asyncio.sleep(self.delay)
+            self.delayed += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.delayed -= 1
         if step == "drop":
             server.transport.close()
             return "421 4.4.2 dropped"  # never reaches the client: the line is gone
