@@ -45,8 +45,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "DIGEST_CONFIG": str(tmp_path / "digest.toml"),
         # Sender processes run on the wall clock, not a test's fixed one.
         "DIGEST_SENDERS": "1",
-        # The suite's own processes fill both cores: a niced sender beside them would
-        # wait on them, which the send's timing tests would read as a stall.
+        # The senders keep their test's priority: a timing test's (nice 0 while the
+        # other workers run at 10, tests/support/tiers.py) would otherwise lose it.
         "DIGEST_SEND_NICE": "0",
     }
     (tmp_path / "digest.toml").write_text("", encoding="utf-8")

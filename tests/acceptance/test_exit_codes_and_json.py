@@ -464,7 +464,8 @@ def test_a_worker_exposes_its_metrics_and_they_count_the_send_as_it_goes(
     The worker sends at DIGEST_SEND_NICE's priority (issue 31), read from the kernel."""
     day = moscow_today()
     # 10 messages in about two seconds
-    env = {**ops, "DIGEST_SMTP_RATE": "5", "DIGEST_SEND_NICE": "7"}
+    # Above the nice 10 of the suite's workers (tests/support/tiers.py), so it shows.
+    env = {**ops, "DIGEST_SMTP_RATE": "5", "DIGEST_SEND_NICE": "15"}
     assert (
         digest(workdir, "send", "daily", "--date", day, "--enqueue-only", env=env).returncode == 0
     )
@@ -495,7 +496,7 @@ def test_a_worker_exposes_its_metrics_and_they_count_the_send_as_it_goes(
         worker.send_signal(signal.SIGTERM)
         _out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
-    assert nice == max(7, nice_of(os.getpid())), nice  # never raised, only lowered
+    assert nice == 15 and nice_of(os.getpid()) < 15, nice  # its own, not inherited
     assert any(0 < n < 10 for n in seen), seen  # it moved during the send
     assert sent_count(body) == 10 == len(relay.messages)
     assert 'digest_queue_depth{state="due"} 0.0' in body

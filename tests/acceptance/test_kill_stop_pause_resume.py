@@ -195,10 +195,11 @@ def test_two_senders_of_one_send_each_send_a_share_and_nobody_twice(
     label = setup_demo(workdir, readers, **extra)
     handler = FaultHandler(delay=0.02)
     with CaptureServer(handler) as server, senders_nice(str(workdir)) as nice:
-        env = env_for(workdir, server, **extra, DIGEST_SEND_NICE="6")
+        # Above the nice 10 of the suite's workers (tests/support/tiers.py), so it shows.
+        env = env_for(workdir, server, **extra, DIGEST_SEND_NICE="14")
         sent = digest(workdir, "send", env=env, timeout=300)
     assert sent.returncode == 0, sent.stderr
-    assert nice and set(nice.values()) == {max(6, nice_of(os.getpid()))}, nice
+    assert nice and set(nice.values()) == {14} and nice_of(os.getpid()) < 14, nice
     shares = re.search(r"sent by 2 sender processes: (\d+) \+ (\d+)", sent.stderr)
     assert shares, sent.stderr
     assert all(int(n) > 0 for n in shares.groups()) and sum(map(int, shares.groups())) == readers
