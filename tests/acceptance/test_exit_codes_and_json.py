@@ -21,7 +21,6 @@ import pytest
 
 from digest.capture import CaptureServer, free_port
 from tests.support.cli import DIGEST, base_env, digest
-from tests.support.common import nice_of
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -490,13 +489,14 @@ def test_a_worker_exposes_its_metrics_and_they_count_the_send_as_it_goes(
             if seen[-1] >= 10:
                 break
             time.sleep(0.2)
-        nice = nice_of(worker.pid)  # serving metrics: past its start, still sending
+        # Serving metrics: past its start, still sending.
+        nice = os.getpriority(os.PRIO_PROCESS, worker.pid)
         body = scrape(f"http://127.0.0.1:{port}/metrics")
     finally:
         worker.send_signal(signal.SIGTERM)
         _out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
-    assert nice == 15 and nice_of(os.getpid()) < 15, nice  # its own, not inherited
+    assert nice == 15 and os.getpriority(os.PRIO_PROCESS, 0) < 15, nice  # its own, not inherited
     assert any(0 < n < 10 for n in seen), seen  # it moved during the send
     assert sent_count(body) == 10 == len(relay.messages)
     assert 'digest_queue_depth{state="due"} 0.0' in body

@@ -38,13 +38,6 @@ def together(fn: Callable[[], object], threads: int = 2, timeout: float = 60) ->
         assert not thread.is_alive(), "it did not finish in time"
 
 
-def nice_of(pid: int) -> int:
-    """A running process's nice value, as the kernel holds it (/proc/PID/stat's
-    19th field; the command's name before it may hold spaces, so count from ')')."""
-    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    return int(stat.rsplit(")", 1)[1].split()[16])
-
-
 @contextmanager
 def senders_nice(marker: str) -> Iterator[dict[int, int]]:
     """While the block runs, the nice value of each sender process (a spawned
@@ -56,9 +49,10 @@ def senders_nice(marker: str) -> Iterator[dict[int, int]]:
     def look() -> None:
         while not done.wait(0.05):
             for entry in Path("/proc").iterdir():
-                with contextlib.suppress(OSError, ValueError, IndexError):
+                with contextlib.suppress(OSError):  # a process that ended meanwhile
                     if _is_sender(entry, marker.encode()):
-                        seen[int(entry.name)] = nice_of(int(entry.name))
+                        pid = int(entry.name)
+                        seen[pid] = os.getpriority(os.PRIO_PROCESS, pid)
 
     watcher = threading.Thread(target=look, daemon=True)
     watcher.start()
