@@ -186,14 +186,15 @@ def test_two_senders_of_one_send_each_send_a_share_and_nobody_twice(
     """DIGEST_SENDERS=2: the parent and one sender process claim from one edition;
     both take part, the progress and the report count both, nobody gets two. The
     sender process sends at DIGEST_SEND_NICE's priority (issue 31)."""
-    # A slow relay (~200 messages/s a process), so the parent cannot finish the
-    # list before its sender process has started.
+    # The relay answers no message until both processes have one in DATA: the
+    # sender process, started at nice 14 on a busy machine, may take longer to
+    # start than the parent takes to send the list (CI: a share of 0).
     readers = 600
     extra = {"DIGEST_SENDERS": "2"}
     if database == "postgres":
         extra["DIGEST_DATABASE_URL"] = str(request.getfixturevalue("postgres_url"))
     label = setup_demo(workdir, readers, **extra)
-    handler = FaultHandler(delay=0.02)
+    handler = FaultHandler(delay=0.02, processes=2)
     with CaptureServer(handler) as server, senders_nice(str(workdir)) as nice:
         # Above the nice 10 of the suite's workers (tests/support/tiers.py), so it shows.
         env = env_for(workdir, server, **extra, DIGEST_SEND_NICE="14")

@@ -11,6 +11,8 @@ script runs out the recipient is accepted. Used by the tests and by ``bench/send
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 import threading
 import time
@@ -35,10 +37,19 @@ PERMANENT = (HARD, FULL_PERMANENT, SPAM)
 
 class FaultHandler(CaptureHandler):
     def __init__(
-        self, outbox: Path | None = None, stall_seconds: float = 3.0, delay: float = 0.0
+        self,
+        outbox: Path | None = None,
+        stall_seconds: float = 3.0,
+        delay: float = 0.0,
+        processes: int = 1,
     ) -> None:
         super().__init__(outbox)
         self.delay = delay  # seconds before every reply: a slow relay
+        # Every DATA answer waits (a minute at most) until clients in this many
+        # processes have reached DATA: a test of senders sharing a send does not
+        # depend on one process starting before another has finished the list.
+        self.processes = processes
+        self.clients: dict[int, int | None] = {}  # a client's port: its process
         self.delayed = 0  # messages whose end of data waits for that reply now
         self.scripts: dict[str, list[str]] = {}
         self.attempts: Counter[str] = Counter()
@@ -71,6 +82,7 @@ class FaultHandler(CaptureHandler):
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         step = self._next(envelope.rcpt_tos[0])
+        await self._quorum(session.peer[1])
         if self.delay:
             self.delayed += 1
             try:
@@ -88,8 +100,37 @@ class FaultHandler(CaptureHandler):
             return step
         return await super().handle_DATA(server, session, envelope)
 
+    async def _quorum(self, port: int) -> None:
+        if self.processes < 2:
+            return
+        if port not in self.clients:
+            self.clients[port] = client_pid(port)
+        deadline = time.monotonic() + 60
+        while len(set(self.clients.values()) - {None}) < self.processes:
+            if time.monotonic() > deadline:
+                return  # the test sees who sent what
+            await asyncio.sleep(0.05)
+
     def received(self) -> Counter[str]:
         return Counter(m.rcpt_to[0] for m in self.messages)
+
+
+def client_pid(port: int) -> int | None:
+    """The local process whose TCP socket has ``port`` as its own port: the
+    socket's inode from /proc/net/tcp, then the process holding that inode."""
+    inode = ""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rpartition(":")[2], 16) == port and fields[9] != "0":
+                inode = fields[9]
+    if not inode:
+        return None
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):  # a process or descriptor gone meanwhile
+            if os.readlink(fd) == f"socket:[{inode}]":
+                return int(fd.parts[2])
+    return None
 
 
 def mixed_faults(
