@@ -248,6 +248,8 @@ def _edition_date(context: Any) -> date:
 
 # The rows a sender may still claim: what the claim index holds (issue 31 §4).
 _WORK_LEFT = "status IN ('queued', 'deferred', 'sending')"
+# The rows in a sender's hands: a few thousand of a million while it sends.
+_IN_FLIGHT = "status = 'sending'"
 # The few rows a report lists one by one: failures, retries, lines lost after DATA.
 _TROUBLE = "status IN ('failed', 'deferred', 'bounced') OR ambiguous > 0"
 
@@ -282,6 +284,16 @@ class Delivery(Base):
             "status",
             postgresql_where=text(_TROUBLE),
             sqlite_where=text(_TROUBLE),
+        ),
+        # Partial: each sender's heartbeat (every second) renews its claims, reads
+        # which were unsubscribed since and who else sends; through the work index
+        # each read the whole queue left (0.2 s a statement at a million queued).
+        Index(
+            "ix_delivery_claimed",
+            "edition_id",
+            "claimed_by",
+            postgresql_where=text(_IN_FLIGHT),
+            sqlite_where=text(_IN_FLIGHT),
         ),
         Index("ix_delivery_message_id", "message_id"),
     )
