@@ -242,6 +242,11 @@ def main() -> None:
     sizes = [args.baseline, args.readers] if args.baseline else [args.readers]
     results: list[dict[str, Step]] = []
     rates: list[float] = []
+    with psycopg.connect(PG_ADMIN) as conn:  # a send's pace at a million depends on it
+        said = conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN ('autovacuum', 'track_counts')"
+        ).fetchall()
+    print("PostgreSQL: " + ", ".join(f"{name} {value}" for name, value in said))
     with smtp_sink() if args.send else contextlib.nullcontext() as sink:
         if sink:
             ceiling = smtp_source(sink, 60 * 1024, 20_000, 16)

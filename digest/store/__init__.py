@@ -146,6 +146,7 @@ from digest.store.partitions import (
     partitioned,
     unlink_events_of_edition,
     unlink_events_of_subscriber,
+    vacuum_settings,
 )
 from digest.store.processes import (
     beat,
@@ -378,6 +379,7 @@ __all__ = [
     "unqueued_active_subscribers",
     "unsubscribes_since",
     "update_subscribers",
+    "vacuum_settings",
     "variant_key_column",
     "variants",
     "waiting_in",

@@ -128,6 +128,20 @@ def _unlink(session: Session, where: object) -> None:
     )
 
 
+def vacuum_settings(session: Session) -> dict[str, str]:
+    """PostgreSQL's ``autovacuum`` and ``track_counts`` (without which it never
+    starts), as the server says them; empty on SQLite, which has no such thing."""
+    if _dialect(session) != "postgresql":
+        return {}
+    rows = session.execute(
+        text(
+            "SELECT name, setting FROM pg_settings "
+            "WHERE name IN ('autovacuum', 'track_counts') ORDER BY name"
+        )
+    )
+    return {name: setting for name, setting in rows}
+
+
 def _dialect(session: Session | Connection) -> str:
     bind = session.get_bind() if isinstance(session, Session) else session
     return bind.dialect.name
