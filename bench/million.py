@@ -138,6 +138,9 @@ def walk(
         run("db upgrade", ["db", "upgrade"], env)
         os.environ.update(env)
         services = Services(load_settings(), db.session_factory(db.make_engine(url)), clock=utcnow)
+        with services.factory() as session:  # a send's pace at a million depends on it
+            said = store.vacuum_settings(session)
+        print("PostgreSQL: " + ", ".join(f"{name} {value}" for name, value in said.items()))
         schedule = services.schedule("daily")
         csv_path = folder / "readers.csv"
         write_csv(csv_path, readers)
@@ -242,11 +245,6 @@ def main() -> None:
     sizes = [args.baseline, args.readers] if args.baseline else [args.readers]
     results: list[dict[str, Step]] = []
     rates: list[float] = []
-    with psycopg.connect(PG_ADMIN) as conn:  # a send's pace at a million depends on it
-        said = conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('autovacuum', 'track_counts')"
-        ).fetchall()
-    print("PostgreSQL: " + ", ".join(f"{name} {value}" for name, value in said))
     with smtp_sink() if args.send else contextlib.nullcontext() as sink:
         if sink:
             ceiling = smtp_source(sink, 60 * 1024, 20_000, 16)

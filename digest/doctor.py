@@ -34,9 +34,6 @@ from digest.team import auth as deskauth
 def run_checks(cfg: Settings, smtp: bool = True, clock: Clock = utcnow) -> list[Check]:
     checks: list[Check] = [_config(cfg)]
     checks.extend(_health(cfg, clock()))
-    up = all(c.ok for c in checks if c.name == "database")
-    if up and cfg.database_url.startswith("postgresql"):
-        checks.append(guard("vacuum", lambda: _vacuum(cfg)))
     checks.append(guard("lists", lambda: _lists(cfg)))
     if cfg.sunset_after:
         checks.append(guard("sunset", lambda: _sunset(cfg)))
@@ -84,28 +81,29 @@ def _config(cfg: Settings) -> Check:
 
 def _health(cfg: Settings, now: datetime) -> list[Check]:
     """What `/healthz` checks (the database, the scheduler's heartbeat), here on an
-    engine of their own."""
+    engine of their own; with the database up, PostgreSQL's vacuum too."""
     try:
         engine = db.make_engine(cfg.database)
     except DigestError as exc:
         return [Check("database", False, str(exc))]
     try:
-        return health.health(db.session_factory(engine), now)
+        factory = db.session_factory(engine)
+        checks = health.health(factory, now)
+        up = all(c.ok for c in checks if c.name == "database")
+        if up and engine.dialect.name == "postgresql":
+            checks.append(guard("vacuum", lambda: _vacuum(factory)))
+        return checks
     finally:
         engine.dispose()
 
 
-def _vacuum(cfg: Settings) -> Check:
+def _vacuum(factory: db.Factory) -> Check:
     """On PostgreSQL, whether autovacuum will clear a send's dead rows while it
     sends: every delivery is written twice, and without it a million-reader send
     carries two million dead rows and slows by a quarter as it goes
     (docs/SCALING.md). A warning: the send works, slower."""
-    engine = db.make_engine(cfg.database)
-    try:
-        with db.session_factory(engine)() as session:
-            said = store.vacuum_settings(session)
-    finally:
-        engine.dispose()
+    with factory() as session:
+        said = store.vacuum_settings(session)
     off = sorted(name for name, value in said.items() if value != "on")
     if off:
         detail = (

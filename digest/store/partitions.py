@@ -130,9 +130,7 @@ def _unlink(session: Session, where: object) -> None:
 
 def vacuum_settings(session: Session) -> dict[str, str]:
     """PostgreSQL's ``autovacuum`` and ``track_counts`` (without which it never
-    starts), as the server says them; empty on SQLite, which has no such thing."""
-    if _dialect(session) != "postgresql":
-        return {}
+    starts), as the server says them (PostgreSQL only: SQLite has no vacuum daemon)."""
     rows = session.execute(
         text(
             "SELECT name, setting FROM pg_settings "
