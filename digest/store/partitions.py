@@ -18,12 +18,15 @@ edition's day and clearing events' links work the same on both."""
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Edition, Event
@@ -35,6 +38,17 @@ _AUTOVACUUM = "autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_f
 # One maker at a time: two schedulers (or a scheduler and a send) making the same
 # day at once would both find it missing; the second waits, then finds it made.
 _LOCK = 3_100_401
+# Making or dropping a partition wants the tables ``delivery``'s keys name (share
+# row exclusive) and ``delivery`` itself (access exclusive). Taken first, in this
+# order, each waited for at most _WAIT: a transaction holding one of them and then
+# reading deliveries (re-choosing an edition's articles deletes its variants, whose
+# key check reads ``delivery``) would otherwise deadlock with the half-made
+# partition, and PostgreSQL's detector (after deadlock_timeout, 1 s by default)
+# might kill that transaction instead of this one. Shorter than the detector's
+# wait, the maker gives way first and tries again.
+_WAIT = "500ms"
+_TRIES = 40
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def partitioned(session: Session | Connection) -> bool:
@@ -79,9 +93,14 @@ def make_partitions(session: Session | Connection, days: Iterable[date]) -> list
     if not partitioned(session):
         return []
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
-    have = set(partition_days(session))
-    made = []
-    for day in sorted(set(days) - have):
+    missing = sorted(set(days) - set(partition_days(session)))
+    if missing:
+        _with_tables_locked(session, lambda: _create(session, missing))
+    return missing
+
+
+def _create(session: Session | Connection, days: list[date]) -> None:
+    for day in days:
         # The name and both bounds come from a date, never from anyone's text.
         start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
         session.execute(
@@ -90,8 +109,27 @@ def make_partitions(session: Session | Connection, days: Iterable[date]) -> list
                 f"FOR VALUES FROM ('{start}') TO ('{end}') WITH ({_AUTOVACUUM})"
             )
         )
-        made.append(day)
-    return made
+
+
+def _with_tables_locked(session: Session | Connection, ddl: Callable[[], None]) -> None:
+    """``ddl`` run with the locks a partition's DDL takes already held (see
+    _WAIT); each try in a savepoint, so a try that gave way lets go of them all."""
+    named = sorted({key.column.table.name for key in Delivery.__table__.foreign_keys})
+    for attempt in range(_TRIES):
+        try:
+            with session.begin_nested():
+                session.execute(text(f"SET LOCAL lock_timeout = '{_WAIT}'"))
+                # Table names from our own model, never from anyone's text.
+                session.execute(text(f"LOCK TABLE {', '.join(named)} IN SHARE ROW EXCLUSIVE MODE"))
+                session.execute(text("LOCK TABLE delivery IN ACCESS EXCLUSIVE MODE"))
+                ddl()
+                session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+            return
+        except OperationalError as exc:
+            code = getattr(exc.orig, "sqlstate", None)
+            if code != _LOCK_NOT_AVAILABLE or attempt == _TRIES - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.25))  # nosec B311  # a back-off
 
 
 def days_around(today: date, ahead: int) -> list[date]:
@@ -105,7 +143,11 @@ def drop_partition(session: Session, day: date) -> None:
     summary and made sure none of the day's editions is still sending."""
     ids = select(Delivery.id).where(Delivery.edition_date == day)
     _unlink(session, Event.delivery_id.in_(ids))
-    session.execute(text(f"DROP TABLE {partition_name(day)}"))  # a date's name
+
+    def drop() -> None:
+        session.execute(text(f"DROP TABLE {partition_name(day)}"))  # a date's name
+
+    _with_tables_locked(session, drop)
 
 
 def unlink_events_of_edition(session: Session, edition_id: int) -> None:

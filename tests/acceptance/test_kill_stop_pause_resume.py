@@ -87,12 +87,13 @@ def test_kill_9_at_random_moments_then_resume_loses_nobody(workdir: Path, sender
 @SENDERS
 def test_sigterm_stops_cleanly_and_says_how_to_resume(workdir: Path, senders: str) -> None:
     label = setup_demo(workdir, 300)
-    handler = FaultHandler(delay=0.005)
+    handler = FaultHandler(delay=0.005, hold_after=50)  # held until the signal is sent
     with CaptureServer(handler) as server:
         env = env_for(workdir, server, DIGEST_SENDERS=senders)
         proc = start(workdir, env, "send")
         wait_until(lambda: len(handler.messages) >= 50)
         proc.send_signal(signal.SIGTERM)
+        handler.release()
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 143, stderr
         assert f"digest resume {label}" in stderr
@@ -116,7 +117,9 @@ def test_a_stop_to_the_process_group_is_reported_by_every_sender(
     and `sent 264 this run` while 522 were accepted, and left 742 rows `sending`.
     Every sender reports what it sent, the summary adds them up, no claim is left."""
     label = setup_demo(workdir, 800)
-    handler = FaultHandler(delay=0.01)
+    # The relay holds its answers from the 200th message until the signal is sent
+    # (a full run, 4 December: on a busy machine the send had finished all 800).
+    handler = FaultHandler(delay=0.01, hold_after=200)
     with CaptureServer(handler) as server:
         env = env_for(workdir, server, DIGEST_SENDERS="2")
         proc = subprocess.Popen(
@@ -125,6 +128,7 @@ def test_a_stop_to_the_process_group_is_reported_by_every_sender(
         )  # fmt: skip
         wait_until(lambda: len(handler.messages) >= 200)
         os.killpg(proc.pid, sig)  # as the terminal sends it: to the whole group
+        handler.release()
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 128 + sig, stderr
         report = status(workdir, label, env)
@@ -141,12 +145,15 @@ def test_pause_and_cancel_act_on_a_send_running_in_another_terminal(
     workdir: Path, senders: str
 ) -> None:
     label = setup_demo(workdir, 1000)
-    handler = FaultHandler(delay=0.03)  # ~130 messages/s: the commands have time to act
+    # ~130 messages/s, and the relay's answers held from the 30th message until the
+    # command has acted: however slow its start, the send is still running.
+    handler = FaultHandler(delay=0.03, hold_after=30)
     with CaptureServer(handler) as server:
         env = env_for(workdir, server, DIGEST_SENDERS=senders)
         proc = start(workdir, env, "send")
         wait_until(lambda: len(handler.messages) >= 30)
         paused = digest(workdir, "pause", label, env=env)
+        handler.release()
         assert paused.returncode == 0 and "paused" in paused.stdout
         _, stderr = proc.communicate(timeout=30)  # stops within seconds
         assert proc.returncode == 0 and "is paused" in stderr, stderr
@@ -155,10 +162,13 @@ def test_pause_and_cancel_act_on_a_send_running_in_another_terminal(
         sent_when_paused = len(handler.messages)
         time.sleep(0.5)
         assert len(handler.messages) == sent_when_paused  # nothing goes while paused
-        # Resume in one terminal, cancel from another.
+        # Resume in one terminal, cancel from another (the answers held again).
+        handler.hold_after = sent_when_paused + 30
+        handler.released.clear()
         resumed = start(workdir, env, "resume", label)
         wait_until(lambda: len(handler.messages) >= sent_when_paused + 30)
         cancelled = digest(workdir, "cancel", label, env=env)
+        handler.release()
         assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
         _, stderr = resumed.communicate(timeout=30)
         assert "cancelled" in stderr, stderr.replace("  ", "")

@@ -5,18 +5,22 @@ holds only the work left, and a send reads its own day's partition alone."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 
 from digest import db, demo, store
 from digest.capture import CaptureServer
 from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from digest.track.retention import Retention
 from digest.wiring import Services
+from tests.support.cli import wait_until
 from tests.support.common import FIXED_NOW
 from tests.support.demo_data import load_demo_articles
 from tests.support.mail import READERS, send
@@ -193,3 +197,58 @@ def test_the_scheduler_makes_the_weeks_partitions_and_prunes_nightly_when_asked(
             assert (fixed_date in days) is (keep == 0)
     report = services.reports.of(old.label)
     assert report is not None and report.counts["sent"] == READERS
+
+
+def _waiting(engine: Engine, pid: int) -> bool:
+    """The backend ``pid`` waits for a lock someone else holds."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text("SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted"),
+                {"pid": pid},
+            ).scalar()
+        )
+
+
+@pytest.mark.postgres
+def test_making_a_partition_never_deadlocks_with_a_transaction_on_the_tables_it_names(
+    postgres_url: str,
+) -> None:
+    """Two schedulers firing one schedule at once (a full run, 4 December): one
+    re-chose the edition's articles, deleting its variants, while the other made
+    the day's partition for the send. The partition's foreign keys wanted the
+    variants' table the first held; the first's check of those keys wanted the
+    partition being made: PostgreSQL's deadlock detector killed one. Making a
+    partition now waits for the tables its keys name before it makes anything, so
+    a transaction that holds one of them finishes first."""
+    engine = db.make_engine(postgres_url)
+    db.upgrade(engine)
+    holder = engine.connect()
+    holder.begin()
+    # The first scheduler: its edition's variants being replaced (no row yet: the lock).
+    holder.execute(text("DELETE FROM edition_variant WHERE edition_id = -1"))
+    maker_pid: list[int] = []
+    failures: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            with Session(engine) as session, session.begin():
+                maker_pid.append(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+                store.make_partitions(session, [date(2026, 12, 30)])
+        except BaseException as exc:  # noqa: BLE001 - judged by the test below
+            failures.append(exc)
+
+    maker = threading.Thread(target=make)
+    maker.start()
+    wait_until(lambda: bool(maker_pid) and _waiting(engine, maker_pid[0]))
+    try:
+        # The first scheduler's next statement reads the deliveries (its keys' check does).
+        holder.execute(text("SELECT count(*) FROM delivery"))
+        holder.commit()
+    finally:
+        holder.close()
+        maker.join(timeout=30)
+    assert not failures, failures
+    with engine.connect() as conn:
+        assert date(2026, 12, 30) in store.partition_days(conn)
+    engine.dispose()

@@ -42,6 +42,7 @@ class FaultHandler(CaptureHandler):
         stall_seconds: float = 3.0,
         delay: float = 0.0,
         processes: int = 1,
+        hold_after: int | None = None,
     ) -> None:
         super().__init__(outbox)
         self.delay = delay  # seconds before every reply: a slow relay
@@ -50,6 +51,11 @@ class FaultHandler(CaptureHandler):
         # depend on one process starting before another has finished the list.
         self.processes = processes
         self.clients: dict[int, int | None] = {}  # a client's port: its process
+        # Once this many messages are accepted, every DATA answer waits (a minute at
+        # most) for release(): a test that stops a send part-way through is not a
+        # race against the send finishing first on a fast (or idle) machine.
+        self.hold_after = hold_after
+        self.released = threading.Event()
         self.delayed = 0  # messages whose end of data waits for that reply now
         self.scripts: dict[str, list[str]] = {}
         self.attempts: Counter[str] = Counter()
@@ -83,6 +89,7 @@ class FaultHandler(CaptureHandler):
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         step = self._next(envelope.rcpt_tos[0])
         await self._quorum(session.peer[1])
+        await self._held()
         if self.delay:
             self.delayed += 1
             try:
@@ -110,6 +117,16 @@ class FaultHandler(CaptureHandler):
             if time.monotonic() > deadline:
                 return  # the test sees who sent what
             await asyncio.sleep(0.05)
+
+    async def _held(self) -> None:
+        if self.hold_after is None or len(self.messages) < self.hold_after:
+            return
+        deadline = time.monotonic() + 60
+        while not self.released.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def release(self) -> None:
+        self.released.set()
 
     def received(self) -> Counter[str]:
         return Counter(m.rcpt_to[0] for m in self.messages)
