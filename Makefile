@@ -12,7 +12,7 @@ PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 unexport PYTHONDONTWRITEBYTECODE
 
 
-.PHONY: lock venv demo demo-site mariadb bench-sources test test-fast lint typecheck pytest a11y letter-pictures render-check thunderbird axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup bench-million services smtp-sink clean
+.PHONY: lock venv demo demo-site mariadb bench-sources test test-fast lint typecheck pytest a11y letter-pictures render-check thunderbird axe browser postfix bench bench-send bench-faults bench-greylist bench-workers bench-rate bench-rss bench-ingest bench-signup bench-startup bench-million bench-capture services smtp-sink clean
 
 # Exactly the versions in requirements.lock, each checked against its hash; the
 # project itself without resolving anything (its build backend is in the lock).
@@ -118,7 +118,11 @@ services:
 		if [ "$$CI" = "true" ]; then exit 1; fi; }
 
 ## make bench: send rate against Postfix's smtp-sink, a faults run, one vs two workers
-bench: bench-send bench-rss bench-faults bench-greylist bench-workers bench-rate bench-ingest bench-sources bench-signup bench-startup
+bench: bench-send bench-rss bench-faults bench-greylist bench-workers bench-rate bench-ingest bench-sources bench-signup bench-startup bench-capture
+
+## make bench-capture: the test relay's CPU a message, aiosmtpd's DATA beside ours
+bench-capture: $(STAMP)
+	$(BIN)/python bench/capture.py --messages 2000
 
 bench-send: $(STAMP) smtp-sink
 	$(BIN)/python bench/send.py --subscribers 20000
