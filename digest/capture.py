@@ -155,7 +155,7 @@ class WholeDataSMTP(SMTP):
                 except asyncio.LimitOverrunError as exc:
                     piece = await reader.readexactly(exc.consumed)
                 total += len(piece)
-                tail = (tail + piece)[-len(END) :]
+                tail = (tail + piece[-len(END) :])[-len(END) :]  # never a whole piece copied
                 data += piece[: keep - len(data)] if keep else piece
         finally:
             setattr(reader, "_limit", limit)  # noqa: B010

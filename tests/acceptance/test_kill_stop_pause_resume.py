@@ -172,8 +172,7 @@ def test_pause_and_cancel_act_on_a_send_running_in_another_terminal(
         time.sleep(0.5)
         assert len(handler.messages) == sent_when_paused  # nothing goes while paused
         # Resume in one terminal, cancel from another (the answers held again).
-        handler.hold_after = sent_when_paused + 30
-        handler.released.clear()
+        handler.hold(after=sent_when_paused + 30)
         resumed = start(workdir, env, "resume", label)
         wait_until(lambda: len(handler.messages) >= sent_when_paused + 30)
         cancelled = digest(workdir, "cancel", label, env=env)

@@ -234,6 +234,6 @@ def test_the_doctor_warns_when_postgresql_will_not_vacuum_a_send(services: Servi
     vacuum = checks["vacuum"]
     assert vacuum.ok and vacuum.warning == bool(off), vacuum
     for name in off:
-        assert f"{name}" in vacuum.detail and "is off" in vacuum.detail, vacuum
+        assert name in vacuum.detail and "is off" in vacuum.detail, vacuum
     if not off:
         assert vacuum.detail.startswith("autovacuum on"), vacuum

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,24 +112,30 @@ class FaultHandler(CaptureHandler):
             return
         if port not in self.clients:
             self.clients[port] = client_pid(port)
-        deadline = time.monotonic() + 60
-        while len(set(self.clients.values()) - {None}) < self.processes:
-            if time.monotonic() > deadline:
-                return  # the test sees who sent what
-            await asyncio.sleep(0.05)
+        await _until(lambda: len(set(self.clients.values()) - {None}) >= self.processes)
 
     async def _held(self) -> None:
-        if self.hold_after is None or len(self.messages) < self.hold_after:
-            return
-        deadline = time.monotonic() + 60
-        while not self.released.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self.hold_after is not None and len(self.messages) >= self.hold_after:
+            await _until(self.released.is_set)
+
+    def hold(self, after: int) -> None:
+        """Hold the answers again, from the ``after``-th message, until release()."""
+        self.released.clear()
+        self.hold_after = after
 
     def release(self) -> None:
         self.released.set()
 
     def received(self) -> Counter[str]:
         return Counter(m.rcpt_to[0] for m in self.messages)
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    """Wait until ``condition`` holds, a minute at most: then the test's own
+    assertions judge what happened."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def client_pid(port: int) -> int | None:
