@@ -169,13 +169,17 @@ class WholeDataSMTP(SMTP):
         lines = data.split(b"\r\n")
         if (not size_limit or size <= size_limit) and max(map(len, lines)) + 2 <= line_limit:
             return None  # the common case, decided without a loop in Python
-        count = 0
+        count, too_long = 0, "500 Line too long (see RFC5321 4.5.3.1.6)"
         for line in lines:
-            if len(line) + 2 > line_limit:
-                return "500 Line too long (see RFC5321 4.5.3.1.6)"
+            # Past the limit without its CRLF, aiosmtpd's reader stops before counting
+            # it; within it but not with its CRLF, it is counted first, then judged.
+            if len(line) > line_limit:
+                return too_long
             count += len(line) + 2
             if size_limit and count > size_limit:
                 return "552 Error: Too much mail data"
+            if len(line) + 2 > line_limit:
+                return too_long
         return None
 
     async def _deliver(self, original: bytes) -> None:
