@@ -9,7 +9,7 @@ import subprocess
 from contextlib import closing
 from pathlib import Path
 
-from tests.support.cli import DIGEST, base_env, digest
+from tests.support.cli import DIGEST, base_env, digest, migrated
 
 PASSWORD = "пароль-анны-1"
 
@@ -28,7 +28,7 @@ def with_stdin(workdir: Path, text: str, *args: str) -> subprocess.CompletedProc
 
 
 def test_accounts_are_added_listed_changed_and_removed(workdir: Path) -> None:
-    assert digest(workdir, "db", "upgrade").returncode == 0
+    migrated(workdir)
     empty = digest(workdir, "editors", "list")
     assert empty.returncode == 0 and "no accounts" in empty.stdout
     # No terminal and no --password-stdin: refused, never read from an argument.
@@ -74,7 +74,7 @@ def test_the_product_hashes_at_rfc_9106_parameters() -> None:
 def test_the_sunset_rule_by_hand_says_why_it_does_not_run(workdir: Path) -> None:
     """`digest subscribers sunset` (issue 28 §5): off by default, and on a list that
     does not tell readers' clicks apart it refuses in words, without a traceback."""
-    assert digest(workdir, "db", "upgrade").returncode == 0
+    migrated(workdir)
     off = digest(workdir, "subscribers", "sunset", "--dry-run")
     assert off.returncode == 1 and "DIGEST_SUNSET_AFTER=0" in off.stderr, off.stderr
     env = {**base_env(workdir), "DIGEST_SUNSET_AFTER": "6"}

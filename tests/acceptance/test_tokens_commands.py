@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from digest.capture import free_port
-from tests.support.cli import base_env, digest, start, wait_until
+from tests.support.cli import base_env, digest, migrated, start, wait_until
 
 
 def whoami(base: str, token: str) -> int:
@@ -28,7 +28,7 @@ def whoami(base: str, token: str) -> int:
 
 
 def test_a_token_is_made_used_listed_and_revoked_against_a_running_server(workdir: Path) -> None:
-    assert digest(workdir, "db", "upgrade").returncode == 0
+    migrated(workdir)
     made = digest(workdir, "tokens", "create", "site", "--scope", "subscribers:read",
                   "--scope", "subscribers:write")  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -54,7 +54,7 @@ def test_a_token_is_made_used_listed_and_revoked_against_a_running_server(workdi
 
 
 def test_a_bad_scope_or_name_is_said_plainly(workdir: Path) -> None:
-    assert digest(workdir, "db", "upgrade").returncode == 0
+    migrated(workdir)
     scope = digest(workdir, "tokens", "create", "x", "--scope", "subscribers:everything")
     assert scope.returncode == 1 and "choose from subscribers:read" in scope.stderr
     name = digest(workdir, "tokens", "create", "../x", "--scope", "editions:read")

@@ -112,10 +112,25 @@ def environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
         os.chdir(here)
 
 
-def load_demo(workdir: Path, env: dict[str, str], readers: int, on: date | None = None) -> str:
+def migrated(workdir: Path, env: dict[str, str] | None = None) -> None:
+    """The database ``env`` names brought up to date, as `digest db upgrade` leaves it:
+    a copy of the migrated template on SQLite (the command's own run is tested in
+    tests/acceptance/test_the_command.py and the chain in test_schema_and_migrations),
+    the command itself elsewhere."""
+    env = env or base_env(workdir)
+    with environment(env, workdir):
+        copied = new_migrated_sqlite(load_settings().database)
+    if not copied:
+        result = digest(workdir, "db", "upgrade", env=env)
+        assert result.returncode == 0, result.stderr
+
+
+def load_demo(
+    workdir: Path, env: dict[str, str], readers: int, on: date | None = None, draft: bool = True
+) -> str:
     """The demo's articles and ``readers`` subscribers in the database ``env`` names,
-    and the day's edition drafted, as `digest demo --no-send` and `digest preview`
-    leave them; the edition's label."""
+    as `digest demo --no-send` leaves them, and with ``draft`` the day's edition
+    drafted, as `digest preview` then leaves it; the edition's label (or day)."""
     with environment(env, workdir):
         cfg = load_settings()
         fresh = new_migrated_sqlite(cfg.database)  # a copy, not 25 migrations a test
@@ -128,7 +143,7 @@ def load_demo(workdir: Path, env: dict[str, str], readers: int, on: date | None 
             day = on or schedule.today(utcnow())
             load_demo_articles(services.factory, schedule, day)
             demo.add_subscribers(services.factory, readers, now=utcnow())
-            return services.editions.build(schedule, day).label
+            return services.editions.build(schedule, day).label if draft else str(day)
         finally:
             engine.dispose()
 
