@@ -13,12 +13,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Integer, Table, func, insert, select, text
+from sqlalchemy import JSON, Integer, Table, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import demo
 from digest.models.tables import Base
 from digest.schedule.files import Schedule
+from digest.store.bulk import write_rows
 
 Rows = dict[str, list[dict[str, Any]]]
 _kept: dict[tuple[str, str, date], Rows] = {}
@@ -64,10 +65,19 @@ def _rows(factory: sessionmaker[Session], before: dict[str, int]) -> Rows:
 
 
 def _insert(factory: sessionmaker[Session], kept: Rows) -> None:
+    models = {m.local_table.name: m.class_ for m in Base.registry.mappers}
     with factory() as session, session.begin():
         for table in _tables():
-            if kept.get(table.name):
-                session.execute(insert(table), kept[table.name])
+            rows = kept.get(table.name)
+            if not rows:
+                continue
+            if any(isinstance(c.type, JSON) for c in table.columns):
+                session.execute(insert(table), rows)
+                continue
+            # COPY on PostgreSQL, as the real load writes comments: an INSERT a row
+            # was 2.2 million statements a run (192 copies of 11 661 comments).
+            names = [c.name for c in table.columns]
+            write_rows(session, models[table.name], names, [[r[n] for n in names] for r in rows])
         if session.get_bind().dialect.name == "postgresql":
             _advance_sequences(session, [t for t in _tables() if t.name in kept])
 
