@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import calendar
 import json
-import urllib.request
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import feedparser
 from lxml import html as lxml_html
 from lxml.etree import ParserError
 
@@ -60,6 +58,11 @@ def read_feed(source: str) -> Iterator[tuple[str, dict[str, Any] | Problem]]:
     except (OSError, ValueError, zlib.error) as exc:
         yield source, Problem(source, f"could not read the feed: {exc}")
         return
+    # Imported by the feeds alone: every edition's build loads this module (a sync
+    # of the sources comes first), and feedparser with its charset detectors was a
+    # twentieth of a `digest send`'s imports.
+    import feedparser
+
     parsed = feedparser.parse(document)
     if parsed.bozo and not parsed.entries:
         yield source, Problem(source, f"not a readable feed: {parsed.get('bozo_exception')}")
@@ -94,6 +97,8 @@ def _feed_bytes(source: str) -> bytes:
         if len(data) > MAX_FEED:
             raise ValueError(f"over {MAX_FEED // 2**20} MB")
         return data
+    import urllib.request  # the feeds' fetch alone (as feedparser above)
+
     request = urllib.request.Request(
         source, headers={"Accept-Encoding": "gzip, deflate", "User-Agent": "digest ingest"}
     )
