@@ -379,6 +379,18 @@ def test_the_composition_root_builds_and_imports_a_service_when_it_is_asked_for(
     assert not loaded & set(SENDING_AND_RENDERING), sorted(loaded & set(SENDING_AND_RENDERING))
 
 
+def test_the_sources_sync_loads_the_feed_reader_only_for_a_feed() -> None:
+    """Every build syncs the sources first, through ingest: feedparser and its charset
+    detectors come only when a feed is read (40 of a send's 1 040 modules)."""
+    probe = "import sys, digest.sources.sync; print('\\n'.join(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(done.stdout.split())
+    assert "digest.ingest.read" in loaded  # the probe loaded what a build's sync does
+    assert not {"feedparser", "chardet"} & loaded, sorted({"feedparser", "chardet"} & loaded)
+
+
 def test_one_of_each_service_though_threads_ask_at_once() -> None:
     """The web app's threads may ask for a service first at the same moment."""
     import threading
