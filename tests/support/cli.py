@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from digest import db, demo
 from digest.capture import CaptureServer
@@ -112,17 +113,22 @@ def environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
         os.chdir(here)
 
 
+def _up_to_date(url: str) -> Engine:
+    """An engine on the database at ``url``, brought up to date as `digest db upgrade`
+    would: a copy of the migrated template where it is a new SQLite file (not 25
+    migrations a test: the command's own run is tested in test_the_command, the
+    chain in test_schema_and_migrations), the migrations otherwise."""
+    fresh = new_migrated_sqlite(url)
+    engine = db.make_engine(url)
+    if not fresh:
+        db.upgrade(engine)
+    return engine
+
+
 def migrated(workdir: Path, env: dict[str, str] | None = None) -> None:
-    """The database ``env`` names brought up to date, as `digest db upgrade` leaves it:
-    a copy of the migrated template on SQLite (the command's own run is tested in
-    tests/acceptance/test_the_command.py and the chain in test_schema_and_migrations),
-    the command itself elsewhere."""
-    env = env or base_env(workdir)
-    with environment(env, workdir):
-        copied = new_migrated_sqlite(load_settings().database)
-    if not copied:
-        result = digest(workdir, "db", "upgrade", env=env)
-        assert result.returncode == 0, result.stderr
+    """The database ``env`` names, as `digest db upgrade` leaves it."""
+    with environment(env or base_env(workdir), workdir):
+        _up_to_date(load_settings().database).dispose()
 
 
 def load_demo(
@@ -133,11 +139,8 @@ def load_demo(
     drafted, as `digest preview` then leaves it; the edition's label (or day)."""
     with environment(env, workdir):
         cfg = load_settings()
-        fresh = new_migrated_sqlite(cfg.database)  # a copy, not 25 migrations a test
-        engine = db.make_engine(cfg.database)
+        engine = _up_to_date(cfg.database)
         try:
-            if not fresh:
-                db.upgrade(engine)
             services = Services(cfg, db.session_factory(engine), clock=utcnow)
             schedule = services.schedule("daily")
             day = on or schedule.today(utcnow())
