@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -435,3 +436,28 @@ def test_a_test_module_imports_helpers_from_support_never_from_another_test() ->
             ):
                 offenders.append(f"{path.relative_to(TESTS)} imports {target}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_a_grouped_test_that_pytest_xdist_did_not_group_is_caught() -> None:
+    """The timing tests share one xdist group; pytest 9.2 with pytest-xdist 3.8 dropped
+    every group silently (pytest-xdist#1386) and they ran beside each other for days.
+    tiers.lost_group fails such a test at its setup."""
+    from types import SimpleNamespace
+
+    from tests.support.tiers import lost_group
+
+    def item(nodeid: str, grouped: bool = True, loadgroup: bool = True) -> pytest.Item:
+        mark = pytest.mark.xdist_group("timing").mark if grouped else None
+        return cast(
+            pytest.Item,
+            SimpleNamespace(
+                config=SimpleNamespace(option=SimpleNamespace(loadgroup=loadgroup)),
+                nodeid=nodeid,
+                get_closest_marker=lambda name: mark if name == "xdist_group" else None,
+            ),
+        )
+
+    assert lost_group(item("t.py::test_rate[a@b]"))  # an "@" in a parameter is no group
+    assert not lost_group(item("t.py::test_rate[a@b]@timing"))
+    assert not lost_group(item("t.py::test_plain", grouped=False))
+    assert not lost_group(item("t.py::test_rate", loadgroup=False))  # no xdist: no groups

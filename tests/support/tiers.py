@@ -49,6 +49,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_tier)  # stable: the files' own order within a tier
 
 
+def lost_group(item: pytest.Item) -> bool:
+    """A test of a group that pytest-xdist did not group: it writes each test's group
+    into the node id its scheduler reads ("…::test@timing"), and pytest 9.2 with xdist
+    3.8 silently stopped that (pytest-xdist#1386)."""
+    if not getattr(item.config.option, "loadgroup", False):
+        return False
+    return (
+        bool(item.get_closest_marker("xdist_group")) and "@" not in item.nodeid.rpartition("]")[2]
+    )
+
+
 _yielded = False  # this worker has given the CPU's first call to the timing tests
 
 
@@ -57,6 +68,12 @@ _yielded = False  # this worker has given the CPU's first call to the timing tes
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     global _yielded
+    if lost_group(item):  # a test that must not run beside the others would
+        pytest.fail(
+            "pytest-xdist did not group this test (--dist loadgroup): this pytest and "
+            "pytest-xdist do not work together (pytest-xdist#1386); see pyproject.toml",
+            pytrace=False,
+        )
     if _yielded or not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     if not item.get_closest_marker("timing"):
