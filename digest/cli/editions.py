@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import getpass
 import json
 import sys
@@ -86,6 +84,8 @@ def decoded(data: bytes, fmt: Format) -> bytes:
     """The part a reader sees, decoded from the very bytes that would be sent."""
     if fmt is Format.eml:
         return data
+    import email.policy  # here: every command loads this module, `digest status` too
+
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     part = parsed.get_body(("html",) if fmt is Format.html else ("plain",))
     assert part is not None

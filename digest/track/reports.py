@@ -165,9 +165,9 @@ def edition_report(
     summary = store.edition_summary(session, edition.id)
     if summary is not None:
         return _pruned(session, edition, summary)
-    counts, last_sent = store.delivery_tally(session, edition.id)
-    # Each question below reads the edition's rows: asked only where the counts
-    # say there is an answer (a million-row edition is a scan per question).
+    counts, rate, due, wave = _tally(session, edition.id, now)
+    # The reasons read the edition's rows again: asked only where the counts say
+    # there is an answer (a million-row edition is a scan per question).
     has = {s for s, n in counts.items() if n}
     waiting = bool(has & {DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED})
     failed = bool(has & {DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.BOUNCED})
@@ -175,14 +175,27 @@ def edition_report(
         **_about(session, edition),
         counts={s.value: counts.get(s, 0) for s in DeliveryStatus},
         total=sum(counts.values()),
-        rate=store.recent_rate(session, edition.id, last=last_sent) if last_sent else None,
+        rate=rate,
         **group_failures(store.failure_reasons(session, edition.id) if failed else []),
-        next_wave=store.next_wave(session, edition.id, now) if now and waiting else None,
-        due_now=(store.due_now(session, edition.id, now) if waiting else 0) if now else None,
+        next_wave=wave if waiting else None,
+        due_now=(due if waiting else 0) if now else None,
         corrections=store.revisions_since(session, edition.id, edition.revision_mark),
         ambiguous=store.ambiguous_count(session, edition.id),
         **_holds(session, edition.id, now, DeliveryStatus.DEFERRED in has),
     )
+
+
+def _tally(
+    session: Session, edition_id: int, now: datetime | None
+) -> tuple[dict[DeliveryStatus, int], float | None, int, datetime | None]:
+    """Counts, rate, what is due and the next wave: one reading of the rows when
+    there is a now to ask about, the counts and the rate alone otherwise."""
+    if now is not None:
+        tally = store.edition_tally(session, edition_id, now)
+        return tally.counts, tally.rate, tally.due, tally.next_wave
+    counts, last_sent = store.delivery_tally(session, edition_id)
+    rate = store.recent_rate(session, edition_id, last=last_sent) if last_sent else None
+    return counts, rate, 0, None
 
 
 def _pruned(session: Session, edition: Edition, summary: EditionSummary) -> EditionReport:

@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, event, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -193,7 +193,7 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
 
 
 def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
-    factory: sessionmaker[Session],
+    engine: Engine, factory: sessionmaker[Session]
 ) -> None:
     from digest.models import DeliveryStatus
 
@@ -221,16 +221,66 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
             session.add(
                 Delivery(edition_id=edition.id, subscriber_id=reader.id, status=status, sent_at=at)
             )
+        # Still to send: one due, one claimed, one queued for a later wave.
+        wave = stamps[-1] + timedelta(hours=5)
+        for n, (status, due) in enumerate(
+            [
+                (DeliveryStatus.QUEUED, None),
+                (DeliveryStatus.SENDING, None),
+                (DeliveryStatus.QUEUED, wave),
+            ]
+        ):
+            reader = Subscriber(
+                email=f"w{n}@example.ru", status=SubscriberStatus.ACTIVE, token_key=f"w{n}"
+            )
+            session.add(reader)
+            session.flush()
+            session.add(
+                Delivery(
+                    edition_id=edition.id,
+                    subscriber_id=reader.id,
+                    status=status,
+                    next_attempt_at=due,
+                )
+            )
         edition_id = edition.id
     with factory() as session:
         assert store.recent_rate(session, edition_id) == pytest.approx(4.0)
         assert store.recent_rate(session, edition_id + 1) is None
         # `digest status` reads the counts and the last sent time in one pass.
         counts, last = store.delivery_tally(session, edition_id)
-        assert counts == {DeliveryStatus.SENT: 51, DeliveryStatus.BOUNCED: 1}
+        assert counts == {
+            DeliveryStatus.SENT: 51,
+            DeliveryStatus.BOUNCED: 1,
+            DeliveryStatus.QUEUED: 2,
+            DeliveryStatus.SENDING: 1,
+        }
         assert last == stamps[-1]
         assert store.recent_rate(session, edition_id, last=last) == pytest.approx(4.0)
         assert store.delivery_tally(session, edition_id + 1) == ({}, None)
+
+    # The status of a send under way: the counts, what is due, the next wave and the
+    # rate in one statement (issue 31: four scans of a million rows before).
+    statements: list[str] = []  # the readings of delivery rows
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def seen(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        if "FROM delivery" in sql:
+            statements.append(sql)
+
+    with factory() as session:
+        sending = store.edition_tally(session, edition_id, now=stamps[-1] + timedelta(seconds=20))
+    assert len(statements) == 1
+    assert sending.counts == counts and sending.last_sent == stamps[-1]
+    assert sending.due == 2 and sending.next_wave == wave
+    assert sending.rate == pytest.approx(4.0)
+    # Paused for hours: the rate is its last minute of sending, read once more.
+    with factory() as session:
+        paused = store.edition_tally(session, edition_id, now=stamps[-1] + timedelta(hours=2))
+    assert len(statements) == 3 and paused.rate == pytest.approx(4.0)
+    assert paused.due == 2 and paused.next_wave == wave
+    with factory() as session:
+        assert store.edition_tally(session, edition_id + 1, now=start) == ({}, None, 0, None, None)
 
 
 def test_a_database_with_sent_editions_upgrades_across_the_versioned_variants(
