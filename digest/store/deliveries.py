@@ -143,9 +143,9 @@ class Tally(NamedTuple):
 
     counts: dict[DeliveryStatus, int]
     last_sent: datetime | None
-    due: int  # queued and due, or claimed (``due_now``'s)
-    next_wave: datetime | None  # ``next_wave``'s
-    rate: float | None  # ``recent_rate``'s
+    due: int  # queued and due, or claimed
+    next_wave: datetime | None  # the earliest of the readers queued for a later hour
+    rate: float | None  # messages/s, as recent_rate reads it
 
 
 def edition_tally(
@@ -157,31 +157,36 @@ def edition_tally(
     last minute of sending that falls in the clock's last minute; a send that is not
     sending now (its last message older than that) reads its own last minute."""
     since = now - window
-    recent = and_(Delivery.sent_at >= since, Delivery.sent_at <= now)
+    # Each condition the plainest the rows allow, as it is tested on each of them
+    # (a million): grouped by status, which status each answer belongs to is
+    # picked below.
+    due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
     rows = session.execute(
         select(
             Delivery.status,
             func.count(),
             func.max(Delivery.sent_at),
-            func.count().filter(_due(now)),
-            func.min(Delivery.next_attempt_at).filter(_later_wave(now)),
-            func.count().filter(recent),
-            func.min(Delivery.sent_at).filter(recent),
+            func.count().filter(due),
+            func.min(Delivery.next_attempt_at).filter(Delivery.next_attempt_at > now),
+            func.count().filter(Delivery.sent_at >= since),
+            func.min(Delivery.sent_at).filter(Delivery.sent_at >= since),
         )
         .where(*of_edition(edition_id))
         .group_by(Delivery.status)
     ).all()
-    counts = {DeliveryStatus(row[0]): int(row[1]) for row in rows}
-    sent = next((row for row in rows if row[0] == DeliveryStatus.SENT), None)
+    by = {DeliveryStatus(row[0]): row for row in rows}
+    counts = {status: int(row[1]) for status, row in by.items()}
+    queued, sent = by.get(DeliveryStatus.QUEUED), by.get(DeliveryStatus.SENT)
     last, in_window, first = (sent[2], int(sent[5]), sent[6]) if sent else (None, 0, None)
     rate = None
     if last is not None and first is not None and in_window > 1 and since <= last <= now:
-        seconds = (last - first).total_seconds()
+        seconds = (last - first).total_seconds()  # none later than now: last is the latest
         rate = (in_window - 1) / seconds if seconds > 0 else None
     elif last is not None:
         rate = recent_rate(session, edition_id, window, last)
-    waves = [row[4] for row in rows if row[4] is not None]
-    return Tally(counts, last, sum(int(row[3]) for row in rows), min(waves, default=None), rate)
+    # Due: the queued whose time has come, and every claimed one.
+    due_now = (int(queued[3]) if queued else 0) + counts.get(DeliveryStatus.SENDING, 0)
+    return Tally(counts, last, due_now, queued[4] if queued else None, rate)
 
 
 def recent_rate(
@@ -310,19 +315,3 @@ def sent_by_minute(session: Session, edition_id: int) -> dict[datetime, int]:
     return {
         datetime.strptime(m, "%Y-%m-%d %H:%M").replace(tzinfo=UTC): int(n) for m, n in rows if m
     }
-
-
-def _due(now: datetime) -> Any:
-    """Deliveries to send now: queued and due (a wave's are not yet), or claimed."""
-    return or_(
-        and_(
-            Delivery.status == DeliveryStatus.QUEUED,
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-        ),
-        Delivery.status == DeliveryStatus.SENDING,
-    )
-
-
-def _later_wave(now: datetime) -> Any:
-    """Readers queued for a later hour (local_time)."""
-    return and_(Delivery.status == DeliveryStatus.QUEUED, Delivery.next_attempt_at > now)
