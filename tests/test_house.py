@@ -343,12 +343,20 @@ def test_no_import_cycle_between_modules() -> None:
 HEAVY_AT_START = ("alembic", "premailer", "uvicorn", "apscheduler", "sqlalchemy", "jinja2")
 
 
-def test_importing_the_cli_loads_no_heavy_library() -> None:
-    probe = "import sys, digest.cli; print('\\n'.join(sorted(sys.modules)))"
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after ``code``, each by its full name and
+    its top package's."""
+    probe = f"{code}\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
     )
-    loaded = {name.split(".")[0] for name in done.stdout.split()}
+    assert done.returncode == 0, done.stderr
+    names = set(done.stdout.split())
+    return names | {name.split(".")[0] for name in names}
+
+
+def test_importing_the_cli_loads_no_heavy_library() -> None:
+    loaded = loaded_after("import digest.cli")
     assert "typer" in loaded  # the probe ran
     assert not loaded & set(HEAVY_AT_START), sorted(loaded & set(HEAVY_AT_START))
 
@@ -359,8 +367,7 @@ SENDING_AND_RENDERING = ("premailer", "aiosmtplib", "apscheduler", "feedparser",
 
 
 def test_the_composition_root_builds_and_imports_a_service_when_it_is_asked_for() -> None:
-    probe = (
-        "import sys\n"
+    loaded = loaded_after(
         "from digest import db\n"
         "from digest.config import Settings\n"
         "from digest.kinds import utcnow\n"
@@ -368,14 +375,8 @@ def test_the_composition_root_builds_and_imports_a_service_when_it_is_asked_for(
         "cfg = Settings(database_url='sqlite://', secret_key='k' * 32)\n"
         "services = Services(cfg, db.session_factory(db.make_engine(cfg.database)), utcnow)\n"
         "accounts = services.accounts\n"
-        "assert services.accounts is accounts\n"
-        "print('\\n'.join(sorted(sys.modules)))\n"
+        "assert services.accounts is accounts"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    loaded = {name.split(".")[0] for name in done.stdout.split()} | set(done.stdout.split())
     assert "argon2" in loaded and "digest.team.accounts" in loaded  # the probe ran
     assert not loaded & set(SENDING_AND_RENDERING), sorted(loaded & set(SENDING_AND_RENDERING))
 
@@ -383,11 +384,7 @@ def test_the_composition_root_builds_and_imports_a_service_when_it_is_asked_for(
 def test_the_sources_sync_loads_the_feed_reader_only_for_a_feed() -> None:
     """Every build syncs the sources first, through ingest: feedparser and its charset
     detectors come only when a feed is read (40 of a send's 1 040 modules)."""
-    probe = "import sys, digest.sources.sync; print('\\n'.join(sorted(sys.modules)))"
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    loaded = set(done.stdout.split())
+    loaded = loaded_after("import digest.sources.sync")
     assert "digest.ingest.read" in loaded  # the probe loaded what a build's sync does
     assert not {"feedparser", "chardet"} & loaded, sorted({"feedparser", "chardet"} & loaded)
 

@@ -179,9 +179,8 @@ def edition_tally(
     queued, sent = by.get(DeliveryStatus.QUEUED), by.get(DeliveryStatus.SENT)
     last, in_window, first = (sent[2], int(sent[5]), sent[6]) if sent else (None, 0, None)
     rate = None
-    if last is not None and first is not None and in_window > 1 and since <= last <= now:
-        seconds = (last - first).total_seconds()  # none later than now: last is the latest
-        rate = (in_window - 1) / seconds if seconds > 0 else None
+    if last is not None and since <= last <= now:  # none later than now: last is the latest
+        rate = _pace(in_window, first, last)
     elif last is not None:
         rate = recent_rate(session, edition_id, window, last)
     # Due: the queued whose time has come, and every claimed one.
@@ -208,6 +207,11 @@ def recent_rate(
             sent, Delivery.sent_at >= last - window
         )
     ).one()
+    return _pace(count, first, last)
+
+
+def _pace(count: int, first: datetime | None, last: datetime) -> float | None:
+    """Messages per second from the first to the last of ``count`` messages."""
     seconds = (last - first).total_seconds() if first is not None else 0.0
     return (count - 1) / seconds if count > 1 and seconds > 0 else None
 
