@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -164,7 +164,11 @@ def walk(
                     edition = store.find_edition(session, label)
                 sent, span = sending_span(services, edition.id)  # type: ignore[union-attr]
                 rates.append(sent / span)
-                print(f"{label}: {sent:,} sent, steady rate {sent / span:,.0f} msg/s")
+                writes = _row_writes(url, day) / max(sent, 1)
+                print(
+                    f"{label}: {sent:,} sent, steady rate {sent / span:,.0f} msg/s; "
+                    f"{writes:.2f} row writes a delivery (claim, renewals, outcome)"
+                )
         steps["size"] = Step("database", 0, 0, _sizes(url, readers))
     return steps
 
@@ -206,6 +210,18 @@ def mark_sent(url: str, label: str) -> None:
         )
     with psycopg.connect(PG_ADMIN, dbname=name, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE delivery")  # as autovacuum leaves it after a send
+
+
+def _row_writes(url: str, day: date) -> int:
+    """Row versions the day's partition was written (each a dead row until vacuum):
+    its enqueue's inserts are not counted, its updates are."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, dbname=name) as conn:
+        row = conn.execute(
+            "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = %s",
+            (store.partition_name(day),),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _sizes(url: str, readers: int) -> int:

@@ -55,19 +55,18 @@ from digest.store.bulk import (
 )
 from digest.store.claims import (
     Claim,
-    Settled,
     claim_deliveries,
     claimers,
     claims_gone,
     enqueue_deliveries,
     extend_claims,
-    open_deliveries,
     record_outcomes,
     release_claims,
     release_claims_of,
 )
 from digest.store.deliveries import (
     Due,
+    Settled,
     ambiguous_count,
     cancel_pending,
     delivery_by_id,
@@ -79,6 +78,7 @@ from digest.store.deliveries import (
     failure_reasons,
     next_due,
     next_retry,
+    open_deliveries,
     recent_rate,
     requeue,
     sent_by_minute,

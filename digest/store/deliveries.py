@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from digest.models import (
     Delivery,
     DeliveryStatus,
+    Edition,
     Event,
     EventKind,
     Subscriber,
@@ -319,3 +321,36 @@ def sent_by_minute(session: Session, edition_id: int) -> dict[datetime, int]:
     return {
         datetime.strptime(m, "%Y-%m-%d %H:%M").replace(tzinfo=UTC): int(n) for m, n in rows if m
     }
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the database holds of a delivery a journal line names (issue 32): the
+    line is applied only where all of it matches."""
+
+    edition_id: int
+    subscriber_id: int
+    schedule: str
+    edition_date: date
+
+
+def open_deliveries(session: Session, ids: Sequence[int]) -> dict[int, Settled]:
+    """The deliveries among ``ids`` that are still open (queued, sending or
+    deferred: a bounce that came since stays), with what a journal line must match."""
+    open_ = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+    found: dict[int, Settled] = {}
+    for at in range(0, len(ids), 500):  # a bounded IN list on either database
+        query = (
+            select(
+                Delivery.id,
+                Delivery.edition_id,
+                Delivery.subscriber_id,
+                Edition.schedule,
+                Edition.edition_date,
+            )
+            .join(Edition, Edition.id == Delivery.edition_id)
+            .where(Delivery.id.in_(ids[at : at + 500]), Delivery.status.in_(open_))
+        )
+        for id_, edition_id, subscriber_id, schedule, day in session.execute(query):
+            found[id_] = Settled(edition_id, subscriber_id, schedule, day)
+    return found
