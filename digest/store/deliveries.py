@@ -1,4 +1,5 @@
-"""Deliveries as ops see them: what is due, counts, rates, reasons, requeue and cancel."""
+"""Deliveries as ops see them: what is due, counts, rates, reasons, requeue and cancel;
+the open ones a journal line names."""
 
 from __future__ import annotations
 
