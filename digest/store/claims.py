@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -41,7 +41,6 @@ from digest.store.partitions import of_edition
 
 ENQUEUE_BATCH = 50_000  # subscribers an INSERT … SELECT reads: one range of the primary key
 ANALYSE_AFTER = 10_000  # rows an enqueue added that the planner is told of at once
-RENEW_AFTER = timedelta(seconds=10)  # a claim's age when the heartbeat renews it
 
 
 def enqueue_deliveries(
@@ -318,20 +317,13 @@ def release_claims(session: Session, edition_id: int, worker: str, now: datetime
 
 
 def extend_claims(
-    session: Session, edition_id: int, worker: str, now: datetime, until: datetime
+    session: Session, edition_id: int, worker: str, ending_before: datetime, until: datetime
 ) -> int:
-    """The heartbeat: a live worker keeps its claims; a dead one's run out.
-
-    A claim is renewed (to ``until``) once it is ``RENEW_AFTER`` old, or half its
-    lease where that is shorter: a claim is sent within seconds, and renewing each
-    one at every heartbeat (each second) made a send write 2.40 row versions a
-    delivery on PostgreSQL where claim and outcome are 2.00 (`bench/million.py`).
-    A live worker's claims keep all but those seconds of their lease."""
-    lease = until - now
-    renewed_before = until - min(lease / 2, RENEW_AFTER)
+    """The heartbeat: ``worker``'s claims that end before ``ending_before`` now end at
+    ``until``; a dead worker's run out (``send.ledger`` says which are due)."""
     result = session.execute(
         update(Delivery)
-        .where(*_claimed_by(edition_id, worker), Delivery.claimed_until < renewed_before)
+        .where(*_claimed_by(edition_id, worker), Delivery.claimed_until < ending_before)
         .values(claimed_until=until)
         .execution_options(synchronize_session=False)
     )

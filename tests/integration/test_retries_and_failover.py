@@ -426,21 +426,27 @@ def test_a_heartbeat_renews_a_claim_every_ten_seconds_not_every_second(live: Ser
 def _beat(
     live: Services, edition_id: int, worker: str, start: datetime, lease: timedelta
 ) -> tuple[int, timedelta]:
-    """A heartbeat a second for three minutes: the rows renewed, and the least
-    time any claim had left."""
-    written, closest = 0, lease
+    """The worker's heartbeat a second for three minutes: the claims it renewed,
+    and the least time any claim had left."""
+    ledger = DeliveryStore(live.factory, edition_id, worker, lease=lease)
+    written, closest, ends = 0, lease, _lease_ends(live, edition_id, worker)
     for second in range(1, 181):
         now = start + timedelta(seconds=second)
-        with db.transaction(live.factory) as session:
-            written += store.extend_claims(session, edition_id, worker, now, now + lease)
-        with live.factory() as session:
-            ends = session.scalars(
-                select(Delivery.claimed_until).where(
-                    Delivery.edition_id == edition_id, Delivery.claimed_by == worker
-                )
-            ).all()
-        closest = min(closest, *(end - now for end in ends if end is not None))
+        ledger.heartbeat(now)
+        before, ends = ends, _lease_ends(live, edition_id, worker)
+        written += sum(1 for id_, end in ends.items() if before.get(id_) != end)
+        closest = min(closest, *(end - now for end in ends.values()))
     return written, closest
+
+
+def _lease_ends(live: Services, edition_id: int, worker: str) -> dict[int, datetime]:
+    with live.factory() as session:
+        rows = session.execute(
+            select(Delivery.id, Delivery.claimed_until).where(
+                Delivery.edition_id == edition_id, Delivery.claimed_by == worker
+            )
+        ).all()
+    return {id_: end for id_, end in rows if end is not None}
 
 
 def test_a_stop_writes_every_outcome_even_when_the_database_lags(live: Services) -> None:
