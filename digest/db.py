@@ -17,7 +17,6 @@ from sqlalchemy.exc import (
     OperationalError,
     SQLAlchemyError,
 )
-from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config.values import mask_url_in
 from digest.errors import ConfigError, DatabaseAway, DigestError
@@ -25,10 +24,23 @@ from digest.files import touch_private
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+    from sqlalchemy.orm import Session, sessionmaker
 
-# The names the rest of the code types its sessions with: they import these, not
-# SQLAlchemy (the house rule "SQL lives in store/" is checked on imports).
-Factory = sessionmaker[Session]
+    # The names the rest of the code types its sessions with: they import these,
+    # not SQLAlchemy (the house rule "SQL lives in store/" is checked on imports).
+    Factory = sessionmaker[Session]
+else:
+
+    def __getattr__(name: str) -> object:
+        # The ORM loads when a session is first wanted: `digest status` reads
+        # through a plain connection (issue 31).
+        if name in ("Session", "Factory"):
+            from sqlalchemy.orm import Session, sessionmaker
+
+            return Session if name == "Session" else sessionmaker[Session]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 DatabaseError = SQLAlchemyError
 Conflict = IntegrityError  # a unique key fired: another process made the row first
 __all__ = ["Conflict", "DatabaseError", "Engine", "Factory", "Session"]
@@ -104,6 +116,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(engine, expire_on_commit=False)
 
 

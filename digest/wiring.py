@@ -132,9 +132,10 @@ def _previews(s: Services) -> Previews:
 
 
 def _reports(s: Services) -> Reports:
+    from digest.db import engine_of
     from digest.track.reports import Reports
 
-    return Reports(s.factory, s.clock)
+    return Reports(engine_of(s.factory), s.clock)
 
 
 def _retention(s: Services) -> Retention:

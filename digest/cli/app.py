@@ -8,6 +8,7 @@ lines, failed or deferred deliveries).
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import sys
@@ -29,7 +30,7 @@ from digest.kinds import utcnow
 # answer without SQLAlchemy, Alembic or premailer (issue 26).
 if TYPE_CHECKING:
     from digest.config import Settings
-    from digest.db import Factory
+    from digest.db import Engine, Factory
     from digest.models import Edition
     from digest.schedule.files import Schedule
     from digest.track.reports import Reports
@@ -178,12 +179,19 @@ def database(cfg: Settings, *, upgrade: bool = False) -> Factory:
     """The database's sessions, its schema checked (or brought up to date)."""
     from digest import db
 
+    return db.session_factory(checked_engine(cfg, upgrade=upgrade))
+
+
+def checked_engine(cfg: Settings, *, upgrade: bool = False) -> Engine:
+    """The database's engine, its schema checked (or brought up to date)."""
+    from digest import db
+
     engine = db.make_engine(cfg.database)
     if upgrade:
         db.upgrade(engine)
     else:
         db.check_schema(engine)
-    return db.session_factory(engine)
+    return engine
 
 
 def wire(cfg: Settings, *, upgrade: bool = False) -> Services:
@@ -192,6 +200,11 @@ def wire(cfg: Settings, *, upgrade: bool = False) -> Services:
     from digest.cli.senders import sender_main
     from digest.wiring import Services
 
+    if not gc.isenabled():  # off for the start-up (``digest.__main__``)
+        # What the start-up made lives as long as the process: kept out of every
+        # later pass of the collector, which a send or a server needs on.
+        gc.freeze()
+        gc.enable()
     return Services(cfg, database(cfg, upgrade=upgrade), utcnow, sender_entry=sender_main)
 
 
@@ -199,7 +212,7 @@ def reports(cfg: Settings) -> Reports:
     """The reports alone: `digest status` needs no renderer, signer or relay."""
     from digest.track.reports import Reports
 
-    return Reports(database(cfg), utcnow)
+    return Reports(checked_engine(cfg), utcnow)
 
 
 def parse_date(value: str | None, schedule: Schedule) -> date:

@@ -55,7 +55,7 @@ def stored_utc(value: datetime | None, dialect_name: str) -> datetime | str | No
     return stored
 
 
-def _enum(cls: type[enum.StrEnum], name: str) -> SAEnum:
+def stored_enum(cls: type[enum.StrEnum], name: str) -> SAEnum:
     # VARCHAR + CHECK rather than a native PostgreSQL ENUM: adding a state
     # later is then an ordinary migration on both backends.
     return SAEnum(

@@ -29,7 +29,7 @@ from digest.kinds import (
     SubscriberStatus,
     utcnow,
 )
-from digest.models.columns import UTCDateTime, _enum
+from digest.models.columns import UTCDateTime, stored_enum
 
 GIVE_UP_MARGIN = timedelta(minutes=5)  # before the next edition is built
 
@@ -112,7 +112,7 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[SubscriberStatus] = mapped_column(
-        _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING
+        stored_enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING
     )
     locale: Mapped[str] = mapped_column(String(16), default="ru")
     timezone: Mapped[str | None] = mapped_column(String(64))
@@ -149,7 +149,7 @@ class Edition(Base):
     window_start: Mapped[datetime]
     window_end: Mapped[datetime]
     status: Mapped[EditionStatus] = mapped_column(
-        _enum(EditionStatus, "edition_status"), default=EditionStatus.DRAFT
+        stored_enum(EditionStatus, "edition_status"), default=EditionStatus.DRAFT
     )
     subject: Mapped[str] = mapped_column(Text, default="")
     preheader: Mapped[str] = mapped_column(Text, default="")
@@ -201,7 +201,7 @@ class EditionItem(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
     article_id: Mapped[int] = mapped_column(ForeignKey("article.id"))
-    block: Mapped[Block] = mapped_column(_enum(Block, "item_block"))
+    block: Mapped[Block] = mapped_column(stored_enum(Block, "item_block"))
     position: Mapped[int] = mapped_column(Integer)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     # Also in the most-discussed ranking (shown once, in the day's list, marked).
@@ -306,7 +306,7 @@ class Delivery(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
     variant_id: Mapped[int | None] = mapped_column(ForeignKey("edition_variant.id"))
     status: Mapped[DeliveryStatus] = mapped_column(
-        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
+        stored_enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
@@ -364,7 +364,7 @@ class Event(Base):
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
     )
-    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, "event_kind"))
+    kind: Mapped[EventKind] = mapped_column(stored_enum(EventKind, "event_kind"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any] | None]
 

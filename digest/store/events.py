@@ -27,21 +27,6 @@ from digest.models import (
 from digest.models.people import SignupAttempt, SignupRequest
 
 
-def engagement(session: Session, edition_id: int) -> dict[str, int]:
-    """Opens and clicks of an edition, with distinct readers where they are known."""
-    rows = session.execute(
-        select(Event.kind, func.count(), func.count(func.distinct(Event.subscriber_id)))
-        .where(Event.edition_id == edition_id, Event.kind.in_([EventKind.OPEN, EventKind.CLICK]))
-        .group_by(Event.kind)
-    ).all()
-    counts = {"opens": 0, "clicks": 0, "readers_opened": 0, "readers_clicked": 0}
-    for kind, total, readers in rows:
-        name = "opens" if kind is EventKind.OPEN else "clicks"
-        counts[name] = int(total)
-        counts["readers_opened" if name == "opens" else "readers_clicked"] = int(readers)
-    return counts
-
-
 def clicks_by_url(session: Session, edition_id: int) -> list[tuple[str, int, int]]:
     """(url, clicks, distinct readers) of an edition's tracked links, most clicked first."""
     url = Event.detail["url"].as_string()

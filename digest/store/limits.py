@@ -158,20 +158,3 @@ def domain_pauses(session: Session, now: datetime) -> dict[str, DomainHold]:
     hold (a read: every sender asks at every heartbeat)."""
     rows = session.scalars(select(DomainPause).where(DomainPause.until > now - STALE))
     return {r.domain: DomainHold(r.until, r.backoff, r.reason) for r in rows if not _open(r)}
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A domain held back for every sender, as `digest status` and the desk show it."""
-
-    domain: str
-    reason: str
-    since: datetime | None
-    until: datetime
-
-
-def holds(session: Session, now: datetime) -> list[Hold]:
-    rows = session.scalars(
-        select(DomainPause).where(DomainPause.until > now).order_by(DomainPause.domain)
-    )
-    return [Hold(p.domain, p.reason, p.since, p.until) for p in rows]

@@ -29,7 +29,8 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from digest.models import Delivery, Edition, Event
+from digest.models import Delivery, Event
+from digest.store.light import edition_day
 
 _NAME = re.compile(r"delivery_(\d{8})")
 # Vacuum once 1 % of a partition is dead rows, analyse at 2 %: a day's send is
@@ -63,14 +64,7 @@ def of_edition(edition_id: int) -> tuple[Any, Any]:
     """The edition's deliveries, its date named too: PostgreSQL then reads the
     one partition that holds them (pruned when the query runs: the date is a
     sub-select of the edition's row)."""
-    # Never correlated: inside a query of editions it is still this edition's date.
-    day = (
-        select(Edition.edition_date)
-        .where(Edition.id == edition_id)
-        .correlate(None)
-        .scalar_subquery()
-    )
-    return Delivery.edition_id == edition_id, Delivery.edition_date == day
+    return Delivery.edition_id == edition_id, Delivery.edition_date == edition_day(edition_id)
 
 
 def partition_days(session: Session | Connection) -> list[date]:

@@ -14,8 +14,9 @@ from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Edition, EditionStatus, EditionSummary
-from digest.store.deliveries import ambiguous_count, delivery_counts, sent_by_minute
+from digest.store.deliveries import sent_by_minute
 from digest.store.partitions import of_edition
+from digest.store.reading import ambiguous_count, delivery_counts
 
 DONE = (EditionStatus.SENT, EditionStatus.CANCELLED, EditionStatus.MISSED)
 
@@ -71,10 +72,6 @@ def keep_summary(
     )
     session.add(summary)
     return summary
-
-
-def edition_summary(session: Session, edition_id: int) -> EditionSummary | None:
-    return session.get(EditionSummary, edition_id)
 
 
 def delete_deliveries(session: Session, edition_id: int, batch: int) -> int:

@@ -3,7 +3,6 @@ not taken in, and what a rebuild changes (retired variants, repointed deliveries
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +10,6 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.models import (
-    Article,
     ArticleRevision,
     Delivery,
     DeliveryStatus,
@@ -19,46 +17,6 @@ from digest.models import (
     EditionVariant,
 )
 from digest.store.partitions import of_edition
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One correction of an article an edition carries."""
-
-    id: int
-    article_id: int
-    at: datetime
-    kind: str  # changed, withdrawn, restored
-    before: dict[str, Any]
-    after: dict[str, Any]
-    title: str  # the article's title now
-
-    def describe(self) -> str:
-        """One line: «title» title: 'old' → 'new', or «title» withdrawn."""
-        if self.kind != "changed":
-            return f"«{self.title}» {self.kind}"
-        changes = "; ".join(
-            f"{key}: {_short(self.before.get(key))} → {_short(self.after.get(key))}"
-            for key in self.after
-        )
-        return f"«{self.title}» {changes}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "article_id": self.article_id,
-            "at": self.at.isoformat(),
-            "kind": self.kind,
-            "title": self.title,
-            "before": self.before,
-            "after": self.after,
-            "text": self.describe(),
-        }
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = "" if value is None else str(value)
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def add_revision(
@@ -77,21 +35,6 @@ def add_revision(
 def last_revision_id(session: Session) -> int:
     """The newest revision's id (0 if none): what a fresh render has taken in."""
     return int(session.scalar(select(func.max(ArticleRevision.id))) or 0)
-
-
-def revisions_since(session: Session, edition_id: int, mark: int) -> list[Revision]:
-    """Revisions newer than ``mark`` of the articles the edition carries, oldest first."""
-    rows = session.execute(
-        select(ArticleRevision, Article.title)
-        .join(Article, Article.id == ArticleRevision.article_id)
-        .join(EditionItem, EditionItem.article_id == ArticleRevision.article_id)
-        .where(EditionItem.edition_id == edition_id, ArticleRevision.id > mark)
-        .order_by(ArticleRevision.id)
-    )
-    return [
-        Revision(r.id, r.article_id, r.at, r.kind, r.before or {}, r.after or {}, title)
-        for r, title in rows
-    ]
 
 
 def has_revisions_since(session: Session, edition_id: int, mark: int) -> bool:

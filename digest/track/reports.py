@@ -7,17 +7,33 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from digest import store
-from digest.db import Factory, Session
-from digest.models import (
-    Clock,
-    DeliveryStatus,
-    Edition,
-    EditionSummary,
+from digest.kinds import Clock, DeliveryStatus
+from digest.store.reading import (
+    EditionFacts,
+    Reader,
+    Summary,
+    ambiguous_count,
+    delivery_tally,
+    edition_facts,
+    edition_summary,
+    edition_tally,
+    engagement,
+    failure_reasons,
+    holds,
+    next_retry,
+    recent_facts,
+    recent_rate,
+    variant_count,
+    waiting_in,
 )
+from digest.store.revised import Revision, revisions_since
 from digest.track.replies import enhanced_code
+
+if TYPE_CHECKING:
+    from digest.db import Engine
+    from digest.models import Edition
 
 
 @dataclass
@@ -45,7 +61,7 @@ class EditionReport:
     engagement: dict[str, int] = field(default_factory=dict)
     pause_reason: str | None = None  # "correction", or None (ops paused it)
     # Articles changed or withdrawn since the variants were rendered: old → new.
-    corrections: list[store.Revision] = field(default_factory=list)
+    corrections: list[Revision] = field(default_factory=list)
     # Deliveries whose line dropped after the end of data (issue 25): may arrive twice.
     ambiguous: int = 0
     # Domains held back now (a failed cohort, a provider's rate limit), with this
@@ -157,52 +173,57 @@ def group_failures(
     }
 
 
-def edition_report(
-    session: Session, edition: Edition, now: datetime | None = None
-) -> EditionReport:
+def edition_report(db: Reader, edition_id: int, now: datetime | None = None) -> EditionReport:
     """The edition's counts, rate and reasons; with ``now``, also what is due now and
-    when the next wave goes. A pruned edition's come from its summary."""
-    summary = store.edition_summary(session, edition.id)
+    when the next wave goes. A pruned edition's come from its summary. ``db``: a
+    connection (`digest status` loads no ORM, issue 31) or the caller's session."""
+    edition = edition_facts(db, str(edition_id))
+    assert edition is not None, edition_id  # the caller has just read it
+    return _report(db, edition, now)
+
+
+def _report(db: Reader, edition: EditionFacts, now: datetime | None) -> EditionReport:
+    summary = edition_summary(db, edition.id)
     if summary is not None:
-        return _pruned(session, edition, summary)
-    counts, rate, due, wave = _tally(session, edition.id, now)
+        return _pruned(db, edition, summary)
+    counts, rate, due, wave = _tally(db, edition.id, now)
     # The reasons read the edition's rows again: asked only where the counts say
     # there is an answer (a million-row edition is a scan per question).
     has = {s for s, n in counts.items() if n}
     waiting = bool(has & {DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED})
     failed = bool(has & {DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.BOUNCED})
     return EditionReport(
-        **_about(session, edition),
+        **_about(db, edition),
         counts={s.value: counts.get(s, 0) for s in DeliveryStatus},
         total=sum(counts.values()),
         rate=rate,
-        **group_failures(store.failure_reasons(session, edition.id) if failed else []),
+        **group_failures(failure_reasons(db, edition.id) if failed else []),
         next_wave=wave if waiting else None,
         due_now=(due if waiting else 0) if now else None,
-        corrections=store.revisions_since(session, edition.id, edition.revision_mark),
-        ambiguous=store.ambiguous_count(session, edition.id),
-        **_holds(session, edition.id, now, DeliveryStatus.DEFERRED in has),
+        corrections=revisions_since(db, edition.id, edition.revision_mark),
+        ambiguous=ambiguous_count(db, edition.id),
+        **_holds(db, edition.id, now, DeliveryStatus.DEFERRED in has),
     )
 
 
 def _tally(
-    session: Session, edition_id: int, now: datetime | None
+    db: Reader, edition_id: int, now: datetime | None
 ) -> tuple[dict[DeliveryStatus, int], float | None, int, datetime | None]:
     """Counts, rate, what is due and the next wave: one reading of the rows when
     there is a now to ask about, the counts and the rate alone otherwise."""
     if now is not None:
-        tally = store.edition_tally(session, edition_id, now)
+        tally = edition_tally(db, edition_id, now)
         return tally.counts, tally.rate, tally.due, tally.next_wave
-    counts, last_sent = store.delivery_tally(session, edition_id)
-    rate = store.recent_rate(session, edition_id, last=last_sent) if last_sent else None
+    counts, last_sent = delivery_tally(db, edition_id)
+    rate = recent_rate(db, edition_id, last=last_sent) if last_sent else None
     return counts, rate, 0, None
 
 
-def _pruned(session: Session, edition: Edition, summary: EditionSummary) -> EditionReport:
+def _pruned(db: Reader, edition: EditionFacts, summary: Summary) -> EditionReport:
     """An edition whose delivery rows `digest db prune` removed: what they said."""
     counts = {s.value: int(summary.counts.get(s.value, 0)) for s in DeliveryStatus}
     return EditionReport(
-        **_about(session, edition),
+        **_about(db, edition),
         counts=counts,
         total=sum(counts.values()),
         **summary.failures,
@@ -210,7 +231,7 @@ def _pruned(session: Session, edition: Edition, summary: EditionSummary) -> Edit
     )
 
 
-def _about(session: Session, edition: Edition) -> dict[str, Any]:
+def _about(db: Reader, edition: EditionFacts) -> dict[str, Any]:
     """What a report says of the edition itself, its rows kept or pruned."""
     return {
         "id": edition.id,
@@ -221,32 +242,30 @@ def _about(session: Session, edition: Edition) -> dict[str, Any]:
         "window_end": edition.window_end,
         "created_at": edition.created_at,
         "sent_at": edition.sent_at,
-        "variants": len(store.variants(session, edition.id)),
+        "variants": variant_count(db, edition.id),
         "paused": edition.paused_at is not None,
         "pause_reason": edition.pause_reason,
-        "engagement": store.engagement(session, edition.id),
+        "engagement": engagement(db, edition.id),
     }
 
 
-def _holds(
-    session: Session, edition_id: int, now: datetime | None, deferred: bool
-) -> dict[str, Any]:
+def _holds(db: Reader, edition_id: int, now: datetime | None, deferred: bool) -> dict[str, Any]:
     """The domains held now, and the next retry (of ``deferred`` rows), which
     waits for their holds."""
     if now is None:
-        return {"next_retry": store.next_retry(session, edition_id) if deferred else None}
-    held = store.holds(session, now)
-    waiting = store.waiting_in(session, edition_id, [h.domain for h in held])
-    holds = [
+        return {"next_retry": next_retry(db, edition_id) if deferred else None}
+    held = holds(db, now)
+    waiting = waiting_in(db, edition_id, [h.domain for h in held])
+    shown = [
         {"domain": h.domain, "reason": h.reason, "since": h.since, "until": h.until,
          "waiting": waiting[h.domain]}
         for h in held
     ]  # fmt: skip
     ends = [h.until for h in held if waiting[h.domain]]
     return {
-        "holds": holds,
+        "holds": shown,
         "held_for": (max(ends) - now).total_seconds() if ends else None,
-        "next_retry": store.next_retry(session, edition_id, {h.domain: h.until for h in held})
+        "next_retry": next_retry(db, edition_id, {h.domain: h.until for h in held})
         if deferred
         else None,
     }
@@ -254,23 +273,27 @@ def _holds(
 
 class Reports:
     """What `digest status` and `digest editions` read: the recent editions' reports,
-    or one edition's with what is due now (the door asks; the store is read here)."""
+    or one edition's with what is due now (the door asks; the store is read here),
+    through a plain connection: no ORM is loaded to answer (issue 31)."""
 
-    def __init__(self, factory: Factory, clock: Clock) -> None:
-        self.factory = factory
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
         self.clock = clock
 
     def recent(self, limit: int = 10) -> list[EditionReport]:
-        with self.factory() as session:
-            return [edition_report(session, e) for e in store.recent_editions(session, limit)]
+        with self.engine.connect() as conn:
+            return [_report(conn, e, None) for e in recent_facts(conn, limit)]
 
     def edition(self, ref: str) -> Edition | None:
-        """An edition by id or schedule/date (``store.find_edition``)."""
-        with self.factory() as session:
+        """An edition by id or schedule/date, as the commands that act on it want it
+        (a mapped row: this one loads the ORM)."""
+        from digest import db, store
+
+        with db.session_factory(self.engine)() as session:
             return store.find_edition(session, ref)
 
     def of(self, ref: str) -> EditionReport | None:
         """An edition by id or schedule/date, as of now; None when there is none."""
-        with self.factory() as session:
-            found = store.find_edition(session, ref)
-            return None if found is None else edition_report(session, found, self.clock())
+        with self.engine.connect() as conn:
+            found = edition_facts(conn, ref)
+            return None if found is None else _report(conn, found, self.clock())

@@ -1,0 +1,310 @@
+"""What a report reads: an edition, its counts, rate, reasons, holds and
+corrections, in SQLAlchemy Core over ``store.light``'s tables, so `digest status`
+answers without loading the ORM (issue 31). Each query takes a plain connection
+or an ORM session (the desk's and the API's pages read the same)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from digest.kinds import DeliveryStatus, EditionStatus, EventKind, row_id
+from digest.store.light import (
+    delivery,
+    domain_pause,
+    edition,
+    edition_variant,
+    event,
+    of_edition,
+    subscriber,
+)
+from digest.store.light import (
+    edition_summary as summary_table,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    Reader = Connection | Session
+else:
+    Reader = Connection  # what the annotations name; a session answers the same
+
+
+@dataclass(frozen=True)
+class EditionFacts:
+    """What a report says of the edition itself."""
+
+    id: int
+    schedule: str
+    edition_date: date
+    number: int
+    status: EditionStatus
+    subject: str
+    window_start: datetime
+    window_end: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    paused_at: datetime | None
+    pause_reason: str | None
+    revision_mark: int
+
+    @property
+    def label(self) -> str:
+        day = f"{self.schedule}/{self.edition_date.isoformat()}"
+        return f"{day}/special-{self.number}" if self.number else day
+
+
+_FACTS = select(*(edition.c[name] for name in EditionFacts.__dataclass_fields__))
+
+
+def edition_facts(db: Reader, ref: str) -> EditionFacts | None:
+    """An edition by id (``12``) or label (``daily/2026-11-25``, a special one
+    ``daily/2026-11-25/special-1``); None when there is none."""
+    ident = row_id(ref)
+    if ident is not None:
+        return _facts(db, edition.c.id == ident)
+    if ref.isdigit():
+        return None
+    schedule, _, rest = ref.partition("/")
+    day, _, special = rest.partition("/special-")
+    try:
+        number = int(special) if special else 0
+        on = date.fromisoformat(day)
+    except ValueError:
+        return None
+    where = and_(edition.c.schedule == schedule, edition.c.edition_date == on)
+    return _facts(db, and_(where, edition.c.number == number))
+
+
+def _facts(db: Reader, where: Any) -> EditionFacts | None:
+    row = db.execute(_FACTS.where(where)).one_or_none()
+    return None if row is None else EditionFacts(*row)
+
+
+def recent_facts(db: Reader, limit: int = 10) -> list[EditionFacts]:
+    """The latest editions by date, newest first."""
+    query = _FACTS.order_by(edition.c.edition_date.desc(), edition.c.id.desc()).limit(limit)
+    return [EditionFacts(*row) for row in db.execute(query)]
+
+
+class Summary(NamedTuple):
+    """What `digest db prune` kept of an edition's deliveries (``store.retention``)."""
+
+    counts: dict[str, Any]
+    failures: dict[str, Any]
+    minutes: dict[str, Any]
+    ambiguous: int
+
+
+def edition_summary(db: Reader, edition_id: int) -> Summary | None:
+    s = summary_table.c
+    query = select(s.counts, s.failures, s.minutes, s.ambiguous).where(s.edition_id == edition_id)
+    row = db.execute(query).one_or_none()
+    return None if row is None else Summary(row[0], row[1], row[2], int(row[3] or 0))
+
+
+def variant_count(db: Reader, edition_id: int) -> int:
+    """The edition's current variants (a rebuild retires the ones it replaced)."""
+    v = edition_variant.c
+    query = select(func.count()).where(v.edition_id == edition_id, v.retired_at.is_(None))
+    return int(db.scalar(query) or 0)
+
+
+def delivery_counts(db: Reader, edition_id: int) -> dict[DeliveryStatus, int]:
+    return delivery_tally(db, edition_id)[0]  # the same reading; its max() rides along
+
+
+def delivery_tally(
+    db: Reader, edition_id: int
+) -> tuple[dict[DeliveryStatus, int], datetime | None]:
+    """The counts by status and when the last message went, in one reading of the
+    edition's rows (a million-row edition is a scan per question)."""
+    d = delivery.c
+    rows = db.execute(
+        select(d.status, func.count(), func.max(d.sent_at))
+        .where(*of_edition(edition_id))
+        .group_by(d.status)
+    ).all()
+    counts = {DeliveryStatus(status): n for status, n, _ in rows}
+    last = next((at for status, _, at in rows if status == DeliveryStatus.SENT), None)
+    return counts, last
+
+
+class Tally(NamedTuple):
+    """An edition's rows as `digest status` and the desk show them, in one reading."""
+
+    counts: dict[DeliveryStatus, int]
+    last_sent: datetime | None
+    due: int  # queued and due, or claimed
+    next_wave: datetime | None  # the earliest of the readers queued for a later hour
+    rate: float | None  # messages/s, as recent_rate reads it
+
+
+def edition_tally(
+    db: Reader, edition_id: int, now: datetime, window: timedelta = timedelta(seconds=60)
+) -> Tally:
+    """The counts, what is due now, the next wave and the recent rate in one scan of
+    the edition's rows, where each was a scan of its own (issue 31: four readings of
+    a million rows for one `digest status`). The rate is read over the part of the
+    last minute of sending that falls in the clock's last minute; a send that is not
+    sending now (its last message older than that) reads its own last minute."""
+    since = now - window
+    d = delivery.c
+    # Each condition the plainest the rows allow, as it is tested on each of them
+    # (a million): grouped by status, which status each answer belongs to is
+    # picked below.
+    due = or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now)
+    rows = db.execute(
+        select(
+            d.status,
+            func.count(),
+            func.max(d.sent_at),
+            func.count().filter(due),
+            func.min(d.next_attempt_at).filter(d.next_attempt_at > now),
+            func.count().filter(d.sent_at >= since),
+            func.min(d.sent_at).filter(d.sent_at >= since),
+        )
+        .where(*of_edition(edition_id))
+        .group_by(d.status)
+    ).all()
+    by = {DeliveryStatus(row[0]): row for row in rows}
+    counts = {status: int(row[1]) for status, row in by.items()}
+    queued, sent = by.get(DeliveryStatus.QUEUED), by.get(DeliveryStatus.SENT)
+    last, in_window, first = (sent[2], int(sent[5]), sent[6]) if sent else (None, 0, None)
+    rate = None
+    if last is not None and since <= last <= now:  # none later than now: last is the latest
+        rate = _pace(in_window, first, last)
+    elif last is not None:
+        rate = recent_rate(db, edition_id, window, last)
+    # Due: the queued whose time has come, and every claimed one.
+    due_now = (int(queued[3]) if queued else 0) + counts.get(DeliveryStatus.SENDING, 0)
+    return Tally(counts, last, due_now, queued[4] if queued else None, rate)
+
+
+def recent_rate(
+    db: Reader,
+    edition_id: int,
+    window: timedelta = timedelta(seconds=60),
+    last: datetime | None = None,
+) -> float | None:
+    """Messages per second over the last ``window`` of sending (not since the first
+    message: a send resumed hours later must not read as a slow one). ``last``: the
+    last sent message's time, when the caller has read it already."""
+    d = delivery.c
+    sent = and_(*of_edition(edition_id), d.status == DeliveryStatus.SENT)
+    if last is None:
+        last = db.scalar(select(func.max(d.sent_at)).where(sent))
+    if last is None:
+        return None
+    first, count = db.execute(
+        select(func.min(d.sent_at), func.count()).where(sent, d.sent_at >= last - window)
+    ).one()
+    return _pace(count, first, last)
+
+
+def _pace(count: int, first: datetime | None, last: datetime) -> float | None:
+    """Messages per second from the first to the last of ``count`` messages."""
+    seconds = (last - first).total_seconds() if first is not None else 0.0
+    return (count - 1) / seconds if count > 1 and seconds > 0 else None
+
+
+_TROUBLE = (DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.BOUNCED)
+_OPEN = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
+
+
+def failure_reasons(
+    db: Reader, edition_id: int, limit: int = 10_000
+) -> list[tuple[str, int | None, str, int]]:
+    """Failure replies by their exact text, commonest first: (status, code, reply, count)."""
+    d = delivery.c
+    rows = db.execute(
+        select(d.status, d.smtp_code, d.smtp_reply, func.count())
+        .where(*of_edition(edition_id), d.status.in_(_TROUBLE))
+        .group_by(d.status, d.smtp_code, d.smtp_reply)
+        .order_by(func.count().desc())
+        .limit(limit)
+    ).all()
+    return [(str(s), code, reply or "", n) for s, code, reply, n in rows]
+
+
+def ambiguous_count(db: Reader, edition_id: int) -> int:
+    """Deliveries whose line dropped at least once after the end of data."""
+    query = select(func.count()).where(*of_edition(edition_id), delivery.c.ambiguous > 0)
+    return int(db.scalar(query) or 0)
+
+
+def waiting_in(db: Reader, edition_id: int, domains: list[str]) -> dict[str, int]:
+    """The edition's deliveries not yet final whose reader is at each domain."""
+    found = {}
+    for domain in domains:
+        query = (
+            select(func.count())
+            .select_from(delivery.join(subscriber, subscriber.c.id == delivery.c.subscriber_id))
+            .where(*of_edition(edition_id), delivery.c.status.in_(_OPEN), _at_domain(domain))
+        )
+        found[domain] = int(db.scalar(query) or 0)
+    return found
+
+
+def _at_domain(domain: str) -> Any:
+    """The reader's address is at ``domain`` (join ``subscriber``)."""
+    return func.lower(subscriber.c.email).like(f"%@{domain.lower()}")
+
+
+def next_retry(
+    db: Reader, edition_id: int, held: Mapping[str, datetime] | None = None
+) -> datetime | None:
+    """When the edition's next deferred delivery is tried: a reader at a domain
+    ``held`` (domain → when its hold ends) waits for the end of the hold."""
+    held = held or {}
+
+    def first(*where: Any) -> datetime | None:
+        at: datetime | None = db.scalar(
+            select(func.min(delivery.c.next_attempt_at))
+            .select_from(delivery.join(subscriber, subscriber.c.id == delivery.c.subscriber_id))
+            .where(*of_edition(edition_id), delivery.c.status == DeliveryStatus.DEFERRED, *where)
+        )
+        return at
+
+    at_domain = {d: _at_domain(d) for d in held}
+    found = [first(*(~c for c in at_domain.values()))]
+    found += [max(at, held[d]) if (at := first(c)) else None for d, c in at_domain.items()]
+    return min((at for at in found if at is not None), default=None)
+
+
+def engagement(db: Reader, edition_id: int) -> dict[str, int]:
+    """Opens and clicks of an edition, with distinct readers where they are known."""
+    e = event.c
+    rows = db.execute(
+        select(e.kind, func.count(), func.count(func.distinct(e.subscriber_id)))
+        .where(e.edition_id == edition_id, e.kind.in_([EventKind.OPEN, EventKind.CLICK]))
+        .group_by(e.kind)
+    ).all()
+    counts = {"opens": 0, "clicks": 0, "readers_opened": 0, "readers_clicked": 0}
+    for kind, total, readers in rows:
+        name = "opens" if kind is EventKind.OPEN else "clicks"
+        counts[name] = int(total)
+        counts["readers_opened" if name == "opens" else "readers_clicked"] = int(readers)
+    return counts
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A domain held back for every sender, as `digest status` and the desk show it."""
+
+    domain: str
+    reason: str
+    since: datetime | None
+    until: datetime
+
+
+def holds(db: Reader, now: datetime) -> list[Hold]:
+    p = domain_pause.c
+    rows = db.execute(
+        select(p.domain, p.reason, p.since, p.until).where(p.until > now).order_by(p.domain)
+    )
+    return [Hold(domain, reason, since, until) for domain, reason, since, until in rows]
