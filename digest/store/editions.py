@@ -14,7 +14,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from digest.kinds import row_id
 from digest.models import (
     Delivery,
     DeliveryStatus,
@@ -27,6 +26,7 @@ from digest.models import (
     Subscriber,
 )
 from digest.store.partitions import of_edition
+from digest.store.reading import edition_facts
 
 
 def edition_for(
@@ -45,19 +45,9 @@ def edition_for(
 
 def find_edition(session: Session, ref: str) -> Edition | None:
     """An edition by id (``12``) or label (``daily/2026-11-25``, a special one
-    ``daily/2026-11-25/special-1``)."""
-    ident = row_id(ref)
-    if ident is not None:
-        return session.get(Edition, ident)
-    if ref.isdigit():
-        return None
-    schedule, _, rest = ref.partition("/")
-    day, _, special = rest.partition("/special-")
-    try:
-        number = int(special) if special else 0
-        return edition_for(session, schedule, date.fromisoformat(day), number=number)
-    except ValueError:
-        return None
+    ``daily/2026-11-25/special-1``), as ``store.edition_facts`` reads it."""
+    found = edition_facts(session, ref)
+    return None if found is None else session.get(Edition, found.id)
 
 
 def next_special_number(session: Session, schedule: str, edition_date: date) -> int:
