@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 
 def utcnow() -> datetime:
@@ -30,6 +30,13 @@ def row_id(value: str | int) -> int | None:
             return None
         value = int(value)
     return value if 0 < value <= MAX_ID else None
+
+
+def edition_label(schedule: str, day: date, number: int = 0) -> str:
+    """How people name an edition: ``daily/2026-11-25``, a special one
+    ``daily/2026-11-25/special-1`` (what `digest status` and the desk take back)."""
+    label = f"{schedule}/{day.isoformat()}"
+    return f"{label}/special-{number}" if number else label
 
 
 class SubscriberStatus(enum.StrEnum):

@@ -27,6 +27,7 @@ from digest.kinds import (
     EditionStatus,
     EventKind,
     SubscriberStatus,
+    edition_label,
     utcnow,
 )
 from digest.models.columns import UTCDateTime, stored_enum
@@ -184,8 +185,7 @@ class Edition(Base):
 
     @property
     def label(self) -> str:
-        day = f"{self.schedule}/{self.edition_date.isoformat()}"
-        return f"{day}/special-{self.number}" if self.number else day
+        return edition_label(self.schedule, self.edition_date, self.number)
 
     @property
     def give_up_deadline(self) -> datetime:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from digest.kinds import DeliveryStatus, EditionStatus, EventKind, row_id
+from digest.kinds import DeliveryStatus, EditionStatus, EventKind, edition_label, row_id
 from digest.store.light import (
     delivery,
     domain_pause,
@@ -29,9 +29,9 @@ from digest.store.light import (
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    # What each query reads through: the command's plain connection, or the
+    # desk's and the API's session (which answers the same Core statements).
     Reader = Connection | Session
-else:
-    Reader = Connection  # what the annotations name; a session answers the same
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ class EditionFacts:
 
     @property
     def label(self) -> str:
-        day = f"{self.schedule}/{self.edition_date.isoformat()}"
-        return f"{day}/special-{self.number}" if self.number else day
+        return edition_label(self.schedule, self.edition_date, self.number)
 
 
 _FACTS = select(*(edition.c[name] for name in EditionFacts.__dataclass_fields__))

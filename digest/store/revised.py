@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from digest.store.light import article, article_revision, edition_item
-from digest.store.reading import Reader
+
+if TYPE_CHECKING:
+    from digest.store.reading import Reader
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from digest.kinds import Clock, DeliveryStatus
 from digest.store.reading import (
     EditionFacts,
-    Reader,
     Summary,
     ambiguous_count,
     delivery_tally,
@@ -34,6 +33,7 @@ from digest.track.replies import enhanced_code
 if TYPE_CHECKING:
     from digest.db import Engine
     from digest.models import Edition
+    from digest.store.reading import Reader
 
 
 @dataclass
