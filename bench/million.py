@@ -1,7 +1,8 @@
 """The path a large site walks (issue 31 §3), on PostgreSQL, each step a real
 `digest` command timed from exec to exit with its own peak RSS:
 
-    python bench/million.py --readers 1000000 [--send | --mark-sent] [--baseline 10000]
+    python bench/million.py --readers 1000000 [--send | --mark-sent | --database-alone]
+                            [--baseline 10000]
 
 1. `digest subscribers import` of a CSV of N readers (rows/s);
 2. `digest send daily --enqueue-only` on the freshly imported list (the edition
@@ -14,8 +15,14 @@
 4. a second edition the next day (the delivery table holds 2N rows): the same;
 5. the database's size, and the delivery table's per million deliveries;
 6. with ``--send``, `bench/send.py`'s figure for 20 000 readers into the same
-   sink (as many sender processes as workers, the same connections a process),
-   beside each edition's steady rate: issue 31's "within 10 %".
+   sink (one sender process and as many as workers, the same connections a
+   process), on SQLite and on the same PostgreSQL, beside each edition's steady
+   rate: issue 31's "within 10 %".
+
+With ``--database-alone`` (no SMTP), as many processes as workers claim each
+edition's deliveries and record them sent, batch after batch, as a send does
+(`bench/scale.py`'s claimers): what the coordination point costs a delivery at
+N readers beside the baseline's, with the table holding N, then 2N rows.
 
 The same walk at ``--baseline`` readers runs first: each process's peak RSS is
 printed beside its figure there (issue 31's target: ≤ 1.3×). Figures are
@@ -28,7 +35,9 @@ import argparse
 import contextlib
 import csv
 import functools
+import multiprocessing
 import os
+import statistics
 import subprocess  # nosec B404: the commands under measurement, fixed arguments
 import sys
 import tempfile
@@ -45,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import measured  # noqa: E402
 from bench.delivery import DIGEST, PG_ADMIN, environment, sending_span  # noqa: E402
-from bench.scale import database  # noqa: E402
+from bench.scale import claimer, database  # noqa: E402
 from bench.send import DAY, fresh_send, smtp_sink, smtp_source  # noqa: E402
 from digest import db, demo, store  # noqa: E402
 from digest.config import load_settings  # noqa: E402
@@ -107,20 +116,32 @@ def send(env: dict[str, str], workers: int, during: Callable[[], None]) -> tuple
     return time.perf_counter() - started, rss
 
 
-def look(services: Services, env: dict[str, str], label: str, when: str) -> None:
+def look(services: Services, env: dict[str, str], label: str, when: str, times: int = 5) -> None:
     """`digest status` (the command), its report's queries and the desk's delivery
-    page (in process), each timed."""
-    command = run("status", ["status", label], env)
+    page (in process), each timed ``times`` times a second apart: one figure is
+    the luck of the scheduler while the workers hold the cores."""
     with services.factory() as session:
         edition = store.find_edition(session, label)
     assert edition is not None  # nosec B101: the bench made it
-    page = timed(services.desk.delivery, edition.id)
-    report = timed(services.reports.of, label)
+    command, page, report = [], [], []
+    for _ in range(times):
+        command.append(run("status", ["status", label], env).seconds)
+        page.append(timed(services.desk.delivery, edition.id))
+        report.append(timed(services.reports.of, label))
+        time.sleep(1)
     print(
-        f"{label} {when}: `digest status` {command.seconds:.2f} s (its report's queries "
-        f"{report:.2f} s, the rest is the command's start-up); the desk's delivery page "
-        f"{page:.2f} s"
+        f"{label} {when}: `digest status` {spread(command)} (its report's queries "
+        f"{spread(report)}, the rest is the command's start-up); the desk's delivery page "
+        f"{spread(page)}"
     )
+
+
+def spread(seconds: list[float]) -> str:
+    """The median, and the range when there is more than one."""
+    middle = f"{statistics.median(seconds):.2f} s"
+    if len(seconds) == 1:
+        return middle
+    return f"{middle} (median; {min(seconds):.2f}–{max(seconds):.2f})"
 
 
 def walk(
@@ -152,6 +173,9 @@ def walk(
             steps[f"enqueue {n}"] = run(f"enqueue edition {n}", argv, env, readers)
             steps[f"status {n}"] = run(f"digest status {label}", ["status", label], env)
             look(services, env, label, "queued")
+            if args.database_alone and not sink:
+                rates.append(claimed(url, label, args.workers))
+                look(services, env, label, "claimed and recorded")
             if args.mark_sent and not sink:
                 mark_sent(url, label)
                 look(services, env, label, "marked sent")
@@ -175,17 +199,56 @@ def walk(
 
 def compare(sink: str, args: argparse.Namespace, steady: list[float]) -> None:
     """Issue 31's yardstick, measured in the same run into the same sink:
-    `bench/send.py --subscribers 20000` (its two sender processes, SQLite)."""
-    given = argparse.Namespace(database_url=None, connections=args.connections)
-    extra = {"DIGEST_SENDERS": str(args.workers)}
-    yardstick = fresh_send(given, sink, extra, 20_000).rate
+    `bench/send.py --subscribers 20000`, one sender process and as many as the
+    workers, on SQLite (its default) and on the walk's PostgreSQL; ``steady``
+    holds the baseline walk's rates first when there was one, the large walk's
+    last two."""
+    large = steady[-2:]
+    for database_name in ("SQLite", "PostgreSQL"):
+        for senders in sorted({1, args.workers}):
+            with database() if database_name == "PostgreSQL" else contextlib.nullcontext() as url:
+                given = argparse.Namespace(database_url=url, connections=args.connections)
+                extra = {"DIGEST_SENDERS": str(senders)}
+                yardstick = fresh_send(given, sink, extra, 20_000).rate
+            print(
+                f"bench/send.py's figure for 20,000 on {database_name}, {senders} sender "
+                f"process(es) of {args.connections} connections, same sink: {yardstick:,.0f} "
+                f"msg/s; the workers' steady rate at {args.readers:,}: "
+                + ", ".join(f"{rate:,.0f} msg/s ({rate / yardstick:.0%})" for rate in large)
+                + " (issue 31's target: within 10 %)"
+            )
+    if len(steady) == 4:
+        print(
+            f"the workers' steady rate at {args.baseline:,} in this run: "
+            + ", ".join(f"{rate:,.0f} msg/s" for rate in steady[:2])
+            + f"; at {args.readers:,}: "
+            + ", ".join(f"{b / a:.0%} of it" for a, b in zip(steady[:2], large, strict=True))
+        )
+
+
+def claimed(url: str, label: str, processes: int, batch: int = 500) -> float:
+    """Deliveries claimed and recorded a second by ``processes`` claimers, no SMTP."""
+    with db.session_factory(db.make_engine(url))() as session:
+        edition = store.find_edition(session, label)
+    assert edition is not None  # nosec B101: the bench made it
+    context = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[tuple[int, float, float]] = context.Queue()
+    procs = [
+        context.Process(target=claimer, args=(url, edition.id, batch, out))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    reports = [out.get(timeout=3600) for _ in procs]
+    for proc in procs:
+        proc.join()
+    done = sum(n for n, _, _ in reports)
+    span = max(e for _, _, e in reports) - min(s for _, s, _ in reports)
     print(
-        f"bench/send.py's figure for 20,000 ({args.workers} senders, {args.connections} "
-        f"connections each), same sink: {yardstick:,.0f} msg/s; the workers' steady rate at "
-        f"{args.readers:,}: "
-        + ", ".join(f"{rate:,.0f} msg/s ({rate / yardstick:.0%})" for rate in steady)
-        + " (issue 31's target: within 10 %)"
+        f"{label}: {processes} processes claimed and recorded {done:,} deliveries in "
+        f"{span:.1f} s, {done / span:,.0f} a second (no SMTP)"
     )
+    return done / span
 
 
 def mark_sent(url: str, label: str) -> None:
@@ -257,6 +320,11 @@ def main() -> None:
         action="store_true",
         help="without --send: mark each edition sent in one UPDATE, then time its pages",
     )
+    parser.add_argument(
+        "--database-alone",
+        action="store_true",
+        help="without --send: claim and record each edition's deliveries, no SMTP",
+    )
     args = parser.parse_args()
     sizes = [args.baseline, args.readers] if args.baseline else [args.readers]
     results: list[dict[str, Step]] = []
@@ -269,7 +337,13 @@ def main() -> None:
             with database() as url:
                 results.append(walk(url, readers, args, sink, rates))
         if sink:
-            compare(sink, args, rates[-2:])
+            compare(sink, args, rates)
+    if args.database_alone and len(rates) == 4:
+        print(
+            f"claimed and recorded at {args.readers:,}, beside {args.baseline:,}: "
+            + ", ".join(f"{b / a:.0%}" for a, b in zip(rates[:2], rates[2:], strict=True))
+            + " (edition 1, edition 2)"
+        )
     base = results[0] if len(results) == 2 else {}
     print(f"\n— {args.readers:,} readers, each step (beside {args.baseline:,}) —")
     for key, step in results[-1].items():
