@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import csv
 import functools
-import multiprocessing
 import os
 import statistics
 import subprocess  # nosec B404: the commands under measurement, fixed arguments
@@ -54,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import measured  # noqa: E402
 from bench.delivery import DIGEST, PG_ADMIN, environment, sending_span  # noqa: E402
-from bench.scale import claimer, database  # noqa: E402
+from bench.scale import claim_all, database  # noqa: E402
 from bench.send import DAY, fresh_send, smtp_sink, smtp_source  # noqa: E402
 from digest import db, demo, store  # noqa: E402
 from digest.config import load_settings  # noqa: E402
@@ -231,19 +230,7 @@ def claimed(url: str, label: str, processes: int, batch: int = 500) -> float:
     with db.session_factory(db.make_engine(url))() as session:
         edition = store.find_edition(session, label)
     assert edition is not None  # nosec B101: the bench made it
-    context = multiprocessing.get_context("spawn")
-    out: multiprocessing.Queue[tuple[int, float, float]] = context.Queue()
-    procs = [
-        context.Process(target=claimer, args=(url, edition.id, batch, out))
-        for _ in range(processes)
-    ]
-    for proc in procs:
-        proc.start()
-    reports = [out.get(timeout=3600) for _ in procs]
-    for proc in procs:
-        proc.join()
-    done = sum(n for n, _, _ in reports)
-    span = max(e for _, _, e in reports) - min(s for _, s, _ in reports)
+    done, span = claim_all(url, edition.id, processes, batch)
     print(
         f"{label}: {processes} processes claimed and recorded {done:,} deliveries in "
         f"{span:.1f} s, {done / span:,.0f} a second (no SMTP)"

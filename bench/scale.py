@@ -115,6 +115,24 @@ def claimer(
     out.put((done, started, time.time()))
 
 
+def claim_all(url: str, edition_id: int, processes: int, batch: int) -> tuple[int, float]:
+    """``processes`` claimers until nothing is left: (deliveries, seconds from the
+    first one's start of work to the last one's end)."""
+    context = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[tuple[int, float, float]] = context.Queue()
+    procs = [
+        context.Process(target=claimer, args=(url, edition_id, batch, out))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    reports = [out.get(timeout=3600) for _ in procs]
+    for proc in procs:
+        proc.join()
+    done = sum(n for n, _, _ in reports)
+    return done, max(e for _, _, e in reports) - min(s for _, s, _ in reports)
+
+
 def claims(url: str, args: argparse.Namespace) -> dict[int, float]:
     """Deliveries claimed and recorded per second by 1, 2, 4 processes."""
     with tempfile.TemporaryDirectory(prefix="digest-claims-") as tmp:
@@ -123,22 +141,10 @@ def claims(url: str, args: argparse.Namespace) -> dict[int, float]:
         schedule = services.schedule("daily")
         edition = services.editions.build(schedule, DAY)
         services.lifecycle.start_sending(schedule, edition)
-        context = multiprocessing.get_context("spawn")
         rates = {}
         for count in COUNTS:
             reset(services, edition.id)
-            out: multiprocessing.Queue[tuple[int, float, float]] = context.Queue()
-            procs = [
-                context.Process(target=claimer, args=(url, edition.id, args.batch, out))
-                for _ in range(count)
-            ]
-            for p in procs:
-                p.start()
-            reports = [out.get(timeout=600) for _ in procs]
-            for p in procs:
-                p.join()
-            done = sum(n for n, _, _ in reports)
-            span = max(e for _, _, e in reports) - min(s for _, s, _ in reports)
+            done, span = claim_all(url, edition.id, count, args.batch)
             rates[count] = done / span
             print(
                 f"{count} process(es) claiming and recording, batches of {args.batch}: "
