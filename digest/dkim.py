@@ -57,14 +57,30 @@ def relaxed_body(body: bytes) -> bytes:
     return body + b"\r\n" if body else b""
 
 
-def _canonical_already(body: bytes) -> bool:
-    """No tab, no two spaces in a row, no space before a line end. Our bodies are
-    base64 lines (no spaces at all) and a few MIME part headers, so hopping from
-    space to space with memchr costs microseconds where a search for "  " or a
-    regex pass over 60 KB costs a tenth of a millisecond."""
-    if b"\t" in body:
+def body_hash(data: bytes, start: int) -> bytes:
+    """SHA-256 of the relaxed body that begins at ``start`` in ``data``. A body
+    already canonical (ours: base64 lines) is hashed where it lies: copying its
+    60 KB to split it off, to strip its end and to add the last CRLF was 18 µs
+    of a 340 µs signature on a CPU that signs RSA-2048 in 250 (issue 31 §6)."""
+    if not _canonical_already(data, start):
+        return hashlib.sha256(relaxed_body(data[start:])).digest()
+    end = len(data)
+    while end > start and data[end - 1] in b"\r\n":  # what rstrip(b"\r\n") drops
+        end -= 1
+    digest = hashlib.sha256(memoryview(data)[start:end])
+    if end > start:
+        digest.update(b"\r\n")
+    return digest.digest()
+
+
+def _canonical_already(body: bytes, start: int = 0) -> bool:
+    """No tab, no two spaces in a row, no space before a line end (from ``start``).
+    Our bodies are base64 lines (no spaces at all) and a few MIME part headers, so
+    hopping from space to space with memchr costs microseconds where a search for
+    "  " or a regex pass over 60 KB costs a tenth of a millisecond."""
+    if body.find(b"\t", start) != -1:
         return False
-    at = body.find(b" ")
+    at = body.find(b" ", start)
     while at != -1:
         if body[at + 1 : at + 2] in (b" ", b"\r", b""):
             return False
@@ -75,15 +91,15 @@ def _canonical_already(body: bytes) -> bool:
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """RFC 6376 §3.4.2: name lowercased, value unfolded, whitespace runs made one
     space and trimmed at both ends."""
-    value = _WSP_RUN.sub(b" ", _FOLD.sub(b"", value)).strip(b" \t\r\n")
-    return name.strip().lower() + b":" + value + b"\r\n"
+    if b"\r\n" in value or b"\t" in value or b"  " in value:  # else both subs change nothing
+        value = _WSP_RUN.sub(b" ", _FOLD.sub(b"", value))
+    return name.strip().lower() + b":" + value.strip(b" \t\r\n") + b"\r\n"
 
 
-def split_message(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """(the header fields as (name, raw value), the body)."""
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
-        head, body = data, b""
+def _header_fields(data: bytes) -> tuple[list[tuple[bytes, bytes]], int]:
+    """(the header fields as (name, raw value), where the body begins)."""
+    end = data.find(b"\r\n\r\n")
+    head, start = (data, len(data)) if end == -1 else (data[:end], end + 4)
     fields: list[tuple[bytes, bytes]] = []
     for line in head.split(b"\r\n"):
         if line[:1] in (b" ", b"\t") and fields:
@@ -92,7 +108,7 @@ def split_message(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
         elif b":" in line:
             name, _, value = line.partition(b":")
             fields.append((name, value))
-    return fields, body
+    return fields, start
 
 
 @dataclass(frozen=True)
@@ -141,8 +157,8 @@ class Signer:
         ]
 
     def sign(self, data: bytes) -> bytes:
-        fields, body = split_message(data)
-        bh = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
+        fields, start = _header_fields(data)
+        bh = base64.b64encode(body_hash(data, start))
         # RFC 6376 §5.4.2: each name once, the last instance (ours carry one of each).
         present = {name.strip().lower(): value for name, value in fields}
         names = [n for n in SIGNED_HEADERS if n in present]
