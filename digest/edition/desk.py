@@ -159,7 +159,7 @@ class DeskView:
         with self.factory() as session:
             for e in store.recent_editions(session, limit):
                 upcoming = e.edition_date >= today or e.status in open_
-                (current if upcoming else archive).append(edition_report(session, e.id))
+                (current if upcoming else archive).append(edition_report(session, e))
         return current, archive
 
     def edition(self, edition_id: int) -> tuple[Schedule, Edition]:
@@ -174,7 +174,7 @@ class DeskView:
         with self.factory() as session:
             current = store.edition_by_id(session, edition_id)
             assert current is not None
-            report = edition_report(session, current.id)
+            report = edition_report(session, current)
             variants = [(v.key, v.articles) for v in store.variants(session, edition_id)]
             items = self._items(session, current)
             candidates = self._candidates(session, current) if self._shapeable(current) else []
@@ -208,7 +208,7 @@ class DeskView:
                 raise EditionError(f"no edition {edition_id}", ru=f"Выпуска {edition_id} нет.")
             now = self.clock()
             zone = self.tools.schedule(current.schedule).zone
-            page = DeliveryPage(edition_report(session, current.id, now), zone=zone)
+            page = DeliveryPage(edition_report(session, current, now), zone=zone)
             page.bounces = page.edition.counts.get("bounced", 0)
             page.unsubscribes = store.unsubscribes_since(session, current.created_at)
             # Only a row that was sent has a time (a bounce or a failure may follow it).

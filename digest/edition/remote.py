@@ -73,12 +73,12 @@ class RemoteEditions:
         limit = max(1, min(limit, PAGE_MOST))
         with self.factory() as session:
             found = store.editions_where(session, schedule, status, since, until, limit, before)
-            return [edition_report(session, e.id) for e in found]
+            return [edition_report(session, e) for e in found]
 
     def report(self, edition_id: int) -> EditionReport:
         with self.factory() as session:
             found = self._find(session, edition_id)
-            return edition_report(session, found.id, self.clock())
+            return edition_report(session, found, self.clock())
 
     def letter(self, edition_id: int, email: str | None) -> Letter:
         """Exactly what the reader (or, without ``email``, a sample reader) would get."""

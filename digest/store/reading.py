@@ -29,6 +29,8 @@ from digest.store.light import (
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from digest.models import Edition
+
     # What each query reads through: the command's plain connection, or the
     # desk's and the API's session (which answers the same Core statements).
     Reader = Connection | Session
@@ -51,6 +53,11 @@ class EditionFacts:
     paused_at: datetime | None
     pause_reason: str | None
     revision_mark: int
+
+    @classmethod
+    def of(cls, edition: Edition) -> EditionFacts:
+        """The facts of an edition its caller has read already (no query)."""
+        return cls(*(getattr(edition, name) for name in cls.__dataclass_fields__))
 
     @property
     def label(self) -> str:

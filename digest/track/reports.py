@@ -173,13 +173,12 @@ def group_failures(
     }
 
 
-def edition_report(db: Reader, edition_id: int, now: datetime | None = None) -> EditionReport:
+def edition_report(db: Reader, edition: Edition, now: datetime | None = None) -> EditionReport:
     """The edition's counts, rate and reasons; with ``now``, also what is due now and
-    when the next wave goes. A pruned edition's come from its summary. ``db``: a
-    connection (`digest status` loads no ORM, issue 31) or the caller's session."""
-    edition = edition_facts(db, str(edition_id))
-    assert edition is not None, edition_id  # the caller has just read it
-    return _report(db, edition, now)
+    when the next wave goes. A pruned edition's come from its summary. ``db``: the
+    caller's session, the edition read in it (`Reports` reads through a plain
+    connection and no ORM, issue 31)."""
+    return _report(db, EditionFacts.of(edition), now)
 
 
 def _report(db: Reader, edition: EditionFacts, now: datetime | None) -> EditionReport:

@@ -200,7 +200,7 @@ def test_a_headline_corrected_mid_send_pauses_it_and_a_rebuild_sends_the_rest_co
     with services.factory() as session:
         current = session.get(Edition, approved.id)
         assert current is not None and current.pause_reason == "correction"
-        report = edition_report(session, current.id, FIXED_NOW)
+        report = edition_report(session, current, FIXED_NOW)
     assert report.paused and report.pause_reason == "correction"
     [change] = report.corrections
     assert change.kind == "changed"
@@ -259,7 +259,7 @@ def test_a_withdrawn_article_leaves_the_rest_of_the_send_and_the_archive(
     with services.factory() as session:
         current = session.get(Edition, approved.id)
         assert current is not None
-        [change] = edition_report(session, current.id).corrections
+        [change] = edition_report(session, current).corrections
     assert change.kind == "withdrawn" and change.title == gone.title
     # The desk marks it in the edition's list.
     items = services.desk.preview(approved.id).items

@@ -182,7 +182,7 @@ def test_status_groups_failure_reasons_and_says_how_many_more(
     with services.factory() as session:
         current = session.get(Edition, edition.id)
         assert current is not None
-        report = edition_report(session, current.id)
+        report = edition_report(session, current)
         total = session.scalar(select(func.count()).select_from(Delivery))
     assert total == READERS
     shown = report.failures

@@ -55,7 +55,7 @@ def test_status_prints_the_desks_report_without_loading_the_orm(
     with services.factory() as session:  # what the desk shows, through its session
         from digest.track.reports import edition_report
 
-        desk = edition_report(session, edition.id).as_json()
+        desk = edition_report(session, edition).as_json()
 
     printed, process = _command(services, ["status", edition.label, "--json"])
 
