@@ -23,10 +23,10 @@ def take_tokens(
     want: int,
     clock: Callable[[], datetime],
 ) -> tuple[int, float]:
-    """Up to ``want`` tokens from the bucket ``name`` (refilled at ``rate`` per
-    second, holding at most ``burst``): how many were granted, and when none were,
-    the seconds until the next one. The row is locked for the transaction, so two
-    senders never take the same token."""
+    """``want`` tokens from the bucket ``name`` (refilled at ``rate`` per second,
+    holding at most ``burst``), or none: how many were granted, and when none
+    were, the seconds until there are enough. The row is locked for the
+    transaction, so two senders never take the same token."""
     bucket = _bucket(session, name, clock())
     now = clock()  # after the lock: the row's last count is never in our future
     # Time only moves forward here: a sender whose ``now`` is older than the last
@@ -34,9 +34,13 @@ def take_tokens(
     # same seconds twice.
     elapsed = max(0.0, (now - bucket.at).total_seconds())
     tokens = min(burst, bucket.tokens + elapsed * rate)
-    granted = min(want, int(tokens))
+    # A whole grant or nothing: granted what had dripped in since the last ask, a
+    # sender asked again every few milliseconds for a token or two (a transaction
+    # per message, a core's worth at 730 a second).
+    whole = min(want, max(1, int(burst)))
+    granted = min(want, int(tokens)) if tokens >= whole else 0
     bucket.tokens, bucket.at = tokens - granted, max(bucket.at, now)
-    wait = 0.0 if granted else (1.0 - tokens) / rate
+    wait = 0.0 if granted else (whole - tokens) / rate
     return granted, wait
 
 
