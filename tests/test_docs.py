@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from digest.cli import app
+from digest.cli import everything
 from digest.config import Settings, env_name
 from digest.track.replies import NO_REPLY, RULES, Rule
+
+app = everything()  # every command registered, as `digest --help` has them
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 TABLE = {m.group(1) for m in re.finditer(r"^\| `(DIGEST_[A-Z0-9_]+)` \|", README, re.M)}

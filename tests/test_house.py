@@ -362,6 +362,31 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
     assert not loaded & set(HEAVY_AT_START), sorted(loaded & set(HEAVY_AT_START))
 
 
+def test_each_command_line_loads_the_module_of_its_first_word() -> None:
+    """``digest status`` loads digest.cli.editions alone (issue 31): ``HOMES`` names
+    the module that registers each top-level command and group, every one of them."""
+    from digest.cli import HOMES, everything
+
+    app = everything()
+    registered = {
+        (c.name or c.callback.__name__): c.callback.__module__  # type: ignore[union-attr]
+        for c in app.registered_commands
+    }
+    for group in app.registered_groups:
+        owners = {c.callback.__module__ for c in group.typer_instance.registered_commands}  # type: ignore[union-attr]
+        assert len(owners) == 1, (group.name, owners)
+        registered[str(group.name)] = owners.pop()
+    assert {name: home.removeprefix("digest.cli.") for name, home in registered.items()} == HOMES
+    probe = (
+        "import sys\nsys.argv = ['digest', 'status', '--help']\n"
+        "from digest.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass"
+    )
+    loaded = loaded_after(probe)
+    assert "digest.cli.editions" in loaded  # the probe ran the command
+    others = {f"digest.cli.{m}" for m in ("demo", "ops", "sending", "sources", "team", "tokens")}
+    assert not loaded & others, sorted(loaded & others)
+
+
 # What the send's machinery and the letter's renderer bring: a command that wires
 # the services and asks for the desk's accounts (`digest editors list`) loads none.
 SENDING_AND_RENDERING = ("premailer", "aiosmtplib", "apscheduler", "feedparser", "dkim", "jinja2")

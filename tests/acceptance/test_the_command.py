@@ -14,8 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from digest.capture import CaptureServer, free_port
-from digest.cli import app
+from digest.cli import everything
 from tests.support.cli import DAY, base_env, digest, in_a_terminal, start
+
+app = everything()  # every command registered, as `digest --help` has them
 
 
 @pytest.fixture
