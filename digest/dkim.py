@@ -96,18 +96,19 @@ def relaxed_header(name: bytes, value: bytes) -> bytes:
     return name.strip().lower() + b":" + value.strip(b" \t\r\n") + b"\r\n"
 
 
-def _header_fields(data: bytes) -> tuple[list[tuple[bytes, bytes]], int]:
-    """(the header fields as (name, raw value), where the body begins)."""
+def _header_fields(data: bytes) -> tuple[dict[bytes, bytes], int]:
+    """(each header field's value by its lowercased name, the last of a name as
+    RFC 6376 §5.4.2 signs it, where the body begins). The header is unfolded
+    whole first, as relaxed canonicalisation would unfold each value (two passes
+    in C): a field is then one line, and a value needs no regex unless it holds
+    a tab or a run of spaces, where each folded value had taken two."""
     end = data.find(b"\r\n\r\n")
     head, start = (data, len(data)) if end == -1 else (data[:end], end + 4)
-    fields: list[tuple[bytes, bytes]] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + b"\r\n" + line)
-        elif b":" in line:
-            name, _, value = line.partition(b":")
-            fields.append((name, value))
+    fields: dict[bytes, bytes] = {}
+    for line in head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t").split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if colon:
+            fields[name.strip().lower()] = value
     return fields, start
 
 
@@ -157,10 +158,8 @@ class Signer:
         ]
 
     def sign(self, data: bytes) -> bytes:
-        fields, start = _header_fields(data)
+        present, start = _header_fields(data)
         bh = base64.b64encode(body_hash(data, start))
-        # RFC 6376 §5.4.2: each name once, the last instance (ours carry one of each).
-        present = {name.strip().lower(): value for name, value in fields}
         names = [n for n in SIGNED_HEADERS if n in present]
         signed = b"".join(relaxed_header(n, present[n]) for n in names)
         headers = b""

@@ -4,12 +4,16 @@ byte for byte, on whatever a body or a header holds."""
 from __future__ import annotations
 
 import hashlib
+import re
 
+import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from dkim.canonicalization import Relaxed
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.dkim import body_hash, relaxed_body, relaxed_header
+from digest.dkim import SIGNED_HEADERS, DkimKey, _record, body_hash, relaxed_body, relaxed_header
 
 PIECES = st.sampled_from([b"a", b"Z", b" ", b"\t", b"\r\n", b"  ", b"QUJD", b"\xd0\x96"])
 
@@ -32,3 +36,38 @@ def test_a_body_hashed_where_it_lies_is_the_relaxed_bodys_hash(body: bytes) -> N
     head = b"Subject: x\r\nFrom: a@b.example\r\n\r\n"
     expected = hashlib.sha256(Relaxed.canonicalize_body(body)).digest()
     assert body_hash(head + body, len(head)) == expected
+
+
+# One key for every example: a 2048-bit key takes longer to make than to use.
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_PEM = _KEY.private_bytes(
+    serialization.Encoding.PEM,
+    serialization.PrivateFormat.TraditionalOpenSSL,
+    serialization.NoEncryption(),
+)
+_VALUE = st.lists(
+    st.sampled_from([b"a", b"Z", b" ", b"\t", b"  ", b"=?utf-8?b?0JY=?=", b"\r\n ", b"\r\n\t"]),
+    min_size=1,
+    max_size=12,
+).map(lambda parts: b"x" + b"".join(parts))
+# From once, first: a message has one author.
+_NAME = st.sampled_from([*SIGNED_HEADERS[1:], b"Content-Type", b"X-Other"]).flatmap(
+    lambda name: st.sampled_from([name, name.upper(), name.title()])
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_NAME, _VALUE), min_size=1, max_size=12))
+def test_any_header_folded_tabbed_or_repeated_is_signed_as_dkimpy_verifies(
+    fields: list[tuple[bytes, bytes]],
+) -> None:
+    """The header is unfolded whole before its fields are read: whatever folds,
+    tabs, runs of spaces, cases and repeated names it holds, the signature verifies."""
+    fields = [(n, v) for n, v in fields if not re.search(rb"\r\n[ \t]*(\r\n|$)", v + b"\r\n")]
+    message = b"".join(
+        n + b":" + v + b"\r\n" for n, v in [(b"From", b" a@vpk.example.ru"), *fields]
+    )
+    message += b"\r\nQUJD\r\nREVG\r\n"
+    signed = DkimKey(selector="s", domain="vpk.example.ru", private_pem=_PEM).sign(message)
+    record = _record(_KEY.public_key()).encode()
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record)
