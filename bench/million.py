@@ -115,17 +115,23 @@ def send(env: dict[str, str], workers: int, during: Callable[[], None]) -> tuple
     return time.perf_counter() - started, rss
 
 
-def look(services: Services, env: dict[str, str], label: str, when: str, times: int = 5) -> None:
-    """`digest status` (the command), its report's queries and the desk's delivery
-    page (in process), each timed ``times`` times a second apart: one figure is
-    the luck of the scheduler while the workers hold the cores."""
+def edition_id(services: Services, label: str) -> int:
     with services.factory() as session:
         edition = store.find_edition(session, label)
     assert edition is not None  # nosec B101: the bench made it
+    return edition.id
+
+
+def look(
+    services: Services, env: dict[str, str], label: str, edition: int, when: str, times: int = 5
+) -> None:
+    """`digest status` (the command), its report's queries and the desk's delivery
+    page (in process), each timed ``times`` times a second apart: one figure is
+    the luck of the scheduler while the workers hold the cores."""
     command, page, report = [], [], []
     for _ in range(times):
         command.append(run("status", ["status", label], env).seconds)
-        page.append(timed(services.desk.delivery, edition.id))
+        page.append(timed(services.desk.delivery, edition))
         report.append(timed(services.reports.of, label))
         time.sleep(1)
     print(
@@ -171,21 +177,20 @@ def walk(
             argv = ["send", "daily", "--date", day.isoformat(), "--enqueue-only", "--yes"]
             steps[f"enqueue {n}"] = run(f"enqueue edition {n}", argv, env, readers)
             steps[f"status {n}"] = run(f"digest status {label}", ["status", label], env)
-            look(services, env, label, "queued")
+            edition = edition_id(services, label)
+            look(services, env, label, edition, "queued")
             if args.database_alone and not sink:
-                rates.append(claimed(url, label, args.workers))
-                look(services, env, label, "claimed and recorded")
+                rates.append(claimed(url, label, edition, args.workers))
+                look(services, env, label, edition, "claimed and recorded")
             if args.mark_sent and not sink:
                 mark_sent(url, label)
-                look(services, env, label, "marked sent")
+                look(services, env, label, edition, "marked sent")
             if sink:
-                during = functools.partial(look, services, env, label, "sending")
+                during = functools.partial(look, services, env, label, edition, "sending")
                 seconds, rss = send(env, args.workers, during)
                 steps[f"send {n}"] = Step(f"send edition {n}", seconds, rss, readers)
-                look(services, env, label, "sent")
-                with services.factory() as session:
-                    edition = store.find_edition(session, label)
-                sent, span = sending_span(services, edition.id)  # type: ignore[union-attr]
+                look(services, env, label, edition, "sent")
+                sent, span = sending_span(services, edition)
                 rates.append(sent / span)
                 writes = _row_writes(url, day) / max(sent, 1)
                 print(
@@ -225,12 +230,9 @@ def compare(sink: str, args: argparse.Namespace, steady: list[float]) -> None:
         )
 
 
-def claimed(url: str, label: str, processes: int, batch: int = 500) -> float:
+def claimed(url: str, label: str, edition: int, processes: int, batch: int = 500) -> float:
     """Deliveries claimed and recorded a second by ``processes`` claimers, no SMTP."""
-    with db.session_factory(db.make_engine(url))() as session:
-        edition = store.find_edition(session, label)
-    assert edition is not None  # nosec B101: the bench made it
-    done, span = claim_all(url, edition.id, processes, batch)
+    done, span = claim_all(url, edition, processes, batch)
     print(
         f"{label}: {processes} processes claimed and recorded {done:,} deliveries in "
         f"{span:.1f} s, {done / span:,.0f} a second (no SMTP)"
