@@ -19,6 +19,7 @@ from digest.kinds import (
 from digest.models.columns import UTCDateTime, stored_utc
 from digest.models.machinery import (
     DatabaseIdentity,
+    DeliveryCount,
     DomainPause,
     Heartbeat,
     RateBucket,
@@ -66,6 +67,7 @@ __all__ = [
     "Comment",
     "DatabaseIdentity",
     "Delivery",
+    "DeliveryCount",
     "DeliveryStatus",
     "DeskSession",
     "Discussion",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from digest.models.tables import Base
@@ -49,6 +49,24 @@ class DomainPause(Base):
     backoff: Mapped[float] = mapped_column(default=0.0, server_default="0")  # this pause, in s
     probe_at: Mapped[datetime | None]  # a sender took the probe then (a lease)
     opened_at: Mapped[datetime | None]  # the probe succeeded then: open again
+
+
+class DeliveryCount(Base):
+    """An edition's deliveries counted by status, kept by the database itself
+    (issue 31): triggers on ``delivery`` add each row a statement writes and take
+    away each row it changes or removes, whatever path the statement came by, so
+    `digest status` reads a handful of rows where it read a million. The count of
+    (edition, status) is the sum over ``shard``: on PostgreSQL the writing
+    backend's pid, so two senders never wait on one row; 0 on SQLite (one writer).
+    No foreign key: a tally, not a relation (`digest db prune` removes an
+    edition's counts with its rows)."""
+
+    __tablename__ = "delivery_count"
+
+    edition_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class DatabaseIdentity(Base):

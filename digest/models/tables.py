@@ -252,6 +252,15 @@ _WORK_LEFT = "status IN ('queued', 'deferred', 'sending')"
 _IN_FLIGHT = "status = 'sending'"
 # The few rows a report lists one by one: failures, retries, lines lost after DATA.
 _TROUBLE = "status IN ('failed', 'deferred', 'bounced') OR ambiguous > 0"
+# The sent rows by time: a report's last message and last minute's pace.
+_SENT = "status = 'sent'"
+# The queued rows held for their reader's hour (the waves): what is due is the rest.
+_HELD = "status = 'queued' AND next_attempt_at IS NOT NULL"
+
+
+def _partial(name: str, *columns: str, where: str) -> Index:
+    """An index of the rows ``where`` holds, on both backends."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
 
 
 class Delivery(Base):
@@ -269,33 +278,19 @@ class Delivery(Base):
         ),
         # Partial: a sent edition's rows leave it, so the claims of today's send
         # read an index of what is left to send, not of every row ever made.
-        Index(
-            "ix_delivery_work",
-            "edition_id",
-            "id",
-            postgresql_where=text(_WORK_LEFT),
-            sqlite_where=text(_WORK_LEFT),
-        ),
+        _partial("ix_delivery_work", "edition_id", "id", where=_WORK_LEFT),
         # Partial too: `digest status` finds an edition's failures without reading
         # its million sent rows.
-        Index(
-            "ix_delivery_trouble",
-            "edition_id",
-            "status",
-            postgresql_where=text(_TROUBLE),
-            sqlite_where=text(_TROUBLE),
-        ),
+        _partial("ix_delivery_trouble", "edition_id", "status", where=_TROUBLE),
         # Partial: each sender's heartbeat (every second) renews its claims, reads
         # which were unsubscribed since and who else sends; through the work index
         # each read the whole queue left (0.2 s a statement at a million queued).
-        Index(
-            "ix_delivery_claimed",
-            "edition_id",
-            "claimed_by",
-            postgresql_where=text(_IN_FLIGHT),
-            sqlite_where=text(_IN_FLIGHT),
-        ),
+        _partial("ix_delivery_claimed", "edition_id", "claimed_by", where=_IN_FLIGHT),
         Index("ix_delivery_message_id", "message_id"),
+        # Partial, both: with the counts kept by status (``DeliveryCount``) they
+        # answer the rest of `digest status` without reading the edition's rows.
+        _partial("ix_delivery_sent", "edition_id", "sent_at", where=_SENT),
+        _partial("ix_delivery_held", "edition_id", "next_attempt_at", where=_HELD),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Date, Integer, String, Text, column, select, table
+from sqlalchemy import JSON, BigInteger, Date, Integer, String, Text, column, select, table
 
 from digest.kinds import DeliveryStatus, EditionStatus, EventKind
 from digest.models.columns import UTCDateTime, stored_enum
@@ -54,6 +54,14 @@ delivery = table(
 )
 
 subscriber = table("subscriber", column("id", Integer), column("email", String))
+
+delivery_count = table(
+    "delivery_count",
+    column("edition_id", Integer),
+    column("status", String),
+    column("shard", Integer),
+    column("n", BigInteger),
+)
 
 edition_summary = table(
     "edition_summary",
@@ -103,6 +111,7 @@ TABLES = (
     edition,
     delivery,
     subscriber,
+    delivery_count,
     edition_summary,
     edition_variant,
     edition_item,

@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, delete, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from digest.models import Delivery, Event
+from digest.models import Delivery, DeliveryCount, Edition, Event
 from digest.store.light import edition_day
 
 _NAME = re.compile(r"delivery_(\d{8})")
@@ -140,6 +140,9 @@ def drop_partition(session: Session, day: date) -> None:
 
     def drop() -> None:
         session.execute(text(f"DROP TABLE {partition_name(day)}"))  # a date's name
+        # A dropped table fires no trigger: the day's editions' counts go with it.
+        days_editions = select(Edition.id).where(Edition.edition_date == day)
+        session.execute(delete(DeliveryCount).where(DeliveryCount.edition_id.in_(days_editions)))
 
     _with_tables_locked(session, drop)
 

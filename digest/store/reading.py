@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, func, select
 
 from digest.kinds import DeliveryStatus, EditionStatus, EventKind, edition_label, row_id
 from digest.store.light import (
     delivery,
+    delivery_count,
     domain_pause,
     edition,
     edition_variant,
@@ -25,6 +26,9 @@ from digest.store.light import (
 from digest.store.light import (
     edition_summary as summary_table,
 )
+
+# The sent rows, as the partial index ix_delivery_sent is made of them.
+_SENT = delivery.c.status == DeliveryStatus.SENT
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -121,27 +125,34 @@ def variant_count(db: Reader, edition_id: int) -> int:
 
 
 def delivery_counts(db: Reader, edition_id: int) -> dict[DeliveryStatus, int]:
-    return delivery_tally(db, edition_id)[0]  # the same reading; its max() rides along
+    """The edition's deliveries by status, as the database keeps them (issue 31:
+    ``delivery_count``, kept by triggers on every statement that writes a
+    delivery): a few rows read, however many deliveries."""
+    c = delivery_count.c
+    rows = db.execute(
+        select(c.status, func.sum(c.n)).where(c.edition_id == edition_id).group_by(c.status)
+    ).all()
+    return {DeliveryStatus(status): int(n) for status, n in rows if n}
+
+
+def last_sent(db: Reader, edition_id: int) -> datetime | None:
+    """When the edition's last message went (the partial index of sent rows)."""
+    d = delivery.c
+    query = select(func.max(d.sent_at)).where(*of_edition(edition_id), _SENT)
+    at: datetime | None = db.scalar(query)
+    return at
 
 
 def delivery_tally(
     db: Reader, edition_id: int
 ) -> tuple[dict[DeliveryStatus, int], datetime | None]:
-    """The counts by status and when the last message went, in one reading of the
-    edition's rows (a million-row edition is a scan per question)."""
-    d = delivery.c
-    rows = db.execute(
-        select(d.status, func.count(), func.max(d.sent_at))
-        .where(*of_edition(edition_id))
-        .group_by(d.status)
-    ).all()
-    counts = {DeliveryStatus(status): n for status, n, _ in rows}
-    last = next((at for status, _, at in rows if status == DeliveryStatus.SENT), None)
-    return counts, last
+    """The counts by status and when the last message went."""
+    counts = delivery_counts(db, edition_id)
+    return counts, last_sent(db, edition_id) if counts.get(DeliveryStatus.SENT) else None
 
 
 class Tally(NamedTuple):
-    """An edition's rows as `digest status` and the desk show them, in one reading."""
+    """An edition's rows as `digest status` and the desk show them."""
 
     counts: dict[DeliveryStatus, int]
     last_sent: datetime | None
@@ -153,42 +164,34 @@ class Tally(NamedTuple):
 def edition_tally(
     db: Reader, edition_id: int, now: datetime, window: timedelta = timedelta(seconds=60)
 ) -> Tally:
-    """The counts, what is due now, the next wave and the recent rate in one scan of
-    the edition's rows, where each was a scan of its own (issue 31: four readings of
-    a million rows for one `digest status`). The rate is read over the part of the
-    last minute of sending that falls in the clock's last minute; a send that is not
-    sending now (its last message older than that) reads its own last minute."""
-    since = now - window
-    d = delivery.c
-    # Each condition the plainest the rows allow, as it is tested on each of them
-    # (a million): grouped by status, which status each answer belongs to is
-    # picked below.
-    due = or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now)
-    rows = db.execute(
-        select(
-            d.status,
-            func.count(),
-            func.max(d.sent_at),
-            func.count().filter(due),
-            func.min(d.next_attempt_at).filter(d.next_attempt_at > now),
-            func.count().filter(d.sent_at >= since),
-            func.min(d.sent_at).filter(d.sent_at >= since),
-        )
-        .where(*of_edition(edition_id))
-        .group_by(d.status)
-    ).all()
-    by = {DeliveryStatus(row[0]): row for row in rows}
-    counts = {status: int(row[1]) for status, row in by.items()}
-    queued, sent = by.get(DeliveryStatus.QUEUED), by.get(DeliveryStatus.SENT)
-    last, in_window, first = (sent[2], int(sent[5]), sent[6]) if sent else (None, 0, None)
-    rate = None
-    if last is not None and since <= last <= now:  # none later than now: last is the latest
-        rate = _pace(in_window, first, last)
-    elif last is not None:
-        rate = recent_rate(db, edition_id, window, last)
+    """The counts, what is due now, the next wave and the recent rate, none of them
+    a reading of the edition's rows (issue 31: a scan of a million rows was most of
+    a `digest status` while two workers sent): the counts as the database keeps
+    them, the rest through partial indexes of the sent rows and of the queued rows
+    held for their reader's hour. The rate is read over the part of the last minute
+    of sending that falls in the clock's last minute; a send that is not sending
+    now (its last message older than that) reads its own last minute."""
+    counts, last = delivery_tally(db, edition_id)
+    since, rate = now - window, None
+    if last is not None:  # none later than now: last is the latest
+        rate = _pace_since(db, edition_id, since if since <= last <= now else last - window, last)
+    queued = counts.get(DeliveryStatus.QUEUED, 0)
+    later, wave = _held(db, edition_id, now) if queued else (0, None)
     # Due: the queued whose time has come, and every claimed one.
-    due_now = (int(queued[3]) if queued else 0) + counts.get(DeliveryStatus.SENDING, 0)
-    return Tally(counts, last, due_now, queued[4] if queued else None, rate)
+    due_now = queued - later + counts.get(DeliveryStatus.SENDING, 0)
+    return Tally(counts, last, due_now, wave, rate)
+
+
+def _held(db: Reader, edition_id: int, now: datetime) -> tuple[int, datetime | None]:
+    """The queued deliveries held for a later hour (their reader's wave), and the
+    earliest of those hours."""
+    d = delivery.c
+    later, first = db.execute(
+        select(func.count(), func.min(d.next_attempt_at)).where(
+            *of_edition(edition_id), d.status == DeliveryStatus.QUEUED, d.next_attempt_at > now
+        )
+    ).one()
+    return int(later), first
 
 
 def recent_rate(
@@ -200,14 +203,17 @@ def recent_rate(
     """Messages per second over the last ``window`` of sending (not since the first
     message: a send resumed hours later must not read as a slow one). ``last``: the
     last sent message's time, when the caller has read it already."""
+    if last is None:
+        last = last_sent(db, edition_id)
+    return None if last is None else _pace_since(db, edition_id, last - window, last)
+
+
+def _pace_since(db: Reader, edition_id: int, since: datetime, last: datetime) -> float | None:
     d = delivery.c
-    sent = and_(*of_edition(edition_id), d.status == DeliveryStatus.SENT)
-    if last is None:
-        last = db.scalar(select(func.max(d.sent_at)).where(sent))
-    if last is None:
-        return None
     first, count = db.execute(
-        select(func.min(d.sent_at), func.count()).where(sent, d.sent_at >= last - window)
+        select(func.min(d.sent_at), func.count()).where(
+            *of_edition(edition_id), _SENT, d.sent_at >= since
+        )
     ).one()
     return _pace(count, first, last)
 
