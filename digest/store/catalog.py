@@ -57,7 +57,6 @@ from digest.store.claims import (
     claims_gone,
     enqueue_deliveries,
     extend_claims,
-    record_outcomes,
     release_claims,
     release_claims_of,
 )
@@ -121,6 +120,7 @@ from digest.store.limits import (
     take_probe,
     take_tokens,
 )
+from digest.store.outcomes import record_outcomes
 from digest.store.partitions import (
     days_around,
     drop_partition,

@@ -33,7 +33,6 @@ from digest.models import (
     EditionVariant,
     Subscriber,
     SubscriberStatus,
-    stored_utc,
 )
 from digest.store.audience import audience_filter, variant_key_column
 from digest.store.bulk import analyse, insert_ignoring
@@ -114,18 +113,6 @@ def _enqueue_range(
     # SQLAlchemy keeps an INSERT's row count only when asked.
     result = session.execute(statement, execution_options={"preserve_rowcount": True})
     return int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
-
-
-_RECORD_COLUMNS = (
-    "status",
-    "attempts",
-    "smtp_code",
-    "smtp_reply",
-    "message_id",
-    "sent_at",
-    "next_attempt_at",
-    "updated_at",
-)
 
 
 @dataclass(frozen=True)
@@ -254,47 +241,6 @@ def _claimed_rows(session: Session, claimed: list[int]) -> Sequence[Any]:
         .where(Delivery.id.in_(claimed))
         .order_by(Delivery.id)
     ).all()
-
-
-def record_outcomes(
-    session: Session, rows: Sequence[Sequence[Any]], day: date | None = None
-) -> None:
-    """Write a batch of outcomes in one executemany, not one statement per message.
-
-    Each row holds the values of ``_RECORD_COLUMNS``, the first attempt's time, 1
-    if the line dropped after the end of data (an ambiguous delivery, counted on
-    the row), and then the delivery id.
-    This is the hottest statement of a send, so it goes to the driver directly:
-    SQLAlchemy's per-row type processing cost more than SQLite's own work;
-    datetimes are converted by ``stored_utc``, the same rule ``UTCDateTime`` uses.
-    ``day``: the edition's date, when every row is of one edition (a send's):
-    PostgreSQL then reads that day's partition alone, not each day's index."""
-    if not rows:
-        return
-    connection = session.connection()
-    dialect = connection.dialect
-    if dialect.name == "postgresql":
-        # Like SQLite's WAL with synchronous=NORMAL: the commit survives our process
-        # dying at any moment (what the kill window counts on) without waiting for
-        # the disk; only a crash of the database host could lose the last instant,
-        # and its messages would go again with the same Message-ID.
-        connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    assignments = ", ".join(f"{column} = {mark}" for column in _RECORD_COLUMNS)
-    sql = (
-        f"UPDATE delivery SET {assignments}, claimed_by = NULL, claimed_until = NULL, "  # nosec B608  # constant column names, bound values
-        f"first_attempt_at = COALESCE(first_attempt_at, {mark}), "
-        f"ambiguous = ambiguous + {mark} WHERE id = {mark}"
-        + (f" AND edition_date = {mark}" if day is not None else "")
-    )
-    name = dialect.name
-    # SQLite keeps a date as its ISO text (what SQLAlchemy's Date writes there).
-    on_day = () if day is None else (day if name == "postgresql" else day.isoformat(),)
-    params = [
-        (*row[:5], *(stored_utc(t, name) for t in row[5:9]), row[9], row[10], *on_day)
-        for row in rows
-    ]  # status, attempts, code, reply, message id; four times; ambiguous; delivery id; day
-    connection.exec_driver_sql(sql, params)
 
 
 def _claimed_by(edition_id: int, worker: str) -> tuple[Any, ...]:

@@ -191,6 +191,15 @@ def test_the_fast_outcome_path_stores_what_the_orm_stores(factory: sessionmaker[
         assert stored is not None and stored.sent_at == at and stored.status == "sent"
         assert stored.next_attempt_at is None and stored.claimed_by is None
         assert stored.first_attempt_at == at
+    # One delivery twice in a batch: written in order, as one statement a row would.
+    deferred = ("deferred", 2, 451, "later", "<m>", None, at, at, at, 1, ids[1])
+    again = ("sent", 3, 250, "ok", "<m>", at, None, at, at, 1, ids[1])
+    with factory() as session, session.begin():
+        store.record_outcomes(session, [deferred, again], date(2026, 11, 25))
+    with factory() as session:
+        stored = session.get(Delivery, ids[1])
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.ambiguous) == ("sent", 3, 2)
 
 
 def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
