@@ -20,7 +20,7 @@ from sqlalchemy import delete as sql_delete
 
 from digest import db, demo, store
 from digest.capture import CaptureServer
-from digest.kinds import DeliveryStatus
+from digest.kinds import DeliveryStatus, EditionStatus
 from digest.models import Delivery, DeliveryCount, Edition, Subscriber, SubscriberStatus
 from digest.track.retention import Retention
 from digest.wiring import Services
@@ -263,3 +263,66 @@ def test_an_existing_database_is_counted_when_it_upgrades(
         assert counted(engine) == before != {}
     finally:
         engine.dispose()
+
+
+def test_the_scrapes_queue_and_rate_are_the_rows_own(services: Services) -> None:
+    """`/metrics` reads the queue's depth from the counts and the held rows'
+    index, and the last minute's messages through the sent rows' index of the
+    editions that can have sent in it (a scrape read every delivery ever kept)."""
+    now = FIXED_NOW
+    S, E = DeliveryStatus, EditionStatus
+    minute = timedelta(minutes=1)
+    editions = {  # status, finished at, its deliveries: (status, held until, sent at)
+        "sending": (
+            E.SENDING,
+            None,
+            [(S.QUEUED, None, None)] * 3
+            + [(S.QUEUED, now + timedelta(hours=1), None)] * 2
+            + [(S.QUEUED, now - minute, None), (S.SENDING, None, None), (S.SENDING, None, None)]
+            + [(S.DEFERRED, now + minute, None)]
+            + [(S.SENT, None, now - minute / 2)] * 4
+            + [(S.SENT, None, now - timedelta(hours=2))] * 2,
+        ),
+        "sent long ago": (E.SENT, now - timedelta(hours=2), [(S.SENT, None, now - 2 * minute)] * 5),
+        "sent just now": (E.SENT, now - minute / 6, [(S.SENT, None, now - minute / 3)] * 3),
+        "cancelled": (
+            E.CANCELLED,
+            None,
+            [(S.SENT, None, now - minute * 2 / 3)] * 2 + [(S.SUPPRESSED, None, None)] * 2,
+        ),
+        "a draft": (E.DRAFT, None, [(S.QUEUED, None, None)] * 4),
+    }
+    day = date(2026, 11, 25)
+    with services.factory() as session, session.begin():
+        store.make_partitions(session, [day + timedelta(days=n) for n in range(len(editions))])
+    with services.factory() as session, session.begin():
+        reader = 0
+        for n, (status, finished, rows) in enumerate(editions.values()):
+            edition = Edition(
+                schedule="daily",
+                edition_date=day + timedelta(days=n),
+                window_start=now,
+                window_end=now,
+                status=status,
+                sent_at=finished,
+            )
+            session.add(edition)
+            session.flush()
+            for state, held, sent_at in rows:
+                reader += 1
+                key = secrets.token_hex(8)
+                person = Subscriber(email=f"{key}@example.ru", token_key=key)
+                session.add(person)
+                session.flush()
+                session.add(
+                    Delivery(
+                        edition_id=edition.id,
+                        subscriber_id=person.id,
+                        status=state,
+                        next_attempt_at=held,
+                        sent_at=sent_at,
+                    )
+                )
+    with services.factory() as session:
+        assert store.queue_depth(session, now) == {"due": 6, "deferred": 1, "waiting": 2}
+        assert store.sent_per_minute(session, now, now - minute) == 4 + 3 + 2
