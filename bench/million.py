@@ -41,12 +41,13 @@ import subprocess  # nosec B404: the commands under measurement, fixed arguments
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import event
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -127,18 +128,47 @@ def look(
 ) -> None:
     """`digest status` (the command), its report's queries and the desk's delivery
     page (in process), each timed ``times`` times a second apart: one figure is
-    the luck of the scheduler while the workers hold the cores."""
+    the luck of the scheduler while the workers hold the cores. The report's
+    slowest statement is named when it takes more than a tenth of a second."""
     command, page, report = [], [], []
+    slow: list[tuple[float, str]] = []
     for _ in range(times):
         command.append(run("status", ["status", label], env).seconds)
         page.append(timed(services.desk.delivery, edition))
-        report.append(timed(services.reports.of, label))
+        with statements(services) as seen:
+            report.append(timed(services.reports.of, label))
+        slow.append(max(seen, default=(0.0, "")))
         time.sleep(1)
     print(
         f"{label} {when}: `digest status` {spread(command)} (its report's queries "
         f"{spread(report)}, the rest is the command's start-up); the desk's delivery page "
         f"{spread(page)}"
     )
+    seconds, sql = max(slow)
+    if seconds > 0.1:
+        print(f"  the report's slowest statement: {seconds:.2f} s {sql}")
+
+
+@contextlib.contextmanager
+def statements(services: Services) -> Iterator[list[tuple[float, str]]]:
+    """Each statement the services' engine runs meanwhile: (seconds, its SQL's start)."""
+    engine = services.factory.kw["bind"]
+    seen: list[tuple[float, str]] = []
+    started: list[float] = []
+
+    def before(*_: object) -> None:
+        started.append(time.perf_counter())
+
+    def after(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        seen.append((time.perf_counter() - started.pop(), " ".join(sql.split())[:160]))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
 
 
 def spread(seconds: list[float]) -> str:

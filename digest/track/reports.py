@@ -214,7 +214,7 @@ def _tally(
         tally = edition_tally(db, edition_id, now)
         return tally.counts, tally.rate, tally.due, tally.next_wave
     counts, last_sent = delivery_tally(db, edition_id)
-    rate = recent_rate(db, edition_id, last=last_sent) if last_sent else None
+    rate = recent_rate(db, edition_id) if last_sent else None
     return counts, rate, 0, None
 
 

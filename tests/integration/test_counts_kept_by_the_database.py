@@ -15,7 +15,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, insert, select, text, update
+from sqlalchemy import Engine, event, func, insert, select, text, update
 from sqlalchemy import delete as sql_delete
 
 from digest import db, demo, store
@@ -326,3 +326,46 @@ def test_the_scrapes_queue_and_rate_are_the_rows_own(services: Services) -> None
     with services.factory() as session:
         assert store.queue_depth(session, now) == {"due": 6, "deferred": 1, "waiting": 2}
         assert store.sent_per_minute(session, now, now - minute) == 4 + 3 + 2
+
+
+def test_the_newest_sent_are_read_in_the_index_order_whatever_the_statistics(
+    engine: Engine,
+) -> None:
+    """The statistics of a day's partition are taken after its enqueue, when no
+    row is sent: right after the send PostgreSQL planned max(sent_at) as a
+    reading of every sent row (0.11 s at 300 000 in bench/million.py). The newest
+    sent are asked as such, and read backwards through the sent rows' index."""
+    (edition_id, _), *_ = _editions(engine)
+    with engine.begin() as conn:
+        conn.execute(sql_delete(Delivery.__table__))
+    with db.session_factory(engine)() as session, session.begin():
+        for _ in range(2000):
+            key = secrets.token_hex(8)
+            person = Subscriber(email=f"{key}@example.ru", token_key=key)
+            session.add(person)
+            session.flush()
+            session.add(Delivery(edition_id=edition_id, subscriber_id=person.id))
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))  # every row queued, as after an enqueue
+        conn.execute(update(Delivery.__table__).values(status="sent", sent_at=FIXED_NOW))
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: object, _cursor: object, sql: str, parameters: Any, *_: object) -> None:
+        seen.append((sql, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    with engine.connect() as conn:
+        assert store.newest_sent(conn, edition_id, 3) == [FIXED_NOW] * 3
+    event.remove(engine, "before_cursor_execute", record)
+    (sql, parameters), *_ = [s for s in seen if "ORDER BY" in s[0]]
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(r[3] for r in raw.execute(f"EXPLAIN QUERY PLAN {sql}", parameters))
+            assert "ix_delivery_sent" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            rows = raw.execute(f"EXPLAIN {sql}", parameters).fetchall()
+            plan = " ".join(r[0] for r in rows)
+            assert "Scan Backward using" in plan and "sent_at_idx" in plan, plan
+            assert "Sort" not in plan, plan
