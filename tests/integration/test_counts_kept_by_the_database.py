@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, event, func, insert, select, text, update
 from sqlalchemy import delete as sql_delete
+from sqlalchemy.orm import Session
 
 from digest import db, demo, store
 from digest.capture import CaptureServer
@@ -192,14 +193,18 @@ def _readers(engine: Engine) -> list[int]:
     with db.session_factory(engine)() as session, session.begin():
         have = len(list(session.scalars(select(Subscriber.id))))
         for _ in range(have, 12):
-            key = secrets.token_hex(8)
-            session.add(
-                Subscriber(
-                    email=f"r{key}@example.ru", status=SubscriberStatus.ACTIVE, token_key=key
-                )
-            )
+            _new_reader(session)
     with engine.connect() as conn:
         return list(conn.scalars(select(Subscriber.__table__.c.id).order_by(text("id"))))
+
+
+def _new_reader(session: Session) -> int:
+    """A reader of their own (a random key), their id."""
+    key = secrets.token_hex(8)
+    person = Subscriber(email=f"{key}@example.ru", status=SubscriberStatus.ACTIVE, token_key=key)
+    session.add(person)
+    session.flush()
+    return person.id
 
 
 def _statement(
@@ -296,7 +301,6 @@ def test_the_scrapes_queue_and_rate_are_the_rows_own(services: Services) -> None
     with services.factory() as session, session.begin():
         store.make_partitions(session, [day + timedelta(days=n) for n in range(len(editions))])
     with services.factory() as session, session.begin():
-        reader = 0
         for n, (status, finished, rows) in enumerate(editions.values()):
             edition = Edition(
                 schedule="daily",
@@ -309,15 +313,10 @@ def test_the_scrapes_queue_and_rate_are_the_rows_own(services: Services) -> None
             session.add(edition)
             session.flush()
             for state, held, sent_at in rows:
-                reader += 1
-                key = secrets.token_hex(8)
-                person = Subscriber(email=f"{key}@example.ru", token_key=key)
-                session.add(person)
-                session.flush()
                 session.add(
                     Delivery(
                         edition_id=edition.id,
-                        subscriber_id=person.id,
+                        subscriber_id=_new_reader(session),
                         status=state,
                         next_attempt_at=held,
                         sent_at=sent_at,
@@ -340,11 +339,7 @@ def test_the_newest_sent_are_read_in_the_index_order_whatever_the_statistics(
         conn.execute(sql_delete(Delivery.__table__))
     with db.session_factory(engine)() as session, session.begin():
         for _ in range(2000):
-            key = secrets.token_hex(8)
-            person = Subscriber(email=f"{key}@example.ru", token_key=key)
-            session.add(person)
-            session.flush()
-            session.add(Delivery(edition_id=edition_id, subscriber_id=person.id))
+            session.add(Delivery(edition_id=edition_id, subscriber_id=_new_reader(session)))
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))  # every row queued, as after an enqueue
         conn.execute(update(Delivery.__table__).values(status="sent", sent_at=FIXED_NOW))
