@@ -86,7 +86,7 @@ _UNNESTED = (
     ("id", "int"),
 )
 _ONE_STATEMENT = (
-    "UPDATE delivery SET "
+    "UPDATE delivery SET "  # nosec B608  # constant column names and types, bound values
     + ", ".join(f"{column} = v.{column}" for column in _RECORD_COLUMNS)
     + ", claimed_by = NULL, claimed_until = NULL, "
     "first_attempt_at = COALESCE(delivery.first_attempt_at, v.first_at), "
