@@ -12,22 +12,24 @@ from sqlalchemy.orm import Session
 
 from digest.models import stored_utc
 
+# The columns an outcome sets, with PostgreSQL's type of each (the arrays below).
 _RECORD_COLUMNS = (
-    "status",
-    "attempts",
-    "smtp_code",
-    "smtp_reply",
-    "message_id",
-    "sent_at",
-    "next_attempt_at",
-    "updated_at",
+    ("status", "text"),
+    ("attempts", "int"),
+    ("smtp_code", "int"),
+    ("smtp_reply", "text"),
+    ("message_id", "text"),
+    ("sent_at", "timestamptz"),
+    ("next_attempt_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
 )
 
 
 def record_outcomes(
     session: Session, rows: Sequence[Sequence[Any]], day: date | None = None
 ) -> None:
-    """Write a batch of outcomes in one executemany, not one statement per message.
+    """Write a batch of outcomes: on PostgreSQL one statement a batch, on SQLite
+    (and for a batch naming a delivery twice) one executemany.
 
     Each row holds the values of ``_RECORD_COLUMNS``, the first attempt's time, 1
     if the line dropped after the end of data (an ambiguous delivery, counted on
@@ -51,7 +53,7 @@ def record_outcomes(
             connection.exec_driver_sql(*_as_one_statement(rows, day))
             return
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    assignments = ", ".join(f"{column} = {mark}" for column in _RECORD_COLUMNS)
+    assignments = ", ".join(f"{column} = {mark}" for column, _ in _RECORD_COLUMNS)
     sql = (
         f"UPDATE delivery SET {assignments}, claimed_by = NULL, claimed_until = NULL, "  # nosec B608  # constant column names, bound values
         f"first_attempt_at = COALESCE(first_attempt_at, {mark}), "
@@ -73,21 +75,14 @@ def record_outcomes(
 # row, and the statement trigger that keeps the counts (``delivery_count``) fires
 # once a batch, not once a message (issue 31: 8 % of two senders' rate).
 _UNNESTED = (
-    ("status", "text"),
-    ("attempts", "int"),
-    ("smtp_code", "int"),
-    ("smtp_reply", "text"),
-    ("message_id", "text"),
-    ("sent_at", "timestamptz"),
-    ("next_attempt_at", "timestamptz"),
-    ("updated_at", "timestamptz"),
+    *_RECORD_COLUMNS,
     ("first_at", "timestamptz"),
     ("dropped", "int"),
     ("id", "int"),
 )
 _ONE_STATEMENT = (
     "UPDATE delivery SET "  # nosec B608  # constant column names and types, bound values
-    + ", ".join(f"{column} = v.{column}" for column in _RECORD_COLUMNS)
+    + ", ".join(f"{column} = v.{column}" for column, _ in _RECORD_COLUMNS)
     + ", claimed_by = NULL, claimed_until = NULL, "
     "first_attempt_at = COALESCE(delivery.first_attempt_at, v.first_at), "
     "ambiguous = delivery.ambiguous + v.dropped FROM unnest("

@@ -8,14 +8,8 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from digest.models import (
-    Delivery,
-    DeliveryCount,
-    DeliveryStatus,
-    Edition,
-    EditionStatus,
-    Heartbeat,
-)
+from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Heartbeat
+from digest.store.reading import delivery_counts, queue_now
 
 
 def beat(session: Session, name: str, kind: str, now: datetime) -> None:
@@ -36,35 +30,20 @@ def heartbeats(session: Session, kind: str) -> dict[str, datetime]:
     return {name: at for name, at in rows}
 
 
-_OPEN = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
-
-
 def queue_depth(session: Session, now: datetime) -> dict[str, int]:
     """Deliveries of editions being sent: due now (or claimed), deferred (a retry
-    to come), waiting (queued for a later wave), by that name. From the counts the
-    database keeps and the index of the rows held for a later hour: a scrape read
-    the whole queue's rows, a million at the start of a large send (issue 31)."""
+    to come), waiting (queued for a later wave), by that name. Each edition's from
+    the counts the database keeps (``reading.queue_now``): a scrape read the whole
+    queue's rows, a million at the start of a large send (issue 31)."""
+    depth = {"due": 0, "deferred": 0, "waiting": 0}
     sending = select(Edition.id).where(Edition.status == EditionStatus.SENDING)
-    c = DeliveryCount
-    rows = session.execute(
-        select(c.status, func.sum(c.n))
-        .where(c.edition_id.in_(sending), c.status.in_([s.value for s in _OPEN]))
-        .group_by(c.status)
-    )
-    counts = {str(status): int(n or 0) for status, n in rows}
-    waiting = session.scalar(
-        select(func.count()).where(
-            Delivery.edition_id.in_(sending),
-            Delivery.status == DeliveryStatus.QUEUED,
-            Delivery.next_attempt_at > now,
-        )
-    )
-    later = int(waiting or 0)
-    return {
-        "due": counts.get("queued", 0) - later + counts.get("sending", 0),
-        "deferred": counts.get("deferred", 0),
-        "waiting": later,
-    }
+    for edition_id in session.scalars(sending):
+        counts = delivery_counts(session, edition_id)
+        queue = queue_now(session, edition_id, counts, now)
+        depth["due"] += queue.due
+        depth["waiting"] += queue.waiting
+        depth["deferred"] += counts.get(DeliveryStatus.DEFERRED, 0)
+    return depth
 
 
 def sent_per_minute(session: Session, now: datetime, since: datetime) -> int:

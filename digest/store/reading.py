@@ -199,11 +199,26 @@ def edition_tally(
     last, since, rate = newest[0] if newest else None, now - window, None
     if last is not None:  # none later than now: last is the latest
         rate = _pace(newest, since if since <= last <= now else last - window)
+    queue = queue_now(db, edition_id, counts, now)
+    return Tally(counts, last, queue.due, queue.next_wave, rate)
+
+
+class Queue(NamedTuple):
+    """What is left of an edition's send now."""
+
+    due: int  # queued and due, or claimed
+    waiting: int  # queued for a later hour (their reader's wave)
+    next_wave: datetime | None  # the earliest of those hours
+
+
+def queue_now(
+    db: Reader, edition_id: int, counts: Mapping[DeliveryStatus, int], now: datetime
+) -> Queue:
+    """The edition's queue from its ``counts`` (``delivery_counts``) and the index
+    of the rows held for a later hour: what is due is the rest."""
     queued = counts.get(DeliveryStatus.QUEUED, 0)
     later, wave = _held(db, edition_id, now) if queued else (0, None)
-    # Due: the queued whose time has come, and every claimed one.
-    due_now = queued - later + counts.get(DeliveryStatus.SENDING, 0)
-    return Tally(counts, last, due_now, wave, rate)
+    return Queue(queued - later + counts.get(DeliveryStatus.SENDING, 0), later, wave)
 
 
 def _held(db: Reader, edition_id: int, now: datetime) -> tuple[int, datetime | None]:

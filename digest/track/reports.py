@@ -14,7 +14,7 @@ from digest.store.reading import (
     EditionFacts,
     Summary,
     ambiguous_count,
-    delivery_tally,
+    delivery_counts,
     edition_facts,
     edition_summary,
     edition_tally,
@@ -213,8 +213,8 @@ def _tally(
     if now is not None:
         tally = edition_tally(db, edition_id, now)
         return tally.counts, tally.rate, tally.due, tally.next_wave
-    counts, last_sent = delivery_tally(db, edition_id)
-    rate = recent_rate(db, edition_id) if last_sent else None
+    counts = delivery_counts(db, edition_id)
+    rate = recent_rate(db, edition_id) if counts.get(DeliveryStatus.SENT) else None
     return counts, rate, 0, None
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from digest import db, demo, store
@@ -25,7 +24,7 @@ from digest.audience.subscribers import SubscriberBook
 from digest.config import load_settings
 from digest.send.ledger import DeliveryStore
 from digest.wiring import Services
-from tests.support.common import FIXED_NOW
+from tests.support.common import FIXED_NOW, statements
 from tests.support.databases import PG_ADMIN, _admin
 from tests.support.demo_data import load_demo_articles
 
@@ -140,26 +139,11 @@ def test_a_heartbeat_reads_the_rows_in_flight_not_the_queue(
     assert len(claims) == IN_FLIGHT
     with services.factory() as session:
         engine = session.get_bind()
-    statements = _statements(engine, lambda: ledger.heartbeat(FIXED_NOW))
-    read = {sql: _delivery_rows_read(engine, sql, params) for sql, params in statements}
+    with statements(engine, "delivery") as seen:
+        ledger.heartbeat(FIXED_NOW)
+    read = {sql: _delivery_rows_read(engine, sql, params) for sql, params in seen}
     assert any("claimed_until" in sql for sql in read), read  # the renewal was seen
     assert all(rows <= 2 * IN_FLIGHT for rows in read.values()), read
-
-
-def _statements(engine: Any, call: Callable[[], object]) -> list[tuple[str, Any]]:
-    """The statements ``call`` sends that read ``delivery``, with their parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
-        if "delivery" in sql:
-            seen.append((sql, params))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        call()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    return seen
 
 
 def _delivery_rows_read(engine: Any, sql: str, params: Any) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, event, func, insert, select, text, update
+from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ from digest.kinds import DeliveryStatus, EditionStatus
 from digest.models import Delivery, DeliveryCount, Edition, Subscriber, SubscriberStatus
 from digest.track.retention import Retention
 from digest.wiring import Services
-from tests.support.common import FIXED_NOW
+from tests.support.common import FIXED_NOW, statements
 from tests.support.demo_data import load_demo_articles
 from tests.support.mail import READERS, send
 from tests.support.smtp import ScriptedHandler
@@ -343,16 +343,9 @@ def test_the_newest_sent_are_read_in_the_index_order_whatever_the_statistics(
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))  # every row queued, as after an enqueue
         conn.execute(update(Delivery.__table__).values(status="sent", sent_at=FIXED_NOW))
-    seen: list[tuple[str, Any]] = []
-
-    def record(_conn: object, _cursor: object, sql: str, parameters: Any, *_: object) -> None:
-        seen.append((sql, parameters))
-
-    event.listen(engine, "before_cursor_execute", record)
-    with engine.connect() as conn:
+    with engine.connect() as conn, statements(engine, "ORDER BY") as seen:
         assert store.newest_sent(conn, edition_id, 3) == [FIXED_NOW] * 3
-    event.remove(engine, "before_cursor_execute", record)
-    (sql, parameters), *_ = [s for s in seen if "ORDER BY" in s[0]]
+    (sql, parameters), *_ = seen
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None

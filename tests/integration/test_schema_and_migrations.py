@@ -11,13 +11,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, inspect, select, text
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db, store
 from digest.models import Article, Base, Delivery, Edition, Subscriber, SubscriberStatus
-from tests.support.common import together
+from tests.support.common import statements, together
 
 
 @pytest.fixture
@@ -272,21 +272,14 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
     # The status of a send under way: the counts as the database keeps them, what
     # is due, the next wave and the rate through partial indexes (issue 31: a scan
     # of a million rows before, four before that).
-    statements: list[tuple[str, Any]] = []  # the readings of delivery rows
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def seen(_conn: object, _cursor: object, sql: str, parameters: Any, *_: object) -> None:
-        if "FROM delivery" in sql:
-            statements.append((sql, parameters))
-
-    with factory() as session:
+    with factory() as session, statements(engine, "FROM delivery") as read:
         sending = store.edition_tally(session, edition_id, now=stamps[-1] + timedelta(seconds=20))
-    assert len(statements) == 3  # the counts, the newest sent, the held
+    assert len(read) == 3  # the counts, the newest sent, the held
     assert sending.counts == counts and sending.last_sent == stamps[-1]
     assert sending.due == 2 and sending.next_wave == wave
     assert sending.rate == pytest.approx(4.0)
     if engine.dialect.name == "sqlite":
-        assert _plans(engine, statements) == [
+        assert _plans(engine, read) == [
             "delivery_count: ",  # its own small table, by its key
             "delivery: SEARCH delivery USING INDEX ix_delivery_sent (edition_id=?)",
             "delivery: SEARCH delivery USING INDEX ix_delivery_held "
@@ -301,13 +294,13 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
         assert store.edition_tally(session, edition_id + 1, now=start) == ({}, None, 0, None, None)
 
 
-def _plans(engine: Engine, statements: list[tuple[str, Any]]) -> list[str]:
+def _plans(engine: Engine, read: list[tuple[str, Any]]) -> list[str]:
     """SQLite's plan of each statement: the table it reads and how, one line each."""
     found = []
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
-        for sql, parameters in statements:
+        for sql, parameters in read:
             rows = raw.execute(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall()
             steps = [r[3] for r in rows if r[3].split(" ")[1:2] == ["delivery"]]
             table = "delivery_count" if "FROM delivery_count" in sql else "delivery"

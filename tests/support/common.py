@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
 
 from digest.config import PROJECT_ROOT
 
@@ -67,3 +70,20 @@ def _is_sender(entry: Path, marker: bytes) -> bool:
     if not entry.name.isdigit() or b"spawn_main" not in (entry / "cmdline").read_bytes():
         return False
     return marker in (entry / "environ").read_bytes()
+
+
+@contextmanager
+def statements(engine: Any, naming: str) -> Iterator[list[tuple[str, Any]]]:
+    """The statements sent through ``engine`` meanwhile whose SQL holds ``naming``,
+    with their parameters (for a test to read their plans)."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, parameters: Any, *_: Any) -> None:
+        if naming in sql:
+            seen.append((sql, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -131,9 +131,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_delivery_held", "delivery")
     op.drop_index("ix_delivery_sent", "delivery")
+    postgresql = op.get_bind().dialect.name == "postgresql"
     for name in TRIGGERS:
-        on = " ON delivery" if op.get_bind().dialect.name == "postgresql" else ""
-        op.execute(f"DROP TRIGGER {name}{on}")
-    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP TRIGGER {name}{' ON delivery' if postgresql else ''}")
+    if postgresql:
         op.execute("DROP FUNCTION delivery_count_keep()")
     op.drop_table("delivery_count")
