@@ -3,22 +3,20 @@ the signature by OpenSSL through ``cryptography``; RSA-SHA256 and Ed25519-SHA256
 (RFC 8463), both at once when both keys are set (dual signatures: receivers that
 know Ed25519 check it, the rest check RSA).
 
-OpenSSL's RSA-2048 step is ~0.9 ms on this machine against dkimpy's ~5 ms in
-pure Python, and the canonical body is hashed once for every signature.
-Signing runs in a pool of threads beside the send loop (OpenSSL releases the
-GIL), so the loop never waits on it.
+OpenSSL's RSA-2048 step is 0.25–0.9 ms on the machines measured against
+dkimpy's ~5 ms in pure Python, and the canonical body is hashed once for every
+signature. A send signs each message in its loop's thread as it is composed
+(``DkimSigner``: threads beside the loop cost more CPU than they saved).
 dkimpy stays: the tests and `digest doctor` verify every signature with it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -91,25 +89,48 @@ def _canonical_already(body: bytes, start: int = 0) -> bool:
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """RFC 6376 §3.4.2: name lowercased, value unfolded, whitespace runs made one
     space and trimmed at both ends."""
+    if b"\r\n" in value:  # unfolded in C: a fold is CRLF before white space
+        value = value.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t")
     if b"\r\n" in value or b"\t" in value or b"  " in value:  # else both subs change nothing
         value = _WSP_RUN.sub(b" ", _FOLD.sub(b"", value))
     return name.strip().lower() + b":" + value.strip(b" \t\r\n") + b"\r\n"
 
 
-def _header_fields(data: bytes) -> tuple[dict[bytes, bytes], int]:
-    """(each header field's value by its lowercased name, the last of a name as
-    RFC 6376 §5.4.2 signs it, where the body begins). The header is unfolded
-    whole first, as relaxed canonicalisation would unfold each value (two passes
-    in C): a field is then one line, and a value needs no regex unless it holds
-    a tab or a run of spaces, where each folded value had taken two."""
+def _signed_fields(data: bytes) -> tuple[list[bytes], bytes, int]:
+    """(the names of the SIGNED_HEADERS the message has, their fields relaxed and
+    joined as the signature covers them, where the body begins). The header is
+    unfolded whole first (two passes in C): a field is then one line, and each
+    signed name is found from the end (RFC 6376 §5.4.2 signs the last of a name)
+    in the lowercased header, not by splitting every field of it."""
     end = data.find(b"\r\n\r\n")
     head, start = (data, len(data)) if end == -1 else (data[:end], end + 4)
-    fields: dict[bytes, bytes] = {}
-    for line in head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t").split(b"\r\n"):
+    unfolded = b"\r\n" + head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t")
+    if b" :" in unfolded or b"\t:" in unfolded:  # a name with white space before its colon
+        return _signed_fields_split(unfolded, start)
+    lowered = unfolded.lower()
+    names, fields = [], []
+    for name in SIGNED_HEADERS:
+        at = lowered.rfind(b"\r\n" + name + b":")
+        if at != -1:
+            stop = unfolded.find(b"\r\n", at + 2)
+            value = unfolded[at + len(name) + 3 : None if stop == -1 else stop]
+            if b"\t" in value or b"  " in value:  # relaxed_header's step, the value unfolded
+                value = _WSP_RUN.sub(b" ", value)
+            names.append(name)
+            fields.append(name + b":" + value.strip(b" \t\r\n") + b"\r\n")
+    return names, b"".join(fields), start
+
+
+def _signed_fields_split(unfolded: bytes, start: int) -> tuple[list[bytes], bytes, int]:
+    """``_signed_fields`` for a header whose names may end in white space: each
+    field split at its first colon."""
+    present: dict[bytes, bytes] = {}
+    for line in unfolded.split(b"\r\n"):
         name, colon, value = line.partition(b":")
         if colon:
-            fields[name.strip().lower()] = value
-    return fields, start
+            present[name.strip().lower()] = value
+    names = [n for n in SIGNED_HEADERS if n in present]
+    return names, b"".join(relaxed_header(n, present[n]) for n in names), start
 
 
 @dataclass(frozen=True)
@@ -158,10 +179,8 @@ class Signer:
         ]
 
     def sign(self, data: bytes) -> bytes:
-        present, start = _header_fields(data)
+        names, signed, start = _signed_fields(data)
         bh = base64.b64encode(body_hash(data, start))
-        names = [n for n in SIGNED_HEADERS if n in present]
-        signed = b"".join(relaxed_header(n, present[n]) for n in names)
         headers = b""
         for key, private in self.keys:
             headers += self._one(key, private, names, signed, bh)
@@ -237,24 +256,20 @@ def dkim_keys(dkim: DkimPart) -> list[DkimKey]:
 
 
 class DkimSigner:
-    """Signs messages in a pool of threads beside the send loop (one per core).
+    """Signs a send's messages in the send loop's own thread, each as it is composed.
 
-    Threads, not processes: OpenSSL's RSA step runs with the GIL released (two
-    threads sign at 0.50 ms a message where one takes 0.89 ms on this 2-core
-    machine), and a thread needs no copy of the 60 KB message sent to it and
-    back, which a process pool paid in the sender's own process."""
+    A pool of signing threads beside the loop cost more than it gave (issue 31
+    §6, `bench/send.py --dkim` on a CPU that signs RSA-2048 in 260 µs): the
+    hand-off and the GIL between the loop and two threads added 80–190 µs of CPU
+    to each message, and no rate came of it, since the signer's Python steps wait
+    on the GIL the loop holds: one sender process sent 1 050–1 160 msg/s with the
+    threads and 1 130–1 140 without, two sender processes 1 030–1 160 and
+    1 150–1 330. A sender process is one core's worth of work; DIGEST_SENDERS
+    (or one `digest worker` per core) is how a send uses the others."""
 
-    def __init__(self, keys: Sequence[DkimKey], threads: int | None = None) -> None:
+    def __init__(self, keys: Sequence[DkimKey]) -> None:
         self.keys = tuple(keys)
         self.signer = Signer(self.keys)
-        self.pool = ThreadPoolExecutor(
-            max_workers=threads or os.cpu_count() or 1, thread_name_prefix="digest-dkim"
-        )
 
-    async def sign(self, message: Message) -> Message:
-        loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(self.pool, self.signer.sign, message.data)
-        return replace(message, data=data)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def sign(self, message: Message) -> Message:
+        return replace(message, data=self.signer.sign(message.data))

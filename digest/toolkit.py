@@ -8,7 +8,6 @@ nothing else builds a composer, a link signer, a relay pool or a DKIM signer.
 
 from __future__ import annotations
 
-import atexit
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,7 +30,7 @@ L = TypeVar("L", bound=ListLetter)
 
 
 class Toolkit:
-    """The installation's tools, made once (the signers, DKIM's threads) or on each
+    """The installation's tools, made once (the signers, DKIM's keys) or on each
     ask (a composer for a list, a relay pool for a send)."""
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
@@ -116,10 +115,9 @@ class Toolkit:
         return Signer(keys).sign if keys else None
 
     def dkim_signer(self) -> DkimSigner:
-        """One pool of signing threads per entry point, started on first use."""
+        """A send's signer, its keys read and parsed once, on first use."""
         if self._dkim is None:
             self._dkim = DkimSigner(dkim_keys(self.settings.dkim))
-            atexit.register(self._dkim.close)
         return self._dkim
 
     def relay_pool(self, via: SmtpTarget | None = None) -> RelayPool:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -67,7 +67,7 @@ class SendRun:
         options: SendOptions | None = None,
         gate: DomainGate | None = None,
         progress: Progress | None = None,
-        sign: Callable[[Message], Awaitable[Message]] | None = None,
+        sign: Callable[[Message], Message] | None = None,
         limits: SharedLimits | None = None,
     ) -> None:
         self.sign = sign
@@ -344,7 +344,7 @@ class SendRun:
             return None
         if self.sign is not None:
             started = time.perf_counter()
-            message = await self.sign(message)  # DKIM, in a process pool
+            message = self.sign(message)  # DKIM, here: see dkim.DkimSigner
             if self.options.kind:
                 metrics.DKIM_SECONDS.observe(time.perf_counter() - started)
         if self._rate is not None:

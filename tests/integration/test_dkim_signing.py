@@ -1,4 +1,4 @@
-"""DKIM: a key made by `digest dkim keygen`, messages signed in the process pool
+"""DKIM: a key made by `digest dkim keygen`, messages signed in the send loop
 during a real send, every signature verified by dkimpy against the printed
 public key (the DNS answer is the TXT record keygen printed)."""
 
