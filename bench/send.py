@@ -32,6 +32,8 @@ from statistics import mean, median
 from zoneinfo import ZoneInfo
 
 import aiosmtplib
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,9 +61,6 @@ def signature_alone(self: Signer, data: bytes) -> bytes:
     """The least a DKIM signer with these keys must do for a message: each key's
     signature over a header block's worth of its bytes (no body hash, no
     canonicalisation, no parsing), and a header of about the real one's size."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
     headers = b""
     for _key, private in self.keys:
         assert isinstance(private, rsa.RSAPrivateKey)  # nosec B101: the floor run's key
@@ -417,7 +416,7 @@ def whole_command(args: argparse.Namespace) -> None:
 
 
 def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
-    """The same send with DKIM off, RSA on, RSA + Ed25519 on, and the floor (below),
+    """The same send with DKIM off, RSA on, RSA + Ed25519 on, and the floor (above),
     in one run; and the cost of signing one message in process (OpenSSL through
     cryptography)."""
     from digest.dkim import DkimKey, Signer, keygen
@@ -501,10 +500,7 @@ def interleaved_us(path: Path, messages: list[bytes], rounds: int = 3) -> tuple[
     """(one bare RSA-2048 PKCS#1 v1.5 signature of a header block's size, digest's
     whole DKIM signature of a message), µs of CPU, taken in turn: the floor under
     any DKIM signer with this key, and ours."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-    from digest.dkim import DkimKey, Signer
+    from digest.dkim import DkimKey
 
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)  # nosec B101: our own key, made above
