@@ -95,3 +95,14 @@ def test_every_test_the_threat_model_names_exists() -> None:
             assert f"def {test}(" in source, f"{current}::{test} is not there"
     for file in files:
         assert (root / "tests" / file).exists(), file
+
+
+def test_the_tours_schema_revision_is_the_newest_migration() -> None:
+    """The tour pastes `digest db upgrade` and `digest doctor`: their revision is
+    the newest migration's, or a newcomer reads a number their run never prints
+    (the tour said 0024 and 0021 for three migrations)."""
+    root = Path(__file__).resolve().parents[1]
+    newest = max(p.name[:4] for p in (root / "digest/migrations/versions").glob("[0-9]*.py"))
+    said = re.findall(r"(?:revision |empty → )(\d{4})\b", README)
+    assert said, "the tour shows no revision"
+    assert set(said) == {newest}, (said, newest)
