@@ -470,9 +470,9 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
         + (f"; openssl speed rsa2048: {openssl:,.0f} µs" if openssl else "")
     )
     # Issue 31 §6, in the send: what each signer adds to a message's CPU over DKIM
-    # off, round by round. The floor's signature costs more in a send than back to
-    # back (cold caches between messages, two busy cores): that much is the
-    # machine's, and what digest adds is measured against it.
+    # off, round by round. The floor adds more to a send than its signature costs
+    # back to back (the rest of a message's work grows as the rate falls): that
+    # much any signer pays, and what digest adds is measured against it.
     added = [r.cpu_us - o.cpu_us for r, o in zip(runs["rsa"], runs["off"], strict=True)]
     floor = [f.cpu_us - o.cpu_us for f, o in zip(runs["floor"], runs["off"], strict=True)]
     ratios = sorted(a / f for a, f in zip(added, floor, strict=True))
