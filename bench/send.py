@@ -42,7 +42,7 @@ from digest import db, demo  # noqa: E402
 from digest.cli.senders import sender_main  # noqa: E402
 from digest.compose import Recipient  # noqa: E402
 from digest.config import load_settings, parse_smtp_url  # noqa: E402
-from digest.dkim import Signer  # noqa: E402
+from digest.dkim import DkimKey, Signer, keygen  # noqa: E402
 from digest.edition.view import edition_view  # noqa: E402
 from digest.models import utcnow  # noqa: E402
 from digest.send import run_async  # noqa: E402
@@ -419,8 +419,6 @@ def dkim_rate(args: argparse.Namespace, subscribers: int) -> None:
     """The same send with DKIM off, RSA on, RSA + Ed25519 on, and the floor (above),
     in one run; and the cost of signing one message in process (OpenSSL through
     cryptography)."""
-    from digest.dkim import DkimKey, Signer, keygen
-
     runs: dict[str, list[Send]] = {}
     signs: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="digest-dkim-") as tmp:
@@ -500,8 +498,6 @@ def interleaved_us(path: Path, messages: list[bytes], rounds: int = 3) -> tuple[
     """(one bare RSA-2048 PKCS#1 v1.5 signature of a header block's size, digest's
     whole DKIM signature of a message), µs of CPU, taken in turn: the floor under
     any DKIM signer with this key, and ours."""
-    from digest.dkim import DkimKey
-
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)  # nosec B101: our own key, made above
     signer = Signer([DkimKey.load(path, "bench", "vpk.example.ru")])

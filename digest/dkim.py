@@ -99,33 +99,13 @@ def relaxed_header(name: bytes, value: bytes) -> bytes:
 def _signed_fields(data: bytes) -> tuple[list[bytes], bytes, int]:
     """(the names of the SIGNED_HEADERS the message has, their fields relaxed and
     joined as the signature covers them, where the body begins). The header is
-    unfolded whole first (two passes in C): a field is then one line, and each
-    signed name is found from the end (RFC 6376 §5.4.2 signs the last of a name)
-    in the lowercased header, not by splitting every field of it."""
+    unfolded whole first, as relaxed canonicalisation would unfold each value (two
+    passes in C): a field is then one line, split at its first colon; the last
+    field of a name is the one signed (RFC 6376 §5.4.2)."""
     end = data.find(b"\r\n\r\n")
     head, start = (data, len(data)) if end == -1 else (data[:end], end + 4)
-    unfolded = b"\r\n" + head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t")
-    if b" :" in unfolded or b"\t:" in unfolded:  # a name with white space before its colon
-        return _signed_fields_split(unfolded, start)
-    lowered = unfolded.lower()
-    names, fields = [], []
-    for name in SIGNED_HEADERS:
-        at = lowered.rfind(b"\r\n" + name + b":")
-        if at != -1:
-            stop = unfolded.find(b"\r\n", at + 2)
-            value = unfolded[at + len(name) + 3 : None if stop == -1 else stop]
-            if b"\t" in value or b"  " in value:  # relaxed_header's step, the value unfolded
-                value = _WSP_RUN.sub(b" ", value)
-            names.append(name)
-            fields.append(name + b":" + value.strip(b" \t\r\n") + b"\r\n")
-    return names, b"".join(fields), start
-
-
-def _signed_fields_split(unfolded: bytes, start: int) -> tuple[list[bytes], bytes, int]:
-    """``_signed_fields`` for a header whose names may end in white space: each
-    field split at its first colon."""
     present: dict[bytes, bytes] = {}
-    for line in unfolded.split(b"\r\n"):
+    for line in head.replace(b"\r\n ", b" ").replace(b"\r\n\t", b"\t").split(b"\r\n"):
         name, colon, value = line.partition(b":")
         if colon:
             present[name.strip().lower()] = value
@@ -268,8 +248,7 @@ class DkimSigner:
     (or one `digest worker` per core) is how a send uses the others."""
 
     def __init__(self, keys: Sequence[DkimKey]) -> None:
-        self.keys = tuple(keys)
-        self.signer = Signer(self.keys)
+        self.signer = Signer(keys)
 
     def sign(self, message: Message) -> Message:
         return replace(message, data=self.signer.sign(message.data))

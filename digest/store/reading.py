@@ -164,15 +164,6 @@ def newest_sent(db: Reader, edition_id: int, most: int = PACE_ROWS) -> list[date
     return [at for at in db.scalars(query) if at is not None]
 
 
-def delivery_tally(
-    db: Reader, edition_id: int
-) -> tuple[dict[DeliveryStatus, int], datetime | None]:
-    """The counts by status and when the last message went."""
-    counts = delivery_counts(db, edition_id)
-    newest = newest_sent(db, edition_id, 1) if counts.get(DeliveryStatus.SENT) else []
-    return counts, newest[0] if newest else None
-
-
 class Tally(NamedTuple):
     """An edition's rows as `digest status` and the desk show them."""
 

@@ -257,17 +257,19 @@ def test_the_rate_is_the_recent_pace_not_the_average_since_the_first_message(
     with factory() as session:
         assert store.recent_rate(session, edition_id) == pytest.approx(4.0)
         assert store.recent_rate(session, edition_id + 1) is None
-        # `digest status` reads the counts and the last sent time in one pass.
-        counts, last = store.delivery_tally(session, edition_id)
+        # `digest status` reads the counts as the database keeps them, and the last
+        # sent time through the sent rows' index.
+        counts = store.delivery_counts(session, edition_id)
         assert counts == {
             DeliveryStatus.SENT: 51,
             DeliveryStatus.BOUNCED: 1,
             DeliveryStatus.QUEUED: 2,
             DeliveryStatus.SENDING: 1,
         }
-        assert last == stamps[-1]
+        assert store.newest_sent(session, edition_id, 1) == [stamps[-1]]
         assert store.recent_rate(session, edition_id) == pytest.approx(4.0)
-        assert store.delivery_tally(session, edition_id + 1) == ({}, None)
+        assert store.delivery_counts(session, edition_id + 1) == {}
+        assert store.newest_sent(session, edition_id + 1, 1) == []
 
     # The status of a send under way: the counts as the database keeps them, what
     # is due, the next wave and the rate through partial indexes (issue 31: a scan
